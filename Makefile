@@ -1,0 +1,62 @@
+# kubetrader — every target sets up what it needs itself (virtualenv, Python packages,
+# Debian packages), so `make demo` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON := $(BIN)/python
+STAMP := $(VENV)/.installed
+# Image names and tags live in one place, shared with the chart's defaults (images/images.env).
+include images/images.env
+export
+
+.PHONY: help install-deps demo test pytest lint typecheck bench lock crds browser-deps \
+        kind-up kind-down images kind-load install uninstall e2e clean
+
+help:  ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(STAMP): requirements/lock.txt pyproject.toml
+	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	@$(PYTHON) -m pip install -q --upgrade uv 2>/dev/null || true
+	@if [ -x $(BIN)/uv ]; then \
+	  $(BIN)/uv pip sync -q --python $(PYTHON) requirements/lock.txt && \
+	  $(BIN)/uv pip install -q --python $(PYTHON) --no-deps -e . ; \
+	else \
+	  $(PYTHON) -m pip install -q -r requirements/lock.txt && \
+	  $(PYTHON) -m pip install -q --no-deps -e . ; \
+	fi
+	@touch $@
+
+install-deps: $(STAMP)  ## create .venv and install the pinned packages
+
+browser-deps:  ## Debian's Chromium for the browser test (installed when missing)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+lock:  ## re-pin requirements/lock.txt from pyproject.toml
+	@$(PYTHON) -m uv pip compile pyproject.toml --extra dev --python-version 3.11 -q -o requirements/lock.txt
+
+demo: $(STAMP)  ## run the sample Backtest on bundled data (no cluster)
+	$(BIN)/kubetrader run -f examples/backtest-sma.yaml --output results
+
+lint: $(STAMP)  ## ruff, mypy and the import contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check engine operator dashboard strategies tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: $(STAMP) browser-deps lint pytest  ## the whole suite
+
+pytest: $(STAMP)
+	$(PYTHON) -m pytest -n 2 --dist loadgroup -q
+
+bench: $(STAMP)  ## benchmarks: printed tables, ratios side by side
+	$(PYTHON) bench/run.py
+
+crds: $(STAMP)  ## regenerate crds/ from the spec models
+	$(PYTHON) -m kubetrader_operator.crdgen crds
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The kubetrader dashboard: a FastAPI backend and the Streamlit app that reads it."""

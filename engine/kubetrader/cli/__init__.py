@@ -1,0 +1,1 @@
+"""The `kubetrader` command line: one entry point, one subcommand module per capability."""

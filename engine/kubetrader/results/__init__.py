@@ -1,0 +1,1 @@
+"""Backtest results: the versioned JSON document, the result store and the reports."""

@@ -1,0 +1,81 @@
+"""The `LiveDeployment` spec: a strategy trading through an IB Gateway, paper or live."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from kubetrader.specs.backtest import RiskSpec, StrategySpec, Symbol, Timeframe
+from kubetrader.specs.common import SpecModel
+
+# IB's own defaults. The original platform's table had the gateway ports swapped.
+DEFAULT_PORTS: dict[tuple[str, str], int] = {
+    ("gateway", "live"): 4001,
+    ("gateway", "paper"): 4002,
+    ("tws", "live"): 7496,
+    ("tws", "paper"): 7497,
+}
+
+LIVE_REQUIRED_LIMITS = (
+    "max_position_size",
+    "max_concentration",
+    "max_daily_loss",
+    "max_drawdown",
+    "max_order_notional",
+    "max_orders_per_minute",
+)
+
+
+class GatewaySpec(SpecModel):
+    image: str = Field(default="ghcr.io/gnzsnz/ib-gateway:stable", min_length=1)
+    credentials_secret: str = Field(
+        default="ib-credentials",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Name of the Secret with keys `username` and `password` (never the values here).",
+    )
+    kind: Literal["gateway", "tws"] = "gateway"
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="API port; default by mode (gateway 4001 live / 4002 paper). The "
+        "ib-gateway image's socat relays listen on 4003 (live) / 4004 (paper).",
+    )
+    client_id: int = Field(default=1, ge=0, le=999_999)
+    vnc: bool = False
+
+
+class StopPolicySpec(SpecModel):
+    cancel_orders: bool = True
+    flatten: bool = True
+    retry_seconds: float = Field(default=5.0, gt=0, le=300, description="Backoff between stop attempts.")
+
+
+class PromotionSpec(SpecModel):
+    from_backtest: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    min_sharpe: float | None = None
+    max_drawdown: float | None = Field(default=None, gt=0, le=1, description="Largest allowed |max drawdown|.")
+
+
+class LiveDeploymentSpec(SpecModel):
+    strategy: StrategySpec
+    symbols: list[Symbol] = Field(min_length=1, max_length=50)
+    mode: Literal["paper", "live"] = "paper"
+    timeframe: Timeframe = "1m"
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    risk: RiskSpec
+    stop_policy: StopPolicySpec = Field(default_factory=StopPolicySpec)
+    promotion: PromotionSpec | None = None
+
+    @model_validator(mode="after")
+    def _live_needs_every_limit(self) -> LiveDeploymentSpec:
+        if self.mode == "live":
+            missing = [name for name in LIVE_REQUIRED_LIMITS if getattr(self.risk, name) is None]
+            if missing:
+                raise ValueError("mode 'live' needs every risk limit; missing: " + ", ".join(missing))
+        return self
+
+    @property
+    def api_port(self) -> int:
+        return self.gateway.port or DEFAULT_PORTS[(self.gateway.kind, self.mode)]
