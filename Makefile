@@ -10,6 +10,9 @@ STAMP := $(VENV)/.installed
 include images/images.env
 export
 
+# Each area may add targets in a file of its own (cluster flows, generators, ...).
+-include mk/*.mk
+
 .PHONY: help install-deps demo test pytest lint typecheck bench lock crds browser-deps \
         kind-up kind-down images kind-load install uninstall e2e clean
 
