@@ -72,3 +72,28 @@ def test_parse_resource_rejects_wrong_kind_and_version() -> None:
         parse_resource({"apiVersion": "v1", "kind": "Backtest", "spec": {}})
     with pytest.raises(ValueError, match="kind"):
         parse_resource({"apiVersion": "kubetrader.io/v1alpha1", "kind": "Pod", "spec": {}})
+
+
+def test_matrix_expands_to_the_cross_product_with_stable_ids() -> None:
+    from kubetrader.specs import expand_matrix
+
+    spec = BacktestSpec.model_validate(
+        _backtest(
+            matrix={
+                "symbols": ["ORCL", "NVDA"],
+                "strategies": ["strategies.sma_crossover.SMACrossover", "strategies.rsi_momentum.RSIMomentum"],
+                "params": {"period": [10, 20]},
+            }
+        )
+    )
+    cells = expand_matrix(spec)
+    assert len(cells) == 2 * 2 * 2
+    assert len({cell_id for cell_id, _ in cells}) == 8
+    assert cells == expand_matrix(spec)  # deterministic
+    first = cells[0][1]
+    assert first.matrix is None and first.data.symbols == ["ORCL"]
+    assert first.strategy.params == {"fast": 10, "period": 10}  # base params kept for the base strategy
+    rsi = [c for _, c in cells if c.strategy.path.endswith("RSIMomentum")][0]
+    assert rsi.strategy.params == {"period": 10}
+    plain = BacktestSpec.model_validate(_backtest())
+    assert [c for _, c in expand_matrix(plain)][0] is plain

@@ -22,6 +22,7 @@ from kubetrader.specs.backtest import (
 )
 from kubetrader.specs.common import API_GROUP, API_VERSION, GROUP_VERSION, SpecModel
 from kubetrader.specs.live import GatewaySpec, LiveDeploymentSpec, PromotionSpec, StopPolicySpec
+from kubetrader.specs.matrix import expand_matrix, spec_hash
 from kubetrader.specs.metrics import HEADLINE_METRICS, METRIC_NAMES
 from kubetrader.specs.resources import KIND_MODELS, Resource, parse_resource
 from kubetrader.specs.status import Condition, ConditionType, Phase
@@ -71,5 +72,7 @@ __all__ = [
     "TrackingSpec",
     "ValidationSpec",
     "WalkForwardSpec",
+    "expand_matrix",
     "parse_resource",
+    "spec_hash",
 ]
