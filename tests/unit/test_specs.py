@@ -93,7 +93,7 @@ def test_matrix_expands_to_the_cross_product_with_stable_ids() -> None:
     first = cells[0][1]
     assert first.matrix is None and first.data.symbols == ["ORCL"]
     assert first.strategy.params == {"fast": 10, "period": 10}  # base params kept for the base strategy
-    rsi = [c for _, c in cells if c.strategy.path.endswith("RSIMomentum")][0]
+    rsi = next(c for _, c in cells if c.strategy.path.endswith("RSIMomentum"))
     assert rsi.strategy.params == {"period": 10}
     plain = BacktestSpec.model_validate(_backtest())
-    assert [c for _, c in expand_matrix(plain)][0] is plain
+    assert next(c for _, c in expand_matrix(plain)) is plain
