@@ -1,0 +1,307 @@
+"""The study driver: Optuna asks, the evaluator backtests, Optuna is told.
+
+Why ask/tell instead of `study.optimize`: trials run elsewhere (the worker pool),
+so the driver keeps up to `parallelism` trials in flight and tells Optuna each
+result as it arrives; TPE's constant liar keeps parallel proposals apart.
+
+Crash safety. Optuna's heartbeat only covers `optimize`, not ask/tell, so the driver
+recovers by itself: on start it looks at every trial left RUNNING by a previous
+driver. If the queue has its result, it is told; if its task is still in flight,
+the driver waits for it; otherwise the trial is marked FAIL and its parameters are
+enqueued once more (once: a trial that was already a retry is not retried again).
+No finished trial is lost and no trial stays RUNNING forever.
+
+Infeasible points (a constraint fails) are never backtested: they are told FAIL
+with the user attribute `infeasible` and do not count toward the trial budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubetrader.errors import SpecError
+from kubetrader.optimize.constraints import Constraint, feasible, parse_constraints
+from kubetrader.optimize.evaluation import Evaluation, Evaluator
+from kubetrader.optimize.space import Space, grid, param_values, parse_space, to_optuna_distributions
+from kubetrader.specs.backtest import BacktestSpec, StrategySpec
+from kubetrader.specs.study import OptimizationStudySpec, SamplerSpec
+
+log = logging.getLogger(__name__)
+
+MAX_INFEASIBLE_STREAK = 2000
+ATTR_KEY = "kubetrader_key"
+ATTR_RETRY_OF = "retry_of"
+
+
+@dataclass
+class StudyProgress:
+    done: int = 0
+    failed: int = 0
+    running: int = 0
+    infeasible: int = 0
+    best_value: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StudySummary:
+    study_name: str
+    storage: str
+    direction: str
+    metric: str
+    trials_complete: int
+    trials_failed: int
+    trials_infeasible: int
+    best_value: float | None
+    best_params: dict[str, Any]
+    best_trial: int | None
+    trial_values: list[float]
+    best_returns: list[float] | None
+
+
+def default_storage_url(study_name: str, data_dir: Path) -> str:
+    """A journal file per study: safe with several processes, unlike SQLite."""
+    return f"journal://{data_dir / 'optuna' / (study_name + '.log')}"
+
+
+def open_storage(url: str) -> Any:
+    """Optuna storage from a URL: `journal://PATH` for Optuna's journal file, else an RDB URL
+    (PostgreSQL in a cluster)."""
+    import optuna
+
+    if url.startswith("journal://"):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(url.removeprefix("journal://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+
+
+def build_sampler(spec: SamplerSpec, space: Space) -> Any:
+    import optuna
+
+    if spec.type == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=spec.seed,
+            n_startup_trials=spec.startup_trials,
+            multivariate=spec.multivariate,
+            constant_liar=spec.constant_liar,
+        )
+    if spec.type == "random":
+        return optuna.samplers.RandomSampler(seed=spec.seed)
+    if spec.type == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=spec.seed, n_startup_trials=spec.startup_trials)
+    return optuna.samplers.GridSampler({name: param_values(d) for name, d in space.items()}, seed=spec.seed)
+
+
+def trial_spec(template: BacktestSpec, params: dict[str, Any]) -> BacktestSpec:
+    """The template with the trial's parameters merged over its strategy params."""
+    merged = {**template.strategy.params, **params}
+    return template.model_copy(update={"strategy": StrategySpec(path=template.strategy.path, params=merged)})
+
+
+def check_feasible_space(space: Space, constraints: list[Constraint]) -> None:
+    """Fail early when the constraints exclude every point (checked exhaustively on
+    grids up to a million points, by sampling otherwise)."""
+    if not constraints:
+        return
+    if all(d.type != "float" or d.step is not None for d in space.values()):
+        size = math.prod(len(param_values(d)) for d in space.values())
+        if size <= 1_000_000:
+            if next(grid(space, constraints), None) is None:
+                raise SpecError("constraints", "the constraints exclude every point of the space")
+            return
+    import random
+
+    rng = random.Random(0)
+    for _ in range(20_000):
+        point = {}
+        for name, d in space.items():
+            if d.type == "categorical":
+                point[name] = rng.choice(d.choices)
+            elif d.type == "int":
+                point[name] = rng.randrange(d.low, d.high + 1, d.step)
+            else:
+                point[name] = rng.uniform(d.low, d.high)
+        if feasible(point, constraints):
+            return
+    raise SpecError("constraints", "no feasible point found in 20000 random samples of the space")
+
+
+class StudyDriver:
+    """Runs one OptimizationStudy to its trial budget (resuming a previous run)."""
+
+    def __init__(
+        self,
+        spec: OptimizationStudySpec,
+        *,
+        study_name: str,
+        storage_url: str,
+        evaluator: Evaluator,
+        on_progress: Callable[[StudyProgress], None] | None = None,
+        collect_timeout: float = 0.5,
+    ) -> None:
+        self.spec = spec
+        self.study_name = study_name
+        self.storage_url = storage_url
+        self.evaluator = evaluator
+        self.on_progress = on_progress
+        self.collect_timeout = collect_timeout
+        self.space = parse_space({k: v.model_dump() for k, v in spec.space.items()})
+        self.constraints = parse_constraints(spec.constraints, list(self.space))
+        check_feasible_space(self.space, self.constraints)
+        self._returns: dict[int, list[float]] = {}
+
+    def _open(self) -> Any:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = open_storage(self.storage_url)
+        if not self.spec.resume:
+            existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+            if self.study_name in existing:
+                raise SpecError("resume", f"study {self.study_name!r} already exists; set resume or pick a new name")
+        return optuna.create_study(
+            study_name=self.study_name,
+            storage=storage,
+            sampler=build_sampler(self.spec.sampler, self.space),
+            direction=self.spec.objective.direction,
+            load_if_exists=True,
+        )
+
+    def run(self) -> StudySummary:
+        from optuna.trial import TrialState
+
+        study = self._open()
+        distributions = to_optuna_distributions(self.space)
+        pending: dict[str, Any] = {}  # key -> trial number
+        self._recover(study, pending)
+        progress = self._progress(study)
+        infeasible_streak = 0
+        sampler = study.sampler
+        while True:
+            finished = progress.done + progress.failed
+            room = min(self.spec.parallelism, self.evaluator.capacity or self.spec.parallelism)
+            while len(pending) < room and finished + len(pending) < self.spec.trials:
+                if hasattr(sampler, "is_exhausted") and sampler.is_exhausted(study):
+                    break
+                trial = study.ask(distributions)
+                params = dict(trial.params)
+                if not feasible(params, self.constraints):
+                    trial.set_user_attr("infeasible", True)
+                    study.tell(trial, state=TrialState.FAIL)
+                    progress.infeasible += 1
+                    infeasible_streak += 1
+                    if infeasible_streak > MAX_INFEASIBLE_STREAK:
+                        raise SpecError("constraints", f"{MAX_INFEASIBLE_STREAK} infeasible proposals in a row")
+                    continue
+                infeasible_streak = 0
+                self._submit(trial, params, pending)
+            if not pending:
+                break
+            for evaluation in self.evaluator.collect(self.collect_timeout):
+                trial = pending.pop(evaluation.key, None)
+                if trial is None:
+                    continue  # a late duplicate of a trial already told
+                self._tell(study, trial, evaluation)
+            progress = self._progress(study)
+            progress.running = len(pending)
+            if self.on_progress:
+                self.on_progress(progress)
+        return self._summary(study)
+
+    def _submit(self, trial: Any, params: dict[str, Any], pending: dict[str, Any]) -> None:
+        key = f"{self.study_name}-t{trial.number}"
+        trial.set_user_attr(ATTR_KEY, key)
+        pending[key] = trial
+        self.evaluator.submit(key, trial_spec(self.spec.backtest, params))
+
+    def _tell(self, study: Any, trial: Any, evaluation: Evaluation) -> None:
+        """Record a finished evaluation on a RUNNING trial (an `optuna.trial.Trial`)."""
+        from optuna.trial import TrialState
+
+        metric = self.spec.objective.metric
+        metrics = evaluation.metrics or {}
+        for name, v in metrics.items():
+            if v is not None:
+                trial.set_user_attr(f"m_{name}", v)
+        value = metrics.get(metric)
+        if value is None or not math.isfinite(value):
+            trial.set_user_attr("error", (evaluation.error or f"metric {metric} is undefined for this trial")[:500])
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            if evaluation.retryable:
+                self._retry_once(study, trial.number)
+            return
+        if evaluation.returns is not None:
+            self._returns[trial.number] = evaluation.returns
+        study.tell(trial, float(value), skip_if_finished=True)
+
+    def _retry_once(self, study: Any, number: int) -> None:
+        trial = study.trials[number]
+        if ATTR_RETRY_OF in trial.user_attrs:
+            return
+        study.enqueue_trial(dict(trial.params), user_attrs={ATTR_RETRY_OF: number}, skip_if_exists=False)
+
+    def _recover(self, study: Any, pending: dict[str, Any]) -> None:
+        """Adopt or fail the trials a previous driver left RUNNING."""
+        from optuna.trial import Trial, TrialState
+
+        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            trial = Trial(study, frozen._trial_id)
+            key = frozen.user_attrs.get(ATTR_KEY) or f"{self.study_name}-t{frozen.number}"
+            evaluation = self.evaluator.lookup(key)
+            if evaluation is not None:
+                self._tell(study, trial, evaluation)
+            elif self.evaluator.in_flight(key):
+                pending[key] = trial
+            else:
+                log.warning("trial %s was left RUNNING by a dead driver: failing it, retrying once", frozen.number)
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                self._retry_once(study, frozen.number)
+
+    def _progress(self, study: Any) -> StudyProgress:
+        from optuna.trial import TrialState
+
+        trials = study.get_trials(deepcopy=False)
+        progress = StudyProgress()
+        for t in trials:
+            if t.state == TrialState.COMPLETE:
+                progress.done += 1
+            elif t.state == TrialState.FAIL:
+                if t.user_attrs.get("infeasible"):
+                    progress.infeasible += 1
+                else:
+                    progress.failed += 1
+            elif t.state == TrialState.RUNNING:
+                progress.running += 1
+        if progress.done:
+            best = study.best_trial
+            progress.best_value, progress.best_params = best.value, dict(best.params)
+        return progress
+
+    def _summary(self, study: Any) -> StudySummary:
+        from optuna.trial import TrialState
+
+        progress = self._progress(study)
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        best = study.best_trial if complete else None
+        return StudySummary(
+            study_name=self.study_name,
+            storage=self.storage_url,
+            direction=self.spec.objective.direction,
+            metric=self.spec.objective.metric,
+            trials_complete=progress.done,
+            trials_failed=progress.failed,
+            trials_infeasible=progress.infeasible,
+            best_value=best.value if best else None,
+            best_params=dict(best.params) if best else {},
+            best_trial=best.number if best else None,
+            trial_values=[float(t.value) for t in complete if t.value is not None],
+            best_returns=self._returns.get(best.number) if best else None,
+        )
