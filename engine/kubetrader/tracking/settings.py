@@ -1,0 +1,104 @@
+"""Where runs go: the tracking URI, the artifact root and the network patience.
+
+Order: an explicit argument, then MLFLOW_TRACKING_URI, then a local SQLite store
+in the data directory (MLflow's recommended local back end: the file store is
+deprecated and slow to query).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+# A backtest must not wait minutes for a dead tracking server (MLflow's defaults are
+# 7 retries with exponential back-off and a 120 s timeout): fail fast, keep the result
+# locally and log it later with `kubetrader mlflow sync`.
+DEFAULT_HTTP_TIMEOUT_SECONDS = "5"
+DEFAULT_HTTP_MAX_RETRIES = "0"
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("KUBETRADER_DATA_DIR", "data")).resolve()
+
+
+def local_tracking_uri(directory: Path | None = None) -> str:
+    return f"sqlite:///{(directory or data_dir()) / 'mlflow.db'}"
+
+
+def tracking_uri(explicit: str | None = None) -> str:
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri()
+
+
+def is_database_uri(uri: str) -> bool:
+    """True when the client talks to the database itself (no server to hold artifacts)."""
+    return uri.split(":", 1)[0].split("+", 1)[0] in {"sqlite", "postgresql", "mysql", "mssql"}
+
+
+def artifact_root(uri: str) -> str | None:
+    """Artifact location for new experiments, or None to let the server decide.
+
+    With a database store and no server, MLflow would otherwise put artifacts in
+    ./mlruns relative to whatever directory the process runs in.
+    """
+    if not is_database_uri(uri):
+        return None
+    configured = os.environ.get("KUBETRADER_MLFLOW_ARTIFACTS")
+    if configured:
+        return configured
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+    return (data_dir() / "mlartifacts").as_uri()
+
+
+def ui_command(uri: str) -> str:
+    """The command that opens MLflow's UI on this store."""
+    if is_database_uri(uri):
+        root = artifact_root(uri) or ""
+        return f"mlflow ui --backend-store-uri {uri} --default-artifact-root {root}"
+    return f"open {uri} in a browser"
+
+
+@contextlib.contextmanager
+def short_http_timeouts() -> Iterator[None]:
+    """Fail-fast HTTP settings for the duration of a logging call, unless the user set their own.
+
+    MLflow reads these environment variables on every request, so a scoped change works
+    and does not leak into the rest of the process (e.g. a long optimizer session).
+    """
+    wanted = {
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": DEFAULT_HTTP_TIMEOUT_SECONDS,
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": DEFAULT_HTTP_MAX_RETRIES,
+    }
+    added = [name for name in wanted if name not in os.environ]
+    for name in added:
+        os.environ[name] = wanted[name]
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Did this fail because the tracking store could not be reached (vs. a refused request)?
+
+    MLflow wraps connection errors in MlflowException without `from`, so the cause is
+    found on the implicit context chain.
+    """
+    import requests
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, requests.ConnectionError | requests.Timeout | ConnectionError | TimeoutError):
+            return True
+        if type(current).__name__ == "OperationalError":  # sqlalchemy: database down or locked
+            return True
+        text = str(current)
+        if "Max retries exceeded" in text or "Connection refused" in text or "timeout exception" in text:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
