@@ -1,0 +1,223 @@
+"""CustomResourceDefinition builders: spec and status schemas from the models, plus CEL rules.
+
+Everything the models say (types, enums, ranges, patterns, defaults, required)
+comes from `schema.model_schema`; what needs more than one field (end after
+start, immutability, live risk limits, parallelism within trials) is a CEL rule
+here, so the API server rejects it at `kubectl apply` time with a readable message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from kubetrader.specs import API_GROUP, API_VERSION, BacktestSpec, LiveDeploymentSpec, OptimizationStudySpec
+from kubetrader.specs.live import LIVE_REQUIRED_LIMITS
+from kubetrader_operator.crdgen.schema import Schema, model_schema
+from kubetrader_operator.crdgen.status import BacktestStatus, LiveDeploymentStatus, OptimizationStudyStatus
+
+CATEGORY = "kubetrader"
+IMMUTABLE_MESSAGE = "spec is immutable: create a new Backtest"
+END_AFTER_START_MESSAGE = "data.end must be after data.start"
+LIVE_LIMITS_MESSAGE = "mode 'live' needs every risk limit: " + ", ".join(
+    "".join(w.capitalize() if i else w for i, w in enumerate(name.split("_"))) for name in LIVE_REQUIRED_LIMITS
+)
+PARALLELISM_MESSAGE = "parallelism must not exceed trials"
+CUSTOM_COMMISSION_MESSAGE = "commission model 'custom' needs perShare or percent"
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w.capitalize() for w in rest)
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    kind: str
+    plural: str
+    short_name: str
+    spec_model: type[BaseModel]
+    status_model: type[BaseModel]
+    columns: tuple[dict[str, Any], ...]
+
+
+def _rule(rule: str, message: str, **extra: str) -> dict[str, str]:
+    return {"rule": rule, "message": message, **extra}
+
+
+def _add_rules(node: Schema, *rules: dict[str, str]) -> None:
+    node.setdefault("x-kubernetes-validations", []).extend(rules)
+
+
+def _data_rules(data: Schema) -> None:
+    # ISO dates compare correctly as strings, and as timestamps when the server maps `format: date`.
+    _add_rules(
+        data, _rule("self.end > self.start", END_AFTER_START_MESSAGE, fieldPath=".end", reason="FieldValueInvalid")
+    )
+    data["properties"]["symbols"]["x-kubernetes-list-type"] = "set"  # no symbol twice
+
+
+def _commission_rules(commission: Schema) -> None:
+    _add_rules(
+        commission,
+        _rule(
+            "!has(self.model) || self.model != 'custom' || has(self.perShare) || has(self.percent)",
+            CUSTOM_COMMISSION_MESSAGE,
+        ),
+    )
+
+
+def _backtest_schema(spec: Schema) -> None:
+    _data_rules(spec["properties"]["data"])
+    _commission_rules(spec["properties"]["broker"]["properties"]["commission"])
+
+
+def backtest_spec_schema() -> Schema:
+    spec = model_schema(BacktestSpec)
+    _backtest_schema(spec)
+    _add_rules(spec, _rule("self == oldSelf", IMMUTABLE_MESSAGE))
+    return spec
+
+
+def study_spec_schema() -> Schema:
+    spec = model_schema(OptimizationStudySpec)
+    _backtest_schema(spec["properties"]["backtest"])
+    # Defaults are written out so the rule holds whether or not the server defaulted first.
+    _add_rules(
+        spec,
+        _rule(
+            "(has(self.parallelism) ? self.parallelism : 1) <= (has(self.trials) ? self.trials : 100)",
+            PARALLELISM_MESSAGE,
+            fieldPath=".parallelism",
+        ),
+    )
+    return spec
+
+
+def live_spec_schema() -> Schema:
+    spec = model_schema(LiveDeploymentSpec)
+    limits = " && ".join(f"has(self.risk.{_camel(name)})" for name in LIVE_REQUIRED_LIMITS)
+    rule = f"!has(self.mode) || self.mode != 'live' || ({limits})"
+    _add_rules(spec, _rule(rule, LIVE_LIMITS_MESSAGE, fieldPath=".risk"))
+    return spec
+
+
+def status_schema(model: type[BaseModel]) -> Schema:
+    status = model_schema(model)
+    conditions = status["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    conditions.pop("default", None)
+    return status
+
+
+def _column(name: str, path: str, type_: str = "string", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "type": type_, "jsonPath": path, **extra}
+
+
+_AGE = _column("Age", ".metadata.creationTimestamp", "date")
+
+KINDS: dict[str, KindInfo] = {
+    "Backtest": KindInfo(
+        "Backtest",
+        "backtests",
+        "bt",
+        BacktestSpec,
+        BacktestStatus,
+        (
+            _column("Strategy", ".spec.strategy.path"),
+            _column("Symbols", ".spec.data.symbols"),
+            _column("Phase", ".status.phase"),
+            _column("Sharpe", ".status.metrics.sharpeRatio", "number", format="float"),
+            _column("Return", ".status.metrics.totalReturn", "number", format="float"),
+            _column("MaxDD", ".status.metrics.maxDrawdown", "number", format="float"),
+            _AGE,
+        ),
+    ),
+    "OptimizationStudy": KindInfo(
+        "OptimizationStudy",
+        "optimizationstudies",
+        "study",
+        OptimizationStudySpec,
+        OptimizationStudyStatus,
+        (
+            _column("Objective", ".spec.objective.metric"),
+            _column("Best", ".status.bestValue", "number", format="float"),
+            _column("Trials", ".status.trialsDone", "integer"),
+            _column("Phase", ".status.phase"),
+            _AGE,
+        ),
+    ),
+    "LiveDeployment": KindInfo(
+        "LiveDeployment",
+        "livedeployments",
+        "live",
+        LiveDeploymentSpec,
+        LiveDeploymentStatus,
+        (
+            _column("Mode", ".spec.mode"),
+            _column("Symbols", ".spec.symbols"),
+            _column("Phase", ".status.phase"),
+            _column("Connected", ".status.connected", "boolean"),
+            _column("PnL", ".status.pnl", "number", format="float"),
+            _AGE,
+        ),
+    ),
+}
+
+_SPEC_SCHEMAS = {
+    "Backtest": backtest_spec_schema,
+    "OptimizationStudy": study_spec_schema,
+    "LiveDeployment": live_spec_schema,
+}
+
+
+def build_crd(kind: str) -> dict[str, Any]:
+    """The apiextensions.k8s.io/v1 CustomResourceDefinition of one kind."""
+    info = KINDS[kind]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{info.plural}.{API_GROUP}"},
+        "spec": {
+            "group": API_GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": info.kind,
+                "listKind": f"{info.kind}List",
+                "plural": info.plural,
+                "singular": info.kind.lower(),
+                "shortNames": [info.short_name],
+                "categories": [CATEGORY],
+            },
+            "versions": [
+                {
+                    "name": API_VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": list(info.columns),
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": (info.spec_model.__doc__ or info.kind).strip().splitlines()[0],
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": _SPEC_SCHEMAS[kind](),
+                                "status": status_schema(info.status_model),
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def crd_filename(kind: str) -> str:
+    return f"{KINDS[kind].plural}.yaml"

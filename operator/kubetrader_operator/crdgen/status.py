@@ -1,0 +1,88 @@
+"""The `status` of each kind, as pydantic models so the CRD's status schema is generated too.
+
+Only the operator writes status; the engine reports through the Job's termination
+message. Conditions are the truth and `phase` is derived from them (see
+`kubetrader_operator.conditions`), so a reader can trust either without them disagreeing.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class _StatusModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class ConditionStatus(_StatusModel):
+    """One condition, as in Kubernetes API conventions (metav1.Condition)."""
+
+    type: str = Field(max_length=316)
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
+    message: str = Field(default="", max_length=32768)
+    last_transition_time: str = Field(json_schema_extra={"format": "date-time"})
+    observed_generation: int | None = Field(default=None, ge=0)
+
+
+class HeadlineMetrics(_StatusModel):
+    """The numbers `kubectl get backtests` shows; the full result is at `resultPath`."""
+
+    sharpe_ratio: float | None = None
+    total_return: float | None = None
+    max_drawdown: float | None = None
+    cagr: float | None = None
+    num_trades: int | None = None
+
+
+class JobReference(_StatusModel):
+    name: str
+    uid: str | None = None
+
+
+class BacktestStatus(_StatusModel):
+    phase: Literal["Pending", "Running", "Succeeded", "Failed"] | None = None
+    observed_generation: int | None = Field(default=None, ge=0)
+    conditions: list[ConditionStatus] = Field(default_factory=list)
+    start_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    completion_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    metrics: HeadlineMetrics | None = None
+    result_path: str | None = None
+    mlflow_run_id: str | None = None
+    job: JobReference | None = None
+    message: str | None = Field(default=None, description="The last failure or progress message.")
+
+
+class OptimizationStudyStatus(_StatusModel):
+    phase: Literal["Pending", "Running", "Succeeded", "Failed"] | None = None
+    observed_generation: int | None = Field(default=None, ge=0)
+    conditions: list[ConditionStatus] = Field(default_factory=list)
+    start_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    completion_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    trials_done: int | None = Field(default=None, ge=0)
+    trials_running: int | None = Field(default=None, ge=0)
+    trials_failed: int | None = Field(default=None, ge=0)
+    best_value: float | None = None
+    best_params: dict[str, bool | int | float | str] | None = None
+    best_trial: int | None = None
+    mlflow_parent_run_id: str | None = None
+    workers: int | None = Field(default=None, ge=0)
+    message: str | None = None
+
+
+class LiveDeploymentStatus(_StatusModel):
+    phase: Literal["Pending", "Running", "Trading", "Halted", "Stopping", "Failed"] | None = None
+    observed_generation: int | None = Field(default=None, ge=0)
+    conditions: list[ConditionStatus] = Field(default_factory=list)
+    start_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    connected: bool | None = None
+    pnl: float | None = Field(default=None, description="Today's profit and loss, in account currency.")
+    equity: float | None = None
+    open_orders: int | None = Field(default=None, ge=0)
+    positions: dict[str, float] | None = None
+    halt_reason: str | None = None
+    stop_outcome: str | None = None
+    message: str | None = None

@@ -1,0 +1,12 @@
+"""Stand-ins for a Kubernetes API server, shared by every test that needs one.
+
+- `crd_validation`: what the API server does with a custom resource before it stores
+  it: defaulting, the CRD's openAPIV3Schema, and the CEL `x-kubernetes-validations`.
+- `emulator`: `KubeEmulator`, kmock's KubernetesEmulator extended with the parts of
+  the API server that controllers rely on (uid, resourceVersion, generation, the status
+  subresource, optimistic concurrency, JSON/merge patches, garbage collection).
+- `cluster`: `EmulatedCluster`, the emulator on a loopback port in a background thread
+  with a kubeconfig file, and a synchronous client for tests.
+- `kubelet`: `FakeKubelet`, plays kubelet and Job controller for one Job: runs its
+  container as a local process and writes the Pod and Job status as Kubernetes does.
+"""
