@@ -1,0 +1,124 @@
+"""`load_bars`: the one call the runner, the workers and the dashboard use to get bars.
+
+A per-process cache keeps the prepared (adjusted) frame of each data set, keyed
+on the Parquet file's identity (mtime, size, inode): a worker that runs many
+trials on one data set reads it once, and a file rewritten by an import is seen
+at the next call. Callers get a copy, so no caller can change what the next one
+sees.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import TYPE_CHECKING
+
+from kubetrader.data.bundled import BUNDLED, register_bundled
+from kubetrader.data.frames import adjusted
+from kubetrader.data.store import DataStore, check_timeframe
+from kubetrader.errors import DataError, SpecError
+from kubetrader.specs.common import did_you_mean
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_FileId = tuple[int, int, int]
+_CACHE: dict[tuple[str, str, str, bool], tuple[_FileId, pd.DataFrame]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget every cached frame (tests, and long-lived processes that want the memory back)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def cache_size() -> int:
+    return len(_CACHE)
+
+
+def _unknown(symbol: str, timeframe: str, store: DataStore) -> DataError:
+    by_symbol: dict[str, set[str]] = {}
+    for sym, tf in BUNDLED:
+        by_symbol.setdefault(sym, set()).add(tf)
+    for sym, tfs in store.datasets().items():
+        by_symbol.setdefault(sym, set()).update(tfs)
+    if symbol in by_symbol:
+        return DataError(f"no {timeframe} bars for symbol {symbol!r}; it has: {', '.join(sorted(by_symbol[symbol]))}")
+    known = sorted(s for s, tfs in by_symbol.items() if timeframe in tfs)
+    hint = did_you_mean(symbol, known) or did_you_mean(symbol.upper(), known)
+    return DataError(
+        f"unknown symbol {symbol!r} for timeframe {timeframe}{hint}; known symbols: {', '.join(known) or 'none'}"
+        f" (store: {store.root})"
+    )
+
+
+def _bounds(start: dt.date | None, end: dt.date | None) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """[start 00:00 UTC, the day after end 00:00 UTC): whole session dates, intraday bars included."""
+    import pandas as pd
+
+    def day(value: dt.date) -> pd.Timestamp:
+        date = value.date() if isinstance(value, dt.datetime) else value
+        return pd.Timestamp(date).tz_localize("UTC")
+
+    lo = day(start) if start is not None else None
+    hi = day(end) + pd.Timedelta(days=1) if end is not None else None
+    if lo is not None and hi is not None and lo >= hi:
+        raise SpecError("end", f"{end} is before start {start}")
+    return lo, hi
+
+
+def _prepared(symbol: str, timeframe: str, adjust: bool, store: DataStore) -> pd.DataFrame:
+    """The whole data set, adjusted if asked, from the cache when the file has not changed."""
+    path = store.path(symbol, timeframe)
+    if not path.is_file() and not register_bundled(store, symbol, timeframe):
+        raise _unknown(symbol, timeframe, store)
+    info = path.stat()
+    file_id = (info.st_mtime_ns, info.st_size, info.st_ino)
+    key = (str(store.root), symbol, timeframe, adjust)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+    if hit is not None and hit[0] == file_id:
+        return hit[1]
+    frame = store.read(symbol, timeframe)
+    frame = adjusted(frame) if adjust else frame.loc[:, ["open", "high", "low", "close", "volume"]]
+    with _CACHE_LOCK:
+        _CACHE[key] = (file_id, frame)
+    return frame
+
+
+def load_bars(
+    symbol: str,
+    *,
+    timeframe: str = "1d",
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    adjust: bool = True,
+    store: DataStore | None = None,
+) -> pd.DataFrame:
+    """Bars of one symbol: UTC index named ``datetime``, float64 open/high/low/close/volume.
+
+    Restricted to the session dates [start, end], both inclusive. With `adjust`
+    (the default) OHLC are scaled by Adj Close / Close where the source has Adj
+    Close (Yahoo files), so splits and dividends do not show up as price jumps;
+    volume is left as traded. Bundled symbols are registered in the store on first
+    use. Raises DataError for an unknown symbol (with the known ones and a "did
+    you mean") or a range with no bars (with the range that has bars).
+    """
+    store = store or DataStore()
+    check_timeframe(timeframe)
+    lo, hi = _bounds(start, end)
+    frame = _prepared(symbol, timeframe, adjust, store)
+    index = frame.index
+    mask = None
+    if lo is not None:
+        mask = index >= lo
+    if hi is not None:
+        mask = (index < hi) if mask is None else (mask & (index < hi))
+    selected = frame if mask is None else frame.loc[mask]
+    if selected.empty:
+        raise DataError(
+            f"{symbol} {timeframe}: no bars between {start or 'the start'} and {end or 'the end'};"
+            f" bars exist from {index[0]:%Y-%m-%d} to {index[-1]:%Y-%m-%d}"
+        )
+    return selected.copy()
