@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("kubetrader.cli.backtest:run", "Run a custom-resource YAML file locally."),
     "backtest": ("kubetrader.cli.backtest:backtest", "Run one backtest from command-line options."),
     "data": ("kubetrader.cli.data:data", "Import, list and validate market data."),
+    "optimize": ("kubetrader.cli.optimize:optimize", "Search strategy parameters with Optuna."),
 }
 
 

@@ -216,6 +216,10 @@ class StudyDriver:
                 self.on_progress(progress)
         return self._summary(study)
 
+    def returns_by_trial(self) -> dict[int, list[float]]:
+        """Daily returns of the trials evaluated by this driver (for PBO)."""
+        return dict(self._returns)
+
     def _submit(self, trial: Any, params: dict[str, Any], pending: dict[str, Any]) -> None:
         key = f"{self.study_name}-t{trial.number}"
         trial.set_user_attr(ATTR_KEY, key)

@@ -1,0 +1,152 @@
+"""`kubetrader optimize`: an Optuna study from the command line (or a study YAML)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from kubetrader.cli.options import backtest_spec_from_options, data_options, spec_error_from_validation
+from kubetrader.errors import SpecError
+from kubetrader.specs import OptimizationStudySpec
+
+
+@click.command("optimize")
+@click.option("--strategy", required=True, help="Strategy import path, e.g. strategies.sma_crossover.SMACrossover.")
+@click.option(
+    "--param-space",
+    "param_space",
+    type=click.Path(path_type=Path),
+    required=True,
+    help='JSON file: {"fast": {"type": "int", "low": 5, "high": 50}, ...}.',
+)
+@data_options()
+@click.option("--param", "params", multiple=True, help="Fixed strategy parameter NAME=VALUE (repeatable).")
+@click.option("--constraint", "constraints", multiple=True, help="Constraint such as 'fast < slow' (repeatable).")
+@click.option("--metric", default="sharpe_ratio", show_default=True, help="Objective: any engine metric.")
+@click.option("--direction", type=click.Choice(["maximize", "minimize"]), default="maximize", show_default=True)
+@click.option("--n-trials", "n_trials", type=int, default=100, show_default=True)
+@click.option("--study-name", "study_name", required=True, help="Re-using a name resumes that study.")
+@click.option("--sampler", type=click.Choice(["tpe", "random", "grid", "cmaes"]), default="tpe", show_default=True)
+@click.option("--seed", type=int, default=None)
+@click.option(
+    "--workers",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Local worker processes over an embedded Redis (0: evaluate in this process).",
+)
+@click.option("--redis", "redis_url", default=None, help="Use this Redis and its workers instead.")
+@click.option("--storage", default=None, help="Optuna storage URL (default: a journal file under the data dir).")
+@click.option("--output", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def optimize(
+    param_space: Path,
+    constraints: tuple[str, ...],
+    metric: str,
+    direction: str,
+    n_trials: int,
+    study_name: str,
+    sampler: str,
+    seed: int | None,
+    workers: int,
+    redis_url: str | None,
+    storage: str | None,
+    output: Path,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Search a strategy's parameters with Optuna; the best point is re-run in full."""
+    from kubetrader.optimize.space import load_space
+
+    template = backtest_spec_from_options(**options)
+    space = load_space(param_space)
+    parallelism = max(workers, 1)
+    try:
+        spec = OptimizationStudySpec.model_validate(
+            {
+                "backtest": template.to_wire(),
+                "space": {k: v.model_dump() for k, v in space.items()},
+                "constraints": list(constraints),
+                "objective": {"metric": metric, "direction": direction},
+                "trials": n_trials,
+                "parallelism": min(parallelism, n_trials),
+                "sampler": {"type": sampler, "seed": seed},
+                "studyName": study_name,
+            }
+        )
+    except ValidationError as exc:
+        raise spec_error_from_validation(exc, {"objective.metric": "--metric", "trials": "--n-trials"}) from None
+    run_and_print(
+        spec, name=study_name, output=output, storage=storage, workers=workers, redis_url=redis_url, as_json=as_json
+    )
+
+
+def run_and_print(
+    spec: OptimizationStudySpec,
+    *,
+    name: str,
+    output: Path,
+    storage: str | None,
+    workers: int,
+    redis_url: str | None,
+    as_json: bool,
+) -> None:
+    """Run a study with a progress bar and print its report (shared with `run -f study.yaml`)."""
+    from tqdm import tqdm
+
+    from kubetrader.optimize.service import run_study
+
+    with tqdm(
+        total=spec.trials,
+        desc=f"study {spec.study_name or name}",
+        unit="trial",
+        disable=as_json or not sys.stderr.isatty(),
+    ) as bar:
+
+        def on_progress(progress: Any) -> None:
+            bar.n = progress.done + progress.failed
+            bar.set_postfix(best=progress.best_value, running=progress.running, failed=progress.failed)
+            bar.refresh()
+
+        with evaluator_for(workers, redis_url) as evaluator:
+            report = run_study(
+                spec, name=name, output_dir=output, storage_url=storage, evaluator=evaluator, on_progress=on_progress
+            )
+    if as_json:
+        click.echo(report.model_dump_json(indent=2))
+        return
+    click.echo(
+        f"study {report.study_name}: {report.trials_complete} complete, {report.trials_failed} failed, "
+        f"{report.trials_infeasible} infeasible (storage {report.storage})"
+    )
+    click.echo(f"best {report.metric} = {report.best_value} at {json.dumps(report.best_params)}")
+    if report.deflated_sharpe is not None:
+        click.echo(
+            f"deflated Sharpe ratio (P[skill > luck of {report.trials_complete} trials]): {report.deflated_sharpe:.3f}"
+        )
+    if report.pbo is not None:
+        click.echo(f"probability of backtest overfitting (CSCV): {report.pbo:.3f}")
+    if report.confirmed_result:
+        click.echo(f"confirmed on Backtrader: {report.confirmed_result}")
+    for label, path in report.artifacts.items():
+        click.echo(f"{label}: {output / 'studies' / path}")
+
+
+def evaluator_for(workers: int, redis_url: str | None) -> Any:
+    """In-process evaluation, or the work queue (embedded Redis + local workers, or a given Redis)."""
+    import contextlib
+
+    from kubetrader.optimize.evaluation import InProcessEvaluator
+
+    if workers <= 0 and not redis_url:
+        return contextlib.nullcontext(InProcessEvaluator())
+    if workers < 0:
+        raise SpecError("--workers", "must be >= 0")
+    from kubetrader.optimize.queue_evaluator import queue_evaluator
+
+    return queue_evaluator(workers=workers, redis_url=redis_url)
