@@ -1,0 +1,182 @@
+"""The broker interface the live runner trades through, and the values it speaks in.
+
+Two implementations: `IBBroker` (Interactive Brokers over ib_insync) and
+`SimulatedBroker` (fills against replayed bars, for paper runs with no gateway).
+Everything above this line (journal, risk, runner, stops) sees only this module, so a
+second broker, or ib_async in place of ib_insync, changes one file.
+
+Query methods (`positions`, `open_orders`, ...) are FRESH round trips to the broker and
+raise `BrokerUnavailableError` when the broker does not answer. They never fall back to a
+cached or empty list: an empty position list after a socket error is not "flat".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from kubetrader.errors import InfrastructureError
+
+Side = Literal["BUY", "SELL"]
+OrderType = Literal["MKT", "LMT"]
+# Order states as IB names them; `Inactive` and `ApiCancelled` count as done.
+DONE_STATUSES = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
+
+
+class BrokerUnavailableError(InfrastructureError):
+    """The broker did not answer (socket down, gateway hung, request timed out)."""
+
+
+class OrderRejectedError(Exception):
+    """The broker refused an order (unknown contract, duplicate id, ...)."""
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """What the runner asks for. `order_ref` is the idempotency key, sent as IB's orderRef."""
+
+    order_ref: str
+    symbol: str
+    side: Side
+    quantity: float
+    order_type: OrderType = "MKT"
+    limit_price: float | None = None
+
+    @property
+    def signed_quantity(self) -> float:
+        return self.quantity if self.side == "BUY" else -self.quantity
+
+
+@dataclass(frozen=True)
+class BrokerOrder:
+    order_ref: str
+    broker_id: str  # IB: permId when known, else clientId/orderId
+    symbol: str
+    side: Side
+    quantity: float
+    order_type: str
+    limit_price: float | None
+    status: str
+    filled: float = 0.0
+    avg_fill_price: float = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        return self.status not in DONE_STATUSES
+
+
+@dataclass(frozen=True)
+class Fill:
+    exec_id: str
+    order_ref: str
+    symbol: str
+    side: Side
+    quantity: float
+    price: float
+    commission: float
+    time: dt.datetime
+
+
+@dataclass(frozen=True)
+class Position:
+    symbol: str
+    quantity: float
+    avg_cost: float
+
+
+@dataclass(frozen=True)
+class Bar:
+    symbol: str
+    time: dt.datetime  # start of the bar, UTC
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+@dataclass(frozen=True)
+class OrderUpdate:
+    order: BrokerOrder
+
+
+@dataclass(frozen=True)
+class FillUpdate:
+    fill: Fill
+
+
+@dataclass(frozen=True)
+class BarUpdate:
+    bar: Bar
+
+
+@dataclass(frozen=True)
+class ConnectionUpdate:
+    """`lost` / `restored` (data kept) / `restored_data_lost` (resubscribe) / `closed` (socket gone)."""
+
+    state: Literal["lost", "restored", "restored_data_lost", "closed"]
+    code: int
+    message: str
+
+
+@dataclass(frozen=True)
+class EndOfBars:
+    """The bar source of `symbol` has ended (a finished replay; a live feed never ends)."""
+
+    symbol: str
+
+
+BrokerEvent = OrderUpdate | FillUpdate | BarUpdate | ConnectionUpdate | EndOfBars
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """What the live runner needs from a broker; see the module docstring for the contract."""
+
+    def connect(self) -> None: ...
+
+    def disconnect(self) -> None: ...
+
+    def is_connected(self) -> bool: ...
+
+    def ping(self) -> float:
+        """A round trip that proves the API answers (IB: reqCurrentTime); returns seconds taken."""
+        ...
+
+    def account_values(self) -> dict[str, float]:
+        """NetLiquidation, TotalCashValue, ... in the base currency."""
+        ...
+
+    def positions(self) -> list[Position]: ...
+
+    def open_orders(self) -> list[BrokerOrder]:
+        """Open orders of every client of the account, not just this one."""
+        ...
+
+    def completed_orders(self) -> list[BrokerOrder]: ...
+
+    def executions(self) -> list[Fill]: ...
+
+    def place_order(self, request: OrderRequest) -> BrokerOrder: ...
+
+    def cancel_order(self, order_ref: str) -> None: ...
+
+    def global_cancel(self) -> None: ...
+
+    def historical_bars(self, symbol: str, end: dt.date | None, duration: str, bar_size: str) -> list[Bar]: ...
+
+    def subscribe_bars(self, symbol: str) -> None: ...
+
+    def poll(self, timeout: float) -> list[BrokerEvent]:
+        """Let the broker's I/O run for up to `timeout` s and return what happened, in order."""
+        ...
+
+
+def find_by_ref(orders: list[BrokerOrder], order_ref: str) -> BrokerOrder | None:
+    """The order carrying `order_ref`, preferring one still open."""
+    matches = [o for o in orders if o.order_ref == order_ref]
+    open_matches = [o for o in matches if o.is_open]
+    if open_matches:
+        return open_matches[0]
+    return matches[0] if matches else None

@@ -1,0 +1,314 @@
+"""Interactive Brokers through ib_insync (TWS or IB Gateway).
+
+ib_insync is imported here and nowhere else; its maintained fork ib_async has the same
+API, so switching is the one import in `_ib_module`.
+
+Threading: ib_insync runs on an asyncio loop in the calling thread. Every method here
+runs that loop until its request completes (or `timeout` passes), so the runner stays a
+plain single-threaded program: Backtrader calls the feed, the feed calls `poll`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable
+from types import ModuleType
+from typing import Any, TypeVar, cast
+
+from kubetrader.live.broker import (
+    Bar,
+    BarUpdate,
+    BrokerEvent,
+    BrokerOrder,
+    BrokerUnavailableError,
+    ConnectionUpdate,
+    Fill,
+    FillUpdate,
+    OrderRejectedError,
+    OrderRequest,
+    OrderUpdate,
+    Position,
+    Side,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# IB's connection status codes (TWS API "message codes").
+LOST_CODES = {1100: "lost", 2110: "lost"}
+RESTORED_CODES = {1101: "restored_data_lost", 1102: "restored"}
+# ib_insync throttles to MaxRequests per second itself; IB disconnects above 50 msg/s.
+MAX_REQUESTS_PER_SECOND = 45
+
+
+def _ib_module() -> ModuleType:
+    import ib_insync
+
+    return ib_insync
+
+
+def _ensure_event_loop() -> None:
+    """ib_insync uses the current thread's loop; a runner started on a worker thread has none yet."""
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
+class IBBroker:
+    """`Broker` over one API connection (host, port, clientId) to TWS or IB Gateway."""
+
+    def __init__(
+        self, host: str, port: int, client_id: int, *, timeout: float = 5.0, account: str = "", currency: str = "USD"
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.client_id = client_id
+        self.timeout = timeout
+        self.account = account
+        self.currency = currency
+        self._ib: Any = None
+        self._events: deque[BrokerEvent] = deque()
+        self._contracts: dict[str, Any] = {}
+        self._bar_subscriptions: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ connection
+
+    def connect(self) -> None:
+        ib_insync = _ib_module()
+        if self._ib is not None:
+            self._ib.disconnect()
+        _ensure_event_loop()
+        ib = ib_insync.IB()
+        ib.RaiseRequestErrors = True
+        ib.client.MaxRequests = MAX_REQUESTS_PER_SECOND
+        ib.client.RequestsInterval = 1
+        ib.orderStatusEvent += self._on_order_status
+        ib.execDetailsEvent += self._on_exec
+        ib.commissionReportEvent += self._on_commission
+        ib.errorEvent += self._on_error
+        ib.disconnectedEvent += self._on_disconnected
+        try:
+            ib.connect(self.host, self.port, clientId=self.client_id, timeout=self.timeout, account=self.account)
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            ib.disconnect()
+            raise BrokerUnavailableError(
+                f"cannot reach the IB API at {self.host}:{self.port} (clientId {self.client_id}): {exc!r}"
+            ) from exc
+        if not ib.isConnected():
+            raise BrokerUnavailableError(f"the IB API at {self.host}:{self.port} closed the connection during start-up")
+        self._ib = ib
+        self._contracts.clear()
+        subscribed = list(self._bar_subscriptions)
+        self._bar_subscriptions.clear()
+        for symbol in subscribed:
+            self.subscribe_bars(symbol)
+
+    def disconnect(self) -> None:
+        if self._ib is not None:
+            self._ib.disconnect()
+            self._ib = None
+
+    def is_connected(self) -> bool:
+        return self._ib is not None and bool(self._ib.isConnected())
+
+    def _run(self, awaitable: Awaitable[T], what: str) -> T:
+        if not self.is_connected():
+            raise BrokerUnavailableError(f"{what}: not connected to the IB API at {self.host}:{self.port}")
+        try:
+            return cast(T, self._ib.run(asyncio.wait_for(awaitable, self.timeout)))
+        except TimeoutError as exc:
+            raise BrokerUnavailableError(f"{what}: no answer from the IB API within {self.timeout} s") from exc
+        except (ConnectionError, OSError) as exc:
+            raise BrokerUnavailableError(f"{what}: connection failed: {exc!r}") from exc
+
+    def ping(self) -> float:
+        started = time.monotonic()
+        self._run(self._ib.reqCurrentTimeAsync(), "reqCurrentTime")
+        return time.monotonic() - started
+
+    # ------------------------------------------------------------ queries (fresh)
+
+    def account_values(self) -> dict[str, float]:
+        self.ping()  # the values stream in; the ping proves the stream is alive
+        values: dict[str, float] = {}
+        for item in self._ib.accountValues(self.account):
+            if item.currency in (self.currency, "BASE"):
+                try:
+                    values[item.tag] = float(item.value)
+                except ValueError:
+                    continue
+        return values
+
+    def positions(self) -> list[Position]:
+        rows = self._run(self._ib.reqPositionsAsync(), "reqPositions")
+        return [
+            Position(p.contract.symbol, float(p.position), float(p.avgCost))
+            for p in rows
+            if p.position and (not self.account or p.account == self.account)
+        ]
+
+    def open_orders(self) -> list[BrokerOrder]:
+        trades = self._run(self._ib.reqAllOpenOrdersAsync(), "reqAllOpenOrders")
+        return [o for o in (self._to_order(t) for t in trades) if o.is_open]
+
+    def completed_orders(self) -> list[BrokerOrder]:
+        trades = self._run(self._ib.reqCompletedOrdersAsync(False), "reqCompletedOrders")
+        return [self._to_order(t) for t in trades]
+
+    def executions(self) -> list[Fill]:
+        fills = self._run(self._ib.reqExecutionsAsync(), "reqExecutions")
+        return [self._to_fill(f) for f in fills]
+
+    def historical_bars(self, symbol: str, end: dt.date | None, duration: str, bar_size: str) -> list[Bar]:
+        contract = self._contract(symbol)
+        end_text = end.strftime("%Y%m%d 23:59:59") if end else ""
+        rows = self._run(
+            self._ib.reqHistoricalDataAsync(contract, end_text, duration, bar_size, "TRADES", True, 1),
+            f"reqHistoricalData {symbol}",
+        )
+        bars = []
+        for r in rows:
+            when = r.date if isinstance(r.date, dt.datetime) else dt.datetime.combine(r.date, dt.time())
+            when = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+            bars.append(Bar(symbol, when.astimezone(dt.UTC), r.open, r.high, r.low, r.close, r.volume))
+        return bars
+
+    # ------------------------------------------------------------ orders
+
+    def place_order(self, request: OrderRequest) -> BrokerOrder:
+        ib_insync = _ib_module()
+        contract = self._contract(request.symbol)
+        if request.order_type == "LMT":
+            if request.limit_price is None:
+                raise OrderRejectedError(f"{request.order_ref}: a limit order needs a limit price")
+            order = ib_insync.LimitOrder(request.side, request.quantity, request.limit_price)
+        else:
+            order = ib_insync.MarketOrder(request.side, request.quantity)
+        order.orderRef = request.order_ref
+        order.tif = "DAY"
+        if self.account:
+            order.account = self.account
+        if not self.is_connected():
+            raise BrokerUnavailableError(f"placeOrder {request.order_ref}: not connected")
+        try:
+            trade = self._ib.placeOrder(contract, order)
+        except (ConnectionError, OSError) as exc:
+            raise BrokerUnavailableError(f"placeOrder {request.order_ref}: {exc!r}") from exc
+        return self._to_order(trade)
+
+    def cancel_order(self, order_ref: str) -> None:
+        if not self.is_connected():
+            raise BrokerUnavailableError(f"cancelOrder {order_ref}: not connected")
+        for trade in self._ib.openTrades():
+            if trade.order.orderRef == order_ref:
+                self._ib.cancelOrder(trade.order)
+
+    def global_cancel(self) -> None:
+        if not self.is_connected():
+            raise BrokerUnavailableError("reqGlobalCancel: not connected")
+        self._ib.reqGlobalCancel()
+
+    # ------------------------------------------------------------ streaming
+
+    def subscribe_bars(self, symbol: str) -> None:
+        if symbol in self._bar_subscriptions:
+            return
+        if not self.is_connected():
+            raise BrokerUnavailableError(f"reqRealTimeBars {symbol}: not connected")
+        bars = self._ib.reqRealTimeBars(self._contract(symbol), 5, "TRADES", False)
+        bars.updateEvent += lambda bars, has_new, symbol=symbol: self._on_bar(symbol, bars, has_new)
+        self._bar_subscriptions[symbol] = bars
+
+    def resubscribe(self) -> None:
+        """After IB code 1101 (connectivity restored, data lost) every subscription must be made again."""
+        symbols = list(self._bar_subscriptions)
+        for symbol in symbols:
+            self._ib.cancelRealTimeBars(self._bar_subscriptions.pop(symbol))
+            self.subscribe_bars(symbol)
+
+    def poll(self, timeout: float) -> list[BrokerEvent]:
+        if self._ib is not None:
+            self._ib.sleep(timeout)
+        elif timeout > 0:
+            time.sleep(timeout)
+        events = list(self._events)
+        self._events.clear()
+        return events
+
+    # ------------------------------------------------------------ ib_insync callbacks
+
+    def _on_bar(self, symbol: str, bars: Any, has_new: bool) -> None:
+        if has_new and bars:
+            b = bars[-1]
+            self._events.append(BarUpdate(Bar(symbol, b.time, b.open_, b.high, b.low, b.close, b.volume)))
+
+    def _on_order_status(self, trade: Any) -> None:
+        self._events.append(OrderUpdate(self._to_order(trade)))
+
+    def _on_exec(self, trade: Any, fill: Any) -> None:
+        self._events.append(FillUpdate(self._to_fill(fill)))
+
+    def _on_commission(self, trade: Any, fill: Any, report: Any) -> None:
+        self._events.append(FillUpdate(self._to_fill(fill)))
+
+    def _on_error(self, req_id: int, code: int, message: str, contract: Any) -> None:
+        if code in LOST_CODES:
+            self._events.append(ConnectionUpdate("lost", code, message))
+        elif code in RESTORED_CODES:
+            state = RESTORED_CODES[code]
+            self._events.append(ConnectionUpdate(state, code, message))  # type: ignore[arg-type]
+        elif req_id > 0 and code not in (202, 399):
+            log.warning("IB error %s for request/order %s: %s", code, req_id, message)
+
+    def _on_disconnected(self) -> None:
+        self._events.append(ConnectionUpdate("closed", 0, "socket closed"))
+
+    # ------------------------------------------------------------ conversions
+
+    def _contract(self, symbol: str) -> Any:
+        contract = self._contracts.get(symbol)
+        if contract is None:
+            ib_insync = _ib_module()
+            contract = ib_insync.Stock(symbol, "SMART", self.currency)
+            qualified = self._run(self._ib.qualifyContractsAsync(contract), f"reqContractDetails {symbol}")
+            if not qualified:
+                raise OrderRejectedError(f"unknown contract {symbol} (no security definition at IB)")
+            self._contracts[symbol] = contract
+        return contract
+
+    @staticmethod
+    def _to_order(trade: Any) -> BrokerOrder:
+        o, s = trade.order, trade.orderStatus
+        limit = o.lmtPrice if o.orderType == "LMT" and o.lmtPrice < 1e300 else None
+        broker_id = str(o.permId) if o.permId else f"{o.clientId}/{o.orderId}"
+        return BrokerOrder(
+            order_ref=o.orderRef,
+            broker_id=broker_id,
+            symbol=trade.contract.symbol,
+            side=cast(Side, o.action),
+            quantity=float(o.totalQuantity),
+            order_type=o.orderType,
+            limit_price=limit,
+            status=s.status,
+            filled=float(s.filled or 0.0),
+            avg_fill_price=float(s.avgFillPrice or 0.0),
+        )
+
+    @staticmethod
+    def _to_fill(fill: Any) -> Fill:
+        e = fill.execution
+        return Fill(
+            exec_id=e.execId,
+            order_ref=e.orderRef,
+            symbol=fill.contract.symbol,
+            side="BUY" if e.side == "BOT" else "SELL",
+            quantity=float(e.shares),
+            price=float(e.price),
+            commission=float(fill.commissionReport.commission or 0.0),
+            time=e.time,
+        )
