@@ -1,0 +1,370 @@
+"""`BacktestRunner`: one validated BacktestSpec in, one Backtrader run out, as a `BacktestResult`.
+
+The run is a plain Cerebro: one PandasData feed per symbol, the costs of
+`kubetrader.costs`, the strategy with the spec's risk limits as params, and a
+single light analyzer that records what the result needs (equity and gross
+exposure once per bar, orders and trades as Backtrader notifies them). Options
+are chosen for speed: preloaded data, vectorized indicators (`runonce`), no
+standard observers. The benchmark is not a feed (a strategy would see and trade
+it): its buy-and-hold returns come straight from its closes.
+
+`LiveRunner` (kubetrader.live) runs the same strategy classes against a broker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from kubetrader import __version__
+from kubetrader.costs import build_broker
+from kubetrader.errors import KubetraderError, StrategyError
+from kubetrader.results.schema import OrderRecord, ResultDocument, ResultMetadata, RiskEvent, TradeRecord
+from kubetrader.specs import BacktestSpec, spec_hash
+from kubetrader.strategy_loader import check_params, load_strategy
+
+if TYPE_CHECKING:
+    from kubetrader.data import DataStore
+
+# Backtrader's float dates count days from 0001-01-01 (day 1); this is 1970-01-01.
+_BT_EPOCH_DAYS = 719163.0
+_NS_PER_DAY = 86_400_000_000_000
+TRADE_COLUMNS: tuple[str, ...] = tuple(TradeRecord.model_fields)
+_FINAL_STATUSES = frozenset({"Completed", "Canceled", "Margin", "Rejected", "Expired"})
+
+
+def result_id(name: str, spec: BacktestSpec) -> str:
+    """The deterministic id of a result: a re-run of the same spec under the same name overwrites it."""
+    return f"{name}-{spec_hash(spec)[:10]}"
+
+
+def _bt_dates(values: np.ndarray) -> pd.DatetimeIndex:
+    """Backtrader float dates -> UTC DatetimeIndex, rounded to the millisecond (float noise)."""
+    ns = np.round((np.asarray(values, dtype=np.float64) - _BT_EPOCH_DAYS) * (_NS_PER_DAY / 1e6)) * 1e6
+    return pd.DatetimeIndex(ns.astype("int64"), tz="UTC").as_unit("ns")
+
+
+def _utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+class _Recorder(bt.Analyzer):
+    """Equity, gross exposure, orders and trades, collected with as little work per bar as possible."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.values: list[float] = []
+        self.gross: list[float] = []
+        self.orders: list[tuple[Any, ...]] = []
+        self.open_trades: dict[int, Any] = {}
+        self.closed_trades: list[Any] = []
+
+    def notify_cashvalue(self, cash: float, value: float) -> None:
+        datas = self.datas
+        broker = self.strategy.broker
+        if len(datas) == 1:
+            data = datas[0]
+            self.times.append(data.datetime[0])
+            size = broker.getposition(data).size
+            self.gross.append(abs(size) * data.close[0] if size else 0.0)
+        else:
+            self.times.append(max(d.datetime[0] for d in datas if len(d)))
+            gross = 0.0
+            for data in datas:
+                size = broker.getposition(data).size
+                if size:
+                    gross += abs(size) * data.close[0]
+            self.gross.append(gross)
+        self.values.append(value)
+
+    def notify_order(self, order: Any) -> None:
+        status = order.getstatusname()
+        if status not in _FINAL_STATUSES:
+            return
+        executed = order.executed
+        when = executed.dt if executed.size else order.data.datetime[0]
+        self.orders.append(
+            (
+                when,
+                order.data._name,
+                "buy" if order.isbuy() else "sell",
+                abs(executed.size) if executed.size else abs(order.created.size),
+                order.getordername(),
+                status,
+                executed.price if executed.size else None,
+                executed.comm,
+                order.info.get("reason", ""),
+            )
+        )
+
+    def notify_trade(self, trade: Any) -> None:
+        if trade.isclosed:
+            self.open_trades.pop(trade.ref, None)
+            self.closed_trades.append(trade)
+        elif trade.justopened:
+            self.open_trades[trade.ref] = trade
+
+
+@dataclass
+class BacktestResult:
+    """What one run produced, as pandas objects; `to_document` turns it into the JSON result."""
+
+    spec: BacktestSpec
+    equity: pd.Series
+    exposure: pd.Series
+    benchmark_returns: pd.Series | None
+    trades: pd.DataFrame
+    orders: list[OrderRecord]
+    positions: dict[str, float]
+    risk_events: list[RiskEvent]
+    metrics: dict[str, float | None]
+    data_hash: str
+    started_at: str
+    finished_at: str
+    wall_seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def closed_trades(self) -> pd.DataFrame:
+        return self.trades[self.trades["exit_time"].notna()]
+
+    def to_document(self, name: str, *, artifacts: dict[str, str] | None = None) -> ResultDocument:
+        """The versioned result document; the id is `result_id(name, spec)`."""
+        equity = self.equity
+        index = pd.DatetimeIndex(equity.index)
+        dates = [str(d) for d in np.datetime_as_string(index.tz_convert(None).to_numpy(), unit="D")]
+        returns = equity.pct_change().fillna(0.0).to_numpy().tolist()
+        bench = None
+        if self.benchmark_returns is not None:
+            bench = self.benchmark_returns.reindex(equity.index).fillna(0.0).to_numpy().tolist()
+        trades = [
+            TradeRecord(**_nan_to_none({str(k): v for k, v in row.items()})) for row in self.trades.to_dict("records")
+        ]
+        metadata = ResultMetadata(
+            id=result_id(name, self.spec),
+            name=name,
+            strategy=self.spec.strategy.path,
+            symbols=list(self.spec.data.symbols),
+            start=self.spec.data.start.isoformat(),
+            end=self.spec.data.end.isoformat(),
+            spec_hash=spec_hash(self.spec),
+            data_hash=self.data_hash,
+            package_version=__version__,
+            backtrader_version=str(bt.__version__),
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            wall_seconds=round(self.wall_seconds, 4),
+        )
+        return ResultDocument(
+            metadata=metadata,
+            spec=self.spec.to_wire(),
+            metrics=self.metrics,
+            dates=dates,
+            equity=equity.to_numpy().tolist(),
+            returns=returns,
+            benchmark_returns=bench,
+            trades=trades,
+            orders=self.orders,
+            positions=self.positions,
+            risk_events=self.risk_events,
+            artifacts=artifacts or {},
+        )
+
+
+class BacktestRunner:
+    """Runs one BacktestSpec (without `matrix`; see kubetrader.pipeline for campaigns)."""
+
+    def __init__(self, spec: BacktestSpec, *, store: DataStore | None = None) -> None:
+        if spec.matrix is not None:
+            raise StrategyError("BacktestRunner runs one cell; expand the matrix first (kubetrader.pipeline)")
+        self.spec = spec
+        self.store = store
+
+    def load_data(self) -> dict[str, pd.DataFrame]:
+        """Bars for every symbol and the benchmark, as the spec asks for them."""
+        from kubetrader.data import load_bars
+
+        data = self.spec.data
+        symbols = list(dict.fromkeys([*data.symbols, self.spec.benchmark_symbol]))
+        return {
+            symbol: load_bars(
+                symbol,
+                timeframe=data.timeframe,
+                start=data.start,
+                end=data.end,
+                adjust=data.adjust,
+                store=self.store,
+            )
+            for symbol in symbols
+        }
+
+    def run(self) -> BacktestResult:
+        started_at, started = _utc_now(), time.perf_counter()
+        spec = self.spec
+        strategy_cls = load_strategy(spec.strategy.path)
+        params = check_params(strategy_cls, spec.strategy.params)
+        frames = self.load_data()
+        risk = {k: v for k, v in spec.risk.model_dump().items() if v is not None and k != "max_orders_per_minute"}
+
+        cerebro = bt.Cerebro(stdstats=False, preload=True, runonce=True, optreturn=False, tradehistory=True)
+        cerebro.broker = build_broker(spec.broker)
+        for symbol in spec.data.symbols:
+            frame = frames[symbol]
+            cerebro.adddata(bt.feeds.PandasData(dataname=frame.tz_convert(None), openinterest=None), name=symbol)
+        cerebro.addstrategy(strategy_cls, **params, **risk)
+        cerebro.addanalyzer(_Recorder, _name="kubetrader")
+        try:
+            (strategy,) = cerebro.run()
+        except KubetraderError:
+            raise
+        except Exception as exc:
+            raise StrategyError(_failure_message(spec.strategy.path, exc, cerebro)) from exc
+
+        recorder: _Recorder = strategy.analyzers.kubetrader
+        equity, exposure = _daily_curves(recorder)
+        if equity.empty:
+            raise StrategyError(f"{spec.strategy.path}: the run produced no bars")
+        trades = _trade_frame(recorder, strategy, frames)
+        bench = _benchmark_returns(frames[spec.benchmark_symbol], pd.DatetimeIndex(equity.index))
+        from kubetrader.metrics import compute_metrics
+
+        closed = trades[trades["exit_time"].notna()]
+        metrics = compute_metrics(equity, trades=closed, benchmark_returns=bench, exposure=exposure)
+        positions = {data._name: float(strategy.getposition(data).size) for data in strategy.datas}
+        return BacktestResult(
+            spec=spec,
+            equity=equity,
+            exposure=exposure,
+            benchmark_returns=bench,
+            trades=trades,
+            orders=_order_records(recorder.orders),
+            positions=positions,
+            risk_events=list(getattr(strategy, "risk_events", [])),
+            metrics=metrics,
+            data_hash=combined_data_hash(frames, spec.data.symbols),
+            started_at=started_at,
+            finished_at=_utc_now(),
+            wall_seconds=time.perf_counter() - started,
+        )
+
+
+def combined_data_hash(frames: dict[str, pd.DataFrame], symbols: list[str]) -> str:
+    """sha256 over `symbol=data_hash(frame)` lines of the traded symbols, in the spec's order."""
+    from kubetrader.data import data_hash
+
+    lines = "".join(f"{symbol}={data_hash(frames[symbol])}\n" for symbol in symbols)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def _failure_message(path: str, exc: BaseException, cerebro: Any) -> str:
+    """'<path> raised <Type>: <message> at bar <date>' (the bar when the run got that far)."""
+    bar = ""
+    try:
+        datas = [d for d in cerebro.datas if len(d)]
+        if datas:
+            bar = f" at bar {bt.num2date(max(d.datetime[0] for d in datas)).isoformat()}"
+    except Exception:  # the message matters more than the bar: never fail while describing a failure
+        bar = ""
+    return f"{path} raised {type(exc).__name__}: {exc}{bar}"
+
+
+def _daily_curves(recorder: _Recorder) -> tuple[pd.Series, pd.Series]:
+    """Equity and exposure (gross position value / equity) per day: the last bar of each UTC date."""
+    index = _bt_dates(np.asarray(recorder.times))
+    values = np.asarray(recorder.values, dtype=np.float64)
+    gross = np.asarray(recorder.gross, dtype=np.float64)
+    exposure_values = np.divide(gross, values, out=np.zeros_like(gross), where=values != 0)
+    equity = pd.Series(values, index=index, name="equity")
+    exposure = pd.Series(exposure_values, index=index, name="exposure")
+    days = index.normalize()
+    if len(days) and (len(days.unique()) != len(days) or (days != index).any()):
+        equity = equity.groupby(days).last()
+        exposure = exposure.groupby(days).last()
+        equity.index.name = exposure.index.name = None
+    return equity, exposure
+
+
+def _benchmark_returns(frame: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.Series:
+    """Buy-and-hold daily returns of the benchmark's close on the equity's dates (first day 0)."""
+    close = frame["close"]
+    daily = close.groupby(pd.DatetimeIndex(close.index).normalize()).last()
+    aligned = daily.reindex(dates.union(pd.DatetimeIndex(daily.index))).ffill().reindex(dates)
+    return aligned.pct_change().fillna(0.0).rename("benchmark")
+
+
+def _nan_to_none(row: dict[str, Any]) -> dict[str, Any]:
+    """pandas turns None into NaN in mixed columns; the document wants null."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+
+
+def _iso(num: float) -> str:
+    return bt.num2date(num).replace(tzinfo=dt.UTC).isoformat()
+
+
+def _trade_frame(recorder: _Recorder, strategy: Any, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per round trip (closed, then still open at the end), in TradeRecord's columns."""
+    rows: list[dict[str, Any]] = []
+    for trade in recorder.closed_trades:
+        rows.append(_trade_row(trade, closed=True))
+    for trade in recorder.open_trades.values():
+        row = _trade_row(trade, closed=False)
+        frame = frames[row["symbol"]]
+        last = frame.iloc[-1]
+        status = trade.history[-1].status
+        unrealized = status.size * (float(last["close"]) - status.price)
+        row["pnl"] = status.pnl + unrealized
+        row["pnl_net"] = row["pnl"] - row["commission"]
+        entered = pd.Timestamp(row["entry_time"])
+        row["bars_held"] = int(len(frame) - frame.index.searchsorted(entered))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(TRADE_COLUMNS))
+
+
+def _trade_row(trade: Any, *, closed: bool) -> dict[str, Any]:
+    history = trade.history
+    entry_size = history[0].event.size if history else trade.size
+    exits = [h.event for h in history if h.event.size * entry_size < 0]
+    exit_shares = sum(abs(e.size) for e in exits)
+    exit_price = sum(abs(e.size) * e.price for e in exits) / exit_shares if exit_shares else None
+    last_status = history[-1].status if history else None
+    commission = last_status.pnl - last_status.pnlcomm if last_status else trade.commission
+    entry_price = last_status.price if last_status else trade.price
+    return {
+        "symbol": trade.data._name,
+        "entry_time": _iso(trade.dtopen),
+        "exit_time": _iso(trade.dtclose) if closed else None,
+        "entry_price": float(entry_price),
+        "exit_price": float(exit_price) if closed and exit_price is not None else None,
+        "size": float(entry_size),
+        "pnl": float(trade.pnl),
+        "pnl_net": float(trade.pnlcomm),
+        "commission": float(commission),
+        "bars_held": int(trade.barlen),
+    }
+
+
+def _order_records(rows: list[tuple[Any, ...]]) -> list[OrderRecord]:
+    records = []
+    for when, symbol, side, size, order_type, status, price, commission, reason in rows:
+        records.append(
+            OrderRecord(
+                time=_iso(when),
+                symbol=str(symbol),
+                side=side,
+                size=float(size),
+                order_type=str(order_type),
+                status=str(status),
+                price=None if price is None or (isinstance(price, float) and math.isnan(price)) else float(price),
+                commission=float(commission or 0.0),
+                reason=str(reason or ""),
+            )
+        )
+    return records
