@@ -30,6 +30,7 @@ different definition, on purpose:
 
 from __future__ import annotations
 
+from kubetrader.metrics.batch import BATCH_METRICS, compute_metrics_batch
 from kubetrader.metrics.compute import compute_metrics
 
-__all__ = ["compute_metrics"]
+__all__ = ["BATCH_METRICS", "compute_metrics", "compute_metrics_batch"]
