@@ -1,0 +1,1 @@
+"""The Backtest kind: manifest builders, status logic and kopf handlers."""

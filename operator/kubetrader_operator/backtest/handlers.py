@@ -1,0 +1,123 @@
+"""kopf handlers for Backtest: thin. Parse, build, adopt, create if absent, write status.
+
+Status is written in one place (`reconcile`) with optimistic concurrency: the Job
+watcher, the resync timer and the create handler may all call it; whoever loses
+the resourceVersion race reads again and recomputes, so no update is lost.
+kopf's own progress lives in annotations (see `main.configure`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import kopf
+from pydantic import ValidationError
+
+from kubetrader.specs import API_GROUP, API_VERSION, BacktestSpec
+from kubetrader_operator import kube
+from kubetrader_operator.backtest.builders import build_config_map, build_job, job_options
+from kubetrader_operator.backtest.status import Transition, accepted_status, invalid_status, next_status
+from kubetrader_operator.conditions import is_terminal, now_iso
+from kubetrader_operator.labels import BACKTEST_LABEL, MANAGED_BY, MANAGER, backtest_child_name
+from kubetrader_operator.metrics import FAILURES, measured
+from kubetrader_operator.settings import get_settings
+
+KIND = "Backtest"
+RESOURCE = (API_GROUP, API_VERSION, "backtests")
+SETTINGS = get_settings()
+CONFLICT_RETRIES = 8
+
+
+def _event(backtest: dict[str, Any], transition: Transition) -> None:
+    if transition.warning:
+        FAILURES.labels(KIND, transition.reason).inc()
+        # kopf's event poster reads only apiVersion, kind and metadata: a raw object will do.
+        kopf.warn(cast(kopf.Body, backtest), reason=transition.reason, message=transition.message)
+    else:
+        kopf.info(cast(kopf.Body, backtest), reason=transition.reason, message=transition.message)
+
+
+def _write_status(namespace: str, name: str, compute: Any) -> None:
+    """Read, compute, patch with the read resourceVersion; on a conflict, again."""
+    for _ in range(CONFLICT_RETRIES):
+        backtest = kube.read_backtest(namespace, name)
+        if backtest is None:
+            return
+        status, transition = compute(backtest)
+        if status == (backtest.get("status") or {}):
+            return
+        try:
+            kube.patch_backtest_status(namespace, name, status, backtest["metadata"]["resourceVersion"])
+        except kube.ConflictError:
+            continue
+        if transition is not None:
+            _event(backtest, transition)
+        return
+    raise kopf.TemporaryError(f"status of {namespace}/{name} kept changing under us", delay=1)
+
+
+def reconcile(namespace: str, name: str) -> None:
+    """Bring the Backtest's status in line with its Job and the Job's pods."""
+
+    def compute(backtest: dict[str, Any]) -> tuple[dict[str, Any], Transition | None]:
+        conditions = (backtest.get("status") or {}).get("conditions") or []
+        if is_terminal(conditions):
+            return backtest.get("status") or {}, None
+        job_name = backtest_child_name(name)
+        job = kube.read_job(namespace, job_name)
+        pods = kube.list_job_pods(namespace, job_name) if job is not None else []
+        return next_status(backtest, job, pods, now=now_iso(), start_timeout_seconds=SETTINGS.start_timeout_seconds)
+
+    _write_status(namespace, name, compute)
+
+
+@kopf.on.resume(*RESOURCE, backoff=SETTINGS.backoff_seconds)
+@kopf.on.create(*RESOURCE, backoff=SETTINGS.backoff_seconds)
+def start_backtest(
+    body: kopf.Body, name: str, namespace: str | None, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> None:
+    """Validate the spec, then create (or find) the ConfigMap and the Job that runs it."""
+    assert namespace is not None  # Backtests are namespaced (the CRD says so)
+    with measured(KIND, "start"):
+        if is_terminal(list(status.get("conditions") or [])):
+            return
+        try:
+            parsed = BacktestSpec.model_validate(dict(spec))
+            options = job_options(SETTINGS, dict(body.metadata.annotations))
+        except (ValidationError, ValueError) as exc:
+            message = f"invalid spec: {exc}"
+            _write_status(namespace, name, lambda bt: (invalid_status(bt, message, now=now_iso()), None))
+            FAILURES.labels(KIND, "InvalidSpec").inc()
+            kopf.warn(body, reason="InvalidSpec", message=message)
+            raise kopf.PermanentError(message) from exc
+        config_map = build_config_map(name, namespace, parsed)
+        job = build_job(name, namespace, parsed, options)
+        kopf.adopt([config_map, job], owner=body)
+        kube.create_if_absent(config_map)
+        created_job, created = kube.create_if_absent(job)
+        job_name = created_job["metadata"]["name"]
+        if created:
+            kopf.info(body, reason="JobCreated", message=f"Job {job_name} created")
+        _write_status(namespace, name, lambda bt: (accepted_status(bt, job_name, now=now_iso()), None))
+        reconcile(namespace, name)
+
+
+@kopf.timer(
+    *RESOURCE,
+    interval=SETTINGS.resync_interval_seconds,
+    idle=SETTINGS.resync_idle_seconds or None,
+    when=lambda status, **_: not is_terminal(list(status.get("conditions") or [])),
+)
+def resync_backtest(name: str, namespace: str | None, **_: Any) -> None:
+    """Catch what events missed: a Job that vanished, never started, or finished unseen."""
+    assert namespace is not None
+    with measured(KIND, "resync"):
+        reconcile(namespace, name)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY: MANAGER, BACKTEST_LABEL: kopf.PRESENT})
+def job_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+    """A Backtest's Job changed: update the Backtest's status at once."""
+    assert namespace is not None
+    with measured(KIND, "job-event"):
+        reconcile(namespace, labels[BACKTEST_LABEL])

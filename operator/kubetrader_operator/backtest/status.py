@@ -1,0 +1,210 @@
+"""What a Backtest's status should be, given its Job and the Job's pods. Pure.
+
+The engine reports through the container's termination message (a short JSON
+summary), so the Job needs no write access to custom resources: the operator
+reads the message from the pod and copies the headline metrics into status.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from kubetrader.specs.status import ConditionType
+from kubetrader_operator.conditions import (
+    Condition,
+    derive_phase,
+    get_condition,
+    is_terminal,
+    parse_time,
+    set_condition,
+)
+
+SUMMARY_TO_METRICS = {
+    "sharpe_ratio": "sharpeRatio",
+    "total_return": "totalReturn",
+    "max_drawdown": "maxDrawdown",
+    "cagr": "cagr",
+    "num_trades": "numTrades",
+}
+# Job failure reason -> the Backtest's Failed reason
+JOB_FAILURE_REASONS = {
+    "PodFailurePolicy": "EngineFailed",
+    "BackoffLimitExceeded": "RetriesExhausted",
+    "DeadlineExceeded": "DeadlineExceeded",
+}
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A change worth a Kubernetes Event (and a metric)."""
+
+    reason: str
+    message: str
+    warning: bool
+
+
+def parse_summary(message: str | None) -> dict[str, Any] | None:
+    """The engine's JSON summary, or None when the message is plain text (logs on error)."""
+    if not message:
+        return None
+    try:
+        value = json.loads(message)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def latest_termination(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """`state.terminated` of the engine container of the most recent pod that finished."""
+    finished = []
+    for pod in pods:
+        for container in pod.get("status", {}).get("containerStatuses", []) or []:
+            terminated = (container.get("state") or {}).get("terminated")
+            if terminated:
+                created = pod["metadata"].get("creationTimestamp", "")
+                finished.append((terminated.get("finishedAt") or "", created, terminated))
+    return max(finished, key=lambda item: (item[0], item[1]))[2] if finished else None
+
+
+def _job_condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    for condition in job.get("status", {}).get("conditions", []) or []:
+        if condition.get("type") == type_ and condition.get("status") == "True":
+            return condition
+    return None
+
+
+def job_started(job: dict[str, Any]) -> bool:
+    status = job.get("status", {})
+    return bool(
+        status.get("ready")
+        or status.get("succeeded")
+        or status.get("failed")
+        or _job_condition(job, "Complete")
+        or _job_condition(job, "Failed")
+    )
+
+
+def _failure_message(termination: dict[str, Any] | None, fallback: str) -> str:
+    if termination is None:
+        return fallback
+    summary = parse_summary(termination.get("message"))
+    if summary and summary.get("error"):
+        return str(summary["error"])
+    text = (termination.get("message") or "").strip()
+    return text[-2000:] if text else f"{fallback} (exit code {termination.get('exitCode')})"
+
+
+def next_status(
+    backtest: dict[str, Any],
+    job: dict[str, Any] | None,
+    pods: list[dict[str, Any]],
+    *,
+    now: str,
+    start_timeout_seconds: float,
+) -> tuple[dict[str, Any], Transition | None]:
+    """The status the Backtest should have now, and the transition to announce (if any)."""
+    status: dict[str, Any] = dict(backtest.get("status") or {})
+    conditions: list[Condition] = list(status.get("conditions") or [])
+    generation = backtest["metadata"].get("generation")
+    if is_terminal(conditions) or not conditions:
+        return status, None  # finished, or not accepted yet: the create handler speaks first
+
+    def put(type_: str, value: bool, reason: str, message: str) -> None:
+        nonlocal conditions
+        conditions = set_condition(conditions, type_, value, reason, message, generation=generation, now=now)
+
+    transition: Transition | None = None
+    accepted = get_condition(conditions, ConditionType.ACCEPTED)
+    waited = (parse_time(now) - parse_time(accepted["lastTransitionTime"])).total_seconds() if accepted else 0.0
+
+    if job is None:
+        if waited >= start_timeout_seconds:
+            vanished = "job" in status
+            reason = "JobVanished" if vanished else "JobNotCreated"
+            message = f"the Job is gone and the Backtest did not finish within {start_timeout_seconds:g} s"
+            put(ConditionType.RUNNING, False, reason, message)
+            put(ConditionType.FAILED, True, reason, message)
+            transition = Transition(reason, message, warning=True)
+    else:
+        status["job"] = {"name": job["metadata"]["name"], "uid": job["metadata"].get("uid")}
+        job_status = job.get("status", {})
+        termination = latest_termination(pods)
+        if job_status.get("startTime") and "startTime" not in status:
+            status["startTime"] = job_status["startTime"]
+        complete = _job_condition(job, "Complete")
+        failed = _job_condition(job, "Failed")
+        if complete is not None:
+            summary = parse_summary(termination.get("message") if termination else None) or {}
+            metrics = {camel: summary[key] for key, camel in SUMMARY_TO_METRICS.items() if summary.get(key) is not None}
+            status["metrics"] = metrics
+            if summary.get("result_path"):
+                status["resultPath"] = summary["result_path"]
+            if summary.get("mlflow_run_id"):
+                status["mlflowRunId"] = summary["mlflow_run_id"]
+            status["completionTime"] = job_status.get("completionTime") or now
+            sharpe = metrics.get("sharpeRatio")
+            message = f"Sharpe {sharpe:.2f}" if isinstance(sharpe, int | float) else "finished without a Sharpe ratio"
+            put(ConditionType.RUNNING, False, "Completed", "the engine finished")
+            put(ConditionType.SUCCEEDED, True, "Completed", message)
+            transition = Transition("Succeeded", message, warning=False)
+        elif failed is not None:
+            reason = JOB_FAILURE_REASONS.get(failed.get("reason", ""), "JobFailed")
+            message = _failure_message(termination, failed.get("message") or "the Job failed")
+            status["completionTime"] = now
+            put(ConditionType.RUNNING, False, reason, message)
+            put(ConditionType.FAILED, True, reason, message)
+            transition = Transition(reason, message, warning=True)
+        elif job_started(job):
+            put(ConditionType.RUNNING, True, "JobRunning", "the engine is running")
+        elif waited >= start_timeout_seconds:
+            message = f"the Job's pod did not start within {start_timeout_seconds:g} s"
+            put(ConditionType.RUNNING, False, "JobNotStarted", message)
+            put(ConditionType.FAILED, True, "JobNotStarted", message)
+            status["completionTime"] = now
+            transition = Transition("JobNotStarted", message, warning=True)
+
+    status["conditions"] = conditions
+    status["phase"] = derive_phase(conditions).value
+    status["observedGeneration"] = generation
+    if transition is not None and transition.warning:
+        status["message"] = transition.message
+    return status, transition
+
+
+def accepted_status(backtest: dict[str, Any], job_name: str, *, now: str) -> dict[str, Any]:
+    """Status right after the children were created (or found)."""
+    status: dict[str, Any] = dict(backtest.get("status") or {})
+    generation = backtest["metadata"].get("generation")
+    conditions = list(status.get("conditions") or [])
+    accepted = get_condition(conditions, ConditionType.ACCEPTED)
+    if accepted is None or accepted["status"] != "True":
+        conditions = set_condition(
+            conditions,
+            ConditionType.ACCEPTED,
+            True,
+            "JobCreated",
+            f"Job {job_name} runs the engine",
+            generation=generation,
+            now=now,
+        )
+    status.update(conditions=conditions, phase=derive_phase(conditions).value, observedGeneration=generation)
+    status.setdefault("job", {"name": job_name})
+    return status
+
+
+def invalid_status(backtest: dict[str, Any], message: str, *, now: str) -> dict[str, Any]:
+    """Status of a Backtest whose spec the models refuse: Failed, and never retried."""
+    generation = backtest["metadata"].get("generation")
+    conditions = list((backtest.get("status") or {}).get("conditions") or [])
+    for type_, value in ((ConditionType.ACCEPTED, False), (ConditionType.FAILED, True)):
+        conditions = set_condition(conditions, type_, value, "InvalidSpec", message, generation=generation, now=now)
+    return {
+        **(backtest.get("status") or {}),
+        "conditions": conditions,
+        "phase": derive_phase(conditions).value,
+        "observedGeneration": generation,
+        "message": message,
+        "completionTime": now,
+    }

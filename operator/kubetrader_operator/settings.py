@@ -1,0 +1,66 @@
+"""Operator configuration, read once from the environment (the Helm chart sets it).
+
+Every variable is `KUBETRADER_OPERATOR_<FIELD>`, e.g. `KUBETRADER_OPERATOR_IMAGE`.
+Per-Backtest overrides are deliberately few and come from annotations (see
+`OVERRIDE_ANNOTATIONS`): the spec is the portable part a user also runs locally,
+while where and how big a Job runs is a cluster concern.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ANNOTATION_PREFIX = "kubetrader.io/"
+# annotation -> what it overrides for that one Backtest's Job
+OVERRIDE_ANNOTATIONS: dict[str, str] = {
+    f"{ANNOTATION_PREFIX}active-deadline-seconds": "activeDeadlineSeconds of the Job",
+    f"{ANNOTATION_PREFIX}backoff-limit": "backoffLimit of the Job (retries of exit-3 failures)",
+    f"{ANNOTATION_PREFIX}cpu": "CPU request and limit of the engine container",
+    f"{ANNOTATION_PREFIX}memory": "memory request and limit of the engine container",
+}
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KUBETRADER_OPERATOR_", frozen=True)
+
+    # Where the operator looks: the listed namespaces, or every namespace when empty.
+    namespaces: list[str] = Field(default_factory=list)
+
+    # The Job.
+    image: str = "ghcr.io/kubetrader/engine:0.1.0"
+    image_pull_policy: str = Field(default="IfNotPresent", pattern="^(Always|IfNotPresent|Never)$")
+    service_account: str = "kubetrader-backtest"
+    cpu_request: str = "500m"
+    cpu_limit: str = "2"
+    memory_request: str = "512Mi"
+    memory_limit: str = "2Gi"
+    backoff_limit: int = Field(default=2, ge=0, le=20)
+    active_deadline_seconds: int = Field(default=6 * 3600, ge=1)
+    ttl_seconds_after_finished: int = Field(default=24 * 3600, ge=0)
+    run_as_user: int = Field(default=10001, ge=1)
+    data_pvc: str | None = Field(default=None, description="PVC mounted at /data (data cache and results).")
+    mlflow_tracking_uri: str | None = None
+    redis_url: str | None = None
+
+    # Reconciliation.
+    start_timeout_seconds: float = Field(default=600.0, gt=0, description="Job never started or vanished -> Failed.")
+    resync_interval_seconds: float = Field(default=30.0, gt=0, description="Resync period of unfinished Backtests.")
+    resync_idle_seconds: float = Field(default=0.0, ge=0, description="Quiet time after a change before the check.")
+
+    # kopf itself; short values make tests react fast, the chart keeps the defaults.
+    watch_timeout_seconds: int = Field(default=300, gt=0)
+    backoff_seconds: float = Field(default=10.0, gt=0, description="Delay before retrying a failed handler.")
+    posting_level: str = "INFO"
+
+    # Probes and metrics.
+    liveness_endpoint: str = "http://0.0.0.0:8080/healthz"
+    metrics_port: int = Field(default=9090, ge=0, le=65535, description="0 turns the metrics server off.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> OperatorSettings:
+    """The settings of this process; read once, because kopf decorators need them at import."""
+    return OperatorSettings()
