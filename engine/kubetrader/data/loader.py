@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kubetrader.data.bundled import BUNDLED, register_bundled
@@ -68,12 +69,17 @@ def _bounds(start: dt.date | None, end: dt.date | None) -> tuple[pd.Timestamp | 
     return lo, hi
 
 
-def _prepared(symbol: str, timeframe: str, adjust: bool, store: DataStore) -> pd.DataFrame:
-    """The whole data set, adjusted if asked, from the cache when the file has not changed."""
+def require_dataset(store: DataStore, symbol: str, timeframe: str) -> Path:
+    """The Parquet file of (symbol, timeframe), registering bundled data on first use; DataError if unknown."""
     path = store.path(symbol, timeframe)
     if not path.is_file() and not register_bundled(store, symbol, timeframe):
         raise _unknown(symbol, timeframe, store)
-    info = path.stat()
+    return path
+
+
+def _prepared(symbol: str, timeframe: str, adjust: bool, store: DataStore) -> pd.DataFrame:
+    """The whole data set, adjusted if asked, from the cache when the file has not changed."""
+    info = require_dataset(store, symbol, timeframe).stat()
     file_id = (info.st_mtime_ns, info.st_size, info.st_ino)
     key = (str(store.root), symbol, timeframe, adjust)
     with _CACHE_LOCK:

@@ -91,7 +91,7 @@ def _timestamps(raw: pd.Series, name: str) -> pd.DatetimeIndex:
 
 
 def _frame(table: pd.DataFrame, index: pd.DatetimeIndex, name: str, *, adj_close: bool) -> pd.DataFrame:
-    wanted = {c: _column(table, c, name).to_numpy() for c in COLUMNS}
+    wanted = {c: _column(table, c.capitalize(), name).to_numpy() for c in COLUMNS}
     if adj_close:
         wanted[ADJ_CLOSE] = _column(table, "Adj Close", name).to_numpy()
     return bar_frame(index, dict(wanted))

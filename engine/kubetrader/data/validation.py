@@ -96,7 +96,7 @@ def _bar_issues(frame: pd.DataFrame, timeframe: str) -> list[Issue]:
         pos, count = _first(mask)
         when = frame.index[pos]
         where = f"bar {stamp(when, timeframe)}" + (f" column {column}" if column else "")
-        value = f" ({frame[column].iloc[pos]!r})" if column else ""
+        value = f" ({float(frame[column].iloc[pos])!r})" if column else ""
         issues.append(
             Issue(
                 check=check,
