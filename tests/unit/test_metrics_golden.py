@@ -32,7 +32,7 @@ def test_trade_metrics_match_hand_computed_values() -> None:
 
 
 def test_no_trades_gives_zero_count_and_undefined_ratios() -> None:
-    for trades in (None, pd.DataFrame({"pnl_net": pd.Series([], dtype=float)})):
+    for trades in (None, pd.DataFrame(), pd.DataFrame({"pnl_net": pd.Series([], dtype=float)})):
         metrics = compute_metrics(FLAT_WEEK, trades=trades)
         assert metrics["num_trades"] == 0.0
         for name in ("trade_win_rate", "profit_factor", "payoff_ratio", "avg_trade_pnl", "expectancy"):
@@ -137,3 +137,33 @@ def test_missing_equity_value_is_refused_with_its_date() -> None:
     equity = _equity([100.0, np.nan, 101.0])
     with pytest.raises(ValueError, match="2024-01-02"):
         compute_metrics(equity)
+
+
+def test_tz_aware_benchmark_lines_up_with_naive_equity_by_wall_time() -> None:
+    rng = np.random.default_rng(5)
+    equity = _equity(list(100 * np.cumprod(1 + rng.normal(0.0, 0.01, 300))))
+    benchmark = pd.Series(rng.normal(0.0, 0.01, 300), index=equity.index)
+    expected = compute_metrics(equity, benchmark_returns=benchmark)
+    aware = benchmark.tz_localize("Europe/Berlin").sample(frac=1.0, random_state=1)  # any order
+    assert compute_metrics(equity, benchmark_returns=aware) == expected
+    assert expected["beta"] is not None
+
+
+def test_benchmark_on_other_dates_is_refused_not_ignored() -> None:
+    other = pd.Series([0.01, 0.02], index=pd.DatetimeIndex(["1990-01-01", "1990-01-02"]))
+    with pytest.raises(ValueError, match="benchmark_returns has no date in common"):
+        compute_metrics(FLAT_WEEK, benchmark_returns=other)
+
+
+def test_trades_without_pnl_net_are_refused() -> None:
+    with pytest.raises(ValueError, match="pnl_net"):
+        compute_metrics(FLAT_WEEK, trades=pd.DataFrame({"pnl": [1.0]}))
+
+
+def test_single_day_equity_gives_only_finite_or_none_values() -> None:
+    metrics = compute_metrics(_equity([100.0]))
+    assert metrics["final_value"] == 100.0
+    assert metrics["total_return"] == 0.0
+    assert metrics["sharpe_ratio"] is None
+    assert metrics["cagr"] is None
+    assert all(value is None or math.isfinite(value) for value in metrics.values())

@@ -19,24 +19,40 @@ if TYPE_CHECKING:
 _NS_PER_DAY = 86_400 * 10**9
 
 
-def _naive_index_ns(index: pd.Index) -> np.ndarray:
+def _naive_index_ns(index: pd.Index, what: str) -> np.ndarray:
     """The index as int64 nanoseconds of local wall time (tz-aware indexes keep their local dates)."""
     import pandas as pd
 
     if not isinstance(index, pd.DatetimeIndex):
-        raise ValueError(f"equity must be indexed by a DatetimeIndex, got {type(index).__name__}")
+        raise ValueError(f"{what} must be indexed by a DatetimeIndex, got {type(index).__name__}")
     if index.tz is not None:
         index = index.tz_localize(None)
     return np.asarray(index.as_unit("ns").asi8)
 
 
-def _aligned(series: pd.Series | None, index: pd.Index) -> np.ndarray | None:
-    """`series` as float64 values on `index` (missing dates NaN), or None."""
+def _aligned(series: pd.Series | None, stamps: np.ndarray, what: str) -> np.ndarray | None:
+    """`series` as float64 values on the equity's dates `stamps` (missing dates NaN), or None.
+
+    Dates are matched on local wall time, so a tz-aware benchmark lines up with a
+    naive equity curve of the same days (a plain pandas reindex would silently
+    match nothing). A series that shares no date with the equity is a caller's
+    mistake, refused rather than turned into "no benchmark".
+    """
     if series is None:
         return None
-    if not series.index.equals(index):
-        series = series.reindex(index)
-    return np.asarray(series.to_numpy(dtype=np.float64, na_value=np.nan))
+    own = _naive_index_ns(series.index, what)
+    values = np.asarray(series.to_numpy(dtype=np.float64, na_value=np.nan))
+    if own.shape == stamps.shape and (own == stamps).all():
+        return values
+    if own.size == 0:
+        raise ValueError(f"{what} is empty")
+    order = np.argsort(own, kind="stable")
+    own, values = own[order], values[order]
+    position = np.searchsorted(own, stamps).clip(max=own.size - 1)
+    found = own[position] == stamps
+    if not found.any():
+        raise ValueError(f"{what} has no date in common with equity")
+    return np.where(found, values[position], np.nan)
 
 
 def _exposure(exposure: np.ndarray | None, r: np.ndarray) -> float | None:
@@ -71,10 +87,12 @@ def compute_metrics(
     quantstats are in the package docstring.
     """
     index = equity.index
-    stamps = _naive_index_ns(index)
+    stamps = _naive_index_ns(index, "equity")
     values = np.asarray(equity.to_numpy(dtype=np.float64, na_value=np.nan))
     if values.size == 0:
         raise ValueError("equity is empty")
+    if periods_per_year <= 0:
+        raise ValueError(f"periods_per_year must be positive, got {periods_per_year}")
     if not np.isfinite(values).all():
         bad = index[int(np.flatnonzero(~np.isfinite(values))[0])]
         raise ValueError(f"equity has a missing or infinite value on {bad}")
@@ -112,15 +130,20 @@ def compute_metrics(
     cagr = out["cagr"]
     out["calmar_ratio"] = None if cagr is None else ratio(cagr, abs(drawdowns.max_drawdown))
 
-    pnl = np.empty(0) if trades is None or trades.empty else trades["pnl_net"].to_numpy(dtype=np.float64)
+    if trades is None or len(trades) == 0:  # an empty frame may come without columns
+        pnl = np.empty(0)
+    elif "pnl_net" not in trades.columns:
+        raise ValueError(f"trades needs a pnl_net column, it has {list(trades.columns)}")
+    else:
+        pnl = trades["pnl_net"].to_numpy(dtype=np.float64, na_value=np.nan)
     out.update(trade_stats(pnl)._asdict())
-    out["exposure"] = _exposure(_aligned(exposure, index), r)
+    out["exposure"] = _exposure(_aligned(exposure, stamps, "exposure"), r)
 
     high, low = regimes.volatility_masks(r)
     out["high_vol_return"], out["high_vol_sharpe"] = regimes.regime_stats(r, high, periods_per_year)
     out["low_vol_return"], out["low_vol_sharpe"] = regimes.regime_stats(r, low, periods_per_year)
 
-    b_all = _aligned(benchmark_returns, index)
+    b_all = _aligned(benchmark_returns, stamps, "benchmark_returns")
     if b_all is not None and r.size:
         b = b_all[1:]
         out.update(bench.benchmark_stats(r, b, periods_per_year)._asdict())
