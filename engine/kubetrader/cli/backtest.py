@@ -1,0 +1,198 @@
+"""`kubetrader run -f FILE` and `kubetrader backtest ...`: one backtest (or a matrix) on this machine.
+
+Both build a BacktestSpec and hand it to `kubetrader.pipeline.execute`, the path the
+operator's Jobs take too. `--summary-file` writes a short JSON also on failure: the
+Job passes `/dev/termination-log`, and the operator reads it as the container's
+termination message (Kubernetes keeps at most 4 KB of it).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kubetrader.cli.options import backtest_spec_from_options, data_options, tracking_options
+from kubetrader.errors import EXIT_FATAL, KubetraderError, SpecError
+from kubetrader.specs import BacktestSpec
+
+SUMMARY_LIMIT = 4096
+
+
+def _load_resource(path: Path) -> tuple[str, BacktestSpec]:
+    """(metadata.name, spec) of a Backtest YAML file; SpecError naming the field otherwise."""
+    import yaml
+    from pydantic import ValidationError
+
+    from kubetrader.cli.options import spec_error_from_validation
+    from kubetrader.specs import parse_resource
+
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SpecError(str(path), f"cannot read the file: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise SpecError(str(path), f"malformed YAML{where}: {getattr(exc, 'problem', None) or exc}") from exc
+    try:
+        resource = parse_resource(document)
+    except ValidationError as exc:
+        error = spec_error_from_validation(exc)
+        raise SpecError(f"spec.{error.field}", error.problem) from exc
+    except ValueError as exc:
+        field, _, problem = str(exc).partition(": ")
+        raise SpecError(field if problem else "resource", problem or str(exc)) from exc
+    if resource.kind != "Backtest" or not isinstance(resource.spec, BacktestSpec):
+        raise SpecError("kind", f"`kubetrader run` runs Backtest resources, not {resource.kind}")
+    return resource.metadata.name, resource.spec
+
+
+def write_summary(path: Path | None, summary: dict[str, Any]) -> None:
+    """Write the short summary JSON, trimmed to fit Kubernetes' 4 KB termination message."""
+    if path is None:
+        return
+    text = json.dumps(summary, separators=(",", ":"), default=str)
+    if len(text.encode()) > SUMMARY_LIMIT:
+        summary = {**summary, "error": (str(summary.get("error") or ""))[:200] or None}
+        summary.pop("metrics", None)
+        text = json.dumps(summary, separators=(",", ":"), default=str)[:SUMMARY_LIMIT]
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        click.echo(f"warning: cannot write summary to {path}: {exc}", err=True)
+
+
+def _show(outcome: Any, *, as_json: bool) -> None:
+    from kubetrader.results.report import metrics_table
+
+    if as_json:
+        click.echo(json.dumps(outcome.summary(), indent=2, default=str))
+        return
+    if outcome.cells:
+        for cell in outcome.cells:
+            metrics = cell.metrics
+            sharpe = metrics.get("sharpe_ratio")
+            total = metrics.get("total_return")
+            shown = (
+                f"sharpe {sharpe:.3f}  return {total:.2%}"
+                if sharpe is not None and total is not None
+                else (cell.error or "")
+            )
+            click.echo(f"{cell.status:<9} {cell.id}  {shown}")
+        click.echo(f"\ntable:      {outcome.table}")
+        return
+    if outcome.document is not None:
+        document = outcome.document
+        meta = document.metadata
+        click.echo(
+            f"{meta.strategy} on {', '.join(meta.symbols)}  {meta.start} .. {meta.end}  ({meta.wall_seconds:.2f} s)\n"
+        )
+        click.echo(metrics_table(document.metrics))
+        click.echo(f"\nrisk events: {len(document.risk_events)}")
+        if meta.tracking != "off":
+            click.echo(f"mlflow:      {meta.tracking} {meta.mlflow_run_id or ''}")
+        directory = outcome.paths.directory
+        click.echo(f"result:      {outcome.paths.json}")
+        for label, key in (
+            ("plot", "plot"),
+            ("tearsheet", "tearsheet"),
+            ("equity", "equity_csv"),
+            ("trades", "trades_csv"),
+        ):
+            if key in document.artifacts:
+                click.echo(f"{label + ':':<12} {directory / document.artifacts[key]}")
+
+
+def _execute(name: str, spec: BacktestSpec, *, output: Path, as_json: bool, summary_file: Path | None) -> None:
+    from kubetrader.pipeline import execute
+
+    outcome = execute(spec, name=name, output_dir=output, progress=not as_json)
+    write_summary(summary_file, outcome.summary())
+    _show(outcome, as_json=as_json)
+    if outcome.status == "failed":
+        if not as_json:
+            click.echo(f"error: {outcome.error}", err=True)
+        sys.exit(outcome.exit_code or EXIT_FATAL)
+
+
+def _fail_early(exc: KubetraderError, *, name: str, summary_file: Path | None, as_json: bool) -> None:
+    """A spec too broken to run still gets a summary (the operator reads it), then the usual exit."""
+    summary: dict[str, Any] = {
+        "id": None,
+        "name": name,
+        "status": "failed",
+        "metrics": {},
+        "result": None,
+        "error": str(exc),
+    }
+    write_summary(summary_file, summary)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    raise exc
+
+
+_output = click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("results"),
+    show_default=True,
+    help="Directory for results (written to OUTPUT/backtests/).",
+)
+_json = click.option("--json", "as_json", is_flag=True, help="Print the summary JSON instead of the table.")
+_summary = click.option(
+    "--summary-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the summary JSON here, on failure too (e.g. /dev/termination-log).",
+)
+
+
+@click.command("run")
+@click.option("-f", "--file", "file", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@_output
+@_json
+@_summary
+def run(file: Path, output: Path, as_json: bool, summary_file: Path | None) -> None:
+    """Run a Backtest custom-resource YAML file locally (the same code path as the cluster's Job)."""
+    try:
+        name, spec = _load_resource(file)
+    except KubetraderError as exc:
+        _fail_early(exc, name=file.stem, summary_file=summary_file, as_json=as_json)
+        return
+    _execute(name, spec, output=output, as_json=as_json, summary_file=summary_file)
+
+
+@click.command("backtest")
+@click.option("--strategy", required=True, help="Import path, e.g. strategies.sma_crossover.SMACrossover.")
+@data_options()
+@click.option("--param", "params", multiple=True, help="Strategy parameter NAME=VALUE (repeatable).")
+@click.option("--name", default=None, help="Result name (default: strategy class and first symbol).")
+@tracking_options
+@_output
+@_json
+@_summary
+def backtest(
+    strategy: str,
+    output: Path,
+    as_json: bool,
+    summary_file: Path | None,
+    name: str | None,
+    **options: Any,
+) -> None:
+    """Run one backtest from command-line options."""
+    from kubetrader.cli.options import split_symbols
+
+    symbols = split_symbols(options["symbols"])
+    default_name = f"{strategy.rpartition('.')[2]}-{symbols[0] if symbols else 'none'}".lower()
+    result_name = name or "".join(c if c.isalnum() or c in "-." else "-" for c in default_name)
+    try:
+        spec = backtest_spec_from_options(strategy=strategy, **options)
+    except KubetraderError as exc:
+        _fail_early(exc, name=result_name, summary_file=summary_file, as_json=as_json)
+        return
+    _execute(result_name, spec, output=output, as_json=as_json, summary_file=summary_file)

@@ -1,0 +1,122 @@
+"""Where results live on disk: `{output}/backtests/{id}.json` and the files beside it.
+
+Every write is atomic (a temporary file in the same directory, then `os.replace`),
+so a reader (the dashboard, the operator's summary, a second run) sees either the
+old file or the new one, never half of one. Ids are deterministic, so a re-run
+overwrites instead of adding a duplicate.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from kubetrader.results.schema import ResultDocument
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from kubetrader.runner import BacktestResult
+
+BACKTESTS_DIR = "backtests"
+
+
+@dataclass(frozen=True)
+class ResultPaths:
+    """The files of one result, all in `{output}/backtests/`."""
+
+    directory: Path
+    id: str
+
+    @property
+    def json(self) -> Path:
+        return self.directory / f"{self.id}.json"
+
+    @property
+    def equity_csv(self) -> Path:
+        return self.directory / f"{self.id}-equity.csv"
+
+    @property
+    def trades_csv(self) -> Path:
+        return self.directory / f"{self.id}-trades.csv"
+
+    @property
+    def plot(self) -> Path:
+        return self.directory / f"{self.id}-equity.png"
+
+    @property
+    def tearsheet(self) -> Path:
+        return self.directory / f"{self.id}-tearsheet.html"
+
+    def artifacts(self) -> list[Path]:
+        return [self.equity_csv, self.trades_csv, self.plot, self.tearsheet]
+
+
+def result_paths(output_dir: Path | str, result_id: str) -> ResultPaths:
+    return ResultPaths(Path(output_dir) / BACKTESTS_DIR, result_id)
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write through `write(file)` into a temporary file beside `path`, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    data = text.encode("utf-8")
+
+    def write(handle: IO[bytes]) -> None:
+        handle.write(data)
+
+    return atomic_write(path, write)
+
+
+def write_document(document: ResultDocument, path: Path) -> Path:
+    return atomic_write_text(path, document.model_dump_json(indent=1))
+
+
+def read_document(path: Path | str) -> ResultDocument:
+    return ResultDocument.model_validate_json(Path(path).read_bytes())
+
+
+def equity_frame(result: BacktestResult) -> pd.DataFrame:
+    """Date, equity, return, exposure and benchmark return per day."""
+    import pandas as pd
+
+    equity = result.equity
+    frame = pd.DataFrame(
+        {
+            "equity": equity,
+            "return": equity.pct_change().fillna(0.0),
+            "exposure": result.exposure.reindex(equity.index),
+        }
+    )
+    if result.benchmark_returns is not None:
+        frame["benchmark_return"] = result.benchmark_returns.reindex(equity.index)
+    frame.index = pd.DatetimeIndex(equity.index).strftime("%Y-%m-%d")
+    frame.index.name = "date"
+    return frame
+
+
+def write_csvs(result: BacktestResult, paths: ResultPaths) -> None:
+    equity = equity_frame(result)
+    atomic_write_text(paths.equity_csv, equity.to_csv(float_format="%.10g"))
+    atomic_write_text(paths.trades_csv, result.trades.to_csv(index=False, float_format="%.10g"))
+
+
+def remove_stale(paths: ResultPaths) -> None:
+    """Remove the artifacts of an earlier run with this id, so a failed re-run cannot look successful."""
+    for path in paths.artifacts():
+        path.unlink(missing_ok=True)
