@@ -65,6 +65,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp creates 0600; results are read by other users (dashboard, sidecars)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
         os.replace(tmp, path)
