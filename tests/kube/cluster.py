@@ -1,0 +1,148 @@
+"""`EmulatedCluster`: a `KubeEmulator` on a loopback port, run in a background thread.
+
+Tests are synchronous, the emulator is asyncio: the cluster owns an event loop in
+its own thread, and its methods (create, get, patch, ...) run the emulator's
+coroutines there, through the same write path HTTP clients use, so watchers see
+every change. `kubeconfig` is a file any client (kopf, the kubernetes package,
+kubectl) can use to reach it.
+
+    with EmulatedCluster(crds=load_crds().values()) as cluster:
+        cluster.create(backtest_dict)
+        cluster.get("Job", "default", "bt-sma-orcl")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import yaml
+from kmock import Server, resource
+
+from tests.kube.emulator import KubeEmulator, Obj
+
+T = TypeVar("T")
+CALL_TIMEOUT = 10.0
+
+
+class EmulatedCluster:
+    def __init__(self, crds: Iterable[Obj] = (), *, workdir: Path, gc: bool = True) -> None:
+        self._crds = list(crds)
+        self._gc = gc
+        self.kubeconfig = workdir / "kubeconfig"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self.emulator: KubeEmulator | None = None
+        self.url = ""
+        self._kinds: dict[str, resource] = {}
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        self._thread = threading.Thread(target=self._run, name="kube-emulator", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(CALL_TIMEOUT) or self._error is not None:
+            raise RuntimeError(f"the emulator did not start: {self._error!r}")
+        self._write_kubeconfig()
+        return self
+
+    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(CALL_TIMEOUT)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # reported to the starting thread
+            self._error = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with KubeEmulator(gc_enabled=self._gc) as emulator, Server(emulator) as server:
+            emulator.register_builtin_kinds()
+            for crd in self._crds:
+                emulator.register_crd(crd)
+                await emulator.create_object(
+                    resource(group="apiextensions.k8s.io", version="v1", plural="customresourcedefinitions"), None, crd
+                )
+            self.emulator = emulator
+            self.url = f"http://{server.host}:{server.port}"
+            self._index_kinds()
+            self._ready.set()
+            await self._stop.wait()
+
+    def _index_kinds(self) -> None:
+        assert self.emulator is not None
+        for res, info in self.emulator.resources._resources.items():
+            if info.kind and info.kind not in self._kinds:
+                self._kinds[info.kind] = res
+
+    def _write_kubeconfig(self) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
+            "users": [{"name": "tester", "user": {"token": "emulated"}}],
+            "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "tester"}}],
+            "current-context": "emulator",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config))
+
+    def call(self, make: Callable[[KubeEmulator], Awaitable[T]]) -> T:
+        """Run `make(emulator)` on the emulator's loop and wait for its result."""
+        assert self._loop is not None and self.emulator is not None
+        emulator = self.emulator
+
+        async def run() -> T:
+            return await make(emulator)
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(CALL_TIMEOUT)
+
+    # ---- a small synchronous client --------------------------------------------------------
+
+    def resource_of(self, kind: str) -> resource:
+        """The resource serving a kind, e.g. "Job" -> batch/v1/jobs ("Event" is the core one)."""
+        return self._kinds[kind]
+
+    def create(self, obj: Obj, namespace: str | None = None) -> Obj:
+        res = self.resource_of(obj["kind"])
+        ns = namespace or obj.get("metadata", {}).get("namespace")
+        return self.call(lambda e: e.create_object(res, ns, obj))
+
+    def get(self, kind: str, namespace: str | None, name: str) -> Obj | None:
+        found = self.select(kind, namespace, name=name)
+        return found[0] if found else None
+
+    def select(
+        self, kind: str, namespace: str | None = None, labels: str | None = None, name: str | None = None
+    ) -> list[Obj]:
+        """Live objects of a kind, optionally in one namespace, with a label selector or a name."""
+        res = self.resource_of(kind)
+
+        async def select(e: KubeEmulator) -> list[Obj]:
+            return e.select(res, namespace, labels, name)
+
+        return self.call(select)
+
+    def patch(self, kind: str, namespace: str | None, name: str, patch: Any, *, subresource: str | None = None) -> Obj:
+        res = self.resource_of(kind)
+        return self.call(lambda e: e.update_object(res, namespace, name, patch, subresource=subresource))
+
+    def delete(self, kind: str, namespace: str | None, name: str) -> Obj:
+        res = self.resource_of(kind)
+        return self.call(lambda e: e.delete_object(res, namespace, name))
+
+    def collect_garbage(self) -> int:
+        """One pass of the garbage collector (deleting an owner already cascades when `gc=True`)."""
+        return self.call(lambda e: e.collect_garbage())
