@@ -167,3 +167,18 @@ def test_single_day_equity_gives_only_finite_or_none_values() -> None:
     assert metrics["sharpe_ratio"] is None
     assert metrics["cagr"] is None
     assert all(value is None or math.isfinite(value) for value in metrics.values())
+
+
+def test_trend_regimes_need_200_benchmark_days_before_they_are_known() -> None:
+    rng = np.random.default_rng(9)
+    equity = _equity(list(100 * np.cumprod(1 + rng.normal(0.0, 0.01, 200))))
+    benchmark = pd.Series(0.001, index=equity.index)  # 199 returns after the first day: one short
+    metrics = compute_metrics(equity, benchmark_returns=benchmark)
+    assert metrics["beta"] is None  # a constant benchmark has no variance
+    assert metrics["benchmark_return"] == pytest.approx(1.001**199 - 1)
+    assert (metrics["bull_return"], metrics["bear_return"]) == (None, None)
+    longer = _equity(list(100 * np.cumprod(1 + rng.normal(0.0, 0.01, 202))))
+    rising = compute_metrics(longer, benchmark_returns=pd.Series(0.001, index=longer.index))
+    # a rising price sits above its average: day 201 (the first after 200 prices) is bull, none is bear
+    assert rising["bull_return"] == pytest.approx(longer.iloc[-1] / longer.iloc[-2] - 1)
+    assert rising["bear_return"] is None

@@ -24,7 +24,7 @@ different definition, on purpose:
 | avg_daily_return | mean of all daily returns (Sharpe's numerator) | `avg_return` skips zero-return days |
 | exposure | share of days with a position (exposure series) | share of non-zero-return days, rounded up to 1 % |
 | trade metrics | per closed trade, from pnl_net | `win_rate`, `profit_factor`, `payoff_ratio` are per day |
-| alpha, beta undefined | None | 0 |
+| undefined values | None (e.g. win rate with no active day, beta on a flat benchmark) | 0.0 or NaN |
 | regimes | (not in quantstats) | |
 """
 

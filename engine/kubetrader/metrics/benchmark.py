@@ -48,9 +48,12 @@ def benchmark_stats(r: np.ndarray, b: np.ndarray, periods_per_year: int) -> Benc
     sxy = float(np.dot(dr, db))
     sxx = float(np.dot(dr, dr))
     syy = float(np.dot(db, db))
-    beta = ratio(sxy, syy)
+    dof = rp.size - 1.0
+    # a (numerically) constant series has no variance: its regression is undefined, not huge
+    benchmark_moves = syy / dof >= TINY_STD**2
+    beta = ratio(sxy, syy) if benchmark_moves else None
     alpha = None if beta is None else clean((float(rp.mean()) - beta * float(bp.mean())) * periods_per_year)
-    r_squared = ratio(sxy * sxy, sxx * syy)
+    r_squared = ratio(sxy * sxy, sxx * syy) if benchmark_moves and sxx / dof >= TINY_STD**2 else None
     active = rp - bp
     active_std = float(active.std(ddof=1))
     tracking_error = clean(active_std * np.sqrt(periods_per_year))

@@ -81,7 +81,7 @@ def compute_metrics(
     `equity` is the daily portfolio value on a DatetimeIndex (naive or tz-aware);
     returns are equity.pct_change() without the first day. `trades` needs a
     `pnl_net` column (one row per closed trade). `benchmark_returns` and
-    `exposure` are aligned to the equity's dates (reindexed if they are not).
+    `exposure` are matched to the equity's dates on local wall time (missing dates are NaN).
     Values are finite Python floats, or None where a metric is undefined, so the
     dict goes to JSON and MLflow as is. Conventions and the differences from
     quantstats are in the package docstring.
