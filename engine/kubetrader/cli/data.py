@@ -58,16 +58,9 @@ def _print_validation(console: Console, report: ValidationReport) -> None:
         f" ({len(report.errors)} errors, {len(report.warnings)} warnings; gap limit {report.max_gap_sessions} sessions)"
     )
     if report.issues:
-        table = Table("severity", "check", "first bar", "column", "bars", "problem")
+        table = Table("severity", "check", "bars", "first occurrence")
         for issue in report.issues:
-            table.add_row(
-                issue.severity,
-                issue.check,
-                _when(issue.bar, report.timeframe),
-                issue.column or "",
-                str(issue.count),
-                issue.message,
-            )
+            table.add_row(issue.severity, issue.check, str(issue.count), issue.message)
         console.print(table)
 
 
@@ -151,4 +144,5 @@ def validate(ctx: click.Context, symbol: str, timeframe: str, max_gap_sessions: 
     report = store.validate(symbol, timeframe, max_gap_sessions=max_gap_sessions)
     _print_validation(_console(), report)
     if not report.valid:
-        ctx.exit(EXIT_FATAL)
+        # SystemExit, not ctx.exit: main() runs click with standalone_mode=False, which turns ctx.exit into a return
+        raise SystemExit(EXIT_FATAL)
