@@ -21,7 +21,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("kubetrader.cli.backtest:run", "Run a custom-resource YAML file locally."),
     "backtest": ("kubetrader.cli.backtest:backtest", "Run one backtest from command-line options."),
     "data": ("kubetrader.cli.data:data", "Import, list and validate market data."),
+    "live": ("kubetrader.cli.live:live", "Trade a strategy through IB (paper or live) and stop it."),
     "optimize": ("kubetrader.cli.optimize:optimize", "Search strategy parameters with Optuna."),
+    "worker": ("kubetrader.cli.worker:worker", "Run backtests from the Redis work queue."),
+    "experiments": ("kubetrader.cli.experiments:experiments", "List, query, compare and export MLflow experiments."),
+    "mlflow": ("kubetrader.cli.mlflow_cmd:mlflow_group", "Sync, migrate, index and archive the MLflow store."),
 }
 
 

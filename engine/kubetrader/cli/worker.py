@@ -1,0 +1,122 @@
+"""`kubetrader worker`: claim backtests from Redis and run them until told to stop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from kubetrader.queue.workqueue import DEFAULT_PREFIX
+
+log = logging.getLogger("kubetrader.worker")
+
+
+@click.command()
+@click.option("--redis", "redis_url", envvar="KUBETRADER_REDIS_URL", required=True, help="redis://host:port/db")
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 256), help="Worker processes.")
+@click.option(
+    "--handler",
+    default="kubetrader.queue.handlers:run_backtest",
+    show_default=True,
+    help="Task handler as module:attribute (the engine by default).",
+)
+@click.option("--prefix", default=DEFAULT_PREFIX, envvar="KUBETRADER_QUEUE_PREFIX", show_default=True)
+@click.option("--lease-seconds", default=30.0, show_default=True, type=click.FloatRange(min=0.1))
+@click.option(
+    "--grace-seconds",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="On SIGTERM, how long the running task may go on before it is released to the queue.",
+)
+@click.option("--output-dir", default="results", show_default=True, type=click.Path(path_type=Path))
+@click.option("--max-tasks", type=click.IntRange(min=1), default=None, help="Exit after this many tasks.")
+@click.option("--exit-when-idle", is_flag=True, help="Exit when the queue is empty instead of waiting.")
+@click.option("-v", "--verbose", is_flag=True)
+def worker(
+    redis_url: str,
+    concurrency: int,
+    handler: str,
+    prefix: str,
+    lease_seconds: float,
+    grace_seconds: float,
+    output_dir: Path,
+    max_tasks: int | None,
+    exit_when_idle: bool,
+    verbose: bool,
+) -> None:
+    """Run backtests from the work queue. SIGTERM: stop claiming, finish or release the task, exit 0."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if concurrency > 1:
+        from kubetrader.queue.local import worker_command
+
+        extra = ["--max-tasks", str(max_tasks)] if max_tasks else []
+        extra += ["--exit-when-idle"] if exit_when_idle else []
+        extra += ["--verbose"] if verbose else []
+        command = worker_command(
+            redis_url,
+            handler=handler,
+            prefix=prefix,
+            lease_seconds=lease_seconds,
+            grace_seconds=grace_seconds,
+            output_dir=output_dir,
+            extra=extra,
+        )
+        sys.exit(_supervise(command, concurrency))
+
+    from kubetrader.queue.worker import Worker, WorkerSettings, load_handler
+    from kubetrader.queue.workqueue import WorkQueue
+
+    queue = WorkQueue.from_url(redis_url, prefix=prefix, lease_seconds=lease_seconds)
+    settings = WorkerSettings(lease_seconds=lease_seconds, grace_seconds=grace_seconds, output_dir=output_dir)
+    the_worker = Worker(queue, load_handler(handler), settings=settings)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stop claiming, %.0f s grace for the running task", signum, grace_seconds)
+        the_worker.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("worker %s (pod %s) on %s, handler %s", the_worker.worker_id, the_worker.pod, redis_url, handler)
+    summary = the_worker.run(max_tasks=max_tasks, exit_when_idle=exit_when_idle)
+    log.info("worker %s done: %s", the_worker.worker_id, summary.model_dump())
+
+
+def _supervise(command: list[str], concurrency: int) -> int:
+    """Run `concurrency` single workers as child processes; restart one that dies, forward SIGTERM.
+
+    Processes, not threads: backtests are CPU-bound Python. A child that crashed
+    (say the engine segfaulted) is replaced; its task comes back when its lease expires.
+    """
+    stopping = threading.Event()
+    children = [subprocess.Popen(command) for _ in range(concurrency)]
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stopping.is_set():
+        for i, child in enumerate(children):
+            code = child.poll()
+            if code is not None and not stopping.is_set():
+                if code == 0:  # --max-tasks / --exit-when-idle: a clean exit is not replaced
+                    continue
+                log.warning("worker process %d exited with %d; starting another", child.pid, code)
+                children[i] = subprocess.Popen(command)
+        if all(child.poll() == 0 for child in children):
+            break
+        stopping.wait(0.5)
+    codes = [child.wait() for child in children]
+    return 0 if all(code == 0 for code in codes) else 1

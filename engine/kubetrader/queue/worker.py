@@ -1,0 +1,299 @@
+"""A worker: claim a task, run it with a pluggable handler, store its result, repeat.
+
+The handler is any `(Task, TaskContext) -> HandlerOutcome` callable, named by
+import path (`module:attribute`) on the command line, so the production worker
+runs backtests (`kubetrader.queue.handlers:run_backtest`) and the fault tests run
+the very same loop with handlers that block until killed or always fail.
+
+The handler runs in a thread of its own while the main thread waits for it *or*
+for a stop request. That is what lets SIGTERM (Kubernetes scaling down) stop
+claiming at once, give the running task its grace period, and, if it does not
+finish, release it back to the queue without spending an attempt, then exit 0.
+A background thread renews the lease and publishes the heartbeat (pod, task) the
+scaler reads to protect busy pods.
+
+Errors: a `FatalError` (or an invalid spec) dead-letters the task at once;
+anything else counts an attempt and the task is retried until `max_attempts`.
+Either way the worker records the error and goes on with the next task.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import redis
+from pydantic import BaseModel, Field, ValidationError
+
+from kubetrader.errors import FatalError
+from kubetrader.queue.tasks import HandlerOutcome, Task
+from kubetrader.queue.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Redis restarting (or a network blip) must not kill a worker: retry for this long, then give up.
+REDIS_OUTAGE_SECONDS = 60.0
+_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
+
+DEFAULT_HANDLER = "kubetrader.queue.handlers:run_backtest"
+
+
+@dataclass
+class TaskContext:
+    """What a handler may use besides the task: where to write, and whether to hurry."""
+
+    queue: WorkQueue
+    worker_id: str
+    output_dir: Path
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+
+TaskHandler = Callable[[Task, TaskContext], HandlerOutcome]
+
+
+class WorkerSettings(BaseModel):
+    lease_seconds: float = Field(default=30.0, gt=0, description="A lease not renewed for this long expires.")
+    heartbeat_seconds: float | None = Field(
+        default=None, gt=0, description="Renew and heartbeat interval; a third of the lease by default."
+    )
+    grace_seconds: float = Field(
+        default=20.0, ge=0, description="On stop, how long the current task may run before it is released."
+    )
+    idle_wait_seconds: float = Field(default=1.0, gt=0, description="Longest wait for work before polling again.")
+    output_dir: Path = Path("results")
+
+    @property
+    def interval(self) -> float:
+        return self.heartbeat_seconds or self.lease_seconds / 3
+
+
+class WorkerSummary(BaseModel):
+    worker_id: str
+    claimed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    released: int = 0
+    duplicates: int = 0
+
+
+def load_handler(path: str) -> TaskHandler:
+    """`module:attribute` -> the handler callable."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"handler {path!r}: expected 'module:attribute'")
+    handler = getattr(importlib.import_module(module_name), attr)
+    if not callable(handler):
+        raise TypeError(f"handler {path!r} is not callable")
+    return handler
+
+
+def default_worker_id() -> tuple[str, str]:
+    """(pod, worker id): the pod is HOSTNAME (the pod name on Kubernetes), the id adds the pid."""
+    pod = os.environ.get("HOSTNAME") or socket.gethostname()
+    return pod, f"{pod}-{os.getpid()}"
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line with the type and message, then the innermost frames (enough to find the bug)."""
+    frames = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    tail = "".join(frames[-3:]).strip()
+    return f"{type(exc).__name__}: {exc}\n{tail}"
+
+
+def is_fatal(exc: BaseException) -> bool:
+    return isinstance(exc, FatalError | ValidationError)
+
+
+class Worker:
+    def __init__(
+        self,
+        queue: WorkQueue,
+        handler: TaskHandler,
+        *,
+        settings: WorkerSettings | None = None,
+        worker_id: str | None = None,
+        pod: str | None = None,
+    ) -> None:
+        default_pod, default_id = default_worker_id()
+        self.queue = queue
+        self.handler = handler
+        self.settings = settings or WorkerSettings()
+        self.pod = pod or default_pod
+        self.worker_id = worker_id or default_id
+        self.summary = WorkerSummary(worker_id=self.worker_id)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._beat_wake = threading.Event()
+        self._current: Task | None = None
+        self._state = "idle"
+        self._started_at = str(int(time.time() * 1000))
+        self._lock = threading.Lock()
+
+    # ---- control ----------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; the running task gets the grace period. Safe from a signal handler."""
+        self._stop.set()
+        self._wake.set()
+        self._beat_wake.set()  # publish "stopping" now, not at the next interval
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # ---- loop -------------------------------------------------------------------
+
+    def run(self, *, max_tasks: int | None = None, exit_when_idle: bool = False) -> WorkerSummary:
+        """Claim and run tasks until stopped (or `max_tasks` claimed, or the queue is empty)."""
+        beat_stop = threading.Event()
+        beat = threading.Thread(target=self._beat_loop, args=(beat_stop,), name="heartbeat", daemon=True)
+        self._heartbeat()
+        beat.start()
+        try:
+            while not self._stop.is_set():
+                if max_tasks is not None and self.summary.claimed >= max_tasks:
+                    break
+                task = self._redis(lambda: self.queue.claim(self.worker_id, lease_seconds=self.settings.lease_seconds))
+                if task is None:
+                    if exit_when_idle:
+                        break
+                    self._redis(lambda: self._set_state("idle", None))
+                    self._redis(lambda: self.queue.wait_for_work(self.settings.idle_wait_seconds))
+                    continue
+                self.summary.claimed += 1
+                self._redis(lambda: self._set_state("busy", task))  # noqa: B023 - called at once
+                self._process(task)
+                with self._lock:
+                    self._current = None
+        finally:
+            beat_stop.set()
+            self._beat_wake.set()
+            beat.join(timeout=5)
+            self._state = "stopped"
+            try:
+                self.queue.forget_worker(self.worker_id)
+            except Exception:  # Redis gone at shutdown: the heartbeat will simply expire
+                log.warning("could not remove worker %s from the registry", self.worker_id, exc_info=True)
+        return self.summary
+
+    def _process(self, task: Task) -> None:
+        context = TaskContext(
+            queue=self.queue, worker_id=self.worker_id, output_dir=self.settings.output_dir, stopping=self._stop
+        )
+        outcome: list[HandlerOutcome] = []
+        error: list[BaseException] = []
+        finished = threading.Event()
+
+        def target() -> None:
+            try:
+                outcome.append(self.handler(task, context))
+            except BaseException as exc:  # a handler may raise anything; the worker must survive it
+                error.append(exc)
+            finally:
+                finished.set()
+                self._wake.set()
+
+        self._wake.clear()
+        started = time.perf_counter()
+        thread = threading.Thread(target=target, name=f"task-{task.id}", daemon=True)
+        thread.start()
+        while not finished.is_set() and not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+        if not finished.is_set() and not finished.wait(self.settings.grace_seconds):
+            released = self._redis(lambda: self.queue.release(task, self.worker_id))
+            self.summary.released += 1
+            log.warning("task %s still running after the grace period; released=%s", task.ref, released)
+            return
+        run_seconds = time.perf_counter() - started
+        if outcome:
+            status = self._redis(lambda: self.queue.complete(task, self.worker_id, outcome[0], run_seconds=run_seconds))
+            if status == "duplicate":
+                self.summary.duplicates += 1
+            else:
+                self.summary.succeeded += 1
+            return
+        exc = error[0]
+        fatal = is_fatal(exc)
+        message = describe_error(exc)
+        result = self._redis(
+            lambda: self.queue.fail(task, self.worker_id, message, fatal=fatal, run_seconds=run_seconds)
+        )
+        self.summary.failed += 1
+        log.warning("task %s attempt %d failed (%s): %s", task.ref, task.attempt, result, exc)
+
+    def _redis(self, call: Callable[[], T]) -> T:
+        """Run a queue call, retrying while Redis is unreachable (restart, failover) for a while.
+
+        Every queue call is safe to repeat: a claim that reached Redis but whose reply
+        was lost leaves a lease that expires; complete/fail/release are no-ops the
+        second time.
+        """
+        deadline = time.monotonic() + REDIS_OUTAGE_SECONDS
+        delay = 0.05
+        while True:
+            try:
+                return call()
+            except _REDIS_DOWN:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("Redis unreachable; retrying in %.2f s", delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    # ---- heartbeat --------------------------------------------------------------
+
+    def _set_state(self, state: str, task: Task | None) -> None:
+        changed = state != self._state or task is not None
+        with self._lock:
+            self._state = state
+            self._current = task
+        if changed:
+            self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        with self._lock:
+            task = self._current
+            state = "stopping" if self._stop.is_set() and self._state != "stopped" else self._state
+        interval = self.settings.interval
+        self.queue.heartbeat(
+            self.worker_id,
+            {
+                "pod": self.pod,
+                "pid": str(os.getpid()),
+                "state": state,
+                "task": task.ref if task else "",
+                "processed": str(self.summary.succeeded),
+                "failed": str(self.summary.failed),
+                "interval_ms": str(int(interval * 1000)),
+                "started_at": self._started_at,
+            },
+            ttl_seconds=interval * 6,
+        )
+
+    def _beat_loop(self, beat_stop: threading.Event) -> None:
+        while True:
+            self._beat_wake.wait(self.settings.interval)
+            self._beat_wake.clear()
+            if beat_stop.is_set():
+                return
+            try:
+                with self._lock:
+                    task = self._current
+                if task is not None and not self.queue.renew(
+                    task, self.worker_id, lease_seconds=self.settings.lease_seconds
+                ):
+                    log.warning("lease on %s lost; its result will count only if it is the first", task.ref)
+                self._heartbeat()
+            except Exception:  # Redis restarting: keep trying, the lease has slack for a few misses
+                log.warning("heartbeat failed", exc_info=True)

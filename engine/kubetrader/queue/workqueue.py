@@ -1,0 +1,210 @@
+"""A reliable, prioritized work queue on Redis: at-least-once delivery with leases.
+
+Why a priority ZSET plus a lease ZSET moved by Lua scripts, and not Streams
+---------------------------------------------------------------------------
+Redis Streams with a consumer group (XREADGROUP, XAUTOCLAIM) give leases and
+redelivery for free, but a stream is strictly FIFO: priorities would need one
+stream per priority level and workers polling them in order, and cancelling a
+batch means XACK+XDEL of entries scattered through the stream. A sorted set
+scored by `-priority * 2^40 + sequence` is a priority queue with FIFO inside
+each priority in one structure; ZRANGE 0 0 + ZREM in a script is an atomic pop.
+The lease set (score = deadline on the server's clock) plays the part of the
+stream's pending entries list: a task whose worker stops renewing its lease is
+moved back (or, after `max_attempts`, to the dead-letter set) by whichever
+worker next claims, so no separate janitor has to be alive. Each transition is
+one Lua script (see `scripts.py`), so it is atomic and replicated/AOF-logged as
+a unit.
+
+Delivery is at-least-once: a worker that lost its lease may still finish. The
+*result* is exactly-once: the first terminal outcome of a task is written and
+every later one is reported as a duplicate, so a batch of N tasks yields exactly
+N results, whatever was re-run.
+
+The scripts touch keys they compute from the prefix, so this needs a single
+Redis (or a primary with replicas), not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+import redis
+
+from kubetrader.queue import scripts
+from kubetrader.queue.tasks import HandlerOutcome, NewTask, Task, TaskResult, TaskState, task_ref
+
+DEFAULT_PREFIX = "kubetrader"
+_ENQUEUE_CHUNK = 500  # tasks per script call: keeps one call short so other clients are not starved
+
+CompleteOutcome = Literal["done", "duplicate", "missing"]
+FailOutcome = Literal["dead", "requeued", "cancelled", "ignored", "missing"]
+
+
+class WorkQueue:
+    """The producer and consumer API of the queue, over one Redis client (`decode_responses=True`)."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX, lease_seconds: float = 30.0) -> None:
+        self.redis = client
+        self.prefix = prefix
+        self.lease_seconds = lease_seconds
+        self._enqueue = client.register_script(scripts.ENQUEUE)
+        self._claim = client.register_script(scripts.CLAIM)
+        self._complete = client.register_script(scripts.COMPLETE)
+        self._fail = client.register_script(scripts.FAIL)
+        self._renew = client.register_script(scripts.RENEW)
+        self._release = client.register_script(scripts.RELEASE)
+        self._cancel = client.register_script(scripts.CANCEL)
+        self._reap = client.register_script(scripts.REAP)
+        self._heartbeat = client.register_script(scripts.HEARTBEAT)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> WorkQueue:
+        from kubetrader.queue.server import redis_client
+
+        return cls(redis_client(url), **kwargs)
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # ---- producer ---------------------------------------------------------------
+
+    def enqueue(self, batch: str, tasks: Iterable[NewTask]) -> int:
+        """Add tasks to `batch`; returns how many were added.
+
+        Idempotent per task id: a task already queued, running or done is left
+        alone (so a restarted campaign does not run finished cells again); a failed
+        or cancelled one is queued afresh with its attempts reset. Enqueueing into a
+        cancelled batch re-opens it.
+        """
+        _check_id(batch, "batch")
+        added = 0
+        chunk: list[str] = []
+        count = 0
+        for task in tasks:
+            chunk += [
+                task.id,
+                str(task.priority),
+                str(task.max_attempts),
+                json.dumps(task.spec, separators=(",", ":")),
+                json.dumps(task.meta, separators=(",", ":")),
+            ]
+            count += 1
+            if count == _ENQUEUE_CHUNK:
+                added += int(self._enqueue(args=[self.prefix, batch, *chunk]))
+                chunk, count = [], 0
+        if chunk or added == 0:
+            added += int(self._enqueue(args=[self.prefix, batch, *chunk]))
+        return added
+
+    def cancel_batch(self, batch: str) -> int:
+        """Remove the batch's queued tasks (returns how many); running ones finish but are not retried."""
+        return int(self._cancel(args=[self.prefix, batch]))
+
+    def result(self, batch: str, task_id: str) -> TaskResult | None:
+        fields = self.redis.hgetall(self.key("result", task_ref(batch, task_id)))
+        return TaskResult.from_hash(fields) if fields else None  # type: ignore[arg-type]
+
+    def results(self, batch: str, task_ids: Sequence[str] | None = None) -> dict[str, TaskResult]:
+        """Results of a batch (or of the given task ids in it), by task id; tasks without one are absent."""
+        if task_ids is None:
+            members = self.redis.sunion([self.key("batch", batch, "done"), self.key("batch", batch, "failed")])
+            refs = sorted(str(ref) for ref in members)
+        else:
+            refs = [task_ref(batch, task_id) for task_id in task_ids]
+        pipe = self.redis.pipeline(transaction=False)
+        for ref in refs:
+            pipe.hgetall(self.key("result", ref))
+        found: dict[str, TaskResult] = {}
+        for fields in pipe.execute():
+            if fields:
+                res = TaskResult.from_hash(fields)
+                found[res.task_id] = res
+        return found
+
+    def task_state(self, batch: str, task_id: str) -> TaskState | None:
+        state = self.redis.hget(self.key("task", task_ref(batch, task_id)), "state")
+        return TaskState(str(state)) if state else None
+
+    def task_fields(self, batch: str, task_id: str) -> dict[str, str]:
+        """The raw task hash (state, attempts, worker, last_error, ...), for inspection and tests."""
+        return self.redis.hgetall(self.key("task", task_ref(batch, task_id)))  # type: ignore[return-value]
+
+    def next_event(self, batch: str, timeout: float) -> str | None:
+        """Block up to `timeout` s for the next task of `batch` to finish; its id, or None.
+
+        A wake-up for one consumer (the batch's driver), not the record: after a
+        driver restart, read `results()`.
+        """
+        popped = self.redis.blpop([self.key("batch", batch, "events")], timeout=max(timeout, 0.01))
+        return str(popped[1]) if popped else None
+
+    def dead_letters(self, limit: int = 100) -> list[TaskResult]:
+        """The most recent dead-lettered tasks, newest first, with their last error."""
+        refs = self.redis.zrevrange(self.key("dead"), 0, limit - 1)
+        pipe = self.redis.pipeline(transaction=False)
+        for ref in refs:
+            pipe.hgetall(self.key("result", str(ref)))
+        return [TaskResult.from_hash(fields) for fields in pipe.execute() if fields]
+
+    # ---- consumer ---------------------------------------------------------------
+
+    def claim(self, worker: str, *, lease_seconds: float | None = None, reap_limit: int = 100) -> Task | None:
+        """Take the highest-priority task and lease it to `worker`; first re-queue expired leases."""
+        lease_ms = int((lease_seconds or self.lease_seconds) * 1000)
+        flat = self._claim(args=[self.prefix, worker, lease_ms, reap_limit])
+        if not flat:
+            return None
+        return Task.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    def renew(self, task: Task, worker: str, *, lease_seconds: float | None = None) -> bool:
+        """Extend the lease; False when it is no longer ours (expired and re-queued, or finished)."""
+        lease_ms = int((lease_seconds or self.lease_seconds) * 1000)
+        return bool(self._renew(args=[self.prefix, task.ref, worker, lease_ms]))
+
+    def complete(self, task: Task, worker: str, outcome: HandlerOutcome, *, run_seconds: float) -> CompleteOutcome:
+        metrics = json.dumps(outcome.metrics, separators=(",", ":"))
+        data = json.dumps(outcome.data, separators=(",", ":"))
+        status = self._complete(
+            args=[self.prefix, task.ref, worker, metrics, outcome.result_path or "", f"{run_seconds:.6f}", data]
+        )
+        return status
+
+    def fail(self, task: Task, worker: str, error: str, *, fatal: bool, run_seconds: float) -> FailOutcome:
+        """Record a failed attempt: dead-letter it when fatal or out of attempts, else re-queue it."""
+        status = self._fail(
+            args=[self.prefix, task.ref, worker, error[:4000], "1" if fatal else "0", f"{run_seconds:.6f}"]
+        )
+        return status
+
+    def release(self, task: Task, worker: str) -> bool:
+        """Give the task back without spending an attempt (a worker told to stop)."""
+        return bool(self._release(args=[self.prefix, task.ref, worker]))
+
+    def reap(self, limit: int = 1000) -> int:
+        """Re-queue (or dead-letter) expired leases now; claims do this anyway."""
+        return int(self._reap(args=[self.prefix, limit]))
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Block until something was enqueued or re-queued, or `timeout` s passed."""
+        self.redis.blpop([self.key("wake")], timeout=max(timeout, 0.01))
+
+    def heartbeat(self, worker: str, fields: dict[str, str], *, ttl_seconds: float) -> None:
+        flat = [item for pair in fields.items() for item in pair]
+        self._heartbeat(args=[self.prefix, worker, int(ttl_seconds * 1000), *flat])
+
+    def forget_worker(self, worker: str) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(self.key("worker", worker))
+        pipe.zrem(self.key("workers"), worker)
+        pipe.execute()
+
+
+def _check_id(value: str, what: str) -> None:
+    import re
+
+    from kubetrader.queue.tasks import ID_PATTERN
+
+    if not re.fullmatch(ID_PATTERN, value):
+        raise ValueError(f"{what} id {value!r} must match {ID_PATTERN}")

@@ -1,0 +1,212 @@
+"""Fault tests with a real Redis and real worker processes: kills, restarts, poison tasks, SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from kubetrader.queue import HandlerOutcome, NewTask, TaskState, WorkQueue
+from kubetrader.queue.local import start_worker, stop_workers
+from kubetrader.queue.server import redis_client
+from kubetrader.queue.worker import Worker, WorkerSettings
+from tests.fixtures.redis import RedisServerFactory
+from tests.helpers import ROOT, wait_until
+from tests.queue import handlers
+
+PREFIX = "faults"
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def spawn(
+    url: str, handler: str, processes: list[subprocess.Popen[bytes]], **kwargs: object
+) -> subprocess.Popen[bytes]:
+    process = start_worker(
+        url,
+        handler=f"tests.queue.handlers:{handler}",
+        prefix=PREFIX,
+        env={"PYTHONPATH": str(ROOT)},
+        **kwargs,
+    )
+    processes.append(process)
+    return process
+
+
+def batch_of(n: int, **kwargs: object) -> list[NewTask]:
+    return [NewTask(id=f"t{i:02d}", spec={"i": i}, meta={"sharpe": i / 10}, **kwargs) for i in range(n)]
+
+
+def finished(queue: WorkQueue, batch: str, n: int) -> bool:
+    return len(queue.results(batch)) == n
+
+
+def holder_of(queue: WorkQueue, batch: str, n: int) -> str:
+    """Id of a task of the batch that is running right now, or '' (falsy: keep waiting)."""
+    for i in range(n):
+        if queue.task_state(batch, f"t{i:02d}") == TaskState.RUNNING:
+            return f"t{i:02d}"
+    return ""
+
+
+def test_a_sigkilled_worker_s_task_is_rerun_after_its_lease_and_the_batch_yields_exactly_n_results(
+    redis_url: str, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    queue = WorkQueue(redis_client(redis_url), prefix=PREFIX)
+    queue.enqueue("kill", batch_of(6))
+    doomed = spawn(redis_url, "hang", processes, lease_seconds=1)
+    held = wait_until(lambda: holder_of(queue, "kill", 6), timeout=20, what="the hanging worker to hold a task")
+
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    spawn(redis_url, "succeed", processes, lease_seconds=1)
+    wait_until(lambda: finished(queue, "kill", 6), timeout=30, what="all 6 results")
+
+    results = queue.results("kill")
+    assert sorted(results) == [f"t{i:02d}" for i in range(6)]
+    assert all(r.status == "succeeded" for r in results.values())
+    assert results[held].attempts == 2
+    assert "lease expired" in queue.task_fields("kill", held)["last_error"]
+    assert queue.redis.scard(queue.key("batch", "kill", "done")) == 6
+
+
+def test_restarting_redis_with_aof_loses_no_queued_running_or_finished_task(
+    redis_server_factory: RedisServerFactory, tmp_path: Path
+) -> None:
+    server = redis_server_factory(tmp_path / "aof", appendfsync="always")
+    queue = WorkQueue(redis_client(server.url), prefix=PREFIX, lease_seconds=1)
+    queue.enqueue("aof", batch_of(8, priority=3))
+    worker = Worker(queue, handlers.succeed, settings=WorkerSettings(lease_seconds=1), worker_id="w")
+    worker.run(max_tasks=3)
+    held = queue.claim("about-to-die", lease_seconds=1)  # a running task at the moment of the crash
+    assert held is not None
+
+    server.kill()  # SIGKILL: only what the AOF holds survives
+    server.start()
+
+    queue = WorkQueue(redis_client(server.url), prefix=PREFIX, lease_seconds=1)
+    assert sorted(queue.results("aof")) == ["t00", "t01", "t02"]
+    assert queue.task_state("aof", held.id) == TaskState.RUNNING
+    assert queue.redis.zcard(queue.key("pending")) == 4
+    worker = Worker(queue, handlers.succeed, settings=WorkerSettings(lease_seconds=1), worker_id="w2")
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: finished(queue, "aof", 8), timeout=20, what="all 8 results after the restart")
+    finally:
+        worker.stop()
+        thread.join(10)
+    assert queue.result("aof", held.id).attempts == 2  # type: ignore[union-attr]
+
+
+def test_a_worker_rides_out_a_redis_restart_in_the_middle_of_a_batch(
+    redis_server_factory: RedisServerFactory, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    server = redis_server_factory(tmp_path / "aof", appendfsync="always")
+    queue = WorkQueue(redis_client(server.url), prefix=PREFIX)
+    queue.enqueue("ride", batch_of(4))
+    spawn(server.url, "hang_until_released", processes, lease_seconds=5)
+    held = wait_until(lambda: holder_of(queue, "ride", 4), timeout=20, what="a task to be held")
+
+    server.stop()
+    server.start()
+    queue = WorkQueue(redis_client(server.url), prefix=PREFIX)
+    for i in range(4):
+        queue.redis.set(f"release:t{i:02d}", 1)
+    wait_until(lambda: finished(queue, "ride", 4), timeout=30, what="the batch to finish after the restart")
+    assert queue.result("ride", held).attempts == 1  # type: ignore[union-attr]
+
+
+def test_a_poison_task_is_dead_lettered_after_max_attempts_and_the_rest_of_the_batch_completes(
+    redis_url: str, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    queue = WorkQueue(redis_client(redis_url), prefix=PREFIX)
+    tasks = batch_of(6, max_attempts=3)
+    tasks[2] = NewTask(id="t02", spec={}, meta={"poison": True}, max_attempts=3)
+    tasks[4] = NewTask(id="t04", spec={}, meta={"fatal": True}, max_attempts=3)
+    queue.enqueue("poison", tasks)
+    spawn(redis_url, "poison", processes, lease_seconds=2)
+    wait_until(lambda: finished(queue, "poison", 6), timeout=30, what="6 results")
+
+    results = queue.results("poison")
+    assert {i for i, r in results.items() if r.status == "succeeded"} == {"t00", "t01", "t03", "t05"}
+    assert results["t02"].status == "failed" and results["t02"].attempts == 3
+    assert "RuntimeError: poisoned task t02 crashed the engine" in (results["t02"].error or "")
+    assert results["t04"].attempts == 1  # a strategy error is fatal: no retry
+    assert "StrategyError" in (results["t04"].error or "")
+    assert {d.task_id for d in queue.dead_letters()} == {"t02", "t04"}
+
+
+def test_sigterm_releases_a_task_still_running_after_the_grace_period_and_exits_0(
+    redis_url: str, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    queue = WorkQueue(redis_client(redis_url), prefix=PREFIX)
+    queue.enqueue("term", batch_of(1))
+    worker = spawn(redis_url, "hang", processes, lease_seconds=30, grace_seconds=0.5)
+    wait_until(lambda: holder_of(queue, "term", 1), timeout=20, what="the task to be held")
+
+    assert stop_workers([worker], timeout=20) == [0]
+    assert queue.task_state("term", "t00") == TaskState.QUEUED
+    assert queue.task_fields("term", "t00")["attempts"] == "0"  # released, not spent
+    assert queue.redis.zcard(queue.key("workers")) == 0
+
+
+def test_sigterm_lets_a_task_that_finishes_within_the_grace_period_complete(
+    redis_url: str, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    queue = WorkQueue(redis_client(redis_url), prefix=PREFIX)
+    queue.enqueue("finish", batch_of(2))
+    worker = spawn(redis_url, "hang_until_released", processes, lease_seconds=30, grace_seconds=30)
+    held = wait_until(lambda: holder_of(queue, "finish", 2), timeout=20, what="the task to be held")
+    worker.send_signal(signal.SIGTERM)
+    wait_until(
+        lambda: queue.redis.hget(queue.key("worker", f"{worker_pod()}-{worker.pid}"), "state") == "stopping",
+        timeout=10,
+        what="the worker to report it is stopping",
+    )
+    queue.redis.set(f"release:{held}", 1)
+    assert worker.wait(20) == 0
+    assert list(queue.results("finish")) == [held]  # finished, and the other task was not claimed
+    assert queue.task_state("finish", "t01" if held == "t00" else "t00") == TaskState.QUEUED
+
+
+def test_a_handler_crash_is_recorded_and_the_worker_keeps_going(redis_client: redis.Redis) -> None:
+    queue = WorkQueue(redis_client, prefix=PREFIX)
+    queue.enqueue("crash", [NewTask(id="boom", spec={}, meta={"poison": True}, max_attempts=1), *batch_of(2)])
+    worker = Worker(queue, handlers.poison, worker_id="w")
+    summary = worker.run(exit_when_idle=True)
+    assert (summary.succeeded, summary.failed) == (2, 1)
+    assert queue.result("crash", "boom").status == "failed"  # type: ignore[union-attr]
+
+
+def worker_pod() -> str:
+    from kubetrader.queue.worker import default_worker_id
+
+    return default_worker_id()[0]
+
+
+def test_handler_outcome_round_trips_through_a_worker_process(
+    redis_url: str, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    queue = WorkQueue(redis_client(redis_url), prefix=PREFIX)
+    queue.enqueue("proc", batch_of(3))
+    spawn(redis_url, "succeed", processes, extra=["--exit-when-idle"])
+    assert processes[-1].wait(30) == 0
+    results = queue.results("proc")
+    assert {k: r.metrics["sharpe_ratio"] for k, r in results.items()} == {"t00": 0.0, "t01": 0.1, "t02": 0.2}
+    assert {r.result_path for r in results.values()} == {"t00.json", "t01.json", "t02.json"}
+    assert all(isinstance(r, type(results["t00"])) for r in results.values())
+    assert HandlerOutcome.model_validate({"metrics": {"x": 1.0}}).metrics == {"x": 1.0}
