@@ -1,0 +1,91 @@
+"""`kubetrader mlflow`: keep the tracking store in order (sync, migrate, indexes, archive)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+_URI = click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI (default: local store).")
+
+
+@click.group("mlflow")
+def mlflow_group() -> None:
+    """Maintain the MLflow tracking store."""
+
+
+@mlflow_group.command()
+@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
+@click.option("--tracking-uri", help="Where to log (default: where each result was meant to go).")
+def sync(results_dir: Path, tracking_uri: str | None) -> None:
+    """Log the results that were kept locally because MLflow was unreachable (each exactly once)."""
+    from kubetrader.errors import InfrastructureError
+    from kubetrader.tracking import sync_pending
+
+    outcomes = sync_pending(results_dir, tracking_uri=tracking_uri)
+    for outcome in outcomes:
+        detail = outcome.run_id or outcome.message
+        click.echo(f"{outcome.result_id}\t{outcome.state}\t{detail}")
+    logged = sum(o.state == "logged" for o in outcomes)
+    click.echo(f"{logged} of {len(outcomes)} pending results logged")
+    if any(o.state == "pending" for o in outcomes):
+        raise InfrastructureError("MLflow still unreachable for some results; run sync again later")
+
+
+@mlflow_group.command()
+@click.option("--backend-store-uri", required=True, help="SQLAlchemy URL of MLflow's database.")
+def migrate(backend_store_uri: str) -> None:
+    """Create or upgrade MLflow's schema once (PostgreSQL advisory lock); safe to repeat."""
+    from kubetrader.tracking.maintenance import migrate as run_migration
+
+    outcome = run_migration(backend_store_uri)
+    state = "migrated" if outcome.changed else "already current"
+    click.echo(f"schema {state}: {outcome.before or '(empty)'} -> {outcome.after}")
+
+
+def _database_uri(explicit: str | None) -> str:
+    from kubetrader.tracking import settings
+
+    uri = explicit or settings.tracking_uri()
+    if not settings.is_database_uri(uri):
+        raise click.UsageError(f"{uri} is a server; pass --backend-store-uri with the URL of its database")
+    return uri
+
+
+@mlflow_group.command()
+@click.option("--backend-store-uri", help="SQLAlchemy URL of MLflow's database (default: the local store).")
+def indexes(backend_store_uri: str | None) -> None:
+    """Create the extra indexes the platform's queries use (idempotent)."""
+    from kubetrader.tracking.maintenance import create_indexes
+
+    for name, created in create_indexes(_database_uri(backend_store_uri)).items():
+        click.echo(f"{name}\t{'created' if created else 'exists'}")
+
+
+@mlflow_group.command()
+@click.option("--older-than", required=True, help="Age, e.g. 90d, 12w, 36h.")
+@click.option(
+    "--output", "-o", type=click.Path(path_type=Path), default=Path("mlflow-archive.jsonl"), show_default=True
+)
+@_URI
+def archive(older_than: str, output: Path, tracking_uri: str | None) -> None:
+    """Append old runs' metadata to a JSONL archive, then delete them (purge with `mlflow gc`)."""
+    from kubetrader.tracking.maintenance import archive_runs, parse_age
+
+    try:
+        age = parse_age(older_than)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from exc
+    count = archive_runs(age, output, tracking_uri=tracking_uri)
+    click.echo(f"archived and deleted {count} runs older than {older_than} -> {output}")
+
+
+@mlflow_group.command("ui-hint")
+@_URI
+def ui_hint(tracking_uri: str | None) -> None:
+    """How to open MLflow's UI on the tracking store."""
+    from kubetrader.tracking import settings
+
+    uri = settings.tracking_uri(tracking_uri)
+    click.echo(f"tracking store: {uri}")
+    click.echo(settings.ui_command(uri))
