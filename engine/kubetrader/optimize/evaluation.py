@@ -53,7 +53,7 @@ def run_trial_backtest(spec: BacktestSpec) -> tuple[dict[str, float | None], lis
     from kubetrader.runner import BacktestRunner
 
     result = BacktestRunner(spec).run()
-    returns = [float(x) for x in result.returns.fillna(0.0).to_numpy()]
+    returns = [float(x) for x in result.equity.pct_change().fillna(0.0).to_numpy()]
     return dict(result.metrics), returns
 
 

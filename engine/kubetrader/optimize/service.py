@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from kubetrader.errors import StrategyError
 from kubetrader.optimize.evaluation import Evaluator, InProcessEvaluator
 from kubetrader.optimize.report import StudyReport, write_study_artifacts
 from kubetrader.optimize.study import StudyDriver, StudyProgress, default_storage_url, open_storage, trial_spec
@@ -75,7 +76,9 @@ def run_study(
         outcome = execute(
             trial_spec(spec.backtest, summary.best_params), name=f"{study_name}-best", output_dir=output_dir
         )
-        report.confirmed_result = str(outcome.result_path)
+        if outcome.document is None or outcome.paths is None:
+            raise StrategyError(f"re-running the best parameters {summary.best_params} failed: {outcome.error}")
+        report.confirmed_result = str(outcome.paths.json)
         report.confirmed_metrics = dict(outcome.document.metrics)
         best_returns = list(outcome.document.returns)
     report.deflated_sharpe = _deflated_sharpe(study, best_returns)

@@ -66,7 +66,6 @@ METRIC_NAMES: tuple[str, ...] = (
 # Shown in `kubectl get backtests` and patched into a Backtest's status.
 HEADLINE_METRICS: tuple[str, ...] = ("sharpe_ratio", "total_return", "max_drawdown", "cagr", "num_trades")
 
-# Metrics where smaller is better; everything else is maximized by default.
-MINIMIZED_METRICS: frozenset[str] = frozenset(
-    {"annual_volatility", "max_drawdown_duration", "var_95_abs", "tracking_error", "kurtosis"}
-)
+# Metrics where smaller is better; everything else is maximized by default (drawdowns and
+# VaR are negative numbers, so maximizing them already prefers the smaller loss).
+MINIMIZED_METRICS: frozenset[str] = frozenset({"annual_volatility", "max_drawdown_duration", "tracking_error"})
