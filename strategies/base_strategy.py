@@ -36,6 +36,7 @@ Each reduction, refusal or halt is logged and appended to `self.risk_events` as 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 from typing import Any, Literal
@@ -237,7 +238,7 @@ class BaseStrategy(bt.Strategy):
         message: str = "",
     ) -> None:
         event = RiskEvent(
-            time=bt.num2date(self._now_num()).isoformat(),
+            time=bt.num2date(self._now_num()).replace(tzinfo=dt.UTC).isoformat(),
             symbol=str(data._name),
             rule=rule,
             action=action,

@@ -17,13 +17,18 @@ class RaisesMidRun(BaseStrategy):
             raise RuntimeError("probe failure")
 
 
-class Accumulate(BaseStrategy):
-    """Buys `shares` every bar: every order opens exposure, so every risk limit gets a chance to bind."""
+class Churn(BaseStrategy):
+    """Enters with `fraction` of equity when flat, exits on the next bar: an entry attempt every other bar."""
 
-    params: tuple[tuple[str, Any], ...] = (("shares", 10),)
+    params: tuple[tuple[str, Any], ...] = (("fraction", 0.5),)
 
     def next(self) -> None:
-        self.buy(size=self.p.shares)
+        if self.has_open_order(self.data):
+            return
+        if self.position.size:
+            self.close()
+        else:
+            self.buy(size=self.entry_size(self.data, self.p.fraction))
 
 
 class NotAStrategy:
