@@ -1,0 +1,35 @@
+"""/studies: optimization studies from the Optuna storage, and submitting an OptimizationStudy."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, status
+
+from kubetrader_dashboard.api.deps import ReadAccess, ServicesDep, WriteAccess
+from kubetrader_dashboard.api.problems import PROBLEM_RESPONSES, ProblemError
+from kubetrader_dashboard.api.submit import submit
+from kubetrader_dashboard.models.operations import StudyDetail, StudyList, SubmissionState
+from kubetrader_dashboard.services.studies import StudyNotFoundError
+
+router = APIRouter(prefix="/studies", tags=["studies"], responses=PROBLEM_RESPONSES)
+
+
+@router.get("", response_model=StudyList, dependencies=[ReadAccess])
+def list_studies(services: ServicesDep) -> StudyList:
+    return services.studies.list_studies()
+
+
+@router.post("", response_model=SubmissionState, status_code=status.HTTP_202_ACCEPTED, dependencies=[WriteAccess])
+def submit_study(services: ServicesDep, document: Annotated[dict[str, Any], Body()]) -> SubmissionState:
+    return submit(services, document, "OptimizationStudy")
+
+
+@router.get("/{name}", response_model=StudyDetail, dependencies=[ReadAccess])
+def get_study(services: ServicesDep, name: str) -> StudyDetail:
+    if not services.studies.available:
+        raise ProblemError(503, "Not available", "KUBETRADER_OPTUNA_STORAGE is not set")
+    try:
+        return services.studies.detail(name)
+    except StudyNotFoundError:
+        raise ProblemError(404, "Not found", f"no study {name!r}") from None

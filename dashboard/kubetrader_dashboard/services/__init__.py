@@ -1,0 +1,1 @@
+"""Service functions: the one core the REST routes (and through them the UI) call."""

@@ -1,0 +1,57 @@
+"""The service objects one API process holds, built from its settings.
+
+Built once per app (`create_app(settings)`), so tests run apps side by side on their
+own stores, and nothing reads the environment after start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kubetrader_dashboard.services.cluster import ClusterService
+from kubetrader_dashboard.services.live import LiveService
+from kubetrader_dashboard.services.mlflow import MlflowService
+from kubetrader_dashboard.services.queue import QueueService
+from kubetrader_dashboard.services.results import ResultStore
+from kubetrader_dashboard.services.studies import StudyService
+from kubetrader_dashboard.services.submissions import SubmissionService
+from kubetrader_dashboard.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: ResultStore
+    mlflow: MlflowService
+    queue: QueueService
+    studies: StudyService
+    cluster: ClusterService
+    live: LiveService
+    submissions: SubmissionService
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Services:
+        cluster = ClusterService(settings.kubernetes, settings.namespace)
+        queue = QueueService(settings.redis_url)
+        return cls(
+            settings=settings,
+            store=ResultStore(settings.results_dir, settings.resolved_index_path),
+            mlflow=MlflowService(
+                settings.mlflow_tracking_uri, ui_url=settings.mlflow_ui_url, cache_seconds=settings.mlflow_cache_seconds
+            ),
+            queue=queue,
+            studies=StudyService(settings.optuna_storage),
+            cluster=cluster,
+            live=LiveService(settings.live_runner_url),
+            submissions=SubmissionService(
+                results_dir=settings.results_dir,
+                cluster=cluster,
+                queue=queue,
+                optuna_storage=settings.optuna_storage,
+                workers=settings.submit_workers,
+            ),
+        )
+
+    def close(self) -> None:
+        self.submissions.shutdown()
+        self.store.close()

@@ -1,0 +1,277 @@
+"""MLflow: experiment counts, recent and failed runs, the experiment table, comparisons.
+
+Aggregates need every run, and MLflow has no count query: a search returns whole runs
+(metrics, params, tags). So one snapshot of light rows (id, experiment, status, start,
+the four metrics the tab shows) is taken and reused for `cache_seconds`; filters and
+pages are cut from it. The snapshot is taken with the same `MlflowClient` calls on a
+SQLite file, Postgres or a tracking server.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from kubetrader_dashboard.models.common import Page
+from kubetrader_dashboard.models.mlflow import Comparison, ExperimentRow, MlflowOverview, RunComparison, RunRow
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+# The tag keys kubetrader.tracking writes on experiments and runs (kubetrader.tracking.naming).
+LEVELS = ("project", "asset_class", "strategy_family", "strategy")
+MANAGED_TAG = "kubetrader.managed"
+SHOWN_METRICS = ("sharpe_ratio", "total_return", "max_drawdown", "annual_volatility")
+PAGE_SIZE = 50_000  # mlflow's SEARCH_MAX_RESULTS_THRESHOLD
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+def redact_uri(uri: str | None) -> str | None:
+    """A URI without user and password (`postgresql://u:p@h/db` -> `postgresql://***@h/db`)."""
+    if not uri:
+        return uri
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = "***@" + host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+@dataclass(frozen=True)
+class _Experiment:
+    experiment_id: str
+    name: str
+    levels: dict[str, str | None]
+
+
+@dataclass(frozen=True)
+class _Run:
+    run_id: str
+    experiment_id: str
+    run_name: str | None
+    status: str
+    start_time: int | None
+    end_time: int | None
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    taken: float
+    experiments: dict[str, _Experiment]
+    runs: list[_Run]  # newest first
+
+
+def _is_platform_experiment(name: str, tags: dict[str, str]) -> bool:
+    """Experiments kubetrader created (tagged managed, or named with the four levels); MLflow's
+    `Default` and foreign experiments would only dilute the counts."""
+    return tags.get(MANAGED_TAG) == "true" or len(name.split(".")) == 4
+
+
+def _levels(name: str, tags: dict[str, str]) -> dict[str, str | None]:
+    parts = name.split(".")
+    parsed = parts if len(parts) == 4 else [None] * 4
+    return {level: tags.get(level) or parsed[i] for i, level in enumerate(LEVELS)}
+
+
+class MlflowService:
+    def __init__(self, tracking_uri: str | None, *, ui_url: str | None, cache_seconds: float) -> None:
+        self.tracking_uri = tracking_uri
+        self.ui_url = ui_url
+        self.cache_seconds = cache_seconds
+        self._snapshot: _Snapshot | None = None
+        self._lock = threading.Lock()
+        self._client: MlflowClient | None = None
+
+    @property
+    def available(self) -> bool:
+        return bool(self.tracking_uri)
+
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    def ping(self) -> None:
+        self.client().search_experiments(max_results=1)
+
+    def _take_snapshot(self) -> _Snapshot:
+        from mlflow.entities import ViewType
+
+        client = self.client()
+        experiments: dict[str, _Experiment] = {}
+        token: str | None = None
+        while True:
+            page = client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
+            for exp in page:
+                if not _is_platform_experiment(exp.name, exp.tags):
+                    continue
+                experiments[exp.experiment_id] = _Experiment(exp.experiment_id, exp.name, _levels(exp.name, exp.tags))
+            token = page.token
+            if not token:
+                break
+        runs: list[_Run] = []
+        ids = list(experiments)
+        # search_runs takes at most 100 experiment ids per call
+        for chunk_start in range(0, len(ids), 100):
+            chunk = ids[chunk_start : chunk_start + 100]
+            token = None
+            while True:
+                found = client.search_runs(
+                    chunk, run_view_type=ViewType.ACTIVE_ONLY, max_results=PAGE_SIZE, page_token=token
+                )
+                for run in found:
+                    info, data = run.info, run.data
+                    runs.append(
+                        _Run(
+                            run_id=info.run_id,
+                            experiment_id=info.experiment_id,
+                            run_name=info.run_name,
+                            status=info.status,
+                            start_time=info.start_time,
+                            end_time=info.end_time,
+                            metrics={k: v for k, v in data.metrics.items() if k in SHOWN_METRICS},
+                        )
+                    )
+                token = found.token
+                if not token:
+                    break
+        runs.sort(key=lambda r: r.start_time or 0, reverse=True)
+        return _Snapshot(time.monotonic(), experiments, runs)
+
+    def snapshot(self, *, refresh: bool = False) -> _Snapshot:
+        with self._lock:
+            current = self._snapshot
+            if refresh or current is None or time.monotonic() - current.taken > self.cache_seconds:
+                current = self._snapshot = self._take_snapshot()
+            return current
+
+    def overview(
+        self,
+        *,
+        project: str | None = None,
+        asset_class: str | None = None,
+        strategy_family: str | None = None,
+        refresh: bool = False,
+    ) -> MlflowOverview:
+        if not self.available:
+            return MlflowOverview(available=False, reason="MLFLOW_TRACKING_URI is not set")
+        snap = self.snapshot(refresh=refresh)
+        wanted = {"project": project, "asset_class": asset_class, "strategy_family": strategy_family}
+        chosen = {
+            eid: exp
+            for eid, exp in snap.experiments.items()
+            if all(not value or exp.levels.get(level) == value for level, value in wanted.items())
+        }
+        now_ms = int(time.time() * 1000)
+        per_exp: dict[str, list[_Run]] = {eid: [] for eid in chosen}
+        for run in snap.runs:
+            if run.experiment_id in per_exp:
+                per_exp[run.experiment_id].append(run)
+        rows = []
+        for eid, exp in chosen.items():
+            exp_runs = per_exp[eid]
+            scored = [r for r in exp_runs if "sharpe_ratio" in r.metrics]
+            best = max(scored, key=lambda r: r.metrics["sharpe_ratio"]) if scored else None
+            rows.append(
+                ExperimentRow(
+                    experiment_id=eid,
+                    name=exp.name,
+                    **{level: exp.levels.get(level) for level in LEVELS},
+                    runs=len(exp_runs),
+                    failed_runs=sum(r.status == "FAILED" for r in exp_runs),
+                    last_run_time=exp_runs[0].start_time if exp_runs else None,
+                    best_run_id=best.run_id if best else None,
+                    best_sharpe=best.metrics.get("sharpe_ratio") if best else None,
+                    best_total_return=best.metrics.get("total_return") if best else None,
+                    best_max_drawdown=best.metrics.get("max_drawdown") if best else None,
+                    best_annual_volatility=best.metrics.get("annual_volatility") if best else None,
+                )
+            )
+        rows.sort(key=lambda row: (row.best_sharpe is None, -(row.best_sharpe or 0.0), row.name))
+        all_runs = [run for eid in chosen for run in per_exp[eid]]
+
+        def options(level: str) -> list[str]:
+            return sorted({value for exp in snap.experiments.values() if (value := exp.levels.get(level))})
+
+        return MlflowOverview(
+            tracking_uri=redact_uri(self.tracking_uri),
+            ui_url=self.ui_url,
+            experiments=len(chosen),
+            runs=len(all_runs),
+            runs_last_7_days=sum((r.start_time or 0) >= now_ms - WEEK_MS for r in all_runs),
+            failed_runs=sum(r.status == "FAILED" for r in all_runs),
+            projects=options("project"),
+            asset_classes=options("asset_class"),
+            strategy_families=options("strategy_family"),
+            rows=rows,
+            snapshot_age_seconds=time.monotonic() - snap.taken,
+        )
+
+    def runs(
+        self, *, status: str | None, experiment_id: str | None, limit: int, offset: int, refresh: bool = False
+    ) -> Page[RunRow]:
+        snap = self.snapshot(refresh=refresh)
+        chosen = [
+            r
+            for r in snap.runs
+            if (not status or r.status == status) and (not experiment_id or r.experiment_id == experiment_id)
+        ]
+        items = [
+            RunRow(
+                run_id=r.run_id,
+                experiment_id=r.experiment_id,
+                experiment_name=snap.experiments[r.experiment_id].name if r.experiment_id in snap.experiments else None,
+                run_name=r.run_name,
+                status=r.status,
+                start_time=r.start_time,
+                end_time=r.end_time,
+                sharpe_ratio=r.metrics.get("sharpe_ratio"),
+                total_return=r.metrics.get("total_return"),
+                max_drawdown=r.metrics.get("max_drawdown"),
+            )
+            for r in chosen[offset : offset + limit]
+        ]
+        return Page[RunRow](items=items, total=len(chosen), limit=limit, offset=offset)
+
+    def compare(self, run_ids: list[str]) -> Comparison:
+        """Metrics and parameters of 2 to 5 runs, side by side (fetched fresh, not from the snapshot)."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.client()
+        out = []
+        names: dict[str, str] = {}
+        for run_id in run_ids:
+            try:
+                run = client.get_run(run_id)
+            except MlflowException as exc:
+                raise LookupError(run_id) from exc
+            eid = run.info.experiment_id
+            if eid not in names:
+                names[eid] = client.get_experiment(eid).name
+            out.append(
+                RunComparison(
+                    run_id=run_id,
+                    experiment_name=names[eid],
+                    run_name=run.info.run_name,
+                    status=run.info.status,
+                    metrics=dict(run.data.metrics),
+                    params=_safe_params(run.data.params),
+                )
+            )
+        return Comparison(runs=out)
+
+
+def _safe_params(params: dict[str, Any]) -> dict[str, str]:
+    """Strategy parameters and the data/broker/risk settings; nothing that looks like a credential."""
+    return {
+        key: str(value)
+        for key, value in params.items()
+        if not any(word in key.lower() for word in ("password", "secret", "token", "credential", "key"))
+    }

@@ -1,0 +1,397 @@
+"""The result store (results/backtests/*.json) behind a small SQLite index.
+
+Listing must stay fast with tens of thousands of results, so requests never parse
+every JSON file: the index keeps one summary row per file (and its trades, for the
+trade log), keyed by file name, mtime and size. A sync re-reads only new or changed
+files and drops rows of removed ones. It runs when the directory's mtime moves (the
+engine writes with a rename, which moves it) and at most every `RESCAN_SECONDS`
+otherwise, so an in-place rewrite is picked up too.
+
+The index is a cache: deleting it loses nothing, and a store on a read-only volume
+gets an in-memory one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from kubetrader.results.schema import ResultDocument
+from kubetrader.specs.metrics import METRIC_NAMES
+from kubetrader_dashboard.models.backtests import BacktestSummary, Trade
+
+log = logging.getLogger(__name__)
+
+RESCAN_SECONDS = 5.0
+INDEX_VERSION = 1
+DOCUMENT_CACHE_SIZE = 16
+
+SUMMARY_SORTS = ("finished_at", "started_at", "name", "strategy", "wall_seconds")
+TRADE_SORTS = ("entry_time", "exit_time", "symbol", "pnl", "pnl_net", "commission", "size")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS results (
+    id TEXT PRIMARY KEY, file TEXT NOT NULL, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL,
+    name TEXT, strategy TEXT, symbols TEXT, start TEXT, "end" TEXT, status TEXT, error TEXT,
+    started_at TEXT, finished_at TEXT, wall_seconds REAL, project TEXT, asset_class TEXT,
+    strategy_family TEXT, mlflow_run_id TEXT, metrics TEXT
+);
+CREATE INDEX IF NOT EXISTS results_finished ON results (finished_at);
+CREATE TABLE IF NOT EXISTS trades (
+    result_id TEXT NOT NULL, seq INTEGER NOT NULL, strategy TEXT, symbol TEXT, entry_time TEXT,
+    exit_time TEXT, entry_price REAL, exit_price REAL, size REAL, pnl REAL, pnl_net REAL,
+    commission REAL, bars_held INTEGER, PRIMARY KEY (result_id, seq)
+);
+CREATE INDEX IF NOT EXISTS trades_symbol ON trades (symbol, entry_time);
+CREATE TABLE IF NOT EXISTS broken (file TEXT PRIMARY KEY, mtime_ns INTEGER, size INTEGER, error TEXT);
+INSERT OR IGNORE INTO meta VALUES ('version', '{INDEX_VERSION}');
+"""
+
+
+class ResultNotFoundError(LookupError):
+    """No result with this id in the store."""
+
+
+@dataclass(frozen=True)
+class ResultFilter:
+    """What the result list and the rankings filter on (all optional, combined with AND)."""
+
+    strategy: str | None = None
+    symbol: str | None = None
+    status: str | None = None
+    project: str | None = None
+    asset_class: str | None = None
+    strategy_family: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class TradeFilter:
+    symbol: str | None = None
+    strategy: str | None = None
+    result_id: str | None = None
+    start: str | None = None
+    end: str | None = None
+
+
+def _tracking_levels(spec: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """Project / asset class / strategy family from a bare spec or a whole custom resource."""
+    inner = spec.get("spec") if isinstance(spec.get("spec"), dict) and "kind" in spec else spec
+    tracking = inner.get("tracking") if isinstance(inner, dict) else None
+    if not isinstance(tracking, dict):
+        return None, None, None
+    return (
+        tracking.get("project"),
+        tracking.get("assetClass", tracking.get("asset_class")),
+        tracking.get("strategyFamily", tracking.get("strategy_family")),
+    )
+
+
+class ResultStore:
+    """Read access to one result directory; thread-safe (uvicorn runs sync routes in a pool)."""
+
+    def __init__(self, results_dir: Path, index_path: Path | None = None) -> None:
+        self.results_dir = results_dir
+        self.backtests_dir = results_dir / "backtests"
+        self._lock = threading.RLock()
+        self._conn = self._open(index_path or results_dir / ".index.sqlite")
+        self._dir_mtime: int | None = None
+        self._last_scan = 0.0
+        self._documents: OrderedDict[tuple[str, int], ResultDocument] = OrderedDict()
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            conn.executescript(_SCHEMA)
+            version = conn.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+            if version is None or version[0] != str(INDEX_VERSION):
+                conn.close()
+                path.unlink(missing_ok=True)
+                return ResultStore._open(path)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("result index at %s unusable (%s); using an in-memory index", path, exc)
+            conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            conn.executescript(_SCHEMA)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._conn.execute("BEGIN")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    # -- keeping the index in step with the directory ---------------------------------
+
+    def sync(self, *, force: bool = False) -> int:
+        """Bring the index up to date; returns how many files were (re)read."""
+        with self._lock:
+            try:
+                dir_mtime = self.backtests_dir.stat().st_mtime_ns
+            except FileNotFoundError:
+                dir_mtime = -1
+            now = time.monotonic()
+            if not force and dir_mtime == self._dir_mtime and now - self._last_scan < RESCAN_SECONDS:
+                return 0
+            self._dir_mtime, self._last_scan = dir_mtime, now
+            on_disk: dict[str, tuple[int, int]] = {}
+            if dir_mtime != -1:
+                with os.scandir(self.backtests_dir) as entries:
+                    for entry in entries:
+                        if entry.name.endswith(".json") and entry.is_file():
+                            stat = entry.stat()
+                            on_disk[entry.name] = (stat.st_mtime_ns, stat.st_size)
+            known = {
+                row["file"]: (row["mtime_ns"], row["size"])
+                for row in self._conn.execute(
+                    "SELECT file, mtime_ns, size FROM results UNION ALL SELECT file, mtime_ns, size FROM broken"
+                )
+            }
+            changed = [name for name, stamp in on_disk.items() if known.get(name) != stamp]
+            removed = [name for name in known if name not in on_disk]
+            with self._transaction() as conn:
+                for name in removed:
+                    self._forget(conn, name)
+                for name in changed:
+                    self._forget(conn, name)
+                    self._index_file(conn, name, *on_disk[name])
+            return len(changed)
+
+    @staticmethod
+    def _forget(conn: sqlite3.Connection, file: str) -> None:
+        conn.execute("DELETE FROM trades WHERE result_id IN (SELECT id FROM results WHERE file = ?)", (file,))
+        conn.execute("DELETE FROM results WHERE file = ?", (file,))
+        conn.execute("DELETE FROM broken WHERE file = ?", (file,))
+
+    def _index_file(self, conn: sqlite3.Connection, file: str, mtime_ns: int, size: int) -> None:
+        path = self.backtests_dir / file
+        try:
+            document = ResultDocument.model_validate_json(path.read_bytes())
+        except (OSError, ValidationError, ValueError) as exc:
+            # A half-written or foreign file must not hide the rest of the store.
+            conn.execute("INSERT OR REPLACE INTO broken VALUES (?, ?, ?, ?)", (file, mtime_ns, size, str(exc)[:500]))
+            return
+        meta = document.metadata
+        result_id = path.stem
+        project, asset_class, family = _tracking_levels(document.spec)
+        conn.execute("DELETE FROM trades WHERE result_id = ?", (result_id,))
+        conn.execute(
+            "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                result_id,
+                file,
+                mtime_ns,
+                size,
+                meta.name,
+                meta.strategy,
+                "," + ",".join(meta.symbols) + ",",
+                meta.start,
+                meta.end,
+                document.status,
+                document.error,
+                meta.started_at,
+                meta.finished_at,
+                meta.wall_seconds,
+                project,
+                asset_class,
+                family,
+                meta.mlflow_run_id,
+                json.dumps(document.metrics),
+            ),
+        )
+        conn.executemany(
+            "INSERT INTO trades VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    result_id,
+                    seq,
+                    meta.strategy,
+                    t.symbol,
+                    t.entry_time,
+                    t.exit_time,
+                    t.entry_price,
+                    t.exit_price,
+                    t.size,
+                    t.pnl,
+                    t.pnl_net,
+                    t.commission,
+                    t.bars_held,
+                )
+                for seq, t in enumerate(document.trades)
+            ],
+        )
+
+    # -- queries ------------------------------------------------------------------------
+
+    @staticmethod
+    def _where(flt: ResultFilter) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        for column in ("strategy", "status", "project", "asset_class", "strategy_family"):
+            value = getattr(flt, column)
+            if value:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if flt.symbol:
+            clauses.append("symbols LIKE ?")
+            args.append(f"%,{flt.symbol},%")
+        if flt.name:
+            clauses.append("name LIKE ?")
+            args.append(f"%{flt.name}%")
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+    @staticmethod
+    def _order(sort: str, allowed: Sequence[str], metric_column: str | None) -> tuple[str, list[Any]]:
+        """ORDER BY for `name` / `-name`; metrics sort through json_extract with a bound path."""
+        descending = sort.startswith("-")
+        key = sort.lstrip("-")
+        direction = "DESC" if descending else "ASC"
+        if key in allowed:
+            return f' ORDER BY "{key}" {direction} NULLS LAST, rowid', []
+        if metric_column and key in METRIC_NAMES:
+            return f" ORDER BY json_extract({metric_column}, ?) {direction} NULLS LAST, rowid", [f"$.{key}"]
+        raise ValueError(f"sort: unknown key {key!r}")
+
+    def list_results(
+        self, flt: ResultFilter, *, sort: str, limit: int, offset: int
+    ) -> tuple[list[BacktestSummary], int]:
+        self.sync()
+        where, args = self._where(flt)
+        order, order_args = self._order(sort, SUMMARY_SORTS, "metrics")
+        with self._lock:
+            total = self._conn.execute(f"SELECT count(*) FROM results{where}", args).fetchone()[0]
+            rows = self._conn.execute(
+                f"SELECT * FROM results{where}{order} LIMIT ? OFFSET ?", [*args, *order_args, limit, offset]
+            ).fetchall()
+        return [self._summary(row) for row in rows], int(total)
+
+    @staticmethod
+    def _summary(row: sqlite3.Row) -> BacktestSummary:
+        metrics = json.loads(row["metrics"])
+        return BacktestSummary(
+            id=row["id"],
+            name=row["name"],
+            strategy=row["strategy"],
+            symbols=[s for s in row["symbols"].split(",") if s],
+            start=row["start"],
+            end=row["end"],
+            status=row["status"],
+            error=row["error"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            wall_seconds=row["wall_seconds"],
+            project=row["project"],
+            asset_class=row["asset_class"],
+            strategy_family=row["strategy_family"],
+            mlflow_run_id=row["mlflow_run_id"],
+            **{name: metrics.get(name) for name in ("sharpe_ratio", "total_return", "max_drawdown", "cagr")},
+            num_trades=metrics.get("num_trades"),
+        )
+
+    def metric_rows(self, flt: ResultFilter) -> list[tuple[str, str, dict[str, float | None]]]:
+        """(id, strategy, metrics) of every succeeded result matching the filter, for rankings."""
+        self.sync()
+        where, args = self._where(flt)
+        where = (where + " AND" if where else " WHERE") + " status = 'succeeded'"
+        with self._lock:
+            rows = self._conn.execute(f"SELECT id, strategy, metrics FROM results{where}", args).fetchall()
+        return [(row["id"], row["strategy"], json.loads(row["metrics"])) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        self.sync()
+        with self._lock:
+            results = dict(self._conn.execute("SELECT status, count(*) FROM results GROUP BY status").fetchall())
+            broken = self._conn.execute("SELECT count(*) FROM broken").fetchone()[0]
+        return {
+            "succeeded": int(results.get("succeeded", 0)),
+            "failed": int(results.get("failed", 0)),
+            "unreadable": int(broken),
+        }
+
+    def summary(self, result_id: str) -> BacktestSummary:
+        self.sync()
+        with self._lock:
+            row = self._conn.execute("SELECT * FROM results WHERE id = ?", (result_id,)).fetchone()
+        if row is None:
+            raise ResultNotFoundError(result_id)
+        return self._summary(row)
+
+    def latest_id(self) -> str | None:
+        self.sync()
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT id FROM results WHERE status = 'succeeded' ORDER BY finished_at DESC, rowid DESC LIMIT 1"
+            ).fetchone()
+        return None if row is None else str(row["id"])
+
+    def trades(self, flt: TradeFilter, *, sort: str, limit: int, offset: int) -> tuple[list[Trade], int]:
+        self.sync()
+        clauses: list[str] = []
+        args: list[Any] = []
+        for column, value in (("symbol", flt.symbol), ("strategy", flt.strategy), ("result_id", flt.result_id)):
+            if value:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if flt.start:
+            clauses.append("entry_time >= ?")
+            args.append(flt.start)
+        if flt.end:
+            # Dates compare as strings; a bare end date includes that whole day.
+            clauses.append("entry_time < ?")
+            args.append(flt.end + ("\U0010ffff" if len(flt.end) == 10 else ""))
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        order, _ = self._order(sort, TRADE_SORTS, None)
+        with self._lock:
+            total = self._conn.execute(f"SELECT count(*) FROM trades{where}", args).fetchone()[0]
+            rows = self._conn.execute(
+                f"SELECT * FROM trades{where}{order} LIMIT ? OFFSET ?", [*args, limit, offset]
+            ).fetchall()
+        keys = Trade.model_fields.keys()
+        return [Trade(**{key: row[key] for key in keys}) for row in rows], int(total)
+
+    def document(self, result_id: str) -> ResultDocument:
+        """The whole document (the only call that parses JSON), cached by file and mtime."""
+        self.sync()
+        with self._lock:
+            row = self._conn.execute("SELECT file, mtime_ns FROM results WHERE id = ?", (result_id,)).fetchone()
+        if row is None:
+            raise ResultNotFoundError(result_id)
+        key = (row["file"], row["mtime_ns"])
+        with self._lock:
+            cached = self._documents.get(key)
+            if cached is not None:
+                self._documents.move_to_end(key)
+                return cached
+        try:
+            document = ResultDocument.model_validate_json((self.backtests_dir / row["file"]).read_bytes())
+        except FileNotFoundError as exc:
+            raise ResultNotFoundError(result_id) from exc
+        with self._lock:
+            self._documents[key] = document
+            while len(self._documents) > DOCUMENT_CACHE_SIZE:
+                self._documents.popitem(last=False)
+        return document
