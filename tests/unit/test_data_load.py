@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -166,3 +167,47 @@ def test_data_hash_is_stable_and_sensitive_to_one_value(bundled_store: DataStore
     assert data_hash(changed) != data_hash(frame)
     assert data_hash(frame) != data_hash(frame.iloc[1:])
     assert len(data_hash(frame)) == 64
+
+
+def test_lower_case_symbol_suggests_the_ticker(bundled_store: DataStore) -> None:
+    with pytest.raises(DataError, match=r"unknown symbol 'orcl' for timeframe 1d \(did you mean 'ORCL'\?\)"):
+        load_bars("orcl", store=bundled_store)
+
+
+def test_store_root_and_bundled_dir_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundled = tmp_path / "bundled"
+    bundled.mkdir()
+    # a bundled directory holding only a 3-bar GOOG file: proves the loader reads from there
+    (bundled / "goog-2004-2013.csv").write_text(
+        ",Open,High,Low,Close,Volume\n"
+        "2004-08-19,100,104.06,95.96,100.34,22351900\n"
+        "2004-08-20,101.01,109.08,100.5,108.31,11428600\n"
+        "2004-08-23,110.76,113.48,109.05,109.4,9137200\n"
+    )
+    monkeypatch.setenv("KUBETRADER_DATA_DIR", str(tmp_path / "store"))
+    monkeypatch.setenv("KUBETRADER_BUNDLED_DATA", str(bundled))
+    clear_cache()
+    assert DataStore().root == (tmp_path / "store").resolve()
+    frame = load_bars("GOOG")
+    assert len(frame) == 3
+    assert (tmp_path / "store" / "processed" / "GOOG" / "1d.parquet").is_file()
+    with pytest.raises(DataError, match="unknown symbol 'ORCL'"):
+        load_bars("ORCL")
+    clear_cache()
+
+
+def test_daily_bars_from_another_time_zone_keep_their_session_date(data_store: DataStore) -> None:
+    stamps = pd.DatetimeIndex(["2020-03-02", "2020-03-03", "2020-03-04"]).tz_localize("America/New_York")
+    frame = pd.DataFrame(
+        {
+            "open": [1.0, 2.0, 3.0],
+            "high": [1.5, 2.5, 3.5],
+            "low": [0.5, 1.5, 2.5],
+            "close": [1.2, 2.2, 3.2],
+            "volume": [10.0, 20.0, 30.0],
+        },
+        index=stamps,
+    )
+    data_store.merge("NYC", "1d", frame, source="test")
+    loaded = load_bars("NYC", store=data_store)
+    assert list(loaded.index) == [pd.Timestamp(d, tz="UTC") for d in ("2020-03-02", "2020-03-03", "2020-03-04")]

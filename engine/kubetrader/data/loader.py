@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kubetrader.data.bundled import BUNDLED, register_bundled
+from kubetrader.data.bundled import BUNDLED, bundled_dir, register_bundled
 from kubetrader.data.frames import adjusted
 from kubetrader.data.store import DataStore, check_timeframe
 from kubetrader.errors import DataError, SpecError
@@ -40,8 +40,10 @@ def cache_size() -> int:
 
 def _unknown(symbol: str, timeframe: str, store: DataStore) -> DataError:
     by_symbol: dict[str, set[str]] = {}
-    for sym, tf in BUNDLED:
-        by_symbol.setdefault(sym, set()).add(tf)
+    bundled = bundled_dir()
+    for (sym, tf), entry in BUNDLED.items():
+        if (bundled / entry.file).is_file():
+            by_symbol.setdefault(sym, set()).add(tf)
     for sym, tfs in store.datasets().items():
         by_symbol.setdefault(sym, set()).update(tfs)
     if symbol in by_symbol:
@@ -71,7 +73,12 @@ def _bounds(start: dt.date | None, end: dt.date | None) -> tuple[pd.Timestamp | 
 
 def require_dataset(store: DataStore, symbol: str, timeframe: str) -> Path:
     """The Parquet file of (symbol, timeframe), registering bundled data on first use; DataError if unknown."""
-    path = store.path(symbol, timeframe)
+    try:
+        path = store.path(symbol, timeframe)
+    except SpecError as exc:
+        if exc.field != "symbol":
+            raise
+        raise _unknown(symbol, timeframe, store) from None  # not even a ticker: still suggest the close one
     if not path.is_file() and not register_bundled(store, symbol, timeframe):
         raise _unknown(symbol, timeframe, store)
     return path

@@ -70,9 +70,11 @@ class ValidationReport(BaseModel):
         errors = self.errors
         if not errors:
             return
-        first = min(errors, key=lambda i: (i.bar is not None, i.bar or dt.datetime.min.replace(tzinfo=dt.UTC)))
+        # a whole-frame problem (missing column, no bars) comes first, then the earliest bad bar
+        whole = [i for i in errors if i.bar is None]
+        first = whole[0] if whole else min(errors, key=lambda i: i.bar or dt.datetime.max.replace(tzinfo=dt.UTC))
         more = sum(i.count for i in errors) - 1
-        suffix = f" (and {more} more problem{'s' if more != 1 else ''}; run `kubetrader data validate`)" if more else ""
+        suffix = f" (and {more} more problem{'s' if more != 1 else ''})" if more else ""
         raise DataError(f"{self.symbol} {self.timeframe}: corrupt data: {first.message}{suffix}")
 
 
