@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "live": ("kubetrader.cli.live:live", "Trade a strategy through IB (paper or live) and stop it."),
     "optimize": ("kubetrader.cli.optimize:optimize", "Search strategy parameters with Optuna."),
     "worker": ("kubetrader.cli.worker:worker", "Run backtests from the Redis work queue."),
+    "parallel": ("kubetrader.cli.parallel:parallel", "Run symbols x strategies over the work queue, ranked."),
+    "monitor": ("kubetrader.cli.monitor:monitor", "Show the work queue: depth, throughput, workers, health."),
     "experiments": ("kubetrader.cli.experiments:experiments", "List, query, compare and export MLflow experiments."),
     "mlflow": ("kubetrader.cli.mlflow_cmd:mlflow_group", "Sync, migrate, index and archive the MLflow store."),
 }

@@ -207,6 +207,17 @@ def queue_stats(client: redis.Redis, *, prefix: str = DEFAULT_PREFIX, batches: i
     )
 
 
+def batch_stats(client: redis.Redis, batch: str, *, prefix: str = DEFAULT_PREFIX) -> BatchStats:
+    """The counts of one batch (what a campaign driver polls), in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    pipe.time()
+    pipe.hgetall(f"{prefix}:batch:{batch}")
+    for state in ("queued", "running", "done", "failed", "cancelled"):
+        pipe.scard(f"{prefix}:batch:{batch}:{state}")
+    (seconds, micros), meta, *counts = pipe.execute()
+    return _batch_stats(batch, meta, counts, int(seconds) * 1000 + int(micros) // 1000)
+
+
 def _worker_status(worker_id: str, fields: dict[str, str], now: int) -> WorkerStatus:
     if not fields:  # the hash expired: heartbeats stopped long ago, only the ZSET entry is left
         return WorkerStatus(id=worker_id, pod="?", state="lost", last_seen_s=float("inf"), alive=False)

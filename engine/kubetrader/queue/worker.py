@@ -86,12 +86,16 @@ class WorkerSummary(BaseModel):
     duplicates: int = 0
 
 
-def load_handler(path: str) -> TaskHandler:
-    """`module:attribute` -> the handler callable."""
+def load_handler(path: str, *, warm_up: bool = True) -> TaskHandler:
+    """`module:attribute` -> the handler callable; runs the module's `warm_up()` if it has one."""
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise ValueError(f"handler {path!r}: expected 'module:attribute'")
-    handler = getattr(importlib.import_module(module_name), attr)
+    module = importlib.import_module(module_name)
+    handler = getattr(module, attr)
+    hook = getattr(module, "warm_up", None)
+    if warm_up and callable(hook):
+        hook()
     if not callable(handler):
         raise TypeError(f"handler {path!r} is not callable")
     return handler

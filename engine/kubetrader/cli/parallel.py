@@ -1,0 +1,140 @@
+"""`kubetrader parallel`: a symbols x strategies campaign over the work queue, ranked by Sharpe.
+
+Without `--redis` it starts a Redis (AOF on) and local worker processes, so a
+laptop runs the same distributed path as the cluster; with `--redis` it only
+enqueues and waits, for the cluster's workers (add `--workers N` to help locally).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import click
+
+from kubetrader.cli.options import backtest_spec_from_options, greedy_option, split_words
+from kubetrader.queue.workqueue import DEFAULT_PREFIX
+
+
+@click.command()
+@greedy_option("--symbols", "symbols", required=True, help="Symbols: --symbols ORCL NVDA YHOO GOOG.")
+@greedy_option("--strategies", "strategies", required=True, help="Strategy import paths, one cell per symbol each.")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default="2009-01-01", show_default=True)
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), default="2013-12-31", show_default=True)
+@click.option("--timeframe", default="1d", show_default=True)
+@click.option("--cash", type=float, default=100_000.0, show_default=True)
+@click.option("--commission", default="ib-standard", show_default=True, help="ib-standard, ib-pro, none.")
+@click.option("--slippage-bps", type=float, default=5.0, show_default=True)
+@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs before other batches.")
+@click.option("--workers", type=click.IntRange(min=0), default=None, help="Local workers [CPUs; 0 with --redis].")
+@click.option("--redis", "redis_url", envvar="KUBETRADER_REDIS_URL", default=None, help="Use this Redis.")
+@click.option("--prefix", default=DEFAULT_PREFIX, show_default=True, help="Queue key prefix.")
+@click.option("--batch", default=None, help="Batch id; the same id resumes a campaign (finished cells are kept).")
+@click.option("--name", default="parallel", show_default=True, help="Result name of the cells' result files.")
+@click.option("--max-attempts", type=click.IntRange(1, 100), default=3, show_default=True)
+@click.option("--report", is_flag=True, help="Also draw each cell's plot and HTML tearsheet.")
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("results/parallel_results.csv"),
+    show_default=True,
+    help="The CSV; the JSON with batch metadata goes beside it.",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def parallel(
+    symbols: tuple[str, ...],
+    strategies: tuple[str, ...],
+    start: dt.datetime,
+    end: dt.datetime,
+    timeframe: str,
+    cash: float,
+    commission: str,
+    slippage_bps: float,
+    priority: int,
+    workers: int | None,
+    redis_url: str | None,
+    prefix: str,
+    batch: str | None,
+    name: str,
+    max_attempts: int,
+    report: bool,
+    timeout: float | None,
+    output: Path,
+    no_progress: bool,
+) -> None:
+    """Run every strategy on every symbol in parallel and rank them by Sharpe."""
+    from tqdm import tqdm
+
+    from kubetrader.queue.campaign import build_report, campaign_tasks, headline, wait_for_batch, write_report
+    from kubetrader.queue.local import local_workers
+    from kubetrader.queue.server import embedded_redis
+    from kubetrader.queue.stats import BatchStats
+    from kubetrader.queue.workqueue import WorkQueue
+    from kubetrader.specs import MatrixSpec
+
+    paths = split_words(strategies)
+    base = backtest_spec_from_options(
+        strategy=paths[0],
+        symbols=symbols,
+        start=start,
+        end=end,
+        timeframe=timeframe,
+        cash=cash,
+        commission=commission,
+        slippage_bps=slippage_bps,
+    )
+    spec = base.model_copy(update={"matrix": MatrixSpec(symbols=list(base.data.symbols), strategies=paths)})
+    batch = batch or f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    tasks = campaign_tasks(spec, name=name, priority=priority, max_attempts=max_attempts, report=report)
+    if workers is None:
+        workers = 0 if redis_url else os.cpu_count() or 1
+
+    with contextlib.ExitStack() as stack:
+        url = redis_url or stack.enter_context(embedded_redis())
+        if workers:
+            stack.enter_context(local_workers(url, workers, prefix=prefix, output_dir=output.parent))
+        queue = WorkQueue.from_url(url, prefix=prefix)
+        started = time.perf_counter()
+        added = queue.enqueue(batch, tasks)
+        click.echo(f"batch {batch}: {len(tasks)} backtests ({added} new), {workers} local workers, redis {url}")
+        bar = tqdm(total=len(tasks), unit="backtest", disable=no_progress)
+
+        def progress(stats: BatchStats) -> None:
+            bar.update(stats.finished - bar.n)
+            bar.set_postfix(running=stats.running, failed=stats.failed)
+
+        try:
+            wait_for_batch(queue, batch, on_progress=progress, timeout=timeout)
+        finally:
+            bar.close()
+        elapsed = time.perf_counter() - started
+        results = queue.results(batch)
+
+    result = build_report(
+        batch=batch,
+        name=name,
+        tasks=tasks,
+        results=results,
+        execution_seconds=elapsed,
+        workers=workers,
+        redis=redis_url or "embedded",
+    )
+    csv_path, json_path = write_report(result, output)
+    avg = f"{result.avg_seconds_per_backtest:.3f} s" if result.avg_seconds_per_backtest is not None else "-"
+    click.echo(
+        f"{result.succeeded} succeeded, {result.failed} failed, {result.cancelled} cancelled "
+        f"in {result.execution_seconds:.1f} s (average {avg} per backtest)"
+    )
+    for rank, row in enumerate(result.ranking[:10], start=1):
+        click.echo(f"{rank:>3}. {headline(row)}")
+    for row in result.failures:
+        click.echo(f"  failed: {row.symbols} {row.strategy}: {row.error}", err=True)
+    click.echo(f"wrote {csv_path} and {json_path}")
+    if result.failed or result.cancelled:
+        sys.exit(1)

@@ -1,0 +1,189 @@
+"""Campaigns: a matrix of backtests fanned out over the queue, gathered into one table.
+
+The driver is deliberately thin: expand the matrix (cell ids from
+`expand_matrix`, so a re-submitted campaign does not run a finished cell twice),
+enqueue, wait for the batch's events, read the results back by task id. Building
+the report is a pure function of the results, so it is tested without Redis.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kubetrader.queue.stats import BatchStats, batch_stats
+from kubetrader.queue.tasks import NewTask, TaskResult
+from kubetrader.queue.workqueue import WorkQueue
+from kubetrader.specs import HEADLINE_METRICS, BacktestSpec, expand_matrix
+
+CSV_METRICS = ("sharpe_ratio", "total_return", "cagr", "max_drawdown", "sortino_ratio", "num_trades", "final_value")
+
+
+def campaign_tasks(
+    spec: BacktestSpec, *, name: str, priority: int = 0, max_attempts: int = 3, report: bool = False
+) -> list[NewTask]:
+    """One task per matrix cell; `meta` carries what the table shows (symbol, strategy, params)."""
+    return [
+        NewTask(
+            id=cell_id,
+            spec=cell.to_wire(),
+            priority=priority,
+            max_attempts=max_attempts,
+            meta={
+                "name": name,
+                "report": report,
+                "symbols": list(cell.data.symbols),
+                "strategy": cell.strategy.path,
+                "params": dict(cell.strategy.params),
+            },
+        )
+        for cell_id, cell in expand_matrix(spec)
+    ]
+
+
+def wait_for_batch(
+    queue: WorkQueue,
+    batch: str,
+    *,
+    on_progress: Callable[[BatchStats], None] | None = None,
+    timeout: float | None = None,
+    poll: float = 1.0,
+) -> BatchStats:
+    """Block until every task of the batch is done, failed or cancelled; report progress as it goes.
+
+    Woken by the batch's events as tasks finish, and re-reads the counts at least
+    every `poll` s (so it also notices a cancel from elsewhere). `TimeoutError`
+    after `timeout` s.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        stats = batch_stats(queue.redis, batch, prefix=queue.prefix)
+        if on_progress is not None:
+            on_progress(stats)
+        if stats.complete:
+            return stats
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"batch {batch}: {stats.finished}/{stats.total} finished after {timeout} s")
+        queue.next_event(batch, timeout=poll)
+
+
+class CampaignRow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str
+    symbols: str
+    strategy: str
+    params: str
+    status: str
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    run_seconds: float | None
+    attempts: int
+    worker: str | None
+    result_path: str | None
+    error: str | None
+
+
+class CampaignReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    batch: str
+    name: str
+    tasks: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    execution_seconds: float = Field(description="Wall time from enqueue to the last result.")
+    avg_seconds_per_backtest: float | None = Field(description="Mean handler time of the successful runs.")
+    workers: int | None = None
+    redis: str | None = None
+    ranking: list[CampaignRow] = Field(description="Successful runs, best Sharpe first.")
+    failures: list[CampaignRow]
+
+
+def build_report(
+    *,
+    batch: str,
+    name: str,
+    tasks: list[NewTask],
+    results: dict[str, TaskResult],
+    execution_seconds: float,
+    workers: int | None = None,
+    redis: str | None = None,
+) -> CampaignReport:
+    """The consolidated report: rows in task order, ranked by Sharpe (None last), plus the failures."""
+    rows = []
+    for task in tasks:
+        result = results.get(task.id)
+        rows.append(
+            CampaignRow(
+                task_id=task.id,
+                symbols=" ".join(task.meta.get("symbols", [])),
+                strategy=str(task.meta.get("strategy", "")),
+                params=json.dumps(task.meta.get("params", {}), sort_keys=True),
+                status=result.status if result else "cancelled",
+                metrics=result.metrics if result else {},
+                run_seconds=result.run_seconds if result else None,
+                attempts=result.attempts if result else 0,
+                worker=result.worker if result else None,
+                result_path=result.result_path if result else None,
+                error=result.error.splitlines()[0] if result and result.error else None,
+            )
+        )
+    ok = [row for row in rows if row.status == "succeeded"]
+    ranking = sorted(ok, key=lambda row: _sort_key(row.metrics.get("sharpe_ratio")))
+    times = [row.run_seconds for row in ok if row.run_seconds is not None]
+    return CampaignReport(
+        batch=batch,
+        name=name,
+        tasks=len(tasks),
+        succeeded=len(ok),
+        failed=sum(1 for row in rows if row.status == "failed"),
+        cancelled=sum(1 for row in rows if row.status == "cancelled"),
+        execution_seconds=round(execution_seconds, 3),
+        avg_seconds_per_backtest=round(sum(times) / len(times), 4) if times else None,
+        workers=workers,
+        redis=redis,
+        ranking=ranking,
+        failures=[row for row in rows if row.status != "succeeded"],
+    )
+
+
+def _sort_key(value: float | None) -> tuple[int, float]:
+    return (1, 0.0) if value is None else (0, -value)
+
+
+def write_report(report: CampaignReport, csv_path: Path) -> tuple[Path, Path]:
+    """The CSV (one row per backtest, ranked) and, beside it, the JSON with the batch metadata."""
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    columns = ["rank", "task_id", "symbols", "strategy", "params", "status", *CSV_METRICS]
+    columns += ["run_seconds", "attempts", "worker", "result_path", "error"]
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for rank, row in enumerate([*report.ranking, *report.failures], start=1):
+            writer.writerow(_csv_row(rank if row.status == "succeeded" else None, row))
+    json_path = csv_path.with_suffix(".json")
+    json_path.write_text(json.dumps(report.model_dump(mode="json"), indent=2), encoding="utf-8")
+    return csv_path, json_path
+
+
+def _csv_row(rank: int | None, row: CampaignRow) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "rank": rank if rank is not None else "",
+        **row.model_dump(exclude={"metrics"}),
+    }
+    for metric in CSV_METRICS:
+        data[metric] = row.metrics.get(metric)
+    return data
+
+
+def headline(row: CampaignRow) -> str:
+    """One line for the terminal: symbol, strategy and the headline metrics."""
+    parts = [f"{m}={row.metrics[m]:.3f}" for m in HEADLINE_METRICS if row.metrics.get(m) is not None]
+    return f"{row.symbols:<8} {row.strategy.rsplit('.', 1)[-1]:<22} " + " ".join(parts)

@@ -1,0 +1,51 @@
+"""Task handlers a worker can run, named by import path (`kubetrader worker --handler`).
+
+`run_backtest` is the production handler: the task's spec goes through the same
+`kubetrader.pipeline.execute_one` as `kubetrader run` and a Backtest Job, so a
+cell run by a worker writes the same result files. Market data is cached per
+process by the data package, so a worker loads each data set once.
+
+`noop` does nothing and succeeds: the benchmark uses it to measure what the
+queue itself costs per task.
+"""
+
+from __future__ import annotations
+
+from kubetrader.errors import EXIT_RETRYABLE, FatalError, RetryableError
+from kubetrader.queue.tasks import HandlerOutcome, Task
+from kubetrader.queue.worker import TaskContext
+
+
+def run_backtest(task: Task, context: TaskContext) -> HandlerOutcome:
+    """Validate the spec, run it with the engine, return its metrics and the result JSON's path.
+
+    Task `meta` options: `name` (result name; the batch id by default), `report`
+    (also draw the plot and the HTML tearsheet; off by default because a campaign
+    of hundreds of cells should not spend its time in matplotlib).
+    An engine failure is raised with its class (fatal or retryable) so the queue
+    knows whether another attempt can help.
+    """
+    from kubetrader.pipeline import execute_one
+    from kubetrader.specs import BacktestSpec
+
+    spec = BacktestSpec.model_validate(task.spec)  # a ValidationError is fatal (see worker.is_fatal)
+    name = str(task.meta.get("name") or task.batch)
+    outcome = execute_one(spec, name=name, output_dir=context.output_dir, report=bool(task.meta.get("report", False)))
+    if outcome.status == "failed":
+        error = outcome.error or "backtest failed"
+        if outcome.exit_code == EXIT_RETRYABLE:
+            raise RetryableError(error)
+        raise FatalError(error)
+    result_path = str(outcome.paths.json) if outcome.paths else None
+    return HandlerOutcome(metrics=outcome.metrics, result_path=result_path)
+
+
+def warm_up() -> None:
+    """Import the engine before the first claim, so the first task's time (and lease) is not spent importing."""
+    import kubetrader.pipeline
+    import kubetrader.runner  # noqa: F401 - imported for its side effect of loading Backtrader and pandas
+
+
+def noop(task: Task, context: TaskContext) -> HandlerOutcome:
+    """Succeed at once with no metrics (queue-overhead benchmark)."""
+    return HandlerOutcome()
