@@ -54,7 +54,8 @@ def test_failed_rerun_removes_the_earlier_successful_artifacts(
     path = f"{probe_strategies}RaisesMidRun"
     spec = make_spec(path, params={"fail_at": 10_000}, start="2005-01-01", end="2005-12-31")
     first = execute(spec, name="rerun", output_dir=tmp_path, store=bundled_store, report=False)
-    assert first.status == "succeeded" and first.paths.equity_csv.exists()
+    assert first.status == "succeeded" and first.paths is not None
+    assert first.paths.equity_csv.exists()
     # The same spec (same id) fails the second time: the probe module is no longer allowed.
     monkeypatch.setenv("KUBETRADER_STRATEGY_PREFIXES", "strategies.")
     second = execute(spec, name="rerun", output_dir=tmp_path, store=bundled_store)
