@@ -79,10 +79,10 @@ class IBBroker:
     # ------------------------------------------------------------ connection
 
     def connect(self) -> None:
+        _ensure_event_loop()  # before the import too: eventkit looks up a loop at import time
         ib_insync = _ib_module()
         if self._ib is not None:
             self._ib.disconnect()
-        _ensure_event_loop()
         ib = ib_insync.IB()
         ib.RaiseRequestErrors = True
         ib.client.MaxRequests = MAX_REQUESTS_PER_SECOND
@@ -110,6 +110,7 @@ class IBBroker:
 
     def disconnect(self) -> None:
         if self._ib is not None:
+            self._ib.disconnectedEvent -= self._on_disconnected  # our own disconnect is not a loss
             self._ib.disconnect()
             self._ib = None
 

@@ -77,6 +77,7 @@ class SessionBroker(bt.BrokerBase):
 
     def start(self) -> None:
         super().start()
+        self.startingcash = self.session.cash  # read by Backtrader's analyzers at the end
         for data in self.cerebro.datas if hasattr(self, "cerebro") else []:
             self._bind(data)
 
