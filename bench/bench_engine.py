@@ -1,0 +1,122 @@
+"""Engine speed: a bare Backtrader run against the platform's run of the same strategy.
+
+ORCL daily, full range (5036 bars), SMA 10/30, IB standard + 5 bps. One process,
+warmed up, medians of several runs. Goals: platform (run + metrics + JSON/CSV
+files) <= 1.10 x bare; compute_metrics < 20 ms per call (quantstats shown beside).
+The PNG plot and HTML tearsheet are timed separately: they are reports, not the run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+RUNS = 7
+
+
+def _median(fn: Callable[[], Any], runs: int = RUNS) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    import backtrader as bt
+
+    from kubetrader.costs import build_broker
+    from kubetrader.data import load_bars
+    from kubetrader.metrics import compute_metrics
+    from kubetrader.pipeline import write_result
+    from kubetrader.results.report import plot_equity, write_tearsheet
+    from kubetrader.results.store import result_paths
+    from kubetrader.runner import BacktestRunner, result_id
+    from kubetrader.specs import BacktestSpec
+    from strategies.sma_crossover import SMACrossover
+
+    spec = BacktestSpec.model_validate(
+        {
+            "strategy": {"path": "strategies.sma_crossover.SMACrossover", "params": {"fast": 10, "slow": 30}},
+            "data": {"symbols": ["ORCL"], "start": "1995-01-01", "end": "2014-12-31"},
+        }
+    )
+    frame = load_bars("ORCL", start=dt.date(1995, 1, 1), end=dt.date(2014, 12, 31)).tz_convert(None)
+
+    def bare() -> float:
+        cerebro = bt.Cerebro(stdstats=False)
+        cerebro.broker = build_broker(spec.broker)
+        cerebro.adddata(bt.feeds.PandasData(dataname=frame, openinterest=None))
+        cerebro.addstrategy(SMACrossover, fast=10, slow=30)
+        cerebro.run()
+        return float(cerebro.broker.getvalue())
+
+    out = Path(tempfile.mkdtemp(prefix="kt-bench-"))
+    paths = result_paths(out, result_id("bench", spec))
+    holder: dict[str, Any] = {}
+
+    def platform() -> None:
+        result = BacktestRunner(spec).run()
+        holder["result"] = result
+        write_result(result, name="bench", paths=paths, report=False)
+
+    def run_only() -> None:
+        BacktestRunner(spec).run()
+
+    t_bare = _median(bare)
+    t_platform = _median(platform)
+    t_run = _median(run_only)
+    result = holder["result"]
+    closed = result.closed_trades
+    t_metrics = _median(
+        lambda: compute_metrics(
+            result.equity, trades=closed, benchmark_returns=result.benchmark_returns, exposure=result.exposure
+        ),
+        runs=21,
+    )
+    t_report = _median(
+        lambda: write_tearsheet(result.to_document("bench"), result, plot_equity(result, paths.plot), paths.tearsheet),
+        runs=3,
+    )
+    try:
+        import warnings
+
+        import quantstats as qs
+
+        returns = result.equity.tz_convert(None).pct_change().dropna()
+        bench = result.benchmark_returns.tz_convert(None).iloc[1:]
+
+        def quantstats_metrics() -> None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                qs.reports.metrics(returns, benchmark=bench, mode="full", display=False)
+
+        t_qs: float | None = _median(quantstats_metrics, runs=3)
+    except Exception as exc:  # quantstats is a dev dependency; report rather than fail
+        print(f"(quantstats not timed: {exc!r})")
+        t_qs = None
+
+    bars = len(frame)
+    print(f"ORCL daily, {bars} bars, SMA 10/30, medians of {RUNS} runs after warm-up\n")
+    print(f"{'measure':<44}{'time':>12}{'ratio':>10}{'goal':>12}")
+    print(f"{'bare Backtrader run':<44}{t_bare * 1e3:>10.1f}ms{1.0:>10.2f}{'':>12}")
+    print(f"{'platform run only (runner + metrics)':<44}{t_run * 1e3:>10.1f}ms{t_run / t_bare:>10.2f}{'':>12}")
+    ratio = t_platform / t_bare
+    print(f"{'platform run + metrics + JSON/CSV files':<44}{t_platform * 1e3:>10.1f}ms{ratio:>10.2f}{'<= 1.10':>12}")
+    print(f"{'plot PNG + HTML tearsheet (report)':<44}{t_report * 1e3:>10.1f}ms{t_report / t_bare:>10.2f}{'':>12}")
+    print(f"{'compute_metrics per call':<44}{t_metrics * 1e3:>10.1f}ms{'':>10}{'< 20 ms':>12}")
+    if t_qs is not None:
+        label = "quantstats reports.metrics (full), same data"
+        print(f"{label:<44}{t_qs * 1e3:>10.1f}ms{t_qs / t_metrics:>9.0f}x{'':>12}")
+    print(f"\nbare final value {bare():,.2f}  platform final value {float(result.equity.iloc[-1]):,.2f}")
+
+
+if __name__ == "__main__":
+    main()
