@@ -7,9 +7,11 @@ makes, with the results drawn as tables.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 import click
+
+from kubetrader.specs.backtest import Timeframe
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
     from kubetrader.data.store import DataStore, MergeReport
     from kubetrader.data.validation import ValidationReport
 
-TIMEFRAMES = ("1d", "1h", "5m", "1m")
+TIMEFRAMES = get_args(Timeframe)  # the spec models are the one list of timeframes
 
 
 def _console() -> Console:
@@ -91,7 +93,13 @@ def data(ctx: click.Context, data_dir: Path) -> None:
     help="CSV layout; auto reads the header.",
 )
 @click.option("--timeframe", type=click.Choice(TIMEFRAMES), default=None, help="Bar size; inferred when omitted.")
-@click.option("--max-gap-sessions", type=click.IntRange(min=0), default=5, show_default=True)
+@click.option(
+    "--max-gap-sessions",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Largest run of missing business days accepted.",
+)
 @click.option("--relaxed", is_flag=True, help="Store the bars even if validation finds errors (reported, not fixed).")
 @click.pass_context
 def import_(
@@ -132,7 +140,13 @@ def list_(ctx: click.Context) -> None:
 @data.command("validate")
 @click.argument("symbol")
 @click.option("--timeframe", type=click.Choice(TIMEFRAMES), default="1d", show_default=True)
-@click.option("--max-gap-sessions", type=click.IntRange(min=0), default=5, show_default=True)
+@click.option(
+    "--max-gap-sessions",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Largest run of missing business days accepted.",
+)
 @click.pass_context
 def validate(ctx: click.Context, symbol: str, timeframe: str, max_gap_sessions: int) -> None:
     """Check the stored bars of SYMBOL; exit 2 when any check fails."""
