@@ -113,8 +113,8 @@ def equity_frame(result: BacktestResult) -> pd.DataFrame:
 
 def write_csvs(result: BacktestResult, paths: ResultPaths) -> None:
     equity = equity_frame(result)
-    atomic_write_text(paths.equity_csv, equity.to_csv(float_format="%.10g"))
-    atomic_write_text(paths.trades_csv, result.trades.to_csv(index=False, float_format="%.10g"))
+    atomic_write_text(paths.equity_csv, equity.to_csv())
+    atomic_write_text(paths.trades_csv, result.trades.to_csv(index=False))
 
 
 def remove_stale(paths: ResultPaths) -> None:
