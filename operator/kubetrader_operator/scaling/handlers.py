@@ -1,0 +1,157 @@
+"""The kopf timer that scales worker Deployments on queue depth.
+
+A Deployment opts in with the label `kubetrader.io/scale-on-queue: "true"`; its
+annotations set the policy (`kubetrader.io/tasks-per-worker`, `min-replicas`,
+`max-replicas`, `cooldown-seconds`, `queue-prefix`). Every interval the timer
+reads `queue_stats` (the same numbers `kubetrader monitor` shows), decides with
+the pure rule, patches `spec.replicas`, records the decision as an Event and in
+Prometheus, and marks busy pods with a high deletion cost. The time backlog was
+last seen is kept in an annotation, so an operator restart does not reset the
+cooldown.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+from typing import Any
+
+import kopf
+import redis
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kubetrader.queue.server import redis_client
+from kubetrader.queue.stats import QueueStats, queue_stats
+from kubetrader.queue.workqueue import DEFAULT_PREFIX
+from kubetrader_operator.scaling import kube_io
+from kubetrader_operator.scaling.metrics import (
+    DECISIONS,
+    DESIRED_REPLICAS,
+    QUEUE_HEALTH,
+    QUEUE_PENDING,
+    QUEUE_RUNNING,
+    QUEUE_THROUGHPUT,
+)
+from kubetrader_operator.scaling.rule import DELETION_COST_ANNOTATION, ScalingPolicy, decide, deletion_costs
+
+SCALE_LABEL = "kubetrader.io/scale-on-queue"
+LAST_BACKLOG_ANNOTATION = "kubetrader.io/last-backlog-at"
+PREFIX_ANNOTATION = "kubetrader.io/queue-prefix"
+POLICY_ANNOTATIONS = {
+    "kubetrader.io/tasks-per-worker": "tasks_per_worker",
+    "kubetrader.io/min-replicas": "min_replicas",
+    "kubetrader.io/max-replicas": "max_replicas",
+    "kubetrader.io/cooldown-seconds": "cooldown_seconds",
+}
+
+
+class ScalerSettings(BaseSettings):
+    """`KUBETRADER_SCALER_*`; the Redis URL falls back to the operator's `KUBETRADER_OPERATOR_REDIS_URL`."""
+
+    model_config = SettingsConfigDict(env_prefix="KUBETRADER_SCALER_", frozen=True)
+
+    interval_seconds: float = 15.0
+    redis_url: str | None = None
+
+
+@lru_cache(maxsize=1)
+def scaler_settings() -> ScalerSettings:
+    return ScalerSettings()
+
+
+def policy_from_annotations(annotations: dict[str, str]) -> ScalingPolicy:
+    """The Deployment's policy; a bad value raises ValueError naming the annotation."""
+    values: dict[str, Any] = {}
+    for annotation, field in POLICY_ANNOTATIONS.items():
+        if annotation in annotations:
+            values[field] = annotations[annotation]
+    try:
+        return ScalingPolicy.model_validate(values)
+    except ValidationError as exc:
+        raise ValueError(f"scaling annotations: {exc.errors()[0]['msg']} ({values})") from exc
+
+
+def _redis_url() -> str:
+    from kubetrader_operator.settings import get_settings
+
+    url = scaler_settings().redis_url or get_settings().redis_url
+    if not url:
+        raise kopf.TemporaryError("no Redis URL: set KUBETRADER_SCALER_REDIS_URL", delay=60)
+    return url
+
+
+@lru_cache(maxsize=4)
+def _client(url: str) -> redis.Redis:
+    return redis_client(url)
+
+
+def record(stats: QueueStats, prefix: str) -> None:
+    QUEUE_PENDING.labels(prefix).set(stats.pending)
+    QUEUE_RUNNING.labels(prefix).set(stats.running)
+    QUEUE_HEALTH.labels(prefix).set(stats.health)
+    QUEUE_THROUGHPUT.labels(prefix).set(stats.throughput_per_min)
+
+
+@kopf.timer(
+    "apps",
+    "v1",
+    "deployments",
+    labels={SCALE_LABEL: "true"},
+    interval=scaler_settings().interval_seconds,
+    id="scale-on-queue",
+)
+def scale_on_queue(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    name: str,
+    namespace: str | None,
+    patch: kopf.Patch,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    annotations = dict(meta.get("annotations") or {})
+    try:
+        policy = policy_from_annotations(annotations)
+    except ValueError as exc:
+        kopf.warn(body, reason="InvalidScalingPolicy", message=str(exc))
+        return
+    namespace = namespace or "default"
+    prefix = annotations.get(PREFIX_ANNOTATION, DEFAULT_PREFIX)
+    try:
+        stats = queue_stats(_client(_redis_url()), prefix=prefix)
+    except redis.exceptions.RedisError as exc:
+        raise kopf.TemporaryError(f"cannot read the queue: {exc}", delay=scaler_settings().interval_seconds) from exc
+    record(stats, prefix)
+
+    current = int(spec.get("replicas", 1))
+    last_raw = annotations.get(LAST_BACKLOG_ANNOTATION)
+    decision = decide(
+        pending=stats.pending,
+        running=stats.running,
+        current=current,
+        last_backlog_at=float(last_raw) if last_raw else None,
+        now=time.time(),
+        policy=policy,
+    )
+    DESIRED_REPLICAS.labels(namespace, name).set(decision.replicas)
+    DECISIONS.labels(namespace, name, decision.direction).inc()
+    if decision.replicas != current:
+        patch.spec["replicas"] = decision.replicas
+        reason = "ScaledUp" if decision.direction == "up" else "ScaledDown"
+        message = f"replicas {current} -> {decision.replicas}: {decision.reason}"
+        kopf.info(body, reason=reason, message=message)
+        logger.info(message)
+    if decision.last_backlog_at is not None and f"{decision.last_backlog_at:.3f}" != last_raw:
+        patch.metadata.setdefault("annotations", {})[LAST_BACKLOG_ANNOTATION] = f"{decision.last_backlog_at:.3f}"
+
+    match_labels = dict((spec.get("selector") or {}).get("matchLabels") or {})
+    if match_labels:
+        pods = kube_io.list_pods(namespace, match_labels)
+        wanted = deletion_costs([p["metadata"]["name"] for p in pods], stats.busy_pods)
+        for pod in pods:
+            pod_name = pod["metadata"]["name"]
+            have = (pod["metadata"].get("annotations") or {}).get(DELETION_COST_ANNOTATION)
+            if have != wanted[pod_name]:
+                kube_io.annotate_pod(namespace, pod_name, {DELETION_COST_ANNOTATION: wanted[pod_name]})

@@ -1,0 +1,81 @@
+"""Queue bookkeeping: the pure health score and throughput, and `queue_stats` over a live queue."""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+
+from kubetrader.queue import NewTask, WorkQueue
+from kubetrader.queue.stats import health_score, queue_stats, stats_as_dict, throughput_per_min
+from kubetrader.queue.worker import Worker, WorkerSettings
+from tests.helpers import wait_until
+from tests.queue import handlers
+
+
+def score(**kwargs: float) -> tuple[int, list[str]]:
+    values = dict(
+        pending=0, running=0, workers_alive=0, workers_stale=0, recent_done=0, recent_failed=0, throughput_per_min=0.0
+    )
+    values.update(kwargs)
+    return health_score(**values)  # type: ignore[arg-type]
+
+
+def test_an_idle_queue_without_workers_is_healthy() -> None:
+    assert score() == (100, [])
+
+
+def test_work_waiting_with_no_live_worker_scores_at_most_10() -> None:
+    value, reasons = score(pending=5, workers_stale=2)
+    assert value <= 10
+    assert any("no live worker" in r for r in reasons)
+
+
+def test_failures_and_stale_workers_take_points_in_proportion() -> None:
+    assert score(pending=1, running=1, workers_alive=2, recent_done=3, recent_failed=1, throughput_per_min=10)[0] == 90
+    assert score(running=1, workers_alive=1, workers_stale=1, throughput_per_min=10)[0] == 85
+
+
+def test_live_workers_that_do_not_claim_pending_work_are_flagged() -> None:
+    value, reasons = score(pending=10, workers_alive=3)
+    assert value == 70 and "none running" in reasons[0]
+
+
+def test_throughput_counts_over_the_span_since_the_first_finish_but_at_least_10_s() -> None:
+    now = 1_000_000
+    assert throughput_per_min([], now) == 0
+    assert throughput_per_min([now - 30_000 + i for i in range(20)], now) == 40.0
+    assert throughput_per_min([now - 1000], now) == 6.0  # one task, 10 s floor
+    assert throughput_per_min([now - 400_000], now) == 0  # outside the 5-minute window
+
+
+def test_queue_stats_reports_depth_workers_busy_pods_and_batches(redis_client: redis.Redis) -> None:
+    queue = WorkQueue(redis_client, prefix="st")
+    queue.enqueue("b1", [NewTask(id=f"t{i}", spec={}) for i in range(5)])
+    queue.enqueue("b2", [NewTask(id="slow", spec={}, priority=100)])
+    worker = Worker(
+        queue, handlers.hang_until_released, settings=WorkerSettings(lease_seconds=5), worker_id="w1", pod="pod-a"
+    )
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        stats = wait_until(
+            lambda: (s := queue_stats(redis_client, prefix="st")).running == 1 and s, timeout=10, what="a busy worker"
+        )
+        assert (stats.pending, stats.running) == (5, 1)
+        assert stats.busy_pods == {"pod-a"}
+        assert [w.task for w in stats.workers] == ["b2:slow"]
+        assert {b.id: (b.total, b.queued, b.running) for b in stats.batches} == {"b1": (5, 5, 0), "b2": (1, 0, 1)}
+        assert stats.health == 100
+        redis_client.set("release:slow", 1)
+        for i in range(5):
+            redis_client.set(f"release:t{i}", 1)
+        done = wait_until(
+            lambda: (s := queue_stats(redis_client, prefix="st")).done_total == 6 and s, timeout=10, what="6 done"
+        )
+        assert done.throughput_per_min > 0 and done.recent_done == 6
+        assert stats_as_dict(done)["workers"][0]["pod"] == "pod-a"
+    finally:
+        worker.stop()
+        thread.join(10)
+    assert queue_stats(redis_client, prefix="st").workers == []
