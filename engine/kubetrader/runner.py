@@ -56,6 +56,38 @@ def _utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+class FrameFeed(bt.feeds.PandasData):
+    """PandasData that reads its rows from plain lists prepared once.
+
+    Stock PandasData reads every cell with `DataFrame.iloc`, which under pandas 3
+    is about 40 % of a whole daily run. The values fed are identical (the datetime
+    goes through Backtrader's own `date2num`), so results do not change; a test
+    compares a run on this feed with a run on PandasData to the cent.
+    """
+
+    params = (("openinterest", None),)
+
+    def start(self) -> None:
+        super().start()
+        frame = self.p.dataname
+        self._rows = len(frame)
+        self._dates = [bt.date2num(d) for d in pd.DatetimeIndex(frame.index).to_pydatetime()]
+        self._columns = [
+            (getattr(self.lines, name), frame[name].to_numpy(dtype=np.float64).tolist())
+            for name in ("open", "high", "low", "close", "volume")
+        ]
+
+    def _load(self) -> bool:
+        self._idx += 1
+        i = self._idx
+        if i >= self._rows:
+            return False
+        for line, values in self._columns:
+            line[0] = values[i]
+        self.lines.datetime[0] = self._dates[i]
+        return True
+
+
 class _Recorder(bt.Analyzer):
     """Equity, gross exposure, orders and trades, collected with as little work per bar as possible."""
 
@@ -218,7 +250,7 @@ class BacktestRunner:
         cerebro.broker = build_broker(spec.broker)
         for symbol in spec.data.symbols:
             frame = frames[symbol]
-            cerebro.adddata(bt.feeds.PandasData(dataname=frame.tz_convert(None), openinterest=None), name=symbol)
+            cerebro.adddata(FrameFeed(dataname=frame.tz_convert(None)), name=symbol)
         cerebro.addstrategy(strategy_cls, **params, **risk)
         cerebro.addanalyzer(_Recorder, _name="kubetrader")
         try:
