@@ -41,6 +41,13 @@ from kubetrader.specs import OptimizationStudySpec
     help="Local worker processes over an embedded Redis (0: evaluate in this process).",
 )
 @click.option("--redis", "redis_url", default=None, help="Use this Redis and its workers instead.")
+@click.option(
+    "--lease-seconds",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Worker lease: a trial whose worker died is re-run after this long.",
+)
 @click.option("--storage", default=None, help="Optuna storage URL (default: a journal file under the data dir).")
 @click.option("--output", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -55,6 +62,7 @@ def optimize(
     seed: int | None,
     workers: int,
     redis_url: str | None,
+    lease_seconds: float,
     storage: str | None,
     output: Path,
     as_json: bool,
@@ -82,7 +90,14 @@ def optimize(
     except ValidationError as exc:
         raise spec_error_from_validation(exc, {"objective.metric": "--metric", "trials": "--n-trials"}) from None
     run_and_print(
-        spec, name=study_name, output=output, storage=storage, workers=workers, redis_url=redis_url, as_json=as_json
+        spec,
+        name=study_name,
+        output=output,
+        storage=storage,
+        workers=workers,
+        redis_url=redis_url,
+        as_json=as_json,
+        lease_seconds=lease_seconds,
     )
 
 
@@ -95,6 +110,7 @@ def run_and_print(
     workers: int,
     redis_url: str | None,
     as_json: bool,
+    lease_seconds: float = 30.0,
 ) -> None:
     """Run a study with a progress bar and print its report (shared with `run -f study.yaml`)."""
     from tqdm import tqdm
@@ -113,7 +129,7 @@ def run_and_print(
             bar.set_postfix(best=progress.best_value, running=progress.running, failed=progress.failed)
             bar.refresh()
 
-        with evaluator_for(workers, redis_url) as evaluator:
+        with evaluator_for(workers, redis_url, output, lease_seconds) as evaluator:
             report = run_study(
                 spec, name=name, output_dir=output, storage_url=storage, evaluator=evaluator, on_progress=on_progress
             )
@@ -137,7 +153,7 @@ def run_and_print(
         click.echo(f"{label}: {output / 'studies' / path}")
 
 
-def evaluator_for(workers: int, redis_url: str | None) -> Any:
+def evaluator_for(workers: int, redis_url: str | None, output: Path, lease_seconds: float) -> Any:
     """In-process evaluation, or the work queue (embedded Redis + local workers, or a given Redis)."""
     import contextlib
 
@@ -149,4 +165,4 @@ def evaluator_for(workers: int, redis_url: str | None) -> Any:
         raise SpecError("--workers", "must be >= 0")
     from kubetrader.optimize.queue_evaluator import queue_evaluator
 
-    return queue_evaluator(workers=workers, redis_url=redis_url)
+    return queue_evaluator(workers=workers, redis_url=redis_url, output_dir=output, lease_seconds=lease_seconds)

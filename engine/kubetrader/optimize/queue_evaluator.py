@@ -1,0 +1,112 @@
+"""Trials over the work queue: the driver enqueues, workers (local processes or the
+cluster's pool) run them, results come back by task id.
+
+The batch of a trial is its study (`study-{name}`), so deleting a study cancels
+exactly its queued trials, and a restarted driver finds the results of trials it
+submitted before it died. Lost workers are the queue's business (an expired lease
+puts the task back); the queue's dead-letter verdict (fatal error, or attempts
+exhausted) is final for the trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kubetrader.optimize.evaluation import Evaluation
+from kubetrader.optimize.trial_handler import TRIAL_HANDLER, TRIAL_KIND
+from kubetrader.specs.backtest import BacktestSpec
+
+
+def study_batch(key: str) -> str:
+    """`sma-t12` -> `study-sma`: the batch of a trial key (keys are `{study}-t{number}`)."""
+    study, sep, number = key.rpartition("-t")
+    if not sep or not number.isdigit():
+        raise ValueError(f"not a trial key: {key!r}")
+    return f"study-{study}"
+
+
+@dataclass
+class QueueEvaluator:
+    queue: object  # kubetrader.queue.WorkQueue (typed loosely: redis is imported lazily)
+    capacity: int = 1
+    priority: int = 0
+    max_attempts: int = 2
+    _batches: set[str] = field(default_factory=set)
+
+    def submit(self, key: str, spec: BacktestSpec) -> None:
+        from kubetrader.queue import NewTask
+
+        batch = study_batch(key)
+        self._batches.add(batch)
+        task = NewTask(
+            id=key,
+            spec=spec.to_wire(),
+            priority=self.priority,
+            max_attempts=self.max_attempts,
+            meta={"kind": TRIAL_KIND},
+        )
+        self.queue.enqueue(batch, [task])  # type: ignore[attr-defined]
+
+    def collect(self, timeout: float) -> list[Evaluation]:
+        deadline = time.monotonic() + timeout
+        found: list[Evaluation] = []
+        for batch in sorted(self._batches):
+            remaining = max(deadline - time.monotonic(), 0.01) if not found else 0.01
+            task_id = self.queue.next_event(batch, remaining)  # type: ignore[attr-defined]
+            while task_id is not None:
+                evaluation = self._evaluation(batch, task_id)
+                if evaluation is not None:
+                    found.append(evaluation)
+                task_id = self.queue.next_event(batch, 0.01)  # type: ignore[attr-defined]
+        return found
+
+    def lookup(self, key: str) -> Evaluation | None:
+        return self._evaluation(study_batch(key), key)
+
+    def in_flight(self, key: str) -> bool:
+        from kubetrader.queue import TaskState
+
+        state = self.queue.task_state(study_batch(key), key)  # type: ignore[attr-defined]
+        return state in (TaskState.QUEUED, TaskState.RUNNING)
+
+    def cancel(self) -> None:
+        for batch in self._batches:
+            self.queue.cancel_batch(batch)  # type: ignore[attr-defined]
+
+    def _evaluation(self, batch: str, task_id: str) -> Evaluation | None:
+        result = self.queue.result(batch, task_id)  # type: ignore[attr-defined]
+        if result is None:
+            return None
+        if result.status == "succeeded":
+            returns = result.data.get("returns")
+            return Evaluation(key=task_id, metrics=dict(result.metrics), returns=returns)
+        return Evaluation(key=task_id, metrics=None, error=result.error or result.status)
+
+
+@contextlib.contextmanager
+def queue_evaluator(
+    *, workers: int, redis_url: str | None = None, output_dir: Path | str = "results", lease_seconds: float = 30.0
+) -> Iterator[QueueEvaluator]:
+    """A QueueEvaluator on `redis_url` (its workers run elsewhere, plus `workers` local
+    ones), or on an embedded Redis with `workers` local worker processes."""
+    from kubetrader.queue import WorkQueue, embedded_redis
+    from kubetrader.queue.local import local_workers
+
+    with contextlib.ExitStack() as stack:
+        url = redis_url or stack.enter_context(embedded_redis())
+        if workers > 0:
+            stack.enter_context(
+                local_workers(url, workers, handler=TRIAL_HANDLER, output_dir=output_dir, lease_seconds=lease_seconds)
+            )
+        # With an external Redis its worker pool sets the pace (capacity 0: the study's parallelism).
+        capacity = workers if redis_url else max(workers, 1)
+        evaluator = QueueEvaluator(WorkQueue.from_url(url, lease_seconds=lease_seconds), capacity=capacity)
+        try:
+            yield evaluator
+        except BaseException:
+            evaluator.cancel()
+            raise
