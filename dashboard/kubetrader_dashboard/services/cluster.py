@@ -20,6 +20,7 @@ class ClusterService:
         self.mode = mode
         self.namespace = namespace
         self._api: Any = None
+        self._api_client: Any = None
         self._reason: str | None = None
         self._loaded = False
         self._lock = threading.Lock()
@@ -34,15 +35,20 @@ class ClusterService:
                 return
             from kubernetes import client, config
 
+            # A client of its own (not the package's global default), so two apps in one
+            # process (tests, the benchmark) can talk to two clusters.
+            configuration = client.Configuration()
             try:
-                config.load_incluster_config()
+                config.load_incluster_config(client_configuration=configuration)
+                api_client = client.ApiClient(configuration)
             except config.ConfigException:
                 try:
-                    config.load_kube_config()
+                    api_client = config.new_client_from_config()
                 except (config.ConfigException, OSError, TypeError) as exc:
                     self._reason = f"no in-cluster config and no usable kubeconfig ({type(exc).__name__})"
                     return
-            self._api = client.CustomObjectsApi()
+            self._api_client = api_client
+            self._api = client.CustomObjectsApi(api_client)
 
     @property
     def available(self) -> bool:
@@ -55,10 +61,11 @@ class ClusterService:
         return self._reason
 
     def ping(self) -> None:
-        from kubernetes import client
-
+        """What the dashboard needs of the API server: reading its custom resources."""
         self._load()
-        client.VersionApi().get_code(_request_timeout=3)
+        self._api.list_namespaced_custom_object(
+            API_GROUP, API_VERSION, self.namespace, PLURALS["Backtest"], limit=1, _request_timeout=3
+        )
 
     def list_resources(self, kind: str) -> ClusterResources:
         if not self.available:

@@ -41,6 +41,10 @@ def redact_uri(uri: str | None) -> str | None:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+class MlflowUnavailableError(RuntimeError):
+    """The tracking store did not answer."""
+
+
 @dataclass(frozen=True)
 class _Experiment:
     experiment_id: str
@@ -149,7 +153,11 @@ class MlflowService:
         with self._lock:
             current = self._snapshot
             if refresh or current is None or time.monotonic() - current.taken > self.cache_seconds:
-                current = self._snapshot = self._take_snapshot()
+                try:
+                    current = self._snapshot = self._take_snapshot()
+                except Exception as exc:  # the store's own errors vary (HTTP, SQLAlchemy, MlflowException)
+                    # The type only: messages of database drivers can carry the connection string.
+                    raise MlflowUnavailableError(f"MLflow store unreachable ({type(exc).__name__})") from exc
             return current
 
     def overview(
@@ -162,7 +170,10 @@ class MlflowService:
     ) -> MlflowOverview:
         if not self.available:
             return MlflowOverview(available=False, reason="MLFLOW_TRACKING_URI is not set")
-        snap = self.snapshot(refresh=refresh)
+        try:
+            snap = self.snapshot(refresh=refresh)
+        except MlflowUnavailableError as exc:
+            return MlflowOverview(available=False, reason=str(exc), tracking_uri=redact_uri(self.tracking_uri))
         wanted = {"project": project, "asset_class": asset_class, "strategy_family": strategy_family}
         chosen = {
             eid: exp
@@ -244,17 +255,21 @@ class MlflowService:
         """Metrics and parameters of 2 to 5 runs, side by side (fetched fresh, not from the snapshot)."""
         from mlflow.exceptions import MlflowException
 
-        client = self.client()
         out = []
         names: dict[str, str] = {}
         for run_id in run_ids:
             try:
+                client = self.client()
                 run = client.get_run(run_id)
+                eid = run.info.experiment_id
+                if eid not in names:
+                    names[eid] = client.get_experiment(eid).name
             except MlflowException as exc:
+                if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                    raise MlflowUnavailableError(f"MLflow store error ({exc.error_code})") from exc
                 raise LookupError(run_id) from exc
-            eid = run.info.experiment_id
-            if eid not in names:
-                names[eid] = client.get_experiment(eid).name
+            except Exception as exc:  # drivers' own errors; the type only (messages hold URLs)
+                raise MlflowUnavailableError(f"MLflow store unreachable ({type(exc).__name__})") from exc
             out.append(
                 RunComparison(
                     run_id=run_id,

@@ -13,6 +13,10 @@ class StudyNotFoundError(LookupError):
     pass
 
 
+class StudyStorageUnavailableError(RuntimeError):
+    """The Optuna storage could not be opened or read."""
+
+
 class StudyService:
     def __init__(self, storage_url: str | None) -> None:
         self.storage_url = storage_url
@@ -36,8 +40,15 @@ class StudyService:
     def list_studies(self) -> StudyList:
         if not self.available:
             return StudyList(available=False, reason="KUBETRADER_OPTUNA_STORAGE is not set")
-        names = [s.study_name for s in self.storage().get_all_studies()]
-        return StudyList(items=[self._load(name)[0] for name in names])
+        try:
+            names = [s.study_name for s in self.storage().get_all_studies()]
+            return StudyList(items=[self._load(name)[0] for name in names])
+        except StudyStorageUnavailableError as exc:
+            return StudyList(available=False, reason=str(exc))
+        except StudyNotFoundError:
+            raise
+        except Exception as exc:  # storage drivers raise their own errors; the type only (messages hold URLs)
+            return StudyList(available=False, reason=f"Optuna storage unreachable ({type(exc).__name__})")
 
     def _load(self, name: str) -> tuple[StudySummary, list[TrialRow], list[float | None], Any]:
         import optuna
@@ -47,6 +58,8 @@ class StudyService:
             study = optuna.load_study(study_name=name, storage=self.storage())
         except KeyError as exc:
             raise StudyNotFoundError(name) from exc
+        except Exception as exc:  # drivers raise their own errors; the type only (messages hold URLs)
+            raise StudyStorageUnavailableError(f"Optuna storage unreachable ({type(exc).__name__})") from exc
         trials = study.get_trials(deepcopy=False)
         maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
         best: float | None = None

@@ -81,10 +81,9 @@ class SubmissionService:
 
     def validate(self, document: dict[str, Any], kind: Kind) -> Resource:
         """parse_resource, plus: this endpoint's kind. Raises ValueError / pydantic's ValidationError."""
-        resource = parse_resource(document)
-        if resource.kind != kind:
-            raise ValueError(f"kind: this endpoint takes {kind}, got {resource.kind!r}")
-        return resource
+        if isinstance(document, dict) and document.get("kind") != kind:
+            raise ValueError(f"kind: this endpoint takes {kind}, got {document.get('kind')!r}")
+        return parse_resource(document)
 
     def _pool_for_runs(self) -> ProcessPoolExecutor:
         if self._pool is None:

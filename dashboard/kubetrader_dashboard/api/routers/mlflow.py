@@ -11,6 +11,7 @@ from kubetrader_dashboard.api.problems import PROBLEM_RESPONSES, ProblemError
 from kubetrader_dashboard.api.routers.backtests import Limit, Offset, Text
 from kubetrader_dashboard.models.common import Page
 from kubetrader_dashboard.models.mlflow import Comparison, MlflowOverview, RunRow
+from kubetrader_dashboard.services.mlflow import MlflowUnavailableError
 
 router = APIRouter(prefix="/mlflow", tags=["mlflow"], responses=PROBLEM_RESPONSES)
 
@@ -45,9 +46,12 @@ def runs(
     refresh: bool = False,
 ) -> Page[RunRow]:
     _require(services)
-    return services.mlflow.runs(
-        status=run_status, experiment_id=experiment_id, limit=limit, offset=offset, refresh=refresh
-    )
+    try:
+        return services.mlflow.runs(
+            status=run_status, experiment_id=experiment_id, limit=limit, offset=offset, refresh=refresh
+        )
+    except MlflowUnavailableError as exc:
+        raise ProblemError(503, "Not available", str(exc)) from None
 
 
 @router.get("/compare", response_model=Comparison, dependencies=[ReadAccess])
@@ -62,5 +66,7 @@ def compare(
         )
     try:
         return services.mlflow.compare(run_id)
+    except MlflowUnavailableError as exc:
+        raise ProblemError(503, "Not available", str(exc)) from None
     except LookupError as exc:
         raise ProblemError(404, "Not found", f"no MLflow run {exc.args[0]!r}") from None

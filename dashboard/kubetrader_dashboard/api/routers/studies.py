@@ -10,7 +10,7 @@ from kubetrader_dashboard.api.deps import ReadAccess, ServicesDep, WriteAccess
 from kubetrader_dashboard.api.problems import PROBLEM_RESPONSES, ProblemError
 from kubetrader_dashboard.api.submit import submit
 from kubetrader_dashboard.models.operations import StudyDetail, StudyList, SubmissionState
-from kubetrader_dashboard.services.studies import StudyNotFoundError
+from kubetrader_dashboard.services.studies import StudyNotFoundError, StudyStorageUnavailableError
 
 router = APIRouter(prefix="/studies", tags=["studies"], responses=PROBLEM_RESPONSES)
 
@@ -31,5 +31,7 @@ def get_study(services: ServicesDep, name: str) -> StudyDetail:
         raise ProblemError(503, "Not available", "KUBETRADER_OPTUNA_STORAGE is not set")
     try:
         return services.studies.detail(name)
+    except StudyStorageUnavailableError as exc:
+        raise ProblemError(503, "Not available", str(exc)) from None
     except StudyNotFoundError:
         raise ProblemError(404, "Not found", f"no study {name!r}") from None
