@@ -120,7 +120,7 @@ _LOG_RESULTS = textwrap.dedent(
 
 def test_four_processes_logging_in_parallel_complete_every_run(tmp_path: Path, mlflow_server_url: str) -> None:
     project = f"Par{uuid.uuid4().hex[:6]}"
-    paths = [write_backtest(tmp_path, f"bt-par-{i}", project=project, fast=5 + i)[1] for i in range(12)]
+    paths = [write_backtest(tmp_path, f"bt-par-{i}", project=project, fast=5 + i)[1] for i in range(8)]
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", _LOG_RESULTS, mlflow_server_url, *map(str, paths[i::4])],
@@ -134,7 +134,7 @@ def test_four_processes_logging_in_parallel_complete_every_run(tmp_path: Path, m
     assert [p.returncode for p in processes] == [0, 0, 0, 0], errors
 
     runs = ProjectManager(mlflow_server_url).query_by_project(project)
-    assert sorted(runs["result_id"]) == sorted(f"bt-par-{i}" for i in range(12))
+    assert sorted(runs["result_id"]) == sorted(f"bt-par-{i}" for i in range(8))
     assert set(runs["status"]) == {"FINISHED"}
     assert runs["metrics.sharpe_ratio"].notna().all()
     client = _client(mlflow_server_url)
@@ -228,8 +228,18 @@ def test_cli_export_writes_the_queried_runs(lab: list[LabRun], mlflow_server_url
     output = tmp_path / "runs.json"
     result = CliRunner().invoke(
         cli,
-        ["experiments", "export", "--project", project, "--format", "json", "-o", str(output)]
-        + ["--tracking-uri", mlflow_server_url],
+        [
+            "experiments",
+            "export",
+            "--project",
+            project,
+            "--format",
+            "json",
+            "-o",
+            str(output),
+            "--tracking-uri",
+            mlflow_server_url,
+        ],
     )
     assert result.exit_code == 0, result.output
     rows = json.loads(output.read_text())
@@ -269,8 +279,15 @@ def test_indexes_are_created_once_on_the_server_database(postgres_url: str, empt
 def test_two_concurrent_migrations_of_an_empty_database_both_succeed(empty_postgres_database: str) -> None:
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "kubetrader.cli.main", "mlflow", "migrate", "--backend-store-uri"]
-            + [empty_postgres_database],
+            [
+                sys.executable,
+                "-m",
+                "kubetrader.cli.main",
+                "mlflow",
+                "migrate",
+                "--backend-store-uri",
+                empty_postgres_database,
+            ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -126,6 +126,8 @@ def log_run(
     The run is terminated last, so a run whose status is still RUNNING was interrupted
     half-way: that is how `sync` tells a complete run from a broken one.
     """
+    if isinstance(experiment, naming.ExperimentPath):  # runs carry the levels too: queries filter on them
+        tags = {**experiment.tags(), **tags}
     with settings.short_http_timeouts():
         client = get_client(tracking_uri)
         experiment_id = ensure_experiment(client, experiment)

@@ -112,7 +112,7 @@ class ProjectManager:
             },
         )
         if created_since_days is not None:
-            clauses.append(f"attributes.creation_time > {_since(created_since_days)}")
+            clauses.append(f"attribute.creation_time > {_since(created_since_days)}")
         found: list[Any] = []
         token: str | None = None
         while True:
