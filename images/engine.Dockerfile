@@ -1,0 +1,39 @@
+# syntax=docker/dockerfile:1
+# The engine image: Backtest Jobs (`kubetrader run`), queue workers (`kubetrader worker`),
+# the live runner (`kubetrader live`), MLflow's server and its migrations (`kubetrader mlflow migrate`).
+# Build from the repository root: docker build -f images/engine.Dockerfile -t $ENGINE_IMAGE .
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+WORKDIR /src
+COPY requirements/lock.txt requirements/lock.txt
+COPY pyproject.toml README.md ./
+COPY engine/kubetrader engine/kubetrader
+COPY operator/kubetrader_operator operator/kubetrader_operator
+COPY dashboard/kubetrader_dashboard dashboard/kubetrader_dashboard
+COPY strategies strategies
+# The project's runtime dependencies at the versions pinned in the lock (dev tools stay out).
+RUN /opt/venv/bin/pip install --constraint requirements/lock.txt . \
+ && /opt/venv/bin/python -m compileall -q /opt/venv/lib/python3.11/site-packages/kubetrader /opt/venv/lib/python3.11/site-packages/strategies
+
+FROM ${PYTHON_IMAGE}
+# A fixed non-root uid/gid (the chart's runAsUser and the operator's run_as_user default).
+RUN groupadd --gid 10001 kubetrader \
+ && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin kubetrader
+COPY --from=builder /opt/venv /opt/venv
+# The bundled sample data, so the examples run on a fresh cluster; imported and downloaded
+# data live on the data volume (/data).
+COPY examples/data /opt/kubetrader/data
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/tmp \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    KUBETRADER_BUNDLED_DATA=/opt/kubetrader/data \
+    KUBETRADER_DATA_DIR=/data
+WORKDIR /tmp
+USER 10001:10001
+ENTRYPOINT ["kubetrader"]
+CMD ["--help"]

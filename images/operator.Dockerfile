@@ -1,0 +1,31 @@
+# syntax=docker/dockerfile:1
+# The operator image: `python -m kubetrader_operator` (kopf run, standalone, settings from
+# KUBETRADER_OPERATOR_* variables). Build from the repository root:
+#   docker build -f images/operator.Dockerfile -t $OPERATOR_IMAGE .
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+WORKDIR /src
+COPY requirements/lock.txt requirements/lock.txt
+COPY pyproject.toml README.md ./
+COPY engine/kubetrader engine/kubetrader
+COPY operator/kubetrader_operator operator/kubetrader_operator
+COPY dashboard/kubetrader_dashboard dashboard/kubetrader_dashboard
+COPY strategies strategies
+RUN /opt/venv/bin/pip install --constraint requirements/lock.txt . \
+ && /opt/venv/bin/python -m compileall -q /opt/venv/lib/python3.11/site-packages/kubetrader_operator
+
+FROM ${PYTHON_IMAGE}
+RUN groupadd --gid 10001 kubetrader \
+ && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin kubetrader
+COPY --from=builder /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/tmp
+WORKDIR /tmp
+USER 10001:10001
+EXPOSE 8080 9090
+ENTRYPOINT ["python", "-m", "kubetrader_operator"]

@@ -1,0 +1,200 @@
+"""Security of the rendered chart: Pod Security "restricted" for every pod, least-privilege RBAC,
+no API token where none is needed, resources and probes everywhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.fixtures.chart import RenderedChart, chart_scenarios
+
+SCENARIOS = chart_scenarios()
+FORBIDDEN_VERBS = {"escalate", "bind", "impersonate", "*"}
+# Pods that read or write custom resources; every other pod runs without an API token.
+API_CLIENT_COMPONENTS = {"operator", "api"}
+
+
+def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*pod.get("initContainers", []), *pod["containers"]]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_pod_meets_pod_security_restricted(
+    scenario: str, rendered_chart_scenarios: dict[str, RenderedChart]
+) -> None:
+    rendered = rendered_chart_scenarios[scenario]
+    pods = list(rendered.pod_specs())
+    assert len(pods) >= 4
+    for where, pod in pods:
+        pod_sc = pod.get("securityContext", {})
+        assert pod_sc.get("runAsNonRoot") is True, where
+        assert isinstance(pod_sc.get("runAsUser"), int) and pod_sc["runAsUser"] > 0, where
+        assert pod_sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", where
+        assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC"), where
+        for volume in pod.get("volumes", []):
+            assert "hostPath" not in volume, f"{where}: hostPath volume {volume['name']}"
+        for container in _containers(pod):
+            sc = container.get("securityContext", {})
+            name = f"{where}/{container['name']}"
+            assert sc.get("allowPrivilegeEscalation") is False, name
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], name
+            assert not sc.get("capabilities", {}).get("add"), name
+            assert sc.get("privileged") in (None, False), name
+            assert sc.get("readOnlyRootFilesystem") is True, name
+            assert sc.get("runAsUser", pod_sc["runAsUser"]) > 0, name
+            assert "hostPort" not in str(container.get("ports", [])), name
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_read_only_root_filesystems_get_a_writable_tmp(
+    scenario: str, rendered_chart_scenarios: dict[str, RenderedChart]
+) -> None:
+    for where, pod in rendered_chart_scenarios[scenario].pod_specs():
+        empty_dirs = {v["name"] for v in pod.get("volumes", []) if "emptyDir" in v}
+        for container in _containers(pod):
+            mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+            assert mounts.get("/tmp") in empty_dirs, f"{where}/{container['name']} has no emptyDir at /tmp"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_container_has_requests_and_limits(
+    scenario: str, rendered_chart_scenarios: dict[str, RenderedChart]
+) -> None:
+    for where, pod in rendered_chart_scenarios[scenario].pod_specs():
+        for container in _containers(pod):
+            resources = container.get("resources", {})
+            for part in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(resources.get(part, {})), f"{where}/{container['name']} {part}"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_long_running_containers_have_liveness_and_readiness_probes(
+    scenario: str, rendered_chart_scenarios: dict[str, RenderedChart]
+) -> None:
+    rendered = rendered_chart_scenarios[scenario]
+    for doc in rendered.of_kind("Deployment", "StatefulSet"):
+        for container in doc["spec"]["template"]["spec"]["containers"]:
+            name = f"{doc['metadata']['name']}/{container['name']}"
+            assert "livenessProbe" in container, name
+            assert "readinessProbe" in container, name
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_only_the_operator_and_the_api_mount_a_service_account_token(
+    scenario: str, rendered_chart_scenarios: dict[str, RenderedChart]
+) -> None:
+    for where, pod in rendered_chart_scenarios[scenario].pod_specs():
+        component = where.split("/", 1)[1].removeprefix("kubetrader-")
+        if component in API_CLIENT_COMPONENTS:
+            assert pod.get("automountServiceAccountToken") is True, where
+        else:
+            assert pod.get("automountServiceAccountToken") is False, where
+
+
+def _rules(rendered: RenderedChart) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (f"{doc['kind']}/{doc['metadata']['name']}", rule)
+        for doc in rendered.of_kind("Role", "ClusterRole")
+        for rule in doc.get("rules", [])
+    ]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_rbac_has_no_wildcards_and_no_escalate_bind_or_impersonate(
+    scenario: str, rendered_chart_scenarios: dict[str, RenderedChart]
+) -> None:
+    rules = _rules(rendered_chart_scenarios[scenario])
+    assert rules
+    for where, rule in rules:
+        assert "*" not in rule.get("apiGroups", []), where
+        assert "*" not in rule.get("resources", []), where
+        assert not FORBIDDEN_VERBS & set(rule["verbs"]), (where, rule)
+        assert not rule.get("nonResourceURLs"), where
+        assert not {"roles", "clusterroles", "rolebindings", "clusterrolebindings"} & set(rule.get("resources", []))
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_secrets_are_readable_only_by_name_and_only_by_the_operator(
+    scenario: str, rendered_chart_scenarios: dict[str, RenderedChart]
+) -> None:
+    rendered = rendered_chart_scenarios[scenario]
+    allowed = set(rendered.values.get("operator", {}).get("readableSecrets", []))
+    secret_rules = [(w, r) for w, r in _rules(rendered) if "secrets" in r.get("resources", [])]
+    for where, rule in secret_rules:
+        assert where.startswith("Role/kubetrader-operator"), where
+        assert rule["verbs"] == ["get"], where
+        assert set(rule.get("resourceNames", [])) == allowed and allowed, where
+    assert bool(secret_rules) == bool(allowed)
+
+
+def test_default_install_grants_no_secret_access_at_all(rendered_chart_scenarios: dict[str, RenderedChart]) -> None:
+    rules = _rules(rendered_chart_scenarios["default"])
+    assert not [where for where, rule in rules if "secrets" in rule.get("resources", [])]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_workers_jobs_and_datastores_are_bound_to_no_role(
+    scenario: str, rendered_chart_scenarios: dict[str, RenderedChart]
+) -> None:
+    rendered = rendered_chart_scenarios[scenario]
+    subjects = {
+        subject["name"]
+        for binding in rendered.of_kind("RoleBinding", "ClusterRoleBinding")
+        for subject in binding["subjects"]
+    }
+    assert subjects == {"kubetrader-operator", "kubetrader-api"}
+    worker = rendered.get("Deployment", "kubetrader-worker")["spec"]["template"]["spec"]
+    assert worker["serviceAccountName"] == "kubetrader-engine"
+
+
+def test_live_rules_appear_only_when_live_trading_is_enabled(
+    rendered_chart_scenarios: dict[str, RenderedChart],
+) -> None:
+    def resources(scenario: str) -> set[str]:
+        return {res for _, rule in _rules(rendered_chart_scenarios[scenario]) for res in rule.get("resources", [])}
+
+    assert {"statefulsets", "networkpolicies", "services"} <= resources("live")
+    assert not {"statefulsets", "networkpolicies", "services"} & resources("default")
+
+
+def test_operator_may_scale_only_the_worker_deployment(rendered_chart_scenarios: dict[str, RenderedChart]) -> None:
+    rendered = rendered_chart_scenarios["default"]
+    scale = [rule for _, rule in _rules(rendered) if "deployments/scale" in rule.get("resources", [])]
+    assert scale == [
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments/scale"],
+            "resourceNames": ["kubetrader-worker"],
+            "verbs": ["get", "patch", "update"],
+        }
+    ]
+
+
+def test_datastores_accept_only_platform_pods(rendered_chart_scenarios: dict[str, RenderedChart]) -> None:
+    rendered = rendered_chart_scenarios["default"]
+    for component, port in (("redis", 6379), ("postgresql", 5432)):
+        policy = rendered.get("NetworkPolicy", f"kubetrader-{component}")
+        assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == component
+        (rule,) = policy["spec"]["ingress"]
+        assert rule["ports"] == [{"protocol": "TCP", "port": port}]
+        for peer in rule["from"]:
+            assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/part-of": "kubetrader"}
+    labelled = [
+        doc["metadata"]["name"]
+        for doc in rendered.of_kind("Deployment", "StatefulSet", "Job")
+        if doc["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/part-of") != "kubetrader"
+    ]
+    assert labelled == []
+
+
+def test_ib_gateway_is_reachable_only_from_live_runners(rendered_chart_scenarios: dict[str, RenderedChart]) -> None:
+    rendered = rendered_chart_scenarios["live"]
+    policies = [p for p in rendered.of_kind("NetworkPolicy") if p["metadata"]["name"] == "kubetrader-ib-gateway"]
+    assert {p["metadata"]["namespace"] for p in policies} == {"kubetrader", "trading"}
+    for policy in policies:
+        assert policy["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/component": "ib-gateway"}
+        assert policy["spec"]["ingress"] == [
+            {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/component": "live-runner"}}}]}
+        ]
+    assert not [p for p in rendered_chart_scenarios["default"].of_kind("NetworkPolicy") if "ib-gateway" in str(p)]
