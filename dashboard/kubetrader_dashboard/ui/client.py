@@ -1,0 +1,140 @@
+"""A small typed client of the REST API: the only way the Streamlit app reaches data.
+
+It parses answers into the same response models the API declares, so a change of
+shape fails here, loudly, instead of as a blank chart.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from kubetrader_dashboard.models.backtests import (
+    BacktestDetail,
+    BacktestSummary,
+    DashboardSummary,
+    EquityCurve,
+    Performance,
+    Rankings,
+    Trade,
+)
+from kubetrader_dashboard.models.common import Page
+from kubetrader_dashboard.models.mlflow import Comparison, MlflowOverview, RunRow
+from kubetrader_dashboard.models.operations import (
+    ClusterResources,
+    Health,
+    LiveState,
+    QueueView,
+    SettingsView,
+    StudyDetail,
+    StudyList,
+    SubmissionState,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ApiError(RuntimeError):
+    """A problem document from the API (or no answer at all)."""
+
+    def __init__(self, status: int, title: str, detail: str | None = None, errors: list[dict[str, Any]] | None = None):
+        super().__init__(f"{status} {title}: {detail}" if detail else f"{status} {title}")
+        self.status, self.title, self.detail, self.errors = status, title, detail, errors or []
+
+
+class ApiClient:
+    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url + "/api/v1", headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, "API unreachable", f"{self.base_url}: {type(exc).__name__}") from exc
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+            except ValueError:
+                problem = {}
+            raise ApiError(
+                response.status_code,
+                str(problem.get("title", response.reason_phrase)),
+                problem.get("detail"),
+                problem.get("errors"),
+            )
+        return response.json()
+
+    def _get(self, model: type[M], path: str, **params: Any) -> M:
+        clean = {k: v for k, v in params.items() if v not in (None, "")}
+        return model.model_validate(self._request("GET", path, params=clean))
+
+    # -- results -------------------------------------------------------------------------
+    def summary(self) -> DashboardSummary:
+        return self._get(DashboardSummary, "/summary")
+
+    def backtests(self, **params: Any) -> Page[BacktestSummary]:
+        return self._get(Page[BacktestSummary], "/backtests", **params)
+
+    def backtest(self, result_id: str) -> BacktestDetail:
+        return self._get(BacktestDetail, f"/backtests/{result_id}")
+
+    def equity(self, result_id: str) -> EquityCurve:
+        return self._get(EquityCurve, f"/backtests/{result_id}/equity")
+
+    def performance(self, result_id: str) -> Performance:
+        return self._get(Performance, f"/backtests/{result_id}/performance")
+
+    def backtest_trades(self, result_id: str, **params: Any) -> Page[Trade]:
+        return self._get(Page[Trade], f"/backtests/{result_id}/trades", **params)
+
+    def trades(self, **params: Any) -> Page[Trade]:
+        return self._get(Page[Trade], "/trades", **params)
+
+    def rankings(self, **params: Any) -> Rankings:
+        return self._get(Rankings, "/rankings", **params)
+
+    # -- work ----------------------------------------------------------------------------
+    def submit(self, document: dict[str, Any]) -> SubmissionState:
+        path = "/studies" if document.get("kind") == "OptimizationStudy" else "/backtests"
+        return SubmissionState.model_validate(self._request("POST", path, json=document))
+
+    def submissions(self) -> list[SubmissionState]:
+        return TypeAdapter(list[SubmissionState]).validate_python(self._request("GET", "/submissions"))
+
+    def studies(self) -> StudyList:
+        return self._get(StudyList, "/studies")
+
+    def study(self, name: str) -> StudyDetail:
+        return self._get(StudyDetail, f"/studies/{name}")
+
+    def cluster(self, plural: str) -> ClusterResources:
+        return self._get(ClusterResources, f"/cluster/{plural}")
+
+    def live(self) -> LiveState:
+        return self._get(LiveState, "/live")
+
+    # -- MLflow, operations -------------------------------------------------------------
+    def mlflow_overview(self, **params: Any) -> MlflowOverview:
+        return self._get(MlflowOverview, "/mlflow/overview", **params)
+
+    def mlflow_runs(self, **params: Any) -> Page[RunRow]:
+        return self._get(Page[RunRow], "/mlflow/runs", **params)
+
+    def mlflow_compare(self, run_ids: list[str]) -> Comparison:
+        return self._get(Comparison, "/mlflow/compare", run_id=run_ids)
+
+    def queue(self) -> QueueView:
+        return self._get(QueueView, "/queue")
+
+    def health(self) -> Health:
+        return self._get(Health, "/health")
+
+    def settings(self) -> SettingsView:
+        return self._get(SettingsView, "/settings")
