@@ -37,7 +37,8 @@ def api_client() -> client.ApiClient:
             if os.environ.get("KUBERNETES_SERVICE_HOST"):
                 config.load_incluster_config(client_configuration=configuration)
             else:
-                config.load_kube_config(client_configuration=configuration)
+                # Read KUBECONFIG now, not at import time as the library's default does.
+                config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
             _clients["default"] = client.ApiClient(configuration)
         return _clients["default"]
 

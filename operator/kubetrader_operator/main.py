@@ -39,9 +39,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = ours.watch_timeout_seconds
     settings.watching.client_timeout = ours.watch_timeout_seconds + 10
     settings.watching.reconnect_backoff = min(ours.backoff_seconds, 1.0)
-    settings.batching.idle_timeout = 0.1  # react to a burst of Job events without waiting
-    settings.batching.batch_window = 0.05
-    settings.batching.exit_timeout = 2.0
+    settings.queueing.idle_timeout = 0.1  # react to a burst of Job events without waiting
+    settings.queueing.exit_timeout = 2.0
     settings.execution.max_workers = 8  # sync handlers run in threads; the API calls are I/O-bound
     serve(ours.metrics_port)
 

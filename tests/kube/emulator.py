@@ -406,7 +406,7 @@ class KubeEmulator(KubernetesEmulator):
     # ---- HTTP ----------------------------------------------------------------------------
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
-        method = str(request.method).upper()
+        method = str(getattr(request.method, "value", request.method)).upper()
         if request.resource is None or method not in {"POST", "PATCH", "PUT", "DELETE"}:
             return await super()._handle(request)
         try:

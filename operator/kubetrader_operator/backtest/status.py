@@ -56,6 +56,17 @@ def parse_summary(message: str | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def headline_metrics(summary: dict[str, Any]) -> dict[str, float | int]:
+    """camelCase headline metrics from the summary (metrics nested under `metrics`, or flat)."""
+    source = summary.get("metrics") if isinstance(summary.get("metrics"), dict) else summary
+    metrics: dict[str, float | int] = {}
+    for key, camel in SUMMARY_TO_METRICS.items():
+        value = source.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            metrics[camel] = int(value) if key == "num_trades" else float(value)
+    return metrics
+
+
 def latest_termination(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
     """`state.terminated` of the engine container of the most recent pod that finished."""
     finished = []
@@ -137,12 +148,14 @@ def next_status(
         failed = _job_condition(job, "Failed")
         if complete is not None:
             summary = parse_summary(termination.get("message") if termination else None) or {}
-            metrics = {camel: summary[key] for key, camel in SUMMARY_TO_METRICS.items() if summary.get(key) is not None}
+            metrics = headline_metrics(summary)
             status["metrics"] = metrics
-            if summary.get("result_path"):
-                status["resultPath"] = summary["result_path"]
-            if summary.get("mlflow_run_id"):
-                status["mlflowRunId"] = summary["mlflow_run_id"]
+            result_path = summary.get("result_path") or summary.get("result")
+            if result_path:
+                status["resultPath"] = str(result_path)
+            run_id = summary.get("mlflow_run_id") or summary.get("mlflowRunId")
+            if run_id:
+                status["mlflowRunId"] = str(run_id)
             status["completionTime"] = job_status.get("completionTime") or now
             sharpe = metrics.get("sharpeRatio")
             message = f"Sharpe {sharpe:.2f}" if isinstance(sharpe, int | float) else "finished without a Sharpe ratio"

@@ -1,0 +1,211 @@
+"""`FakeKubelet`: plays kubelet and the Job controller for one Job, with real processes.
+
+It takes the Job's container (command, args, env), runs it as a local subprocess
+with the Job's paths mapped to a temporary directory (the ConfigMap volume, the
+data volume, the scratch dir and the termination-message file), and writes what
+Kubernetes would: a Pod per attempt (Running, then `state.terminated` with exit
+code and message, honouring `terminationMessagePolicy`), and the Job's status
+(`startTime`, `active`, `ready`, `failed`, `succeeded`, `Complete`/`Failed`
+conditions). The Job's `podFailurePolicy` (FailJob on exit codes) and
+`backoffLimit` decide whether a failed attempt is retried.
+
+`program` replaces the container's argv for an attempt (e.g. to simulate an
+infrastructure failure); `executables` maps command names to local paths.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.kube.cluster import EmulatedCluster
+from tests.kube.emulator import Obj
+
+RUN_TIMEOUT = 120.0
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class FakeKubelet:
+    def __init__(self, cluster: EmulatedCluster, workdir: Path, executables: dict[str, str]) -> None:
+        self.cluster = cluster
+        self.workdir = workdir
+        self.executables = executables
+
+    def run_job(self, namespace: str, name: str, *, program: Callable[[int], list[str] | None] | None = None) -> Obj:
+        """Run the Job's attempts to the end; returns the final Job."""
+        job = self.cluster.get("Job", namespace, name)
+        if job is None:
+            raise LookupError(f"no Job {namespace}/{name}")
+        spec = job["spec"]
+        backoff_limit = int(spec.get("backoffLimit", 6))
+        failed = 0
+        self.cluster.patch("Job", namespace, name, {"status": {"startTime": _now(), "active": 1}}, subresource="status")
+        for attempt in range(backoff_limit + 1):
+            exit_code, _ = self._attempt(job, attempt, program)
+            if exit_code == 0:
+                return self._finish(namespace, name, succeeded=True, reason="Completed", message="", failed=failed)
+            failed += 1
+            if self._fails_job(spec, exit_code):
+                reason = "PodFailurePolicy"
+                text = f"Container engine for pod {namespace}/{name}-{attempt} failed with exit code {exit_code}"
+                return self._finish(namespace, name, succeeded=False, reason=reason, message=text, failed=failed)
+            self.cluster.patch("Job", namespace, name, {"status": {"failed": failed}}, subresource="status")
+        text = "Job has reached the specified backoff limit"
+        reason = "BackoffLimitExceeded"
+        return self._finish(namespace, name, succeeded=False, reason=reason, message=text, failed=failed)
+
+    @staticmethod
+    def _fails_job(spec: Obj, exit_code: int) -> bool:
+        for rule in (spec.get("podFailurePolicy") or {}).get("rules", []):
+            on_exit = rule.get("onExitCodes")
+            if rule.get("action") == "FailJob" and on_exit:
+                values = set(on_exit.get("values", []))
+                inside = exit_code in values
+                if inside == (on_exit.get("operator", "In") == "In"):
+                    return True
+        return False
+
+    def _finish(self, namespace: str, name: str, *, succeeded: bool, reason: str, message: str, failed: int) -> Obj:
+        now = _now()
+        conditions: list[dict[str, Any]] = []
+        if succeeded:
+            conditions.append({"type": "SuccessCriteriaMet", "status": "True", "reason": reason})
+            conditions.append({"type": "Complete", "status": "True", "reason": reason, "lastTransitionTime": now})
+        else:
+            conditions.append({"type": "FailureTarget", "status": "True", "reason": reason, "message": message})
+            conditions.append(
+                {"type": "Failed", "status": "True", "reason": reason, "message": message, "lastTransitionTime": now}
+            )
+        status: dict[str, Any] = {"active": 0, "ready": 0, "failed": failed, "conditions": conditions}
+        if succeeded:
+            status.update(succeeded=1, completionTime=now)
+        return self.cluster.patch("Job", namespace, name, {"status": status}, subresource="status")
+
+    def _attempt(self, job: Obj, attempt: int, program: Callable[[int], list[str] | None] | None) -> tuple[int, str]:
+        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        pod_spec = job["spec"]["template"]["spec"]
+        container = pod_spec["containers"][0]
+        root = self.workdir / f"{name}-{attempt}"
+        mounts = self._prepare_volumes(namespace, pod_spec, container, root)
+        termination_path = container.get("terminationMessagePath", "/dev/termination-log")
+        termination_file = root / "termination-log"
+        termination_file.touch()
+        mounts[termination_path] = str(termination_file)
+
+        def local(text: str) -> str:
+            for mount_path in sorted(mounts, key=len, reverse=True):
+                text = text.replace(mount_path, mounts[mount_path])
+            return text
+
+        argv = [local(a) for a in [*container.get("command", []), *container.get("args", [])]]
+        argv[0] = self.executables.get(argv[0], argv[0])
+        if program is not None:
+            argv = program(attempt) or argv
+        env = {**os.environ, **{e["name"]: local(e["value"]) for e in container.get("env", []) if "value" in e}}
+        pod_name = f"{name}-{attempt}"
+        pod = self._create_pod(job, pod_name, attempt)
+        self.cluster.patch("Job", namespace, name, {"status": {"active": 1, "ready": 1}}, subresource="status")
+        started = _now()
+        self.cluster.patch(
+            "Pod",
+            namespace,
+            pod_name,
+            {
+                "status": {
+                    "phase": "Running",
+                    "startTime": started,
+                    "containerStatuses": [self._state(container, {"running": {"startedAt": started}})],
+                }
+            },
+            subresource="status",
+        )
+        result = subprocess.run(
+            argv, env=env, cwd=root, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False
+        )
+        message = termination_file.read_text()[:4096]
+        fallback = container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+        if not message and result.returncode != 0 and fallback:
+            logs = (result.stdout + result.stderr).splitlines()[-80:]
+            message = "\n".join(logs)[-2048:]
+        terminated = {
+            "exitCode": result.returncode,
+            "reason": "Completed" if result.returncode == 0 else "Error",
+            "message": message,
+            "startedAt": started,
+            "finishedAt": _now(),
+        }
+        self.cluster.patch(
+            "Pod",
+            namespace,
+            pod["metadata"]["name"],
+            {
+                "status": {
+                    "phase": "Succeeded" if result.returncode == 0 else "Failed",
+                    "containerStatuses": [self._state(container, {"terminated": terminated})],
+                }
+            },
+            subresource="status",
+        )
+        return result.returncode, message
+
+    @staticmethod
+    def _state(container: Obj, state: Obj) -> Obj:
+        return {
+            "name": container["name"],
+            "image": container["image"],
+            "ready": "running" in state,
+            "state": state,
+            "restartCount": 0,
+        }
+
+    def _create_pod(self, job: Obj, pod_name: str, attempt: int) -> Obj:
+        meta = job["metadata"]
+        labels = {
+            **job["spec"]["template"]["metadata"].get("labels", {}),
+            "job-name": meta["name"],
+            "batch.kubernetes.io/job-name": meta["name"],
+        }
+        owner = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": meta["name"],
+            "uid": meta["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": pod_name,
+                "namespace": meta["namespace"],
+                "labels": labels,
+                "ownerReferences": [owner],
+            },
+            "spec": job["spec"]["template"]["spec"],
+        }
+        return self.cluster.create(pod)
+
+    def _prepare_volumes(self, namespace: str, pod_spec: Obj, container: Obj, root: Path) -> dict[str, str]:
+        """Local directories for the container's volume mounts: mount path -> local path."""
+        volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
+        mounts: dict[str, str] = {}
+        for mount in container.get("volumeMounts", []):
+            local = root / mount["name"]
+            local.mkdir(parents=True, exist_ok=True)
+            volume = volumes[mount["name"]]
+            if "configMap" in volume:
+                config_map = self.cluster.get("ConfigMap", namespace, volume["configMap"]["name"])
+                if config_map is None:
+                    raise LookupError(f"ConfigMap {volume['configMap']['name']} is missing: the pod would not start")
+                for key, value in (config_map.get("data") or {}).items():
+                    (local / key).write_text(value)
+            mounts[mount["mountPath"]] = str(local)
+        return mounts

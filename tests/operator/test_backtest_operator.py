@@ -1,0 +1,247 @@
+"""The real operator (kopf, in-process) against the emulated Kubernetes API, scenario by scenario."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.helpers import EXAMPLES, wait_until
+from tests.kube.cluster import EmulatedCluster
+from tests.kube.kubelet import FakeKubelet
+
+NS = "research"
+JOB = "bt-sma-orcl"
+EXAMPLE = yaml.safe_load((EXAMPLES / "backtest-sma.yaml").read_text())
+
+pytestmark = pytest.mark.slow
+
+
+def _backtest(name: str = "sma-orcl", **spec_changes: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(EXAMPLE)
+    doc["metadata"] = {"name": name, "namespace": NS}
+    for path, value in spec_changes.items():
+        node = doc["spec"]
+        *parents, leaf = path.split("__")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return doc
+
+
+def _status(cluster: EmulatedCluster, name: str = "sma-orcl") -> dict[str, Any]:
+    obj = cluster.get("Backtest", NS, name)
+    return (obj or {}).get("status") or {}
+
+
+def _phase_is(cluster: EmulatedCluster, phase: str, name: str = "sma-orcl") -> dict[str, Any] | None:
+    status = _status(cluster, name)
+    return status if status.get("phase") == phase else None
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == type_)
+
+
+def _events(cluster: EmulatedCluster, reason: str) -> list[dict[str, Any]]:
+    return [e for e in cluster.select("Event", NS) if e.get("reason") == reason]
+
+
+def test_applied_backtest_gets_a_valid_config_map_and_job_owned_by_it(
+    kube_cluster: EmulatedCluster, operator_runner: Callable[[], Any]
+) -> None:
+    with operator_runner():
+        backtest = kube_cluster.create(_backtest())
+        job = wait_until(lambda: kube_cluster.get("Job", NS, JOB), timeout=20, what="the Job")
+        config_map = kube_cluster.get("ConfigMap", NS, JOB)
+        wait_until(lambda: _events(kube_cluster, "JobCreated"), timeout=10, what="a JobCreated event")
+        status = wait_until(lambda: _phase_is(kube_cluster, "Pending"), timeout=10, what="Pending")
+    assert config_map is not None
+    for child in (job, config_map):
+        clean = {k: v for k, v in child.items() if k != "status"}
+        clean["metadata"] = {k: v for k, v in child["metadata"].items() if k not in {"uid", "resourceVersion"}}
+        kubernetes_validate.validate(clean, "1.37", strict=True)
+        owner = child["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["name"], owner["uid"]) == ("Backtest", "sma-orcl", backtest["metadata"]["uid"])
+    document = yaml.safe_load(config_map["data"]["backtest.yaml"])
+    assert document["spec"]["strategy"] == EXAMPLE["spec"]["strategy"]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "ghcr.io/kubetrader/engine:test"
+    assert container["args"][:3] == ["run", "-f", "/etc/kubetrader/backtest.yaml"]
+    accepted = _condition(status, "Accepted")
+    assert (accepted["status"], accepted["reason"], accepted["observedGeneration"]) == ("True", "JobCreated", 1)
+    assert status["job"]["name"] == JOB
+
+
+def test_backtest_runs_end_to_end_with_the_same_metrics_as_a_local_run(
+    kube_cluster: EmulatedCluster, operator_runner: Callable[[], Any], fake_kubelet: FakeKubelet, tmp_path: Path
+) -> None:
+    summary_file = tmp_path / "local-summary.json"
+    local = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "kubetrader"),
+            "run",
+            "-f",
+            str(EXAMPLES / "backtest-sma.yaml"),
+            "--output",
+            str(tmp_path / "local"),
+            "--summary-file",
+            str(summary_file),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert local.returncode == 0, local.stderr
+    expected = json.loads(summary_file.read_text())["metrics"]
+    with operator_runner():
+        kube_cluster.create(_backtest())
+        wait_until(lambda: kube_cluster.get("Job", NS, JOB), timeout=20, what="the Job")
+        fake_kubelet.run_job(NS, JOB)
+        status = wait_until(lambda: _phase_is(kube_cluster, "Succeeded"), timeout=20, what="Succeeded")
+        wait_until(lambda: _events(kube_cluster, "Succeeded"), timeout=10, what="a Succeeded event")
+    metrics = status["metrics"]
+    assert metrics["sharpeRatio"] == pytest.approx(expected["sharpe_ratio"])
+    assert metrics["totalReturn"] == pytest.approx(expected["total_return"])
+    assert metrics["maxDrawdown"] == pytest.approx(expected["max_drawdown"])
+    assert metrics["numTrades"] == int(expected["num_trades"])
+    assert _condition(status, "Succeeded")["status"] == "True"
+    assert _condition(status, "Running")["status"] == "False"
+    assert status["startTime"] and status["completionTime"] and status["resultPath"]
+    assert "Sharpe 0." in _events(kube_cluster, "Succeeded")[0]["message"]
+
+
+def test_failing_strategy_ends_failed_with_the_engines_message_and_no_retry(
+    kube_cluster: EmulatedCluster, operator_runner: Callable[[], Any], fake_kubelet: FakeKubelet
+) -> None:
+    with operator_runner():
+        kube_cluster.create(_backtest(strategy__path="strategies.no_such_module.Nothing"))
+        wait_until(lambda: kube_cluster.get("Job", NS, JOB), timeout=20, what="the Job")
+        job = fake_kubelet.run_job(NS, JOB)
+        status = wait_until(lambda: _phase_is(kube_cluster, "Failed"), timeout=20, what="Failed")
+    assert job["status"]["failed"] == 1  # FailJob on exit code 2: one attempt only
+    failed = _condition(status, "Failed")
+    assert failed["reason"] == "EngineFailed"
+    assert "no module named 'strategies.no_such_module'" in failed["message"]
+    assert len(kube_cluster.select("Pod", NS, labels=f"job-name={JOB}")) == 1
+
+
+def test_infrastructure_failure_is_retried_until_it_succeeds(
+    kube_cluster: EmulatedCluster, operator_runner: Callable[[], Any], fake_kubelet: FakeKubelet
+) -> None:
+    def flaky(attempt: int) -> list[str] | None:
+        exit_3 = [sys.executable, "-c", "import sys; print('redis unreachable'); sys.exit(3)"]
+        return exit_3 if attempt == 0 else None  # then the real engine
+
+    with operator_runner():
+        kube_cluster.create(_backtest())
+        wait_until(lambda: kube_cluster.get("Job", NS, JOB), timeout=20, what="the Job")
+        job = fake_kubelet.run_job(NS, JOB, program=flaky)
+        status = wait_until(lambda: _phase_is(kube_cluster, "Succeeded"), timeout=20, what="Succeeded")
+    assert job["status"]["failed"] == 1 and job["status"]["succeeded"] == 1
+    assert len(kube_cluster.select("Pod", NS, labels=f"job-name={JOB}")) == 2
+    assert status["metrics"]["numTrades"] > 0
+
+
+def test_infrastructure_failures_beyond_the_backoff_limit_end_failed(
+    kube_cluster: EmulatedCluster, operator_runner: Callable[[], Any], fake_kubelet: FakeKubelet
+) -> None:
+    always_3 = [sys.executable, "-c", "import sys; print('disk full'); sys.exit(3)"]
+    with operator_runner():
+        doc = _backtest()
+        doc["metadata"]["annotations"] = {"kubetrader.io/backoff-limit": "1"}
+        kube_cluster.create(doc)
+        wait_until(lambda: kube_cluster.get("Job", NS, JOB), timeout=20, what="the Job")
+        job = fake_kubelet.run_job(NS, JOB, program=lambda attempt: always_3)
+        status = wait_until(lambda: _phase_is(kube_cluster, "Failed"), timeout=20, what="Failed")
+    assert job["status"]["failed"] == 2
+    failed = _condition(status, "Failed")
+    assert failed["reason"] == "RetriesExhausted"
+    assert "disk full" in failed["message"]  # FallbackToLogsOnError
+
+
+def test_spec_that_slips_past_the_schema_fails_clearly_and_others_still_run(
+    kube_cluster: EmulatedCluster, operator_runner: Callable[[], Any], fake_kubelet: FakeKubelet
+) -> None:
+    with operator_runner():
+        # The CRD schema cannot know a commission preset needs no numbers; the models do.
+        kube_cluster.create(_backtest("bad-commission", broker__commission={"model": "ib-pro", "perShare": 0.01}))
+        kube_cluster.create(_backtest("no-data", data__symbols=["NODATA"]))
+        kube_cluster.create(_backtest("good"))
+        invalid = wait_until(lambda: _phase_is(kube_cluster, "Failed", "bad-commission"), timeout=20, what="invalid")
+        wait_until(lambda: kube_cluster.get("Job", NS, "bt-no-data"), timeout=20, what="no-data Job")
+        wait_until(lambda: kube_cluster.get("Job", NS, "bt-good"), timeout=20, what="good Job")
+        fake_kubelet.run_job(NS, "bt-no-data")
+        no_data = wait_until(lambda: _phase_is(kube_cluster, "Failed", "no-data"), timeout=20, what="no-data Failed")
+        fake_kubelet.run_job(NS, "bt-good")
+        wait_until(lambda: _phase_is(kube_cluster, "Succeeded", "good"), timeout=20, what="good Succeeded")
+    assert _condition(invalid, "Failed")["reason"] == "InvalidSpec"
+    assert "only apply to model 'custom'" in _condition(invalid, "Failed")["message"]
+    assert kube_cluster.get("Job", NS, "bt-bad-commission") is None
+    assert _condition(no_data, "Failed")["reason"] == "EngineFailed"
+    assert "NODATA" in _condition(no_data, "Failed")["message"]
+
+
+def test_restarted_operator_adopts_the_existing_job_and_completes(
+    kube_cluster: EmulatedCluster, operator_runner: Callable[[], Any], fake_kubelet: FakeKubelet
+) -> None:
+    with operator_runner():
+        kube_cluster.create(_backtest())
+        job = wait_until(lambda: kube_cluster.get("Job", NS, JOB), timeout=20, what="the Job")
+    # As if the operator died right after creating the Job: no record that it handled the Backtest.
+    backtest = kube_cluster.get("Backtest", NS, "sma-orcl")
+    assert backtest is not None
+    forget = {k: None for k in backtest["metadata"].get("annotations", {}) if k.startswith("kopf.")}
+    kube_cluster.patch("Backtest", NS, "sma-orcl", {"metadata": {"annotations": forget}})
+    kube_cluster.patch("Backtest", NS, "sma-orcl", {"status": None}, subresource="status")
+    with operator_runner():
+        wait_until(lambda: _phase_is(kube_cluster, "Pending"), timeout=20, what="accepted again")
+        fake_kubelet.run_job(NS, JOB)
+        wait_until(lambda: _phase_is(kube_cluster, "Succeeded"), timeout=20, what="Succeeded")
+    jobs = kube_cluster.select("Job", NS)
+    assert [j["metadata"]["uid"] for j in jobs] == [job["metadata"]["uid"]]
+
+
+def test_job_that_never_starts_fails_after_the_start_timeout(
+    kube_cluster: EmulatedCluster, operator_runner: Callable[[], Any]
+) -> None:
+    with operator_runner():
+        kube_cluster.create(_backtest())
+        status = wait_until(lambda: _phase_is(kube_cluster, "Failed"), timeout=20, what="Failed")
+    assert _condition(status, "Failed")["reason"] == "JobNotStarted"
+
+
+def test_job_that_vanishes_fails_the_backtest(
+    kube_cluster: EmulatedCluster, operator_runner: Callable[[], Any]
+) -> None:
+    with operator_runner():
+        kube_cluster.create(_backtest())
+        wait_until(lambda: kube_cluster.get("Job", NS, JOB), timeout=20, what="the Job")
+        kube_cluster.delete("Job", NS, JOB)
+        status = wait_until(lambda: _phase_is(kube_cluster, "Failed"), timeout=20, what="Failed")
+    assert _condition(status, "Failed")["reason"] == "JobVanished"
+
+
+def test_deleting_the_backtest_leaves_no_orphans(
+    kube_cluster: EmulatedCluster, operator_runner: Callable[[], Any], fake_kubelet: FakeKubelet
+) -> None:
+    with operator_runner():
+        kube_cluster.create(_backtest())
+        wait_until(lambda: kube_cluster.get("Job", NS, JOB), timeout=20, what="the Job")
+        fake_kubelet.run_job(NS, JOB)
+        wait_until(lambda: _phase_is(kube_cluster, "Succeeded"), timeout=20, what="Succeeded")
+        kube_cluster.delete("Backtest", NS, "sma-orcl")
+        wait_until(lambda: kube_cluster.get("Backtest", NS, "sma-orcl") is None, timeout=20, what="deleted")
+    kube_cluster.collect_garbage()
+    assert kube_cluster.select("Job", NS) == []
+    assert kube_cluster.select("ConfigMap", NS) == []
+    assert kube_cluster.select("Pod", NS) == []
