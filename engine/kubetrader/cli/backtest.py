@@ -17,13 +17,13 @@ import click
 
 from kubetrader.cli.options import backtest_spec_from_options, data_options, tracking_options
 from kubetrader.errors import EXIT_FATAL, KubetraderError, SpecError
-from kubetrader.specs import BacktestSpec
+from kubetrader.specs import BacktestSpec, OptimizationStudySpec
 
 SUMMARY_LIMIT = 4096
 
 
-def _load_resource(path: Path) -> tuple[str, BacktestSpec]:
-    """(metadata.name, spec) of a Backtest YAML file; SpecError naming the field otherwise."""
+def _load_resource(path: Path) -> tuple[str, BacktestSpec | OptimizationStudySpec]:
+    """(metadata.name, spec) of a Backtest or OptimizationStudy YAML file; SpecError naming the field otherwise."""
     import yaml
     from pydantic import ValidationError
 
@@ -46,8 +46,8 @@ def _load_resource(path: Path) -> tuple[str, BacktestSpec]:
     except ValueError as exc:
         field, _, problem = str(exc).partition(": ")
         raise SpecError(field if problem else "resource", problem or str(exc)) from exc
-    if resource.kind != "Backtest" or not isinstance(resource.spec, BacktestSpec):
-        raise SpecError("kind", f"`kubetrader run` runs Backtest resources, not {resource.kind}")
+    if not isinstance(resource.spec, BacktestSpec | OptimizationStudySpec):
+        raise SpecError("kind", f"`kubetrader run` runs Backtest and OptimizationStudy resources, not {resource.kind}")
     return resource.metadata.name, resource.spec
 
 
@@ -157,12 +157,35 @@ _summary = click.option(
 @_output
 @_json
 @_summary
-def run(file: Path, output: Path, as_json: bool, summary_file: Path | None) -> None:
-    """Run a Backtest custom-resource YAML file locally (the same code path as the cluster's Job)."""
+@click.option(
+    "--workers",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Study: local worker processes over an embedded Redis (0: trials in this process).",
+)
+@click.option("--redis", "redis_url", default=None, help="Study: put trials on this Redis (the cluster's pool).")
+def run(
+    file: Path, output: Path, as_json: bool, summary_file: Path | None, workers: int, redis_url: str | None
+) -> None:
+    """Run a Backtest or OptimizationStudy YAML file locally (the same code path as the cluster's Job)."""
     try:
         name, spec = _load_resource(file)
     except KubetraderError as exc:
         _fail_early(exc, name=file.stem, summary_file=summary_file, as_json=as_json)
+        return
+    if isinstance(spec, OptimizationStudySpec):
+        from kubetrader.cli.optimize import run_study_resource
+
+        run_study_resource(
+            spec,
+            name=name,
+            output=output,
+            as_json=as_json,
+            summary_file=summary_file,
+            workers=workers,
+            redis_url=redis_url,
+        )
         return
     _execute(name, spec, output=output, as_json=as_json, summary_file=summary_file)
 

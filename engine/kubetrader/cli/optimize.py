@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from kubetrader.cli.options import backtest_spec_from_options, data_options, spec_error_from_validation
 from kubetrader.errors import SpecError
+from kubetrader.optimize.report import StudyReport
 from kubetrader.specs import OptimizationStudySpec
 
 
@@ -111,7 +112,7 @@ def run_and_print(
     redis_url: str | None,
     as_json: bool,
     lease_seconds: float = 30.0,
-) -> None:
+) -> StudyReport:
     """Run a study with a progress bar and print its report (shared with `run -f study.yaml`)."""
     from tqdm import tqdm
 
@@ -135,7 +136,7 @@ def run_and_print(
             )
     if as_json:
         click.echo(report.model_dump_json(indent=2))
-        return
+        return report
     click.echo(
         f"study {report.study_name}: {report.trials_complete} complete, {report.trials_failed} failed, "
         f"{report.trials_infeasible} infeasible (storage {report.storage})"
@@ -151,6 +152,7 @@ def run_and_print(
         click.echo(f"confirmed on Backtrader: {report.confirmed_result}")
     for label, path in report.artifacts.items():
         click.echo(f"{label}: {output / 'studies' / path}")
+    return report
 
 
 def evaluator_for(workers: int, redis_url: str | None, output: Path, lease_seconds: float) -> Any:
@@ -166,3 +168,84 @@ def evaluator_for(workers: int, redis_url: str | None, output: Path, lease_secon
     from kubetrader.optimize.queue_evaluator import queue_evaluator
 
     return queue_evaluator(workers=workers, redis_url=redis_url, output_dir=output, lease_seconds=lease_seconds)
+
+
+def run_study_resource(
+    spec: OptimizationStudySpec,
+    *,
+    name: str,
+    output: Path,
+    as_json: bool,
+    summary_file: Path | None,
+    workers: int,
+    redis_url: str | None,
+) -> None:
+    """`kubetrader run -f study.yaml`: a study (or, with validation.walkForward, a walk-forward run).
+
+    The summary file gets the study's headline (the operator reads it as the driver Job's
+    termination message); a failure is summarized too, then raised with its exit code.
+    """
+    from kubetrader.cli.backtest import write_summary
+    from kubetrader.errors import KubetraderError
+
+    try:
+        if spec.validation is not None and spec.validation.walk_forward is not None:
+            summary = _walk_forward(
+                spec, name=name, output=output, as_json=as_json, workers=workers, redis_url=redis_url
+            )
+        else:
+            report = run_and_print(
+                spec, name=name, output=output, storage=None, workers=workers, redis_url=redis_url, as_json=as_json
+            )
+            summary = {
+                "name": name,
+                "status": "succeeded",
+                "kind": "OptimizationStudy",
+                "metric": report.metric,
+                "bestValue": report.best_value,
+                "bestParams": report.best_params,
+                "trialsComplete": report.trials_complete,
+                "trialsFailed": report.trials_failed,
+                "deflatedSharpe": report.deflated_sharpe,
+                "result": report.confirmed_result,
+                "error": None,
+            }
+    except KubetraderError as exc:
+        write_summary(summary_file, {"name": name, "status": "failed", "kind": "OptimizationStudy", "error": str(exc)})
+        raise
+    write_summary(summary_file, summary)
+
+
+def _walk_forward(
+    spec: OptimizationStudySpec, *, name: str, output: Path, as_json: bool, workers: int, redis_url: str | None
+) -> dict[str, Any]:
+    from kubetrader.optimize.service import data_dir
+    from kubetrader.optimize.validation import run_walk_forward
+    from kubetrader.results.report import metrics_table
+
+    with evaluator_for(workers, redis_url, output, 30.0) as evaluator:
+        report = run_walk_forward(spec, name=name, output_dir=output, data_dir=data_dir(), evaluator=evaluator)
+    if as_json:
+        click.echo(report.model_dump_json(indent=2))
+    else:
+        for w in report.windows:
+            click.echo(
+                f"window {w.index}: IS {w.in_sample[0]}..{w.in_sample[1]} best {w.best_params} "
+                f"({report.metric} {w.in_sample_value}) -> OOS {w.out_of_sample[0]}..{w.out_of_sample[1]} "
+                f"{report.metric} {w.out_of_sample_value}"
+            )
+        click.echo("\nstitched out-of-sample:")
+        click.echo(metrics_table(report.out_of_sample_metrics))
+        click.echo(f"\nwalk-forward efficiency (OOS CAGR / IS CAGR): {report.efficiency}")
+        for label, path in report.artifacts.items():
+            click.echo(f"{label}: {output / 'walkforward' / path}")
+    return {
+        "name": name,
+        "status": "succeeded",
+        "kind": "OptimizationStudy",
+        "walkForward": True,
+        "metric": report.metric,
+        "outOfSample": {k: report.out_of_sample_metrics.get(k) for k in ("sharpe_ratio", "total_return", "cagr")},
+        "windows": len(report.windows),
+        "error": None,
+    }
