@@ -32,7 +32,7 @@ def test_a_worker_process_runs_matrix_cells_with_the_engine_and_ranks_them(
     worker = start_worker(
         redis_url,
         output_dir=tmp_path / "out",
-        env={"KUBETRADER_DATA_DIR": str(bundled_store.root)},  # type: ignore[attr-defined]
+        env={"KUBETRADER_DATA_DIR": str(bundled_store.root)},
         extra=["--exit-when-idle"],
     )
     try:

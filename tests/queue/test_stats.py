@@ -7,7 +7,7 @@ import threading
 import redis
 
 from kubetrader.queue import NewTask, WorkQueue
-from kubetrader.queue.stats import health_score, queue_stats, stats_as_dict, throughput_per_min
+from kubetrader.queue.stats import QueueStats, health_score, queue_stats, stats_as_dict, throughput_per_min
 from kubetrader.queue.worker import Worker, WorkerSettings
 from tests.helpers import wait_until
 from tests.queue import handlers
@@ -59,9 +59,8 @@ def test_queue_stats_reports_depth_workers_busy_pods_and_batches(redis_client: r
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
-        stats = wait_until(
-            lambda: (s := queue_stats(redis_client, prefix="st")).running == 1 and s, timeout=10, what="a busy worker"
-        )
+        stats = wait_until(lambda: stats_when(redis_client, running=1), timeout=10, what="a busy worker")
+        assert stats is not None
         assert (stats.pending, stats.running) == (5, 1)
         assert stats.busy_pods == {"pod-a"}
         assert [w.task for w in stats.workers] == ["b2:slow"]
@@ -70,12 +69,17 @@ def test_queue_stats_reports_depth_workers_busy_pods_and_batches(redis_client: r
         redis_client.set("release:slow", 1)
         for i in range(5):
             redis_client.set(f"release:t{i}", 1)
-        done = wait_until(
-            lambda: (s := queue_stats(redis_client, prefix="st")).done_total == 6 and s, timeout=10, what="6 done"
-        )
+        done = wait_until(lambda: stats_when(redis_client, done_total=6), timeout=10, what="6 done")
+        assert done is not None
         assert done.throughput_per_min > 0 and done.recent_done == 6
         assert stats_as_dict(done)["workers"][0]["pod"] == "pod-a"
     finally:
         worker.stop()
         thread.join(10)
     assert queue_stats(redis_client, prefix="st").workers == []
+
+
+def stats_when(client: redis.Redis, **expected: int) -> QueueStats | None:
+    """The queue's stats once the given fields have the given values, else None (keep waiting)."""
+    stats = queue_stats(client, prefix="st")
+    return stats if all(getattr(stats, k) == v for k, v in expected.items()) else None

@@ -1,0 +1,174 @@
+"""Fault test 4: the real operator (kopf, as a process) scales a worker Deployment on a real Redis queue,
+against the emulated Kubernetes API: up at once on a backlog, down only after the cooldown, busy pods
+carrying the higher deletion cost."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubetrader.queue import NewTask, WorkQueue
+from kubetrader.queue.server import redis_client
+from kubetrader_operator.scaling.handlers import LAST_BACKLOG_ANNOTATION
+from kubetrader_operator.scaling.rule import DELETION_COST_ANNOTATION
+from tests.fixtures.kube import TEST_OPERATOR_ENV
+from tests.helpers import ROOT, wait_until
+from tests.kube.cluster import EmulatedCluster
+
+pytestmark = pytest.mark.slow
+
+NS = "research"
+INTERVAL = 0.5
+COOLDOWN = 4.0
+
+
+def deployment() -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "workers",
+            "namespace": NS,
+            "labels": {"kubetrader.io/scale-on-queue": "true"},
+            "annotations": {
+                "kubetrader.io/tasks-per-worker": "5",
+                "kubetrader.io/min-replicas": "1",
+                "kubetrader.io/max-replicas": "10",
+                "kubetrader.io/cooldown-seconds": str(COOLDOWN),
+            },
+        },
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "worker"}},
+            "template": {
+                "metadata": {"labels": {"app": "worker"}},
+                "spec": {"containers": [{"name": "worker", "image": "ghcr.io/kubetrader/engine:test"}]},
+            },
+        },
+    }
+
+
+def pod(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "labels": {"app": "worker"}},
+        "spec": {"containers": [{"name": "worker", "image": "ghcr.io/kubetrader/engine:test"}]},
+    }
+
+
+@pytest.fixture
+def scaler_operator(kube_cluster: EmulatedCluster, redis_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """The operator with the scaling handlers, as `kopf run` in its own process (fresh settings)."""
+    env = {
+        **os.environ,
+        **TEST_OPERATOR_ENV,
+        "KUBECONFIG": str(kube_cluster.kubeconfig),
+        "KUBETRADER_SCALER_REDIS_URL": redis_url,
+        "KUBETRADER_SCALER_INTERVAL_SECONDS": str(INTERVAL),
+        "PYTHONPATH": str(ROOT),
+    }
+    log = (tmp_path / "operator.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kopf",
+            "run",
+            "--standalone",
+            "--all-namespaces",
+            "-m",
+            "kubetrader_operator.main",
+            "-m",
+            "kubetrader_operator.scaling.handlers",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    yield process
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    log.close()
+
+
+def replicas(cluster: EmulatedCluster) -> int:
+    obj = cluster.get("Deployment", NS, "workers")
+    assert obj is not None
+    return int(obj["spec"]["replicas"])
+
+
+def cost(cluster: EmulatedCluster, name: str) -> str | None:
+    obj = cluster.get("Pod", NS, name) or {}
+    return (obj.get("metadata", {}).get("annotations") or {}).get(DELETION_COST_ANNOTATION)
+
+
+def events(cluster: EmulatedCluster, reason: str) -> list[dict[str, Any]]:
+    return [e for e in cluster.select("Event", NS) if e.get("reason") == reason]
+
+
+def test_backlog_scales_workers_up_at_once_and_an_empty_queue_scales_down_only_after_the_cooldown(
+    kube_cluster: EmulatedCluster, redis_url: str, scaler_operator: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    kube_cluster.create(pod("workers-idle"))
+    kube_cluster.create(pod("workers-busy"))
+    queue = WorkQueue(redis_client(redis_url))
+    queue.enqueue("campaign", [NewTask(id=f"t{i:02d}", spec={}) for i in range(41)])
+    held = queue.claim("workers-busy-1", lease_seconds=60)  # 40 pending, 1 running on workers-busy
+    assert held is not None
+    queue.heartbeat(
+        "workers-busy-1",
+        {"pod": "workers-busy", "state": "busy", "task": held.ref, "interval_ms": "60000"},
+        ttl_seconds=120,
+    )
+    kube_cluster.create(deployment())
+
+    log = tmp_path / "operator.log"
+    wait_until(lambda: replicas(kube_cluster) == 8, timeout=30, what=f"8 replicas; operator log: {log}")
+    wait_until(
+        lambda: any("1 -> 8" in e.get("message", "") for e in events(kube_cluster, "ScaledUp")),
+        timeout=10,
+        what="a ScaledUp event",
+    )
+    wait_until(lambda: cost(kube_cluster, "workers-busy") == "1000", timeout=10, what="busy pod's deletion cost")
+    assert cost(kube_cluster, "workers-idle") == "0"
+
+    queue.cancel_batch("campaign")
+    queue.complete(held, "workers-busy-1", queue_outcome(), run_seconds=0.1)
+    queue.heartbeat("workers-busy-1", {"pod": "workers-busy", "state": "idle", "task": ""}, ttl_seconds=120)
+    emptied = time.time()
+    wait_until(lambda: cost(kube_cluster, "workers-busy") == "0", timeout=10, what="the busy pod to become cheap")
+    wait_until(lambda: replicas(kube_cluster) == 1, timeout=30, what="scale down to min after the cooldown")
+    deployment_now = kube_cluster.get("Deployment", NS, "workers")
+    assert deployment_now is not None
+    last_backlog = float(deployment_now["metadata"]["annotations"][LAST_BACKLOG_ANNOTATION])
+    assert last_backlog <= emptied
+    # The emulator stores only the first Event per namespace (a second POST with generateName gets 409),
+    # so the scale-down decision is checked in the operator's log, where the handler also records it.
+    line = wait_until(lambda: logged(log, "replicas 8 -> 1: no backlog"), timeout=10, what="the scale-down logged")
+    decided_at = dt.datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    assert decided_at - last_backlog >= COOLDOWN - 0.01  # not before the cooldown (log stamps are in ms)
+
+
+def logged(log: Path, text: str) -> str:
+    """The first line of the operator's log containing `text` (kopf's format starts with [date time,ms])."""
+    return next((line for line in log.read_text().splitlines() if text in line), "")
+
+
+def queue_outcome() -> Any:
+    from kubetrader.queue import HandlerOutcome
+
+    return HandlerOutcome(metrics={"sharpe_ratio": 1.0})
