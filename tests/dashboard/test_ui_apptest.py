@@ -1,0 +1,172 @@
+"""The Streamlit app under AppTest, against the running API on real stores: one test per tab."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.fixtures.dashboard import RunningApi
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.xdist_group("dashboard")
+
+APP = ROOT / "dashboard" / "kubetrader_dashboard" / "ui" / "app.py"
+TAB_LABELS = [
+    "Dashboard",
+    "Live Trading",
+    "Trade Log",
+    "Performance",
+    "Analytics",
+    "Backtests",
+    "Optimization",
+    "MLflow",
+    "Health",
+    "Settings",
+]
+
+
+@pytest.fixture(scope="module")
+def app(dashboard_api: RunningApi) -> Iterator[AppTest]:
+    """One script run (all tabs render in it), shared by the per-tab tests of this module."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FASTAPI_BACKEND_URL", dashboard_api.url)
+    patch.setenv("KUBETRADER_API_TOKEN", dashboard_api.token)
+    at = AppTest.from_file(str(APP), default_timeout=120).run()
+    yield at
+    patch.undo()
+
+
+def _tab(app: AppTest, label: str) -> Any:
+    (tab,) = [t for t in app.tabs if t.label == label]
+    return tab
+
+
+def _metrics(tab: Any) -> dict[str, str]:
+    return {m.label: m.value for m in tab.metric}
+
+
+def test_the_app_renders_ten_tabs_without_an_exception_or_error(app: AppTest) -> None:
+    assert [t.label for t in app.tabs] == TAB_LABELS
+    assert [e.value for e in app.exception] == []
+    assert [e.value for e in app.error] == []
+
+
+def test_dashboard_tab_shows_the_latest_backtest_with_its_equity_curve(app: AppTest, dashboard_api: RunningApi) -> None:
+    # Results finished within the same second tie on finished_at; the API names the one it shows.
+    latest_id = httpx.get(dashboard_api.url + "/api/v1/summary").json()["latest"]["id"]
+    newest = dashboard_api.stores.documents[latest_id]
+    tab = _tab(app, "Dashboard")
+    metrics = _metrics(tab)
+    assert metrics["Sharpe"] == f"{newest.metrics['sharpe_ratio']:,.2f}"
+    assert metrics["Live account"] == "not available"
+    assert len(tab.get("plotly_chart")) == 1
+    assert any(newest.metadata.name in s.value for s in tab.subheader)
+
+
+def test_live_trading_tab_says_not_available(app: AppTest) -> None:
+    tab = _tab(app, "Live Trading")
+    assert [i.value for i in tab.info] == ["Live trading not available: KUBETRADER_LIVE_RUNNER_URL is not set"]
+
+
+def test_trade_log_tab_lists_every_trade_with_commissions(app: AppTest, dashboard_api: RunningApi) -> None:
+    trades = [t for d in dashboard_api.stores.documents.values() for t in d.trades]
+    tab = _tab(app, "Trade Log")
+    assert _metrics(tab)["Trades matching"] == str(len(trades))
+    (frame,) = [df.value for df in tab.dataframe]
+    assert len(trades) <= 500  # one page shows them all
+    assert frame["commission"].sum() == pytest.approx(sum(t.commission for t in trades))
+
+
+def test_trade_log_filters_by_symbol(app: AppTest, dashboard_api: RunningApi) -> None:
+    nvda = [t for d in dashboard_api.stores.documents.values() for t in d.trades if t.symbol == "NVDA"]
+    tab = _tab(app, "Trade Log")
+    tab.text_input(key="trades-symbol").set_value("NVDA")
+    after = app.run()
+    assert _metrics(_tab(after, "Trade Log"))["Trades matching"] == str(len(nvda))
+    _tab(after, "Trade Log").text_input(key="trades-symbol").set_value("")
+    app.run()
+
+
+def test_performance_tab_draws_benchmark_distribution_heatmap_and_drawdown(app: AppTest) -> None:
+    tab = _tab(app, "Performance")
+    charts = tab.get("plotly_chart")
+    assert len(charts) == 4
+    kinds = {json.loads(c.proto.spec)["data"][0]["type"] for c in charts}
+    assert {"heatmap", "bar", "scatter"} <= kinds
+
+
+def test_analytics_tab_ranks_strategies(app: AppTest, dashboard_api: RunningApi) -> None:
+    strategies = {d.metadata.strategy for d in dashboard_api.stores.documents.values()}
+    tab = _tab(app, "Analytics")
+    frame = tab.dataframe[0].value
+    assert set(frame["strategy"]) == strategies
+    assert len(tab.get("plotly_chart")) == 1
+
+
+def test_backtests_tab_lists_results_shows_detail_and_offers_a_form(app: AppTest, dashboard_api: RunningApi) -> None:
+    tab = _tab(app, "Backtests")
+    listing = tab.dataframe[0].value
+    assert set(listing["id"]) == set(dashboard_api.stores.documents)
+    assert len(tab.get("plotly_chart")) == 2  # equity and drawdown of the selected result
+    assert any(b.label == "Submit" for b in tab.button)
+
+
+def test_optimization_tab_shows_the_study_history_importance_and_best_params(
+    app: AppTest, dashboard_api: RunningApi
+) -> None:
+    import optuna
+
+    study = optuna.load_study(study_name="sma-orcl-study", storage=dashboard_api.optuna_url)
+    tab = _tab(app, "Optimization")
+    assert _metrics(tab)["Complete"] == str(len(study.trials))
+    assert len(tab.get("plotly_chart")) == 2  # history and parameter importance
+    assert json.loads(tab.json[0].value) == study.best_params
+
+
+def test_mlflow_tab_has_four_cards_the_table_three_charts_and_the_ui_link(
+    app: AppTest, dashboard_api: RunningApi
+) -> None:
+    documents = dashboard_api.stores.documents
+    tab = _tab(app, "MLflow")
+    metrics = _metrics(tab)
+    assert metrics["Runs"] == str(len(documents))
+    assert metrics["Runs, last 7 days"] == str(len(documents))
+    assert metrics["Failed runs"] == "0"
+    assert metrics["Experiments"] == "4"
+    assert len(tab.get("plotly_chart")) == 3
+    assert [b.proto.url for b in tab.get("link_button")] == ["http://127.0.0.1:5000"]
+
+
+def test_mlflow_tab_filters_by_project_and_compares_experiments(app: AppTest) -> None:
+    tab = _tab(app, "MLflow")
+    tab.selectbox(key="mlflow-project").set_value("Research")
+    after = app.run()
+    assert _metrics(_tab(after, "MLflow"))["Experiments"] == "2"
+    names = _tab(after, "MLflow").multiselect(key="mlflow-compare").options
+    _tab(after, "MLflow").multiselect(key="mlflow-compare").set_value(names[:2])
+    compared = app.run()
+    frames = _tab(compared, "MLflow").dataframe
+    assert any(set(names[:2]) <= set(map(str, f.value.columns)) for f in frames)
+    assert [e.value for e in compared.error] == []
+    _tab(compared, "MLflow").selectbox(key="mlflow-project").set_value("")
+    _tab(compared, "MLflow").multiselect(key="mlflow-compare").set_value([])
+    app.run()
+
+
+def test_health_tab_lists_components_and_says_the_queue_is_not_available(app: AppTest) -> None:
+    tab = _tab(app, "Health")
+    components = tab.dataframe[0].value
+    assert list(components["component"]) == ["results", "redis", "mlflow", "database", "kubernetes", "workers"]
+    assert any("Work queue not available" in i.value for i in tab.info)
+
+
+def test_settings_tab_masks_the_token(app: AppTest, dashboard_api: RunningApi) -> None:
+    tab = _tab(app, "Settings")
+    frame = tab.dataframe[0].value
+    assert frame.set_index("name").loc["api_token", "value"] == "********"
+    assert dashboard_api.token not in frame.to_string()
