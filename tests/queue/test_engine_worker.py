@@ -25,6 +25,7 @@ def test_a_worker_process_runs_matrix_cells_with_the_engine_and_ranks_them(
     )
     spec = base.model_copy(update={"matrix": MatrixSpec(symbols=["ORCL", "GOOG"])})
     tasks = campaign_tasks(spec, name="engine")
+    tasks[0] = tasks[0].model_copy(update={"meta": {**tasks[0].meta, "returns": True}})
     bad = NewTask(id="bad-spec", spec={"strategy": {"path": "strategies.x.Y"}}, max_attempts=3)
     queue = WorkQueue(redis_client(redis_url))
     queue.enqueue("engine", [*tasks, bad])
@@ -52,6 +53,9 @@ def test_a_worker_process_runs_matrix_cells_with_the_engine_and_ranks_them(
         document = json.loads(Path(result.result_path or "").read_text())
         assert document["metrics"]["sharpe_ratio"] == result.metrics["sharpe_ratio"]
         assert document["metadata"]["symbols"] == task.meta["symbols"]
+        assert result.data.get("returns", document["returns"]) == document["returns"]
+    assert len(results[tasks[0].id].data["returns"]) > 500  # three years of daily returns came back
+    assert "returns" not in results[tasks[1].id].data
 
     report = build_report(batch="engine", name="engine", tasks=tasks, results=results, execution_seconds=1.0)
     sharpes = [row.metrics["sharpe_ratio"] for row in report.ranking]

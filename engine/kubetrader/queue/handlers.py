@@ -21,7 +21,9 @@ def run_backtest(task: Task, context: TaskContext) -> HandlerOutcome:
 
     Task `meta` options: `name` (result name; the batch id by default), `report`
     (also draw the plot and the HTML tearsheet; off by default because a campaign
-    of hundreds of cells should not spend its time in matplotlib).
+    of hundreds of cells should not spend its time in matplotlib), `returns` (send
+    the daily returns back in the result's `data`, for an optimizer's overfitting
+    statistics).
     An engine failure is raised with its class (fatal or retryable) so the queue
     knows whether another attempt can help.
     """
@@ -37,7 +39,10 @@ def run_backtest(task: Task, context: TaskContext) -> HandlerOutcome:
             raise RetryableError(error)
         raise FatalError(error)
     result_path = str(outcome.paths.json) if outcome.paths else None
-    return HandlerOutcome(metrics=outcome.metrics, result_path=result_path)
+    data: dict[str, object] = {}
+    if task.meta.get("returns") and outcome.document is not None:
+        data["returns"] = list(outcome.document.returns)
+    return HandlerOutcome(metrics=outcome.metrics, result_path=result_path, data=data)
 
 
 def warm_up() -> None:

@@ -1,0 +1,50 @@
+"""`kubetrader parallel` end to end (embedded Redis, a worker process, the engine) and `kubetrader monitor`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from kubetrader.cli.monitor import monitor
+from kubetrader.cli.parallel import parallel
+from kubetrader.queue import NewTask, WorkQueue
+from kubetrader.queue.server import redis_client
+
+
+def test_parallel_runs_a_campaign_on_local_workers_and_writes_a_ranked_csv_and_json(
+    bundled_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBETRADER_DATA_DIR", str(bundled_store.root))
+    output = tmp_path / "results" / "parallel_results.csv"
+    args = ["--symbols", "ORCL", "GOOG", "--strategies", "strategies.sma_crossover.SMACrossover"]
+    args += ["strategies.rsi_momentum.RSIMomentum", "--start", "2012-01-01", "--end", "2013-12-31"]
+    args += ["--workers", "1", "--no-progress", "--output", str(output)]
+    result = CliRunner().invoke(parallel, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "4 succeeded, 0 failed" in result.output
+
+    rows = output.read_text().splitlines()
+    assert rows[0].startswith("rank,task_id,symbols,strategy,params,status,sharpe_ratio")
+    assert [row.split(",")[0] for row in rows[1:]] == ["1", "2", "3", "4"]
+    summary = json.loads(output.with_suffix(".json").read_text())
+    assert (summary["tasks"], summary["succeeded"], summary["failed"], summary["workers"]) == (4, 4, 0, 1)
+    assert summary["avg_seconds_per_backtest"] > 0 and summary["execution_seconds"] > 0
+    sharpes = [row["metrics"]["sharpe_ratio"] for row in summary["ranking"]]
+    assert sharpes == sorted(sharpes, reverse=True)
+    assert len(list((tmp_path / "results" / "backtests").glob("parallel-*.json"))) == 4
+
+
+def test_monitor_prints_depth_and_health_as_json_and_as_tables(redis_url: str) -> None:
+    queue = WorkQueue(redis_client(redis_url))
+    queue.enqueue("shown", [NewTask(id=f"t{i}", spec={}) for i in range(3)])
+    as_json = CliRunner().invoke(monitor, ["--redis", redis_url, "--json"], catch_exceptions=False)
+    assert as_json.exit_code == 0
+    stats = json.loads(as_json.output)
+    assert (stats["pending"], stats["running"], stats["batches"][0]["id"]) == (3, 0, "shown")
+    assert stats["health"] == 10  # work waiting and no worker
+    tables = CliRunner().invoke(monitor, ["--redis", redis_url], catch_exceptions=False)
+    assert "health 10/100" in tables.output and "pending 3" in tables.output
