@@ -100,8 +100,10 @@ class FakeKubelet:
         mounts[termination_path] = str(termination_file)
 
         def local(text: str) -> str:
+            # One substitution per value, longest mount first: local paths may themselves start with /tmp.
             for mount_path in sorted(mounts, key=len, reverse=True):
-                text = text.replace(mount_path, mounts[mount_path])
+                if text == mount_path or text.startswith(mount_path + "/"):
+                    return mounts[mount_path] + text[len(mount_path) :]
             return text
 
         argv = [local(a) for a in [*container.get("command", []), *container.get("args", [])]]
