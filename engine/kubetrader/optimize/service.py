@@ -8,9 +8,11 @@ overfitting diagnostics, write the report and charts.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,8 +85,71 @@ def run_study(
         best_returns = list(outcome.document.returns)
     report.deflated_sharpe = _deflated_sharpe(study, best_returns)
     report.pbo = _pbo(driver)
+    if spec.backtest.tracking.enabled:
+        report.mlflow_parent_run_id = _log_to_mlflow(spec, study, report, studies_dir)
     (studies_dir / f"{study_name}.json").write_text(report.model_dump_json(indent=2))
     return report
+
+
+def _log_to_mlflow(spec: OptimizationStudySpec, study: object, report: StudyReport, studies_dir: Path) -> str | None:
+    """A parent run for the study, a child run per finished trial, the best one tagged.
+
+    MLflow is a derived record: when it cannot be reached the study's own files stand,
+    and the failure is logged rather than raised.
+    """
+    import tempfile
+
+    from optuna.trial import TrialState
+
+    from kubetrader.tracking import ExperimentPath, start_parent_run, strategy_name
+
+    tracking = spec.backtest.tracking
+    path = ExperimentPath(
+        tracking.project, tracking.asset_class, tracking.strategy_family, strategy_name(spec.backtest.strategy.path)
+    )
+    trials = study.get_trials(deepcopy=False)  # type: ignore[attr-defined]
+    try:
+        with start_parent_run(
+            path,
+            run_name=report.study_name,
+            params={
+                "study_name": report.study_name,
+                "metric": report.metric,
+                "direction": report.direction,
+                "trials": spec.trials,
+                "sampler": spec.sampler.type,
+                "space": json.dumps(spec.to_wire()["space"]),
+            },
+            tags={"kubetrader.study": report.study_name},
+        ) as parent:
+            best_child = None
+            for trial in trials:
+                if trial.state not in (TrialState.COMPLETE, TrialState.FAIL) or trial.user_attrs.get("infeasible"):
+                    continue
+                metrics = {k[2:]: float(v) for k, v in trial.user_attrs.items() if k.startswith("m_")}
+                child = parent.log_child(
+                    params=trial.params,
+                    metrics=metrics,
+                    tags={"kubetrader.trial": str(trial.number)},
+                    status="FINISHED" if trial.state == TrialState.COMPLETE else "FAILED",
+                )
+                if trial.number == report.best_trial:
+                    best_child = child
+            summary = {"best_value": report.best_value, "deflated_sharpe": report.deflated_sharpe, "pbo": report.pbo}
+            parent.log(
+                metrics={k: float(v) for k, v in summary.items() if v is not None},
+                params={f"best_{k}": v for k, v in report.best_params.items()},
+            )
+            if best_child is not None:
+                parent.mark_best(best_child)
+            with tempfile.TemporaryDirectory() as tmp:
+                for relative in report.artifacts.values():
+                    shutil.copy(studies_dir / relative, Path(tmp) / relative)
+                parent.handle.client.log_artifacts(parent.run_id, tmp)
+            return parent.run_id
+    except Exception as exc:  # MLflow down or refusing: the study itself stands
+        log.warning("study %s could not be logged to MLflow: %s", report.study_name, exc)
+        return None
 
 
 def _deflated_sharpe(study: object, best_returns: list[float] | None) -> float | None:
