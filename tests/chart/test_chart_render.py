@@ -21,7 +21,7 @@ from tests.fixtures.chart import CHART_DIR, NAMESPACE, ROOT, RenderedChart, char
 SCENARIOS = chart_scenarios()
 KUBERNETES_VERSION = kubernetes_validate.latest_version()
 # Kinds of other projects' CRDs: kubernetes-validate ships only Kubernetes' own schemas.
-FOREIGN_KINDS = {"ScaledObject": "keda.sh/v1alpha1"}
+FOREIGN_KINDS = {"ScaledObject": "keda.sh/v1alpha1", "TriggerAuthentication": "keda.sh/v1alpha1"}
 
 
 def test_every_expected_scenario_has_a_values_file() -> None:

@@ -158,17 +158,45 @@ def test_live_rules_appear_only_when_live_trading_is_enabled(
     assert not {"statefulsets", "networkpolicies", "services"} & resources("default")
 
 
-def test_operator_may_scale_only_the_worker_deployment(rendered_chart_scenarios: dict[str, RenderedChart]) -> None:
+def test_operator_may_patch_only_the_worker_deployment(rendered_chart_scenarios: dict[str, RenderedChart]) -> None:
     rendered = rendered_chart_scenarios["default"]
-    scale = [rule for _, rule in _rules(rendered) if "deployments/scale" in rule.get("resources", [])]
-    assert scale == [
+    writes = [
+        rule
+        for _, rule in _rules(rendered)
+        if "deployments" in rule.get("resources", []) and set(rule["verbs"]) - {"get", "list", "watch"}
+    ]
+    assert writes == [
         {
             "apiGroups": ["apps"],
-            "resources": ["deployments/scale"],
+            "resources": ["deployments"],
             "resourceNames": ["kubetrader-worker"],
-            "verbs": ["get", "patch", "update"],
+            "verbs": ["get", "patch"],
         }
     ]
+
+
+def test_worker_pool_opts_in_to_the_operator_scaler_unless_keda_scales_it(
+    rendered_chart_scenarios: dict[str, RenderedChart],
+) -> None:
+    default = rendered_chart_scenarios["default"].get("Deployment", "kubetrader-worker")
+    assert "replicas" not in default["spec"], "the scaler owns replicas; an upgrade must not reset them"
+    assert default["metadata"]["labels"]["kubetrader.io/scale-on-queue"] == "true"
+    assert default["metadata"]["annotations"] == {
+        "kubetrader.io/tasks-per-worker": "4",
+        "kubetrader.io/min-replicas": "0",
+        "kubetrader.io/max-replicas": "4",
+        "kubetrader.io/cooldown-seconds": "300",
+    }
+    keda = rendered_chart_scenarios["keda"]
+    worker = keda.get("Deployment", "kubetrader-worker")
+    assert "kubetrader.io/scale-on-queue" not in worker["metadata"]["labels"]
+    scaled = keda.get("ScaledObject", "kubetrader-worker")["spec"]
+    assert (scaled["minReplicaCount"], scaled["maxReplicaCount"], scaled["cooldownPeriod"]) == (0, 6, 120)
+    (trigger,) = scaled["triggers"]
+    assert trigger["metricType"] == "AverageValue"
+    assert trigger["metadata"]["targetValue"] == "2"
+    assert trigger["metadata"]["url"] == "http://kubetrader-api.kubetrader.svc:8000/api/v1/queue"
+    assert trigger["metadata"]["valueLocation"] == "stats.pending"
 
 
 def test_datastores_accept_only_platform_pods(rendered_chart_scenarios: dict[str, RenderedChart]) -> None:
