@@ -210,3 +210,20 @@ def test_handler_outcome_round_trips_through_a_worker_process(
     assert {r.result_path for r in results.values()} == {"t00.json", "t01.json", "t02.json"}
     assert all(isinstance(r, type(results["t00"])) for r in results.values())
     assert HandlerOutcome.model_validate({"metrics": {"x": 1.0}}).metrics == {"x": 1.0}
+
+
+def test_worker_concurrency_runs_several_processes_that_share_the_batch(
+    redis_url: str, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    queue = WorkQueue(redis_client(redis_url), prefix=PREFIX)
+    queue.enqueue("many", batch_of(10))
+    queue.enqueue("many", [NewTask(id="slow", spec={}, priority=9)])
+    supervisor = spawn(redis_url, "hang_until_released", processes, extra=["--concurrency", "2", "--exit-when-idle"])
+    wait_until(lambda: holder_of(queue, "many", 10), timeout=30, what="the second process to take a normal task")
+    queue.redis.set("release:slow", 1)
+    for i in range(10):
+        queue.redis.set(f"release:t{i:02d}", 1)
+    assert supervisor.wait(60) == 0
+    results = queue.results("many")
+    assert len(results) == 11
+    assert len({r.worker for r in results.values()}) == 2  # two worker processes took part

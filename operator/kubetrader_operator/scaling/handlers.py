@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kubetrader.queue.server import redis_client
 from kubetrader.queue.stats import QueueStats, queue_stats
-from kubetrader.queue.workqueue import DEFAULT_PREFIX
+from kubetrader.queue.workqueue import DEFAULT_PREFIX, WorkQueue
 from kubetrader_operator.scaling import kube_io
 from kubetrader_operator.scaling.metrics import (
     DECISIONS,
@@ -120,7 +120,11 @@ def scale_on_queue(
     namespace = namespace or "default"
     prefix = annotations.get(PREFIX_ANNOTATION, DEFAULT_PREFIX)
     try:
-        stats = queue_stats(_client(_redis_url()), prefix=prefix)
+        client = _client(_redis_url())
+        # Re-queue tasks of workers that died: with every pod gone (min 0) nobody else would,
+        # and an expired lease counted as "running" would hold the scaler at zero forever.
+        WorkQueue(client, prefix=prefix).reap()
+        stats = queue_stats(client, prefix=prefix)
     except redis.exceptions.RedisError as exc:
         raise kopf.TemporaryError(f"cannot read the queue: {exc}", delay=scaler_settings().interval_seconds) from exc
     record(stats, prefix)
