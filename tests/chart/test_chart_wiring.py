@@ -122,8 +122,12 @@ def test_operator_settings_parse_from_the_rendered_environment(
     engine_sa = "kubetrader-engine"
     assert settings.service_account == engine_sa
     assert settings.run_as_user == 10001
-    expected_namespaces = rendered.values.get("operator", {}).get("watchNamespaces") or ["kubetrader"]
-    assert settings.namespaces == expected_namespaces
+    operator_values = rendered.values.get("operator", {})
+    if operator_values.get("watchAllNamespaces"):
+        assert settings.namespaces == []  # kopf --all-namespaces
+        assert rendered.of_kind("ClusterRole") and not [r for r in rendered.of_kind("Role") if "secrets" in str(r)]
+    else:
+        assert settings.namespaces == (operator_values.get("watchNamespaces") or ["kubetrader"])
     # The Jobs' ServiceAccount and data PVC exist in every namespace the operator watches.
     service_accounts = rendered.of_kind("ServiceAccount")
     accounts = {(sa["metadata"].get("namespace", "kubetrader"), sa["metadata"]["name"]) for sa in service_accounts}
