@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -180,9 +181,9 @@ def test_spec_that_slips_past_the_schema_fails_clearly_and_others_still_run(
         invalid = wait_until(lambda: _phase_is(kube_cluster, "Failed", "bad-commission"), timeout=20, what="invalid")
         wait_until(lambda: kube_cluster.get("Job", NS, "bt-no-data"), timeout=20, what="no-data Job")
         wait_until(lambda: kube_cluster.get("Job", NS, "bt-good"), timeout=20, what="good Job")
-        fake_kubelet.run_job(NS, "bt-no-data")
+        with ThreadPoolExecutor(2) as pool:  # two nodes run the two pods side by side
+            list(pool.map(lambda job: fake_kubelet.run_job(NS, job), ["bt-no-data", "bt-good"]))
         no_data = wait_until(lambda: _phase_is(kube_cluster, "Failed", "no-data"), timeout=20, what="no-data Failed")
-        fake_kubelet.run_job(NS, "bt-good")
         wait_until(lambda: _phase_is(kube_cluster, "Succeeded", "good"), timeout=20, what="good Succeeded")
     assert _condition(invalid, "Failed")["reason"] == "InvalidSpec"
     assert "only apply to model 'custom'" in _condition(invalid, "Failed")["message"]
