@@ -21,7 +21,7 @@ Key layout under a prefix `p` (a task's `ref` is "batch:id"):
     p:batches            ZSET  batch -> created_at
     p:finished:{ok,failed} ZSET ref#attempt -> finish time, last 15 min (throughput, failure rate)
     p:counters           HASH  done, failed, retried (totals since the queue was created)
-    p:workers            ZSET  worker id -> last heartbeat;  p:worker:{id} HASH (expires)
+    p:workers            ZSET  worker id -> last heartbeat (dropped after 10 min);  p:worker:{id} HASH (expires)
     p:wake               LIST  tokens pushed on enqueue/requeue; idle workers BLPOP it
     p:seq                STRING FIFO sequence number
 
@@ -277,7 +277,7 @@ local wk = p .. ':worker:' .. ARGV[2]
 redis.call('HSET', wk, 'last_seen', fmt(now), unpack(ARGV, 4))
 redis.call('PEXPIRE', wk, ARGV[3])
 redis.call('ZADD', p .. ':workers', fmt(now), ARGV[2])
-redis.call('ZREMRANGEBYSCORE', p .. ':workers', '-inf', fmt(now - 3600000))
+redis.call('ZREMRANGEBYSCORE', p .. ':workers', '-inf', fmt(now - 600000))
 return fmt(now)
 """
 )

@@ -18,6 +18,7 @@ from kubetrader.queue.workqueue import DEFAULT_PREFIX
 THROUGHPUT_WINDOW_MS = 300_000  # tasks/min is measured over the last 5 minutes ...
 MIN_RATE_SPAN_MS = 10_000  # ... or since the first finish in that window, but over at least 10 s
 MAX_BATCHES = 20
+WORKER_FORGET_MS = 600_000  # a worker silent this long is gone (killed pod), not "stale": stop reporting it
 
 
 class _Model(BaseModel):
@@ -158,7 +159,7 @@ def queue_stats(client: redis.Redis, *, prefix: str = DEFAULT_PREFIX, batches: i
     pipe.zrangebyscore(key("finished", "ok"), window_start, "+inf", withscores=True)
     pipe.zcount(key("finished", "failed"), window_start, "+inf")
     pipe.zrangebyscore(key("finished", "failed"), now - THROUGHPUT_WINDOW_MS, "+inf", withscores=True)
-    pipe.zrange(key("workers"), 0, -1)
+    pipe.zrangebyscore(key("workers"), now - WORKER_FORGET_MS, "+inf")
     pipe.zrevrange(key("batches"), 0, batches - 1)
     pending, running, dead, counters, ok_recent, failed_recent, failed_window, worker_ids, batch_ids = pipe.execute()
 
