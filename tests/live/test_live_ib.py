@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 
 from kubetrader.live.broker import OrderRequest
 from kubetrader.live.connection import RetryPolicy
@@ -32,8 +33,13 @@ def make_session(peer: TwsPeer, journal: Journal, limits: RiskSpec | None = None
     return session
 
 
-def pump_until(session: Session, condition, what: str, timeout: float = 10.0):  # type: ignore[no-untyped-def]
-    def step():  # type: ignore[no-untyped-def]
+def state(journal: Journal, order_ref: str) -> str | None:
+    intent = journal.intent(order_ref)
+    return intent.state if intent is not None else None
+
+
+def pump_until(session: Session, condition: Callable[[], object], what: str, timeout: float = 10.0) -> object:
+    def step() -> object:
         session.pump(0.02)
         return condition()
 
@@ -44,7 +50,7 @@ def test_market_order_fills_and_is_journaled_with_position(tws_peer: TwsPeer, jo
     session = make_session(tws_peer, journal)
     try:
         assert session.submit(OrderRequest("kt-a1", "ORCL", "BUY", 100)) is None
-        pump_until(session, lambda: journal.intent("kt-a1").state == "filled", "fill journaled")
+        pump_until(session, lambda: state(journal, "kt-a1") == "filled", "fill journaled")
         assert tws_peer.positions() == {"ORCL": 100}
         assert journal.positions() == {"ORCL": 100}
         assert [f.order_ref for f in journal.fills()] == ["kt-a1"]
@@ -74,7 +80,7 @@ def test_connection_cut_right_after_place_order_then_reconnect_leaves_exactly_on
         tws_peer.fail_next_place("drop_before_ack")
         session.submit(OrderRequest("kt-cut", "ORCL", "BUY", 50))
         pump_until(session, lambda: not session.connected, "the cut to be noticed", timeout=5)
-        pump_until(session, lambda: session.connected and journal.intent("kt-cut").state == "filled", "reconcile")
+        pump_until(session, lambda: session.connected and state(journal, "kt-cut") == "filled", "reconcile")
         assert [r for _, _, r in tws_peer.place_orders_received].count("kt-cut") == 1
         assert tws_peer.positions() == {"ORCL": 50}
         assert journal.positions() == {"ORCL": 50}
@@ -88,7 +94,7 @@ def test_send_that_never_reached_the_broker_is_sent_once_after_reconnect(tws_pee
         tws_peer.drop_connections()
         pump_until(session, lambda: not session.connected, "the drop to be noticed", timeout=5)
         journal.record_intent(OrderRequest("kt-late", "ORCL", "SELL", 10))  # journaled, send failed
-        pump_until(session, lambda: session.connected and journal.intent("kt-late").state == "filled", "resend")
+        pump_until(session, lambda: session.connected and state(journal, "kt-late") == "filled", "resend")
         assert [r for _, _, r in tws_peer.place_orders_received].count("kt-late") == 1
         assert tws_peer.positions() == {"ORCL": -10}
     finally:
@@ -102,11 +108,11 @@ def test_runner_restart_reconciles_positions_and_adopts_an_order_it_never_heard_
     tws_peer.fail_next_place("drop_after_ack")
     first.submit(OrderRequest("kt-crash", "ORCL", "BUY", 70))
     first.broker.disconnect()  # the runner dies before hearing of the fill
-    assert journal.intent("kt-crash").state == "pending"
+    assert state(journal, "kt-crash") == "pending"
 
     second = make_session(tws_peer, journal)
     try:
-        assert journal.intent("kt-crash").state == "filled"
+        assert state(journal, "kt-crash") == "filled"
         assert second.positions["ORCL"].quantity == 70
         assert journal.positions() == {"ORCL": 70}
         assert [r for _, _, r in tws_peer.place_orders_received].count("kt-crash") == 1

@@ -168,10 +168,16 @@ class IBBroker:
     def historical_bars(self, symbol: str, end: dt.date | None, duration: str, bar_size: str) -> list[Bar]:
         contract = self._contract(symbol)
         end_text = end.strftime("%Y%m%d 23:59:59") if end else ""
-        rows = self._run(
-            self._ib.reqHistoricalDataAsync(contract, end_text, duration, bar_size, "TRADES", True, 1),
-            f"reqHistoricalData {symbol}",
-        )
+        try:
+            rows = self._run(
+                self._ib.reqHistoricalDataAsync(contract, end_text, duration, bar_size, "TRADES", True, 1),
+                f"reqHistoricalData {symbol}",
+            )
+        except _ib_module().RequestError as exc:
+            if exc.code == 162 and "returned no data" in exc.message:
+                return []  # a range with no trading (holidays, before the listing) is empty, not an error
+            # pacing violations and the rest: retryable, and never a silently partial download
+            raise BrokerUnavailableError(f"reqHistoricalData {symbol}: IB error {exc.code}: {exc.message}") from exc
         bars = []
         for r in rows:
             when = r.date if isinstance(r.date, dt.datetime) else dt.datetime.combine(r.date, dt.time())

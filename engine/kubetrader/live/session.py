@@ -42,6 +42,8 @@ from kubetrader.live.risk import RiskState, check_order, reduces_exposure
 from kubetrader.specs import RiskSpec
 
 log = logging.getLogger(__name__)
+# Seconds between the fresh broker queries that confirm a stop or flatten.
+CONFIRM_INTERVAL = 0.25
 
 
 @dataclass
@@ -80,6 +82,9 @@ class Session:
         self._lock = threading.Lock()
         self._snapshot: dict[str, Any] = {}
         self.flat_confirmed_at: float | None = None
+        self.flatten_requested_at: float | None = None  # wall clock; cleared when flat is confirmed
+        self.last_heartbeat: float | None = None  # wall clock of the last answered round trip
+        self._next_flat_check = 0.0
 
     # ------------------------------------------------------------ start-up
 
@@ -87,6 +92,7 @@ class Session:
         connect_with_retry(self.broker, self.config.retry)
         self.connected = True
         self.health.last_ok = time.monotonic()
+        self.last_heartbeat = time.time()
         self.reconcile()
         values = self.broker.account_values()
         self.cash = values.get("TotalCashValue", 0.0)
@@ -217,35 +223,58 @@ class Session:
         if not self.connected:
             self._try_reconnect()
             if not self.connected:
+                self._publish()
                 time.sleep(min(timeout, 0.05))
                 return
-        if self.health.due() and not self.health.run(self.broker):
-            self._lost(self.health.last_error or "health check failed")
-            return
+        if self.health.due():
+            if not self.health.run(self.broker):
+                self._lost(self.health.last_error or "health check failed")
+                self._publish()
+                return
+            self.last_heartbeat = time.time()
         try:
             events = self.broker.poll(timeout)
         except BrokerUnavailableError as exc:
             self._lost(str(exc))
+            self._publish()
             return
         for event in events:
             self._dispatch(event)
-        if self.stopping and not self.finished:
-            self._finish_if_flat()
+        if (self.stopping and not self.finished) or self.flatten_requested_at is not None:
+            self._confirm_flat()
         self._publish()
 
-    def _finish_if_flat(self) -> None:
-        """Graceful stop ends when fresh broker queries show no order and no position."""
-        if self.journal.unresolved() or any(p.quantity for p in self.positions.values()):
+    def _confirm_flat(self) -> None:
+        """A stop or flatten ends when FRESH broker queries show no order and no position.
+
+        The session's own view going to zero is only the trigger: positions are asked
+        again, because a fill seen here is not proof that nothing else is open. A
+        position the broker still shows (a partial fill, a foreign order) gets another
+        closing order once nothing of ours is working.
+        """
+        now = time.monotonic()
+        if self.journal.unresolved() or now < self._next_flat_check:
             return
+        # two queries per check: keep well inside IB's 50 messages a second
+        self._next_flat_check = now + CONFIRM_INTERVAL
         try:
-            flat = not self.broker.positions() and not self.broker.open_orders()
+            positions = self.broker.positions()
+            open_orders = self.broker.open_orders()
         except BrokerUnavailableError as exc:
             self._lost(str(exc))
             return
-        if flat:
-            self.flat_confirmed_at = time.time()
+        if positions or open_orders:
+            if not open_orders:
+                self.positions = {p.symbol: p for p in positions}
+                self.flatten()
+            return
+        self.positions = {}
+        self.flat_confirmed_at = time.time()
+        self.flatten_requested_at = None
+        self.last_heartbeat = self.flat_confirmed_at
+        if self.stopping:
             self.finished = True
-            self.journal.note("stopped", flat=True)
+        self.journal.note("flat_confirmed", stopping=self.stopping)
 
     def _dispatch(self, event: BrokerEvent) -> None:
         if isinstance(event, BarUpdate):
@@ -332,15 +361,42 @@ class Session:
                 self.stopping = True
                 if self.connected:
                     self.flatten()
+            elif command == "shutdown":
+                # SIGTERM (a rollout, a node drain): leave positions at the broker for the next
+                # runner to reconcile; closing them on every restart would be a trade nobody asked for
+                self.finished = True
             elif command == "halt":
                 self.halted = "kill switch"
-            elif command == "flatten" and self.connected:
+            elif command == "flatten":
+                # halted first: the strategy must not re-enter while (or after) we close
                 self.halted = self.halted or "flatten requested"
-                self.flatten()
+                self.flatten_requested_at = time.time()
+                if self.connected:
+                    self.flatten()
 
     # ------------------------------------------------------------ views for other threads
 
+    def unrealized_pnl(self) -> float:
+        return sum(p.quantity * (self.prices.get(s, p.avg_cost) - p.avg_cost) for s, p in self.positions.items())
+
+    def _open_order_views(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "order_id": i.order_ref,
+                "symbol": i.symbol,
+                "side": i.side,
+                "size": i.quantity,
+                "order_type": i.order_type,
+                "limit_price": i.limit_price,
+                "status": i.state,
+                "submitted_at": i.created_at.isoformat(),
+            }
+            for i in self.journal.unresolved()
+        ]
+
     def _publish(self) -> None:
+        pnl = self.equity - self.day_start_equity
+        unrealized = self.unrealized_pnl()
         snapshot = {
             "deployment": self.config.deployment,
             "connected": self.connected,
@@ -350,10 +406,25 @@ class Session:
             "finished": self.finished,
             "equity": self.equity,
             "cash": self.cash,
-            "pnl": self.equity - self.day_start_equity,
+            "pnl": pnl,
+            "unrealized_pnl": unrealized,
+            "realized_pnl": pnl - unrealized,
             "positions": {s: p.quantity for s, p in self.positions.items() if p.quantity},
-            "open_orders": [i.order_ref for i in self.journal.unresolved()],
+            "position_details": [
+                {
+                    "symbol": s,
+                    "size": p.quantity,
+                    "avg_price": p.avg_cost,
+                    "market_price": self.prices.get(s),
+                    "unrealized_pnl": p.quantity * (self.prices.get(s, p.avg_cost) - p.avg_cost),
+                }
+                for s, p in sorted(self.positions.items())
+                if p.quantity
+            ],
+            "open_orders": self._open_order_views(),
             "prices": dict(self.prices),
+            "last_heartbeat": self.last_heartbeat,
+            "flatten_requested_at": self.flatten_requested_at,
             "flat_confirmed_at": self.flat_confirmed_at,
         }
         with self._lock:
