@@ -27,8 +27,10 @@ def test_a_worker_process_runs_matrix_cells_with_the_engine_and_ranks_them(
     tasks = campaign_tasks(spec, name="engine")
     tasks[0] = tasks[0].model_copy(update={"meta": {**tasks[0].meta, "returns": True}})
     bad = NewTask(id="bad-spec", spec={"strategy": {"path": "strategies.x.Y"}}, max_attempts=3)
+    unknown = NewTask(id="odd-kind", spec=base.to_wire(), meta={"kind": "mystery"})
     queue = WorkQueue(redis_client(redis_url))
-    queue.enqueue("engine", [*tasks, bad])
+    queue.enqueue("engine", [*tasks, bad, unknown])
+    queue.enqueue("study-sma", [NewTask(id="sma-t0", spec=base.to_wire(), meta={"kind": "trial"})])
 
     worker = start_worker(
         redis_url,
@@ -42,7 +44,11 @@ def test_a_worker_process_runs_matrix_cells_with_the_engine_and_ranks_them(
         if worker.poll() is None:
             worker.kill()
     stats = wait_for_batch(queue, "engine", timeout=5)
-    assert (stats.done, stats.failed) == (2, 1)
+    assert (stats.done, stats.failed) == (2, 2)
+    trial = queue.result("study-sma", "sma-t0")
+    assert trial is not None and trial.status == "succeeded" and trial.result_path is None
+    assert len(trial.data["returns"]) > 500 and isinstance(trial.metrics["sharpe_ratio"], float)
+    assert "unknown kind 'mystery'" in (queue.result("engine", "odd-kind").error or "")  # type: ignore[union-attr]
 
     results = queue.results("engine")
     assert results["bad-spec"].attempts == 1 and "ValidationError" in (results["bad-spec"].error or "")

@@ -22,9 +22,9 @@ log = logging.getLogger("kubetrader.worker")
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 256), help="Worker processes.")
 @click.option(
     "--handler",
-    default="kubetrader.queue.handlers:run_backtest",
+    default="kubetrader.queue.handlers:dispatch",
     show_default=True,
-    help="Task handler as module:attribute (the engine by default).",
+    help="Task handler as module:attribute (default: backtests and study trials with the engine).",
 )
 @click.option("--prefix", default=DEFAULT_PREFIX, envvar="KUBETRADER_QUEUE_PREFIX", show_default=True)
 @click.option("--lease-seconds", default=30.0, show_default=True, type=click.FloatRange(min=0.1))

@@ -5,15 +5,40 @@
 cell run by a worker writes the same result files. Market data is cached per
 process by the data package, so a worker loads each data set once.
 
+`dispatch`, the worker's default, routes on `task.meta["kind"]` so one worker pool
+serves campaigns (`backtest`, the default) and optimization studies (`trial`).
+
 `noop` does nothing and succeeds: the benchmark uses it to measure what the
 queue itself costs per task.
 """
 
 from __future__ import annotations
 
+from functools import cache
+
 from kubetrader.errors import EXIT_RETRYABLE, FatalError, RetryableError
 from kubetrader.queue.tasks import HandlerOutcome, Task
-from kubetrader.queue.worker import TaskContext
+from kubetrader.queue.worker import TaskContext, TaskHandler, load_handler
+
+# task kind -> handler; import paths, so the queue does not import the optimizer until a trial arrives
+KIND_HANDLERS: dict[str, str] = {
+    "backtest": "kubetrader.queue.handlers:run_backtest",
+    "trial": "kubetrader.optimize.trial_handler:run_trial",
+}
+
+
+def dispatch(task: Task, context: TaskContext) -> HandlerOutcome:
+    """Run the handler registered for the task's kind; an unknown kind is a fatal error."""
+    kind = str(task.meta.get("kind") or "backtest")
+    path = KIND_HANDLERS.get(kind)
+    if path is None:
+        raise FatalError(f"task {task.id}: unknown kind {kind!r}; known: {', '.join(KIND_HANDLERS)}")
+    return _handler(path)(task, context)
+
+
+@cache
+def _handler(path: str) -> TaskHandler:
+    return load_handler(path, warm_up=False)
 
 
 def run_backtest(task: Task, context: TaskContext) -> HandlerOutcome:

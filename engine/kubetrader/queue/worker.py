@@ -45,7 +45,7 @@ T = TypeVar("T")
 REDIS_OUTAGE_SECONDS = 60.0
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
 
-DEFAULT_HANDLER = "kubetrader.queue.handlers:run_backtest"
+DEFAULT_HANDLER = "kubetrader.queue.handlers:dispatch"
 
 
 @dataclass
