@@ -85,10 +85,8 @@ def test_trials_left_running_by_a_killed_driver_are_adopted_or_failed_and_retrie
     from kubetrader.optimize.space import parse_space, to_optuna_distributions
 
     dists = to_optuna_distributions(parse_space(_study().model_dump()["space"]))
-    finished_while_dead = study.ask(dists)
-    finished_while_dead.set_user_attr("kubetrader_key", "s3-t0")
-    lost = study.ask(dists)
-    lost.set_user_attr("kubetrader_key", "s3-t1")
+    study.ask(dists)  # trial 0: its result arrives while no driver runs
+    study.ask(dists)  # trial 1: lost with the driver
 
     evaluator = InProcessEvaluator(run=_objective)
     evaluator._done["s3-t0"] = Evaluation(key="s3-t0", metrics={"sharpe_ratio": 1.5})

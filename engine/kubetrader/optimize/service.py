@@ -19,7 +19,14 @@ from pathlib import Path
 from kubetrader.errors import StrategyError
 from kubetrader.optimize.evaluation import Evaluator, InProcessEvaluator
 from kubetrader.optimize.report import StudyReport, write_study_artifacts
-from kubetrader.optimize.study import StudyDriver, StudyProgress, default_storage_url, open_storage, trial_spec
+from kubetrader.optimize.study import (
+    ATTR_METRICS,
+    StudyDriver,
+    StudyProgress,
+    default_storage_url,
+    open_storage,
+    trial_spec,
+)
 from kubetrader.specs.study import OptimizationStudySpec
 
 log = logging.getLogger(__name__)
@@ -126,7 +133,7 @@ def _log_to_mlflow(spec: OptimizationStudySpec, study: object, report: StudyRepo
             for trial in trials:
                 if trial.state not in (TrialState.COMPLETE, TrialState.FAIL) or trial.user_attrs.get("infeasible"):
                     continue
-                metrics = {k[2:]: float(v) for k, v in trial.user_attrs.items() if k.startswith("m_")}
+                metrics = {k: float(v) for k, v in trial.user_attrs.get(ATTR_METRICS, {}).items()}
                 child = parent.log_child(
                     params=trial.params,
                     metrics=metrics,
@@ -160,7 +167,7 @@ def _deflated_sharpe(study: object, best_returns: list[float] | None) -> float |
     from kubetrader.optimize.overfitting import deflated_sharpe_from_returns
 
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))  # type: ignore[attr-defined]
-    sharpes = [t.user_attrs.get("m_sharpe_ratio") for t in trials]
+    sharpes = [t.user_attrs.get(ATTR_METRICS, {}).get("sharpe_ratio") for t in trials]
     per_period = np.array([s / math.sqrt(252) for s in sharpes if isinstance(s, int | float)])
     if best_returns is None or per_period.size < 2:
         return None

@@ -34,8 +34,13 @@ from kubetrader.specs.study import OptimizationStudySpec, SamplerSpec
 log = logging.getLogger(__name__)
 
 MAX_INFEASIBLE_STREAK = 2000
-ATTR_KEY = "kubetrader_key"
+ATTR_METRICS = "metrics"
 ATTR_RETRY_OF = "retry_of"
+
+
+def trial_key(study_name: str, number: int) -> str:
+    """The evaluator's key of a trial: derived, not stored, so a restarted driver finds it."""
+    return f"{study_name}-t{number}"
 
 
 @dataclass
@@ -221,8 +226,7 @@ class StudyDriver:
         return dict(self._returns)
 
     def _submit(self, trial: Any, params: dict[str, Any], pending: dict[str, Any]) -> None:
-        key = f"{self.study_name}-t{trial.number}"
-        trial.set_user_attr(ATTR_KEY, key)
+        key = trial_key(self.study_name, trial.number)
         pending[key] = trial
         self.evaluator.submit(key, trial_spec(self.spec.backtest, params))
 
@@ -232,9 +236,8 @@ class StudyDriver:
 
         metric = self.spec.objective.metric
         metrics = evaluation.metrics or {}
-        for name, v in metrics.items():
-            if v is not None:
-                trial.set_user_attr(f"m_{name}", v)
+        # One attribute for all metrics: each storage write is a journal append + fsync.
+        trial.set_user_attr(ATTR_METRICS, {k: v for k, v in metrics.items() if v is not None})
         value = metrics.get(metric)
         if value is None or not math.isfinite(value):
             trial.set_user_attr("error", (evaluation.error or f"metric {metric} is undefined for this trial")[:500])
@@ -258,7 +261,7 @@ class StudyDriver:
 
         for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             trial = Trial(study, frozen._trial_id)
-            key = frozen.user_attrs.get(ATTR_KEY) or f"{self.study_name}-t{frozen.number}"
+            key = trial_key(self.study_name, frozen.number)
             evaluation = self.evaluator.lookup(key)
             if evaluation is not None:
                 self._tell(study, trial, evaluation)
