@@ -67,7 +67,8 @@ class DevTools:
         """A real mouse click at the element's centre (the tabs are react-aria pressables, which
         listen to pointer events rather than to a scripted `.click()`)."""
         box = self.evaluate(
-            f"(() => {{ const r = ({element_js}).getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
+            f"(() => {{ const r = ({element_js}).getBoundingClientRect();"
+            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
         )
         x, y = box
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
