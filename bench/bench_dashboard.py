@@ -1,0 +1,154 @@
+"""Dashboard API latency with 10,000 results and 10,000 MLflow runs (goal: p95 < 200 ms for the lists).
+
+SYNTHETIC LOAD DATA: one real engine run (SMA crossover on bundled ORCL 2013-2014) is the
+template; the 10,000 result files are copies of it under names `synthetic-load-N` with
+the strategy cycled and the headline metrics drawn at random, and the 10,000 MLflow runs
+carry random metrics. They measure speed only; no number in them means anything.
+
+Sizes: BENCH_DASHBOARD_RESULTS, BENCH_DASHBOARD_RUNS (default 10,000 each).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = int(os.environ.get("BENCH_DASHBOARD_RESULTS", "10000"))
+RUNS = int(os.environ.get("BENCH_DASHBOARD_RUNS", "10000"))
+REPEAT = 50
+STRATEGIES = [
+    "strategies.sma_crossover.SMACrossover",
+    "strategies.rsi_momentum.RSIMomentum",
+    "strategies.donchian_breakout.DonchianBreakout",
+    "strategies.bollinger_reversion.BollingerReversion",
+]
+
+
+def write_results(directory: Path) -> float:
+    from kubetrader.data import DataStore
+    from kubetrader.runner import BacktestRunner
+    from kubetrader.specs import parse_resource
+
+    os.environ.setdefault("KUBETRADER_DATA_DIR", str(directory / "data"))
+    document = {
+        "apiVersion": "kubetrader.io/v1alpha1",
+        "kind": "Backtest",
+        "metadata": {"name": "template"},
+        "spec": {
+            "strategy": {"path": STRATEGIES[0], "params": {"fast": 10, "slow": 30}},
+            "data": {"symbols": ["ORCL"], "start": "2013-01-01", "end": "2014-12-31"},
+        },
+    }
+    resource = parse_resource(document)
+    template = BacktestRunner(resource.spec, store=DataStore(directory / "data")).run().to_document("template")  # type: ignore[arg-type]
+    out = directory / "results" / "backtests"
+    out.mkdir(parents=True)
+    rng = random.Random(1)
+    started = time.perf_counter()
+    for i in range(RESULTS):
+        result_id = f"synthetic-load-{i:05d}"
+        metrics = dict(template.metrics)
+        metrics.update(sharpe_ratio=rng.gauss(0.5, 0.5), total_return=rng.gauss(0.1, 0.2), max_drawdown=-rng.random())
+        copy = template.model_copy(
+            update={
+                "metadata": template.metadata.model_copy(
+                    update={"id": result_id, "name": result_id, "strategy": STRATEGIES[i % len(STRATEGIES)]}
+                ),
+                "metrics": metrics,
+            }
+        )
+        (out / f"{result_id}.json").write_text(copy.model_dump_json())
+    return time.perf_counter() - started
+
+
+def write_runs(directory: Path) -> tuple[str, float]:
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, RunTag
+
+    uri = f"sqlite:///{directory / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    rng = random.Random(2)
+    experiments = []
+    for project in ("LoadA", "LoadB"):
+        for strategy in ("SMACrossover", "RSIMomentum", "DonchianBreakout", "BollingerReversion", "Other"):
+            name = f"{project}.Equities.Synthetic.{strategy}"
+            tags = {"project": project, "asset_class": "Equities", "strategy_family": "Synthetic",
+                    "strategy": strategy, "kubetrader.managed": "true"}  # fmt: skip
+            experiments.append(client.create_experiment(name, tags=tags))
+    started = time.perf_counter()
+    now = int(time.time() * 1000)
+    for i in range(RUNS):
+        run = client.create_run(experiments[i % len(experiments)], start_time=now - rng.randint(0, 30) * 86_400_000)
+        metrics = [
+            Metric(key, rng.gauss(mu, sd), now, 0)
+            for key, mu, sd in (("sharpe_ratio", 0.5, 0.5), ("total_return", 0.1, 0.2), ("max_drawdown", -0.2, 0.1))
+        ]
+        client.log_batch(run.info.run_id, metrics=metrics, tags=[RunTag("synthetic", "load-data")])
+        client.set_terminated(run.info.run_id, "FAILED" if i % 50 == 0 else "FINISHED")
+    return uri, time.perf_counter() - started
+
+
+def measure(call: Callable[[], object]) -> tuple[float, float, float]:
+    first = time.perf_counter()
+    call()
+    cold = (time.perf_counter() - first) * 1000
+    times = []
+    for _ in range(REPEAT):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return cold, statistics.median(times), times[int(0.95 * (len(times) - 1))]
+
+
+def main() -> int:
+    from fastapi.testclient import TestClient
+
+    from kubetrader_dashboard.api.main import create_app
+    from kubetrader_dashboard.settings import Settings
+
+    with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
+        directory = Path(tmp)
+        write_seconds = write_results(directory)
+        uri, runs_seconds = write_runs(directory)
+        print(f"synthetic load data: {RESULTS} result files in {write_seconds:.1f} s, {RUNS} MLflow runs in "
+              f"{runs_seconds:.1f} s")  # fmt: skip
+        settings = Settings(results_dir=directory / "results", mlflow_tracking_uri=uri, kubernetes="off",
+                            redis_url=None, optuna_storage=None, live_runner_url=None)  # fmt: skip
+        with TestClient(create_app(settings)) as client:
+            started = time.perf_counter()
+            assert client.get("/api/v1/backtests", params={"limit": 1}).json()["total"] == RESULTS
+            index_seconds = time.perf_counter() - started
+            print(f"first request (builds the index of {RESULTS} files): {index_seconds:.1f} s")
+            cases: list[tuple[str, Callable[[], object]]] = [
+                ("GET /backtests (newest 50)", lambda: client.get("/api/v1/backtests")),
+                ("GET /backtests sort=-sharpe_ratio", lambda: client.get("/api/v1/backtests?sort=-sharpe_ratio")),
+                ("GET /backtests symbol+strategy", lambda: client.get(
+                    "/api/v1/backtests?symbol=ORCL&strategy=strategies.rsi_momentum.RSIMomentum")),
+                ("GET /backtests offset=9000", lambda: client.get("/api/v1/backtests?offset=9000")),
+                ("GET /trades (all results)", lambda: client.get("/api/v1/trades?symbol=ORCL&sort=-pnl_net")),
+                ("GET /rankings", lambda: client.get("/api/v1/rankings")),
+                ("GET /mlflow/overview (cached)", lambda: client.get("/api/v1/mlflow/overview")),
+                ("GET /mlflow/overview project=LoadA", lambda: client.get("/api/v1/mlflow/overview?project=LoadA")),
+                ("GET /mlflow/runs status=FAILED", lambda: client.get("/api/v1/mlflow/runs?status=FAILED")),
+            ]  # fmt: skip
+            rows = [(label, *measure(call)) for label, call in cases]
+            refresh = measure(lambda: client.get("/api/v1/mlflow/overview?refresh=true"))
+            rows.append(("GET /mlflow/overview refresh (new snapshot)", *refresh))
+    print(f"\n{'query':48} {'cold ms':>9} {'p50 ms':>9} {'p95 ms':>9}  goal p95<200 (lists)")
+    for label, cold, p50, p95 in rows:
+        print(f"{label:48} {cold:9.1f} {p50:9.1f} {p95:9.1f}  {'ok' if p95 < 200 else 'over'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
