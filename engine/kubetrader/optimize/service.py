@@ -50,6 +50,18 @@ def run_study(
     confirm: bool = True,
 ) -> StudyReport:
     """Run (or resume) the study `spec.study_name or name` and report on it."""
+    if spec.screen == "vectorized":  # the twin screens, Backtrader confirms (kubetrader.optimize.screening)
+        from kubetrader.optimize.screening import run_screened_study
+
+        return run_screened_study(
+            spec,
+            name=name,
+            output_dir=output_dir,
+            storage_url=storage_url,
+            evaluator=evaluator,
+            on_progress=on_progress,
+            confirm=confirm,
+        )
     study_name = spec.study_name or name
     storage_url = storage_url or default_storage_url(study_name, data_dir())
     driver = StudyDriver(
