@@ -18,6 +18,7 @@ from kubetrader_operator.settings import get_settings
 
 HANDLER_MODULES: list[str] = [
     "kubetrader_operator.backtest.handlers",
+    "kubetrader_operator.live.handlers",
 ]
 
 for _module in HANDLER_MODULES:

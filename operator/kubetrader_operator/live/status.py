@@ -1,0 +1,118 @@
+"""Pure status logic: the runner's snapshot -> LiveDeployment status, the phase, the promotion gate.
+
+Conditions are the truth (GatewayReady, Connected, Trading, Halted, Stopping, and
+StopBlocked: the alert while an emergency stop cannot be confirmed); the phase is
+derived from them, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from kubetrader.specs.live import PromotionSpec
+from kubetrader_operator.conditions import Condition, is_true, set_condition
+
+GATEWAY_READY = "GatewayReady"
+CONNECTED = "Connected"
+TRADING = "Trading"
+HALTED = "Halted"
+STOPPING = "Stopping"
+STOP_BLOCKED = "StopBlocked"
+PROMOTED = "Promoted"
+FAILED = "Failed"
+
+
+def derive_phase(conditions: list[Condition]) -> str:
+    """Stopping beats Failed beats Halted beats Trading; a gateway alone is Running."""
+    if is_true(conditions, STOPPING):
+        return "Stopping"
+    if is_true(conditions, FAILED):
+        return "Failed"
+    if is_true(conditions, HALTED):
+        return "Halted"
+    if is_true(conditions, TRADING):
+        return "Trading"
+    if is_true(conditions, GATEWAY_READY) or is_true(conditions, CONNECTED):
+        return "Running"
+    return "Pending"
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def status_from_snapshot(
+    snapshot: dict[str, Any], conditions: list[Condition], *, generation: int | None, now: str
+) -> dict[str, Any]:
+    """The status fields and conditions a runner's /status answer implies."""
+    connected = bool(snapshot.get("connected"))
+    halted = snapshot.get("halted")
+    heartbeat = _iso(snapshot.get("last_heartbeat"))
+    c = set_condition(
+        conditions,
+        CONNECTED,
+        connected,
+        "BrokerAnswers" if connected else "BrokerUnreachable",
+        f"last heartbeat {heartbeat}" if heartbeat else "no heartbeat yet",
+        generation=generation,
+        now=now,
+    )
+    halt_reason = "KillSwitch" if halted else "NotHalted"
+    c = set_condition(c, HALTED, bool(halted), halt_reason, halted or "", generation=generation, now=now)
+    trading = connected and not halted and not snapshot.get("stopping") and not snapshot.get("finished")
+    c = set_condition(c, TRADING, trading, "Trading" if trading else "NotTrading", "", generation=generation, now=now)
+    open_orders = snapshot.get("open_orders") or []
+    return {
+        "conditions": c,
+        "phase": derive_phase(c),
+        "connected": connected,
+        "pnl": snapshot.get("pnl"),
+        "equity": snapshot.get("equity"),
+        "realizedPnl": snapshot.get("realized_pnl"),
+        "unrealizedPnl": snapshot.get("unrealized_pnl"),
+        "positions": dict(snapshot.get("positions") or {}),
+        "openOrders": len(open_orders),
+        "openOrderList": [
+            {k: o.get(k) for k in ("order_id", "symbol", "side", "size", "order_type", "limit_price", "status")}
+            for o in open_orders
+        ],
+        "haltReason": halted,
+        "lastHeartbeat": heartbeat,
+        "flatConfirmedAt": _iso(snapshot.get("flat_confirmed_at")),
+    }
+
+
+def runner_unreachable_status(
+    conditions: list[Condition], reason: str, *, generation: int | None, now: str
+) -> dict[str, Any]:
+    """The runner did not answer: Connected and Trading become False; no numbers are invented."""
+    c = set_condition(conditions, CONNECTED, False, "RunnerUnreachable", reason, generation=generation, now=now)
+    c = set_condition(c, TRADING, False, "RunnerUnreachable", reason, generation=generation, now=now)
+    return {"conditions": c, "phase": derive_phase(c), "connected": False}
+
+
+def promotion_refusal(promotion: PromotionSpec, backtest: dict[str, Any] | None) -> str | None:
+    """Why the named Backtest does not allow a `live` deployment to trade, or None when it does."""
+    name = promotion.from_backtest
+    if backtest is None:
+        return f"Backtest {name} not found"
+    status = backtest.get("status") or {}
+    if status.get("phase") != "Succeeded":
+        return f"Backtest {name} is {status.get('phase') or 'Pending'}, not Succeeded"
+    metrics = status.get("metrics") or {}
+    sharpe = metrics.get("sharpeRatio")
+    drawdown = metrics.get("maxDrawdown")
+    if promotion.min_sharpe is not None:
+        if sharpe is None:
+            return f"Backtest {name} has no Sharpe ratio"
+        if sharpe < promotion.min_sharpe:
+            return f"Backtest {name} Sharpe {sharpe:.2f} is below the minimum {promotion.min_sharpe:.2f}"
+    if promotion.max_drawdown is not None:
+        if drawdown is None:
+            return f"Backtest {name} has no max drawdown"
+        if abs(drawdown) > promotion.max_drawdown:
+            return f"Backtest {name} max drawdown {abs(drawdown):.2%} exceeds {promotion.max_drawdown:.2%}"
+    return None

@@ -1,0 +1,150 @@
+"""The real operator (kopf, in-process) against the emulated API, with the TWS peer as the IB Gateway.
+
+No runner pod runs here (there is no kubelet for Deployments), so the runner's
+endpoint is unreachable and every stop goes the hard way: directly to the gateway
+with the operator's own client id. That is the path that must hold when it matters.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from kubetrader.live.broker import OrderRequest
+from kubetrader.live.ib_broker import IBBroker
+from kubetrader.live.testing.tws_peer import TwsPeer
+from tests.helpers import EXAMPLES, free_port, wait_until
+from tests.kube.cluster import EmulatedCluster
+
+NS = "trading"
+NAME = "sma-paper"
+GATEWAY = f"{NAME}-gateway"
+RUNNER = f"{NAME}-runner"
+FINALIZER = "kubetrader.io/live-stop"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def live_env(
+    kube_cluster: EmulatedCluster, tws_peer: TwsPeer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[EmulatedCluster]:
+    from kubetrader_operator.live.settings import get_live_settings
+
+    assert kube_cluster.emulator is not None
+    kube_cluster.emulator.register("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy")
+    monkeypatch.setenv("KUBETRADER_OPERATOR_LIVE_GATEWAY_ADDRESS", f"127.0.0.1:{tws_peer.port}")
+    monkeypatch.setenv("KUBETRADER_OPERATOR_LIVE_RUNNER_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("KUBETRADER_OPERATOR_LIVE_FLATTEN_WAIT_SECONDS", "10")
+    monkeypatch.setenv("KUBETRADER_OPERATOR_LIVE_HTTP_TIMEOUT_SECONDS", "1")
+    get_live_settings.cache_clear()
+    yield kube_cluster
+    get_live_settings.cache_clear()
+
+
+def live_deployment() -> dict[str, Any]:
+    doc = copy.deepcopy(yaml.safe_load((EXAMPLES / "live-paper.yaml").read_text()))
+    doc["metadata"] = {"name": NAME, "namespace": NS}
+    doc["spec"]["stopPolicy"]["retrySeconds"] = 0.5
+    return doc
+
+
+def open_book(peer: TwsPeer) -> None:
+    """Three resting orders from the runner's client id, and positions long and short."""
+    peer.seed_position("ORCL", 100)
+    peer.seed_position("NVDA", -50)
+    trader = IBBroker("127.0.0.1", peer.port, 1, timeout=5)
+    trader.connect()
+    for i in range(3):
+        trader.place_order(OrderRequest(f"kt-rest-{i}", "ORCL", "BUY", 10, "LMT", 1.0))
+    wait_until(lambda: (trader.poll(0.01), len(peer.open_orders()) == 3)[1], what="orders resting at the peer")
+    trader.disconnect()
+
+
+def events(cluster: EmulatedCluster, reason: str) -> list[dict[str, Any]]:
+    return [e for e in cluster.select("Event", NS) if e.get("reason") == reason]
+
+
+def condition(cluster: EmulatedCluster, type_: str) -> dict[str, Any] | None:
+    obj = cluster.get("LiveDeployment", NS, NAME) or {}
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), None)
+
+
+def test_delete_cancels_orders_and_flattens_positions_before_the_finalizer_goes(
+    live_env: EmulatedCluster, tws_peer: TwsPeer, operator_runner: Callable[[], Any]
+) -> None:
+    open_book(tws_peer)
+    with operator_runner():
+        live_env.create(live_deployment())
+        gateway = wait_until(lambda: live_env.get("StatefulSet", NS, GATEWAY), timeout=20, what="the gateway")
+        assert FINALIZER in gateway["metadata"]["finalizers"]
+        assert not gateway["metadata"].get("ownerReferences")
+        assert wait_until(lambda: live_env.get("Deployment", NS, RUNNER), what="the runner")
+        assert tws_peer.positions() == {"ORCL": 100, "NVDA": -50}
+
+        live_env.delete("LiveDeployment", NS, NAME)
+        wait_until(lambda: live_env.get("LiveDeployment", NS, NAME) is None, timeout=30, what="the finalizer to go")
+
+        assert tws_peer.open_orders() == []
+        assert tws_peer.positions() == {}
+        confirmed = events(live_env, "EmergencyStopConfirmed")
+        assert confirmed and "flat confirmed via gateway" in confirmed[-1]["message"]
+        assert "runner unreachable" in confirmed[-1]["message"]
+        wait_until(lambda: live_env.get("StatefulSet", NS, GATEWAY) is None, what="the gateway released")
+        assert live_env.get("Deployment", NS, RUNNER) is None
+
+
+def test_delete_with_the_gateway_down_stays_terminating_with_an_alert_until_the_gateway_returns(
+    live_env: EmulatedCluster, tws_peer: TwsPeer, operator_runner: Callable[[], Any]
+) -> None:
+    open_book(tws_peer)
+    with operator_runner():
+        live_env.create(live_deployment())
+        wait_until(lambda: live_env.get("StatefulSet", NS, GATEWAY), timeout=20, what="the gateway")
+        tws_peer.set_down(True)
+        live_env.delete("LiveDeployment", NS, NAME)
+
+        blocked = wait_until(
+            lambda: (c := condition(live_env, "StopBlocked")) and c["status"] == "True" and c, timeout=20,
+            what="the StopBlocked alert",
+        )  # fmt: skip
+        assert "NOT FLAT" in blocked["message"] and "unreachable" in blocked["message"]
+        wait_until(lambda: len(events(live_env, "EmergencyStopBlocked")) >= 2, timeout=20, what="retries")
+        obj = live_env.get("LiveDeployment", NS, NAME)
+        assert obj is not None and obj["metadata"].get("deletionTimestamp")
+        assert obj["status"]["phase"] == "Stopping"
+        assert live_env.get("StatefulSet", NS, GATEWAY) is not None  # still there to stop through
+        assert tws_peer.positions() == {"ORCL": 100, "NVDA": -50}
+
+        tws_peer.set_down(False)
+        wait_until(lambda: live_env.get("LiveDeployment", NS, NAME) is None, timeout=30, what="the stop to complete")
+        assert tws_peer.open_orders() == [] and tws_peer.positions() == {}
+        assert events(live_env, "EmergencyStopConfirmed")
+
+
+def test_foreground_cascade_cannot_take_the_gateway_before_the_stop_is_confirmed(
+    live_env: EmulatedCluster, tws_peer: TwsPeer, operator_runner: Callable[[], Any]
+) -> None:
+    tws_peer.seed_position("ORCL", 100)
+    with operator_runner():
+        live_env.create(live_deployment())
+        wait_until(lambda: live_env.get("Deployment", NS, RUNNER), timeout=20, what="the children")
+        tws_peer.set_down(True)
+        live_env.delete("LiveDeployment", NS, NAME)
+        wait_until(lambda: condition(live_env, "StopBlocked"), timeout=20, what="the stop to be blocked")
+        # What foreground deletion's garbage collector (or a hasty kubectl) does to the children:
+        live_env.collect_garbage()
+        live_env.delete("StatefulSet", NS, GATEWAY)
+        live_env.delete("Deployment", NS, RUNNER)
+        gateway = live_env.get("StatefulSet", NS, GATEWAY)
+        assert gateway is not None and gateway["metadata"].get("deletionTimestamp")  # kept by our finalizer
+        assert live_env.get("Deployment", NS, RUNNER) is not None
+
+        tws_peer.set_down(False)
+        wait_until(lambda: live_env.get("LiveDeployment", NS, NAME) is None, timeout=30, what="the stop")
+        assert tws_peer.positions() == {}
+        wait_until(lambda: live_env.get("StatefulSet", NS, GATEWAY) is None, what="the gateway released")
