@@ -41,8 +41,11 @@ browser-deps:  ## Debian's Chromium for the browser test (installed when missing
 lock:  ## re-pin requirements/lock.txt from pyproject.toml
 	@$(PYTHON) -m uv pip compile pyproject.toml --extra dev --python-version 3.11 -q -o requirements/lock.txt
 
-demo: $(STAMP)  ## run the sample Backtest on bundled data (no cluster)
+demo: $(STAMP)  ## the sample Backtest and a small study on bundled data (no cluster), logged to a local MLflow
 	$(BIN)/kubetrader run -f examples/backtest-sma.yaml --output results
+	rm -f data/optuna/demo-sma.log
+	$(BIN)/kubetrader run -f examples/study-demo.yaml --output results --workers 2
+	@$(BIN)/kubetrader mlflow ui-hint
 
 lint: $(STAMP)  ## ruff, mypy and the import contracts
 	$(BIN)/ruff check .
