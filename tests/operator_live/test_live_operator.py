@@ -81,6 +81,7 @@ def test_delete_cancels_orders_and_flattens_positions_before_the_finalizer_goes(
     with operator_runner():
         live_env.create(live_deployment())
         gateway = wait_until(lambda: live_env.get("StatefulSet", NS, GATEWAY), timeout=20, what="the gateway")
+        assert gateway is not None
         assert FINALIZER in gateway["metadata"]["finalizers"]
         assert not gateway["metadata"].get("ownerReferences")
         assert wait_until(lambda: live_env.get("Deployment", NS, RUNNER), what="the runner")
@@ -112,6 +113,7 @@ def test_delete_with_the_gateway_down_stays_terminating_with_an_alert_until_the_
             lambda: (c := condition(live_env, "StopBlocked")) and c["status"] == "True" and c, timeout=20,
             what="the StopBlocked alert",
         )  # fmt: skip
+        assert blocked
         assert "NOT FLAT" in blocked["message"] and "unreachable" in blocked["message"]
         wait_until(lambda: len(events(live_env, "EmergencyStopBlocked")) >= 2, timeout=20, what="retries")
         obj = live_env.get("LiveDeployment", NS, NAME)
