@@ -10,12 +10,12 @@ only a filter; Backtrader stays the engine of record. The steps, exactly:
    categoricals, floats with a step) and the grid has at most `MAX_GRID_POINTS`
    points; otherwise `trials` points from the study's sampler (TPE, random, ...)
    in an in-memory Optuna study whose objective is the twin.
-3. Self-check: `self_check_points` points spread over the list are run on both
-   engines on the study's own data (equity, trades, every metric); any
-   difference refuses the twin, loudly, before a single score is used.
-4. Scoring, `chunk` points at a time (memory stays bounded): equity curves from
+3. Scoring, `chunk` points at a time (memory stays bounded): equity curves from
    the twin, metrics from `compute_metrics_batch` (or `compute_metrics` per point
    for metrics that need the trade list). Points the strategy refuses score NaN.
+4. Self-check: `self_check_points` scored points spread over the list are run on
+   both engines on the study's own data (equity, trades, every metric); any
+   difference refuses the twin, loudly, before a single score is used.
 5. Confirmation: the best `confirm_top` points are backtested on Backtrader through
    the normal evaluator (in process, or the work queue), recorded as the study's
    Optuna trials. A confirmed objective further than 1e-9 relative from the
@@ -105,11 +105,9 @@ def run_screened_study(
     frames = BacktestRunner(spec.backtest).load_data()
     bars = Bars.from_frame(frames[spec.backtest.data.symbols[0]])
     cache = IndicatorCache(bars)
-    points = candidate_points(spec)
-    self_check(spec, points, frames, self_check_points)
-    screen = screen_points(spec, points, bars=bars, cache=cache, frames=frames, chunk=chunk)
-    if screen.mode == "sampler":  # the sampler's points are only known after scoring; check them too
-        self_check(spec, screen.points, frames, self_check_points)
+    screen = screen_points(spec, candidate_points(spec), bars=bars, cache=cache, frames=frames, chunk=chunk)
+    scored = [p for p, v in zip(screen.points, screen.objective.tolist(), strict=True) if math.isfinite(v)]
+    self_check(spec, scored, frames, self_check_points)  # before any score is used
     top = top_points(screen, spec.objective.direction, spec.confirm_top)
     if not top:
         raise SpecError("space", "no screened point has a defined objective; nothing to confirm")
