@@ -17,7 +17,7 @@ import click
 
 from kubetrader.cli.options import backtest_spec_from_options, data_options, tracking_options
 from kubetrader.errors import EXIT_FATAL, KubetraderError, SpecError
-from kubetrader.specs import BacktestSpec, OptimizationStudySpec
+from kubetrader.specs import HEADLINE_METRICS, BacktestSpec, OptimizationStudySpec
 
 SUMMARY_LIMIT = 4096
 
@@ -187,7 +187,52 @@ def run(
             redis_url=redis_url,
         )
         return
+    if spec.matrix is not None and (workers or redis_url):
+        _execute_campaign(name, spec, output=output, summary_file=summary_file, workers=workers, redis_url=redis_url)
+        return
     _execute(name, spec, output=output, as_json=as_json, summary_file=summary_file)
+
+
+def _execute_campaign(
+    name: str, spec: BacktestSpec, *, output: Path, summary_file: Path | None, workers: int, redis_url: str | None
+) -> None:
+    """A matrix over the work queue (the cluster's path); the batch id is the spec's, so re-running resumes."""
+    from kubetrader.cli.parallel import run_with_progress
+    from kubetrader.queue.campaign import headline, write_report
+    from kubetrader.specs import spec_hash
+
+    batch = f"{name}-{spec_hash(spec)[:10]}"
+    result = run_with_progress(
+        spec,
+        name=name,
+        batch=batch,
+        workers=workers,
+        redis_url=redis_url,
+        output_dir=output,
+        show_progress=sys.stderr.isatty(),
+    )
+    csv_path, json_path = write_report(result, output / "campaigns" / f"{batch}.csv")
+    for rank, row in enumerate(result.ranking[:10], start=1):
+        click.echo(f"{rank:>3}. {headline(row)}")
+    click.echo(f"{result.succeeded} succeeded, {result.failed} failed; table: {csv_path}")
+    best = result.ranking[0] if result.ranking else None
+    write_summary(
+        summary_file,
+        {
+            "id": batch,
+            "name": name,
+            "status": "failed" if result.failed or result.cancelled else "succeeded",
+            "cells": result.tasks,
+            "failedCells": result.failed,
+            "best": best.task_id if best else None,
+            "metrics": {k: best.metrics.get(k) for k in HEADLINE_METRICS} if best else {},
+            "table": str(csv_path),
+            "result": str(json_path),
+            "error": None if not result.failed else f"{result.failed} cells failed",
+        },
+    )
+    if result.failed or result.cancelled:
+        sys.exit(EXIT_FATAL)
 
 
 @click.command("backtest")

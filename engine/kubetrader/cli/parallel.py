@@ -7,18 +7,21 @@ enqueues and waits, for the cluster's workers (add `--workers N` to help locally
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import sys
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from kubetrader.cli.options import backtest_spec_from_options, greedy_option, split_words
 from kubetrader.queue.workqueue import DEFAULT_PREFIX
+
+if TYPE_CHECKING:
+    from kubetrader.queue.campaign import CampaignReport
 
 
 @click.command()
@@ -69,13 +72,8 @@ def parallel(
     no_progress: bool,
 ) -> None:
     """Run every strategy on every symbol in parallel and rank them by Sharpe."""
-    from tqdm import tqdm
 
-    from kubetrader.queue.campaign import build_report, campaign_tasks, headline, wait_for_batch, write_report
-    from kubetrader.queue.local import local_workers
-    from kubetrader.queue.server import embedded_redis
-    from kubetrader.queue.stats import BatchStats
-    from kubetrader.queue.workqueue import WorkQueue
+    from kubetrader.queue.campaign import headline, write_report
     from kubetrader.specs import MatrixSpec
 
     paths = split_words(strategies)
@@ -91,39 +89,21 @@ def parallel(
     )
     spec = base.model_copy(update={"matrix": MatrixSpec(symbols=list(base.data.symbols), strategies=paths)})
     batch = batch or f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    tasks = campaign_tasks(spec, name=name, priority=priority, max_attempts=max_attempts, report=report)
     if workers is None:
         workers = 0 if redis_url else os.cpu_count() or 1
-
-    with contextlib.ExitStack() as stack:
-        url = redis_url or stack.enter_context(embedded_redis())
-        if workers:
-            stack.enter_context(local_workers(url, workers, prefix=prefix, output_dir=output.parent))
-        queue = WorkQueue.from_url(url, prefix=prefix)
-        started = time.perf_counter()
-        added = queue.enqueue(batch, tasks)
-        click.echo(f"batch {batch}: {len(tasks)} backtests ({added} new), {workers} local workers, redis {url}")
-        bar = tqdm(total=len(tasks), unit="backtest", disable=no_progress)
-
-        def progress(stats: BatchStats) -> None:
-            bar.update(stats.finished - bar.n)
-            bar.set_postfix(running=stats.running, failed=stats.failed)
-
-        try:
-            wait_for_batch(queue, batch, on_progress=progress, timeout=timeout)
-        finally:
-            bar.close()
-        elapsed = time.perf_counter() - started
-        results = queue.results(batch)
-
-    result = build_report(
-        batch=batch,
+    result = run_with_progress(
+        spec,
         name=name,
-        tasks=tasks,
-        results=results,
-        execution_seconds=elapsed,
+        batch=batch,
         workers=workers,
-        redis=redis_url or "embedded",
+        redis_url=redis_url,
+        prefix=prefix,
+        priority=priority,
+        max_attempts=max_attempts,
+        report=report,
+        output_dir=output.parent,
+        timeout=timeout,
+        show_progress=not no_progress,
     )
     csv_path, json_path = write_report(result, output)
     avg = f"{result.avg_seconds_per_backtest:.3f} s" if result.avg_seconds_per_backtest is not None else "-"
@@ -138,3 +118,37 @@ def parallel(
     click.echo(f"wrote {csv_path} and {json_path}")
     if result.failed or result.cancelled:
         sys.exit(1)
+
+
+def run_with_progress(
+    spec: Any, *, name: str, batch: str, workers: int, redis_url: str | None, show_progress: bool = True, **options: Any
+) -> CampaignReport:
+    """`run_campaign` with a tqdm bar and a line saying what was enqueued (shared with `run -f`)."""
+    from tqdm import tqdm
+
+    from kubetrader.queue.campaign import run_campaign
+    from kubetrader.queue.stats import BatchStats
+
+    bar = tqdm(total=0, unit="backtest", disable=not show_progress)
+
+    def on_start(cells: int, added: int, url: str) -> None:
+        click.echo(f"batch {batch}: {cells} backtests ({added} new), {workers} local workers, redis {url}")
+        bar.reset(total=cells)
+
+    def on_progress(stats: BatchStats) -> None:
+        bar.update(stats.finished - bar.n)
+        bar.set_postfix(running=stats.running, failed=stats.failed)
+
+    try:
+        return run_campaign(
+            spec,
+            name=name,
+            batch=batch,
+            workers=workers,
+            redis_url=redis_url,
+            on_start=on_start,
+            on_progress=on_progress,
+            **options,
+        )
+    finally:
+        bar.close()

@@ -106,6 +106,60 @@ class CampaignReport(BaseModel):
     failures: list[CampaignRow]
 
 
+def run_campaign(
+    spec: BacktestSpec,
+    *,
+    name: str,
+    batch: str,
+    workers: int,
+    redis_url: str | None = None,
+    prefix: str | None = None,
+    priority: int = 0,
+    max_attempts: int = 3,
+    report: bool = False,
+    output_dir: Path = Path("results"),
+    timeout: float | None = None,
+    on_start: Callable[[int, int, str], None] | None = None,
+    on_progress: Callable[[BatchStats], None] | None = None,
+) -> CampaignReport:
+    """Fan a matrix spec out over the queue and gather its report: the one path behind
+    `kubetrader parallel` and `kubetrader run -f matrix.yaml --workers N`.
+
+    Without `redis_url` a local Redis (AOF on) is started for the duration; `workers`
+    local worker processes help either way. `on_start(cells, added, url)` is told what
+    was enqueued (a re-submitted batch adds only the cells it does not have yet).
+    """
+    import contextlib
+
+    from kubetrader.queue.local import local_workers
+    from kubetrader.queue.server import embedded_redis
+    from kubetrader.queue.workqueue import DEFAULT_PREFIX
+
+    prefix = prefix or DEFAULT_PREFIX
+    tasks = campaign_tasks(spec, name=name, priority=priority, max_attempts=max_attempts, report=report)
+    with contextlib.ExitStack() as stack:
+        url = redis_url or stack.enter_context(embedded_redis())
+        if workers:
+            stack.enter_context(local_workers(url, workers, prefix=prefix, output_dir=output_dir))
+        queue = WorkQueue.from_url(url, prefix=prefix)
+        started = time.perf_counter()
+        added = queue.enqueue(batch, tasks)
+        if on_start is not None:
+            on_start(len(tasks), added, url)
+        wait_for_batch(queue, batch, on_progress=on_progress, timeout=timeout)
+        elapsed = time.perf_counter() - started
+        results = queue.results(batch)
+    return build_report(
+        batch=batch,
+        name=name,
+        tasks=tasks,
+        results=results,
+        execution_seconds=elapsed,
+        workers=workers,
+        redis=redis_url or "embedded",
+    )
+
+
 def build_report(
     *,
     batch: str,
