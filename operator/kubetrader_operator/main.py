@@ -19,6 +19,7 @@ from kubetrader_operator.settings import get_settings
 HANDLER_MODULES: list[str] = [
     "kubetrader_operator.backtest.handlers",
     "kubetrader_operator.live.handlers",
+    "kubetrader_operator.scaling.handlers",
 ]
 
 for _module in HANDLER_MODULES:

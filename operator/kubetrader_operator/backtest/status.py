@@ -58,7 +58,8 @@ def parse_summary(message: str | None) -> dict[str, Any] | None:
 
 def headline_metrics(summary: dict[str, Any]) -> dict[str, float | int]:
     """camelCase headline metrics from the summary (metrics nested under `metrics`, or flat)."""
-    source = summary.get("metrics") if isinstance(summary.get("metrics"), dict) else summary
+    nested = summary.get("metrics")
+    source: dict[str, Any] = nested if isinstance(nested, dict) else summary
     metrics: dict[str, float | int] = {}
     for key, camel in SUMMARY_TO_METRICS.items():
         value = source.get(key)
