@@ -12,9 +12,11 @@ from typing import Any
 import optuna
 import pytest
 
+from kubetrader.optimize.progress import read_progress
 from kubetrader.optimize.queue_evaluator import queue_evaluator
 from kubetrader.optimize.service import run_study
 from kubetrader.optimize.study import open_storage, trial_spec
+from kubetrader.queue.server import redis_client
 from kubetrader.runner import BacktestRunner
 from kubetrader.specs import OptimizationStudySpec
 from tests.helpers import ROOT, wait_until
@@ -54,6 +56,10 @@ def test_tpe_study_on_two_workers_matches_direct_engine_runs(redis_url: str, tmp
     assert report.confirmed_metrics["sharpe_ratio"] == pytest.approx(report.best_value, rel=1e-12)
     assert report.deflated_sharpe is not None and 0 <= report.deflated_sharpe <= 1
     assert (tmp_path / "studies" / report.artifacts["charts"]).stat().st_size > 10_000
+    published = read_progress(redis_client(redis_url), "dist")  # what the operator puts in status
+    assert published is not None
+    assert (published.done, published.failed, published.running) == (30, 0, 0)
+    assert published.best_value == report.best_value and published.best_params == report.best_params
 
 
 @pytest.mark.slow

@@ -164,9 +164,27 @@ _summary = click.option(
     show_default=True,
     help="Study: local worker processes over an embedded Redis (0: trials in this process).",
 )
-@click.option("--redis", "redis_url", default=None, help="Study: put trials on this Redis (the cluster's pool).")
+@click.option(
+    "--redis",
+    "redis_url",
+    envvar="KUBETRADER_REDIS_URL",
+    default=None,
+    help="Study or matrix: put the work on this Redis (the cluster's pool).",
+)
+@click.option(
+    "--storage",
+    envvar="KUBETRADER_OPTUNA_STORAGE",
+    default=None,
+    help="Study: Optuna storage URL (default: a journal file under the data directory).",
+)
 def run(
-    file: Path, output: Path, as_json: bool, summary_file: Path | None, workers: int, redis_url: str | None
+    file: Path,
+    output: Path,
+    as_json: bool,
+    summary_file: Path | None,
+    workers: int,
+    redis_url: str | None,
+    storage: str | None,
 ) -> None:
     """Run a Backtest or OptimizationStudy YAML file locally (the same code path as the cluster's Job)."""
     try:
@@ -185,6 +203,7 @@ def run(
             summary_file=summary_file,
             workers=workers,
             redis_url=redis_url,
+            storage=storage,
         )
         return
     if spec.matrix is not None and (workers or redis_url):

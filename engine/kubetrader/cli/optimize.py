@@ -49,7 +49,12 @@ from kubetrader.specs import OptimizationStudySpec
     show_default=True,
     help="Worker lease: a trial whose worker died is re-run after this long.",
 )
-@click.option("--storage", default=None, help="Optuna storage URL (default: a journal file under the data dir).")
+@click.option(
+    "--storage",
+    envvar="KUBETRADER_OPTUNA_STORAGE",
+    default=None,
+    help="Optuna storage URL (default: a journal file under the data dir).",
+)
 @click.option("--output", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def optimize(
@@ -179,6 +184,7 @@ def run_study_resource(
     summary_file: Path | None,
     workers: int,
     redis_url: str | None,
+    storage: str | None = None,
 ) -> None:
     """`kubetrader run -f study.yaml`: a study (or, with validation.walkForward, a walk-forward run).
 
@@ -195,7 +201,7 @@ def run_study_resource(
             )
         else:
             report = run_and_print(
-                spec, name=name, output=output, storage=None, workers=workers, redis_url=redis_url, as_json=as_json
+                spec, name=name, output=output, storage=storage, workers=workers, redis_url=redis_url, as_json=as_json
             )
             summary = {
                 "name": name,

@@ -73,6 +73,12 @@ class QueueEvaluator:
         state = self.queue.task_state(study_batch(key), key)  # type: ignore[attr-defined]
         return state in (TaskState.QUEUED, TaskState.RUNNING)
 
+    def publish_progress(self, study_name: str, progress: object) -> None:
+        """Let watchers without Optuna access (the operator, the dashboard) see the study move."""
+        from kubetrader.optimize.progress import publish_progress
+
+        publish_progress(self.queue.redis, study_name, progress)  # type: ignore[attr-defined]
+
     def cancel(self) -> None:
         for batch in self._batches:
             self.queue.cancel_batch(batch)  # type: ignore[attr-defined]

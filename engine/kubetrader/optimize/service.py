@@ -64,11 +64,21 @@ def run_study(
         )
     study_name = spec.study_name or name
     storage_url = storage_url or default_storage_url(study_name, data_dir())
+    evaluator = evaluator or InProcessEvaluator()
+    publish = getattr(evaluator, "publish_progress", None)
+    if publish is not None:
+        user_callback = on_progress
+
+        def on_progress(progress: StudyProgress) -> None:
+            publish(study_name, progress)
+            if user_callback is not None:
+                user_callback(progress)
+
     driver = StudyDriver(
         spec,
         study_name=study_name,
         storage_url=storage_url,
-        evaluator=evaluator or InProcessEvaluator(),
+        evaluator=evaluator,
         on_progress=on_progress,
     )
     summary = driver.run()
