@@ -35,6 +35,21 @@ from kubetrader.specs import OptimizationStudySpec
 @click.option("--sampler", type=click.Choice(["tpe", "random", "grid", "cmaes"]), default="tpe", show_default=True)
 @click.option("--seed", type=int, default=None)
 @click.option(
+    "--screen",
+    type=click.Choice(["none", "vectorized"]),
+    default="none",
+    show_default=True,
+    help="vectorized: score the grid with the strategy's exact numpy twin, confirm the best on Backtrader.",
+)
+@click.option(
+    "--confirm-top",
+    "confirm_top",
+    type=int,
+    default=10,
+    show_default=True,
+    help="With --screen vectorized: how many of the best points to re-run on Backtrader.",
+)
+@click.option(
     "--workers",
     type=int,
     default=0,
@@ -66,6 +81,8 @@ def optimize(
     study_name: str,
     sampler: str,
     seed: int | None,
+    screen: str,
+    confirm_top: int,
     workers: int,
     redis_url: str | None,
     lease_seconds: float,
@@ -91,10 +108,14 @@ def optimize(
                 "parallelism": min(parallelism, n_trials),
                 "sampler": {"type": sampler, "seed": seed},
                 "studyName": study_name,
+                "screen": screen,
+                "confirmTop": confirm_top,
             }
         )
     except ValidationError as exc:
-        raise spec_error_from_validation(exc, {"objective.metric": "--metric", "trials": "--n-trials"}) from None
+        raise spec_error_from_validation(
+            exc, {"objective.metric": "--metric", "trials": "--n-trials", "confirmTop": "--confirm-top"}
+        ) from None
     run_and_print(
         spec,
         name=study_name,
@@ -149,7 +170,7 @@ def run_and_print(
     click.echo(f"best {report.metric} = {report.best_value} at {json.dumps(report.best_params)}")
     if report.deflated_sharpe is not None:
         click.echo(
-            f"deflated Sharpe ratio (P[skill > luck of {report.trials_complete} trials]): {report.deflated_sharpe:.3f}"
+            f"deflated Sharpe ratio (P[skill beyond the luck of every point tried]): {report.deflated_sharpe:.3f}"
         )
     if report.pbo is not None:
         click.echo(f"probability of backtest overfitting (CSCV): {report.pbo:.3f}")
