@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 from tests.kube.cluster import EmulatedCluster  # noqa: E402 - after the path set-up
 from tests.kube.crd_validation import load_crds  # noqa: E402
 
-LATENCY_OBJECTS = 50
-MEMORY_OBJECTS = 500
+LATENCY_OBJECTS = int(os.environ.get("BENCH_LATENCY_OBJECTS", "50"))
+MEMORY_OBJECTS = int(os.environ.get("BENCH_MEMORY_OBJECTS", "500"))
 
 
 def rss_mb(pid: int) -> float:
@@ -34,12 +34,12 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def wait_for(check, timeout: float = 60.0) -> float:
+def wait_for(check, timeout: float = 20.0) -> float:
     start = time.monotonic()
     while not check():
         if time.monotonic() - start > timeout:
-            raise TimeoutError("no Job")
-        time.sleep(0.005)
+            raise TimeoutError("timed out waiting for the operator")
+        time.sleep(0.02)
     return time.monotonic()
 
 
@@ -52,11 +52,12 @@ def main() -> None:
             "KUBETRADER_OPERATOR_METRICS_PORT": "0",
             "KUBETRADER_OPERATOR_RESYNC_INTERVAL_SECONDS": "30",
         }
+        log = (Path(tmp) / "operator.log").open("w")
         operator = subprocess.Popen(
             [sys.executable, "-m", "kopf", "run", "-A", "--standalone", "-q", "-m", "kubetrader_operator.main"],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=log,
         )
         try:
             time.sleep(3)  # operator start-up, not part of what is measured
@@ -75,9 +76,13 @@ def main() -> None:
                 cluster.create(doc)
             wait_for(lambda: len(cluster.select("Job", "bench")) >= MEMORY_OBJECTS, timeout=600)
             rss_end = rss_mb(operator.pid)
+        except TimeoutError:
+            print((Path(tmp) / "operator.log").read_text()[-3000:], file=sys.stderr)
+            raise
         finally:
             operator.terminate()
             operator.wait(30)
+            log.close()
     latencies.sort()
     p95 = latencies[int(0.95 * (len(latencies) - 1))]
     print(f"{'measure':<40} {'value':>10}")
