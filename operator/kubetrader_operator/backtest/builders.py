@@ -64,7 +64,9 @@ def job_options(settings: OperatorSettings, annotations: dict[str, str]) -> JobO
 
     cpu = override("cpu")
     memory = override("memory")
-    env = [("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri), ("REDIS_URL", settings.redis_url)]
+    # The engine's own names: with KUBETRADER_REDIS_URL set, a matrix Backtest's Job drives a
+    # campaign over the shared worker pool instead of running every cell itself.
+    env = [("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri), ("KUBETRADER_REDIS_URL", settings.redis_url)]
     return JobOptions(
         image=settings.image,
         image_pull_policy=settings.image_pull_policy,

@@ -24,7 +24,7 @@ from kubetrader_operator.settings import get_settings
 
 KIND = "Backtest"
 RESOURCE = (API_GROUP, API_VERSION, "backtests")
-SETTINGS = get_settings()
+SETTINGS = get_settings()  # for the decorators, which are evaluated at import; handlers call get_settings()
 CONFLICT_RETRIES = 8
 
 
@@ -66,7 +66,9 @@ def reconcile(namespace: str, name: str) -> None:
         job_name = backtest_child_name(name)
         job = kube.read_job(namespace, job_name)
         pods = kube.list_job_pods(namespace, job_name) if job is not None else []
-        return next_status(backtest, job, pods, now=now_iso(), start_timeout_seconds=SETTINGS.start_timeout_seconds)
+        return next_status(
+            backtest, job, pods, now=now_iso(), start_timeout_seconds=get_settings().start_timeout_seconds
+        )
 
     _write_status(namespace, name, compute)
 
@@ -83,7 +85,7 @@ def start_backtest(
             return
         try:
             parsed = BacktestSpec.model_validate(dict(spec))
-            options = job_options(SETTINGS, dict(body.metadata.annotations))
+            options = job_options(get_settings(), dict(body.metadata.annotations))
         except (ValidationError, ValueError) as exc:
             message = f"invalid spec: {exc}"
             _write_status(namespace, name, lambda bt: (invalid_status(bt, message, now=now_iso()), None))

@@ -56,6 +56,19 @@ def parse_summary(message: str | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def matrix_cells(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """A matrix Backtest's aggregate (cells, failed cells, the best cell's id), from the campaign summary."""
+    total = summary.get("cells")
+    if not isinstance(total, int):
+        return None
+    cells: dict[str, Any] = {"total": total, "failed": int(summary.get("failedCells") or 0)}
+    if summary.get("best"):
+        cells["best"] = str(summary["best"])
+    if summary.get("table"):
+        cells["table"] = str(summary["table"])
+    return cells
+
+
 def headline_metrics(summary: dict[str, Any]) -> dict[str, float | int]:
     """camelCase headline metrics from the summary (metrics nested under `metrics`, or flat)."""
     nested = summary.get("metrics")
@@ -157,9 +170,14 @@ def next_status(
             run_id = summary.get("mlflow_run_id") or summary.get("mlflowRunId")
             if run_id:
                 status["mlflowRunId"] = str(run_id)
+            cells = matrix_cells(summary)
+            if cells is not None:
+                status["cells"] = cells
             status["completionTime"] = job_status.get("completionTime") or now
             sharpe = metrics.get("sharpeRatio")
             message = f"Sharpe {sharpe:.2f}" if isinstance(sharpe, int | float) else "finished without a Sharpe ratio"
+            if cells is not None:
+                message = f"{cells['total'] - cells['failed']}/{cells['total']} cells, best {message}"
             put(ConditionType.RUNNING, False, "Completed", "the engine finished")
             put(ConditionType.SUCCEEDED, True, "Completed", message)
             transition = Transition("Succeeded", message, warning=False)
