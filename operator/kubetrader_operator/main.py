@@ -20,6 +20,7 @@ HANDLER_MODULES: list[str] = [
     "kubetrader_operator.backtest.handlers",
     "kubetrader_operator.live.handlers",
     "kubetrader_operator.scaling.handlers",
+    "kubetrader_operator.study.handlers",
 ]
 
 for _module in HANDLER_MODULES:

@@ -70,6 +70,9 @@ class OptimizationStudyStatus(_StatusModel):
     best_trial: int | None = None
     mlflow_parent_run_id: str | None = None
     workers: int | None = Field(default=None, ge=0)
+    objective: str | None = Field(default=None, description="The metric the study optimizes.")
+    study_name: str | None = Field(default=None, description="The Optuna study and work-queue batch `study-{it}`.")
+    job: JobReference | None = Field(default=None, description="The driver Job.")
     message: str | None = None
 
 

@@ -1,0 +1,187 @@
+"""kopf handlers for OptimizationStudy: thin. Parse, build, adopt, create if absent, write status.
+
+Status is written in one place (`reconcile`) with optimistic concurrency: the Job
+watcher, the progress timer and the create handler may all call it; whoever loses
+the resourceVersion race reads again and recomputes, so no update is lost.
+Deleting a study stops its driver and cancels its queued trials (finished trials
+stay in the Optuna storage and MLflow) before kopf removes the finalizer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any, cast
+
+import kopf
+from pydantic import ValidationError
+
+from kubetrader.errors import SpecError
+from kubetrader.specs import API_GROUP, API_VERSION
+from kubetrader_operator.backtest.builders import job_options
+from kubetrader_operator.conditions import is_terminal, now_iso
+from kubetrader_operator.labels import MANAGED_BY, MANAGER
+from kubetrader_operator.metrics import FAILURES, measured
+from kubetrader_operator.settings import get_settings
+from kubetrader_operator.study import kube_io, redis_io
+from kubetrader_operator.study.builders import (
+    STUDY_LABEL,
+    build_config_map,
+    build_job,
+    parse_study_spec,
+    study_child_name,
+    study_name_of,
+    trial_batch,
+)
+from kubetrader_operator.study.settings import get_study_settings
+from kubetrader_operator.study.status import Transition, accepted_study_status, next_status, rejected_status
+
+KIND = "OptimizationStudy"
+RESOURCE = (API_GROUP, API_VERSION, "optimizationstudies")
+# Decorator arguments are read once, at import; everything else is read per call.
+SETTINGS = get_settings()
+CONFLICT_RETRIES = 8
+Compute = Callable[[dict[str, Any]], tuple[dict[str, Any], Transition | None]]
+
+
+def _event(study: dict[str, Any], transition: Transition) -> None:
+    # kopf's event poster reads only apiVersion, kind and metadata: a raw object will do.
+    body = cast(kopf.Body, study)
+    if transition.warning:
+        FAILURES.labels(KIND, transition.reason).inc()
+        kopf.warn(body, reason="Failed", message=f"{transition.reason}: {transition.message}")
+    else:
+        kopf.info(body, reason=transition.reason, message=transition.message)
+
+
+def _write_status(namespace: str, name: str, compute: Compute) -> None:
+    """Read, compute, patch with the read resourceVersion; on a conflict, again."""
+    for _ in range(CONFLICT_RETRIES):
+        study = kube_io.read_study(namespace, name)
+        if study is None:
+            return
+        status, transition = compute(study)
+        if status == (study.get("status") or {}):
+            return
+        try:
+            kube_io.patch_study_status(namespace, name, status, study["metadata"]["resourceVersion"])
+        except kube_io.ConflictError:
+            continue
+        if transition is not None:
+            _event(study, transition)
+        return
+    raise kopf.TemporaryError(f"status of {namespace}/{name} kept changing under us", delay=1)
+
+
+def _study_name(name: str, spec: dict[str, Any]) -> str:
+    return str(spec.get("studyName") or name)
+
+
+def reconcile(namespace: str, name: str) -> None:
+    """Bring the study's status in line with its driver Job, the Job's pods and the published progress."""
+    redis_url = get_settings().redis_url
+
+    def compute(study: dict[str, Any]) -> tuple[dict[str, Any], Transition | None]:
+        conditions = (study.get("status") or {}).get("conditions") or []
+        if is_terminal(conditions):
+            return study.get("status") or {}, None
+        job_name = study_child_name(name)
+        job = kube_io.read_job(namespace, job_name)
+        pods = kube_io.list_job_pods(namespace, job_name) if job is not None else []
+        study_name = _study_name(name, study.get("spec") or {})
+        progress = redis_io.study_progress(redis_url, study_name) if redis_url else None
+        timeout = SETTINGS.start_timeout_seconds
+        return next_status(study, job, pods, progress, now=now_iso(), start_timeout_seconds=timeout)
+
+    _write_status(namespace, name, compute)
+
+
+def _reject(body: kopf.Body, namespace: str, name: str, reason: str, message: str) -> kopf.PermanentError:
+    _write_status(namespace, name, lambda study: (rejected_status(study, reason, message, now=now_iso()), None))
+    FAILURES.labels(KIND, reason).inc()
+    kopf.warn(body, reason="Failed", message=f"{reason}: {message}")
+    return kopf.PermanentError(message)
+
+
+@kopf.on.resume(*RESOURCE, backoff=SETTINGS.backoff_seconds)
+@kopf.on.create(*RESOURCE, backoff=SETTINGS.backoff_seconds)
+def start_study(
+    body: kopf.Body, name: str, namespace: str | None, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> None:
+    """Validate the spec (the space must be feasible), then create (or find) the ConfigMap and driver Job."""
+    assert namespace is not None  # studies are namespaced (the CRD says so)
+    with measured(KIND, "start"):
+        if is_terminal(list(status.get("conditions") or [])):
+            return
+        settings = get_settings()
+        try:
+            parsed = parse_study_spec(dict(spec))
+            options = job_options(settings, dict(body.metadata.annotations))
+        except (ValidationError, ValueError, SpecError) as exc:
+            raise _reject(body, namespace, name, "InvalidSpec", f"invalid spec: {exc}") from exc
+        if not settings.redis_url:
+            message = "the operator has no Redis (KUBETRADER_OPERATOR_REDIS_URL): studies run on the work queue"
+            raise _reject(body, namespace, name, "NoWorkQueue", message)
+        storage = get_study_settings().optuna_storage
+        config_map = build_config_map(name, namespace, parsed)
+        job = build_job(name, namespace, parsed, options, redis_url=settings.redis_url, storage=storage)
+        kopf.adopt([config_map, job], owner=body)
+        kube_io.create_if_absent(config_map)
+        created_job, created = kube_io.create_if_absent(job)
+        job_name = created_job["metadata"]["name"]
+        if created:
+            kopf.info(body, reason="JobCreated", message=f"driver Job {job_name} created")
+        study_name, metric = study_name_of(name, parsed), parsed.objective.metric
+
+        def accepted(study: dict[str, Any]) -> tuple[dict[str, Any], None]:
+            return accepted_study_status(study, job_name, study_name=study_name, metric=metric, now=now_iso()), None
+
+        _write_status(namespace, name, accepted)
+        reconcile(namespace, name)
+
+
+@kopf.timer(
+    *RESOURCE,
+    interval=SETTINGS.resync_interval_seconds,
+    when=lambda status, **_: bool(status.get("conditions")) and not is_terminal(list(status["conditions"])),
+)
+def poll_study(name: str, namespace: str | None, **_: Any) -> None:
+    """Progress: the driver publishes after every trial; also catches a Job that vanished or never started."""
+    assert namespace is not None
+    with measured(KIND, "poll"):
+        reconcile(namespace, name)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY: MANAGER, STUDY_LABEL: kopf.PRESENT})
+def driver_job_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+    """A study's driver Job changed: update the study's status at once."""
+    assert namespace is not None
+    with measured(KIND, "job-event"):
+        reconcile(namespace, labels[STUDY_LABEL])
+
+
+@kopf.on.delete(*RESOURCE, backoff=SETTINGS.backoff_seconds)
+def stop_study(
+    body: kopf.Body, name: str, namespace: str | None, spec: kopf.Spec, runtime: dt.timedelta, **_: Any
+) -> None:
+    """Stop the driver, then cancel the queued trials. Every step is safe to repeat.
+
+    Trials are cancelled first (workers stop picking them up at once) and again
+    once the driver's pod is gone (it may have enqueued more in between).
+    """
+    assert namespace is not None
+    with measured(KIND, "delete"):
+        redis_url = get_settings().redis_url
+        study_name = _study_name(name, dict(spec))
+        cancelled = redis_io.cancel_trials(redis_url, study_name) if redis_url else 0
+        job_name = study_child_name(name)
+        kube_io.delete_job(namespace, job_name)  # background propagation: its pods go too
+        pods = kube_io.live_pods(namespace, job_name)
+        wait = get_study_settings().stop_wait_seconds
+        if pods and runtime.total_seconds() < wait:
+            raise kopf.TemporaryError(f"waiting for the driver pod(s) {', '.join(pods)} to stop", delay=1)
+        cancelled += redis_io.cancel_trials(redis_url, study_name) if redis_url else 0
+        message = f"driver Job {job_name} deleted; {cancelled} queued trials of {trial_batch(study_name)} cancelled"
+        if pods:
+            message += f"; pods {', '.join(pods)} still terminating after {wait:g} s"
+        kopf.info(body, reason="Stopped", message=message)

@@ -1,0 +1,29 @@
+"""Settings of the OptimizationStudy handlers that the operator-wide settings do not have.
+
+Read from `KUBETRADER_OPERATOR_<FIELD>` like the rest (the Helm chart sets them), and
+read at call time, not at import, so a changed environment applies to the next study.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StudySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KUBETRADER_OPERATOR_", frozen=True)
+
+    optuna_storage: str | None = Field(
+        default=None,
+        description="Optuna storage URL for every study's driver (default: a journal file on the data volume).",
+    )
+    stop_wait_seconds: float = Field(
+        default=60.0, gt=0, description="On delete: how long to wait for the driver pod to go before moving on."
+    )
+
+
+@lru_cache(maxsize=1)
+def get_study_settings() -> StudySettings:
+    return StudySettings()

@@ -1,0 +1,237 @@
+"""The real operator (kopf, in-process) runs OptimizationStudies against the emulated Kubernetes API,
+a real Redis and real `kubetrader worker` processes."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from kubetrader.queue.local import local_workers
+from kubetrader.queue.server import redis_client
+from kubetrader.queue.stats import batch_stats
+from tests.helpers import EXAMPLES, wait_until
+from tests.kube.cluster import EmulatedCluster
+from tests.kube.emulator import Obj
+from tests.kube.kubelet import FakeKubelet
+
+NS = "research"
+NAME = "tiny"
+JOB = "study-tiny"
+BATCH = "study-tiny"
+EXAMPLE = yaml.safe_load((EXAMPLES / "e2e" / "study-small.yaml").read_text())
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def study_env(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The operator's Redis is the test's (settings are read per call, so clear the cached ones)."""
+    from kubetrader_operator.settings import get_settings
+    from kubetrader_operator.study.settings import get_study_settings
+
+    monkeypatch.setenv("KUBETRADER_OPERATOR_REDIS_URL", redis_url)
+    monkeypatch.setenv("KUBETRADER_OPERATOR_STOP_WAIT_SECONDS", "20")
+    get_settings.cache_clear()
+    get_study_settings.cache_clear()
+    yield redis_url
+    get_settings.cache_clear()
+    get_study_settings.cache_clear()
+
+
+def _study(**spec_changes: Any) -> dict[str, Any]:
+    """4 trials, 2 at a time, 2 years of ORCL; no MLflow (the study's own tests cover it)."""
+    doc = copy.deepcopy(EXAMPLE)
+    doc["metadata"] = {"name": NAME, "namespace": NS}
+    doc["spec"]["backtest"]["data"].update(start="2012-01-01", end="2013-12-31")
+    doc["spec"]["backtest"]["tracking"] = {"enabled": False}
+    doc["spec"].update(trials=4, parallelism=2)
+    doc["spec"].update(spec_changes)
+    return doc
+
+
+def _wait(condition: Callable[[], Obj | None], *, timeout: float, what: str) -> Obj:
+    value = wait_until(condition, timeout=timeout, what=what)
+    assert value is not None
+    return value
+
+
+def _status(cluster: EmulatedCluster) -> dict[str, Any]:
+    return (cluster.get("OptimizationStudy", NS, NAME) or {}).get("status") or {}
+
+
+def _phase_is(cluster: EmulatedCluster, phase: str) -> dict[str, Any] | None:
+    status = _status(cluster)
+    return status if status.get("phase") == phase else None
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == type_)
+
+
+def _events(cluster: EmulatedCluster, reason: str) -> list[Obj]:
+    return [e for e in cluster.select("Event", NS) if e.get("reason") == reason]
+
+
+def test_applied_study_gets_a_valid_config_map_and_driver_job_owned_by_it(
+    kube_cluster: EmulatedCluster, operator_runner: Callable[[], Any], study_env: str
+) -> None:
+    with operator_runner():
+        study = kube_cluster.create(_study())
+        job = _wait(lambda: kube_cluster.get("Job", NS, JOB), timeout=20, what="the driver Job")
+        config_map = kube_cluster.get("ConfigMap", NS, JOB)
+        wait_until(lambda: _events(kube_cluster, "JobCreated"), timeout=10, what="a JobCreated event")
+        status = _wait(lambda: _phase_is(kube_cluster, "Pending"), timeout=10, what="Pending")
+    assert config_map is not None
+    for child in (job, config_map):
+        clean = {k: v for k, v in child.items() if k != "status"}
+        clean["metadata"] = {k: v for k, v in child["metadata"].items() if k not in {"uid", "resourceVersion"}}
+        kubernetes_validate.validate(clean, "1.37", strict=True)
+        owner = child["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["name"], owner["uid"]) == ("OptimizationStudy", NAME, study["metadata"]["uid"])
+    document = yaml.safe_load(config_map["data"]["study.yaml"])
+    assert (document["kind"], document["spec"]["trials"], document["spec"]["parallelism"]) == (
+        "OptimizationStudy",
+        4,
+        2,
+    )
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "ghcr.io/kubetrader/engine:test"
+    assert [container["command"][0], *container["args"][:3]] == [
+        "kubetrader",
+        "run",
+        "-f",
+        "/etc/kubetrader/study.yaml",
+    ]
+    assert {"name": "KUBETRADER_REDIS_URL", "value": study_env} in container["env"]
+    accepted = _condition(status, "Accepted")
+    assert (accepted["status"], accepted["reason"], accepted["observedGeneration"]) == ("True", "JobCreated", 1)
+    assert (status["job"]["name"], status["objective"], status["studyName"]) == (JOB, "sharpe_ratio", NAME)
+    assert study["metadata"]["name"] == NAME
+
+
+def test_study_runs_on_two_workers_with_progress_in_status_and_the_summarys_best_value(
+    kube_cluster: EmulatedCluster,
+    operator_runner: Callable[[], Any],
+    fake_kubelet: FakeKubelet,
+    study_env: str,
+    tmp_path: Path,
+) -> None:
+    seen: list[tuple[str, int]] = []  # (phase, trialsDone) as a user polling status sees them
+    worker_env = {"KUBETRADER_DATA_DIR": str(tmp_path / "worker-data")}
+    with local_workers(study_env, 2, output_dir=tmp_path / "worker-results", env=worker_env), operator_runner():
+        kube_cluster.create(_study())
+        wait_until(lambda: kube_cluster.get("Job", NS, JOB), timeout=20, what="the driver Job")
+        errors: list[BaseException] = []
+
+        def kubelet() -> None:
+            try:
+                fake_kubelet.run_job(NS, JOB)
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+
+        thread = threading.Thread(target=kubelet, daemon=True)
+        thread.start()
+
+        def finished() -> dict[str, Any] | None:
+            status = _status(kube_cluster)
+            if status.get("phase"):
+                seen.append((status["phase"], int(status.get("trialsDone") or 0)))
+            return status if status.get("phase") in {"Succeeded", "Failed"} else None
+
+        status = _wait(finished, timeout=90, what="the study to finish")
+        thread.join(30)
+        wait_until(lambda: _events(kube_cluster, "Succeeded"), timeout=10, what="a Succeeded event")
+    assert not errors, errors
+    assert status["phase"] == "Succeeded", status
+    pod = kube_cluster.select("Pod", NS, labels=f"job-name={JOB}")[0]
+    summary = json.loads(pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"])
+    assert status["trialsDone"] == summary["trialsComplete"] == 4
+    assert (status["trialsFailed"], status["trialsRunning"]) == (0, 0)
+    assert status["bestValue"] == pytest.approx(summary["bestValue"])
+    assert status["bestParams"] == summary["bestParams"]
+    assert status["startTime"] and status["completionTime"]
+    assert _condition(status, "Succeeded")["status"] == "True" and _condition(status, "Running")["status"] == "False"
+    running = [done for phase, done in seen if phase == "Running"]
+    assert running and max(running) >= 1, seen  # progress reached status before the driver exited
+    assert running == sorted(running), seen  # and never went backwards
+    assert "best sharpe_ratio" in _events(kube_cluster, "Succeeded")[0]["message"]
+
+
+def test_study_whose_constraints_exclude_every_point_fails_with_the_reason_and_no_job(
+    kube_cluster: EmulatedCluster, operator_runner: Callable[[], Any], study_env: str
+) -> None:
+    with operator_runner():
+        kube_cluster.create(_study(constraints=["fast > slow"]))
+        status = _wait(lambda: _phase_is(kube_cluster, "Failed"), timeout=20, what="Failed")
+        events = wait_until(lambda: _events(kube_cluster, "Failed"), timeout=10, what="a Failed event")
+    failed = _condition(status, "Failed")
+    assert failed["reason"] == "InvalidSpec"
+    assert "constraints exclude every point" in failed["message"]
+    assert _condition(status, "Accepted")["status"] == "False"
+    assert "InvalidSpec" in events[0]["message"]
+    assert kube_cluster.get("Job", NS, JOB) is None
+
+
+def _start_driver(cluster: EmulatedCluster, job: Obj, root: Path) -> subprocess.Popen[bytes]:
+    """Play kubelet for a pod that keeps running: the Job's container as a local process, and a Running Pod."""
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    config_map = cluster.get("ConfigMap", NS, JOB)
+    assert config_map is not None
+    spec_dir, data_dir = root / "spec", root / "data"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "study.yaml").write_text(config_map["data"]["study.yaml"])
+    mapped = {"/etc/kubetrader": str(spec_dir), "/data": str(data_dir), "/dev/termination-log": str(root / "log")}
+
+    def local(text: str) -> str:
+        return next((mapped[p] + text[len(p) :] for p in mapped if text == p or text.startswith(p + "/")), text)
+
+    env = {**os.environ, **{e["name"]: local(e["value"]) for e in container["env"]}, "HOME": str(root)}
+    env.update(TMPDIR=str(root), MPLCONFIGDIR=str(root / "mpl"))
+    argv = [str(Path(sys.executable).parent / "kubetrader"), *(local(a) for a in container["args"])]
+    process = subprocess.Popen(argv, env=env, cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": JOB, "uid": job["metadata"]["uid"], "controller": True}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"{JOB}-0", "namespace": NS, "labels": {"job-name": JOB}, "ownerReferences": [owner]},
+        "spec": job["spec"]["template"]["spec"],
+    }
+    cluster.create(pod)
+    cluster.patch("Pod", NS, f"{JOB}-0", {"status": {"phase": "Running"}}, subresource="status")
+    return process
+
+
+def test_deleting_a_study_stops_its_driver_and_cancels_its_queued_trials(
+    kube_cluster: EmulatedCluster, operator_runner: Callable[[], Any], study_env: str, tmp_path: Path
+) -> None:
+    client = redis_client(study_env)
+    with operator_runner():
+        kube_cluster.create(_study())
+        job = _wait(lambda: kube_cluster.get("Job", NS, JOB), timeout=20, what="the driver Job")
+        driver = _start_driver(kube_cluster, job, tmp_path / "pod")
+        try:  # no workers: the driver's first `parallelism` trials wait in the queue
+            wait_until(lambda: batch_stats(client, BATCH).queued == 2, timeout=30, what="2 queued trials")
+            kube_cluster.delete("OptimizationStudy", NS, NAME)
+            wait_until(lambda: kube_cluster.get("Job", NS, JOB) is None, timeout=20, what="the Job deleted")
+            wait_until(lambda: not kube_cluster.select("Pod", NS), timeout=20, what="the driver pod deleted")
+        finally:
+            driver.terminate()  # what the kubelet does to a deleted pod's container
+            driver.wait(20)
+        wait_until(lambda: kube_cluster.get("OptimizationStudy", NS, NAME) is None, timeout=20, what="the study gone")
+        stopped = wait_until(lambda: _events(kube_cluster, "Stopped"), timeout=10, what="a Stopped event")
+    stats = batch_stats(client, BATCH)
+    assert (stats.queued, stats.running, stats.cancelled) == (0, 0, 2)
+    assert BATCH in stopped[0]["message"]
+    assert kube_cluster.get("ConfigMap", NS, JOB) is None
+    client.close()
