@@ -61,7 +61,10 @@ def running(journal: Journal) -> Iterator[Running]:
     assert session.submit(OrderRequest("kt-open", "ABC", "BUY", 300)) is None
     assert session.submit(OrderRequest("kt-rest", "ABC", "BUY", 10, "LMT", 1.0)) is None
     server = RunnerHTTPServer(
-        SessionView(session.snapshot, session.commands.put), host="127.0.0.1", port=0, token=TOKEN
+        SessionView(session.snapshot, session.commands.put, journal.recent_events),
+        host="127.0.0.1",
+        port=0,
+        token=TOKEN,
     ).start()
     done = threading.Event()
 
@@ -95,6 +98,24 @@ def test_status_reports_positions_pnl_open_orders_and_heartbeat(running: Running
     assert [o["order_id"] for o in body["open_orders"]] == ["kt-rest"]
     assert body["last_heartbeat"] is not None and body["flat_confirmed_at"] is None
     assert {"pnl", "realized_pnl", "unrealized_pnl", "equity"} <= set(body)
+
+
+def test_journal_serves_the_newest_events_read_only_behind_the_token(running: Running) -> None:
+    assert request(running.url + "/journal", token=None)[0] == 401
+    code, body = request(running.url + "/journal?limit=1000")
+    assert code == 200 and body["limit"] == 1000
+    kinds = [e["kind"] for e in body["events"]]
+    assert "reconciled" in kinds and "intent" in kinds
+    ids = [e["id"] for e in body["events"]]
+    assert ids == sorted(ids)
+    refs = {e["order_ref"] for e in body["events"]}
+    assert {"kt-open", "kt-rest"} <= refs
+    code, newest = request(running.url + "/journal?limit=2")
+    assert code == 200 and len(newest["events"]) == 2
+    assert newest["events"][0]["id"] < newest["events"][1]["id"] and newest["events"][-1]["id"] >= ids[-1]
+    assert request(running.url + "/journal?limit=0")[0] == 400
+    assert request(running.url + "/journal?limit=x")[0] == 400
+    assert request(running.url + "/journal", "POST")[0] == 405
 
 
 def test_flatten_cancels_closes_and_answers_only_after_a_fresh_broker_confirmation(running: Running) -> None:

@@ -13,6 +13,8 @@ explicitly asks for an insecure local endpoint (bound to loopback only).
 - `GET /healthz`: 200 while the process serves (a liveness probe; says nothing of IB).
 - `GET /status` (alias `/state`): positions, PnL, open orders, halted, connected,
   last heartbeat, flat_confirmed_at.
+- `GET /journal?limit=N`: the newest N journal events (default 100, at most 1000),
+  oldest first, read from the journal database; read-only.
 - `POST /stop`: graceful: no new entries, close positions, then the runner exits.
 - `POST /flatten?wait=S`: halt, cancel all, close everything, confirm with fresh broker
   queries; waits up to S seconds: 200 with `"flat": true` once confirmed, else 202.
@@ -39,14 +41,23 @@ log = logging.getLogger(__name__)
 TOKEN_ENV = "KUBETRADER_RUNNER_TOKEN"
 MAX_WAIT_SECONDS = 60.0
 COMMANDS = ("stop", "flatten", "halt")
+JOURNAL_DEFAULT_LIMIT = 100
+JOURNAL_MAX_LIMIT = 1000
+READS = ("/status", "/state", "/journal")
 
 
 class SessionView:
     """What the endpoint needs from a session; a Protocol in spirit, a tiny class to keep mypy exact."""
 
-    def __init__(self, snapshot: Callable[[], dict[str, Any]], post: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        snapshot: Callable[[], dict[str, Any]],
+        post: Callable[[str], None],
+        journal: Callable[[int], list[dict[str, Any]]] | None = None,
+    ) -> None:
         self.snapshot = snapshot
         self.post = post
+        self.journal = journal  # newest N events, oldest first (the journal DB, never the session thread)
 
 
 def check_token(expected: str | None, header: str | None) -> bool:
@@ -99,6 +110,16 @@ class RunnerHTTPServer:
     def route(self, method: str, path: str, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
         if method == "GET" and path in ("/status", "/state"):
             return HTTPStatus.OK, self.view.snapshot()
+        if method == "GET" and path == "/journal":
+            if self.view.journal is None:
+                return HTTPStatus.NOT_FOUND, {"error": "this runner serves no journal"}
+            try:
+                limit = int(query.get("limit", [str(JOURNAL_DEFAULT_LIMIT)])[0])
+            except ValueError:
+                return HTTPStatus.BAD_REQUEST, {"error": "limit must be an integer"}
+            if not 1 <= limit <= JOURNAL_MAX_LIMIT:
+                return HTTPStatus.BAD_REQUEST, {"error": f"limit must be between 1 and {JOURNAL_MAX_LIMIT}"}
+            return HTTPStatus.OK, {"limit": limit, "events": self.view.journal(limit)}
         if method == "POST" and path.lstrip("/") in COMMANDS:
             command = path.lstrip("/")
             requested_at = time.time()
@@ -117,7 +138,7 @@ class RunnerHTTPServer:
                 if time.monotonic() >= deadline:
                     return HTTPStatus.ACCEPTED, {"flat": False, "status": snapshot}
                 time.sleep(0.05)  # a handler thread waiting on the session thread, not a test
-        if path in ("/status", "/state", *(f"/{c}" for c in COMMANDS)):
+        if path in (*READS, *(f"/{c}" for c in COMMANDS)):
             return HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"{method} not allowed on {path}"}
         return HTTPStatus.NOT_FOUND, {"error": f"no route {path}"}
 

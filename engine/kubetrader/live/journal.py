@@ -343,6 +343,22 @@ class Journal:
             {"order_ref": r.order_ref, "kind": r.kind, "detail": json.loads(r.detail), "at": _aware(r.at)} for r in rows
         ]
 
+    def recent_events(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest `limit` events of this deployment, oldest first (what `GET /journal` serves)."""
+        query = sa.select(events).where(events.c.deployment == self.deployment).order_by(events.c.id.desc())
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.limit(max(0, limit))).all()
+        return [
+            {
+                "id": r.id,
+                "at": _aware(r.at).isoformat(),
+                "kind": r.kind,
+                "order_ref": r.order_ref,
+                "detail": json.loads(r.detail),
+            }
+            for r in reversed(rows)
+        ]
+
 
 def _intent(row: Any) -> Intent:
     return Intent(

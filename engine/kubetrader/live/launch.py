@@ -88,14 +88,18 @@ def run_deployment(
     strategy, params = load_checked_strategy(spec)
     journal = Journal(journal_url, deployment=deployment)
     config = SessionConfig(
-        deployment=deployment, symbols=list(spec.symbols), limits=spec.risk, health_interval=health_interval
+        deployment=deployment,
+        symbols=list(spec.symbols),
+        limits=spec.risk,
+        health_interval=health_interval,
+        mode=spec.mode,
     )
     session = Session(broker, journal, config)
     server = None
     if endpoint is not None:
         token = token if token is not None else os.environ.get(TOKEN_ENV)
         server = RunnerHTTPServer(
-            SessionView(session.snapshot, session.commands.put),
+            SessionView(session.snapshot, session.commands.put, journal.recent_events),
             host=endpoint.host,
             port=endpoint.port,
             token=token,

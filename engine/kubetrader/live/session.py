@@ -54,6 +54,7 @@ class SessionConfig:
     health_interval: float = 30.0
     max_resend_age: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    mode: str | None = None  # the spec's `paper` / `live`, reported in the snapshot
 
 
 class Session:
@@ -399,6 +400,7 @@ class Session:
         unrealized = self.unrealized_pnl()
         snapshot = {
             "deployment": self.config.deployment,
+            "mode": self.config.mode,
             "connected": self.connected,
             "last_health_ok": self.health.last_ok,
             "halted": self.halted,
