@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, description="Work queue; empty: queue not available.")
     optuna_storage: str | None = Field(default=None, description="Optuna storage URL; empty: studies not available.")
     live_runner_url: str | None = Field(default=None, description="Live runner HTTP endpoint; empty: not available.")
+    runner_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Bearer token of the live runner's endpoint (the runner reads the same KUBETRADER_RUNNER_TOKEN).",
+    )
     kubernetes: Literal["auto", "off"] = Field(
         default="auto", description="`auto`: use in-cluster config or a kubeconfig when one exists."
     )

@@ -56,17 +56,31 @@ class JournalEntry(BaseModel):
     time: str
     event: str
     message: str = ""
+    order_ref: str | None = None
 
 
 class LiveState(Availability):
-    """The live runner's view: account, positions, open orders, the journal."""
+    """The live runner's view (its `GET /status` and `GET /journal`): account, positions, open orders, journal.
+
+    `account` holds the runner's numbers under stable names: `net_liquidation` (cash plus
+    positions at the last price), `cash`, `session_pnl` (since the runner started),
+    `realized_pnl` and `unrealized_pnl`. `heartbeat_age_seconds` is measured when the
+    dashboard asked; `halted` is the reason the runner takes no new exposure, if any.
+    """
 
     deployment: str | None = None
     mode: str | None = None
+    connected: bool | None = None
+    halted: str | None = None
+    stopping: bool | None = None
+    last_heartbeat: str | None = None
+    heartbeat_age_seconds: float | None = None
+    flat_confirmed_at: str | None = None
     account: dict[str, float | None] = Field(default_factory=dict)
     positions: list[LivePosition] = Field(default_factory=list)
     open_orders: list[LiveOrder] = Field(default_factory=list)
     journal: list[JournalEntry] = Field(default_factory=list)
+    journal_reason: str | None = Field(default=None, description="Why the journal is missing, when it is.")
     deployments: list[ClusterResource] = Field(default_factory=list)
 
 

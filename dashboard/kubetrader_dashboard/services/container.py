@@ -42,7 +42,7 @@ class Services:
             queue=queue,
             studies=StudyService(settings.optuna_storage),
             cluster=cluster,
-            live=LiveService(settings.live_runner_url),
+            live=LiveService(settings.live_runner_url, settings.runner_token.get_secret_value() or None),
             submissions=SubmissionService(
                 results_dir=settings.results_dir,
                 cluster=cluster,

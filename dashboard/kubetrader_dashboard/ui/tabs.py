@@ -116,6 +116,15 @@ def live_trading(client: ApiClient) -> None:
         st.info(f"Live trading not available: {state.reason}")
     else:
         st.caption(f"Deployment {state.deployment or '?'} · mode {state.mode or '?'}")
+        status = st.columns(3)
+        status[0].metric("Broker connection", "connected" if state.connected else "DISCONNECTED")
+        status[1].metric("Trading", f"HALTED: {state.halted}" if state.halted else "active")
+        age = state.heartbeat_age_seconds
+        status[2].metric("Last heartbeat", "never" if age is None else f"{age:.0f} s ago")
+        if state.halted or state.connected is False:
+            st.warning(
+                "The runner takes no new exposure: " + (state.halted or "the broker connection is down, it reconnects")
+            )
         cols = st.columns(max(1, len(state.account)))
         for col, (name, value) in zip(cols, state.account.items(), strict=False):
             col.metric(name.replace("_", " "), _num(value))
@@ -124,6 +133,8 @@ def live_trading(client: ApiClient) -> None:
         st.markdown("**Open orders**")
         st.dataframe(pd.DataFrame([o.model_dump() for o in state.open_orders]), hide_index=True)
         st.markdown("**Journal**")
+        if state.journal_reason:
+            st.caption(f"Journal not available: {state.journal_reason}")
         st.dataframe(pd.DataFrame([j.model_dump() for j in state.journal[-200:]]), hide_index=True)
     if state.deployments:
         st.markdown("**LiveDeployments in the cluster**")
