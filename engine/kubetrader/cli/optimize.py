@@ -234,6 +234,7 @@ def run_study_resource(
                 "trialsComplete": report.trials_complete,
                 "trialsFailed": report.trials_failed,
                 "deflatedSharpe": report.deflated_sharpe,
+                "mlflowParentRunId": report.mlflow_parent_run_id,
                 "result": report.confirmed_result,
                 "error": None,
             }

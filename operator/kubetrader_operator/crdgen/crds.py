@@ -143,7 +143,7 @@ KINDS: dict[str, KindInfo] = {
         OptimizationStudySpec,
         OptimizationStudyStatus,
         (
-            _column("Objective", ".spec.objective.metric"),
+            _column("Objective", ".status.objective"),  # spec.objective may be omitted (defaulted by the model)
             _column("Best", ".status.bestValue", "number", format="float"),
             _column("Trials", ".status.trialsDone", "integer"),
             _column("Phase", ".status.phase"),

@@ -43,6 +43,25 @@ class JobReference(_StatusModel):
     uid: str | None = None
 
 
+class MatrixCells(_StatusModel):
+    """A matrix Backtest's aggregate: its cells ran on the worker pool; the table has every one."""
+
+    total: int = Field(ge=0)
+    failed: int = Field(ge=0)
+    best: str | None = Field(default=None, description="Id of the cell with the best Sharpe ratio.")
+    table: str | None = Field(default=None, description="Where the consolidated table (CSV) was written.")
+
+
+class OpenOrder(_StatusModel):
+    order_id: str
+    symbol: str
+    side: str
+    size: float
+    order_type: str
+    limit_price: float | None = None
+    status: str
+
+
 class BacktestStatus(_StatusModel):
     phase: Literal["Pending", "Running", "Succeeded", "Failed"] | None = None
     observed_generation: int | None = Field(default=None, ge=0)
@@ -53,6 +72,7 @@ class BacktestStatus(_StatusModel):
     result_path: str | None = None
     mlflow_run_id: str | None = None
     job: JobReference | None = None
+    cells: MatrixCells | None = None
     message: str | None = Field(default=None, description="The last failure or progress message.")
 
 
@@ -88,4 +108,13 @@ class LiveDeploymentStatus(_StatusModel):
     positions: dict[str, float] | None = None
     halt_reason: str | None = None
     stop_outcome: str | None = None
+    last_heartbeat: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    flat_confirmed_at: str | None = Field(
+        default=None,
+        json_schema_extra={"format": "date-time"},
+        description="When a fresh broker query last showed no orders and no positions.",
+    )
+    realized_pnl: float | None = None
+    unrealized_pnl: float | None = None
+    open_order_list: list[OpenOrder] | None = None
     message: str | None = None

@@ -75,14 +75,21 @@ def status_from_snapshot(
         "unrealizedPnl": snapshot.get("unrealized_pnl"),
         "positions": dict(snapshot.get("positions") or {}),
         "openOrders": len(open_orders),
-        "openOrderList": [
-            {k: o.get(k) for k in ("order_id", "symbol", "side", "size", "order_type", "limit_price", "status")}
-            for o in open_orders
-        ],
+        "openOrderList": [_open_order(o) for o in open_orders],
         "haltReason": halted,
         "lastHeartbeat": heartbeat,
         "flatConfirmedAt": _iso(snapshot.get("flat_confirmed_at")),
     }
+
+
+def _open_order(order: dict[str, Any]) -> dict[str, Any]:
+    """The runner's snake_case order as the CRD's camelCase `openOrderList` item (unknown keys would be pruned)."""
+    camel = {"order_id": "orderId", "order_type": "orderType", "limit_price": "limitPrice"}
+    keys = ("order_id", "symbol", "side", "size", "order_type", "limit_price", "status")
+    item = {camel.get(k, k): order.get(k) for k in keys if order.get(k) is not None}
+    if "orderId" in item:
+        item["orderId"] = str(item["orderId"])
+    return item
 
 
 def runner_unreachable_status(
