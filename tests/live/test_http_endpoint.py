@@ -134,6 +134,17 @@ def test_halt_sets_the_kill_switch_and_keeps_the_position(running: Running) -> N
     assert running.broker.positions()[0].quantity == 300
 
 
+def test_halt_with_cancel_entries_cancels_what_adds_exposure_and_keeps_the_position(running: Running) -> None:
+    assert request(running.url + "/flatten?cancel=entries", "POST")[0] == 400
+    assert request(running.url + "/halt?cancel=all", "POST")[0] == 400
+    assert running.session.commands.empty()
+    assert request(running.url + "/halt?cancel=entries", "POST") == (202, {"accepted": "halt"})
+    # kt-rest (BUY 10 while long 300) adds exposure: cancelled; the position stays
+    wait_until(lambda: running.broker.open_orders() == [], what="the entry to be cancelled")
+    assert running.session.snapshot()["halted"] == "kill switch"
+    assert running.broker.positions()[0].quantity == 300
+
+
 def test_graceful_stop_closes_positions_and_finishes_the_session(running: Running) -> None:
     assert request(running.url + "/stop", "POST")[0] == 202
     wait_until(lambda: running.session.finished, timeout=20, what="the graceful stop")

@@ -19,6 +19,8 @@ explicitly asks for an insecure local endpoint (bound to loopback only).
 - `POST /flatten?wait=S`: halt, cancel all, close everything, confirm with fresh broker
   queries; waits up to S seconds: 200 with `"flat": true` once confirmed, else 202.
 - `POST /halt`: the kill switch: no new exposure, positions kept.
+  `POST /halt?cancel=entries` also cancels the runner's working orders that would increase
+  exposure, leaving its exits (a stop with `stopPolicy: {flatten: false, cancelOrders: false}`).
 """
 
 from __future__ import annotations
@@ -123,7 +125,10 @@ class RunnerHTTPServer:
         if method == "POST" and path.lstrip("/") in COMMANDS:
             command = path.lstrip("/")
             requested_at = time.time()
-            self.view.post(command)
+            cancel = query.get("cancel", [""])[0]
+            if cancel and (command != "halt" or cancel != "entries"):
+                return HTTPStatus.BAD_REQUEST, {"error": "cancel=entries is the one cancel option, on /halt"}
+            self.view.post("halt-cancel-entries" if cancel else command)
             if command != "flatten":
                 return HTTPStatus.ACCEPTED, {"accepted": command}
             try:

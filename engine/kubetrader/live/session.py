@@ -198,6 +198,16 @@ class Session:
         self.journal.note("cancel_requested", order_ref=order_ref)
         self.broker.cancel_order(order_ref)
 
+    def cancel_entries(self) -> list[str]:
+        """Cancel our working orders that would increase exposure; exits (reducing orders) stay."""
+        refs = []
+        for intent in self.journal.unresolved():
+            pos = self.positions.get(intent.symbol)
+            if not reduces_exposure(pos.quantity if pos else 0.0, intent.request().signed_quantity):
+                self.cancel(intent.order_ref)
+                refs.append(intent.order_ref)
+        return refs
+
     def flatten_orders(self) -> list[OrderRequest]:
         """Market orders that close every position (journaled like any order, always allowed by risk)."""
         stamp = int(time.time() * 1000)
@@ -368,6 +378,12 @@ class Session:
                 self.finished = True
             elif command == "halt":
                 self.halted = "kill switch"
+            elif command == "halt-cancel-entries":
+                # a stop with cancelOrders: false and no flatten: keep positions and their exits,
+                # cancel what would add exposure (see kubetrader.live.stop)
+                self.halted = "kill switch"
+                if self.connected:
+                    self.cancel_entries()
             elif command == "flatten":
                 # halted first: the strategy must not re-enter while (or after) we close
                 self.halted = self.halted or "flatten requested"

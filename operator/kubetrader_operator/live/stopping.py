@@ -7,6 +7,12 @@
    (reqGlobalCancel cancels every client's orders; flat only after a fresh round of
    successful queries).
 
+With `stopPolicy: {flatten: false, cancelOrders: false}` step 1 is `POST /halt?cancel=entries`
+(the runner, owner of its orders, cancels those that would increase exposure and keeps
+its exits) and step 2 confirms that no exposure-increasing order works, falling back to
+reqGlobalCancel if some still do; `cancelOrders: false` has no effect when flattening.
+The exact rules are in `kubetrader.live.stop`'s docstring.
+
 Only a confirmation at the broker counts. A runner that is down, a gateway that
 refuses connections or an empty position list after a socket error are failures,
 reported as such; the caller keeps the finalizer and tries again.
@@ -48,7 +54,20 @@ def flatten_via_runner(url: str, token: str | None, *, wait: float, timeout: flo
     return False, f"runner not flat after {wait:g} s: positions {status.get('positions')}"
 
 
-def stop_at_gateway(host: str, port: int, client_id: int, *, timeout: float, flatten: bool) -> StopOutcome:
+def halt_via_runner(url: str, token: str | None, *, cancel_entries: bool, timeout: float) -> str:
+    from kubetrader.live.http import RunnerUnreachableError, call_runner
+
+    path = "/halt?cancel=entries" if cancel_entries else "/halt"
+    try:
+        call_runner(url, path, token=token, method="POST", timeout=timeout)
+    except RunnerUnreachableError as exc:
+        return f"runner unreachable: {exc}"
+    return "runner halted" + (", its entries cancelled" if cancel_entries else "")
+
+
+def stop_at_gateway(
+    host: str, port: int, client_id: int, *, timeout: float, flatten: bool, cancel_orders: bool = True
+) -> StopOutcome:
     from kubetrader.live.broker import BrokerUnavailableError
     from kubetrader.live.ib_broker import IBBroker
     from kubetrader.live.stop import emergency_stop
@@ -61,11 +80,14 @@ def stop_at_gateway(host: str, port: int, client_id: int, *, timeout: float, fla
         broker.disconnect()
         return StopOutcome(False, "", f"gateway {host}:{port} unreachable, nothing confirmed: {exc}")
     try:
-        report = emergency_stop(broker, timeout=timeout, flatten=flatten)
+        report = emergency_stop(broker, timeout=timeout, flatten=flatten, cancel_orders=cancel_orders)
     finally:
         broker.disconnect()
     via = "gateway" if report.flat else ""
-    return StopOutcome(report.flat, via, report.message, report.positions, report.open_orders)
+    outcome = StopOutcome(report.flat, via, report.message, report.positions, report.open_orders)
+    if report.kept_orders:
+        outcome.notes.append(f"exits kept: {', '.join(report.kept_orders)}")
+    return outcome
 
 
 def stop_everything(
@@ -78,6 +100,7 @@ def stop_everything(
     wait: float,
     http_timeout: float,
     flatten: bool,
+    cancel_orders: bool = True,
 ) -> StopOutcome:
     """Runner first, then the gateway directly; flat only when the broker confirmed it."""
     notes: list[str] = []
@@ -85,7 +108,11 @@ def stop_everything(
     if flatten:
         runner_flat, note = flatten_via_runner(runner_url, token, wait=wait, timeout=http_timeout)
         notes.append(note)
-    outcome = stop_at_gateway(gateway_host, gateway_port, client_id, timeout=wait, flatten=flatten)
+    elif not cancel_orders:
+        notes.append(halt_via_runner(runner_url, token, cancel_entries=True, timeout=http_timeout))
+    outcome = stop_at_gateway(
+        gateway_host, gateway_port, client_id, timeout=wait, flatten=flatten, cancel_orders=cancel_orders
+    )
     outcome.notes = notes + outcome.notes
     if not outcome.flat and runner_flat and "unreachable" in outcome.message:
         # The operator cannot reach the gateway but the runner could and confirmed with fresh
