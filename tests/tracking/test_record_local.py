@@ -14,6 +14,7 @@ import pytest
 
 from kubetrader.tracking import log_run, record_backtest, start_parent_run
 from kubetrader.tracking.naming import ExperimentPath
+from tests.fixtures.mlflow import python_environment
 from tests.helpers import ROOT, wait_until
 from tests.tracking.documents import write_backtest
 
@@ -124,7 +125,9 @@ _HOLD_RUN_OPEN = textwrap.dedent(
 def test_sigterm_marks_the_open_run_killed(tmp_path: Path, local_mlflow_uri: Callable[[], str]) -> None:
     uri = local_mlflow_uri()
     run_file = tmp_path / "run-id"
-    process = subprocess.Popen([sys.executable, "-c", _HOLD_RUN_OPEN, uri, str(run_file)], cwd=ROOT)
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_RUN_OPEN, uri, str(run_file)], cwd=ROOT, env=python_environment()
+    )
     try:
         run_id = wait_until(lambda: run_file.exists() and run_file.read_text(), timeout=60, what="run opened")
         process.send_signal(signal.SIGTERM)

@@ -1,7 +1,8 @@
 """Against a real `mlflow server` on loopback backed by a real PostgreSQL (pgserver).
 
 All tests here share one server per session and run on one xdist worker (the
-server takes tens of seconds to start; two would cost twice that).
+server takes ~13 s to start; two would cost twice that). The backtest logged
+first is a real engine run (kubetrader.pipeline.execute, tracking on).
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from click.testing import CliRunner
@@ -23,6 +24,8 @@ from kubetrader.cli.main import cli
 from kubetrader.tracking import ProjectManager, log_run, record_backtest, sync_pending
 from kubetrader.tracking.maintenance import archive_runs, create_indexes, migrate, parse_age
 from kubetrader.tracking.naming import ExperimentPath
+from tests.fixtures.engine import backtest_spec
+from tests.fixtures.mlflow import python_environment
 from tests.helpers import ROOT, free_port
 from tests.tracking.documents import write_backtest
 
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.xdist_group("mlflow-server")
 
+# What a hand-built document of tests.tracking.documents uploads.
 ARTIFACTS = {"equity.csv", "trades.csv", "equity.png", "tearsheet.html", "result.json", "spec.yaml"}
 
 
@@ -46,15 +50,29 @@ def _runs_for_result(uri: str, result_id: str) -> list[object]:
     return list(client.search_runs(ids, filter_string=f"tags.result_id = '{result_id}'"))
 
 
-def test_backtest_appears_on_the_server_with_every_param_metric_tag_and_artifact(
-    tmp_path: Path, mlflow_server_url: str
+def test_engine_backtest_appears_on_the_server_with_every_param_metric_tag_and_artifact(
+    tmp_path: Path, mlflow_server_url: str, bundled_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from kubetrader.pipeline import execute
     from kubetrader.tracking import flatten
 
     project = f"Srv{uuid.uuid4().hex[:6]}"
-    document, result_path = write_backtest(tmp_path, "bt-server-1", project=project, family="MeanReversion")
-    state, run_id = record_backtest(document, result_path, tracking_uri=mlflow_server_url)
-    assert state == "logged" and run_id
+    spec = backtest_spec(
+        params={"fast": 10, "slow": 30},
+        start="2008-01-01",
+        end="2009-12-31",
+        risk={"maxDrawdown": 0.5},
+        tracking={"enabled": True, "project": project, "assetClass": "Equities", "strategyFamily": "MeanReversion"},
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server_url)  # where the pipeline logs
+    outcome = execute(spec, name="sma-server", output_dir=tmp_path, store=bundled_store)
+    assert outcome.status == "succeeded" and outcome.document and outcome.paths, outcome.error
+    document = outcome.document
+    assert document.metadata.tracking == "logged"
+    run_id = document.metadata.mlflow_run_id
+    assert run_id
+    on_disk = json.loads(outcome.paths.json.read_text())["metadata"]
+    assert (on_disk["tracking"], on_disk["mlflow_run_id"]) == ("logged", run_id)
 
     client = _client(mlflow_server_url)
     run = client.get_run(run_id)
@@ -63,15 +81,21 @@ def test_backtest_appears_on_the_server_with_every_param_metric_tag_and_artifact
     assert experiment.tags["project"] == project
     assert run.info.status == "FINISHED"
     assert run.data.params == flatten.params_from_spec(flatten.backtest_spec(document))
+    assert run.data.params["fast"] == "10" and run.data.params["slow"] == "30"
     expected_metrics = flatten.metrics_from_document(document)
+    assert {"sharpe_ratio", "max_drawdown", "total_return"} <= set(expected_metrics)
     assert set(run.data.metrics) == set(expected_metrics)
     for name, value in expected_metrics.items():
         assert run.data.metrics[name] == pytest.approx(value), name
     expected_tags = flatten.tags_from_document(document, flatten.experiment_path(document))
     assert {k: run.data.tags[k] for k in expected_tags} == expected_tags
-    assert {a.path for a in client.list_artifacts(run_id)} == ARTIFACTS
+    files = {Path(relative).name for relative in document.artifacts.values()}
+    assert len(files) == 4  # equity and trades CSVs, plot, tearsheet
+    assert {a.path for a in client.list_artifacts(run_id)} == files | {"result.json", "spec.yaml"}
     downloaded = Path(client.download_artifacts(run_id, "result.json", str(tmp_path / "dl")))
-    assert json.loads(downloaded.read_text())["metadata"]["id"] == "bt-server-1"
+    assert json.loads(downloaded.read_text())["metadata"]["id"] == document.metadata.id
+    plot = Path(client.download_artifacts(run_id, outcome.paths.plot.name, str(tmp_path / "dl")))
+    assert plot.read_bytes() == outcome.paths.plot.read_bytes()
 
 
 def test_server_down_keeps_the_result_and_sync_logs_it_exactly_once(tmp_path: Path, mlflow_server_url: str) -> None:
@@ -118,23 +142,28 @@ _LOG_RESULTS = textwrap.dedent(
 )
 
 
-def test_four_processes_logging_in_parallel_complete_every_run(tmp_path: Path, mlflow_server_url: str) -> None:
+def test_three_processes_logging_in_parallel_into_a_new_experiment_complete_every_run(
+    tmp_path: Path, mlflow_server_url: str
+) -> None:
+    """Three Jobs at once, each creating the same (new) experiment and logging two results."""
     project = f"Par{uuid.uuid4().hex[:6]}"
-    paths = [write_backtest(tmp_path, f"bt-par-{i}", project=project, fast=5 + i)[1] for i in range(8)]
+    paths = [write_backtest(tmp_path, f"bt-par-{i}", project=project, fast=5 + i)[1] for i in range(6)]
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", _LOG_RESULTS, mlflow_server_url, *map(str, paths[i::4])],
+            [sys.executable, "-c", _LOG_RESULTS, mlflow_server_url, *map(str, paths[i::3])],
             cwd=ROOT,
+            env=python_environment(),
             stderr=subprocess.PIPE,
             text=True,
         )
-        for i in range(4)
+        for i in range(3)
     ]
     errors = [p.communicate(timeout=240)[1] for p in processes]
-    assert [p.returncode for p in processes] == [0, 0, 0, 0], errors
+    assert [p.returncode for p in processes] == [0, 0, 0], errors
 
     runs = ProjectManager(mlflow_server_url).query_by_project(project)
-    assert sorted(runs["result_id"]) == sorted(f"bt-par-{i}" for i in range(8))
+    assert sorted(runs["result_id"]) == sorted(f"bt-par-{i}" for i in range(6))
+    assert runs["experiment_id"].nunique() == 1
     assert set(runs["status"]) == {"FINISHED"}
     assert runs["metrics.sharpe_ratio"].notna().all()
     client = _client(mlflow_server_url)
@@ -269,11 +298,13 @@ def test_archive_moves_only_old_runs_to_the_jsonl_file(mlflow_server_url: str, t
     assert remaining["run_id"].tolist() == [fresh]
 
 
-def test_indexes_are_created_once_on_the_server_database(postgres_url: str, empty_postgres_database: str) -> None:
-    migrate(empty_postgres_database)
-    first = create_indexes(empty_postgres_database)
+def test_indexes_are_created_once_on_the_server_database(migrated_postgres_database: Callable[[], str]) -> None:
+    database = migrated_postgres_database()
+    bare = database.replace("postgresql+psycopg2://", "postgresql://", 1)  # users may write either
+    first = create_indexes(bare)
     assert all(first.values()) and len(first) == 6
-    assert not any(create_indexes(empty_postgres_database).values())
+    assert not any(create_indexes(database).values())
+    assert migrate(bare).changed is False
 
 
 def test_two_concurrent_migrations_of_an_empty_database_both_succeed(empty_postgres_database: str) -> None:
@@ -289,6 +320,7 @@ def test_two_concurrent_migrations_of_an_empty_database_both_succeed(empty_postg
                 empty_postgres_database,
             ],
             cwd=ROOT,
+            env=python_environment(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -48,7 +48,7 @@ def migrate(backend_store_uri: str) -> MigrationOutcome:
     import sqlalchemy
     from mlflow.store.db import utils as db_utils
 
-    engine = sqlalchemy.create_engine(backend_store_uri, poolclass=sqlalchemy.pool.NullPool)
+    engine = sqlalchemy.create_engine(settings.database_uri(backend_store_uri), poolclass=sqlalchemy.pool.NullPool)
     postgres = engine.dialect.name == "postgresql"
     try:
         with engine.connect() as lock_connection:
@@ -118,7 +118,7 @@ def create_indexes(backend_store_uri: str) -> dict[str, bool]:
     """Create the platform's extra indexes on MLflow's database; name -> created now (False: existed)."""
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(backend_store_uri, poolclass=sqlalchemy.pool.NullPool)
+    engine = sqlalchemy.create_engine(settings.database_uri(backend_store_uri), poolclass=sqlalchemy.pool.NullPool)
     try:
         statements = index_statements(engine.dialect.name)
         existing = _index_names(engine)

@@ -28,7 +28,20 @@ def local_tracking_uri(directory: Path | None = None) -> str:
 
 
 def tracking_uri(explicit: str | None = None) -> str:
-    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri()
+    return database_uri(explicit or os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri())
+
+
+def database_uri(uri: str) -> str:
+    """The URI with a PostgreSQL driver SQLAlchemy can load; anything else unchanged.
+
+    SQLAlchemy 2.1 maps a bare `postgresql://` (and `postgres://`, as many hosting
+    providers write it) to psycopg 3; the platform ships psycopg2. So users may write
+    either form, and an explicit driver (`postgresql+psycopg://`) is left alone.
+    """
+    for bare in ("postgresql://", "postgres://"):
+        if uri.startswith(bare):
+            return "postgresql+psycopg2://" + uri.removeprefix(bare)
+    return uri
 
 
 def is_database_uri(uri: str) -> bool:
@@ -62,7 +75,9 @@ def ui_command(uri: str) -> str:
 
 @contextlib.contextmanager
 def short_http_timeouts() -> Iterator[None]:
-    """Fail-fast HTTP settings for the duration of a logging call, unless the user set their own.
+    """Fail-fast, quiet client settings for the duration of a logging call, unless the user set
+    their own: short HTTP timeouts, no retries, and no "View run at" line on stdout (printing it
+    costs MLflow one more request for the run, on every run ended).
 
     MLflow reads these environment variables on every request, so a scoped change works
     and does not leak into the rest of the process (e.g. a long optimizer session).
@@ -70,6 +85,7 @@ def short_http_timeouts() -> Iterator[None]:
     wanted = {
         "MLFLOW_HTTP_REQUEST_TIMEOUT": DEFAULT_HTTP_TIMEOUT_SECONDS,
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": DEFAULT_HTTP_MAX_RETRIES,
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     }
     added = [name for name in wanted if name not in os.environ]
     for name in added:
