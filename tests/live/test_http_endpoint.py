@@ -140,8 +140,10 @@ def test_halt_with_cancel_entries_cancels_what_adds_exposure_and_keeps_the_posit
     assert running.session.commands.empty()
     assert request(running.url + "/halt?cancel=entries", "POST") == (202, {"accepted": "halt"})
     # kt-rest (BUY 10 while long 300) adds exposure: cancelled; the position stays
-    wait_until(lambda: running.broker.open_orders() == [], what="the entry to be cancelled")
-    assert running.session.snapshot()["halted"] == "kill switch"
+    wait_until(
+        lambda: running.broker.open_orders() == [] and running.session.snapshot()["halted"] == "kill switch",
+        what="the halt and the entry's cancel",
+    )
     assert running.broker.positions()[0].quantity == 300
 
 
