@@ -111,3 +111,13 @@ def test_rank_strategies_follows_the_metric_direction() -> None:
     by_vol = rank_strategies(runs, "annual_volatility")  # smaller is better
     assert by_vol["strategy"].tolist() == ["A", "B", "C"]
     assert by_vol["rank"].tolist() == [1, 2, 3]
+
+
+def test_bare_postgresql_urls_get_the_installed_driver_and_others_stay_as_written() -> None:
+    from kubetrader.tracking import settings
+
+    assert settings.database_uri("postgresql://u:p@db:5432/mlflow") == "postgresql+psycopg2://u:p@db:5432/mlflow"
+    assert settings.database_uri("postgres://u@db/mlflow") == "postgresql+psycopg2://u@db/mlflow"
+    for unchanged in ("postgresql+psycopg://u@db/mlflow", "sqlite:///tmp/mlflow.db", "http://mlflow:5000"):
+        assert settings.database_uri(unchanged) == unchanged
+    assert settings.tracking_uri("postgresql://u@db/mlflow") == "postgresql+psycopg2://u@db/mlflow"
