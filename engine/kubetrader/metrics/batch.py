@@ -2,13 +2,19 @@
 
 A sweep that evaluates thousands of parameter sets on the same dates can
 compute their equity curves as one 2-D array; this module scores them with
-numpy reductions along the day axis, with no Python loop per curve. Each value
-equals what `compute_metrics` returns for that row (same formulas, same
-conventions); where `compute_metrics` says None (undefined) the array holds NaN.
+no Python loop per curve. Each value equals what `compute_metrics` returns for
+that row (same formulas, same conventions); where `compute_metrics` says None
+(undefined) the array holds NaN.
+
+The day-axis reductions (returns' mean, std, downside deviation, maximum
+drawdown) run in one numba pass per row (`_batch_kernel`: numpy's pairwise sums,
+so the same doubles, and no (rows, days) temporaries) when numba is installed, in
+numpy otherwise.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -66,6 +72,9 @@ def compute_metrics_batch(
     if n_days == 0 or not np.isfinite(values).all():
         raise ValueError("equity must be non-empty and finite")
 
+    if not values.flags.c_contiguous:
+        values = np.ascontiguousarray(values)
+
     first = values[:, 0]
     last = values[:, -1]
     nan = np.full(n_sets, np.nan)
@@ -74,25 +83,23 @@ def compute_metrics_batch(
     days = _calendar_days(dates)
     growth_defined = (first > 0) & (last >= 0) & (days > 0)
     growth = _divide(last, first, growth_defined)
-    cagr = np.power(growth, 365.25 / days) - 1.0 if days > 0 else nan
+    # Python's float ** (the C library's pow, as `compute_metrics`), not numpy's SIMD power: the same doubles.
+    exponent = 365.25 / days if days > 0 else math.nan
+    cagr = np.array([g**exponent - 1.0 for g in growth.tolist()]) if days > 0 else nan
 
-    max_drawdown = (values / np.maximum.accumulate(values, axis=1) - 1.0).min(axis=1)
-    calmar = _divide(cagr, np.abs(max_drawdown), np.isfinite(cagr) & (max_drawdown != 0))
-
-    r = values[:, 1:] / values[:, :-1] - 1.0
-    n = r.shape[1]
+    n = n_days - 1
     root = np.sqrt(periods_per_year)
     if n < 1:
+        max_drawdown = values[:, 0] / values[:, 0] - 1.0  # one day: at its peak (NaN for a zero curve)
+        calmar = _divide(cagr, np.abs(max_drawdown), np.isfinite(cagr) & (max_drawdown != 0))
         return dict(zip(BATCH_METRICS, (total_return, cagr, nan, nan, nan, max_drawdown, calmar), strict=True))
-    mean = r.mean(axis=1)
+    mean, std, downside, max_drawdown = _row_stats(values)
+    calmar = _divide(cagr, np.abs(max_drawdown), np.isfinite(cagr) & (max_drawdown != 0))
     if n > 1:
-        std = r.std(axis=1, ddof=1)
         volatility = std * root
         sharpe = _divide(mean, std, std >= TINY_STD) * root
     else:
         volatility = sharpe = nan
-    negative = np.minimum(r, 0.0)
-    downside = np.sqrt(np.einsum("ij,ij->i", negative, negative) / n)
     sortino = _divide(mean, downside, downside >= TINY_STD) * root
     return dict(
         zip(
@@ -101,3 +108,26 @@ def compute_metrics_batch(
             strict=True,
         )
     )
+
+
+def _row_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per row (at least two days): mean and std (ddof=1) of the daily returns, downside deviation,
+    maximum drawdown."""
+    try:
+        from kubetrader.metrics._batch_kernel import row_stats
+    except ImportError:  # numba is optional: the same numbers with numpy's temporaries
+        return _row_stats_numpy(values)
+    stats = np.empty((values.shape[0], 4))
+    row_stats(values, stats)
+    return stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
+
+
+def _row_stats_numpy(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    max_drawdown = (values / np.maximum.accumulate(values, axis=1) - 1.0).min(axis=1)
+    r = values[:, 1:] / values[:, :-1] - 1.0
+    n = r.shape[1]
+    mean = r.mean(axis=1)
+    std = r.std(axis=1, ddof=1) if n > 1 else np.full(values.shape[0], np.nan)
+    negative = np.minimum(r, 0.0)
+    downside = np.sqrt(np.einsum("ij,ij->i", negative, negative) / n)
+    return mean, std, downside, max_drawdown
