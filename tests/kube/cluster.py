@@ -135,6 +135,15 @@ class EmulatedCluster:
 
         return self.call(select)
 
+    def count(self, kind: str, namespace: str | None = None) -> int:
+        """How many live objects of a kind (in one namespace, or all); copies nothing."""
+        res = self.resource_of(kind)
+
+        async def count(e: KubeEmulator) -> int:
+            return e.count(res, namespace)
+
+        return self.call(count)
+
     def patch(self, kind: str, namespace: str | None, name: str, patch: Any, *, subresource: str | None = None) -> Obj:
         res = self.resource_of(kind)
         return self.call(lambda e: e.update_object(res, namespace, name, patch, subresource=subresource))

@@ -5,36 +5,54 @@ HTTP; on writes it only merges dicts. This subclass replaces the write path with
 what the API server does:
 
 - `metadata.uid`, `creationTimestamp`, `generation` (1, then +1 on changes outside
-  metadata and status) and `resourceVersion` (one counter, bumped on every write);
+  metadata and status) and `resourceVersion` (one counter, bumped on every write,
+  deletions included);
 - the `status` subresource: `PATCH .../status` changes only status, a main-resource
   write never changes status (for kinds registered with a status subresource);
 - optimistic concurrency: a write carrying a stale `metadata.resourceVersion` gets
   409 Conflict, a failed JSON-patch `test` gets 422;
 - merge, strategic-merge (as merge) and JSON patches; PUT replaces;
-- finalizers and `deletionTimestamp`; `generateName`;
-- list and watch with `labelSelector` (equality, `!=`, existence) and a real list
-  resourceVersion;
+- finalizers and `deletionTimestamp`; `generateName` (5 random characters from the
+  API server's alphabet, retried on a collision as the API server does);
+- list and watch with `labelSelector` (equality, `!=`, existence), a
+  `metadata.name` field selector and a real list resourceVersion; a watch from a
+  `resourceVersion` replays what changed since from a bounded watch cache (or ends
+  with `410 Gone` when that is older than the cache, and the client re-lists), and
+  ends after the client's `timeoutSeconds`;
 - garbage collection: deleting an owner deletes its dependents (by ownerReferences
   uid), as the cluster's garbage collector does in the background.
 
-Mutating HTTP requests are answered by the emulator itself (kmock reactions are
-not consulted for them); reads go through kmock's normal machinery.
+It scales to thousands of objects: live objects are indexed by resource, namespace
+and name (and by uid and owner uid), so fetches, patches, deletes and garbage
+collection never scan the store, and a list scans only its kind (and namespace).
+Requests on resources (reads included) are answered by the emulator itself: kmock's
+reaction matching walks its whole request log on every request, which is quadratic
+over a long run, so kmock's request log is trimmed to the last `request_log_limit`
+requests, and kmock's per-object history to the last `history_limit` versions (a
+deleted object is dropped). Discovery and any other path go through kmock's normal
+machinery, and so does everything once a test adds a kmock reaction of its own
+(`emulator["get /..."] << ...`), so reactions can still override reads.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import copy
 import datetime as dt
 import json
+import math
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp.web
 import attrs
 from kmock import KubernetesEmulator, ResourceInfo, resource
 from kmock._internal import enums, rendering
+from kmock._internal.k8s import KubernetesError
 
 from tests.kube.patching import JSON_PATCH, PatchTestFailedError, json_patch, merge_patch
 
@@ -87,9 +105,67 @@ def matches_labels(labels: dict[str, str], selector: str | None) -> bool:
     return True
 
 
+# What the API server appends to `generateName` (k8s.io/apimachinery/pkg/util/rand: no vowels,
+# no easily confused characters), and how many times it tries again when the name is taken.
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+NAME_SUFFIX_LENGTH = 5
+GENERATE_NAME_ATTEMPTS = 8
+
+Key = tuple[resource, str | None, str]
+
+
+class WatchCache:
+    """The recent changes of one resource, in resourceVersion order, for watches to stream and replay.
+
+    Bounded: when full, the oldest event is dropped and a watch resuming from before it is too old
+    (`since` returns None; the API server answers such a watch with 410 Gone).
+    """
+
+    def __init__(self, size: int) -> None:
+        self._events: collections.deque[tuple[int, Obj]] = collections.deque()
+        self._size = size
+        self._evicted = 0  # the resourceVersion of the newest event dropped so far
+        self._changed = asyncio.Event()
+
+    def append(self, revision: int, event: Obj) -> None:
+        self._events.append((revision, event))
+        if len(self._events) > self._size:
+            self._evicted = self._events.popleft()[0]
+        self._changed.set()
+        self._changed = asyncio.Event()  # watchers already waiting hold the one just set
+
+    def since(self, revision: int) -> list[tuple[int, Obj]] | None:
+        """Events after `revision`, oldest first; None when some of them were already dropped."""
+        if revision < self._evicted:
+            return None
+        newer: list[tuple[int, Obj]] = []
+        for item in reversed(self._events):
+            if item[0] <= revision:
+                break
+            newer.append(item)
+        newer.reverse()
+        return newer
+
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set at the next append (take it before reading with `since`, then wait on it)."""
+        return self._changed
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+
 def _spec_part(obj: Obj) -> Obj:
     """What `generation` tracks: everything but metadata and status."""
     return {k: v for k, v in obj.items() if k not in {"metadata", "status"}}
+
+
+def _random_suffix() -> str:
+    return "".join(secrets.choice(NAME_ALPHABET) for _ in range(NAME_SUFFIX_LENGTH))
+
+
+def _is_true(value: str | None) -> bool:
+    return (value or "").lower() in {"true", "1"}
 
 
 @attrs.define(kw_only=True)
@@ -98,6 +174,23 @@ class KubeEmulator(KubernetesEmulator):
 
     _revision: int = attrs.field(default=0, init=False)
     _gc_enabled: bool = attrs.field(default=True)
+    # What `generateName` appends (replaceable, e.g. to force a collision in a test).
+    name_suffix: Callable[[], str] = attrs.field(default=_random_suffix)
+    # kmock's per-object version history: at most this many versions; a deleted object is dropped.
+    history_limit: int = attrs.field(default=2)
+    # kmock's request log (kept for assertions and for its reaction matching): the last N requests.
+    request_log_limit: int = attrs.field(default=200)
+    # Events kept per resource for watches resuming from a resourceVersion.
+    watch_cache_size: int = attrs.field(default=1024)
+    # How often an idle watch checks whether its client went away.
+    watch_idle_check_seconds: float = attrs.field(default=5.0)
+
+    # live objects: resource -> namespace -> name -> object (never mutated in place once stored)
+    _live: dict[resource, dict[str | None, dict[str, Obj]]] = attrs.field(factory=dict, init=False)
+    _by_uid: dict[str, Key] = attrs.field(factory=dict, init=False)
+    _owned: dict[str, set[Key]] = attrs.field(factory=dict, init=False)  # owner uid -> dependents
+    _watch_caches: dict[resource, WatchCache] = attrs.field(factory=dict, init=False)
+    _delegated: set[rendering.Request] = attrs.field(factory=set, init=False)  # in kmock's hands now
 
     # ---- kinds -------------------------------------------------------------------------
 
@@ -161,53 +254,114 @@ class KubeEmulator(KubernetesEmulator):
                 categories=tuple(names.get("categories", [])),
             )
 
+    def _info(self, res: resource) -> ResourceInfo | None:
+        return self.resources._resources.get(res)
+
     def _has_status(self, res: resource) -> bool:
-        info = self.resources._resources.get(res)
+        info = self._info(res)
         return info is not None and "status" in info.subresources
 
-    # ---- the write path ------------------------------------------------------------------
+    # ---- the store and its indexes -----------------------------------------------------------
 
     def _next_revision(self) -> str:
         self._revision += 1
         return str(self._revision)
 
+    def _lookup(self, res: resource, namespace: str | None, name: str) -> Obj | None:
+        """The stored object itself (do not mutate it), or None."""
+        return self._live.get(res, {}).get(namespace, {}).get(name)
+
     def _current(self, res: resource, namespace: str | None, name: str) -> Obj | None:
-        key = (res, namespace, name)
-        if key not in self.objects._objects or self.objects._objects[key].deleted:
-            return None
-        return copy.deepcopy(self.objects._objects[key].last.raw)
+        found = self._lookup(res, namespace, name)
+        return copy.deepcopy(found) if found is not None else None
 
-    async def _store(self, res: resource, namespace: str | None, name: str, obj: Obj, event: str) -> None:
+    def _index(self, key: Key, obj: Obj) -> None:
+        meta = obj.get("metadata", {})
+        if meta.get("uid"):
+            self._by_uid[meta["uid"]] = key
+        for ref in meta.get("ownerReferences") or []:
+            if ref.get("uid"):
+                self._owned.setdefault(ref["uid"], set()).add(key)
+
+    def _unindex(self, key: Key, obj: Obj) -> None:
+        meta = obj.get("metadata", {})
+        if meta.get("uid") and self._by_uid.get(meta["uid"]) == key:
+            del self._by_uid[meta["uid"]]
+        for ref in meta.get("ownerReferences") or []:
+            dependents = self._owned.get(ref.get("uid", ""))
+            if dependents is not None:
+                dependents.discard(key)
+                if not dependents:
+                    del self._owned[ref["uid"]]
+
+    def watch_cache(self, res: resource) -> WatchCache:
+        cache = self._watch_caches.get(res)
+        if cache is None:
+            cache = self._watch_caches[res] = WatchCache(self.watch_cache_size)
+        return cache
+
+    def _publish(self, res: resource, event: str, obj: Obj) -> None:
+        self.watch_cache(res).append(int(obj["metadata"]["resourceVersion"]), {"type": event, "object": obj})
+
+    def _store(self, res: resource, namespace: str | None, name: str, obj: Obj, event: str) -> None:
+        stored = copy.deepcopy(obj)
         key = (res, namespace, name)
-        store = self.objects._objects
-        if key in store:
-            store[key].create(obj)  # a new version in the object's history
+        previous = self._lookup(res, namespace, name)
+        if previous is not None:
+            self._unindex(key, previous)
+        self._live.setdefault(res, {}).setdefault(namespace, {})[name] = stored
+        self._index(key, stored)
+        entry = self.objects._objects.get(key)
+        if entry is None or entry.deleted:
+            self.objects[key] = stored
         else:
-            self.objects[res, namespace, name] = obj
-        await self._buses[res].put({"type": event, "object": copy.deepcopy(obj)})
+            entry.create(stored)  # a new version in the object's history, which stays bounded
+            excess = len(entry.history) - self.history_limit
+            if excess > 0:
+                del entry.history[:excess]
+        self._publish(res, event, stored)
 
-    async def _remove(self, res: resource, namespace: str | None, name: str, obj: Obj) -> None:
-        self.objects._objects[(res, namespace, name)].delete()
-        await self._buses[res].put({"type": "DELETED", "object": copy.deepcopy(obj)})
-        if self._gc_enabled and obj["metadata"].get("uid"):
-            await self._collect_dependents({obj["metadata"]["uid"]})
+    def _remove(self, res: resource, namespace: str | None, name: str, obj: Obj) -> None:
+        """Drop the object (`obj` is its final state, with the deletion's resourceVersion)."""
+        key = (res, namespace, name)
+        space = self._live.get(res, {}).get(namespace, {})
+        previous = space.pop(name, None)
+        if previous is not None:
+            self._unindex(key, previous)
+        if not space:
+            self._live.get(res, {}).pop(namespace, None)
+        self.objects._objects.pop(key, None)
+        self._publish(res, "DELETED", copy.deepcopy(obj))
+        uid = obj["metadata"].get("uid")
+        if self._gc_enabled and uid:
+            self._collect_dependents({uid})
+
+    # ---- the write path ------------------------------------------------------------------
 
     async def create_object(self, res: resource, namespace: str | None, body: Obj) -> Obj:
         async with self._lock:
-            return await self._create(res, namespace, body)
+            return self._create(res, namespace, body)
 
-    async def _create(self, res: resource, namespace: str | None, body: Obj) -> Obj:
+    def _generate_name(self, res: resource, namespace: str | None, prefix: str) -> str:
+        """`prefix` + random characters, as the API server does, trying again if the name is taken."""
+        for _ in range(GENERATE_NAME_ATTEMPTS):
+            name = prefix + self.name_suffix()
+            if self._lookup(res, namespace, name) is None:
+                return name
+        raise ApiError(409, "AlreadyExists", f'{res.plural} "{name}" already exists (generated from "{prefix}")')
+
+    def _create(self, res: resource, namespace: str | None, body: Obj) -> Obj:
         obj = copy.deepcopy(body)
         meta = obj.setdefault("metadata", {})
-        if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
-        name = meta.get("name")
-        if not name:
-            raise ApiError(422, "Invalid", "metadata.name: Required value")
         namespace = namespace or meta.get("namespace")
         if namespace and meta.get("namespace") not in (None, namespace):
             raise ApiError(400, "BadRequest", "the namespace of the object does not match the namespace of the URL")
-        if self._current(res, namespace, name) is not None:
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = self._generate_name(res, namespace, meta["generateName"])
+        name = meta.get("name")
+        if not name:
+            raise ApiError(422, "Invalid", "metadata.name: Required value")
+        if self._lookup(res, namespace, name) is not None:
             raise ApiError(409, "AlreadyExists", f'{res.plural} "{name}" already exists')
         if namespace:
             meta["namespace"] = namespace
@@ -220,7 +374,7 @@ class KubeEmulator(KubernetesEmulator):
         meta.pop("deletionTimestamp", None)
         if self._has_status(res):
             obj.pop("status", None)  # status is set through the subresource only
-        await self._store(res, namespace, name, obj, "ADDED")
+        self._store(res, namespace, name, obj, "ADDED")
         return obj
 
     async def update_object(
@@ -264,9 +418,9 @@ class KubeEmulator(KubernetesEmulator):
                 meta["generation"] = int(current["metadata"].get("generation", 1)) + 1
             meta["resourceVersion"] = self._next_revision()
             if meta.get("deletionTimestamp") and not meta.get("finalizers"):
-                await self._remove(res, namespace, name, new)
+                self._remove(res, namespace, name, new)
             else:
-                await self._store(res, namespace, name, new, "MODIFIED")
+                self._store(res, namespace, name, new, "MODIFIED")
             return new
 
     def _merge_allowed(self, res: resource, current: Obj, wanted: Obj, subresource: str | None) -> Obj:
@@ -293,9 +447,9 @@ class KubeEmulator(KubernetesEmulator):
 
     async def delete_object(self, res: resource, namespace: str | None, name: str) -> Obj:
         async with self._lock:
-            return await self._delete(res, namespace, name)
+            return self._delete(res, namespace, name)
 
-    async def _delete(self, res: resource, namespace: str | None, name: str) -> Obj:
+    def _delete(self, res: resource, namespace: str | None, name: str) -> Obj:
         current = self._current(res, namespace, name)
         if current is None:
             raise ApiError(404, "NotFound", f'{res.plural} "{name}" not found')
@@ -303,28 +457,20 @@ class KubeEmulator(KubernetesEmulator):
             if not current["metadata"].get("deletionTimestamp"):
                 current["metadata"]["deletionTimestamp"] = _now()
                 current["metadata"]["resourceVersion"] = self._next_revision()
-                await self._store(res, namespace, name, current, "MODIFIED")
+                self._store(res, namespace, name, current, "MODIFIED")
             return current
-        await self._remove(res, namespace, name, current)
+        current["metadata"]["resourceVersion"] = self._next_revision()  # a deletion is a change too
+        self._remove(res, namespace, name, current)
         return current
 
     # ---- garbage collection ----------------------------------------------------------------
 
-    def _live_uids(self) -> set[str]:
-        return {
-            obj.last.raw["metadata"]["uid"]
-            for obj in self.objects._objects.values()
-            if not obj.deleted and "uid" in obj.last.raw.get("metadata", {})
-        }
-
-    async def _collect_dependents(self, gone: set[str]) -> None:
+    def _collect_dependents(self, gone: set[str]) -> None:
         """Delete every object owned by one of the `gone` uids (recursively, via `_remove`)."""
-        for (res, namespace, name), obj in list(self.objects._objects.items()):
-            if obj.deleted:
-                continue
-            owners = {ref.get("uid") for ref in obj.last.raw.get("metadata", {}).get("ownerReferences", [])}
-            if owners & gone and self._current(res, namespace, name) is not None:
-                await self._delete(res, namespace, name)
+        for uid in gone:
+            for key in list(self._owned.get(uid, ())):
+                if self._lookup(*key) is not None:
+                    self._delete(*key)
 
     async def collect_garbage(self) -> int:
         """One pass of the garbage collector: delete objects all of whose owners are gone.
@@ -333,34 +479,49 @@ class KubeEmulator(KubernetesEmulator):
         """
         deleted = 0
         async with self._lock:
-            live = self._live_uids()
-            for (res, namespace, name), obj in list(self.objects._objects.items()):
-                if obj.deleted:
+            orphans = {key for uid, keys in self._owned.items() if uid not in self._by_uid for key in keys}
+            for key in orphans:
+                obj = self._lookup(*key)
+                if obj is None:
                     continue
-                refs = obj.last.raw.get("metadata", {}).get("ownerReferences", [])
-                if refs and not any(ref.get("uid") in live for ref in refs):
-                    await self._delete(res, namespace, name)
+                refs = obj.get("metadata", {}).get("ownerReferences", [])
+                if not any(ref.get("uid") in self._by_uid for ref in refs):
+                    self._delete(*key)
                     deleted += 1
         return deleted
 
     # ---- reads ---------------------------------------------------------------------------
 
     def select(
-        self, res: resource, namespace: str | None = None, label_selector: str | None = None, name: str | None = None
+        self,
+        res: resource,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        name: str | None = None,
+        *,
+        copies: bool = True,
     ) -> list[Obj]:
-        """Live objects of a kind (all namespaces when `namespace` is None), filtered like a list call."""
-        found = []
-        for (obj_res, obj_namespace, obj_name), obj in self.objects._objects.items():
-            if obj.deleted or obj_res != res:
-                continue
-            if namespace is not None and obj_namespace != namespace:
-                continue
-            if name is not None and obj_name != name:
-                continue
-            raw = obj.last.raw
-            if matches_labels(raw.get("metadata", {}).get("labels") or {}, label_selector):
-                found.append(copy.deepcopy(raw))
-        return found
+        """Live objects of a kind (all namespaces when `namespace` is None), filtered like a list call.
+
+        With `copies=False` the stored objects themselves (for serializing only, never to mutate).
+        """
+        by_namespace = self._live.get(res, {})
+        spaces = list(by_namespace.values()) if namespace is None else [by_namespace.get(namespace, {})]
+        if name is not None:
+            candidates: Iterator[Obj] = (space[name] for space in spaces if name in space)
+        else:
+            candidates = (obj for space in spaces for obj in space.values())
+        found = [
+            obj for obj in candidates if matches_labels(obj.get("metadata", {}).get("labels") or {}, label_selector)
+        ]
+        return [copy.deepcopy(obj) for obj in found] if copies else found
+
+    def count(self, res: resource, namespace: str | None = None) -> int:
+        """How many live objects of a kind (in one namespace, or all)."""
+        by_namespace = self._live.get(res, {})
+        if namespace is not None:
+            return len(by_namespace.get(namespace, {}))
+        return sum(len(space) for space in by_namespace.values())
 
     @staticmethod
     def _field_name(request: rendering.Request) -> str | None:
@@ -370,47 +531,155 @@ class KubeEmulator(KubernetesEmulator):
                 return term.split("=", 1)[1]
         return request.name
 
-    async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
-        assert request.resource is not None
-        if request.resource not in self._get_resources():
-            raise ApiError(404, "NotFound", f"the server could not find the requested resource {request.resource}")
-        async with self._lock:
-            items = self.select(
-                request.resource, request.namespace, request.params.get("labelSelector"), self._field_name(request)
-            )
-            revision = str(self._revision)
-        info = self.resources._resources.get(request.resource)
-        kind = info.kind if info is not None and info.kind else "Object"
-        return {"kind": f"{kind}List", "apiVersion": "v1", "metadata": {"resourceVersion": revision}, "items": items}
+    def _check_known(self, res: resource) -> None:
+        if self._info(res) is None:
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource {res}")
 
-    async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
-        yield b""  # send the headers now, even if nothing happens for a while
+    def _list(self, request: rendering.Request) -> Obj:
         assert request.resource is not None
+        self._check_known(request.resource)
+        items = self.select(
+            request.resource,
+            request.namespace,
+            request.params.get("labelSelector"),
+            self._field_name(request),
+            copies=False,
+        )
+        info = self._info(request.resource)
+        kind = info.kind if info is not None and info.kind else "Object"
+        metadata = {"resourceVersion": str(self._revision)}
+        return {"kind": f"{kind}List", "apiVersion": "v1", "metadata": metadata, "items": items}
+
+    def _fetch(self, request: rendering.Request) -> Obj:
+        assert request.resource is not None and request.name is not None
+        self._check_known(request.resource)
+        found = self._lookup(request.resource, request.namespace, request.name)
+        if found is None:
+            raise ApiError(404, "NotFound", f'{request.resource.plural} "{request.name}" not found')
+        return found
+
+    async def _watch_chunks(self, request: rendering.Request) -> AsyncGenerator[bytes, None]:
+        """A watch stream: the current objects (or the changes since `resourceVersion`), then changes.
+
+        Ends after the client's `timeoutSeconds`, or with a 410 Gone event when `resourceVersion`
+        is older than the watch cache.
+        """
+        res = request.resource
+        assert res is not None
+        self._check_known(res)
         selector = request.params.get("labelSelector")
         name = self._field_name(request)
-        since = request.params.get("resourceVersion")
-        async with self._lock:
-            existing = self.select(request.resource, request.namespace, selector, name)
-        for obj in existing:
-            if not since or int(obj["metadata"]["resourceVersion"]) > int(since or 0):
-                yield {"type": "ADDED", "object": obj}
-        async for event in self._buses[request.resource]:
-            meta = event.get("object", {}).get("metadata", {})
-            if request.namespace is not None and meta.get("namespace") != request.namespace:
-                continue
+        namespace = request.namespace
+        since = request.params.get("resourceVersion") or "0"
+        timeout = float(request.params["timeoutSeconds"]) if request.params.get("timeoutSeconds") else None
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        transport = request._raw_request.transport if request._raw_request is not None else None
+        cache = self.watch_cache(res)
+
+        def wanted(event: Obj) -> bool:
+            meta = event["object"].get("metadata", {})
+            if namespace is not None and meta.get("namespace") != namespace:
+                return False
             if name is not None and meta.get("name") != name:
+                return False
+            return matches_labels(meta.get("labels") or {}, selector)
+
+        yield b""  # the headers go now, even if nothing happens for a while
+        if since == "0" or not since.isdigit():  # "0" and unset: the current state first
+            last = self._revision
+            objs = self.select(res, namespace, selector, name, copies=False)
+            yield _encode([{"type": "ADDED", "object": obj} for obj in objs])
+        else:
+            last = int(since)
+        while transport is None or not transport.is_closing():
+            if deadline is not None and loop.time() >= deadline:
+                return  # the client's timeoutSeconds: the stream ends, the client watches again
+            changed = cache.changed
+            batch = cache.since(last)
+            if batch is None:
+                yield _encode([_gone(last)])
+                return
+            if batch:
+                last = batch[-1][0]
+                yield _encode([event for _, event in batch if wanted(event)])
                 continue
-            if matches_labels(meta.get("labels") or {}, selector):
-                yield event
+            wait = (
+                self.watch_idle_check_seconds
+                if deadline is None
+                else min(self.watch_idle_check_seconds, deadline - loop.time())
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), wait)
+
+    async def _watch(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        assert request._raw_request is not None
+        chunks = self._watch_chunks(request)
+        try:
+            await anext(chunks)  # checks the resource before the stream starts
+            response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+            await response.prepare(request._raw_request)
+            with contextlib.suppress(ConnectionError):  # the client went away
+                async for chunk in chunks:
+                    if chunk:
+                        await response.write(chunk)
+                await response.write_eof()
+            return response
+        finally:
+            await chunks.aclose()
+
+    # kmock's own handlers, used when a test's kmock reactions take over reads.
+    async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
+        try:
+            return self._list(request)
+        except ApiError as exc:
+            raise KubernetesError(exc.code, exc.reason, exc.message) from None
+
+    async def _serve_fetch(self, request: rendering.Request) -> rendering.Payload:
+        try:
+            return self._fetch(request)
+        except ApiError as exc:
+            raise KubernetesError(exc.code, exc.reason, exc.message) from None
+
+    async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
+        async for chunk in self._watch_chunks(request):
+            yield chunk
 
     # ---- HTTP ----------------------------------------------------------------------------
 
+    def _has_own_reactions(self) -> bool:
+        """Whether a test added kmock reactions of its own (the emulator's are all fallbacks)."""
+        return any(not payload.priorities or payload.priorities[0] != -math.inf for payload in self._payloads)
+
+    def _trim_request_log(self) -> None:
+        log = self._requests
+        excess = len(log) - self.request_log_limit
+        if excess > 0:
+            # Requests still being matched by kmock must stay: it finds them in its log.
+            log[:] = [r for r in log[:excess] if r in self._delegated] + log[excess:]
+
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        self._trim_request_log()
         method = str(getattr(request.method, "value", request.method)).upper()
-        if request.resource is None or method not in {"POST", "PATCH", "PUT", "DELETE"}:
-            return await super()._handle(request)
+        res = request.resource
+        ours = res is not None and (
+            method in {"POST", "PATCH", "PUT", "DELETE"}
+            # discovery (/api/v1, /apis/group/version) parses as a resource without a plural
+            or (method == "GET" and res.plural is not None and not self._has_own_reactions())
+        )
+        if res is None or not ours:
+            self._delegated.add(request)
+            try:
+                return await super()._handle(request)
+            finally:
+                self._delegated.discard(request)
         try:
-            res = request.resource
+            if method == "GET":
+                if _is_true(request.params.get("watch")):
+                    return await self._watch(request)
+                if request.name is not None:
+                    return aiohttp.web.json_response(self._fetch(request))
+                return aiohttp.web.json_response(self._list(request))
             if method == "POST" and request.name is None:
                 obj = await self.create_object(res, request.namespace, request.data or {})
                 return aiohttp.web.json_response(obj, status=201)
@@ -435,5 +704,25 @@ class KubeEmulator(KubernetesEmulator):
             return aiohttp.web.json_response(exc.status(), status=exc.code)
 
 
+def _encode(events: list[Obj]) -> bytes:
+    return b"".join(json.dumps(event).encode() + b"\n" for event in events)
+
+
+def _gone(revision: int) -> Obj:
+    """The watch event of a resourceVersion older than the watch cache: the client lists again."""
+    return {
+        "type": "ERROR",
+        "object": {
+            "apiVersion": "v1",
+            "kind": "Status",
+            "metadata": {},
+            "status": "Failure",
+            "reason": "Expired",
+            "code": 410,
+            "message": f"too old resource version: {revision}",
+        },
+    }
+
+
 # kmock routes actions by enums; re-exported for tests that build requests by hand.
-__all__ = ["ApiError", "KubeEmulator", "enums", "matches_labels"]
+__all__ = ["ApiError", "KubeEmulator", "WatchCache", "enums", "matches_labels"]
