@@ -34,8 +34,8 @@ def test_kernel_gives_the_numpy_path_and_compute_metrics_exactly() -> None:
     for row in range(equity.shape[0]):
         single = compute_metrics(pd.Series(equity[row], index=dates))
         for name in ("total_return", "cagr", "annual_volatility", "sharpe_ratio", "max_drawdown", "calmar_ratio"):
-            want = single[name]
-            assert np.isnan(kernel[name][row]) if want is None else kernel[name][row] == want, (row, name)
+            expected, value = single[name], float(kernel[name][row])
+            assert np.isnan(value) if expected is None else value == expected, (row, name)
 
 
 def test_a_non_contiguous_block_scores_like_its_copy() -> None:
