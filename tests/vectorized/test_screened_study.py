@@ -112,3 +112,25 @@ def test_points_the_strategy_refuses_score_nan_and_are_never_confirmed(bundled_s
     (block,) = list(equity_blocks(spec, points, bars=Bars.from_frame(frame)))
     assert block.valid.tolist() == [False, True]
     assert np.isnan(block.equity[0]).all() and np.isfinite(block.equity[1]).all()
+
+
+def test_self_checked_points_count_as_confirmations_and_rank_one_writes_the_only_result(isolated: Path) -> None:
+    import optuna
+
+    from kubetrader.optimize import screening
+    from kubetrader.optimize.study import ATTR_METRICS, open_storage
+
+    storage = f"journal://{isolated}/j.log"
+    # every scored point is self-checked: the confirmations reuse those Backtrader runs
+    report = screening.run_screened_study(
+        _study(isolated), name="reuse", output_dir=isolated, storage_url=storage, self_check_points=16, workers=2
+    )
+    study = optuna.load_study(study_name="reuse", storage=open_storage(storage))
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 3 and all(t.state.name == "COMPLETE" for t in trials)
+    assert all(t.value == t.user_attrs[ATTR_METRICS]["sharpe_ratio"] for t in trials)
+    assert sorted(t.user_attrs[screening.ATTR_RANK] for t in trials) == [1, 2, 3]
+    results = sorted(p.name for p in isolated.rglob("*.json") if p.parent.name != "studies" and "optuna" not in p.name)
+    assert report.confirmed_result is not None and Path(report.confirmed_result).exists()
+    assert results == [Path(report.confirmed_result).name]
+    assert report.confirmed_metrics["sharpe_ratio"] == report.best_value

@@ -20,6 +20,12 @@ only a filter; Backtrader stays the engine of record. The steps, exactly:
    the normal evaluator (in process, or the work queue), recorded as the study's
    Optuna trials. A confirmed objective further than 1e-9 relative from the
    twin's fails the study with both numbers (`ScreeningMismatchError`).
+   Without an evaluator of the caller's, the self-check and the confirmations run on
+   a local pool of forked processes (one per core, forked before anything else runs,
+   so a worker starts in milliseconds): the twin's rank 1 is confirmed by the full
+   pipeline run (result files written), which is then the study's confirmed result
+   when Backtrader agrees that it is the best (it does unless two points tie); a
+   self-check run of a top point counts as its confirmation (no second run).
 6. The report's best value, params and confirmed result come from those Backtrader
    runs only. The twin's scores go to `{study}-screen.csv` and a summary to
    `{study}-screen.json`. The deflated Sharpe ratio counts every screened point as
@@ -28,13 +34,18 @@ only a filter; Backtrader stays the engine of record. The steps, exactly:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
 import math
+import multiprocessing
+import os
+import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +54,16 @@ import numpy as np
 from kubetrader.errors import FatalError, SpecError
 from kubetrader.optimize.evaluation import Evaluation, Evaluator, InProcessEvaluator
 from kubetrader.optimize.report import StudyReport, write_study_artifacts
-from kubetrader.optimize.study import StudyProgress, build_sampler, default_storage_url, open_storage, trial_spec
+from kubetrader.optimize.study import (
+    ATTR_METRICS,
+    StudyProgress,
+    build_sampler,
+    default_storage_url,
+    open_storage,
+    trial_key,
+    trial_spec,
+)
+from kubetrader.specs.backtest import BacktestSpec
 from kubetrader.specs.study import OptimizationStudySpec
 
 log = logging.getLogger(__name__)
@@ -80,8 +100,13 @@ def run_screened_study(
     confirm: bool = True,
     self_check_points: int = 2,
     chunk: int = 512,
+    workers: int | None = None,
 ) -> StudyReport:
-    """Screen with the twin, confirm the top `spec.confirm_top` on Backtrader, report Backtrader's results."""
+    """Screen with the twin, confirm the top `spec.confirm_top` on Backtrader, report Backtrader's results.
+
+    `workers`: size of the local process pool used when `evaluator` is None (default: the
+    usable cores, at most the number of Backtrader runs).
+    """
     from kubetrader.vectorized import not_screenable
 
     reason = not_screenable(spec.backtest)
@@ -102,22 +127,159 @@ def run_screened_study(
     from kubetrader.vectorized import Bars, IndicatorCache
 
     study_name = spec.study_name or name
-    frames = BacktestRunner(spec.backtest).load_data()
-    bars = Bars.from_frame(frames[spec.backtest.data.symbols[0]])
-    cache = IndicatorCache(bars)
-    screen = screen_points(spec, candidate_points(spec), bars=bars, cache=cache, frames=frames, chunk=chunk)
-    scored = [p for p, v in zip(screen.points, screen.objective.tolist(), strict=True) if math.isfinite(v)]
-    self_check(spec, scored, frames, self_check_points)  # before any score is used
-    top = top_points(screen, spec.objective.direction, spec.confirm_top)
-    if not top:
-        raise SpecError("space", "no screened point has a defined objective; nothing to confirm")
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if evaluator is None:  # fork the workers first: before numba's and the warm-up thread's start
+            runs = spec.confirm_top + max(self_check_points, 0)
+            pool = stack.enter_context(_local_pool(workers or min(usable_cores(), max(runs, 1))))
+        frames = BacktestRunner(spec.backtest).load_data()
+        bars = Bars.from_frame(frames[spec.backtest.data.symbols[0]])
+        cache = IndicatorCache(bars)
+        screen = screen_points(spec, candidate_points(spec), bars=bars, cache=cache, frames=frames, chunk=chunk)
+        scored = [p for p, v in zip(screen.points, screen.objective.tolist(), strict=True) if math.isfinite(v)]
+        _warm_up_charts()  # the charts page's imports, on a thread, while this one waits for Backtrader
+        checked = self_check(spec, scored, frames, self_check_points, pool=pool)  # before any score is used
+        top = top_points(screen, spec.objective.direction, spec.confirm_top)
+        if not top:
+            raise SpecError("space", "no screened point has a defined objective; nothing to confirm")
 
-    storage_url = storage_url or default_storage_url(study_name, _data_dir())
-    study = _open_study(spec, study_name, storage_url)
-    confirmed = confirm_points(
-        spec, study, study_name, top, screen, evaluator or InProcessEvaluator(), on_progress=on_progress
-    )
-    return _report(spec, study, study_name, storage_url, output_dir, screen, confirmed, confirm)
+        storage_url = storage_url or default_storage_url(study_name, _data_dir())
+        study = _open_study(spec, study_name, storage_url)
+        confirmed = confirm_points(
+            spec,
+            study,
+            study_name,
+            top,
+            screen,
+            evaluator or (PoolEvaluator(pool) if pool is not None else InProcessEvaluator()),
+            on_progress=on_progress,
+            prior=checked,
+            pipeline=(f"{study_name}-best", output_dir) if confirm else None,
+        )
+        return _report(spec, study, study_name, storage_url, output_dir, screen, confirmed, confirm, pool=pool)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return max(os.cpu_count() or 1, 1)
+
+
+@contextlib.contextmanager
+def _local_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """`workers` processes forked now (milliseconds each: they inherit every import); spawned where
+    fork is unavailable or unsafe (other threads alive). Cancelled and joined on the way out."""
+    methods = multiprocessing.get_all_start_methods()
+    method = "fork" if "fork" in methods and threading.active_count() == 1 else methods[0]
+    pool = ProcessPoolExecutor(max(workers, 1), mp_context=multiprocessing.get_context(method))
+    try:
+        for future in [pool.submit(_worker_warm_up) for _ in range(max(workers, 1))]:
+            future.add_done_callback(lambda _: None)  # forks every worker at once; results unused
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_warm_up() -> None:
+    """Imports a worker's first pipeline run needs (the tearsheet's plotting), off the critical path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+
+    import kubetrader.pipeline  # noqa: F401
+
+
+def _warm_up_charts() -> None:
+    """Import the charts page's modules (Optuna's visualization, fANOVA importances: about a second
+    and a half) on a daemon thread; `write_study_artifacts` later finds them loaded."""
+
+    def load() -> None:
+        with contextlib.suppress(ImportError):
+            import optuna.importance
+            import optuna.visualization  # noqa: F401
+
+    threading.Thread(target=load, name="screening-warm-up", daemon=True).start()
+
+
+def _backtrader_run(spec: BacktestSpec) -> tuple[Any, Any, dict[str, float | None]]:
+    """Backtrader's equity, trades and metrics for `spec` (in a pool worker)."""
+    from kubetrader.runner import BacktestRunner
+
+    result = BacktestRunner(spec).run()
+    return result.equity, result.trades, dict(result.metrics)
+
+
+def _trial_run(key: str, spec: BacktestSpec) -> Evaluation:
+    """One confirmation in a pool worker, with `InProcessEvaluator`'s semantics (errors become evaluations)."""
+    evaluator = InProcessEvaluator()
+    evaluator.submit(key, spec)
+    return evaluator.collect(0.0)[0]
+
+
+def _pipeline_run(key: str, spec: BacktestSpec, name: str, output_dir: Path) -> tuple[Evaluation, Any]:
+    """A confirmation through the full pipeline (result files written), in a pool worker."""
+    from kubetrader.pipeline import execute
+
+    try:
+        outcome = execute(spec, name=name, output_dir=output_dir)
+    except Exception as exc:  # a strategy bug fails the confirmation, as in `InProcessEvaluator`
+        return Evaluation(key=key, metrics=None, error=f"{type(exc).__name__}: {exc}"), None
+    if outcome.document is None:
+        return Evaluation(key=key, metrics=None, error=outcome.error or outcome.status), outcome
+    document = outcome.document
+    return Evaluation(key=key, metrics=dict(document.metrics), returns=list(document.returns)), outcome
+
+
+@dataclass
+class PoolEvaluator:
+    """The `Evaluator` of a local process pool; `submit_pipeline` confirms through the full pipeline."""
+
+    pool: ProcessPoolExecutor
+    capacity: int = 0
+    outcomes: dict[str, Any] = field(default_factory=dict)
+    _futures: dict[Future[Any], str] = field(default_factory=dict)
+    _done: dict[str, Evaluation] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.capacity = self.capacity or self.pool._max_workers  # type: ignore[attr-defined]
+
+    def submit(self, key: str, spec: BacktestSpec) -> None:
+        self._futures[self.pool.submit(_trial_run, key, spec)] = key
+
+    def submit_pipeline(self, key: str, spec: BacktestSpec, name: str, output_dir: Path) -> None:
+        self._futures[self.pool.submit(_pipeline_run, key, spec, name, output_dir)] = key
+
+    def collect(self, timeout: float) -> list[Evaluation]:
+        done, _ = wait(list(self._futures), timeout=timeout, return_when=FIRST_COMPLETED)
+        found = []
+        for future in done:
+            key = self._futures.pop(future)
+            try:
+                result = future.result()
+            except Exception as exc:  # the worker died (BrokenProcessPool) or could not pickle the result
+                evaluation = Evaluation(key=key, metrics=None, error=f"{type(exc).__name__}: {exc}")
+            else:
+                if isinstance(result, tuple):
+                    evaluation, self.outcomes[key] = result
+                else:
+                    evaluation = result
+            self._done[key] = evaluation
+            found.append(evaluation)
+        return found
+
+    def lookup(self, key: str) -> Evaluation | None:
+        return self._done.get(key)
+
+    def in_flight(self, key: str) -> bool:
+        return key in self._futures.values()
+
+    def cancel(self) -> None:
+        for future in self._futures:
+            future.cancel()
+        self._futures.clear()
 
 
 def candidate_points(spec: OptimizationStudySpec) -> list[dict[str, Any]] | None:
@@ -132,21 +294,43 @@ def candidate_points(spec: OptimizationStudySpec) -> list[dict[str, Any]] | None
     return list(grid(space, constraints))
 
 
-def self_check(spec: OptimizationStudySpec, points: list[dict[str, Any]] | None, frames: Any, count: int) -> None:
-    """Run `count` points spread over `points` on both engines; raise ScreeningMismatchError on any difference."""
-    from kubetrader.vectorized import check
+def self_check(
+    spec: OptimizationStudySpec,
+    points: list[dict[str, Any]] | None,
+    frames: Any,
+    count: int,
+    *,
+    pool: ProcessPoolExecutor | None = None,
+) -> dict[str, Evaluation]:
+    """Run `count` points spread over `points` on both engines; raise ScreeningMismatchError on any difference.
+
+    Backtrader's runs go to `pool` when given (all at once), the twin's run here. Returns
+    Backtrader's metrics and returns per point (by `_key`): a confirmation of the same point reuses them.
+    """
+    from kubetrader.vectorized.equivalence import check_run
 
     if not points or count <= 0:
-        return
+        return {}
     step = max(len(points) // count, 1)
-    for point in points[step // 2 :: step][:count]:
-        outcome = check(trial_spec(spec.backtest, point), frames=frames)
+    chosen = points[step // 2 :: step][:count]
+    specs = [trial_spec(spec.backtest, point) for point in chosen]
+    if pool is not None:
+        futures = [pool.submit(_backtrader_run, s) for s in specs]
+        runs = [f.result() for f in futures]
+    else:
+        runs = [_backtrader_run(s) for s in specs]
+    checked: dict[str, Evaluation] = {}
+    for point, backtest, (equity, trades, metrics) in zip(chosen, specs, runs, strict=True):
+        outcome = check_run(backtest, equity, trades, metrics, frames=frames)
         if not outcome.agrees:
             raise ScreeningMismatchError(
                 f"the twin of {spec.backtest.strategy.path} disagrees with Backtrader at {point} on this study's data: "
                 + "; ".join(outcome.differences[:5])
                 + " (set screen: none to run on Backtrader alone)"
             )
+        returns = [float(x) for x in equity.pct_change().fillna(0.0).to_numpy()]  # as `run_trial_backtest`
+        checked[_key(point)] = Evaluation(key="", metrics=metrics, returns=returns)
+    return checked
 
 
 def screen_points(
@@ -265,6 +449,7 @@ class Confirmed:
     value: float
     trial_number: int
     returns: list[float] | None
+    outcome: Any = None  # the pipeline's ExecutionOutcome when this confirmation wrote the result files
 
 
 def confirm_points(
@@ -277,8 +462,15 @@ def confirm_points(
     *,
     on_progress: Callable[[StudyProgress], None] | None = None,
     collect_timeout: float = 0.5,
+    prior: Mapping[str, Evaluation] | None = None,
+    pipeline: tuple[str, Path] | None = None,
 ) -> list[Confirmed]:
-    """Backtest each top point on Backtrader (through `evaluator`), record it as a trial, compare with the twin."""
+    """Backtest each top point on Backtrader (through `evaluator`), record it as a trial, compare with the twin.
+
+    `prior`: Backtrader runs already made (the self-check's), recorded without running again.
+    `pipeline` (result name, output dir): with a `PoolEvaluator`, rank 1 is confirmed by the full
+    pipeline run, whose outcome the report then uses when that point is the best.
+    """
     from optuna.distributions import CategoricalDistribution
     from optuna.trial import TrialState
 
@@ -296,22 +488,31 @@ def confirm_points(
             confirmed.append(Confirmed(rank, point, twin_value, float(done.value), done.number, None))
             continue
         queue.append((rank, point, twin_value))
+    prior = prior or {}
+    queue.sort(key=lambda entry: _key(entry[1]) not in prior)  # the runs already made first: no wait
     pending: dict[str, tuple[Any, int, dict[str, Any], float]] = {}
     capacity = max(1, evaluator.capacity or spec.parallelism)
     progress = StudyProgress(done=len(confirmed))
+    ready: list[Evaluation] = []
     while queue or pending:
-        while queue and len(pending) < capacity:
+        while queue and (len(pending) < capacity or _key(queue[0][1]) in prior):
             rank, point, twin_value = queue.pop(0)
-            study.enqueue_trial(point, skip_if_exists=False)
+            # One journal append per write (each with an fsync): the attributes travel with the enqueue.
+            study.enqueue_trial(point, user_attrs={ATTR_TWIN: twin_value, ATTR_RANK: rank}, skip_if_exists=False)
             dists = {k: distributions.get(k, CategoricalDistribution([v])) for k, v in point.items()}
             trial = study.ask(dists)
-            key = f"{study_name}-t{trial.number}"
+            key = trial_key(study_name, trial.number)
             trial.set_user_attr("kubetrader_key", key)
-            trial.set_user_attr(ATTR_TWIN, twin_value)
-            trial.set_user_attr(ATTR_RANK, rank)
             pending[key] = (trial, rank, point, twin_value)
-            evaluator.submit(key, trial_spec(spec.backtest, point))
-        for evaluation in evaluator.collect(collect_timeout):
+            earlier = prior.get(_key(point))
+            if earlier is not None:  # the self-check ran this very spec on Backtrader
+                ready.append(Evaluation(key=key, metrics=earlier.metrics, returns=earlier.returns))
+            elif rank == 1 and pipeline is not None and isinstance(evaluator, PoolEvaluator):
+                evaluator.submit_pipeline(key, trial_spec(spec.backtest, point), *pipeline)
+            else:
+                evaluator.submit(key, trial_spec(spec.backtest, point))
+        fresh, ready = ready + evaluator.collect(0.0 if ready else collect_timeout), []
+        for evaluation in fresh:
             entry = pending.pop(evaluation.key, None)
             if entry is None:
                 continue
@@ -322,7 +523,8 @@ def confirm_points(
                 raise ScreeningMismatchError(
                     f"Backtrader failed on screened point {point} (twin {metric} {twin_value!r}): {evaluation.error}"
                 )
-            confirmed.append(Confirmed(rank, point, twin_value, value, trial.number, evaluation.returns))
+            outcome = evaluator.outcomes.get(evaluation.key) if isinstance(evaluator, PoolEvaluator) else None
+            confirmed.append(Confirmed(rank, point, twin_value, value, trial.number, evaluation.returns, outcome))
             progress.done += 1
             progress.running = len(pending)
             best = _best(confirmed, spec.objective.direction)
@@ -342,9 +544,8 @@ def _tell(study: Any, trial: Any, evaluation: Evaluation, metric: str) -> float 
     from optuna.trial import TrialState
 
     metrics = evaluation.metrics or {}
-    for name, v in metrics.items():
-        if v is not None:
-            trial.set_user_attr(f"m_{name}", v)
+    # One attribute for all metrics, as the study driver records them (each write is an fsync'd append).
+    trial.set_user_attr(ATTR_METRICS, {k: v for k, v in metrics.items() if v is not None})
     value = metrics.get(metric)
     if value is None or not math.isfinite(value):
         trial.set_user_attr("error", (evaluation.error or f"metric {metric} is undefined")[:500])
@@ -396,10 +597,16 @@ def _report(
     screen: Screen,
     confirmed: list[Confirmed],
     confirm: bool,
+    *,
+    pool: ProcessPoolExecutor | None = None,
 ) -> StudyReport:
     from kubetrader.errors import StrategyError
 
     best = _best(confirmed, spec.objective.direction)
+    best_spec, best_name = trial_spec(spec.backtest, best.params), f"{study_name}-best"
+    rerun: Future[Any] | None = None
+    if confirm and best.outcome is None and pool is not None:  # re-run on the pool while the charts are drawn
+        rerun = pool.submit(_pipeline_run, "best", best_spec, best_name, output_dir)
     studies_dir = output_dir / "studies"
     artifacts = write_study_artifacts(study, studies_dir, study_name, best.params)
     artifacts.update(_write_screen(studies_dir, study_name, spec, screen, confirmed))
@@ -419,8 +626,19 @@ def _report(
     best_returns = best.returns
     if confirm:
         from kubetrader.pipeline import execute
+        from kubetrader.results.store import remove_stale
 
-        outcome = execute(trial_spec(spec.backtest, best.params), name=f"{study_name}-best", output_dir=output_dir)
+        for other in confirmed:  # a pipeline run of a point that is not the best (a tie): not a result
+            if other is not best and other.outcome is not None and other.outcome.paths is not None:
+                remove_stale(other.outcome.paths)
+        if best.outcome is not None:
+            outcome = best.outcome
+        elif rerun is not None:
+            evaluation, outcome = rerun.result()
+            if outcome is None:
+                raise StrategyError(f"re-running the best parameters {best.params} failed: {evaluation.error}")
+        else:
+            outcome = execute(best_spec, name=best_name, output_dir=output_dir)
         if outcome.document is None or outcome.paths is None:
             raise StrategyError(f"re-running the best parameters {best.params} failed: {outcome.error}")
         report.confirmed_result = str(outcome.paths.json)

@@ -107,13 +107,26 @@ def _missing(value: Any) -> bool:
 def check(spec: BacktestSpec, *, frames: dict[str, pd.DataFrame] | None = None, store: Any = None) -> Equivalence:
     """Run `spec` on Backtrader (the runner, on `store`) and on its twin, and compare."""
     from kubetrader.runner import BacktestRunner
-    from kubetrader.vectorized.run import run_twin
 
     runner = BacktestRunner(spec, store=store)
     frames = frames if frames is not None else runner.load_data()
     result = runner.run()
+    return check_run(spec, result.equity, result.trades, result.metrics, frames=frames)
+
+
+def check_run(
+    spec: BacktestSpec,
+    equity: pd.Series,
+    trades: pd.DataFrame,
+    metrics: dict[str, float | None],
+    *,
+    frames: dict[str, pd.DataFrame] | None = None,
+) -> Equivalence:
+    """`check` with Backtrader's run of `spec` already done (e.g. in another process): run the twin, compare."""
+    from kubetrader.vectorized.run import run_twin
+
     twin = run_twin(spec, frames=frames)
-    return compare_results(spec, result.equity, result.trades, result.metrics, twin.equity, twin.trades, twin.metrics)
+    return compare_results(spec, equity, trades, metrics, twin.equity, twin.trades, twin.metrics)
 
 
 # ---- the harness grid: the points the tests sample and the bench runs in full --------------------
