@@ -9,6 +9,9 @@ STAMP := $(VENV)/.installed
 # Image names and tags live in one place, shared with the chart's defaults (images/images.env).
 include images/images.env
 export
+# Some machines set PYTHONDONTWRITEBYTECODE: then every Job, worker and test subprocess
+# compiles MLflow, pandas and Optuna from source again (seconds each). Keep the cache.
+unexport PYTHONDONTWRITEBYTECODE
 
 # Each area may add targets in a file of its own (cluster flows, generators, ...).
 -include mk/*.mk
@@ -23,10 +26,10 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
 	@$(PYTHON) -m pip install -q --upgrade uv 2>/dev/null || true
 	@if [ -x $(BIN)/uv ]; then \
-	  $(BIN)/uv pip sync -q --python $(PYTHON) requirements/lock.txt && \
+	  $(BIN)/uv pip sync -q --compile-bytecode --python $(PYTHON) requirements/lock.txt && \
 	  $(BIN)/uv pip install -q --python $(PYTHON) --no-deps -e . ; \
 	else \
-	  $(PYTHON) -m pip install -q -r requirements/lock.txt && \
+	  $(PYTHON) -m pip install -q --compile -r requirements/lock.txt && \
 	  $(PYTHON) -m pip install -q --no-deps -e . ; \
 	fi
 	@touch $@

@@ -6,6 +6,7 @@ on one machine and says so, instead of failing every request.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -43,7 +44,8 @@ class ClusterService:
                 api_client = client.ApiClient(configuration)
             except config.ConfigException:
                 try:
-                    api_client = config.new_client_from_config()
+                    # KUBECONFIG as it is now: the kubernetes package reads it once, at its import.
+                    api_client = config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
                 except (config.ConfigException, OSError, TypeError) as exc:
                     self._reason = f"no in-cluster config and no usable kubeconfig ({type(exc).__name__})"
                     return

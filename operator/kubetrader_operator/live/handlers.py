@@ -147,6 +147,7 @@ def emergency_stop_on_delete(body: kopf.Body, name: str, namespace: str | None, 
             wait=settings.flatten_wait_seconds,
             http_timeout=settings.http_timeout_seconds,
             flatten=spec.stop_policy.flatten,
+            cancel_orders=spec.stop_policy.cancel_orders,
         )
     except Exception as exc:
         outcome = stopping.StopOutcome(False, "", f"stop attempt failed: {exc!r}")
