@@ -120,7 +120,7 @@ def engine_args() -> list[str]:
     ]
 
 
-def _security_context(options: JobOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+def security_context(options: JobOptions) -> tuple[dict[str, Any], dict[str, Any]]:
     pod = {
         "runAsNonRoot": True,
         "runAsUser": options.run_as_user,
@@ -147,7 +147,7 @@ def build_job(name: str, namespace: str, spec: BacktestSpec, options: JobOptions
     """
     child = backtest_child_name(name)
     labels = child_labels("backtest", name)
-    pod_security, container_security = _security_context(options)
+    pod_security, container_security = security_context(options)
     env = [
         {"name": "KUBETRADER_BACKTEST_NAME", "value": name},
         {"name": "KUBETRADER_NAMESPACE", "value": namespace},

@@ -93,7 +93,7 @@ def latest_termination(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(finished, key=lambda item: (item[0], item[1]))[2] if finished else None
 
 
-def _job_condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
+def job_condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
     for condition in job.get("status", {}).get("conditions", []) or []:
         if condition.get("type") == type_ and condition.get("status") == "True":
             return condition
@@ -106,12 +106,12 @@ def job_started(job: dict[str, Any]) -> bool:
         status.get("ready")
         or status.get("succeeded")
         or status.get("failed")
-        or _job_condition(job, "Complete")
-        or _job_condition(job, "Failed")
+        or job_condition(job, "Complete")
+        or job_condition(job, "Failed")
     )
 
 
-def _failure_message(termination: dict[str, Any] | None, fallback: str) -> str:
+def failure_message(termination: dict[str, Any] | None, fallback: str) -> str:
     if termination is None:
         return fallback
     summary = parse_summary(termination.get("message"))
@@ -158,8 +158,8 @@ def next_status(
         termination = latest_termination(pods)
         if job_status.get("startTime") and "startTime" not in status:
             status["startTime"] = job_status["startTime"]
-        complete = _job_condition(job, "Complete")
-        failed = _job_condition(job, "Failed")
+        complete = job_condition(job, "Complete")
+        failed = job_condition(job, "Failed")
         if complete is not None:
             summary = parse_summary(termination.get("message") if termination else None) or {}
             metrics = headline_metrics(summary)
@@ -183,7 +183,7 @@ def next_status(
             transition = Transition("Succeeded", message, warning=False)
         elif failed is not None:
             reason = JOB_FAILURE_REASONS.get(failed.get("reason", ""), "JobFailed")
-            message = _failure_message(termination, failed.get("message") or "the Job failed")
+            message = failure_message(termination, failed.get("message") or "the Job failed")
             status["completionTime"] = now
             put(ConditionType.RUNNING, False, reason, message)
             put(ConditionType.FAILED, True, reason, message)

@@ -26,7 +26,7 @@ from kubetrader_operator.backtest.builders import (
     SCRATCH_DIR,
     TERMINATION_LOG,
     JobOptions,
-    _security_context,
+    security_context,
 )
 from kubetrader_operator.labels import COMPONENT, MANAGED_BY, MANAGER, PART_OF, SPEC_HASH_ANNOTATION
 
@@ -132,7 +132,7 @@ def build_job(
     """
     child = study_child_name(name)
     labels = study_labels("study-driver", name)
-    pod_security, container_security = _security_context(options)
+    pod_security, container_security = security_context(options)
     data_volume: dict[str, Any] = (
         {"name": "data", "persistentVolumeClaim": {"claimName": options.data_pvc}}
         if options.data_pvc

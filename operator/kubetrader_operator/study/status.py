@@ -15,9 +15,9 @@ from kubetrader.specs.status import ConditionType
 from kubetrader_operator.backtest.status import (
     JOB_FAILURE_REASONS,
     Transition,
-    _failure_message,
-    _job_condition,
     accepted_status,
+    failure_message,
+    job_condition,
     job_started,
     latest_termination,
     parse_summary,
@@ -138,16 +138,16 @@ def next_status(
         termination = latest_termination(pods)
         if job_status.get("startTime") and "startTime" not in status:
             status["startTime"] = job_status["startTime"]
-        if _job_condition(job, "Complete") is not None:
+        if job_condition(job, "Complete") is not None:
             _apply_summary(status, parse_summary(termination.get("message") if termination else None) or {})
             status["completionTime"] = job_status.get("completionTime") or now
             message = _succeeded_message(status)
             put(ConditionType.RUNNING, False, "Completed", "the study driver finished")
             put(ConditionType.SUCCEEDED, True, "Completed", message)
             transition = Transition("Succeeded", message, warning=False)
-        elif (failed := _job_condition(job, "Failed")) is not None:
+        elif (failed := job_condition(job, "Failed")) is not None:
             reason = JOB_FAILURE_REASONS.get(failed.get("reason", ""), "JobFailed")
-            transition = fail(reason, _failure_message(termination, failed.get("message") or "the driver Job failed"))
+            transition = fail(reason, failure_message(termination, failed.get("message") or "the driver Job failed"))
         elif job_started(job):
             done, total = status.get("trialsDone", 0), (study.get("spec") or {}).get("trials")
             put(ConditionType.RUNNING, True, "DriverRunning", f"{done} of {total} trials done")
