@@ -5,9 +5,11 @@ Grid: fast 2..101 x slow 10..250 step 5 = 4,900 points (points with fast >= slow
 refused by the strategy: the twin scores them NaN, Backtrader would fail them).
 
 - screened: `screen: vectorized` study end to end (twin over the grid, self-check,
-  top 10 confirmed on Backtrader in process, best re-run with its result files).
+  top 10 confirmed on Backtrader on a local pool of 2 forked processes, the best's
+  result files written by its confirming pipeline run).
 - Backtrader alone: measured on a sample of 40 points, extrapolated to the grid on 2 workers.
-- backtesting.py `Backtest.optimize` and vectorbt, when installed: same crossover and
+- backtesting.py `Backtest.optimize` (its own process pool, 200 sampled points) and
+  vectorbt (whole grid, after its numba warm-up), when installed: same crossover and
   next-open fills, but their own sizing and a percent commission, so final values are
   close, not equal (printed for 10/30).
 - the full equivalence harness (kubetrader.vectorized.equivalence.harness_specs) on 2
@@ -81,6 +83,14 @@ def _backtrader_sample() -> float:
     return statistics.mean(times)
 
 
+def _backtrader_final() -> float:
+    from kubetrader.runner import BacktestRunner
+    from kubetrader.vectorized.equivalence import harness_spec
+
+    spec = harness_spec("strategies.sma_crossover.SMACrossover", {"fast": 10, "slow": 30})
+    return float(BacktestRunner(spec).run().equity.iloc[-1])
+
+
 def _frame() -> Any:
     from kubetrader.data import load_bars
 
@@ -110,6 +120,9 @@ def _backtesting_py(frame: Any) -> tuple[str, float | None, float | None]:
             elif crossover(self.s, self.f) and self.position:
                 self.position.close()
 
+    # Backtest.optimize pickles the strategy class to its forked workers: by reference, so a module global.
+    SmaCross.__qualname__ = SmaCross.__name__
+    globals()[SmaCross.__name__] = SmaCross
     data = frame.rename(columns=str.capitalize)[["Open", "High", "Low", "Close", "Volume"]]
     bt = Backtest(data, SmaCross, cash=100_000, commission=0.0005, finalize_trades=True)
     final = float(bt.run()["Equity Final [$]"])
@@ -188,23 +201,27 @@ def main() -> None:
     grid = len(FAST) * len(SLOW)
     valid = summary["points_screened"] - summary["points_undefined"]
     ours = run_twin(harness_spec("strategies.sma_crossover.SMACrossover", {"fast": 10, "slow": 30})).equity.iloc[-1]
+    backtrader_final = _backtrader_final()
+    if round(backtrader_final, 2) != round(float(ours), 2):
+        raise SystemExit(f"twin 10/30 {ours!r} != Backtrader {backtrader_final!r}")
     bpy_status, bpy_point, bpy_final = _backtesting_py(frame)
     vbt_status, vbt_point, vbt_final = _vectorbt(frame)
     rows = [
         ("kubetrader screened + top-10 on Backtrader", total, screen_seconds / grid, float(ours)),
         ("  of which twin screening (4,900 points)", screen_seconds, None, None),
-        ("Backtrader alone, 2 workers (estimated)", per_bt * valid / 2, per_bt, float(ours)),
+        ("Backtrader alone, 2 workers (estimated)", per_bt * valid / 2, per_bt, backtrader_final),
     ]
     if bpy_point is not None:
-        rows.append(("backtesting.py optimize, 1 core (estimated)", bpy_point * valid, bpy_point, bpy_final))
+        rows.append(("backtesting.py optimize, 2 procs (200 pts, est.)", bpy_point * valid, bpy_point, bpy_final))
     if vbt_point is not None:
         rows.append(("vectorbt from_signals, whole grid", vbt_point * valid, vbt_point, vbt_final))
     print(f"grid: {grid} points ({valid} with fast < slow), ORCL daily {len(frame)} bars")
-    print(f"{'engine':44} {'wall s':>10} {'ms/point':>10} {'final 10/30':>13}")
+    print(f"{'engine':48} {'wall s':>8} {'ms/point':>9} {'final 10/30':>12} {'vs Backtrader':>14}")
     for label, wall, point, final in rows:
-        ms = "" if point is None else f"{1000 * point:10.3f}"
-        fin = "" if final is None else f"{final:13.2f}"
-        print(f"{label:44} {wall:10.2f} {ms:>10} {fin:>13}")
+        ms = "" if point is None else f"{1000 * point:9.3f}"
+        fin = "" if final is None else f"{final:12.2f}"
+        off = "" if final is None else f"{100 * (final / backtrader_final - 1):+13.2f}%"
+        print(f"{label:48} {wall:8.2f} {ms:>9} {fin:>12} {off:>14}")
     if bpy_point is None:
         print(f"backtesting.py: {bpy_status}")
     if vbt_point is None:
