@@ -12,9 +12,10 @@ import itertools
 import json
 
 from kubetrader.specs.backtest import BacktestSpec, DataSpec, StrategySpec
+from kubetrader.specs.common import SpecModel
 
 
-def spec_hash(spec: BacktestSpec) -> str:
+def spec_hash(spec: SpecModel) -> str:
     """A stable hash of a spec's canonical JSON (sorted keys, camelCase)."""
     canonical = json.dumps(spec.to_wire(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -6,42 +6,45 @@ validating them against Kubernetes' own schemas.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
-from kubetrader.errors import EXIT_FATAL
-from kubetrader.specs import GROUP_VERSION, BacktestSpec, spec_hash
-from kubetrader_operator.labels import SPEC_HASH_ANNOTATION, backtest_child_name, child_labels
+from kubetrader.specs import BacktestSpec
+from kubetrader_operator.jobs import (  # re-exported: the Backtest's names for the shared pieces
+    CONFIG_DIR,
+    CONTAINER,
+    DATA_DIR,
+    RESULTS_DIR,
+    SCRATCH_DIR,
+    TERMINATION_LOG,
+    JobOptions,
+    engine_args,
+    engine_job,
+    resource_document,
+    scratch_env,
+    security_context,
+    spec_config_map,
+)
+from kubetrader_operator.labels import backtest_child_name, child_labels
 from kubetrader_operator.settings import ANNOTATION_PREFIX, OperatorSettings
 
-CONFIG_DIR = "/etc/kubetrader"
+__all__ = [
+    "CONFIG_DIR",
+    "CONTAINER",
+    "DATA_DIR",
+    "RESULTS_DIR",
+    "SCRATCH_DIR",
+    "SPEC_FILE",
+    "TERMINATION_LOG",
+    "JobOptions",
+    "backtest_document",
+    "build_config_map",
+    "build_job",
+    "engine_args",
+    "job_options",
+    "security_context",
+]
+
 SPEC_FILE = "backtest.yaml"
-DATA_DIR = "/data"
-RESULTS_DIR = f"{DATA_DIR}/results"
-SCRATCH_DIR = "/tmp"
-TERMINATION_LOG = "/dev/termination-log"
-CONTAINER = "engine"
-
-
-@dataclass(frozen=True)
-class JobOptions:
-    """The Job's knobs for one Backtest: operator settings with the annotation overrides applied."""
-
-    image: str
-    image_pull_policy: str
-    service_account: str
-    cpu_request: str
-    cpu_limit: str
-    memory_request: str
-    memory_limit: str
-    backoff_limit: int
-    active_deadline_seconds: int
-    ttl_seconds_after_finished: int
-    run_as_user: int
-    data_pvc: str | None
-    env: tuple[tuple[str, str], ...]
 
 
 def job_options(settings: OperatorSettings, annotations: dict[str, str]) -> JobOptions:
@@ -86,139 +89,35 @@ def job_options(settings: OperatorSettings, annotations: dict[str, str]) -> JobO
 
 def backtest_document(name: str, namespace: str, spec: BacktestSpec) -> dict[str, Any]:
     """The Backtest as the engine reads it with `kubetrader run -f` (validated, defaults filled in)."""
-    return {
-        "apiVersion": GROUP_VERSION,
-        "kind": "Backtest",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec.to_wire(),
-    }
+    return resource_document("Backtest", name, namespace, spec)
 
 
 def build_config_map(name: str, namespace: str, spec: BacktestSpec) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": backtest_child_name(name),
-            "namespace": namespace,
-            "labels": child_labels("backtest-spec", name),
-            "annotations": {SPEC_HASH_ANNOTATION: spec_hash(spec)},
-        },
-        "data": {SPEC_FILE: yaml.safe_dump(backtest_document(name, namespace, spec), sort_keys=False)},
-    }
-
-
-def engine_args() -> list[str]:
-    return [
-        "run",
-        "-f",
-        f"{CONFIG_DIR}/{SPEC_FILE}",
-        "--output",
-        RESULTS_DIR,
-        "--summary-file",
-        TERMINATION_LOG,
-    ]
-
-
-def security_context(options: JobOptions) -> tuple[dict[str, Any], dict[str, Any]]:
-    pod = {
-        "runAsNonRoot": True,
-        "runAsUser": options.run_as_user,
-        "runAsGroup": options.run_as_user,
-        "fsGroup": options.run_as_user,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    container = {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    return pod, container
+    return spec_config_map(
+        backtest_child_name(name),
+        namespace,
+        child_labels("backtest-spec", name),
+        kind="Backtest",
+        name=name,
+        spec=spec,
+        spec_file=SPEC_FILE,
+    )
 
 
 def build_job(name: str, namespace: str, spec: BacktestSpec, options: JobOptions) -> dict[str, Any]:
-    """The batch/v1 Job running the engine once for this Backtest.
-
-    Exit code 2 (bad spec, strategy error, no data) fails the Job at once through
-    the podFailurePolicy: running it again cannot help. Other failures (exit 3:
-    infrastructure) count toward backoffLimit and are retried.
-    """
-    child = backtest_child_name(name)
-    labels = child_labels("backtest", name)
-    pod_security, container_security = security_context(options)
+    """The batch/v1 Job running the engine once for this Backtest (see `jobs.engine_job`)."""
     env = [
         {"name": "KUBETRADER_BACKTEST_NAME", "value": name},
         {"name": "KUBETRADER_NAMESPACE", "value": namespace},
-        {"name": "HOME", "value": SCRATCH_DIR},
-        {"name": "TMPDIR", "value": SCRATCH_DIR},
-        {"name": "MPLCONFIGDIR", "value": f"{SCRATCH_DIR}/matplotlib"},
+        *scratch_env(),
         *({"name": key, "value": value} for key, value in options.env),
     ]
-    data_volume: dict[str, Any] = (
-        {"name": "data", "persistentVolumeClaim": {"claimName": options.data_pvc}}
-        if options.data_pvc
-        else {"name": "data", "emptyDir": {}}
+    return engine_job(
+        backtest_child_name(name),
+        namespace,
+        child_labels("backtest", name),
+        spec=spec,
+        spec_file=SPEC_FILE,
+        env=env,
+        options=options,
     )
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": child,
-            "namespace": namespace,
-            "labels": labels,
-            "annotations": {SPEC_HASH_ANNOTATION: spec_hash(spec)},
-        },
-        "spec": {
-            "backoffLimit": options.backoff_limit,
-            "activeDeadlineSeconds": options.active_deadline_seconds,
-            "ttlSecondsAfterFinished": options.ttl_seconds_after_finished,
-            "podFailurePolicy": {
-                "rules": [
-                    {
-                        "action": "FailJob",
-                        "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [EXIT_FATAL]},
-                    },
-                    # A node drain or preemption is not the Backtest's fault: do not spend a retry on it.
-                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-                ]
-            },
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "serviceAccountName": options.service_account,
-                    "automountServiceAccountToken": False,  # the engine never talks to the API server
-                    "securityContext": pod_security,
-                    "containers": [
-                        {
-                            "name": CONTAINER,
-                            "image": options.image,
-                            "imagePullPolicy": options.image_pull_policy,
-                            "command": ["kubetrader"],
-                            "args": engine_args(),
-                            "env": env,
-                            "resources": {
-                                "requests": {"cpu": options.cpu_request, "memory": options.memory_request},
-                                "limits": {"cpu": options.cpu_limit, "memory": options.memory_limit},
-                            },
-                            "securityContext": container_security,
-                            "terminationMessagePath": TERMINATION_LOG,
-                            "terminationMessagePolicy": "FallbackToLogsOnError",
-                            "volumeMounts": [
-                                {"name": "spec", "mountPath": CONFIG_DIR, "readOnly": True},
-                                {"name": "data", "mountPath": DATA_DIR},
-                                {"name": "scratch", "mountPath": SCRATCH_DIR},
-                            ],
-                        }
-                    ],
-                    "volumes": [
-                        {"name": "spec", "configMap": {"name": child}},
-                        data_volume,
-                        {"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}},
-                    ],
-                },
-            },
-        },
-    }

@@ -11,24 +11,19 @@ same image, restricted security context, data volume and termination message.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
-import yaml
-
-from kubetrader.errors import EXIT_FATAL
-from kubetrader.specs import GROUP_VERSION, OptimizationStudySpec
-from kubetrader_operator.backtest.builders import (
-    CONFIG_DIR,
-    CONTAINER,
+from kubetrader.specs import OptimizationStudySpec
+from kubetrader_operator.jobs import (
     DATA_DIR,
-    RESULTS_DIR,
-    SCRATCH_DIR,
-    TERMINATION_LOG,
     JobOptions,
-    security_context,
+    engine_args,
+    engine_job,
+    resource_document,
+    scratch_env,
+    spec_config_map,
 )
-from kubetrader_operator.labels import COMPONENT, MANAGED_BY, MANAGER, PART_OF, SPEC_HASH_ANNOTATION
+from kubetrader_operator.labels import COMPONENT, MANAGED_BY, MANAGER, PART_OF
 
 SPEC_FILE = "study.yaml"
 STUDY_LABEL = "kubetrader.io/study"
@@ -63,38 +58,26 @@ def study_labels(component: str, study: str) -> dict[str, str]:
     return {MANAGED_BY: MANAGER, PART_OF: "kubetrader", COMPONENT: component, STUDY_LABEL: study}
 
 
-def study_spec_hash(spec: OptimizationStudySpec) -> str:
-    canonical = json.dumps(spec.to_wire(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def study_document(name: str, namespace: str, spec: OptimizationStudySpec) -> dict[str, Any]:
     """The OptimizationStudy as the engine reads it with `kubetrader run -f` (validated, defaults filled in)."""
-    return {
-        "apiVersion": GROUP_VERSION,
-        "kind": "OptimizationStudy",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec.to_wire(),
-    }
+    return resource_document("OptimizationStudy", name, namespace, spec)
 
 
 def build_config_map(name: str, namespace: str, spec: OptimizationStudySpec) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": study_child_name(name),
-            "namespace": namespace,
-            "labels": study_labels("study-spec", name),
-            "annotations": {SPEC_HASH_ANNOTATION: study_spec_hash(spec)},
-        },
-        "data": {SPEC_FILE: yaml.safe_dump(study_document(name, namespace, spec), sort_keys=False)},
-    }
+    return spec_config_map(
+        study_child_name(name),
+        namespace,
+        study_labels("study-spec", name),
+        kind="OptimizationStudy",
+        name=name,
+        spec=spec,
+        spec_file=SPEC_FILE,
+    )
 
 
 def driver_args() -> list[str]:
     """Redis and storage come from the environment (REDIS_ENV, STORAGE_ENV): URLs may hold passwords."""
-    return ["run", "-f", f"{CONFIG_DIR}/{SPEC_FILE}", "--output", RESULTS_DIR, "--summary-file", TERMINATION_LOG]
+    return engine_args(SPEC_FILE)
 
 
 def driver_env(
@@ -107,9 +90,7 @@ def driver_env(
         *([{"name": STORAGE_ENV, "value": storage}] if storage else []),
         # The default Optuna storage (a journal file) and the data cache live on the data volume.
         {"name": "KUBETRADER_DATA_DIR", "value": DATA_DIR},
-        {"name": "HOME", "value": SCRATCH_DIR},
-        {"name": "TMPDIR", "value": SCRATCH_DIR},
-        {"name": "MPLCONFIGDIR", "value": f"{SCRATCH_DIR}/matplotlib"},
+        *scratch_env(),
     ]
     taken = {e["name"] for e in env}
     return [*env, *({"name": k, "value": v} for k, v in options.env if k not in taken)]
@@ -130,75 +111,15 @@ def build_job(
     at once; other failures (exit 3: infrastructure) are retried, and a retried
     driver resumes the study: finished trials stay in the Optuna storage.
     """
-    child = study_child_name(name)
-    labels = study_labels("study-driver", name)
-    pod_security, container_security = security_context(options)
-    data_volume: dict[str, Any] = (
-        {"name": "data", "persistentVolumeClaim": {"claimName": options.data_pvc}}
-        if options.data_pvc
-        else {"name": "data", "emptyDir": {}}
+    return engine_job(
+        study_child_name(name),
+        namespace,
+        study_labels("study-driver", name),
+        spec=spec,
+        spec_file=SPEC_FILE,
+        env=driver_env(name, namespace, spec, options, redis_url=redis_url, storage=storage),
+        options=options,
     )
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": child,
-            "namespace": namespace,
-            "labels": labels,
-            "annotations": {SPEC_HASH_ANNOTATION: study_spec_hash(spec)},
-        },
-        "spec": {
-            "backoffLimit": options.backoff_limit,
-            "activeDeadlineSeconds": options.active_deadline_seconds,
-            "ttlSecondsAfterFinished": options.ttl_seconds_after_finished,
-            "podFailurePolicy": {
-                "rules": [
-                    {
-                        "action": "FailJob",
-                        "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [EXIT_FATAL]},
-                    },
-                    # A node drain or preemption is not the study's fault: do not spend a retry on it.
-                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-                ]
-            },
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "serviceAccountName": options.service_account,
-                    "automountServiceAccountToken": False,  # the driver talks to Redis, never to the API server
-                    "securityContext": pod_security,
-                    "containers": [
-                        {
-                            "name": CONTAINER,
-                            "image": options.image,
-                            "imagePullPolicy": options.image_pull_policy,
-                            "command": ["kubetrader"],
-                            "args": driver_args(),
-                            "env": driver_env(name, namespace, spec, options, redis_url=redis_url, storage=storage),
-                            "resources": {
-                                "requests": {"cpu": options.cpu_request, "memory": options.memory_request},
-                                "limits": {"cpu": options.cpu_limit, "memory": options.memory_limit},
-                            },
-                            "securityContext": container_security,
-                            "terminationMessagePath": TERMINATION_LOG,
-                            "terminationMessagePolicy": "FallbackToLogsOnError",
-                            "volumeMounts": [
-                                {"name": "spec", "mountPath": CONFIG_DIR, "readOnly": True},
-                                {"name": "data", "mountPath": DATA_DIR},
-                                {"name": "scratch", "mountPath": SCRATCH_DIR},
-                            ],
-                        }
-                    ],
-                    "volumes": [
-                        {"name": "spec", "configMap": {"name": child}},
-                        data_volume,
-                        {"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}},
-                    ],
-                },
-            },
-        },
-    }
 
 
 def parse_study_spec(raw: dict[str, Any]) -> OptimizationStudySpec:

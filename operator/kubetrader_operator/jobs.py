@@ -1,0 +1,187 @@
+"""What every engine Job has in common: a Backtest's, a study driver's.
+
+Both run `kubetrader run -f <spec file>` from the same image, with the spec in a
+ConfigMap, the data volume, a scratch volume under a read-only root filesystem, the
+restricted security context, the summary JSON as the termination message, and a
+podFailurePolicy that fails at once on the engine's "bad input" exit code. One
+builder makes both, so a hardening of one is a hardening of the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from kubetrader.errors import EXIT_FATAL
+from kubetrader.specs import GROUP_VERSION, SpecModel, spec_hash
+from kubetrader_operator.labels import SPEC_HASH_ANNOTATION
+
+CONFIG_DIR = "/etc/kubetrader"
+DATA_DIR = "/data"
+RESULTS_DIR = f"{DATA_DIR}/results"
+SCRATCH_DIR = "/tmp"
+TERMINATION_LOG = "/dev/termination-log"
+CONTAINER = "engine"
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """The Job's knobs for one Backtest: operator settings with the annotation overrides applied."""
+
+    image: str
+    image_pull_policy: str
+    service_account: str
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+    backoff_limit: int
+    active_deadline_seconds: int
+    ttl_seconds_after_finished: int
+    run_as_user: int
+    data_pvc: str | None
+    env: tuple[tuple[str, str], ...]
+
+
+def resource_document(kind: str, name: str, namespace: str, spec: SpecModel) -> dict[str, Any]:
+    """The resource as the engine reads it with `kubetrader run -f` (validated, defaults filled in)."""
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec.to_wire(),
+    }
+
+
+def spec_config_map(
+    child: str, namespace: str, labels: dict[str, str], *, kind: str, name: str, spec: SpecModel, spec_file: str
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": child,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {SPEC_HASH_ANNOTATION: spec_hash(spec)},
+        },
+        "data": {spec_file: yaml.safe_dump(resource_document(kind, name, namespace, spec), sort_keys=False)},
+    }
+
+
+def engine_args(spec_file: str) -> list[str]:
+    return ["run", "-f", f"{CONFIG_DIR}/{spec_file}", "--output", RESULTS_DIR, "--summary-file", TERMINATION_LOG]
+
+
+def scratch_env() -> list[dict[str, str]]:
+    """A read-only root filesystem: everything that writes goes to the scratch volume."""
+    return [
+        {"name": "HOME", "value": SCRATCH_DIR},
+        {"name": "TMPDIR", "value": SCRATCH_DIR},
+        {"name": "MPLCONFIGDIR", "value": f"{SCRATCH_DIR}/matplotlib"},
+    ]
+
+
+def security_context(options: JobOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+    pod = {
+        "runAsNonRoot": True,
+        "runAsUser": options.run_as_user,
+        "runAsGroup": options.run_as_user,
+        "fsGroup": options.run_as_user,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    return pod, container
+
+
+def engine_job(
+    child: str,
+    namespace: str,
+    labels: dict[str, str],
+    *,
+    spec: SpecModel,
+    spec_file: str,
+    env: list[dict[str, str]],
+    options: JobOptions,
+) -> dict[str, Any]:
+    """The batch/v1 Job running `kubetrader run -f` on the spec in the ConfigMap of the same name.
+
+    Exit code 2 (bad spec, strategy error, no data) fails the Job at once through the
+    podFailurePolicy: running it again cannot help. Other failures (exit 3:
+    infrastructure) count toward backoffLimit and are retried.
+    """
+    pod_security, container_security = security_context(options)
+    data_volume: dict[str, Any] = (
+        {"name": "data", "persistentVolumeClaim": {"claimName": options.data_pvc}}
+        if options.data_pvc
+        else {"name": "data", "emptyDir": {}}
+    )
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": child,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {SPEC_HASH_ANNOTATION: spec_hash(spec)},
+        },
+        "spec": {
+            "backoffLimit": options.backoff_limit,
+            "activeDeadlineSeconds": options.active_deadline_seconds,
+            "ttlSecondsAfterFinished": options.ttl_seconds_after_finished,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [EXIT_FATAL]},
+                    },
+                    # A node drain or preemption is not the run's fault: do not spend a retry on it.
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+                ]
+            },
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": options.service_account,
+                    "automountServiceAccountToken": False,  # the engine never talks to the API server
+                    "securityContext": pod_security,
+                    "containers": [
+                        {
+                            "name": CONTAINER,
+                            "image": options.image,
+                            "imagePullPolicy": options.image_pull_policy,
+                            "command": ["kubetrader"],
+                            "args": engine_args(spec_file),
+                            "env": env,
+                            "resources": {
+                                "requests": {"cpu": options.cpu_request, "memory": options.memory_request},
+                                "limits": {"cpu": options.cpu_limit, "memory": options.memory_limit},
+                            },
+                            "securityContext": container_security,
+                            "terminationMessagePath": TERMINATION_LOG,
+                            "terminationMessagePolicy": "FallbackToLogsOnError",
+                            "volumeMounts": [
+                                {"name": "spec", "mountPath": CONFIG_DIR, "readOnly": True},
+                                {"name": "data", "mountPath": DATA_DIR},
+                                {"name": "scratch", "mountPath": SCRATCH_DIR},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "spec", "configMap": {"name": child}},
+                        data_volume,
+                        {"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}},
+                    ],
+                },
+            },
+        },
+    }
