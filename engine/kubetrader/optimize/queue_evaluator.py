@@ -52,16 +52,19 @@ class QueueEvaluator:
         self.queue.enqueue(batch, [task])  # type: ignore[attr-defined]
 
     def collect(self, timeout: float) -> list[Evaluation]:
+        """Wait up to `timeout` s for the first finished trial, then take every other one without waiting."""
         deadline = time.monotonic() + timeout
         found: list[Evaluation] = []
         for batch in sorted(self._batches):
-            remaining = max(deadline - time.monotonic(), 0.01) if not found else 0.01
-            task_id = self.queue.next_event(batch, remaining)  # type: ignore[attr-defined]
-            while task_id is not None:
+            ids = self.queue.pending_events(batch)  # type: ignore[attr-defined]
+            if not ids and not found:
+                first = self.queue.next_event(batch, max(deadline - time.monotonic(), 0.01))  # type: ignore[attr-defined]
+                ids = [first] if first is not None else []
+                ids += self.queue.pending_events(batch)  # type: ignore[attr-defined]
+            for task_id in ids:
                 evaluation = self._evaluation(batch, task_id)
                 if evaluation is not None:
                     found.append(evaluation)
-                task_id = self.queue.next_event(batch, 0.01)  # type: ignore[attr-defined]
         return found
 
     def lookup(self, key: str) -> Evaluation | None:

@@ -140,6 +140,11 @@ class WorkQueue:
         popped = self.redis.blpop([self.key("batch", batch, "events")], timeout=max(timeout, 0.01))
         return str(popped[1]) if popped else None
 
+    def pending_events(self, batch: str, limit: int = 1000) -> list[str]:
+        """Ids of tasks of `batch` that finished since the last read, without waiting (see `next_event`)."""
+        popped = self.redis.lpop(self.key("batch", batch, "events"), limit)
+        return [str(item) for item in popped or []]
+
     def dead_letters(self, limit: int = 100) -> list[TaskResult]:
         """The most recent dead-lettered tasks, newest first, with their last error."""
         refs = self.redis.zrevrange(self.key("dead"), 0, limit - 1)
