@@ -108,16 +108,28 @@ def list_job_pods(namespace: str, job_name: str) -> list[dict[str, Any]]:
     return list((pods or {}).get("items", []))
 
 
-def read_backtest(namespace: str, name: str) -> dict[str, Any] | None:
+def read_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """One of our custom resources (`plural`: backtests, optimizationstudies, ...), or None."""
     api = client.CustomObjectsApi(api_client())
-    return _call(api.get_namespaced_custom_object, API_GROUP, API_VERSION, namespace, BACKTESTS, name)
+    return _call(api.get_namespaced_custom_object, API_GROUP, API_VERSION, namespace, plural, name)
+
+
+def patch_custom_status(
+    plural: str, namespace: str, name: str, status: dict[str, Any], resource_version: str
+) -> dict[str, Any]:
+    """Merge the status, only if the resource is still at `resource_version` (else ConflictError)."""
+    api = client.CustomObjectsApi(api_client())
+    body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+    result = _call(api.patch_namespaced_custom_object_status, API_GROUP, API_VERSION, namespace, plural, name, body)
+    if result is None:
+        raise ConflictError(f"{plural} {namespace}/{name} is gone")
+    return result
+
+
+def read_backtest(namespace: str, name: str) -> dict[str, Any] | None:
+    return read_custom(BACKTESTS, namespace, name)
 
 
 def patch_backtest_status(namespace: str, name: str, status: dict[str, Any], resource_version: str) -> dict[str, Any]:
     """Replace-by-merge the status, only if the Backtest is still at `resource_version` (else ConflictError)."""
-    api = client.CustomObjectsApi(api_client())
-    body = {"metadata": {"resourceVersion": resource_version}, "status": status}
-    result = _call(api.patch_namespaced_custom_object_status, API_GROUP, API_VERSION, namespace, BACKTESTS, name, body)
-    if result is None:
-        raise ConflictError(f"backtest {namespace}/{name} is gone")
-    return result
+    return patch_custom_status(BACKTESTS, namespace, name, status, resource_version)

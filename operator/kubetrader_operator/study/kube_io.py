@@ -6,14 +6,10 @@ runs sync handlers in its thread pool.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
-from kubetrader.specs import API_GROUP, API_VERSION
-from kubetrader_operator.kube import ConflictError, api_client, create_if_absent, delete_job, list_job_pods, read_job
+from kubetrader_operator import kube
+from kubetrader_operator.kube import ConflictError, create_if_absent, delete_job, list_job_pods, read_job
 
 __all__ = [
     "ConflictError",
@@ -29,31 +25,13 @@ __all__ = [
 STUDIES = "optimizationstudies"
 
 
-def _call(fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
-    """None for 404, ConflictError for 409, anything else raises."""
-    try:
-        return dict(json.loads(fn(*args, _preload_content=False, **kwargs).data))
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        if exc.status == 409:
-            raise ConflictError(str(exc.reason)) from exc
-        raise
-
-
 def read_study(namespace: str, name: str) -> dict[str, Any] | None:
-    api = client.CustomObjectsApi(api_client())
-    return _call(api.get_namespaced_custom_object, API_GROUP, API_VERSION, namespace, STUDIES, name)
+    return kube.read_custom(STUDIES, namespace, name)
 
 
 def patch_study_status(namespace: str, name: str, status: dict[str, Any], resource_version: str) -> dict[str, Any]:
     """Merge the status, only if the study is still at `resource_version` (else ConflictError)."""
-    api = client.CustomObjectsApi(api_client())
-    body = {"metadata": {"resourceVersion": resource_version}, "status": status}
-    result = _call(api.patch_namespaced_custom_object_status, API_GROUP, API_VERSION, namespace, STUDIES, name, body)
-    if result is None:
-        raise ConflictError(f"study {namespace}/{name} is gone")
-    return result
+    return kube.patch_custom_status(STUDIES, namespace, name, status, resource_version)
 
 
 def live_pods(namespace: str, job_name: str) -> list[str]:
