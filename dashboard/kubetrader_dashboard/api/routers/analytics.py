@@ -31,7 +31,8 @@ def rankings(
     if metric not in METRIC_NAMES:
         message = f"unknown metric {metric!r}"
         raise ProblemError(422, "Invalid request", message, errors=[{"field": "metric", "message": message}])
-    rows = services.store.metric_rows(ResultFilter(symbol=symbol, project=project))
+    shown = (metric, "sharpe_ratio", "total_return", "max_drawdown")
+    rows = services.store.metric_rows(ResultFilter(symbol=symbol, project=project), names=shown)
     descending = metric not in MINIMIZED_METRICS
     return analytics.rankings(rows, metric=metric, group_by=group_by, descending=descending, limit=limit)
 
