@@ -109,3 +109,40 @@ def test_killed_driver_resumes_without_losing_trials_or_leaving_them_running(red
     after = {t.number: t.value for t in _complete(storage, "killme")}
     assert {n: after[n] for n in before} == before  # no finished trial lost or changed
     assert report.trials_complete + report.trials_failed == 16
+
+
+@pytest.mark.slow
+def test_restarted_driver_waits_for_adopted_in_flight_trials_that_fill_its_parallelism(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """The dead driver left 2 trials queued and RUNNING in Optuna; the new one submits nothing new
+    (parallelism 2 is full), so it must listen to the adopted trials' batch on its own."""
+    from kubetrader.optimize.space import parse_space, to_optuna_distributions
+    from kubetrader.optimize.study import trial_key, trial_spec
+    from kubetrader.queue import NewTask, WorkQueue
+    from kubetrader.queue.local import local_workers
+
+    spec = OptimizationStudySpec.model_validate({**STUDY, "trials": 2, "parallelism": 2})
+    storage = f"journal://{tmp_path / 'study.log'}"
+    study = optuna.create_study(study_name="adopt", storage=open_storage(storage), direction="maximize")
+    queue = WorkQueue.from_url(redis_url, lease_seconds=5)
+    dists = to_optuna_distributions(parse_space({k: v.model_dump() for k, v in spec.space.items()}))
+    for params in ({"fast": 10, "slow": 30}, {"fast": 15, "slow": 60}):
+        trial = study.ask(dists)
+        # the dead driver asked Optuna for the trial and put its task on the queue, then died
+        task_spec = trial_spec(spec.backtest, params).to_wire()
+        queue.enqueue(
+            "study-adopt", [NewTask(id=trial_key("adopt", trial.number), spec=task_spec, meta={"kind": "trial"})]
+        )
+
+    with (
+        local_workers(redis_url, 2, output_dir=tmp_path, lease_seconds=5),
+        queue_evaluator(workers=0, redis_url=redis_url, output_dir=tmp_path, lease_seconds=5) as evaluator,
+    ):
+        evaluator.capacity = 2
+        report = run_study(
+            spec, name="adopt", output_dir=tmp_path, storage_url=storage, evaluator=evaluator, confirm=False
+        )
+    assert report.trials_complete == 2
+    states = {t.state.name for t in optuna.load_study(study_name="adopt", storage=open_storage(storage)).trials}
+    assert states == {"COMPLETE"}

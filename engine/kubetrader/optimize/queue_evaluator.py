@@ -55,6 +55,9 @@ class QueueEvaluator:
         """Wait up to `timeout` s for the first finished trial, then take every other one without waiting."""
         deadline = time.monotonic() + timeout
         found: list[Evaluation] = []
+        if not self._batches:  # nothing submitted or adopted: nothing can finish; do not spin
+            time.sleep(timeout)
+            return found
         for batch in sorted(self._batches):
             ids = self.queue.pending_events(batch)  # type: ignore[attr-defined]
             if not ids and not found:
@@ -71,10 +74,15 @@ class QueueEvaluator:
         return self._evaluation(study_batch(key), key)
 
     def in_flight(self, key: str) -> bool:
+        """True while the task is queued or running; the driver then waits for it, so its batch is listened to."""
         from kubetrader.queue import TaskState
 
-        state = self.queue.task_state(study_batch(key), key)  # type: ignore[attr-defined]
-        return state in (TaskState.QUEUED, TaskState.RUNNING)
+        batch = study_batch(key)
+        state = self.queue.task_state(batch, key)  # type: ignore[attr-defined]
+        if state in (TaskState.QUEUED, TaskState.RUNNING):
+            self._batches.add(batch)  # an adopted trial's result arrives as an event of its batch
+            return True
+        return False
 
     def publish_progress(self, study_name: str, progress: object) -> None:
         """Let watchers without Optuna access (the operator, the dashboard) see the study move."""
