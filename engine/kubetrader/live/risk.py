@@ -12,6 +12,7 @@ flatten, and cancels are never checked at all.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 from kubetrader.live.broker import OrderRequest
@@ -28,6 +29,18 @@ class RiskState:
     positions: dict[str, float] = field(default_factory=dict)
     recent_orders: tuple[float, ...] = ()  # monotonic send times
     halted: str | None = None  # the kill switch: a reason, or None
+
+
+def roll_trading_day(
+    day_start_equity: float, trading_day: dt.date | None, today: dt.date, equity: float
+) -> tuple[float, dt.date]:
+    """The day's opening equity and its date: kept within a trading day, reset to the current
+    equity on the first look of a new day. Without this, a runner that stays up would measure
+    every later day's loss from the first morning's equity (and a daily-loss halt would never
+    lift, or a loss would be counted against yesterday's gains)."""
+    if trading_day is None or today > trading_day:
+        return equity, today
+    return day_start_equity, trading_day
 
 
 def halt_reason(state: RiskState, limits: RiskSpec) -> str | None:

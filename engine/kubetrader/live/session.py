@@ -9,6 +9,7 @@ send -> fold broker updates back into the journal. It is single-threaded on purp
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 import threading
@@ -38,7 +39,7 @@ from kubetrader.live.broker import (
 )
 from kubetrader.live.connection import HealthCheck, RetryPolicy, backoff_delays, connect_with_retry
 from kubetrader.live.journal import Journal, reconcile_decision
-from kubetrader.live.risk import RiskState, check_order, reduces_exposure
+from kubetrader.live.risk import RiskState, check_order, reduces_exposure, roll_trading_day
 from kubetrader.specs import RiskSpec
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class SessionConfig:
     max_resend_age: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     mode: str | None = None  # the spec's `paper` / `live`, reported in the snapshot
+    # Where the trading day turns over for the daily-loss limit (US equities: New York midnight).
+    timezone: str = "America/New_York"
 
 
 class Session:
@@ -67,6 +70,8 @@ class Session:
         self.prices: dict[str, float] = {}
         self.cash = 0.0
         self.day_start_equity = 0.0
+        self.trading_day: dt.date | None = None
+        self.clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)  # tests set a fake clock
         self.peak_equity = 0.0
         self.halted: str | None = None
         self.stopping = False
@@ -99,6 +104,7 @@ class Session:
         self.cash = values.get("TotalCashValue", 0.0)
         equity = values.get("NetLiquidation", self.cash)
         self.day_start_equity = self.peak_equity = equity
+        self.trading_day = self._today()
         for symbol in self.config.symbols:
             self.broker.subscribe_bars(symbol)
         self._publish()
@@ -153,7 +159,19 @@ class Session:
         market = sum(p.quantity * self.prices.get(s, p.avg_cost) for s, p in self.positions.items())
         return self.cash + market
 
+    def _today(self) -> dt.date:
+        from zoneinfo import ZoneInfo
+
+        return self.clock().astimezone(ZoneInfo(self.config.timezone)).date()
+
+    def _roll_day(self) -> None:
+        """Start a new trading day's loss budget (and PnL) on the first look after midnight."""
+        self.day_start_equity, self.trading_day = roll_trading_day(
+            self.day_start_equity, self.trading_day, self._today(), self.equity
+        )
+
     def risk_state(self) -> RiskState:
+        self._roll_day()
         halted = self.halted or ("stopping: no new entries" if self.stopping else None)
         return RiskState(
             equity=self.equity,
@@ -412,6 +430,7 @@ class Session:
         ]
 
     def _publish(self) -> None:
+        self._roll_day()
         pnl = self.equity - self.day_start_equity
         unrealized = self.unrealized_pnl()
         snapshot = {
