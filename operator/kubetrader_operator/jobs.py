@@ -109,7 +109,7 @@ def engine_job(
     *,
     spec: SpecModel,
     spec_file: str,
-    env: list[dict[str, str]],
+    env: list[dict[str, Any]],
     options: JobOptions,
 ) -> dict[str, Any]:
     """The batch/v1 Job running `kubetrader run -f` on the spec in the ConfigMap of the same name.

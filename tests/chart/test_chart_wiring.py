@@ -98,9 +98,11 @@ def test_operator_environment_names_are_fields_of_its_settings(
 ) -> None:
     from kubetrader_operator.scaling.handlers import ScalerSettings
     from kubetrader_operator.settings import OperatorSettings
+    from kubetrader_operator.study.settings import StudySettings
 
     known = {f"KUBETRADER_OPERATOR_{name.upper()}" for name in OperatorSettings.model_fields}
     known |= {f"KUBETRADER_SCALER_{name.upper()}" for name in ScalerSettings.model_fields}
+    known |= {f"KUBETRADER_OPERATOR_{name.upper()}" for name in StudySettings.model_fields}
     known |= {"HOME"}
     rendered = rendered_chart_scenarios[scenario]
     operator = rendered.get("Deployment", "kubetrader-operator")["spec"]["template"]["spec"]["containers"][0]

@@ -77,6 +77,24 @@ def test_driver_job_runs_the_study_on_the_work_queue_with_the_operators_settings
     assert "kubetrader.io/backtest" not in job["metadata"]["labels"]  # the Backtest handlers must not see it
 
 
+def test_the_storage_password_comes_from_its_secret_and_never_sits_in_the_job_spec() -> None:
+    url = "postgresql+psycopg2://kubetrader:$(POSTGRES_PASSWORD)@postgres:5432/optuna"
+    job = _job(storage=url, password_secret="kubetrader-postgresql", password_key="password")
+    kubernetes_validate.validate(job, "1.37", strict=True)
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    names = [e["name"] for e in env]
+    # declared before the URL, so Kubernetes substitutes it there
+    assert names.index("POSTGRES_PASSWORD") < names.index("KUBETRADER_OPTUNA_STORAGE")
+    password = next(e for e in env if e["name"] == "POSTGRES_PASSWORD")
+    assert password == {
+        "name": "POSTGRES_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "kubetrader-postgresql", "key": "password"}},
+    }
+    assert next(e["value"] for e in env if e["name"] == "KUBETRADER_OPTUNA_STORAGE") == url
+    without_storage = _job(password_secret="kubetrader-postgresql")["spec"]["template"]["spec"]["containers"][0]
+    assert "POSTGRES_PASSWORD" not in {e["name"] for e in without_storage["env"]}
+
+
 def test_driver_job_has_the_backtest_jobs_pod_security_volumes_and_failure_policy() -> None:
     backtest = parse_resource(yaml.safe_load((EXAMPLES / "backtest-sma.yaml").read_text())).spec
     assert isinstance(backtest, BacktestSpec)

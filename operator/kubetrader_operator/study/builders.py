@@ -81,9 +81,25 @@ def driver_args() -> list[str]:
 
 
 def driver_env(
-    name: str, namespace: str, spec: OptimizationStudySpec, options: JobOptions, *, redis_url: str, storage: str | None
-) -> list[dict[str, str]]:
+    name: str,
+    namespace: str,
+    spec: OptimizationStudySpec,
+    options: JobOptions,
+    *,
+    redis_url: str,
+    storage: str | None,
+    password_secret: str | None = None,
+    password_key: str = "password",
+) -> list[dict[str, Any]]:
+    # Kubernetes expands $(POSTGRES_PASSWORD) in later values, so the storage URL can name the
+    # password without holding it; the password itself comes from the Secret, in the pod only.
+    password: list[dict[str, Any]] = (
+        [{"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": password_secret, "key": password_key}}}]
+        if password_secret and storage
+        else []
+    )
     env = [
+        *password,
         {"name": "KUBETRADER_STUDY_NAME", "value": study_name_of(name, spec)},
         {"name": "KUBETRADER_NAMESPACE", "value": namespace},
         {"name": REDIS_ENV, "value": redis_url},
@@ -92,7 +108,7 @@ def driver_env(
         {"name": "KUBETRADER_DATA_DIR", "value": DATA_DIR},
         *scratch_env(),
     ]
-    taken = {e["name"] for e in env}
+    taken = {str(e["name"]) for e in env}
     return [*env, *({"name": k, "value": v} for k, v in options.env if k not in taken)]
 
 
@@ -104,6 +120,8 @@ def build_job(
     *,
     redis_url: str,
     storage: str | None = None,
+    password_secret: str | None = None,
+    password_key: str = "password",
 ) -> dict[str, Any]:
     """The batch/v1 Job running the study's driver.
 
@@ -117,7 +135,16 @@ def build_job(
         study_labels("study-driver", name),
         spec=spec,
         spec_file=SPEC_FILE,
-        env=driver_env(name, namespace, spec, options, redis_url=redis_url, storage=storage),
+        env=driver_env(
+            name,
+            namespace,
+            spec,
+            options,
+            redis_url=redis_url,
+            storage=storage,
+            password_secret=password_secret,
+            password_key=password_key,
+        ),
         options=options,
     )
 

@@ -122,9 +122,19 @@ def start_study(
         if not settings.redis_url:
             message = "the operator has no Redis (KUBETRADER_OPERATOR_REDIS_URL): studies run on the work queue"
             raise _reject(body, namespace, name, "NoWorkQueue", message)
-        storage = get_study_settings().optuna_storage
+        study_settings = get_study_settings()
+        storage = study_settings.optuna_storage
         config_map = build_config_map(name, namespace, parsed)
-        job = build_job(name, namespace, parsed, options, redis_url=settings.redis_url, storage=storage)
+        job = build_job(
+            name,
+            namespace,
+            parsed,
+            options,
+            redis_url=settings.redis_url,
+            storage=storage,
+            password_secret=study_settings.optuna_password_secret,
+            password_key=study_settings.optuna_password_key,
+        )
         kopf.adopt([config_map, job], owner=body)
         kube_io.create_if_absent(config_map)
         created_job, created = kube_io.create_if_absent(job)

@@ -17,8 +17,15 @@ class StudySettings(BaseSettings):
 
     optuna_storage: str | None = Field(
         default=None,
-        description="Optuna storage URL for every study's driver (default: a journal file on the data volume).",
+        description="Optuna storage URL for every study's driver (default: a journal file on the data volume). "
+        "It may say $(POSTGRES_PASSWORD) where the password goes: see optuna_password_secret.",
     )
+    optuna_password_secret: str | None = Field(
+        default=None,
+        description="Secret whose key `optuna_password_key` the driver pod gets as POSTGRES_PASSWORD, which "
+        "Kubernetes substitutes into the storage URL: the password never sits in the operator or a Job spec.",
+    )
+    optuna_password_key: str = "password"
     stop_wait_seconds: float = Field(
         default=60.0, gt=0, description="On delete: how long to wait for the driver pod to go before moving on."
     )
