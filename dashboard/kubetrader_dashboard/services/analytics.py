@@ -14,6 +14,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 
 from kubetrader.results.schema import ResultDocument
+from kubetrader.specs.metrics import METRIC_GROUPS
 from kubetrader_dashboard.models.backtests import (
     BenchmarkComparison,
     EquityCurve,
@@ -24,14 +25,6 @@ from kubetrader_dashboard.models.backtests import (
     Rankings,
 )
 
-METRIC_GROUPS: dict[str, tuple[str, ...]] = {
-    "returns": ("total_return", "cagr", "final_value", "avg_daily_return", "best_day", "worst_day", "best_month"),
-    "risk": ("annual_volatility", "max_drawdown", "max_drawdown_duration", "var_95", "cvar_95", "skew", "kurtosis"),
-    "risk_adjusted": ("sharpe_ratio", "sortino_ratio", "calmar_ratio", "omega_ratio"),
-    "trades": ("num_trades", "trade_win_rate", "profit_factor", "payoff_ratio", "avg_trade_pnl", "exposure"),
-    "benchmark": ("benchmark_return", "alpha", "beta", "r_squared", "information_ratio", "tracking_error"),
-    "regimes": ("bull_return", "bull_sharpe", "bear_return", "bear_sharpe", "high_vol_return", "low_vol_return"),
-}
 HISTOGRAM_BINS = 40
 
 

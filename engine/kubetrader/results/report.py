@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kubetrader.specs.metrics import HEADLINE_METRICS, METRIC_NAMES
+from kubetrader.specs.metrics import HEADLINE_METRICS, METRIC_GROUPS, METRIC_NAMES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,52 +26,6 @@ if TYPE_CHECKING:
     from kubetrader.results.schema import ResultDocument
     from kubetrader.runner import BacktestResult
 
-METRIC_GROUPS: dict[str, tuple[str, ...]] = {
-    "returns": (
-        "total_return",
-        "cagr",
-        "final_value",
-        "avg_daily_return",
-        "best_day",
-        "worst_day",
-        "best_month",
-        "worst_month",
-        "daily_win_rate",
-    ),
-    "risk": (
-        "annual_volatility",
-        "max_drawdown",
-        "max_drawdown_duration",
-        "avg_drawdown",
-        "var_95",
-        "cvar_95",
-        "skew",
-        "kurtosis",
-        "tail_ratio",
-    ),
-    "ratios": ("sharpe_ratio", "sortino_ratio", "calmar_ratio", "omega_ratio"),
-    "trades": (
-        "num_trades",
-        "trade_win_rate",
-        "profit_factor",
-        "payoff_ratio",
-        "avg_trade_pnl",
-        "expectancy",
-        "exposure",
-    ),
-    "benchmark": ("benchmark_return", "alpha", "beta", "r_squared", "information_ratio", "tracking_error"),
-    "regimes": (
-        "bull_return",
-        "bull_sharpe",
-        "bear_return",
-        "bear_sharpe",
-        "high_vol_return",
-        "high_vol_sharpe",
-        "low_vol_return",
-        "low_vol_sharpe",
-    ),
-}
-assert sorted(n for g in METRIC_GROUPS.values() for n in g) == sorted(METRIC_NAMES), "every metric in one group"
 
 PERCENT_METRICS: frozenset[str] = frozenset(
     {
