@@ -8,6 +8,7 @@ reads the message from the pod and copies the headline metrics into status.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +122,109 @@ def failure_message(termination: dict[str, Any] | None, fallback: str) -> str:
     return text[-2000:] if text else f"{fallback} (exit code {termination.get('exitCode')})"
 
 
+@dataclass(frozen=True)
+class JobWording:
+    """How status messages name what runs: a Backtest's Job, or a study's driver Job."""
+
+    subject: str = "the Backtest"
+    job: str = "the Job"
+    pod: str = "the Job's pod"
+    finished: str = "the engine finished"
+
+
+def job_lifecycle(
+    resource: dict[str, Any],
+    status: dict[str, Any],
+    job: dict[str, Any] | None,
+    pods: list[dict[str, Any]],
+    *,
+    now: str,
+    start_timeout_seconds: float,
+    on_complete: Callable[[dict[str, Any], dict[str, Any]], str],
+    running: Callable[[dict[str, Any]], tuple[str, str]],
+    wording: JobWording,
+) -> tuple[dict[str, Any], Transition | None]:
+    """The status an engine Job's owner should have now, and the transition to announce.
+
+    One state machine for every kind whose work is one Job (Backtests, study drivers):
+    not created / vanished / not started within the timeout -> Failed; the Job's Failed
+    condition -> Failed with the engine's message; Complete -> `on_complete(status,
+    summary)` fills the kind's fields and returns the Succeeded message; started ->
+    Running with `running(status)` as (reason, message).
+    """
+    conditions: list[Condition] = list(status.get("conditions") or [])
+    generation = resource["metadata"].get("generation")
+    if is_terminal(conditions) or not conditions:
+        return status, None  # finished, or not accepted yet: the create handler speaks first
+
+    def put(type_: str, value: bool, reason: str, message: str) -> None:
+        nonlocal conditions
+        conditions = set_condition(conditions, type_, value, reason, message, generation=generation, now=now)
+
+    def fail(reason: str, message: str) -> Transition:
+        put(ConditionType.RUNNING, False, reason, message)
+        put(ConditionType.FAILED, True, reason, message)
+        status["completionTime"] = now
+        return Transition(reason, message, warning=True)
+
+    transition: Transition | None = None
+    accepted = get_condition(conditions, ConditionType.ACCEPTED)
+    waited = (parse_time(now) - parse_time(accepted["lastTransitionTime"])).total_seconds() if accepted else 0.0
+
+    if job is None:
+        if waited >= start_timeout_seconds:
+            reason = "JobVanished" if "job" in status else "JobNotCreated"
+            message = f"{wording.job} is gone and {wording.subject} did not finish within {start_timeout_seconds:g} s"
+            transition = fail(reason, message)
+    else:
+        status["job"] = {"name": job["metadata"]["name"], "uid": job["metadata"].get("uid")}
+        job_status = job.get("status", {})
+        termination = latest_termination(pods)
+        if job_status.get("startTime") and "startTime" not in status:
+            status["startTime"] = job_status["startTime"]
+        if job_condition(job, "Complete") is not None:
+            summary = parse_summary(termination.get("message") if termination else None) or {}
+            message = on_complete(status, summary)
+            status["completionTime"] = job_status.get("completionTime") or now
+            put(ConditionType.RUNNING, False, "Completed", wording.finished)
+            put(ConditionType.SUCCEEDED, True, "Completed", message)
+            transition = Transition("Succeeded", message, warning=False)
+        elif (failed := job_condition(job, "Failed")) is not None:
+            reason = JOB_FAILURE_REASONS.get(failed.get("reason", ""), "JobFailed")
+            transition = fail(reason, failure_message(termination, failed.get("message") or f"{wording.job} failed"))
+        elif job_started(job):
+            put(ConditionType.RUNNING, True, *running(status))
+        elif waited >= start_timeout_seconds:
+            transition = fail("JobNotStarted", f"{wording.pod} did not start within {start_timeout_seconds:g} s")
+
+    status["conditions"] = conditions
+    status["phase"] = derive_phase(conditions).value
+    status["observedGeneration"] = generation
+    if transition is not None and transition.warning:
+        status["message"] = transition.message
+    return status, transition
+
+
+def _backtest_complete(status: dict[str, Any], summary: dict[str, Any]) -> str:
+    """Headline metrics, result path, MLflow run and matrix cells from the engine's summary."""
+    metrics = headline_metrics(summary)
+    status["metrics"] = metrics
+    result_path = summary.get("result_path") or summary.get("result")
+    if result_path:
+        status["resultPath"] = str(result_path)
+    run_id = summary.get("mlflow_run_id") or summary.get("mlflowRunId")
+    if run_id:
+        status["mlflowRunId"] = str(run_id)
+    cells = matrix_cells(summary)
+    if cells is not None:
+        status["cells"] = cells
+    sharpe = metrics.get("sharpeRatio")
+    message = f"Sharpe {sharpe:.2f}" if isinstance(sharpe, int | float) else "finished without a Sharpe ratio"
+    if cells is not None:
+        message = f"{cells['total'] - cells['failed']}/{cells['total']} cells, best {message}"
+    return message
+
+
 def next_status(
     backtest: dict[str, Any],
     job: dict[str, Any] | None,
@@ -130,79 +234,17 @@ def next_status(
     start_timeout_seconds: float,
 ) -> tuple[dict[str, Any], Transition | None]:
     """The status the Backtest should have now, and the transition to announce (if any)."""
-    status: dict[str, Any] = dict(backtest.get("status") or {})
-    conditions: list[Condition] = list(status.get("conditions") or [])
-    generation = backtest["metadata"].get("generation")
-    if is_terminal(conditions) or not conditions:
-        return status, None  # finished, or not accepted yet: the create handler speaks first
-
-    def put(type_: str, value: bool, reason: str, message: str) -> None:
-        nonlocal conditions
-        conditions = set_condition(conditions, type_, value, reason, message, generation=generation, now=now)
-
-    transition: Transition | None = None
-    accepted = get_condition(conditions, ConditionType.ACCEPTED)
-    waited = (parse_time(now) - parse_time(accepted["lastTransitionTime"])).total_seconds() if accepted else 0.0
-
-    if job is None:
-        if waited >= start_timeout_seconds:
-            vanished = "job" in status
-            reason = "JobVanished" if vanished else "JobNotCreated"
-            message = f"the Job is gone and the Backtest did not finish within {start_timeout_seconds:g} s"
-            put(ConditionType.RUNNING, False, reason, message)
-            put(ConditionType.FAILED, True, reason, message)
-            transition = Transition(reason, message, warning=True)
-    else:
-        status["job"] = {"name": job["metadata"]["name"], "uid": job["metadata"].get("uid")}
-        job_status = job.get("status", {})
-        termination = latest_termination(pods)
-        if job_status.get("startTime") and "startTime" not in status:
-            status["startTime"] = job_status["startTime"]
-        complete = job_condition(job, "Complete")
-        failed = job_condition(job, "Failed")
-        if complete is not None:
-            summary = parse_summary(termination.get("message") if termination else None) or {}
-            metrics = headline_metrics(summary)
-            status["metrics"] = metrics
-            result_path = summary.get("result_path") or summary.get("result")
-            if result_path:
-                status["resultPath"] = str(result_path)
-            run_id = summary.get("mlflow_run_id") or summary.get("mlflowRunId")
-            if run_id:
-                status["mlflowRunId"] = str(run_id)
-            cells = matrix_cells(summary)
-            if cells is not None:
-                status["cells"] = cells
-            status["completionTime"] = job_status.get("completionTime") or now
-            sharpe = metrics.get("sharpeRatio")
-            message = f"Sharpe {sharpe:.2f}" if isinstance(sharpe, int | float) else "finished without a Sharpe ratio"
-            if cells is not None:
-                message = f"{cells['total'] - cells['failed']}/{cells['total']} cells, best {message}"
-            put(ConditionType.RUNNING, False, "Completed", "the engine finished")
-            put(ConditionType.SUCCEEDED, True, "Completed", message)
-            transition = Transition("Succeeded", message, warning=False)
-        elif failed is not None:
-            reason = JOB_FAILURE_REASONS.get(failed.get("reason", ""), "JobFailed")
-            message = failure_message(termination, failed.get("message") or "the Job failed")
-            status["completionTime"] = now
-            put(ConditionType.RUNNING, False, reason, message)
-            put(ConditionType.FAILED, True, reason, message)
-            transition = Transition(reason, message, warning=True)
-        elif job_started(job):
-            put(ConditionType.RUNNING, True, "JobRunning", "the engine is running")
-        elif waited >= start_timeout_seconds:
-            message = f"the Job's pod did not start within {start_timeout_seconds:g} s"
-            put(ConditionType.RUNNING, False, "JobNotStarted", message)
-            put(ConditionType.FAILED, True, "JobNotStarted", message)
-            status["completionTime"] = now
-            transition = Transition("JobNotStarted", message, warning=True)
-
-    status["conditions"] = conditions
-    status["phase"] = derive_phase(conditions).value
-    status["observedGeneration"] = generation
-    if transition is not None and transition.warning:
-        status["message"] = transition.message
-    return status, transition
+    return job_lifecycle(
+        backtest,
+        dict(backtest.get("status") or {}),
+        job,
+        pods,
+        now=now,
+        start_timeout_seconds=start_timeout_seconds,
+        on_complete=_backtest_complete,
+        running=lambda _: ("JobRunning", "the engine is running"),
+        wording=JobWording(),
+    )
 
 
 def accepted_status(backtest: dict[str, Any], job_name: str, *, now: str) -> dict[str, Any]:

@@ -13,21 +13,14 @@ from typing import Any
 from kubetrader.optimize.progress import PublishedProgress
 from kubetrader.specs.status import ConditionType
 from kubetrader_operator.backtest.status import (
-    JOB_FAILURE_REASONS,
+    JobWording,
     Transition,
     accepted_status,
-    failure_message,
-    job_condition,
-    job_started,
-    latest_termination,
-    parse_summary,
+    job_lifecycle,
 )
 from kubetrader_operator.conditions import (
-    Condition,
     derive_phase,
-    get_condition,
     is_terminal,
-    parse_time,
     set_condition,
 )
 
@@ -94,6 +87,16 @@ def _succeeded_message(status: dict[str, Any]) -> str:
     return f"best {metric} {best:.4g} at {status.get('bestParams') or {}} after {done} trials"
 
 
+STUDY_WORDING = JobWording(
+    subject="the study", job="the driver Job", pod="the driver's pod", finished="the study driver finished"
+)
+
+
+def _study_complete(status: dict[str, Any], summary: dict[str, Any]) -> str:
+    _apply_summary(status, summary)
+    return _succeeded_message(status)
+
+
 def next_status(
     study: dict[str, Any],
     job: dict[str, Any] | None,
@@ -105,58 +108,22 @@ def next_status(
 ) -> tuple[dict[str, Any], Transition | None]:
     """The status the study should have now, and the transition to announce (if any)."""
     status: dict[str, Any] = dict(study.get("status") or {})
-    conditions: list[Condition] = list(status.get("conditions") or [])
-    generation = study["metadata"].get("generation")
+    conditions = list(status.get("conditions") or [])
     if is_terminal(conditions) or not conditions:
         return status, None  # finished, or not accepted yet: the create handler speaks first
-
-    def put(type_: str, value: bool, reason: str, message: str) -> None:
-        nonlocal conditions
-        conditions = set_condition(conditions, type_, value, reason, message, generation=generation, now=now)
-
-    def fail(reason: str, message: str) -> Transition:
-        put(ConditionType.RUNNING, False, reason, message)
-        put(ConditionType.FAILED, True, reason, message)
-        status["completionTime"] = now
-        status["trialsRunning"] = 0
-        return Transition(reason, message, warning=True)
-
-    transition: Transition | None = None
-    accepted = get_condition(conditions, ConditionType.ACCEPTED)
-    waited = (parse_time(now) - parse_time(accepted["lastTransitionTime"])).total_seconds() if accepted else 0.0
     apply_progress(status, progress)
-
-    if job is None:
-        if waited >= start_timeout_seconds:
-            reason = "JobVanished" if "job" in status else "JobNotCreated"
-            transition = fail(
-                reason, f"the driver Job is gone and the study did not finish within {start_timeout_seconds:g} s"
-            )
-    else:
-        status["job"] = {"name": job["metadata"]["name"], "uid": job["metadata"].get("uid")}
-        job_status = job.get("status", {})
-        termination = latest_termination(pods)
-        if job_status.get("startTime") and "startTime" not in status:
-            status["startTime"] = job_status["startTime"]
-        if job_condition(job, "Complete") is not None:
-            _apply_summary(status, parse_summary(termination.get("message") if termination else None) or {})
-            status["completionTime"] = job_status.get("completionTime") or now
-            message = _succeeded_message(status)
-            put(ConditionType.RUNNING, False, "Completed", "the study driver finished")
-            put(ConditionType.SUCCEEDED, True, "Completed", message)
-            transition = Transition("Succeeded", message, warning=False)
-        elif (failed := job_condition(job, "Failed")) is not None:
-            reason = JOB_FAILURE_REASONS.get(failed.get("reason", ""), "JobFailed")
-            transition = fail(reason, failure_message(termination, failed.get("message") or "the driver Job failed"))
-        elif job_started(job):
-            done, total = status.get("trialsDone", 0), (study.get("spec") or {}).get("trials")
-            put(ConditionType.RUNNING, True, "DriverRunning", f"{done} of {total} trials done")
-        elif waited >= start_timeout_seconds:
-            transition = fail("JobNotStarted", f"the driver's pod did not start within {start_timeout_seconds:g} s")
-
-    status["conditions"] = conditions
-    status["phase"] = derive_phase(conditions).value
-    status["observedGeneration"] = generation
+    total = (study.get("spec") or {}).get("trials")
+    status, transition = job_lifecycle(
+        study,
+        status,
+        job,
+        pods,
+        now=now,
+        start_timeout_seconds=start_timeout_seconds,
+        on_complete=_study_complete,
+        running=lambda s: ("DriverRunning", f"{s.get('trialsDone', 0)} of {total} trials done"),
+        wording=STUDY_WORDING,
+    )
     if transition is not None and transition.warning:
-        status["message"] = transition.message
+        status["trialsRunning"] = 0  # a failed driver runs no trials
     return status, transition
