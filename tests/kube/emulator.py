@@ -54,6 +54,8 @@ from kmock import KubernetesEmulator, ResourceInfo, resource
 from kmock._internal import enums, rendering
 from kmock._internal.k8s import KubernetesError
 
+from tests.kube import discovery, openapi
+from tests.kube.openapi import OpenAPI
 from tests.kube.patching import JSON_PATCH, PatchTestFailedError, json_patch, merge_patch
 
 Obj = dict[str, Any]
@@ -191,6 +193,7 @@ class KubeEmulator(KubernetesEmulator):
     _owned: dict[str, set[Key]] = attrs.field(factory=dict, init=False)  # owner uid -> dependents
     _watch_caches: dict[resource, WatchCache] = attrs.field(factory=dict, init=False)
     _delegated: set[rendering.Request] = attrs.field(factory=set, init=False)  # in kmock's hands now
+    openapi: OpenAPI = attrs.field(factory=OpenAPI, init=False)
 
     # ---- kinds -------------------------------------------------------------------------
 
@@ -205,8 +208,9 @@ class KubeEmulator(KubernetesEmulator):
         status: bool = False,
         short_names: tuple[str, ...] = (),
         categories: tuple[str, ...] = (),
+        subresources: tuple[str, ...] = (),
     ) -> None:
-        """Serve a kind in discovery (kopf finds resources this way)."""
+        """Serve a kind in discovery (kopf and kubectl find resources this way)."""
         self.resources[resource(group=group, version=version, plural=plural)] = ResourceInfo(
             kind=kind,
             singular=kind.lower(),
@@ -214,34 +218,50 @@ class KubeEmulator(KubernetesEmulator):
             verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
             shortnames=set(short_names),
             categories=set(categories),
-            subresources={"status"} if status else set(),
+            subresources={"status", *subresources} if status else set(subresources),
         )
+        self.openapi.invalidate()
 
     def register_builtin_kinds(self) -> None:
-        """The built-in kinds the kubetrader operators create or read."""
-        for plural, kind, status in (
-            ("pods", "Pod", True),
-            ("configmaps", "ConfigMap", False),
-            ("secrets", "Secret", False),
-            ("services", "Service", True),
-            ("events", "Event", False),
-            ("persistentvolumeclaims", "PersistentVolumeClaim", True),
-            ("serviceaccounts", "ServiceAccount", False),
+        """The built-in kinds the kubetrader operators create or read, with the real server's short names."""
+        for plural, kind, status, short, categories in (
+            ("pods", "Pod", True, ("po",), ("all",)),
+            ("configmaps", "ConfigMap", False, ("cm",), ()),
+            ("secrets", "Secret", False, (), ()),
+            ("services", "Service", True, ("svc",), ("all",)),
+            ("events", "Event", False, ("ev",), ()),
+            ("persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",), ()),
+            ("serviceaccounts", "ServiceAccount", False, ("sa",), ()),
         ):
-            self.register("", "v1", plural, kind, status=status)
-        self.register("", "v1", "namespaces", "Namespace", namespaced=False, status=True)
-        self.register("batch", "v1", "jobs", "Job", status=True)
-        self.register("apps", "v1", "deployments", "Deployment", status=True)
-        self.register("apps", "v1", "statefulsets", "StatefulSet", status=True)
-        self.register("events.k8s.io", "v1", "events", "Event")
+            # pods/log: what the kubelet stand-in captured (tests.kube.logs)
+            extra = ("log",) if plural == "pods" else ()
+            self.register(
+                "", "v1", plural, kind, status=status, short_names=short, categories=categories, subresources=extra
+            )
+        self.register("", "v1", "namespaces", "Namespace", namespaced=False, status=True, short_names=("ns",))
+        self.register("batch", "v1", "jobs", "Job", status=True, categories=("all",))
         self.register(
-            "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False
+            "apps", "v1", "deployments", "Deployment", status=True, short_names=("deploy",), categories=("all",)
+        )
+        self.register(
+            "apps", "v1", "statefulsets", "StatefulSet", status=True, short_names=("sts",), categories=("all",)
+        )
+        self.register("events.k8s.io", "v1", "events", "Event", short_names=("ev",))
+        self.register(
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            "CustomResourceDefinition",
+            namespaced=False,
+            status=True,
+            short_names=("crd", "crds"),
         )
 
     def register_crd(self, crd: Obj) -> None:
         """Serve a custom resource as its CRD declares it (names, scope, status subresource)."""
         spec = crd["spec"]
         names = spec["names"]
+        self.openapi.add_crd(crd)
         for version in spec["versions"]:
             self.register(
                 spec["group"],
@@ -658,8 +678,53 @@ class KubeEmulator(KubernetesEmulator):
             # Requests still being matched by kmock must stay: it finds them in its log.
             log[:] = [r for r in log[:excess] if r in self._delegated] + log[excess:]
 
+    def _serve_machinery(self, request: rendering.Request) -> aiohttp.web.StreamResponse | None:
+        """Discovery, `/version` and OpenAPI as kube-apiserver serves them (None: not such a path)."""
+        if str(getattr(request.method, "value", request.method)).upper() != "GET":
+            return None
+        path = request.url.path.rstrip("/") or "/"
+        kinds = self.resources._resources
+        accept = request.headers.get("Accept", "")
+        found: Obj | None
+        if path in {"/api", "/apis"} and discovery.wants_aggregated(accept):
+            body = json.dumps(discovery.aggregated(kinds, core=path == "/api")).encode()
+            return aiohttp.web.Response(body=body, headers={"Content-Type": discovery.AGGREGATED})
+        if path == "/api":
+            found = discovery.api_versions(request.headers.get("Host", ""))
+        elif path == "/apis":
+            found = discovery.api_group_list(kinds)
+        elif path == "/api/v1":
+            found = discovery.api_resource_list(kinds, "", "v1")
+        elif path == "/version":
+            found = discovery.server_version()
+        elif path == "/openapi/v3":
+            found = self.openapi.v3_root(kinds)
+        elif path.startswith("/openapi/v3/"):
+            found = self.openapi.v3_document(kinds, path.removeprefix("/openapi/v3/"))
+        elif path == "/openapi/v2":
+            if not openapi.accepts_json(accept):
+                return aiohttp.web.json_response(
+                    ApiError(406, "NotAcceptable", f"only application/json is served, not {accept}").status(),
+                    status=406,
+                )
+            found = self.openapi.v2_document(kinds)
+        elif path.startswith("/apis/") and path.count("/") == 2:
+            found = discovery.api_group(kinds, path.split("/")[2])
+        elif path.startswith("/apis/") and path.count("/") == 3:
+            found = discovery.api_resource_list(kinds, *path.split("/")[2:4])
+        else:
+            return None
+        if found is None:
+            return aiohttp.web.json_response(
+                ApiError(404, "NotFound", "the server could not find the requested resource").status(), status=404
+            )
+        return aiohttp.web.json_response(found)
+
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         self._trim_request_log()
+        machinery = self._serve_machinery(request)
+        if machinery is not None:
+            return machinery
         method = str(getattr(request.method, "value", request.method)).upper()
         res = request.resource
         ours = res is not None and (
