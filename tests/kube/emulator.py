@@ -54,7 +54,8 @@ from kmock import KubernetesEmulator, ResourceInfo, resource
 from kmock._internal import enums, rendering
 from kmock._internal.k8s import KubernetesError
 
-from tests.kube import discovery, openapi
+from tests.kube import defaulting, discovery, openapi, tables
+from tests.kube.logs import ContainerLogs, LogError
 from tests.kube.openapi import OpenAPI
 from tests.kube.patching import JSON_PATCH, PatchTestFailedError, json_patch, merge_patch
 
@@ -194,6 +195,8 @@ class KubeEmulator(KubernetesEmulator):
     _watch_caches: dict[resource, WatchCache] = attrs.field(factory=dict, init=False)
     _delegated: set[rendering.Request] = attrs.field(factory=set, init=False)  # in kmock's hands now
     openapi: OpenAPI = attrs.field(factory=OpenAPI, init=False)
+    logs: ContainerLogs = attrs.field(factory=ContainerLogs, init=False)  # pods/log (the kubelet writes)
+    _printer_columns: dict[resource, list[Obj]] = attrs.field(factory=dict, init=False)  # CRDs' columns
 
     # ---- kinds -------------------------------------------------------------------------
 
@@ -263,6 +266,9 @@ class KubeEmulator(KubernetesEmulator):
         names = spec["names"]
         self.openapi.add_crd(crd)
         for version in spec["versions"]:
+            res = resource(group=spec["group"], version=version["name"], plural=names["plural"])
+            # apiextensions defaults a CRD version without printer columns to an Age column
+            self._printer_columns[res] = version.get("additionalPrinterColumns") or [tables.AGE_COLUMN]
             self.register(
                 spec["group"],
                 version["name"],
@@ -351,6 +357,8 @@ class KubeEmulator(KubernetesEmulator):
         if not space:
             self._live.get(res, {}).pop(namespace, None)
         self.objects._objects.pop(key, None)
+        if (res.group, res.plural) == ("", "pods") and namespace is not None:
+            self.logs.forget(namespace, name)
         self._publish(res, "DELETED", copy.deepcopy(obj))
         uid = obj["metadata"].get("uid")
         if self._gc_enabled and uid:
@@ -392,6 +400,8 @@ class KubeEmulator(KubernetesEmulator):
             resourceVersion=self._next_revision(),
         )
         meta.pop("deletionTimestamp", None)
+        if (res.group, res.plural) == ("batch", "jobs"):
+            defaulting.default_job(obj)
         if self._has_status(res):
             obj.pop("status", None)  # status is set through the subresource only
         self._store(res, namespace, name, obj, "ADDED")
@@ -606,10 +616,16 @@ class KubeEmulator(KubernetesEmulator):
             return matches_labels(meta.get("labels") or {}, selector)
 
         yield b""  # the headers go now, even if nothing happens for a while
-        if since == "0" or not since.isdigit():  # "0" and unset: the current state first
+        # A streaming list (kubectl 1.37's informers: sendInitialEvents=true, resourceVersionMatch=
+        # NotOlderThan): the current state, then a bookmark marking its end (KEP-3157 "WatchList").
+        initial_events = _is_true(request.params.get("sendInitialEvents"))
+        if initial_events or since == "0" or not since.isdigit():  # "0" and unset: the current state first
             last = self._revision
             objs = self.select(res, namespace, selector, name, copies=False)
-            yield _encode([{"type": "ADDED", "object": obj} for obj in objs])
+            events = [{"type": "ADDED", "object": obj} for obj in objs]
+            if initial_events:
+                events.append(self._initial_events_end(res, last))
+            yield _encode(events)
         else:
             last = int(since)
         while transport is None or not transport.is_closing():
@@ -632,6 +648,18 @@ class KubeEmulator(KubernetesEmulator):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), wait)
 
+    def _initial_events_end(self, res: resource, revision: int) -> Obj:
+        """The BOOKMARK that ends a watch's initial events (annotation `k8s.io/initial-events-end`)."""
+        info = self._info(res)
+        return {
+            "type": "BOOKMARK",
+            "object": {
+                "kind": info.kind if info is not None else "",
+                "apiVersion": f"{res.group}/{res.version}" if res.group else res.version,
+                "metadata": {"resourceVersion": str(revision), "annotations": {"k8s.io/initial-events-end": "true"}},
+            },
+        }
+
     async def _watch(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         assert request._raw_request is not None
         chunks = self._watch_chunks(request)
@@ -647,6 +675,35 @@ class KubeEmulator(KubernetesEmulator):
             return response
         finally:
             await chunks.aclose()
+
+    async def _serve_log(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        """`pods/<name>/log` from what the kubelet stand-in captured (tests.kube.logs)."""
+        res, namespace, name = request.resource, request.namespace, request.name
+        if res is None or (res.group, res.plural) != ("", "pods") or namespace is None or name is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        pod = self._fetch(request)
+        assert request._raw_request is not None
+        try:
+            return await self.logs.serve(
+                request._raw_request, request.params, namespace, pod, lambda: self._lookup(res, namespace, name)
+            )
+        except LogError as exc:
+            raise ApiError(exc.code, "BadRequest", exc.message) from None
+
+    def _as_table(self, res: resource, found: Obj, include_object: str) -> Obj:
+        """An object or a list as the Table `kubectl get` prints (tests.kube.tables)."""
+        info = self._info(res)
+        kind = info.kind if info is not None and info.kind else ""
+        listed = "items" in found and found.get("kind", "").endswith("List")
+        return tables.table(
+            kind,
+            found["items"] if listed else [found],
+            crd_printer_columns=self._printer_columns.get(res),
+            include_object=include_object,
+            list_metadata=found["metadata"]
+            if listed
+            else {"resourceVersion": found["metadata"].get("resourceVersion")},
+        )
 
     # kmock's own handlers, used when a test's kmock reactions take over reads.
     async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
@@ -739,12 +796,15 @@ class KubeEmulator(KubernetesEmulator):
             finally:
                 self._delegated.discard(request)
         try:
+            if method == "GET" and request.subresource == "log":
+                return await self._serve_log(request)
             if method == "GET":
                 if _is_true(request.params.get("watch")):
                     return await self._watch(request)
-                if request.name is not None:
-                    return aiohttp.web.json_response(self._fetch(request))
-                return aiohttp.web.json_response(self._list(request))
+                found = self._fetch(request) if request.name is not None else self._list(request)
+                if tables.wants_table(request.headers.get("Accept", "")):
+                    found = self._as_table(res, found, request.params.get("includeObject", "Metadata"))
+                return aiohttp.web.json_response(found)
             if method == "POST" and request.name is None:
                 obj = await self.create_object(res, request.namespace, request.data or {})
                 return aiohttp.web.json_response(obj, status=201)

@@ -128,17 +128,25 @@ class FakeKubelet:
             },
             subresource="status",
         )
-        result = subprocess.run(
-            argv, env=env, cwd=root, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False
-        )
+        # The container's stdout and stderr, interleaved in one log as the runtime keeps it (pods/log).
+        log_file = root / f"{container['name']}.log"
+        with log_file.open("wb") as log:
+            self.cluster.attach_log(namespace, pod_name, container["name"], log_file)
+            process = subprocess.Popen(argv, env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                returncode = process.wait(timeout=RUN_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                raise
         message = termination_file.read_text()[:4096]
         fallback = container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
-        if not message and result.returncode != 0 and fallback:
-            logs = (result.stdout + result.stderr).splitlines()[-80:]
+        if not message and returncode != 0 and fallback:
+            logs = log_file.read_text(errors="replace").splitlines()[-80:]
             message = "\n".join(logs)[-2048:]
         terminated = {
-            "exitCode": result.returncode,
-            "reason": "Completed" if result.returncode == 0 else "Error",
+            "exitCode": returncode,
+            "reason": "Completed" if returncode == 0 else "Error",
             "message": message,
             "startedAt": started,
             "finishedAt": _now(),
@@ -149,13 +157,13 @@ class FakeKubelet:
             pod["metadata"]["name"],
             {
                 "status": {
-                    "phase": "Succeeded" if result.returncode == 0 else "Failed",
+                    "phase": "Succeeded" if returncode == 0 else "Failed",
                     "containerStatuses": [self._state(container, {"terminated": terminated})],
                 }
             },
             subresource="status",
         )
-        return result.returncode, message
+        return returncode, message
 
     @staticmethod
     def _state(container: Obj, state: Obj) -> Obj:
