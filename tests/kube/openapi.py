@@ -34,6 +34,7 @@ from typing import Any
 import kubernetes_validate
 from kmock import ResourceInfo, resource
 
+from tests.kube.apply import Schema
 from tests.kube.discovery import KUBERNETES_VERSION
 
 Obj = dict[str, Any]
@@ -179,6 +180,16 @@ class OpenAPI:
 
     def invalidate(self) -> None:
         self._v3.clear()
+
+    def field_schema(self, group: str, version: str, kind: str) -> Schema:
+        """The schema server-side apply reads list and map types from (the CRD's, or Kubernetes' own)."""
+        definitions = builtin_definitions()
+        crd = self._crds.get((group, version, kind))
+        if crd is None:
+            return Schema(definitions[_definition_for(definitions, group, version, kind)], definitions)
+        schema = copy.deepcopy(crd[1]["schema"]["openAPIV3Schema"])
+        schema.setdefault("properties", {})["metadata"] = {"$ref": V3_REF + OBJECT_META}
+        return Schema(schema, definitions)
 
     # ---- schemas ------------------------------------------------------------------------
 
