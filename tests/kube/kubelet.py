@@ -9,6 +9,9 @@ code and message, honouring `terminationMessagePolicy`), and the Job's status
 conditions). The Job's `podFailurePolicy` (FailJob on exit codes) and
 `backoffLimit` decide whether a failed attempt is retried.
 
+Each container's stdout and stderr go, interleaved as a container runtime keeps them, to a log
+file that the emulated API serves at `pods/<name>/log` (`kubectl logs`, `--follow` included).
+
 `program` replaces the container's argv for an attempt (e.g. to simulate an
 infrastructure failure); `executables` maps command names to local paths.
 """
@@ -93,6 +96,7 @@ class FakeKubelet:
         pod_spec = job["spec"]["template"]["spec"]
         container = pod_spec["containers"][0]
         root = self.workdir / f"{name}-{attempt}"
+        root.mkdir(parents=True, exist_ok=True)  # also for a container without volumes
         mounts = self._prepare_volumes(namespace, pod_spec, container, root)
         termination_path = container.get("terminationMessagePath", "/dev/termination-log")
         termination_file = root / "termination-log"
