@@ -100,6 +100,7 @@ class StopSettings:
     flatten: bool = True
     cancel_orders: bool = True
     ref_prefix: str = "kt-estop"
+    read_only: bool = False  # only confirm: no cancel, no order (a second process checking the flattener's work)
 
 
 @dataclass
@@ -237,6 +238,9 @@ class Flattener:
         positions = self.broker.positions()
         executions = self.broker.executions()
         self.ledger.start([p for p in positions if in_scope(p, self.settings)], executions)
+        self._started = True
+        if self.settings.read_only:
+            return
         self.broker.global_cancel()
         self._next_global_cancel = self.clock() + self.settings.global_cancel_interval
         self._started = True
@@ -275,7 +279,7 @@ class Flattener:
                 return self._finish(True, "stopped: 0 open orders, positions kept (flatten: false)")
         elif self.ledger.settled_flat(contracts, now, s.settle_window, s.settle_reads):
             return self._finish(True, self._flat_message())
-        if not read.link_up:
+        if not read.link_up or s.read_only:
             return None  # 1100: connected to TWS, TWS not to IB; nothing is sent
         if read.open_orders:
             if self._foreign_open and not self.ledger.working() and now >= self._next_global_cancel:
