@@ -8,6 +8,8 @@ contract stay bounded.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -21,6 +23,7 @@ from kubetrader.live.stop import StopReport, StopSettings, emergency_stop
 from kubetrader.live.testing.faults import RejectRule
 from kubetrader.live.testing.instruments import option
 from kubetrader.live.testing.tws_peer import TwsPeer
+from tests.helpers import ROOT, wait_until
 from tests.live.test_live_ib import make_session, pump_until
 
 MAX_CLOSES = StopSettings().max_orders
@@ -208,3 +211,40 @@ def test_the_runner_flattens_with_its_ledger_under_lag_and_reports_connected_fal
         assert sum(1 for o in tws_peer.orders() if o.order_ref.startswith("kt-flat")) == 1
     finally:
         session.broker.disconnect()
+
+
+def test_the_cli_survives_a_socket_cut_mid_stop_and_confirms_flat(tws_peer: TwsPeer) -> None:
+    tws_peer.seed_position("ORCL", 300)
+    tws_peer.faults.position_lag = 0.5
+    tws_peer.faults.fill_slices = 3
+    tws_peer.faults.fill_interval = 0.2
+    cli = start_cli("emergency-stop", "--port", str(tws_peer.port), "--timeout", "20")
+    wait_until(lambda: any(o.order_ref.startswith("kt-estop") for o in tws_peer.orders()), what="the first close")
+    tws_peer.drop_connections()
+    out, err = cli.communicate(timeout=40)
+    assert cli.returncode == 0, err
+    assert '"flat": true' in out and tws_peer.holdings() == {}
+    assert closes_per_contract(tws_peer)["ORCL"] <= 2
+
+
+def test_the_cli_exits_3_with_a_report_when_the_gateway_stays_down(tws_peer: TwsPeer) -> None:
+    tws_peer.seed_position("ORCL", 300)
+    tws_peer.halt("ORCL")  # the close rests: the stop is mid-way when the gateway goes
+    cli = start_cli("emergency-stop", "--port", str(tws_peer.port), "--timeout", "4")
+    wait_until(lambda: any(o.order_ref.startswith("kt-estop") for o in tws_peer.orders()), what="the close")
+    tws_peer.set_down(True)
+    out, err = cli.communicate(timeout=40)
+    assert cli.returncode == 3, err
+    assert "EMERGENCY STOP FAILED" in err and "Traceback" not in err
+    assert '"flat": false' in out
+
+
+def start_cli(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "kubetrader.cli.main", "live", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": f"{ROOT / 'engine'}:{ROOT}", "PATH": "/usr/bin:/bin"},
+    )

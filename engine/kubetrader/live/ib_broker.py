@@ -168,6 +168,12 @@ class IBBroker:
     def is_connected(self) -> bool:
         return self._ib is not None and bool(self._ib.isConnected())
 
+    def _api(self) -> Any:
+        """The connected IB object; a query on a dropped connection fails as unavailable, not AttributeError."""
+        if self._ib is None or not self.is_connected():
+            raise BrokerUnavailableError(f"not connected to the IB API at {self.host}:{self.port}")
+        return self._ib
+
     def _run(self, awaitable: Awaitable[T], what: str) -> T:
         if not self.is_connected():
             raise BrokerUnavailableError(f"{what}: not connected to the IB API at {self.host}:{self.port}")
@@ -180,7 +186,7 @@ class IBBroker:
 
     def ping(self) -> float:
         started = time.monotonic()
-        self._run(self._ib.reqCurrentTimeAsync(), "reqCurrentTime")
+        self._run(self._api().reqCurrentTimeAsync(), "reqCurrentTime")
         return time.monotonic() - started
 
     # ------------------------------------------------------------ queries (fresh)
@@ -198,7 +204,7 @@ class IBBroker:
 
     def positions(self) -> list[Position]:
         """Every account's positions unless the broker was given one account (IB reports all of a login's)."""
-        rows = self._run(self._ib.reqPositionsAsync(), "reqPositions")
+        rows = self._run(self._api().reqPositionsAsync(), "reqPositions")
         return [
             Position(p.contract.symbol, float(p.position), float(p.avgCost), _contract_ref(p.contract), p.account)
             for p in rows
@@ -208,7 +214,7 @@ class IBBroker:
     def open_orders(self) -> list[BrokerOrder]:
         """The orders TWS lists as open right now, with TWS's status for each (see `_wrap_open_order`)."""
         self._listed_status.clear()
-        trades = self._run(self._ib.reqAllOpenOrdersAsync(), "reqAllOpenOrders")
+        trades = self._run(self._api().reqAllOpenOrdersAsync(), "reqAllOpenOrders")
         listed = []
         for trade in trades:
             o = trade.order
@@ -217,11 +223,11 @@ class IBBroker:
         return [o for o in listed if o.is_open]
 
     def completed_orders(self) -> list[BrokerOrder]:
-        trades = self._run(self._ib.reqCompletedOrdersAsync(False), "reqCompletedOrders")
+        trades = self._run(self._api().reqCompletedOrdersAsync(False), "reqCompletedOrders")
         return [self._to_order(t) for t in trades]
 
     def executions(self) -> list[Fill]:
-        fills = self._run(self._ib.reqExecutionsAsync(), "reqExecutions")
+        fills = self._run(self._api().reqExecutionsAsync(), "reqExecutions")
         return [self._to_fill(f) for f in fills]
 
     def historical_bars(self, symbol: str, end: dt.date | None, duration: str, bar_size: str) -> list[Bar]:
@@ -229,7 +235,7 @@ class IBBroker:
         end_text = end.strftime("%Y%m%d 23:59:59") if end else ""
         try:
             rows = self._run(
-                self._ib.reqHistoricalDataAsync(contract, end_text, duration, bar_size, "TRADES", True, 1),
+                self._api().reqHistoricalDataAsync(contract, end_text, duration, bar_size, "TRADES", True, 1),
                 f"reqHistoricalData {symbol}",
             )
         except _ib_module().RequestError as exc:
@@ -366,7 +372,7 @@ class IBBroker:
         if contract is None:
             ib_insync = _ib_module()
             contract = ib_insync.Stock(symbol, "SMART", self.currency)
-            qualified = self._run(self._ib.qualifyContractsAsync(contract), f"reqContractDetails {symbol}")
+            qualified = self._run(self._api().qualifyContractsAsync(contract), f"reqContractDetails {symbol}")
             if not qualified:
                 raise OrderRejectedError(f"unknown contract {symbol} (no security definition at IB)")
             self._contracts[symbol] = contract
@@ -378,7 +384,7 @@ class IBBroker:
         if contract is None:
             ib_insync = _ib_module()
             contract = ib_insync.Contract(conId=ref.con_id, exchange=ref.exchange or ROUTE.get(ref.sec_type, ""))
-            qualified = self._run(self._ib.qualifyContractsAsync(contract), f"reqContractDetails conId {ref.con_id}")
+            qualified = self._run(self._api().qualifyContractsAsync(contract), f"reqContractDetails conId {ref.con_id}")
             if not qualified:
                 raise OrderRejectedError(f"unknown contract conId {ref.con_id} ({ref.label})")
             self._by_con_id[ref.con_id] = contract

@@ -161,8 +161,12 @@ def stop_everything(
             return StopOutcome(True, "runner", "flat: confirmed by the runner's fresh broker queries", {}, 0,
                                outcome.notes)  # fmt: skip
         return outcome
+    from kubetrader.live.lease import acting_client_id
+
     # flattening is fenced by the runner's client id; cancelling only (flatten: false) is not a race
-    acting_id = runner_client_id if flatten and runner_client_id is not None else client_id
+    acting_id = client_id
+    if runner_client_id is not None:
+        acting_id = acting_client_id(runner_client_id, client_id, flatten=flatten)
     outcome = stop_at_gateway(gateway_host, gateway_port, acting_id, timeout=wait, **common)
     if answer is not None:
         outcome.notes.insert(0, answer.note)
