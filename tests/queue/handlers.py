@@ -44,3 +44,9 @@ def poison(task: Task, context: TaskContext) -> HandlerOutcome:
     if task.meta.get("fatal"):
         raise StrategyError(f"strategy in {task.id} raised")
     return succeed(task, context)
+
+
+def slow_succeed(task: Task, context: TaskContext) -> HandlerOutcome:
+    """Succeeds after 0.3 s, so a batch is still running when a test restarts Redis under it."""
+    context.stopping.wait(0.3)
+    return succeed(task, context)

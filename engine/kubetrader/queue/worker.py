@@ -12,6 +12,10 @@ finish, release it back to the queue without spending an attempt, then exit 0.
 A background thread renews the lease and publishes the heartbeat (pod, task) the
 scaler reads to protect busy pods.
 
+Redis faults (a restart, a failover, `-OOM` with `noeviction`) are ridden out by the
+client's retry policy (`queue.retry`): every queue call is retried with backoff up to
+the deadline, then the worker exits 3 with a one-line reason.
+
 Errors: a `FatalError` (or an invalid spec) dead-letters the task at once;
 anything else counts an attempt and the task is retried until `max_attempts`.
 Either way the worker records the error and goes on with the next task.
@@ -29,21 +33,14 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
-import redis
 from pydantic import BaseModel, Field, ValidationError
 
-from kubetrader.errors import FatalError
+from kubetrader.errors import FatalError, InfrastructureError
 from kubetrader.queue.tasks import HandlerOutcome, Task
 from kubetrader.queue.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-# Redis restarting (or a network blip) must not kill a worker: retry for this long, then give up.
-REDIS_OUTAGE_SECONDS = 60.0
-_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
 
 DEFAULT_HANDLER = "kubetrader.queue.handlers:dispatch"
 
@@ -163,31 +160,36 @@ class Worker:
         beat = threading.Thread(target=self._beat_loop, args=(beat_stop,), name="heartbeat", daemon=True)
         self._heartbeat()
         beat.start()
+        redis_gone = False
         try:
             while not self._stop.is_set():
                 if max_tasks is not None and self.summary.claimed >= max_tasks:
                     break
-                task = self._redis(lambda: self.queue.claim(self.worker_id, lease_seconds=self.settings.lease_seconds))
+                task = self.queue.claim(self.worker_id, lease_seconds=self.settings.lease_seconds)
                 if task is None:
                     if exit_when_idle:
                         break
-                    self._redis(lambda: self._set_state("idle", None))
-                    self._redis(lambda: self.queue.wait_for_work(self.settings.idle_wait_seconds))
+                    self._set_state("idle", None)
+                    self.queue.wait_for_work(self.settings.idle_wait_seconds)
                     continue
                 self.summary.claimed += 1
-                self._redis(lambda: self._set_state("busy", task))  # noqa: B023 - called at once
+                self._set_state("busy", task)
                 self._process(task)
                 with self._lock:
                     self._current = None
+        except InfrastructureError:
+            redis_gone = True  # the client retried up to its deadline already; do not wait again
+            raise
         finally:
             beat_stop.set()
             self._beat_wake.set()
             beat.join(timeout=5)
             self._state = "stopped"
-            try:
-                self.queue.forget_worker(self.worker_id)
-            except Exception:  # Redis gone at shutdown: the heartbeat will simply expire
-                log.warning("could not remove worker %s from the registry", self.worker_id, exc_info=True)
+            if not redis_gone:
+                try:
+                    self.queue.forget_worker(self.worker_id)
+                except Exception:  # Redis gone at shutdown: the heartbeat will simply expire
+                    log.warning("could not remove worker %s from the registry", self.worker_id, exc_info=True)
         return self.summary
 
     def _process(self, task: Task) -> None:
@@ -215,13 +217,13 @@ class Worker:
             self._wake.wait()
             self._wake.clear()
         if not finished.is_set() and not finished.wait(self.settings.grace_seconds):
-            released = self._redis(lambda: self.queue.release(task, self.worker_id))
+            released = self.queue.release(task, self.worker_id)
             self.summary.released += 1
             log.warning("task %s still running after the grace period; released=%s", task.ref, released)
             return
         run_seconds = time.perf_counter() - started
         if outcome:
-            status = self._redis(lambda: self.queue.complete(task, self.worker_id, outcome[0], run_seconds=run_seconds))
+            status = self.queue.complete(task, self.worker_id, outcome[0], run_seconds=run_seconds)
             if status == "duplicate":
                 self.summary.duplicates += 1
             else:
@@ -230,30 +232,9 @@ class Worker:
         exc = error[0]
         fatal = is_fatal(exc)
         message = describe_error(exc)
-        result = self._redis(
-            lambda: self.queue.fail(task, self.worker_id, message, fatal=fatal, run_seconds=run_seconds)
-        )
+        result = self.queue.fail(task, self.worker_id, message, fatal=fatal, run_seconds=run_seconds)
         self.summary.failed += 1
         log.warning("task %s attempt %d failed (%s): %s", task.ref, task.attempt, result, exc)
-
-    def _redis(self, call: Callable[[], T]) -> T:
-        """Run a queue call, retrying while Redis is unreachable (restart, failover) for a while.
-
-        Every queue call is safe to repeat: a claim that reached Redis but whose reply
-        was lost leaves a lease that expires; complete/fail/release are no-ops the
-        second time.
-        """
-        deadline = time.monotonic() + REDIS_OUTAGE_SECONDS
-        delay = 0.05
-        while True:
-            try:
-                return call()
-            except _REDIS_DOWN:
-                if time.monotonic() > deadline:
-                    raise
-                log.warning("Redis unreachable; retrying in %.2f s", delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
 
     # ---- heartbeat --------------------------------------------------------------
 
