@@ -50,3 +50,10 @@ def slow_succeed(task: Task, context: TaskContext) -> HandlerOutcome:
     """Succeeds after 0.3 s, so a batch is still running when a test restarts Redis under it."""
     context.stopping.wait(0.3)
     return succeed(task, context)
+
+
+def hang_when_asked(task: Task, context: TaskContext) -> HandlerOutcome:
+    """Hangs (like a strategy stuck in `next()`) when the task's meta or its params say `hang`; else succeeds."""
+    if task.meta.get("hang") or task.meta.get("params", {}).get("hang"):
+        return hang(task, context)
+    return succeed(task, context)

@@ -41,7 +41,15 @@ if TYPE_CHECKING:
 @click.option("--name", default="parallel", show_default=True, help="Result name of the cells' result files.")
 @click.option("--max-attempts", type=click.IntRange(1, 100), default=3, show_default=True)
 @click.option("--report", is_flag=True, help="Also draw each cell's plot and HTML tearsheet.")
-@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+@click.option(
+    "--timeout", type=float, default=None, help="Give up after this many seconds (unfinished cells are cancelled)."
+)
+@click.option(
+    "--task-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Execution deadline of one cell; past it the cell is stopped and dead-lettered [300 s + 5 ms per bar].",
+)
 @click.option(
     "--output",
     type=click.Path(path_type=Path),
@@ -68,6 +76,7 @@ def parallel(
     max_attempts: int,
     report: bool,
     timeout: float | None,
+    task_timeout: float | None,
     output: Path,
     no_progress: bool,
 ) -> None:
@@ -103,6 +112,7 @@ def parallel(
         report=report,
         output_dir=output.parent,
         timeout=timeout,
+        task_timeout=task_timeout,
         show_progress=not no_progress,
     )
     csv_path, json_path = write_report(result, output)
@@ -114,7 +124,7 @@ def parallel(
     for rank, row in enumerate(result.ranking[:10], start=1):
         click.echo(f"{rank:>3}. {headline(row)}")
     for row in result.failures:
-        click.echo(f"  failed: {row.symbols} {row.strategy}: {row.error}", err=True)
+        click.echo(f"  {row.status}: {row.symbols} {row.strategy} {row.params}: {row.error}", err=True)
     click.echo(f"wrote {csv_path} and {json_path}")
     if result.failed or result.cancelled:
         sys.exit(1)

@@ -72,12 +72,12 @@ def worker(
         )
         sys.exit(_supervise(command, concurrency))
 
-    from kubetrader.queue.worker import Worker, WorkerSettings, load_handler
+    from kubetrader.queue.worker import Worker, WorkerSettings, load_handler, restart_in_place
     from kubetrader.queue.workqueue import WorkQueue
 
     queue = WorkQueue.from_url(redis_url, prefix=prefix, lease_seconds=lease_seconds)
     settings = WorkerSettings(lease_seconds=lease_seconds, grace_seconds=grace_seconds, output_dir=output_dir)
-    the_worker = Worker(queue, load_handler(handler), settings=settings)
+    the_worker = Worker(queue, load_handler(handler), settings=settings, on_stuck=restart_in_place)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stop claiming, %.0f s grace for the running task", signum, grace_seconds)

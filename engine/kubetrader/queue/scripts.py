@@ -13,7 +13,8 @@ Key layout under a prefix `p` (a task's `ref` is "batch:id"):
     p:leases             ZSET  ref -> lease deadline (ms, server clock)
     p:dead               ZSET  ref -> time it was dead-lettered
     p:task:{ref}         HASH  id, batch, spec, meta, priority, score, max_attempts, attempts,
-                               state, worker, enqueued_at, started_at, finished_at, last_error
+                               state, worker, enqueued_at, started_at, finished_at, last_error,
+                               timeout_ms (execution deadline of one attempt; 0: none)
     p:result:{ref}       HASH  the one result (TaskResult fields)
     p:batch:{b}          HASH  created_at, total, cancelled, first_started_at, last_finished_at
     p:batch:{b}:{state}  SET   refs per state (tasks, queued, running, done, failed, cancelled)
@@ -120,7 +121,7 @@ local function reap(now, limit)
 end
 """
 
-# ARGV: prefix, batch, then (id, priority, max_attempts, spec_json, meta_json) per task.
+# ARGV: prefix, batch, then (id, priority, max_attempts, spec_json, meta_json, timeout_ms) per task.
 ENQUEUE = (
     PRELUDE
     + r"""
@@ -133,8 +134,8 @@ redis.call('ZADD', p .. ':batches', 'NX', fmt(now), b)
 local added = 0
 local i = 3
 while i <= #ARGV do
-  local id, prio, maxa, spec, meta = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  i = i + 5
+  local id, prio, maxa, spec, meta, tmo = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  i = i + 6
   local ref = b .. ':' .. id
   local tk = tkey(ref)
   local state = redis.call('HGET', tk, 'state')
@@ -148,7 +149,7 @@ while i <= #ARGV do
     local score = fmt(-tonumber(prio) * 1099511627776 + seq)
     redis.call('DEL', tk)
     redis.call('HSET', tk, 'id', id, 'batch', b, 'spec', spec, 'priority', prio, 'max_attempts', maxa,
-      'meta', meta, 'attempts', '0', 'state', 'queued', 'enqueued_at', fmt(now), 'score', score)
+      'meta', meta, 'attempts', '0', 'state', 'queued', 'enqueued_at', fmt(now), 'score', score, 'timeout_ms', tmo)
     redis.call('ZADD', p .. ':pending', score, ref)
     redis.call('SADD', bkey(b, 'tasks'), ref)
     redis.call('SADD', bkey(b, 'queued'), ref)

@@ -81,6 +81,7 @@ class WorkerSummary(BaseModel):
     failed: int = 0
     released: int = 0
     duplicates: int = 0
+    timed_out: int = 0
 
 
 def load_handler(path: str, *, warm_up: bool = True) -> TaskHandler:
@@ -111,6 +112,21 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}\n{tail}"
 
 
+def restart_in_place() -> None:
+    """Replace this process with a fresh run of the same command line (`execv`, same pid).
+
+    The one way to stop a handler thread stuck past its deadline; keeping the pid means
+    a supervisor (`local_workers`, the kubelet) sees the worker carry on, not crash, and
+    the worker id (pod + pid) stays the same. The new image warms up and claims again.
+    """
+    import sys
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, sys.orig_argv)
+
+
 def is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, FatalError | ValidationError)
 
@@ -124,6 +140,7 @@ class Worker:
         settings: WorkerSettings | None = None,
         worker_id: str | None = None,
         pod: str | None = None,
+        on_stuck: Callable[[], None] | None = None,
     ) -> None:
         default_pod, default_id = default_worker_id()
         self.queue = queue
@@ -132,6 +149,7 @@ class Worker:
         self.pod = pod or default_pod
         self.worker_id = worker_id or default_id
         self.summary = WorkerSummary(worker_id=self.worker_id)
+        self.on_stuck = on_stuck
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._beat_wake = threading.Event()
@@ -213,8 +231,13 @@ class Worker:
         started = time.perf_counter()
         thread = threading.Thread(target=target, name=f"task-{task.id}", daemon=True)
         thread.start()
+        deadline = None if task.timeout_seconds is None else started + task.timeout_seconds
         while not finished.is_set() and not self._stop.is_set():
-            self._wake.wait()
+            remaining = None if deadline is None else deadline - time.perf_counter()
+            if remaining is not None and remaining <= 0:
+                self._time_out(task, run_seconds=time.perf_counter() - started)
+                return
+            self._wake.wait(remaining)
             self._wake.clear()
         if not finished.is_set() and not finished.wait(self.settings.grace_seconds):
             released = self.queue.release(task, self.worker_id)
@@ -235,6 +258,23 @@ class Worker:
         result = self.queue.fail(task, self.worker_id, message, fatal=fatal, run_seconds=run_seconds)
         self.summary.failed += 1
         log.warning("task %s attempt %d failed (%s): %s", task.ref, task.attempt, result, exc)
+
+    def _time_out(self, task: Task, *, run_seconds: float) -> None:
+        """Dead-letter a task past its execution deadline, then get rid of its handler.
+
+        A strategy stuck in `next()` would otherwise renew its lease forever. The
+        verdict is final (fatal): the same cell would hang again. Python cannot stop
+        a thread, so `on_stuck` does it: the CLI worker replaces its process image
+        (`restart_in_place`); an embedded worker (tests) leaves the daemon thread
+        behind and carries on.
+        """
+        message = f"timed out after {task.timeout_seconds:g} s (the task's execution deadline); the handler was stopped"
+        result = self.queue.fail(task, self.worker_id, message, fatal=True, run_seconds=run_seconds)
+        self.summary.failed += 1
+        self.summary.timed_out += 1
+        log.error("task %s %s (%s)", task.ref, message, result)
+        if self.on_stuck is not None:
+            self.on_stuck()
 
     # ---- heartbeat --------------------------------------------------------------
 

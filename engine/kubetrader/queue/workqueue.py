@@ -89,6 +89,7 @@ class WorkQueue:
                 str(task.max_attempts),
                 json.dumps(task.spec, separators=(",", ":")),
                 json.dumps(task.meta, separators=(",", ":")),
+                str(int((task.timeout_seconds or 0) * 1000)),
             ]
             count += 1
             if count == _ENQUEUE_CHUNK:
