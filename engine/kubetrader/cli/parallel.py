@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 @click.option("--batch", default=None, help="Batch id; the same id resumes a campaign (finished cells are kept).")
 @click.option("--name", default="parallel", show_default=True, help="Result name of the cells' result files.")
 @click.option("--max-attempts", type=click.IntRange(1, 100), default=3, show_default=True)
+@click.option("--retry-failed", is_flag=True, help="With --batch of an earlier run: run its dead-lettered cells again.")
 @click.option("--report", is_flag=True, help="Also draw each cell's plot and HTML tearsheet.")
 @click.option(
     "--timeout", type=float, default=None, help="Give up after this many seconds (unfinished cells are cancelled)."
@@ -74,6 +75,7 @@ def parallel(
     batch: str | None,
     name: str,
     max_attempts: int,
+    retry_failed: bool,
     report: bool,
     timeout: float | None,
     task_timeout: float | None,
@@ -109,6 +111,7 @@ def parallel(
         prefix=prefix,
         priority=priority,
         max_attempts=max_attempts,
+        retry_failed=retry_failed,
         report=report,
         output_dir=output.parent,
         timeout=timeout,

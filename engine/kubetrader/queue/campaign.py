@@ -134,6 +134,7 @@ def run_campaign(
     output_dir: Path = Path("results"),
     timeout: float | None = None,
     task_timeout: float | None = None,
+    retry_failed: bool = False,
     on_start: Callable[[int, int, str], None] | None = None,
     on_progress: Callable[[BatchStats], None] | None = None,
 ) -> CampaignReport:
@@ -142,7 +143,8 @@ def run_campaign(
 
     Without `redis_url` a local Redis (AOF on) is started for the duration; `workers`
     local worker processes help either way. `on_start(cells, added, url)` is told what
-    was enqueued (a re-submitted batch adds only the cells it does not have yet).
+    was enqueued (a re-submitted batch adds only the cells it does not have yet; its
+    dead-lettered cells keep their verdict unless `retry_failed`).
     """
     import contextlib
 
@@ -160,7 +162,7 @@ def run_campaign(
             stack.enter_context(local_workers(url, workers, prefix=prefix, output_dir=output_dir))
         queue = WorkQueue.from_url(url, prefix=prefix)
         started = time.perf_counter()
-        added = queue.enqueue(batch, tasks)
+        added = queue.enqueue(batch, tasks, retry_failed=retry_failed)
         if on_start is not None:
             on_start(len(tasks), added, url)
         unfinished_reason = None

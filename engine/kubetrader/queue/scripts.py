@@ -121,7 +121,8 @@ local function reap(now, limit)
 end
 """
 
-# ARGV: prefix, batch, then (id, priority, max_attempts, spec_json, meta_json, timeout_ms) per task.
+# ARGV: prefix, batch, retry_failed ('1'/'0'), then (id, priority, max_attempts, spec_json, meta_json,
+# timeout_ms) per task. A dead-lettered task keeps its verdict unless retry_failed; a cancelled one is re-queued.
 ENQUEUE = (
     PRELUDE
     + r"""
@@ -132,14 +133,15 @@ redis.call('HSETNX', bk, 'created_at', fmt(now))
 redis.call('HSET', bk, 'cancelled', '0')
 redis.call('ZADD', p .. ':batches', 'NX', fmt(now), b)
 local added = 0
-local i = 3
+local retry_failed = ARGV[3] == '1'
+local i = 4
 while i <= #ARGV do
   local id, prio, maxa, spec, meta, tmo = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   i = i + 6
   local ref = b .. ':' .. id
   local tk = tkey(ref)
   local state = redis.call('HGET', tk, 'state')
-  if (not state) or state == 'failed' or state == 'cancelled' then
+  if (not state) or state == 'cancelled' or (state == 'failed' and retry_failed) then
     if state then
       redis.call('SREM', bkey(b, state), ref)
       redis.call('ZREM', p .. ':dead', ref)
