@@ -57,3 +57,8 @@ def hang_when_asked(task: Task, context: TaskContext) -> HandlerOutcome:
     if task.meta.get("hang") or task.meta.get("params", {}).get("hang"):
         return hang(task, context)
     return succeed(task, context)
+
+
+def bulky(task: Task, context: TaskContext) -> HandlerOutcome:
+    """Succeeds with a 50 KB result, so a few hundred of them fill a small Redis."""
+    return HandlerOutcome(metrics={"sharpe_ratio": 1.0}, data={"blob": "x" * 50_000})

@@ -25,6 +25,11 @@ Key layout under a prefix `p` (a task's `ref` is "batch:id"):
     p:workers            ZSET  worker id -> last heartbeat (dropped after 10 min);  p:worker:{id} HASH (expires)
     p:wake               LIST  tokens pushed on enqueue/requeue; idle workers BLPOP it
     p:seq                STRING FIFO sequence number
+    p:config             HASH  retention_ms: how long a finished batch's keys live (set by workers)
+
+Once every task of a batch has ended, all its keys (tasks, results, sets, events)
+get a TTL of the retention; re-opening the batch removes it. Indexes that outlive
+them (p:batches, p:dead) are cleaned by `lifecycle.purge`.
 
 Numbers that go back into Redis are formatted with '%.0f': Lua's default
 number-to-string keeps 14 significant digits, which would round a score.
@@ -45,6 +50,36 @@ local function bkey(batch, what) return p .. ':batch:' .. batch .. ':' .. what e
 local function wake(n)
   for _ = 1, math.min(n, 64) do redis.call('LPUSH', p .. ':wake', '1') end
   redis.call('LTRIM', p .. ':wake', 0, 255)
+end
+
+-- Once every task of a batch has ended, its keys expire after the queue's retention
+-- (p:config retention_ms, 7 days unless a worker was started with another; 0 keeps them).
+local BATCH_SETS = {'tasks', 'queued', 'running', 'done', 'failed', 'cancelled', 'events'}
+local function expire_if_complete(batch)
+  local bk = p .. ':batch:' .. batch
+  local total = tonumber(redis.call('HGET', bk, 'total') or '0')
+  local ended = redis.call('SCARD', bkey(batch, 'done')) + redis.call('SCARD', bkey(batch, 'failed'))
+    + redis.call('SCARD', bkey(batch, 'cancelled'))
+  if total == 0 or ended < total then return end
+  local ms = tonumber(redis.call('HGET', p .. ':config', 'retention_ms') or '604800000')
+  if ms <= 0 then return end
+  for _, ref in ipairs(redis.call('SMEMBERS', bkey(batch, 'tasks'))) do
+    redis.call('PEXPIRE', tkey(ref), ms)
+    redis.call('PEXPIRE', rkey(ref), ms)
+  end
+  for _, what in ipairs(BATCH_SETS) do redis.call('PEXPIRE', bkey(batch, what), ms) end
+  redis.call('PEXPIRE', bk, ms)
+end
+
+local function persist_batch(batch)
+  local bk = p .. ':batch:' .. batch
+  if redis.call('PTTL', bk) < 0 then return end
+  for _, ref in ipairs(redis.call('SMEMBERS', bkey(batch, 'tasks'))) do
+    redis.call('PERSIST', tkey(ref))
+    redis.call('PERSIST', rkey(ref))
+  end
+  for _, what in ipairs(BATCH_SETS) do redis.call('PERSIST', bkey(batch, what)) end
+  redis.call('PERSIST', bk)
 end
 
 local function finish(ref, status, now, fields)
@@ -73,6 +108,7 @@ local function finish(ref, status, now, fields)
   redis.call('ZREMRANGEBYSCORE', recent, '-inf', fmt(now - 900000))
   redis.call('HINCRBY', p .. ':counters', state, 1)
   redis.call('HSET', p .. ':batch:' .. batch, 'last_finished_at', fmt(now))
+  expire_if_complete(batch)
 end
 
 local function cancel_one(ref, batch)
@@ -159,7 +195,10 @@ while i <= #ARGV do
   end
 end
 redis.call('HSET', bk, 'total', redis.call('SCARD', bkey(b, 'tasks')))
-if added > 0 then wake(added) end
+if added > 0 then
+  persist_batch(b)  -- a finished batch re-opened: its old results must outlive the new run
+  wake(added)
+end
 return added
 """
 )
@@ -259,6 +298,7 @@ local b = ARGV[2]
 redis.call('HSET', p .. ':batch:' .. b, 'cancelled', '1')
 local refs = redis.call('SMEMBERS', bkey(b, 'queued'))
 for _, ref in ipairs(refs) do cancel_one(ref, b) end
+expire_if_complete(b)
 return #refs
 """
 )
