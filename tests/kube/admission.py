@@ -253,18 +253,6 @@ def _immutable_causes(kind: Kind, new: Obj, old: Obj) -> list[Cause]:
     return causes
 
 
-def _job_defaults(obj: Obj) -> None:
-    """The Job strategy's generated selector (unless `manualSelector`): pods labelled with the Job's uid and name."""
-    spec = obj.setdefault("spec", {})
-    if spec.get("manualSelector"):
-        return
-    uid, name = obj["metadata"]["uid"], obj["metadata"]["name"]
-    labels = spec.setdefault("template", {}).setdefault("metadata", {}).setdefault("labels", {})
-    labels.update({"batch.kubernetes.io/controller-uid": uid, "controller-uid": uid})
-    labels.update({"batch.kubernetes.io/job-name": name, "job-name": name})
-    spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
-
-
 # ---- the admission chain -------------------------------------------------------------------------
 
 
@@ -320,12 +308,6 @@ class Admission:
         if causes:
             raise InvalidError(kind.kind, kind.group, meta.get("name") or "", causes)
         return obj
-
-    @staticmethod
-    def prepare_for_create(kind: Kind, obj: Obj) -> None:
-        """What a kind's strategy sets on a new object once it has its uid (a Job's generated selector)."""
-        if (kind.group, kind.kind) == ("batch", "Job"):
-            _job_defaults(obj)
 
     @staticmethod
     def _type_meta(kind: Kind, obj: Obj) -> list[Cause]:

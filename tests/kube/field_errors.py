@@ -27,14 +27,15 @@ Obj = dict[str, Any]
 class ApiError(Exception):
     """An API-server error: becomes a `Status` object with this code and reason."""
 
-    def __init__(self, code: int, reason: str, message: str) -> None:
+    def __init__(self, code: int, reason: str, message: str, *, details: Obj | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
+        self.details = details
 
     def status(self) -> Obj:
-        return {
+        status: Obj = {
             "apiVersion": "v1",
             "kind": "Status",
             "metadata": {},
@@ -43,6 +44,9 @@ class ApiError(Exception):
             "reason": self.reason,
             "message": self.message,
         }
+        if self.details is not None:
+            status["details"] = self.details
+        return status
 
 
 # field.ErrorType -> its String() (apimachinery/pkg/util/validation/field/errors.go)
