@@ -17,6 +17,8 @@ from kubetrader_operator.crdgen.crds import (
     IMMUTABLE_MESSAGE,
     LIVE_LIMITS_MESSAGE,
     PARALLELISM_MESSAGE,
+    STUDY_IMMUTABLE_MESSAGE,
+    name_message,
 )
 from tests.helpers import EXAMPLES, ROOT
 from tests.kube.crd_validation import admit, load_crds, openapi_schema, preserved_paths, structural_problems
@@ -256,3 +258,20 @@ def test_backtest_spec_is_immutable_once_created() -> None:
 
 def test_live_mode_with_every_limit_is_admitted() -> None:
     assert admit(CRDS["LiveDeployment"], _example("live-live.yaml")) == []
+
+
+def test_study_spec_is_immutable_once_created() -> None:
+    old = _example("study-sma.yaml")
+    new = _edit("study-sma.yaml", lambda s: s.update(trials=int(s.get("trials", 100)) + 1))
+    assert admit(CRDS["OptimizationStudy"], new, old=old) == [f"spec: Invalid value: {STUDY_IMMUTABLE_MESSAGE}"]
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_name_longer_than_a_label_value_is_refused_with_the_reason(kind: str) -> None:
+    doc = _example(
+        {"Backtest": "backtest-sma.yaml", "OptimizationStudy": "study-sma.yaml"}.get(kind, "live-paper.yaml")
+    )
+    doc["metadata"]["name"] = "x" * 64
+    assert admit(CRDS[kind], doc) == [f"<nil>: Invalid value: {name_message(kind)}"]
+    doc["metadata"]["name"] = "x" * 63
+    assert admit(CRDS[kind], doc) == []
