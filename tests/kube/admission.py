@@ -287,8 +287,9 @@ class Admission:
         if schema is not None:
             unknown += crd_validation.prune(obj, schema, old=write.old if write.old is not None else _MISSING)
             self._decoded(write, sorted(unknown), [])
-            crd_validation.prune_nulls(obj, schema)
-            crd_validation._default(obj, schema)
+            before = write.old if write.old is not None else _MISSING
+            crd_validation.prune_nulls(obj, schema, before)
+            crd_validation._default(obj, schema, before)
         else:
             builtin_unknown, type_errors, causes = _builtin_problems(kind, obj, write.old)
             unknown += builtin_unknown

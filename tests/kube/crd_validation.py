@@ -138,13 +138,17 @@ def _skip_prune(value: Any, schema: Schema, path: str, unknown: list[str]) -> No
             _skip_prune(item, schema["items"], f"{path}[{i}]", unknown)
 
 
-def prune_nulls(value: Any, schema: Schema | None) -> None:
-    """Drop `null`s of fields that are not nullable and have no default (defaulting/prunenulls.go)."""
-    if schema is None:
+def prune_nulls(value: Any, schema: Schema | None, old: Any = _MISSING) -> None:
+    """Drop `null`s of fields that are not nullable and have no default (defaulting/prunenulls.go).
+
+    Parts equal to `old` (stored, so already done) are skipped.
+    """
+    if schema is None or (old is not _MISSING and old == value):
         return
     if isinstance(value, dict):
         props = schema.get("properties") or {}
         extra = schema.get("additionalProperties")
+        olds = old if isinstance(old, dict) else {}
         for key in list(value):
             sub = props.get(key, extra if isinstance(extra, dict) else None)
             if sub is None:
@@ -152,7 +156,7 @@ def prune_nulls(value: Any, schema: Schema | None) -> None:
             if value[key] is None and not sub.get("nullable") and "default" not in sub:
                 del value[key]
             else:
-                prune_nulls(value[key], sub)
+                prune_nulls(value[key], sub, olds.get(key, _MISSING))
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         items = schema["items"]
         value[:] = [v for v in value if not (v is None and not items.get("nullable") and "default" not in items)]
@@ -171,8 +175,9 @@ def apply_defaults(schema: Schema, value: Any) -> Any:
     return out
 
 
-def _default(value: Any, schema: Schema | None) -> None:
-    if schema is None:
+def _default(value: Any, schema: Schema | None, old: Any = _MISSING) -> None:
+    """Defaults in place; parts equal to `old` (stored, so defaulted already) are skipped."""
+    if schema is None or (old is not _MISSING and old == value):
         return
     if isinstance(value, dict):
         props = schema.get("properties") or {}
@@ -180,9 +185,10 @@ def _default(value: Any, schema: Schema | None) -> None:
             if "default" in sub and (key not in value or _non_nullable_null(value[key], sub)):
                 value[key] = copy.deepcopy(sub["default"])
         extra = schema.get("additionalProperties")
+        olds = old if isinstance(old, dict) else {}
         for key in value:
             if key in props:
-                _default(value[key], props[key])
+                _default(value[key], props[key], olds.get(key, _MISSING))
             elif isinstance(extra, dict):
                 if "default" in extra and _non_nullable_null(value[key], extra):
                     value[key] = copy.deepcopy(extra["default"])
@@ -462,16 +468,22 @@ def schema_causes(schema: Schema, value: Any, *, prefix: str = "", old: Any = _M
 # ---- x-kubernetes-list-type ----------------------------------------------------------------------
 
 
-def list_causes(schema: Schema, value: Any, path: str = "") -> list[Cause]:
-    """`set` lists hold no value twice, `map` lists no key tuple twice (field.Duplicate)."""
+def list_causes(schema: Schema, value: Any, path: str = "", old: Any = _MISSING) -> list[Cause]:
+    """`set` lists hold no value twice, `map` lists no key tuple twice (field.Duplicate).
+
+    What equals `old` is not checked again (ratcheting, as for the schema).
+    """
     causes: list[Cause] = []
+    if old is not _MISSING and old == value:
+        return causes
     if isinstance(value, dict):
         props = schema.get("properties") or {}
         extra = schema.get("additionalProperties")
+        olds = old if isinstance(old, dict) else {}
         for key, sub in value.items():
             sub_schema = props.get(key, extra if isinstance(extra, dict) else None)
             if sub_schema is not None:
-                causes += list_causes(sub_schema, sub, _join(path, key))
+                causes += list_causes(sub_schema, sub, _join(path, key), olds.get(key, _MISSING))
     elif isinstance(value, list):
         list_type = schema.get("x-kubernetes-list-type")
         seen: list[Any] = []
@@ -520,6 +532,26 @@ def _evaluate(rule: str, value: str, old: str) -> bool | str:
     return isinstance(result, celpy.celtypes.BoolType) and bool(result)
 
 
+_TRANSITIONS: dict[int, bool] = {}
+
+
+def _has_transition_rules(schema: Schema) -> bool:
+    """Whether a rule using oldSelf sits anywhere under this schema node (kept per node)."""
+    key = id(schema)
+    if key not in _TRANSITIONS:
+        _TRANSITIONS[key] = False  # a recursive schema does not loop
+        _TRANSITIONS[key] = any(
+            _uses_old_self(rule["rule"]) for rule in schema.get("x-kubernetes-validations") or []
+        ) or any(_has_transition_rules(sub) for sub in _children(schema))
+    return _TRANSITIONS[key]
+
+
+def _children(schema: Schema) -> list[Schema]:
+    subs = list((schema.get("properties") or {}).values())
+    subs += [schema[k] for k in ("additionalProperties", "items") if isinstance(schema.get(k), dict)]
+    return subs
+
+
 def _uses_old_self(rule: str) -> bool:
     return re.search(r"\boldSelf\b", rule) is not None
 
@@ -565,12 +597,17 @@ def cel_causes(schema: Schema, value: Any, old: Any = _MISSING, path: str = "") 
     if value is None:
         return causes
     has_old = old is not _MISSING and old is not None
+    unchanged = has_old and old == value
+    if unchanged and not _has_transition_rules(schema):
+        return causes  # ratcheting: rules without oldSelf do not fail what the update left alone
     for rule in schema.get("x-kubernetes-validations") or []:
         transition = _uses_old_self(rule["rule"])
         if transition and not has_old:
             continue
-        if not transition and has_old and old == value:
-            continue  # ratcheting: a rule without oldSelf does not fail a value the update left alone
+        if not transition and unchanged:
+            continue
+        if unchanged and rule["rule"].strip() == "self == oldSelf":
+            continue  # holds for an unchanged value: no need to ask cel-python
         outcome = _evaluate(rule["rule"], json.dumps(value, sort_keys=True), json.dumps(old) if transition else "")
         if outcome is False:
             causes.append(_cel_failure(rule, schema, value, path, _rule_message(rule)))
@@ -661,8 +698,7 @@ def validate_custom_resource(
         causes = schema_causes(status_schema, obj["status"], prefix="status", old=old_status) if "status" in obj else []
     else:
         causes = schema_causes(schema, obj, old=_MISSING if old is None else old)
-    list_errors = list_causes(schema, obj)
-    causes += ratchet(list_errors, obj, old) if old is not None else list_errors
+    causes += list_causes(schema, obj, old=_MISSING if old is None else old)
     if any(c.type in BLOCKING for c in causes):
         return [*causes, CEL_SKIPPED]
     rule_causes = cel_causes(schema, obj, old if old is not None else _MISSING)
