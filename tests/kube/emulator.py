@@ -52,7 +52,7 @@ import aiohttp.web
 import attrs
 import yaml
 from kmock import KubernetesEmulator, ResourceInfo, resource
-from kmock._internal import enums, rendering
+from kmock._internal import enums, parsing, rendering
 from kmock._internal.k8s import KubernetesError
 
 from tests.kube import apply, defaulting, discovery, events, openapi, paging, selectors, tables
@@ -62,6 +62,28 @@ from tests.kube.patching import JSON_PATCH, PatchTestFailedError, json_patch, me
 from tests.kube.selectors import matches_labels
 
 Obj = dict[str, Any]
+
+
+_kmock_parse_path = parsing.parse_path
+
+
+def _parse_path(path: str) -> parsing.ParsedPath:
+    """kmock 0.8's URL parser, with the Namespace kind's own paths.
+
+    kmock reads `/api/v1/namespaces` as a namespace with no name (and crashes) and
+    `/api/v1/namespaces/default` as the namespace `default` with no resource, so `kubectl get
+    namespaces` and `kubectl get namespace default` failed with 500. Namespaces are the one kind
+    whose collection is `namespaces` itself: `/api/v1/namespaces[/{name}[/status|/finalize]]`.
+    """
+    parts = path.strip("/").split("/")
+    if parts[:3] == ["api", "v1", "namespaces"] and (len(parts) <= 4 or parts[4:] in (["status"], ["finalize"])):
+        name = parts[3] if len(parts) > 3 else None
+        subresource = parts[4] if len(parts) > 4 else None
+        return parsing.ParsedPath("", "v1", "namespaces", None, name, subresource)
+    return _kmock_parse_path(path)
+
+
+parsing.parse_path = _parse_path  # rendering.Request parses every request through this module attribute
 
 
 class ApiError(Exception):
@@ -872,6 +894,9 @@ class KubeEmulator(KubernetesEmulator):
                 if tables.wants_table(request.headers.get("Accept", "")):
                     found = self._as_table(res, found, request.params.get("includeObject", "Metadata"))
                 return aiohttp.web.json_response(found)
+            if request.params.get("dryRun"):
+                # Refused rather than ignored: an ignored dry run would really write.
+                raise ApiError(400, "BadRequest", "dryRun is not served by the emulated API")
             manager = request.params.get("fieldManager") or apply.manager_from_user_agent(
                 request.headers.get("User-Agent", "")
             )
