@@ -696,6 +696,15 @@ class KubeEmulator(KubernetesEmulator):
         def shown(event: Obj) -> Obj:
             return event if convert is None else {**event, "object": convert(event["object"])}
 
+        # `kubectl get -w` watches with the Table Accept header: each event then carries a one-row Table.
+        table_rows = tables.wants_table(request.headers.get("Accept", ""))
+        include_object = request.params.get("includeObject", "Metadata")
+
+        def as_row(event: Obj) -> Obj:
+            if not table_rows:
+                return event
+            return {**event, "object": self._as_table(res, event["object"], include_object)}
+
         def wanted(event: Obj) -> bool:
             meta = event["object"].get("metadata", {})
             if namespace is not None and meta.get("namespace") != namespace:
@@ -711,7 +720,7 @@ class KubeEmulator(KubernetesEmulator):
         if initial_events or since == "0" or not since.isdigit():  # "0" and unset: the current state first
             last = self._revision
             objs = self.select(res, namespace, label_selector, field_selector=field_selector, copies=False)
-            initial = [{"type": "ADDED", "object": obj} for obj in objs]
+            initial = [as_row({"type": "ADDED", "object": obj}) for obj in objs]
             if initial_events:
                 initial.append(self._initial_events_end(res, last))
             yield _encode(initial)
@@ -727,7 +736,7 @@ class KubeEmulator(KubernetesEmulator):
                 return
             if batch:
                 last = batch[-1][0]
-                yield _encode([shown_event for _, event in batch if wanted(shown_event := shown(event))])
+                yield _encode([as_row(shown_event) for _, event in batch if wanted(shown_event := shown(event))])
                 continue
             wait = (
                 self.watch_idle_check_seconds

@@ -7,6 +7,7 @@ through both groups, discovery, and `logs --follow` from the kubelet stand-in.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -17,7 +18,7 @@ import yaml
 
 from tests.helpers import EXAMPLES, ROOT, wait_until
 from tests.kube.cluster import EmulatedCluster
-from tests.kube.kubectl import Kubectl
+from tests.kube.kubectl import KUBECTL, Kubectl
 from tests.kube.kubelet import FakeKubelet
 
 NS = "default"
@@ -218,3 +219,32 @@ def test_logs_follow_streams_until_the_container_ends(
         runner.join()
     assert followed.splitlines() == ["tick 0", "tick 1", "tick 2", "bye"]  # stdout and stderr, to the end
     assert kubectl("logs", "ticker-0", "--tail=1") == "bye\n"
+
+
+def test_get_watch_prints_a_row_per_change(kube_cluster: EmulatedCluster, kubectl: Kubectl) -> None:
+    kube_cluster.create(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": NS}, "data": {"x": "1"}}
+    )
+    watching = subprocess.Popen(
+        [str(KUBECTL), "get", "configmaps", "--watch"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=kubectl.env,
+    )
+    try:
+        assert watching.stdout is not None
+        assert watching.stdout.readline().split() == ["NAME", "DATA", "AGE"]
+        assert watching.stdout.readline().split()[:2] == ["a", "1"]
+        kube_cluster.create(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "b", "namespace": NS},
+                "data": {"x": "1", "y": "2"},
+            }
+        )
+        assert watching.stdout.readline().split()[:2] == ["b", "2"]  # the watch event, as a Table row
+    finally:
+        watching.kill()
+        watching.communicate()
