@@ -165,7 +165,9 @@ def test_events_through_both_groups_with_field_selectors(kube_cluster: EmulatedC
     assert event["reportingController"] == "kubetrader-operator"
 
 
-def test_discovery_lists_core_kinds_and_no_subresources_as_kinds(kubectl: Kubectl) -> None:
+def test_discovery_lists_core_kinds_and_no_subresources_as_kinds(
+    kube_cluster: EmulatedCluster, kubectl: Kubectl
+) -> None:
     resources = kubectl("api-resources", "--no-headers")
     rows = {line.split()[0]: line.split() for line in resources.splitlines()}
     assert rows["pods"][1] == "po" and rows["backtests"][1] == "bt"
@@ -177,6 +179,11 @@ def test_discovery_lists_core_kinds_and_no_subresources_as_kinds(kubectl: Kubect
     ]
     server = kubectl("version", "-o", "json")
     assert json.loads(server)["serverVersion"]["gitVersion"].startswith("v1.")
+    swagger = json.loads(kubectl("get", "--raw", "/openapi/v2"))
+    assert {"io.kubetrader.v1alpha1.Backtest", "io.k8s.api.batch.v1.Job"} <= set(swagger["definitions"])
+    kube_cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "research"}})
+    assert kubectl("get", "namespace", "research", "-o", "name").strip() == "namespace/research"
+    assert "research" in kubectl("get", "namespaces")
 
 
 def test_logs_follow_streams_until_the_container_ends(
