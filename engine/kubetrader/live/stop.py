@@ -237,7 +237,7 @@ class Flattener:
     def _start(self) -> None:
         positions = self.broker.positions()
         executions = self.broker.executions()
-        self.ledger.start([p for p in positions if in_scope(p, self.settings)], executions)
+        self.ledger.start([p for p in positions if in_scope(p, self.settings)], executions, self.clock(), time.time())
         self._started = True
         if self.settings.read_only:
             return
@@ -303,6 +303,8 @@ class Flattener:
         expected, reported = self.ledger.expected(key), read.positions.get(key, 0.0)
         if abs(expected) <= EPSILON or abs(expected - reported) > EPSILON:
             return  # flat here, or the report still trails the executions: wait (or re-base later)
+        if not self.ledger.quiet(key, now, s.settle_window):
+            return  # it traded just now (maybe just before the stop): its report may not show it yet
         if now < self._next_send.get(key, 0.0):
             return
         rejects = self.ledger.rejects.get(key, [])
