@@ -408,14 +408,15 @@ def emergency_stop(
     if not cancel_orders and not flatten:
         return _cancel_entries_only(broker, timeout=s.timeout, poll_interval=s.poll_interval, grace=entry_cancel_grace)
     flattener = Flattener(broker, s)
-    reconnect_at = 0.0
+    reconnect_at, attempt = 0.0, 0
     while True:
         report = flattener.step()
         if report is not None:
             return report
         if not broker.is_connected():
             if time.monotonic() >= reconnect_at:
-                reconnect_at = time.monotonic() + _reconnect(broker)
+                attempt = 0 if _reconnect(broker) else attempt + 1
+                reconnect_at = time.monotonic() + backoff(attempt, 0.2, 2.0)
             time.sleep(s.poll_interval)
             continue
         try:
@@ -429,16 +430,16 @@ def emergency_stop(
                 broker.disconnect()
 
 
-def _reconnect(broker: Broker) -> float:
-    """One reconnect attempt; returns the seconds to wait before the next."""
+def _reconnect(broker: Broker) -> bool:
+    """One reconnect attempt (the caller backs off between failures); the ledger carries over."""
     try:
         broker.connect()
         broker.ping()
-        return 0.0
+        return True
     except BrokerUnavailableError as exc:
         log.warning("stop: reconnect failed: %s", exc)
         broker.disconnect()
-        return 0.5
+        return False
 
 
 def _cancel_entries_only(broker: Broker, *, timeout: float, poll_interval: float, grace: float) -> StopReport:
