@@ -65,6 +65,9 @@ def operator_run(data_dir: Path, lag: float = 0.0) -> tuple[float, bool]:
     import yaml
     from kopf.testing import KopfRunner
 
+    root = str(Path(__file__).resolve().parents[1])
+    if sys.path[0] != root:
+        sys.path.insert(0, root)  # the repo's tests package, before any installed one named `tests`
     from tests.helpers import EXAMPLES, free_port
     from tests.kube.cluster import EmulatedCluster
     from tests.kube.crd_validation import load_crds
