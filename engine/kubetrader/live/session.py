@@ -39,7 +39,7 @@ from kubetrader.live.broker import (
 )
 from kubetrader.live.connection import HealthCheck, RetryPolicy, backoff_delays, connect_with_retry
 from kubetrader.live.journal import Journal, reconcile_decision
-from kubetrader.live.risk import RiskState, check_order, reduces_exposure, roll_trading_day
+from kubetrader.risk import Origin, RiskEngine, TradingState, reduces_exposure
 from kubetrader.specs import RiskSpec
 
 log = logging.getLogger(__name__)
@@ -69,11 +69,13 @@ class Session:
         self.positions: dict[str, Position] = {}
         self.prices: dict[str, float] = {}
         self.cash = 0.0
-        self.day_start_equity = 0.0
-        self.trading_day: dt.date | None = None
         self.clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)  # tests set a fake clock
-        self.peak_equity = 0.0
-        self.halted: str | None = None
+        # The risk gate: the same engine (and limits) as a backtest's; every order this session
+        # sends passes `risk.check` in `submit`, and nothing else here calls `place_order`.
+        self.risk = RiskEngine(config.limits)
+        # Set by the strategy's feed: prices (and equity) then move when the strategy is handed
+        # a bar, so the gate checks an order at the price the strategy decided on (as a backtest).
+        self.delivering = False
         self.stopping = False
         self.finished = False
         self.connected = False
@@ -82,7 +84,6 @@ class Session:
         self.order_listeners: list[Callable[[BrokerOrder], None]] = []
         self.fill_listeners: list[Callable[[Fill, bool], None]] = []
         self.commands: queue.Queue[str] = queue.Queue()
-        self._recent_orders: deque[float] = deque(maxlen=1000)
         self._reconnect_at = 0.0
         self._reconnect_attempt = 0
         self._lock = threading.Lock()
@@ -103,8 +104,7 @@ class Session:
         values = self.broker.account_values()
         self.cash = values.get("TotalCashValue", 0.0)
         equity = values.get("NetLiquidation", self.cash)
-        self.day_start_equity = self.peak_equity = equity
-        self.trading_day = self._today()
+        self.risk.observe(equity, self._today())
         for symbol in self.config.symbols:
             self.broker.subscribe_bars(symbol)
         self._publish()
@@ -137,6 +137,12 @@ class Session:
                     self.journal.set_state(intent.order_ref, "filled", kind="reconciled", filled=filled)
                 counts["adopted"] += 1
             elif decision == "send":
+                # checked again: the state may have changed since it was journaled (a halt, a fill)
+                refusal = self._refusal(intent.request(), "strategy")
+                if refusal is not None:
+                    self.journal.set_state(intent.order_ref, "refused", reason=refusal, kind="refused")
+                    counts["expired"] += 1
+                    continue
                 self.journal.note("resend", order_ref=intent.order_ref)
                 self._send(intent.request())
                 counts["resent"] += 1
@@ -159,36 +165,67 @@ class Session:
         market = sum(p.quantity * self.prices.get(s, p.avg_cost) for s, p in self.positions.items())
         return self.cash + market
 
+    @property
+    def halted(self) -> str | None:
+        """Why the engine is not ACTIVE (kill switch, daily loss, drawdown, ...), or None."""
+        return self.risk.reason
+
+    @property
+    def day_start_equity(self) -> float:
+        return self.risk.day_open_equity if self.risk.day is not None else self.equity
+
     def _today(self) -> dt.date:
         from zoneinfo import ZoneInfo
 
         return self.clock().astimezone(ZoneInfo(self.config.timezone)).date()
 
-    def _roll_day(self) -> None:
-        """Start a new trading day's loss budget (and PnL) on the first look after midnight."""
-        self.day_start_equity, self.trading_day = roll_trading_day(
-            self.day_start_equity, self.trading_day, self._today(), self.equity
-        )
+    def _observe(self) -> None:
+        """Give the engine the current equity on the exchange's trading day (halts, a new day's budget)."""
+        self.risk.observe(self.equity, self._today())
 
-    def risk_state(self) -> RiskState:
-        self._roll_day()
-        halted = self.halted or ("stopping: no new entries" if self.stopping else None)
-        return RiskState(
+    def deliver(self, bar: Bar) -> None:
+        """The strategy's feed hands `bar` over: it becomes the reference price (see `delivering`)."""
+        self.prices[bar.symbol] = bar.close
+        self._observe()
+
+    def working(self, symbol: str, *, exclude: str | None = None) -> float:
+        """The signed remaining size of this deployment's unresolved orders in `symbol`."""
+        total = 0.0
+        for intent in self.journal.unresolved():
+            if intent.symbol == symbol and intent.order_ref != exclude:
+                remaining = max(0.0, intent.quantity - intent.filled)
+                total += remaining if intent.side == "BUY" else -remaining
+        return total
+
+    def _refusal(self, request: OrderRequest, origin: Origin) -> str | None:
+        """The gate: the engine's verdict on `request` against position PLUS working orders."""
+        self._observe()
+        held = self.positions.get(request.symbol)
+        position = held.quantity if held else 0.0
+        if origin == "strategy":
+            # an operator's flatten follows a global cancel: it closes what is held, not what was working
+            position += self.working(request.symbol, exclude=request.order_ref)
+        price = self.prices.get(request.symbol) or (request.limit_price or 0.0)
+        return self.risk.check(
+            request.symbol,
+            request.signed_quantity,
+            position=position,
+            price=price,
             equity=self.equity,
-            day_start_equity=self.day_start_equity,
-            peak_equity=self.peak_equity,
-            positions={s: p.quantity for s, p in self.positions.items()},
-            recent_orders=tuple(self._recent_orders),
-            halted=halted,
+            now=time.monotonic(),
+            limit_price=request.limit_price if request.order_type == "LMT" else None,
+            origin=origin,
         )
 
-    def submit(self, request: OrderRequest) -> str | None:
-        """Risk-check, journal and send one order. Returns the refusal reason, or None when sent."""
+    def submit(self, request: OrderRequest, *, origin: Origin = "strategy") -> str | None:
+        """Risk-check, journal and send one order. Returns the refusal reason, or None when sent.
+
+        The one way an order leaves the session (flattens and resends come through here too).
+        """
         existing = self.journal.intent(request.order_ref)
         if existing is not None:
             return f"duplicate intent {request.order_ref} ({existing.state}); not sent again"
-        price = self.prices.get(request.symbol) or (request.limit_price or 0.0)
-        reason = check_order(request, price, self.risk_state(), self.config.limits, time.monotonic())
+        reason = self._refusal(request, origin)
         if reason is not None:
             self.journal.record_refusal(request, reason)
             log.warning("order %s refused: %s", request.order_ref, reason)
@@ -198,8 +235,8 @@ class Session:
         return None
 
     def _send(self, request: OrderRequest) -> None:
-        """Send a journaled intent. A connection error leaves it `pending`: reconcile decides later."""
-        self._recent_orders.append(time.monotonic())
+        """Send a journaled intent that passed the gate. A connection error leaves it `pending` for reconcile."""
+        self.risk.sent(time.monotonic())
         try:
             order = self.broker.place_order(request)
         except BrokerUnavailableError as exc:
@@ -238,11 +275,12 @@ class Session:
         return requests
 
     def flatten(self) -> None:
+        """Cancel everything, then close every position through the gate (operator orders: reducing only)."""
         self.broker.global_cancel()
         for request in self.flatten_orders():
-            assert reduces_exposure(self.positions[request.symbol].quantity, request.signed_quantity)
-            self.journal.record_intent(request)
-            self._send(request)
+            reason = self.submit(request, origin="operator")
+            if reason is not None:
+                log.error("flatten order %s refused: %s", request.order_ref, reason)
 
     # ------------------------------------------------------------ event loop
 
@@ -308,8 +346,8 @@ class Session:
     def _dispatch(self, event: BrokerEvent) -> None:
         if isinstance(event, BarUpdate):
             bar = event.bar
-            self.prices[bar.symbol] = bar.close
-            self.peak_equity = max(self.peak_equity, self.equity)
+            if not self.delivering:
+                self.deliver(bar)
             if bar.symbol in self.bars:
                 self.bars[bar.symbol].append(bar)
         elif isinstance(event, OrderUpdate):
@@ -388,6 +426,7 @@ class Session:
             self.journal.note("command", command=command)
             if command == "stop":
                 self.stopping = True
+                self.risk.set_manual(TradingState.REDUCING, "stopping: no new entries")
                 if self.connected:
                     self.flatten()
             elif command == "shutdown":
@@ -395,16 +434,17 @@ class Session:
                 # runner to reconcile; closing them on every restart would be a trade nobody asked for
                 self.finished = True
             elif command == "halt":
-                self.halted = "kill switch"
+                self.risk.set_manual(TradingState.REDUCING, "kill switch")
             elif command == "halt-cancel-entries":
                 # a stop with cancelOrders: false and no flatten: keep positions and their exits,
                 # cancel what would add exposure (see kubetrader.live.stop)
-                self.halted = "kill switch"
+                self.risk.set_manual(TradingState.REDUCING, "kill switch")
                 if self.connected:
                     self.cancel_entries()
             elif command == "flatten":
                 # halted first: the strategy must not re-enter while (or after) we close
-                self.halted = self.halted or "flatten requested"
+                if self.risk.manual is None:
+                    self.risk.set_manual(TradingState.REDUCING, "flatten requested")
                 self.flatten_requested_at = time.time()
                 if self.connected:
                     self.flatten()
@@ -430,7 +470,7 @@ class Session:
         ]
 
     def _publish(self) -> None:
-        self._roll_day()
+        self._observe()
         pnl = self.equity - self.day_start_equity
         unrealized = self.unrealized_pnl()
         snapshot = {
@@ -439,6 +479,7 @@ class Session:
             "connected": self.connected,
             "last_health_ok": self.health.last_ok,
             "halted": self.halted,
+            "trading_state": self.risk.state.value,
             "stopping": self.stopping,
             "finished": self.finished,
             "equity": self.equity,

@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass, field
 
 from kubetrader.live.broker import Broker, BrokerOrder, BrokerUnavailableError, OrderRequest, Position
-from kubetrader.live.risk import reduces_exposure
+from kubetrader.risk import reduces_exposure
 
 FALLBACK_NOTE = "cancelOrders=false not honoured: entries of another client still worked, so reqGlobalCancel ran"
 
