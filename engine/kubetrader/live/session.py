@@ -38,7 +38,7 @@ from kubetrader.live.broker import (
     find_by_ref,
 )
 from kubetrader.live.connection import HealthCheck, RetryPolicy, backoff_delays, connect_with_retry
-from kubetrader.live.journal import Journal, reconcile_decision
+from kubetrader.live.journal import UNRESOLVED_STATES, Journal, reconcile_decision
 from kubetrader.risk import Origin, RiskEngine, TradingState, reduces_exposure
 from kubetrader.specs import RiskSpec
 
@@ -76,6 +76,10 @@ class Session:
         # Set by the strategy's feed: prices (and equity) then move when the strategy is handed
         # a bar, so the gate checks an order at the price the strategy decided on (as a backtest).
         self.delivering = False
+        # The unresolved intents (ref -> symbol, signed quantity, filled), kept in step with the
+        # journal (rebuilt from it by reconcile) so the gate's position-with-working-orders costs
+        # no query per order.
+        self._working: dict[str, tuple[str, float, float]] = {}
         self.stopping = False
         self.finished = False
         self.connected = False
@@ -151,6 +155,9 @@ class Session:
                     intent.order_ref, "expired", reason="not at the broker and too old to send", kind="reconciled"
                 )
                 counts["expired"] += 1
+        self._working = {
+            i.order_ref: (i.symbol, i.request().signed_quantity, i.filled) for i in self.journal.unresolved()
+        }
         self.positions = {p.symbol: p for p in positions}
         for symbol in set(self.journal.positions()) | set(self.positions):
             pos = self.positions.get(symbol)
@@ -191,10 +198,10 @@ class Session:
     def working(self, symbol: str, *, exclude: str | None = None) -> float:
         """The signed remaining size of this deployment's unresolved orders in `symbol`."""
         total = 0.0
-        for intent in self.journal.unresolved():
-            if intent.symbol == symbol and intent.order_ref != exclude:
-                remaining = max(0.0, intent.quantity - intent.filled)
-                total += remaining if intent.side == "BUY" else -remaining
+        for ref, (sym, signed, filled) in self._working.items():
+            if sym == symbol and ref != exclude:
+                remaining = max(0.0, abs(signed) - filled)
+                total += remaining if signed > 0 else -remaining
         return total
 
     def _refusal(self, request: OrderRequest, origin: Origin) -> str | None:
@@ -237,6 +244,7 @@ class Session:
     def _send(self, request: OrderRequest) -> None:
         """Send a journaled intent that passed the gate. A connection error leaves it `pending` for reconcile."""
         self.risk.sent(time.monotonic())
+        self._working[request.order_ref] = (request.symbol, request.signed_quantity, 0.0)
         try:
             order = self.broker.place_order(request)
         except BrokerUnavailableError as exc:
@@ -245,6 +253,7 @@ class Session:
             return
         except OrderRejectedError as exc:
             self.journal.set_state(request.order_ref, "rejected", reason=str(exc))
+            self._working.pop(request.order_ref, None)
             return
         self.journal.note("sent", order_ref=request.order_ref, broker_id=order.broker_id)
 
@@ -351,7 +360,13 @@ class Session:
             if bar.symbol in self.bars:
                 self.bars[bar.symbol].append(bar)
         elif isinstance(event, OrderUpdate):
-            self.journal.apply_order(event.order)
+            state = self.journal.apply_order(event.order)
+            working = self._working.get(event.order.order_ref)
+            if working is not None:
+                if state in UNRESOLVED_STATES:
+                    self._working[event.order.order_ref] = (working[0], working[1], event.order.filled)
+                else:
+                    self._working.pop(event.order.order_ref)
             for order_listener in self.order_listeners:
                 order_listener(event.order)
         elif isinstance(event, FillUpdate):
