@@ -39,6 +39,7 @@ from kubetrader.live.broker import (
 )
 from kubetrader.live.connection import HealthCheck, RetryPolicy, backoff_delays, connect_with_retry
 from kubetrader.live.journal import UNRESOLVED_STATES, Journal, reconcile_decision
+from kubetrader.live.reconcile import account_differences
 from kubetrader.risk import Origin, RiskEngine, TradingState, reduces_exposure
 from kubetrader.specs import RiskSpec
 
@@ -58,6 +59,12 @@ class SessionConfig:
     mode: str | None = None  # the spec's `paper` / `live`, reported in the snapshot
     # Where the trading day turns over for the daily-loss limit (US equities: New York midnight).
     timezone: str = "America/New_York"
+    # Seconds between reconciliations with the broker (positions, cash, unresolved intents).
+    reconcile_interval: float = 60.0
+    # Cash may differ from the broker's by this fraction of equity (commissions reported late).
+    cash_tolerance: float = 0.001
+    # Seconds to let lagging position reports arrive before a difference halts trading.
+    confirm_delay: float = 1.0
 
 
 class Session:
@@ -80,6 +87,12 @@ class Session:
         # journal (rebuilt from it by reconcile) so the gate's position-with-working-orders costs
         # no query per order.
         self._working: dict[str, tuple[str, float, float]] = {}
+        # The trading state last written to the journal, and when (see `_save_trading_state`).
+        self._saved_state: dict[str, Any] | None = None
+        self._saved_at = 0.0
+        self._account_known = False  # a baseline to compare the broker's account with
+        self._commissions: dict[str, float] = {}  # exec id -> commission taken out of cash
+        self._next_reconcile = 0.0
         self.stopping = False
         self.finished = False
         self.connected = False
@@ -104,11 +117,10 @@ class Session:
         self.connected = True
         self.health.last_ok = time.monotonic()
         self.last_heartbeat = time.time()
+        self._restore_trading_state()
         self.reconcile()
-        values = self.broker.account_values()
-        self.cash = values.get("TotalCashValue", 0.0)
-        equity = values.get("NetLiquidation", self.cash)
-        self.risk.observe(equity, self._today())
+        self._observe()
+        self._save_trading_state(force=True)
         for symbol in self.config.symbols:
             self.broker.subscribe_bars(symbol)
         self._publish()
@@ -126,8 +138,8 @@ class Session:
         counts = {"adopted": 0, "resent": 0, "expired": 0}
         known = {i.order_ref for i in self.journal.intents()}
         for fill in executions:
-            if fill.order_ref in known:
-                self.journal.record_fill(fill)
+            if fill.order_ref in known and self.journal.record_fill(fill):
+                self._apply_fill(fill)  # a fill missed while away (a cut, a crash): into the view first
         now = time.time()
         for intent in self.journal.unresolved():
             at_broker = find_by_ref(open_orders, intent.order_ref) or find_by_ref(done_orders, intent.order_ref)
@@ -158,12 +170,81 @@ class Session:
         self._working = {
             i.order_ref: (i.symbol, i.request().signed_quantity, i.filled) for i in self.journal.unresolved()
         }
-        self.positions = {p.symbol: p for p in positions}
+        positions = self._check_account(positions)
         for symbol in set(self.journal.positions()) | set(self.positions):
             pos = self.positions.get(symbol)
             self.journal.set_position(symbol, pos.quantity if pos else 0.0, pos.avg_cost if pos else 0.0)
         self.journal.note("reconciled", **counts, positions={p.symbol: p.quantity for p in positions})
+        self._next_reconcile = time.monotonic() + self.config.reconcile_interval
         return counts
+
+    def _periodic_account_check(self) -> None:
+        """Positions and cash against the broker's, between reconciliations. No intent is decided
+        here: an order just sent may not be at the broker yet, and resending is for reconnects."""
+        positions = self._check_account(self.broker.positions())
+        for p in positions:
+            self.journal.set_position(p.symbol, p.quantity, p.avg_cost)
+        self._next_reconcile = time.monotonic() + self.config.reconcile_interval
+
+    def _check_account(self, positions: list[Position]) -> list[Position]:
+        """Compare the view (with every fill applied) with the broker's fresh positions and cash; a
+        difference that survives a second look halts trading (HALTED, with it as the reason). Then
+        the broker's numbers are adopted either way: they are the account."""
+        differences: list[str] = []
+        cash = 0.0
+        for attempt in range(2):
+            cash = self.broker.account_values().get("TotalCashValue", 0.0)
+            if not self._account_known:
+                break
+            view = {s: p.quantity for s, p in self.positions.items() if p.quantity}
+            broker = {p.symbol: p.quantity for p in positions}
+            tolerance = self.config.cash_tolerance * max(abs(self.equity), 1.0)
+            differences = account_differences(view, broker, self.cash, cash, cash_tolerance=tolerance)
+            if not differences or attempt:
+                break
+            for event in self.broker.poll(self.config.confirm_delay):  # lagging reports get a second look
+                self._dispatch(event)
+            positions = self.broker.positions()
+        if differences:
+            reason = "the broker's account differs from the journal: " + "; ".join(differences)
+            self.risk.set_manual(TradingState.HALTED, reason)
+            self.journal.note("reconcile_halt", differences=differences)
+            log.error("HALTED: %s", reason)
+        self.positions = {p.symbol: p for p in positions}
+        self.cash = cash
+        self._commissions.clear()  # the broker's cash holds every commission of the fills before it
+        self._account_known = True
+        return positions
+
+    # ------------------------------------------------------------ trading state (persisted)
+
+    def _restore_trading_state(self) -> None:
+        """Before anything is sent: the engine's state, the cash and positions the journal last knew."""
+        record = self.journal.trading_state()
+        if record is None:
+            return  # a deployment's first run: the broker's account is the baseline
+        self.risk.restore(record.get("risk", {}))
+        self.cash = float(record.get("cash", 0.0))
+        self.positions = {s: Position(s, q, 0.0) for s, q in self.journal.positions().items()}
+        self._account_known = True
+        self.journal.note("trading_state_restored", state=self.risk.state.value, reason=self.risk.reason)
+
+    def _save_trading_state(self, *, force: bool = False) -> None:
+        """Write the state when it changed: at once for a state change, a new day or cash (a fill), the
+        equity peak at most every few seconds (it moves with every new high)."""
+        record: dict[str, Any] = {"risk": self.risk.to_record(), "cash": self.cash}
+        if record == self._saved_state and not force:
+            return
+        now = time.monotonic()
+        saved = self._saved_state or {"risk": {}, "cash": None}
+        quiet = {"peak_equity", "last_equity"}
+        old_risk = {k: v for k, v in saved["risk"].items() if k not in quiet}
+        new_risk = {k: v for k, v in record["risk"].items() if k not in quiet}
+        urgent = force or old_risk != new_risk or saved["cash"] != record["cash"]
+        if not urgent and now - self._saved_at < 5.0:
+            return
+        self.journal.save_trading_state(record)
+        self._saved_state, self._saved_at = record, now
 
     # ------------------------------------------------------------ orders
 
@@ -188,7 +269,7 @@ class Session:
 
     def _observe(self) -> None:
         """Give the engine the current equity on the exchange's trading day (halts, a new day's budget)."""
-        self.risk.observe(self.equity, self._today())
+        self.risk.observe(self.equity, self._today().isoformat())
 
     def deliver(self, bar: Bar) -> None:
         """The strategy's feed hands `bar` over: it becomes the reference price (see `delivering`)."""
@@ -316,6 +397,11 @@ class Session:
             return
         for event in events:
             self._dispatch(event)
+        if self.connected and time.monotonic() >= self._next_reconcile:
+            try:
+                self._periodic_account_check()
+            except BrokerUnavailableError as exc:
+                self._lost(str(exc))
         if (self.stopping and not self.finished) or self.flatten_requested_at is not None:
             self._confirm_flat()
         self._publish()
@@ -373,6 +459,8 @@ class Session:
             new = self.journal.record_fill(event.fill)
             if new:
                 self._apply_fill(event.fill)
+            else:
+                self._charge_commission(event.fill)  # IB reports the commission after the execution
             for fill_listener in self.fill_listeners:
                 fill_listener(event.fill, new)
         elif isinstance(event, ConnectionUpdate):
@@ -399,8 +487,18 @@ class Session:
         else:
             avg = old.avg_cost
         self.positions[fill.symbol] = Position(fill.symbol, qty, avg)
-        self.cash -= signed * fill.price + fill.commission
+        self.cash -= signed * fill.price
+        self._commissions[fill.exec_id] = 0.0
+        self._charge_commission(fill)
         self.journal.set_position(fill.symbol, qty, avg)
+
+    def _charge_commission(self, fill: Fill) -> None:
+        """Take a fill's commission out of cash once, when it becomes known (often a second report).
+        Only for fills applied in this process: older ones are in the cash the broker reports."""
+        charged = self._commissions.get(fill.exec_id)
+        if charged is not None and fill.commission != charged:
+            self.cash -= fill.commission - charged
+            self._commissions[fill.exec_id] = fill.commission
 
     def _lost(self, reason: str) -> None:
         if self.connected:
@@ -448,6 +546,10 @@ class Session:
                 # SIGTERM (a rollout, a node drain): leave positions at the broker for the next
                 # runner to reconcile; closing them on every restart would be a trade nobody asked for
                 self.finished = True
+            elif command == "resume":
+                # lifts the kill switch (and a reconciliation halt, once someone has looked);
+                # never the drawdown's halt for good or the day's daily-loss halt
+                self.risk.set_manual(TradingState.ACTIVE, "resumed")
             elif command == "halt":
                 self.risk.set_manual(TradingState.REDUCING, "kill switch")
             elif command == "halt-cancel-entries":
@@ -486,6 +588,7 @@ class Session:
 
     def _publish(self) -> None:
         self._observe()
+        self._save_trading_state()
         pnl = self.equity - self.day_start_equity
         unrealized = self.unrealized_pnl()
         snapshot = {
