@@ -32,6 +32,7 @@ from kubetrader.results.schema import OrderRecord, ResultDocument, ResultMetadat
 from kubetrader.risk import RiskEngine
 from kubetrader.specs import BacktestSpec, spec_hash
 from kubetrader.strategy_loader import check_params, load_strategy
+from kubetrader.warmup import WarmupCheck
 
 if TYPE_CHECKING:
     from kubetrader.data import DataStore
@@ -168,7 +169,9 @@ class BacktestResult:
 
     @property
     def closed_trades(self) -> pd.DataFrame:
-        return self.trades[self.trades["exit_time"].notna()]
+        from kubetrader.results.trades import closed_frame
+
+        return closed_frame(self.trades)
 
     def to_document(self, name: str, *, artifacts: dict[str, str] | None = None) -> ResultDocument:
         """The versioned result document; the id is `result_id(name, spec)`."""
@@ -254,6 +257,7 @@ class BacktestRunner:
             cerebro.adddata(FrameFeed(dataname=frame.tz_convert(None)), name=symbol)
         cerebro.addstrategy(strategy_cls, **params)
         cerebro.addanalyzer(_Recorder, _name="kubetrader")
+        cerebro.addanalyzer(WarmupCheck)  # "not enough bars" instead of Backtrader's IndexError
         try:
             (strategy,) = cerebro.run()
         except KubetraderError:
@@ -268,9 +272,9 @@ class BacktestRunner:
         trades = _trade_frame(recorder, strategy, frames)
         bench = _benchmark_returns(frames[spec.benchmark_symbol], pd.DatetimeIndex(equity.index))
         from kubetrader.metrics import compute_metrics
+        from kubetrader.results.trades import closed_frame
 
-        closed = trades[trades["exit_time"].notna()]
-        metrics = compute_metrics(equity, trades=closed, benchmark_returns=bench, exposure=exposure)
+        metrics = compute_metrics(equity, trades=closed_frame(trades), benchmark_returns=bench, exposure=exposure)
         positions = {data._name: float(strategy.getposition(data).size) for data in strategy.datas}
         return BacktestResult(
             spec=spec,
