@@ -7,9 +7,10 @@ result as it arrives; TPE's constant liar keeps parallel proposals apart.
 Crash safety. Optuna's heartbeat only covers `optimize`, not ask/tell, so the driver
 recovers by itself: on start it looks at every trial left RUNNING by a previous
 driver. If the queue has its result, it is told; if its task is still in flight,
-the driver waits for it; otherwise the trial is marked FAIL and its parameters are
-enqueued once more (once: a trial that was already a retry is not retried again).
-No finished trial is lost and no trial stays RUNNING forever.
+the driver adopts it and waits for its result; otherwise (the driver died inside
+`ask` or before submitting) the ask is finished and the trial run. No finished
+trial is lost, none is failed by a crash, and none stays RUNNING forever. The journal's lock is forced
+after a few seconds untouched (a killed driver's lock), not Optuna's 30.
 
 Infeasible points (a constraint fails) are never backtested: they are told FAIL
 with the user attribute `infeasible` and do not count toward the trial budget.
@@ -34,8 +35,10 @@ from kubetrader.specs.study import OptimizationStudySpec, SamplerSpec
 log = logging.getLogger(__name__)
 
 MAX_INFEASIBLE_STREAK = 2000
+JOURNAL_LOCK_GRACE_SECONDS = 3  # Optuna warns below 3
 ATTR_METRICS = "metrics"
 ATTR_RETRY_OF = "retry_of"
+ATTR_RESUMED = "resumed_after_crash"
 
 
 def trial_key(study_name: str, number: int) -> str:
@@ -80,11 +83,14 @@ def open_storage(url: str) -> Any:
     import optuna
 
     if url.startswith("journal://"):
-        from optuna.storages.journal import JournalFileBackend
+        from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
         path = Path(url.removeprefix("journal://"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        # A journal write takes milliseconds, so a lock untouched for a few seconds was left
+        # by a killed driver: Optuna's default grace of 30 s stalled every restart that long.
+        lock = JournalFileSymlinkLock(str(path), grace_period=JOURNAL_LOCK_GRACE_SECONDS)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
     return optuna.storages.RDBStorage(url, heartbeat_interval=None)
 
 
@@ -181,12 +187,10 @@ class StudyDriver:
         )
 
     def run(self) -> StudySummary:
-        from optuna.trial import TrialState
-
         study = self._open()
         distributions = to_optuna_distributions(self.space)
         pending: dict[str, Any] = {}  # key -> trial number
-        self._recover(study, pending)
+        self._recover(study, pending, distributions)
         progress = self._progress(study)
         infeasible_streak = 0
         sampler = study.sampler
@@ -196,18 +200,13 @@ class StudyDriver:
             while len(pending) < room and finished + len(pending) < self.spec.trials:
                 if hasattr(sampler, "is_exhausted") and sampler.is_exhausted(study):
                     break
-                trial = study.ask(distributions)
-                params = dict(trial.params)
-                if not feasible(params, self.constraints):
-                    trial.set_user_attr("infeasible", True)
-                    study.tell(trial, state=TrialState.FAIL)
-                    progress.infeasible += 1
-                    infeasible_streak += 1
-                    if infeasible_streak > MAX_INFEASIBLE_STREAK:
-                        raise SpecError("constraints", f"{MAX_INFEASIBLE_STREAK} infeasible proposals in a row")
+                if self._start(study, study.ask(distributions), pending):
+                    infeasible_streak = 0
                     continue
-                infeasible_streak = 0
-                self._submit(trial, params, pending)
+                progress.infeasible += 1
+                infeasible_streak += 1
+                if infeasible_streak > MAX_INFEASIBLE_STREAK:
+                    raise SpecError("constraints", f"{MAX_INFEASIBLE_STREAK} infeasible proposals in a row")
             if not pending:
                 break
             for evaluation in self.evaluator.collect(self.collect_timeout):
@@ -220,6 +219,18 @@ class StudyDriver:
             if self.on_progress:
                 self.on_progress(progress)
         return self._summary(study)
+
+    def _start(self, study: Any, trial: Any, pending: dict[str, Any]) -> bool:
+        """Submit an asked trial; an infeasible point is told FAIL `infeasible` instead (False)."""
+        from optuna.trial import TrialState
+
+        params = dict(trial.params)
+        if not feasible(params, self.constraints):
+            trial.set_user_attr("infeasible", True)
+            study.tell(trial, state=TrialState.FAIL)
+            return False
+        self._submit(trial, params, pending)
+        return True
 
     def returns_by_trial(self) -> dict[int, list[float]]:
         """Daily returns of the trials evaluated by this driver (for PBO)."""
@@ -255,8 +266,8 @@ class StudyDriver:
             return
         study.enqueue_trial(dict(trial.params), user_attrs={ATTR_RETRY_OF: number}, skip_if_exists=False)
 
-    def _recover(self, study: Any, pending: dict[str, Any]) -> None:
-        """Adopt or fail the trials a previous driver left RUNNING."""
+    def _recover(self, study: Any, pending: dict[str, Any], distributions: dict[str, Any]) -> None:
+        """Tell, adopt or run the trials a previous driver left RUNNING."""
         from optuna.trial import Trial, TrialState
 
         for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -266,11 +277,17 @@ class StudyDriver:
             if evaluation is not None:
                 self._tell(study, trial, evaluation)
             elif self.evaluator.in_flight(key):
-                pending[key] = trial
+                pending[key] = trial  # adopted: its result arrives later
             else:
-                log.warning("trial %s was left RUNNING by a dead driver: failing it, retrying once", frozen.number)
-                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-                self._retry_once(study, frozen.number)
+                # Never reached the queue: the driver died inside `ask` (its params may be
+                # partial) or before it submitted. Finish the ask the way `Study.ask` does
+                # (`Trial._suggest` keeps the params already stored and samples the rest),
+                # then run it: a crash costs no trial and leaves none FAIL.
+                log.warning("trial %s was left RUNNING with no task: finishing its ask and running it", frozen.number)
+                for name, distribution in distributions.items():
+                    trial._suggest(name, distribution)
+                trial.set_user_attr(ATTR_RESUMED, True)
+                self._start(study, trial, pending)
 
     def _progress(self, study: Any) -> StudyProgress:
         from optuna.trial import TrialState
