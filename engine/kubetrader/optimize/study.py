@@ -4,6 +4,14 @@ Why ask/tell instead of `study.optimize`: trials run elsewhere (the worker pool)
 so the driver keeps up to `parallelism` trials in flight and tells Optuna each
 result as it arrives; TPE's constant liar keeps parallel proposals apart.
 
+Reproducibility. Told as they arrive, the trials a sampler sees at each ask depend
+on which worker finished first, so a seed alone does not fix the study. With a
+seed the driver works in batches of `sampler.batchSize`: it asks the whole batch,
+runs it with up to `parallelism` trials at once, and tells the results in trial
+order once all are back. Each ask then sees the same history whatever the
+parallelism or the timing, so the same seed gives the same trials and best point.
+Without a seed results are told as they arrive (no worker waits for a straggler).
+
 Crash safety. Optuna's heartbeat only covers `optimize`, not ask/tell, so the driver
 recovers by itself: on start it looks at every trial left RUNNING by a previous
 driver. If the queue has its result, it is told; if its task is still in flight,
@@ -168,6 +176,8 @@ class StudyDriver:
         self.constraints = parse_constraints(spec.constraints, list(self.space))
         check_feasible_space(self.space, self.constraints)
         self._returns: dict[int, list[float]] = {}
+        self._infeasible_streak = 0
+        self._held: list[tuple[Any, dict[str, Any]]] = []  # asked, in the batch, not yet submitted
 
     def _open(self) -> Any:
         import optuna
@@ -189,39 +199,70 @@ class StudyDriver:
     def run(self) -> StudySummary:
         study = self._open()
         distributions = to_optuna_distributions(self.space)
-        pending: dict[str, Any] = {}  # key -> trial number
+        pending: dict[str, Any] = {}  # key -> trial, submitted and not yet told
+        arrived: dict[str, Evaluation] = {}  # seeded studies: results held until their batch is whole
         self._recover(study, pending, distributions)
         progress = self._progress(study)
-        infeasible_streak = 0
-        sampler = study.sampler
+        self._infeasible_streak = 0
+        batched = self.spec.sampler.seed is not None
+        room = min(self.spec.parallelism, self.evaluator.capacity or self.spec.parallelism)
         while True:
             finished = progress.done + progress.failed
-            room = min(self.spec.parallelism, self.evaluator.capacity or self.spec.parallelism)
-            while len(pending) < room and finished + len(pending) < self.spec.trials:
-                if hasattr(sampler, "is_exhausted") and sampler.is_exhausted(study):
-                    break
-                if self._start(study, study.ask(distributions), pending):
-                    infeasible_streak = 0
-                    continue
-                progress.infeasible += 1
-                infeasible_streak += 1
-                if infeasible_streak > MAX_INFEASIBLE_STREAK:
-                    raise SpecError("constraints", f"{MAX_INFEASIBLE_STREAK} infeasible proposals in a row")
+            if batched:
+                if not pending:  # a batch boundary: the next batch depends only on what was told so far
+                    self._ask(study, distributions, pending, self.spec.sampler.batch_size, finished, hold=True)
+                self._submit_held(pending, room - (len(pending) - len(arrived) - len(self._held)))
+            else:
+                self._ask(study, distributions, pending, room - len(pending), finished)
             if not pending:
                 break
             for evaluation in self.evaluator.collect(self.collect_timeout):
-                trial = pending.pop(evaluation.key, None)
-                if trial is None:
+                if evaluation.key not in pending or evaluation.key in arrived:
                     continue  # a late duplicate of a trial already told
-                self._tell(study, trial, evaluation)
+                if batched:
+                    arrived[evaluation.key] = evaluation
+                else:
+                    self._tell(study, pending.pop(evaluation.key), evaluation)
+            if batched and len(arrived) == len(pending):
+                # Told in trial order, whichever worker finished first.
+                for key in sorted(pending, key=lambda k: pending[k].number):
+                    self._tell(study, pending[key], arrived[key])
+                pending.clear()
+                arrived.clear()
             progress = self._progress(study)
-            progress.running = len(pending)
+            progress.running = len(pending) - len(arrived) - len(self._held)
             if self.on_progress:
                 self.on_progress(progress)
         return self._summary(study)
 
-    def _start(self, study: Any, trial: Any, pending: dict[str, Any]) -> bool:
-        """Submit an asked trial; an infeasible point is told FAIL `infeasible` instead (False)."""
+    def _ask(
+        self,
+        study: Any,
+        distributions: dict[str, Any],
+        pending: dict[str, Any],
+        count: int,
+        finished: int,
+        *,
+        hold: bool = False,
+    ) -> None:
+        """Ask up to `count` feasible trials within the budget (infeasible ones are told at once) and
+        submit them, or with `hold` keep them for `_submit_held` (a batch larger than the parallelism)."""
+        sampler = study.sampler
+        wanted = min(count, self.spec.trials - finished - len(pending))
+        started = 0
+        while started < wanted:
+            if hasattr(sampler, "is_exhausted") and sampler.is_exhausted(study):
+                return
+            if self._start(study, study.ask(distributions), pending, hold=hold):
+                self._infeasible_streak = 0
+                started += 1
+                continue
+            self._infeasible_streak += 1
+            if self._infeasible_streak > MAX_INFEASIBLE_STREAK:
+                raise SpecError("constraints", f"{MAX_INFEASIBLE_STREAK} infeasible proposals in a row")
+
+    def _start(self, study: Any, trial: Any, pending: dict[str, Any], *, hold: bool = False) -> bool:
+        """Submit an asked trial (or hold it); an infeasible point is told FAIL `infeasible` instead (False)."""
         from optuna.trial import TrialState
 
         params = dict(trial.params)
@@ -229,8 +270,18 @@ class StudyDriver:
             trial.set_user_attr("infeasible", True)
             study.tell(trial, state=TrialState.FAIL)
             return False
-        self._submit(trial, params, pending)
+        if hold:
+            pending[trial_key(self.study_name, trial.number)] = trial
+            self._held.append((trial, params))
+        else:
+            self._submit(trial, params, pending)
         return True
+
+    def _submit_held(self, pending: dict[str, Any], room: int) -> None:
+        while self._held and room > 0:
+            trial, params = self._held.pop(0)
+            self._submit(trial, params, pending)
+            room -= 1
 
     def returns_by_trial(self) -> dict[int, list[float]]:
         """Daily returns of the trials evaluated by this driver (for PBO)."""
