@@ -60,6 +60,14 @@ def test_tpe_study_on_two_workers_matches_direct_engine_runs(redis_url: str, tmp
     assert published is not None
     assert (published.done, published.failed, published.running) == (30, 0, 0)
     assert published.best_value == report.best_value and published.best_params == report.best_params
+    # Redis holds what the driver needs (the metrics); the daily returns are a file on the results volume
+    from kubetrader.queue import WorkQueue
+
+    queue = WorkQueue.from_url(redis_url)
+    results = queue.results("study-dist")
+    assert len(results) == 30 and all(not r.data and (r.result_path or "").endswith(".npy") for r in results.values())
+    sizes = [queue.redis.memory_usage(queue.key("result", f"study-dist:{key}"), samples=0) for key in results]
+    assert max(sizes) < 4096
 
 
 @pytest.mark.slow

@@ -102,7 +102,9 @@ class QueueEvaluator:
         if result is None:
             return None
         if result.status == "succeeded":
-            returns = result.data.get("returns")
+            from kubetrader.optimize.trial_handler import load_returns
+
+            returns = load_returns(result.result_path) or result.data.get("returns")
             return Evaluation(key=task_id, metrics=dict(result.metrics), returns=returns)
         return Evaluation(key=task_id, metrics=None, error=result.error or result.status)
 
