@@ -30,6 +30,7 @@ from kubetrader.errors import KubetraderError, StrategyError
 from kubetrader.results.schema import OrderRecord, ResultDocument, ResultMetadata, RiskEvent, TradeRecord
 from kubetrader.specs import BacktestSpec, spec_hash
 from kubetrader.strategy_loader import check_params, load_strategy
+from kubetrader.warmup import WarmupCheck
 
 if TYPE_CHECKING:
     from kubetrader.data import DataStore
@@ -255,6 +256,7 @@ class BacktestRunner:
             cerebro.adddata(FrameFeed(dataname=frame.tz_convert(None)), name=symbol)
         cerebro.addstrategy(strategy_cls, **params, **risk)
         cerebro.addanalyzer(_Recorder, _name="kubetrader")
+        cerebro.addanalyzer(WarmupCheck)  # "not enough bars" instead of Backtrader's IndexError
         try:
             (strategy,) = cerebro.run()
         except KubetraderError:

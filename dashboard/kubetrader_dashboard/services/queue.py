@@ -33,12 +33,11 @@ class QueueService:
 
     def client(self) -> Any:
         if self._client is None:
-            import redis
+            from kubetrader.queue.server import redis_client
 
             assert self.redis_url is not None
-            self._client = redis.Redis.from_url(
-                self.redis_url, decode_responses=True, socket_timeout=3, socket_connect_timeout=3
-            )
+            # The queue's retry policy, with a deadline short enough for a page load.
+            self._client = redis_client(self.redis_url, retry_seconds=3, socket_timeout=3, socket_connect_timeout=3)
         return self._client
 
     def ping(self) -> None:
@@ -49,11 +48,12 @@ class QueueService:
             return QueueView(available=False, reason="KUBETRADER_REDIS_URL is not set")
         import redis
 
+        from kubetrader.errors import InfrastructureError
         from kubetrader.queue.stats import queue_stats
 
         try:
             return QueueView(stats=queue_stats(self.client()))
-        except redis.ConnectionError:
+        except (redis.ConnectionError, InfrastructureError):
             if self.local_default:
                 return QueueView(available=False, reason=self.not_running_reason)
             return QueueView(available=False, reason=f"Redis at {redact_uri(self.redis_url)} unreachable")

@@ -87,6 +87,12 @@ class SlippageSpec(SpecModel):
 
     market_bps: float = Field(default=5.0, ge=0, le=1000)
     limit_bps: float = Field(default=0.0, ge=0, le=1000)
+    model: Literal["capped", "uncapped"] = Field(
+        default="capped",
+        description="capped: a slipped fill stays within its bar (a buy pays at most the high, a sell gets at least"
+        " the low), so less than the rate may be charged; uncapped: the full rate always, even beyond the bar."
+        " A limit order never fills beyond its limit either way.",
+    )
 
 
 class BrokerSpec(SpecModel):
@@ -137,6 +143,13 @@ class MatrixSpec(SpecModel):
     symbols: list[Symbol] = Field(default_factory=list)
     strategies: list[ImportPath] = Field(default_factory=list)
     params: dict[str, list[Scalar]] = Field(default_factory=dict)
+    task_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="Execution deadline of one cell on a worker; past it the cell is stopped and dead-lettered. "
+        "Default: 300 s plus 5 ms per bar and symbol.",
+    )
 
 
 class BacktestSpec(SpecModel):
