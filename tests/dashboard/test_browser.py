@@ -25,7 +25,7 @@ import pytest
 from tests.helpers import ROOT, free_port, wait_until
 
 # The demo-like run (a backtest and a 4-trial study through the CLI) takes a minute or two on 2 cores.
-pytestmark = [pytest.mark.xdist_group("dashboard"), pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.xdist_group("dashboard"), pytest.mark.slow, pytest.mark.timeout(1500)]
 
 APP = ROOT / "dashboard" / "kubetrader_dashboard" / "ui" / "app.py"
 CHROMIUM_FLAGS = [
@@ -139,7 +139,12 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: httpx.get(url + "/api/v1/health").status_code == 200, timeout=60, what="the API")
+        wait_until(
+            lambda: httpx.get(url + "/api/v1/health").status_code == 200,
+            timeout=240,
+            what="the API",
+            retry_on=(httpx.TransportError,),  # connection refused until it listens
+        )
         yield Demo(root, url, document, (result.parent / document.artifacts["tearsheet"]).read_text(), 4, runs)
     finally:
         api.terminate()
@@ -162,7 +167,7 @@ def streamlit_url(demo: Demo, tmp_path: Path) -> Iterator[str]:
     try:
         wait_until(
             lambda: httpx.get(url + "/_stcore/health").status_code == 200,
-            timeout=60,
+            timeout=240,
             what="streamlit",
             retry_on=(httpx.TransportError,),  # connection refused until it listens
         )
