@@ -102,23 +102,37 @@ def execute_one(
     report: bool = True,
 ) -> ExecutionOutcome:
     """Run one plain spec; never raises a KubetraderError (it is in the outcome), other errors propagate."""
+    from kubetrader.results.runlog import capture
     from kubetrader.runner import BacktestRunner, result_id
 
     rid = result_id(name, spec)
     paths = result_paths(output_dir, rid)
     remove_stale(paths)
-    try:
-        result = BacktestRunner(spec, store=store).run()
-        document = write_result(result, name=name, paths=paths, report=report)
-    except KubetraderError as exc:
-        log.error("backtest %s failed: %s", rid, exc)
-        write_document(failed_document(spec, name=name, error=str(exc)), paths.json)
-        return ExecutionOutcome(rid, name, "failed", paths=paths, error=str(exc), exit_code=exc.exit_code)
-    except Exception as exc:  # a bug of ours: record it as failed, then let it surface
-        write_document(failed_document(spec, name=name, error=f"internal error: {exc!r}"), paths.json)
-        raise
-    if spec.tracking.enabled:
-        document = _track(document, paths)
+    with capture(paths.log) as run_log:
+        run_log.info(
+            "backtest %s (%s): %s on %s, %s to %s",
+            name, rid, spec.strategy.path, ",".join(spec.data.symbols), spec.data.start, spec.data.end,
+        )  # fmt: skip
+        try:
+            result = BacktestRunner(spec, store=store).run()
+            document = write_result(result, name=name, paths=paths, report=report)
+        except KubetraderError as exc:
+            log.error("backtest %s failed: %s", rid, exc)
+            write_document(failed_document(spec, name=name, error=str(exc)), paths.json)
+            return ExecutionOutcome(rid, name, "failed", paths=paths, error=str(exc), exit_code=exc.exit_code)
+        except Exception as exc:  # a bug of ours: record it as failed, then let it surface
+            log.exception("backtest %s failed with an internal error", rid)
+            write_document(failed_document(spec, name=name, error=f"internal error: {exc!r}"), paths.json)
+            raise
+        run_log.info(
+            "backtest %s succeeded in %.2f s: %s",
+            rid,
+            document.metadata.wall_seconds,
+            ", ".join(f"{n} {document.metrics.get(n)}" for n in HEADLINE_METRICS),
+        )
+        if spec.tracking.enabled:
+            document = _track(document, paths)
+            run_log.info("tracking: %s %s", document.metadata.tracking, document.metadata.mlflow_run_id or "")
     return ExecutionOutcome(rid, name, "succeeded", paths=paths, document=document)
 
 

@@ -1,7 +1,7 @@
 """`BacktestRunner`: one validated BacktestSpec in, one Backtrader run out, as a `BacktestResult`.
 
 The run is a plain Cerebro: one PandasData feed per symbol, the costs of
-`kubetrader.costs`, the strategy with the spec's risk limits as params, and a
+`kubetrader.costs` behind the risk gate (`kubetrader.gate`: the spec's limits), the strategy, and a
 single light analyzer that records what the result needs (equity and gross
 exposure once per bar, orders and trades as Backtrader notifies them). Options
 are chosen for speed: preloaded data, vectorized indicators (`runonce`), no
@@ -27,9 +27,12 @@ import pandas as pd
 from kubetrader import __version__
 from kubetrader.costs import build_broker
 from kubetrader.errors import KubetraderError, StrategyError
+from kubetrader.gate import GatedBroker
 from kubetrader.results.schema import OrderRecord, ResultDocument, ResultMetadata, RiskEvent, TradeRecord
+from kubetrader.risk import RiskEngine
 from kubetrader.specs import BacktestSpec, spec_hash
 from kubetrader.strategy_loader import check_params, load_strategy
+from kubetrader.warmup import WarmupCheck
 
 if TYPE_CHECKING:
     from kubetrader.data import DataStore
@@ -166,7 +169,9 @@ class BacktestResult:
 
     @property
     def closed_trades(self) -> pd.DataFrame:
-        return self.trades[self.trades["exit_time"].notna()]
+        from kubetrader.results.trades import closed_frame
+
+        return closed_frame(self.trades)
 
     def to_document(self, name: str, *, artifacts: dict[str, str] | None = None) -> ResultDocument:
         """The versioned result document; the id is `result_id(name, spec)`."""
@@ -244,15 +249,15 @@ class BacktestRunner:
         strategy_cls = load_strategy(spec.strategy.path)
         params = check_params(strategy_cls, spec.strategy.params)
         frames = self.load_data()
-        risk = {k: v for k, v in spec.risk.model_dump().items() if v is not None and k != "max_orders_per_minute"}
-
         cerebro = bt.Cerebro(stdstats=False, preload=True, runonce=True, optreturn=False, tradehistory=True)
-        cerebro.broker = build_broker(spec.broker)
+        # the risk gate: every order passes the spec's limits at the broker (kubetrader.gate)
+        cerebro.broker = build_broker(spec.broker, GatedBroker, risk=RiskEngine(spec.risk))
         for symbol in spec.data.symbols:
             frame = frames[symbol]
             cerebro.adddata(FrameFeed(dataname=frame.tz_convert(None)), name=symbol)
-        cerebro.addstrategy(strategy_cls, **params, **risk)
+        cerebro.addstrategy(strategy_cls, **params)
         cerebro.addanalyzer(_Recorder, _name="kubetrader")
+        cerebro.addanalyzer(WarmupCheck)  # "not enough bars" instead of Backtrader's IndexError
         try:
             (strategy,) = cerebro.run()
         except KubetraderError:
@@ -267,9 +272,9 @@ class BacktestRunner:
         trades = _trade_frame(recorder, strategy, frames)
         bench = _benchmark_returns(frames[spec.benchmark_symbol], pd.DatetimeIndex(equity.index))
         from kubetrader.metrics import compute_metrics
+        from kubetrader.results.trades import closed_frame
 
-        closed = trades[trades["exit_time"].notna()]
-        metrics = compute_metrics(equity, trades=closed, benchmark_returns=bench, exposure=exposure)
+        metrics = compute_metrics(equity, trades=closed_frame(trades), benchmark_returns=bench, exposure=exposure)
         positions = {data._name: float(strategy.getposition(data).size) for data in strategy.datas}
         return BacktestResult(
             spec=spec,

@@ -152,6 +152,14 @@ class EmulatedCluster:
         res = self.resource_of(kind)
         return self.call(lambda e: e.delete_object(res, namespace, name))
 
+    def attach_log(self, namespace: str, pod: str, container: str, path: Path) -> None:
+        """Serve `path` (which the kubelet stand-in writes) as the container's log at `pods/<pod>/log`."""
+
+        async def attach(e: KubeEmulator) -> None:
+            e.logs.attach(namespace, pod, container, path)
+
+        self.call(attach)
+
     def collect_garbage(self) -> int:
         """One pass of the garbage collector (deleting an owner already cascades when `gc=True`)."""
         return self.call(lambda e: e.collect_garbage())

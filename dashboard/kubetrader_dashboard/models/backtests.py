@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from kubetrader.results.analysis import DrawdownEpisode, Rolling
 from kubetrader.results.schema import OrderRecord, ResultMetadata, RiskEvent
 
 
@@ -48,7 +49,8 @@ class BacktestDetail(BaseModel):
     orders: list[OrderRecord]
     artifacts: dict[str, str]
     bars: int = Field(description="Points in the equity curve.")
-    trade_count: int
+    trade_count: int = Field(description="Closed round trips (equals the num_trades metric).")
+    open_positions: int = Field(default=0, description="Positions still open at the end (not trades).")
 
 
 class EquityCurve(BaseModel):
@@ -62,7 +64,9 @@ class EquityCurve(BaseModel):
 
 
 class Trade(BaseModel):
-    """A round trip, with the backtest it belongs to (the trade log spans every result)."""
+    """A closed round trip, or (`open`) a position still held when the data ended: then
+    `exit_time` is None and the PnL is unrealised at the last close
+    (kubetrader.results.trades). The trade log spans every result."""
 
     result_id: str
     strategy: str
@@ -76,6 +80,7 @@ class Trade(BaseModel):
     pnl_net: float
     commission: float
     bars_held: int
+    open: bool = Field(default=False, description="Still open at the end: not a trade, not counted in num_trades.")
 
 
 class HistogramBin(BaseModel):
@@ -111,6 +116,12 @@ class Performance(BaseModel):
     monthly_returns: list[MonthlyReturn]
     dates: list[str]
     drawdown: list[float]
+    rolling: Rolling | None = None
+    top_drawdowns: list[DrawdownEpisode] = Field(default_factory=list)
+    benchmark_metrics: dict[str, float | None] = Field(
+        default_factory=dict, description="The benchmark's buy-and-hold metrics, beside the strategy's."
+    )
+    costs: dict[str, str] = Field(default_factory=dict, description="Commission, fees and slippage of the run.")
 
 
 class RankingRow(BaseModel):

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kubetrader import defaults
 from kubetrader_dashboard.services.cluster import ClusterService
 from kubetrader_dashboard.services.live import LiveService
+from kubetrader_dashboard.services.logs import LogService
 from kubetrader_dashboard.services.mlflow import MlflowService
 from kubetrader_dashboard.services.queue import QueueService
 from kubetrader_dashboard.services.results import ResultStore
@@ -28,19 +30,24 @@ class Services:
     cluster: ClusterService
     live: LiveService
     submissions: SubmissionService
+    logs: LogService
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         cluster = ClusterService(settings.kubernetes, settings.namespace)
-        queue = QueueService(settings.redis_url)
+        store = ResultStore(settings.results_dir, settings.resolved_index_path)
+        queue = QueueService(settings.effective_redis_url, local_default=settings.redis_is_local_default)
         return cls(
             settings=settings,
-            store=ResultStore(settings.results_dir, settings.resolved_index_path),
+            store=store,
             mlflow=MlflowService(
-                settings.mlflow_tracking_uri, ui_url=settings.mlflow_ui_url, cache_seconds=settings.mlflow_cache_seconds
+                settings.mlflow_tracking_uri,
+                local_db=defaults.mlflow_db(settings.data_dir) if settings.local_defaults else None,
+                ui_url=settings.mlflow_ui_url,
+                cache_seconds=settings.mlflow_cache_seconds,
             ),
             queue=queue,
-            studies=StudyService(settings.optuna_storage),
+            studies=StudyService(settings.optuna_storage, settings.optuna_journal_dir),
             cluster=cluster,
             live=LiveService(settings.live_runner_url, settings.runner_token.get_secret_value() or None),
             submissions=SubmissionService(
@@ -50,6 +57,7 @@ class Services:
                 optuna_storage=settings.optuna_storage,
                 workers=settings.submit_workers,
             ),
+            logs=LogService(settings.results_dir, store, cluster),
         )
 
     def close(self) -> None:

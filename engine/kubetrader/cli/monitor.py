@@ -7,13 +7,12 @@ import time
 
 import click
 
+from kubetrader.defaults import LOCAL_REDIS_URL
 from kubetrader.queue.workqueue import DEFAULT_PREFIX
 
 
 @click.command()
-@click.option(
-    "--redis", "redis_url", envvar="KUBETRADER_REDIS_URL", default="redis://127.0.0.1:6379/0", show_default=True
-)
+@click.option("--redis", "redis_url", envvar="KUBETRADER_REDIS_URL", default=LOCAL_REDIS_URL, show_default=True)
 @click.option("--prefix", default=DEFAULT_PREFIX, show_default=True)
 @click.option("--continuous", is_flag=True, help="Refresh until interrupted.")
 @click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, show_default=True)
