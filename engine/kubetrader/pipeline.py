@@ -103,27 +103,41 @@ def execute_one(
     report: bool = True,
 ) -> ExecutionOutcome:
     """Run one plain spec; never raises a KubetraderError (it is in the outcome), other errors propagate."""
+    from kubetrader.results.runlog import capture
     from kubetrader.runner import BacktestRunner, result_id
 
     rid = result_id(name, spec)
     paths = result_paths(output_dir, rid)
     remove_stale(paths)
-    try:
-        result = BacktestRunner(spec, store=store).run()
-        document = write_result(result, name=name, paths=paths, report=report)
-    except KubetraderError as exc:
-        # info, not error: the caller shows the outcome's error (the CLI once, a worker in its task log);
-        # an error-level record here printed the message twice through logging's last-resort handler
-        log.info("backtest %s failed: %s", rid, exc)
-        write_document(failed_document(spec, name=name, error=str(exc)), paths.json)
-        return ExecutionOutcome(rid, name, "failed", paths=paths, error=str(exc), exit_code=exc.exit_code)
-    except Exception as exc:  # a bug of ours: record it as failed, then let it surface
-        write_document(failed_document(spec, name=name, error=f"internal error: {exc!r}"), paths.json)
-        raise
-    for warning in document.warnings:
-        log.info("backtest %s: warning: %s", rid, warning)  # the CLI prints them itself
-    if spec.tracking.enabled:
-        document = _track(document, paths)
+    with capture(paths.log) as run_log:
+        run_log.info(
+            "backtest %s (%s): %s on %s, %s to %s",
+            name, rid, spec.strategy.path, ",".join(spec.data.symbols), spec.data.start, spec.data.end,
+        )  # fmt: skip
+        try:
+            result = BacktestRunner(spec, store=store).run()
+            document = write_result(result, name=name, paths=paths, report=report)
+        except KubetraderError as exc:
+            # to the run's log (its handler also keeps logging's last-resort handler from printing it a second
+            # time beside the CLI's "error:" line)
+            log.error("backtest %s failed: %s", rid, exc)
+            write_document(failed_document(spec, name=name, error=str(exc)), paths.json)
+            return ExecutionOutcome(rid, name, "failed", paths=paths, error=str(exc), exit_code=exc.exit_code)
+        except Exception as exc:  # a bug of ours: record it as failed, then let it surface
+            log.exception("backtest %s failed with an internal error", rid)
+            write_document(failed_document(spec, name=name, error=f"internal error: {exc!r}"), paths.json)
+            raise
+        for warning in document.warnings:
+            run_log.warning("backtest %s: %s", rid, warning)  # into the run's log; the CLI prints them itself
+        run_log.info(
+            "backtest %s succeeded in %.2f s: %s",
+            rid,
+            document.metadata.wall_seconds,
+            ", ".join(f"{n} {document.metrics.get(n)}" for n in HEADLINE_METRICS),
+        )
+        if spec.tracking.enabled:
+            document = _track(document, paths)
+            run_log.info("tracking: %s %s", document.metadata.tracking, document.metadata.mlflow_run_id or "")
     return ExecutionOutcome(rid, name, "succeeded", paths=paths, document=document)
 
 

@@ -100,7 +100,12 @@ def streamlit_url(dashboard_api: RunningApi, tmp_path: Path) -> Iterator[str]:
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: httpx.get(url + "/_stcore/health").status_code == 200, timeout=60, what="streamlit")
+        wait_until(
+            lambda: httpx.get(url + "/_stcore/health").status_code == 200,
+            timeout=60,
+            what="streamlit",
+            retry_on=(httpx.TransportError,),  # connection refused until it listens
+        )
         yield url
     finally:
         process.terminate()
@@ -129,6 +134,7 @@ def browser(tmp_path: Path) -> Iterator[DevTools]:
             lambda: [t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json() if t["type"] == "page"],
             timeout=30,
             what="chromium's DevTools endpoint",
+            retry_on=(httpx.TransportError,),
         )
         tools = DevTools(targets[0]["webSocketDebuggerUrl"])
         tools.call("Page.enable")

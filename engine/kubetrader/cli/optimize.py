@@ -227,33 +227,48 @@ def run_study_resource(
     """
     from kubetrader.cli.backtest import write_summary
     from kubetrader.errors import KubetraderError
+    from kubetrader.results.runlog import capture
 
-    try:
-        if spec.validation is not None and spec.validation.walk_forward is not None:
-            summary = _walk_forward(
-                spec, name=name, output=output, as_json=as_json, workers=workers, redis_url=redis_url
+    study_name = spec.study_name or name
+    with capture(output / "studies" / f"{study_name}.log") as run_log:
+        run_log.info("study %s: %s trials of %s, objective %s", study_name, spec.trials, spec.backtest.strategy.path,
+                     spec.objective.metric)  # fmt: skip
+        try:
+            if spec.validation is not None and spec.validation.walk_forward is not None:
+                summary = _walk_forward(
+                    spec, name=name, output=output, as_json=as_json, workers=workers, redis_url=redis_url
+                )
+            else:
+                report = run_and_print(
+                    spec,
+                    name=name,
+                    output=output,
+                    storage=storage,
+                    workers=workers,
+                    redis_url=redis_url,
+                    as_json=as_json,
+                )
+                summary = {
+                    "name": name,
+                    "status": "succeeded",
+                    "kind": "OptimizationStudy",
+                    "metric": report.metric,
+                    "bestValue": report.best_value,
+                    "bestParams": report.best_params,
+                    "trialsComplete": report.trials_complete,
+                    "trialsFailed": report.trials_failed,
+                    "deflatedSharpe": report.deflated_sharpe,
+                    "mlflowParentRunId": report.mlflow_parent_run_id,
+                    "result": report.confirmed_result,
+                    "error": None,
+                }
+        except KubetraderError as exc:
+            run_log.error("study %s failed: %s", study_name, exc)
+            write_summary(
+                summary_file, {"name": name, "status": "failed", "kind": "OptimizationStudy", "error": str(exc)}
             )
-        else:
-            report = run_and_print(
-                spec, name=name, output=output, storage=storage, workers=workers, redis_url=redis_url, as_json=as_json
-            )
-            summary = {
-                "name": name,
-                "status": "succeeded",
-                "kind": "OptimizationStudy",
-                "metric": report.metric,
-                "bestValue": report.best_value,
-                "bestParams": report.best_params,
-                "trialsComplete": report.trials_complete,
-                "trialsFailed": report.trials_failed,
-                "deflatedSharpe": report.deflated_sharpe,
-                "mlflowParentRunId": report.mlflow_parent_run_id,
-                "result": report.confirmed_result,
-                "error": None,
-            }
-    except KubetraderError as exc:
-        write_summary(summary_file, {"name": name, "status": "failed", "kind": "OptimizationStudy", "error": str(exc)})
-        raise
+            raise
+        run_log.info("study %s finished: %s", study_name, {k: v for k, v in summary.items() if k != "name"})
     write_summary(summary_file, summary)
 
 
