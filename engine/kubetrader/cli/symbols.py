@@ -54,3 +54,43 @@ def search(query: str, exchange: str, type_: str | None, as_json: bool, no_cache
     for m in matches:
         table.add_row(m.symbol, m.description, m.type, m.exchange or "", m.currency or "", m.figi or "")
     Console(highlight=False, soft_wrap=True).print(table)
+
+
+@symbols.command("resolve")
+@click.argument("symbol")
+@click.option("--sec-type", default="STK", show_default=True, help="IB security type.")
+@click.option("--exchange", default="SMART", show_default=True, help="IB exchange (routing).")
+@click.option("--currency", default="", help="Currency, e.g. USD (blank: any).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=4002, show_default=True)
+@click.option("--client-id", type=int, default=997, show_default=True, help="A client id the runner does not use.")
+@click.option("--json", "as_json", is_flag=True, help="Print the contract as JSON.")
+def resolve_cmd(
+    symbol: str,
+    sec_type: str,
+    exchange: str,
+    currency: str,
+    host: str,
+    port: int,
+    client_id: int,
+    as_json: bool,
+) -> None:
+    """Resolve SYMBOL to IB's exact contract and store it beside the data (contracts/SYMBOL.json)."""
+    from kubetrader.data.store import DataStore, check_symbol
+    from kubetrader.live.connection import RetryPolicy, connect_with_retry
+    from kubetrader.live.ib_broker import IBBroker
+    from kubetrader.symbols.resolve import resolve, save_contract
+
+    symbol = check_symbol(symbol.upper())
+    broker = IBBroker(host, port, client_id, timeout=30.0)
+    connect_with_retry(broker, RetryPolicy(attempts=3, base_delay=0.5, max_delay=5.0))
+    try:
+        contract = resolve(broker, symbol, sec_type=sec_type, exchange=exchange, currency=currency)
+    finally:
+        broker.disconnect()
+    path = save_contract(DataStore().root, symbol, contract)
+    if as_json:
+        click.echo(contract.model_dump_json(indent=2))
+        return
+    click.echo(f"{contract.label()}: {contract.long_name}, min tick {contract.min_tick:g}, {contract.time_zone}")
+    click.echo(f"stored:      {path}")
