@@ -1,7 +1,7 @@
 """`BacktestRunner`: one validated BacktestSpec in, one Backtrader run out, as a `BacktestResult`.
 
 The run is a plain Cerebro: one PandasData feed per symbol, the costs of
-`kubetrader.costs`, the strategy with the spec's risk limits as params, and a
+`kubetrader.costs` behind the risk gate (`kubetrader.gate`: the spec's limits), the strategy, and a
 single light analyzer that records what the result needs (equity and gross
 exposure once per bar, orders and trades as Backtrader notifies them). Options
 are chosen for speed: preloaded data, vectorized indicators (`runonce`), no
@@ -26,8 +26,10 @@ import pandas as pd
 from kubetrader.costs import build_broker
 from kubetrader.data.inputs import describe_inputs
 from kubetrader.errors import KubetraderError, StrategyError
+from kubetrader.gate import GatedBroker
 from kubetrader.results.provenance import result_metadata
 from kubetrader.results.schema import DatasetRecord, OrderRecord, ResultDocument, RiskEvent, TradeRecord
+from kubetrader.risk import RiskEngine
 from kubetrader.specs import BacktestSpec, spec_hash
 from kubetrader.strategy_loader import check_params, load_strategy
 from kubetrader.warmup import WarmupCheck
@@ -246,14 +248,13 @@ class BacktestRunner:
         strategy_cls = load_strategy(spec.strategy.path)
         params = check_params(strategy_cls, spec.strategy.params)
         frames = self.load_data()
-        risk = {k: v for k, v in spec.risk.model_dump().items() if v is not None and k != "max_orders_per_minute"}
-
         cerebro = bt.Cerebro(stdstats=False, preload=True, runonce=True, optreturn=False, tradehistory=True)
-        cerebro.broker = build_broker(spec.broker)
+        # the risk gate: every order passes the spec's limits at the broker (kubetrader.gate)
+        cerebro.broker = build_broker(spec.broker, GatedBroker, risk=RiskEngine(spec.risk))
         for symbol in spec.data.symbols:
             frame = frames[symbol]
             cerebro.adddata(FrameFeed(dataname=frame.tz_convert(None)), name=symbol)
-        cerebro.addstrategy(strategy_cls, **params, **risk)
+        cerebro.addstrategy(strategy_cls, **params)
         cerebro.addanalyzer(_Recorder, _name="kubetrader")
         cerebro.addanalyzer(WarmupCheck)  # "not enough bars" instead of Backtrader's IndexError
         try:
