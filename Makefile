@@ -48,7 +48,10 @@ demo: $(STAMP)  ## the sample Backtest and a small study on bundled data (no clu
 	$(BIN)/kubetrader run -f examples/backtest-sma.yaml --output results
 	rm -f data/optuna/demo-sma.log
 	$(BIN)/kubetrader run -f examples/study-demo.yaml --output results --workers 2
-	@$(BIN)/kubetrader mlflow ui-hint
+	@echo ""; echo "Done. Open what it made:"
+	@echo "  the dashboard:  make dashboard      (then http://127.0.0.1:8501)"
+	@echo "  MLflow's UI:    $(BIN)/$$($(BIN)/kubetrader mlflow ui-hint | tail -1)"
+	@echo "  the CLI:        source $(VENV)/bin/activate  (or $(BIN)/kubetrader ...)"
 
 lint: $(STAMP)  ## ruff, mypy and the import contracts
 	$(BIN)/ruff check .

@@ -21,14 +21,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(condition: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.05, what: str = "") -> T:
-    """Poll `condition` until it returns something truthy; fail with `what` after `timeout` s."""
+def wait_until(
+    condition: Callable[[], T],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    what: str = "",
+    retry_on: tuple[type[BaseException], ...] = (),
+) -> T:
+    """Poll `condition` until it returns something truthy; fail with `what` after `timeout` s.
+
+    An exception from `condition` fails the wait AT ONCE, unless the caller names it in
+    `retry_on` (a server that is not up yet refuses connections): a helper that swallowed
+    every exception hid a `ConnectionError` escaping the code under test, in tests that
+    then passed.
+    """
     deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
+    last_error: BaseException | None = None
     while time.monotonic() < deadline:
         try:
             value = condition()
-        except Exception as exc:  # the condition may fail until the thing is up
+        except retry_on as exc:
             last_error = exc
         else:
             if value:

@@ -2,8 +2,12 @@
 
 One pydantic-settings object for the API and the UI (as in full-stack-fastapi-template),
 so a setting has one name everywhere and `/api/v1/settings` can show all of them with
-every secret masked. Each optional store (Redis, Optuna, Kubernetes, live runner) is
-off when its URL is empty: the API then answers "not available" instead of guessing.
+every secret masked. With nothing set, the API reads what the CLI wrote under the same
+local defaults (`kubetrader.defaults`: `./results`, MLflow's `data/mlflow.db`, every
+Optuna journal under `data/optuna/`, the Redis on 127.0.0.1:6379 when one runs), so
+`make demo && make dashboard` shows the demo without configuration. A store that is
+named explicitly is used as named; `KUBETRADER_LOCAL_DEFAULTS=false` turns the local
+look-ups off (then an empty URL means "not available").
 
 The API token guards every state-changing endpoint. A placeholder token is refused
 outside development, because a dashboard that submits backtests (or, in a cluster,
@@ -18,6 +22,8 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kubetrader import defaults
 
 PLACEHOLDER_TOKEN = "changethis"
 MIN_TOKEN_LENGTH = 16
@@ -41,7 +47,18 @@ class Settings(BaseSettings):
         validation_alias="FASTAPI_BACKEND_URL",
         description="Where the Streamlit UI finds the API.",
     )
-    results_dir: Path = Field(default=Path("results"), description="Result store (holds backtests/*.json).")
+    results_dir: Path = Field(
+        default=defaults.RESULTS_DIR, description="Result store (holds backtests/*.json); default: the CLI's ./results."
+    )
+    local_defaults: bool = Field(
+        default=True,
+        description="Stores not set are looked for where the CLI puts them (data/mlflow.db, data/optuna/*.log, "
+        "the Redis on 127.0.0.1:6379).",
+    )
+    data_dir: Path = Field(
+        default_factory=defaults.data_dir,
+        description="The CLI's data directory (holds mlflow.db and optuna/*.log); default ./data.",
+    )
     index_path: Path | None = Field(
         default=None, description="SQLite index of the result store; default: <results_dir>/.index.sqlite."
     )
@@ -76,6 +93,19 @@ class Settings(BaseSettings):
     @property
     def backtests_dir(self) -> Path:
         return self.results_dir / "backtests"
+
+    @property
+    def effective_redis_url(self) -> str | None:
+        return self.redis_url or (defaults.LOCAL_REDIS_URL if self.local_defaults else None)
+
+    @property
+    def redis_is_local_default(self) -> bool:
+        return not self.redis_url and self.local_defaults
+
+    @property
+    def optuna_journal_dir(self) -> Path | None:
+        """Where the local studies' journals are, when no storage is named."""
+        return None if self.optuna_storage or not self.local_defaults else defaults.optuna_dir(self.data_dir)
 
     @property
     def resolved_index_path(self) -> Path:

@@ -166,7 +166,9 @@ class BacktestResult:
 
     @property
     def closed_trades(self) -> pd.DataFrame:
-        return self.trades[self.trades["exit_time"].notna()]
+        from kubetrader.results.trades import closed_frame
+
+        return closed_frame(self.trades)
 
     def to_document(self, name: str, *, artifacts: dict[str, str] | None = None) -> ResultDocument:
         """The versioned result document; the id is `result_id(name, spec)`."""
@@ -267,9 +269,9 @@ class BacktestRunner:
         trades = _trade_frame(recorder, strategy, frames)
         bench = _benchmark_returns(frames[spec.benchmark_symbol], pd.DatetimeIndex(equity.index))
         from kubetrader.metrics import compute_metrics
+        from kubetrader.results.trades import closed_frame
 
-        closed = trades[trades["exit_time"].notna()]
-        metrics = compute_metrics(equity, trades=closed, benchmark_returns=bench, exposure=exposure)
+        metrics = compute_metrics(equity, trades=closed_frame(trades), benchmark_returns=bench, exposure=exposure)
         positions = {data._name: float(strategy.getposition(data).size) for data in strategy.datas}
         return BacktestResult(
             spec=spec,

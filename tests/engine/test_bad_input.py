@@ -84,8 +84,22 @@ def _run_cli(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> t
         ("fast: 10", "fast: ten", "spec.strategy.params.fast: expected int"),
         ("  symbols: [ORCL]", "  symbols: [ORCL", "malformed YAML"),
         ("marketBps: 5", "marketBsp: 5", "spec.broker.slippage.marketBsp: Extra inputs are not permitted"),
+        ("cash: 100000", "cash: .inf", "spec.broker.cash: must be a finite number, not inf"),
+        ("marketBps: 5", "marketBps: .nan", "spec.broker.slippage.marketBps: must be a finite number, not nan"),
+        ("fast: 10", "fast: [5, 10]", "spec.strategy.params.fast: must be a boolean, number or string, not list"),
     ],
-    ids=["end-before-start", "negative-cash", "unknown-commission", "unknown-param", "param-type", "yaml", "typo"],
+    ids=[
+        "end-before-start",
+        "negative-cash",
+        "unknown-commission",
+        "unknown-param",
+        "param-type",
+        "yaml",
+        "typo",
+        "infinite-cash",
+        "nan-slippage",
+        "list-param",
+    ],
 )
 def test_cli_bad_spec_exits_2_naming_the_field(
     tmp_path: Path,
@@ -105,3 +119,24 @@ def test_cli_bad_spec_exits_2_naming_the_field(
     backtests = tmp_path / "out" / "backtests"
     written = list(backtests.glob("*.json")) if backtests.exists() else []
     assert all(read_document(p).status == "failed" for p in written)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--cash", "inf", "--cash: must be a finite number, not inf"),
+        ("--slippage-bps", "nan", "--slippage-bps: must be a finite number, not nan"),
+        ("--param", "fast=[5, 10]", "--param: must be a boolean, number or string, not list"),
+    ],
+)
+def test_backtest_options_refuse_non_finite_numbers_and_lists_naming_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, expected: str
+) -> None:
+    argv = ["backtest", "--strategy", "strategies.sma_crossover.SMACrossover", "--symbols", "ORCL"]
+    argv += ["--start", "2010-01-01", "--end", "2010-12-31", option, value, "--output", str(tmp_path)]
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert err.strip() == f"error: {expected}"
+    assert not (tmp_path / "backtests").exists()

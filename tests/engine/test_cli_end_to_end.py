@@ -29,7 +29,7 @@ def test_run_example_yaml_writes_results_and_short_summary(bundled_store: Any, t
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    assert "sharpe_ratio" in done.stdout and "regimes" in done.stdout
+    assert "sharpe_ratio" in done.stdout and "Regimes" in done.stdout
     for label in ("result:", "plot:", "tearsheet:"):
         assert label in done.stdout
     raw = summary_file.read_bytes()

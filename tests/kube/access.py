@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from kmock import resource
 
 from tests.kube import rbac
-from tests.kube.authn import Identity, TokenAuthenticator, unauthorized_status
+from tests.kube.authn import ADMIN, Identity, TokenAuthenticator, unauthorized_status
 
 if TYPE_CHECKING:
     from tests.kube.emulator import KubeEmulator
@@ -84,11 +84,23 @@ class AccessControl:
     """Authentication, RBAC and the record of decisions for one emulator."""
 
     authenticator: TokenAuthenticator = dataclasses.field(default_factory=TokenAuthenticator)
+    # Local ports served like kube-apiserver's old --insecure-port (removed in 1.20): no
+    # authentication, no authorization, every request as the administrator. Only for the test
+    # set-up's kubeconfig: kubectl (client-go) sends a bearer token over TLS only
+    # (kubernetes/kubectl#744), and this stand-in speaks plain HTTP.
+    insecure_ports: set[int] = dataclasses.field(default_factory=set)
     # Bounded: a long run keeps the most recent decisions (a scenario makes a few hundred).
     log: collections.deque[AccessRecord] = dataclasses.field(default_factory=lambda: collections.deque(maxlen=100_000))
 
     def check(
-        self, emulator: KubeEmulator, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str]
+        self,
+        emulator: KubeEmulator,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        *,
+        local_port: int | None = None,
     ) -> Obj | None:
         """None when the request may proceed, else the Status to answer (401 or 403)."""
         try:
@@ -96,6 +108,9 @@ class AccessControl:
         except ValueError as exc:  # requestinfo.go's parse error: kube-apiserver answers 500
             attributes = rbac.RequestAttributes(verb=method.lower(), path=path, resource_request=False)
             return self._refuse("", method, path, attributes, 500, str(exc))
+        if local_port is not None and local_port in self.insecure_ports:
+            self.log.append(AccessRecord(ADMIN.name, method, path, attributes, True, 0))
+            return None
         identity = self.authenticator.authenticate(headers)
         if identity is None:
             status = unauthorized_status()

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.fixtures.chart import NAMESPACE, RELEASE, parse_manifests, render_chart
+from tests.kube import rbac
 from tests.kube.access import AccessRecord
-from tests.kube.authn import service_account
+from tests.kube.authn import Identity, service_account
 
 Obj = dict[str, Any]
 RBAC_MANIFEST_KINDS = ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
@@ -78,6 +79,63 @@ def kopf_namespace_args(values: dict[str, Any]) -> list[str]:
     if not namespaces:
         return ["--all-namespaces"]
     return [arg for ns in namespaces for arg in ("--namespace", ns)]
+
+
+def chart_objects(values: dict[str, Any]) -> rbac.ObjectList:
+    """The chart's RBAC objects with the cluster's default policy, for the pure evaluator."""
+    return rbac.ObjectList((*rbac.BOOTSTRAP_POLICY, *rbac_manifests(values)))
+
+
+# One grant of a resource rule: (apiGroup, resource, verb, resourceNames).
+Atom = tuple[str, str, str, tuple[str, ...]]
+
+
+def _granted_atoms(
+    identity: Identity, objects: rbac.ObjectList, namespaces: Iterable[str]
+) -> dict[Atom, list[rbac.GrantedRule]]:
+    """Every atom a resource rule of the chart gives `identity`, with the rules that give it (the
+    default policy's `system:` roles are the cluster's, not the chart's)."""
+    atoms: dict[Atom, list[rbac.GrantedRule]] = {}
+    for namespace in {"", *namespaces}:
+        for granted in rbac.visit_rules(identity, namespace, objects):
+            assert isinstance(granted, rbac.GrantedRule), granted  # the chart binds no missing role
+            if granted.role.startswith("ClusterRole/system:"):
+                continue
+            rule = granted.rule
+            names = tuple(rule.get("resourceNames") or ())
+            for group in rule.get("apiGroups") or ():
+                for resource in rule.get("resources") or ():
+                    for verb in rule.get("verbs") or ():
+                        atoms.setdefault((group, resource, verb, names), []).append(granted)
+    return atoms
+
+
+def grants_and_uses(
+    identity: Identity, runs: Iterable[tuple[dict[str, Any], list[rbac.RequestAttributes]]]
+) -> tuple[set[Atom], set[Atom]]:
+    """(granted, used) over several chart configurations, each with the requests made under it:
+    the atoms the chart's rules give `identity`, and those some request was allowed by."""
+    granted: set[Atom] = set()
+    used: set[Atom] = set()
+    for values, requests in runs:
+        objects = chart_objects(values)
+        atoms = _granted_atoms(identity, objects, {r.namespace for r in requests if r.namespace})
+        granted |= set(atoms)
+        for attributes in requests:
+            allowing = {(g.role, g.index) for g in rbac.allowing_rules(identity, attributes, objects)}
+            for atom, rules in atoms.items():
+                group, resource, verb, names = atom
+                single = {"apiGroups": [group], "resources": [resource], "verbs": [verb], "resourceNames": list(names)}
+                if any((g.role, g.index) in allowing for g in rules) and rbac.rule_allows(attributes, single):
+                    used.add(atom)
+    return granted, used
+
+
+def describe_atoms(atoms: Iterable[Atom]) -> list[str]:
+    return sorted(
+        f"{verb} {resource} ({group or 'core'})" + (f" named {list(names)}" if names else "")
+        for group, resource, verb, names in atoms
+    )
 
 
 def request_entry(record: AccessRecord) -> dict[str, str]:

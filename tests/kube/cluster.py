@@ -5,8 +5,10 @@ its own thread, and its methods (create, get, patch, ...) run the emulator's
 coroutines there, through the same write path HTTP clients use, so watchers see
 every change (they act as the cluster's administrator: no token, no RBAC).
 `kubeconfig` is a file any client (kopf, the kubernetes package, kubectl) can use to
-reach it as the administrator (`system:masters`); `kubeconfig_for(identity)` writes one
-for another user or a ServiceAccount, whose requests RBAC then decides. The default
+reach it as the administrator: it points at `admin_url`, a second port served as
+kube-apiserver's old insecure port was (no authentication, no RBAC), because kubectl sends
+no bearer token over plain HTTP. `url` requires a token: `kubeconfig_for(identity)` writes
+a kubeconfig for a user or a ServiceAccount there, whose requests RBAC then decides. The default
 ClusterRoles and bindings (cluster-admin, system:discovery, ...) exist from the start.
 
     with EmulatedCluster(crds=load_crds().values()) as cluster:
@@ -48,6 +50,7 @@ class EmulatedCluster:
         self.url = ""
         self._kinds: dict[str, resource] = {}
         self.admin_token = ""
+        self.admin_url = ""
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -75,7 +78,12 @@ class EmulatedCluster:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with KubeEmulator(gc_enabled=self._gc) as emulator, Server(emulator) as server:
+        async with (
+            KubeEmulator(gc_enabled=self._gc) as emulator,
+            Server(emulator) as server,
+            Server(emulator) as admin_server,
+        ):
+            emulator.access.insecure_ports.add(admin_server.port)
             emulator.register_builtin_kinds()
             for crd in self._crds:
                 emulator.register_crd(crd)
@@ -87,6 +95,7 @@ class EmulatedCluster:
                 await emulator.create_object(res, None, policy)
             self.emulator = emulator
             self.url = f"http://{server.host}:{server.port}"
+            self.admin_url = f"http://{admin_server.host}:{admin_server.port}"
             self._index_kinds()
             self._ready.set()
             await self._stop.wait()
@@ -98,8 +107,11 @@ class EmulatedCluster:
                 self._kinds[info.kind] = res
 
     def _write_kubeconfig(self) -> None:
+        # The administrator's kubeconfig reaches the port without authentication (see
+        # access.AccessControl.insecure_ports: kubectl sends no token over plain HTTP); the
+        # token is there too, and works on `url`.
         self.admin_token = self.token_for(authn.ADMIN)
-        self.kubeconfig.write_text(yaml.safe_dump(authn.kubeconfig(self.url, self.admin_token, authn.ADMIN.name)))
+        self.kubeconfig.write_text(yaml.safe_dump(authn.kubeconfig(self.admin_url, self.admin_token, authn.ADMIN.name)))
 
     def token_for(self, identity: authn.Identity) -> str:
         """A new bearer token that authenticates as `identity`."""
@@ -184,6 +196,14 @@ class EmulatedCluster:
     def delete(self, kind: str, namespace: str | None, name: str) -> Obj:
         res = self.resource_of(kind)
         return self.call(lambda e: e.delete_object(res, namespace, name))
+
+    def attach_log(self, namespace: str, pod: str, container: str, path: Path) -> None:
+        """Serve `path` (which the kubelet stand-in writes) as the container's log at `pods/<pod>/log`."""
+
+        async def attach(e: KubeEmulator) -> None:
+            e.logs.attach(namespace, pod, container, path)
+
+        self.call(attach)
 
     def collect_garbage(self) -> int:
         """One pass of the garbage collector (deleting an owner already cascades when `gc=True`)."""

@@ -50,12 +50,17 @@ from typing import Any
 
 import aiohttp.web
 import attrs
+import yaml
 from kmock import KubernetesEmulator, ResourceInfo, resource
 from kmock._internal import enums, parsing, rendering
 from kmock._internal.k8s import KubernetesError
 
+from tests.kube import apply, defaulting, discovery, events, openapi, paging, selectors, tables
 from tests.kube.access import RBAC_KINDS, AccessControl
+from tests.kube.logs import ContainerLogs, LogError
+from tests.kube.openapi import OpenAPI
 from tests.kube.patching import JSON_PATCH, PatchTestFailedError, json_patch, merge_patch
+from tests.kube.selectors import matches_labels
 
 Obj = dict[str, Any]
 
@@ -78,14 +83,15 @@ parsing.parse_path = _parse_path  # rendering.Request._parse looks it up on the 
 class ApiError(Exception):
     """An API-server error: becomes a `Status` object with this code and reason."""
 
-    def __init__(self, code: int, reason: str, message: str) -> None:
+    def __init__(self, code: int, reason: str, message: str, *, details: Obj | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
+        self.details = details
 
     def status(self) -> Obj:
-        return {
+        status: Obj = {
             "apiVersion": "v1",
             "kind": "Status",
             "metadata": {},
@@ -94,31 +100,13 @@ class ApiError(Exception):
             "reason": self.reason,
             "message": self.message,
         }
+        if self.details is not None:
+            status["details"] = self.details
+        return status
 
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def matches_labels(labels: dict[str, str], selector: str | None) -> bool:
-    """A label selector in its string form: `a=b,c!=d,e,!f`."""
-    if not selector:
-        return True
-    for term in (t.strip() for t in selector.split(",") if t.strip()):
-        if "!=" in term:
-            key, value = term.split("!=", 1)
-            if labels.get(key.strip()) == value.strip():
-                return False
-        elif "=" in term:
-            key, value = term.replace("==", "=").split("=", 1)
-            if labels.get(key.strip()) != value.strip():
-                return False
-        elif term.startswith("!"):
-            if term[1:] in labels:
-                return False
-        elif term not in labels:
-            return False
-    return True
 
 
 # What the API server appends to `generateName` (k8s.io/apimachinery/pkg/util/rand: no vowels,
@@ -209,6 +197,9 @@ class KubeEmulator(KubernetesEmulator):
     _owned: dict[str, set[Key]] = attrs.field(factory=dict, init=False)  # owner uid -> dependents
     _watch_caches: dict[resource, WatchCache] = attrs.field(factory=dict, init=False)
     _delegated: set[rendering.Request] = attrs.field(factory=set, init=False)  # in kmock's hands now
+    openapi: OpenAPI = attrs.field(factory=OpenAPI, init=False)
+    logs: ContainerLogs = attrs.field(factory=ContainerLogs, init=False)  # pods/log (the kubelet writes)
+    _printer_columns: dict[resource, list[Obj]] = attrs.field(factory=dict, init=False)  # CRDs' columns
 
     # ---- kinds -------------------------------------------------------------------------
 
@@ -223,8 +214,9 @@ class KubeEmulator(KubernetesEmulator):
         status: bool = False,
         short_names: tuple[str, ...] = (),
         categories: tuple[str, ...] = (),
+        subresources: tuple[str, ...] = (),
     ) -> None:
-        """Serve a kind in discovery (kopf finds resources this way)."""
+        """Serve a kind in discovery (kopf and kubectl find resources this way)."""
         self.resources[resource(group=group, version=version, plural=plural)] = ResourceInfo(
             kind=kind,
             singular=kind.lower(),
@@ -232,37 +224,56 @@ class KubeEmulator(KubernetesEmulator):
             verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
             shortnames=set(short_names),
             categories=set(categories),
-            subresources={"status"} if status else set(),
+            subresources={"status", *subresources} if status else set(subresources),
         )
+        self.openapi.invalidate()
 
     def register_builtin_kinds(self) -> None:
-        """The built-in kinds the kubetrader operators create or read."""
-        for plural, kind, status in (
-            ("pods", "Pod", True),
-            ("configmaps", "ConfigMap", False),
-            ("secrets", "Secret", False),
-            ("services", "Service", True),
-            ("events", "Event", False),
-            ("persistentvolumeclaims", "PersistentVolumeClaim", True),
-            ("serviceaccounts", "ServiceAccount", False),
+        """The built-in kinds the kubetrader operators create or read, with the real server's short names."""
+        for plural, kind, status, short, categories in (
+            ("pods", "Pod", True, ("po",), ("all",)),
+            ("configmaps", "ConfigMap", False, ("cm",), ()),
+            ("secrets", "Secret", False, (), ()),
+            ("services", "Service", True, ("svc",), ("all",)),
+            ("events", "Event", False, ("ev",), ()),
+            ("persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",), ()),
+            ("serviceaccounts", "ServiceAccount", False, ("sa",), ()),
         ):
-            self.register("", "v1", plural, kind, status=status)
-        self.register("", "v1", "namespaces", "Namespace", namespaced=False, status=True)
-        self.register("batch", "v1", "jobs", "Job", status=True)
-        self.register("apps", "v1", "deployments", "Deployment", status=True)
-        self.register("apps", "v1", "statefulsets", "StatefulSet", status=True)
-        self.register("events.k8s.io", "v1", "events", "Event")
+            # pods/log: what the kubelet stand-in captured (tests.kube.logs)
+            extra = ("log",) if plural == "pods" else ()
+            self.register(
+                "", "v1", plural, kind, status=status, short_names=short, categories=categories, subresources=extra
+            )
+        self.register("", "v1", "namespaces", "Namespace", namespaced=False, status=True, short_names=("ns",))
+        self.register("batch", "v1", "jobs", "Job", status=True, categories=("all",))
+        self.register(
+            "apps", "v1", "deployments", "Deployment", status=True, short_names=("deploy",), categories=("all",)
+        )
+        self.register(
+            "apps", "v1", "statefulsets", "StatefulSet", status=True, short_names=("sts",), categories=("all",)
+        )
+        self.register("events.k8s.io", "v1", "events", "Event", short_names=("ev",))
         for plural, kind, namespaced in RBAC_KINDS:
             self.register("rbac.authorization.k8s.io", "v1", plural, kind, namespaced=namespaced)
         self.register(
-            "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            "CustomResourceDefinition",
+            namespaced=False,
+            status=True,
+            short_names=("crd", "crds"),
         )
 
     def register_crd(self, crd: Obj) -> None:
         """Serve a custom resource as its CRD declares it (names, scope, status subresource)."""
         spec = crd["spec"]
         names = spec["names"]
+        self.openapi.add_crd(crd)
         for version in spec["versions"]:
+            res = resource(group=spec["group"], version=version["name"], plural=names["plural"])
+            # apiextensions defaults a CRD version without printer columns to an Age column
+            self._printer_columns[res] = version.get("additionalPrinterColumns") or [tables.AGE_COLUMN]
             self.register(
                 spec["group"],
                 version["name"],
@@ -351,6 +362,8 @@ class KubeEmulator(KubernetesEmulator):
         if not space:
             self._live.get(res, {}).pop(namespace, None)
         self.objects._objects.pop(key, None)
+        if (res.group, res.plural) == ("", "pods") and namespace is not None:
+            self.logs.forget(namespace, name)
         self._publish(res, "DELETED", copy.deepcopy(obj))
         uid = obj["metadata"].get("uid")
         if self._gc_enabled and uid:
@@ -358,9 +371,11 @@ class KubeEmulator(KubernetesEmulator):
 
     # ---- the write path ------------------------------------------------------------------
 
-    async def create_object(self, res: resource, namespace: str | None, body: Obj) -> Obj:
+    async def create_object(
+        self, res: resource, namespace: str | None, body: Obj, *, field_manager: str | None = None
+    ) -> Obj:
         async with self._lock:
-            return self._create(res, namespace, body)
+            return self._create(res, namespace, body, field_manager=field_manager)
 
     def _generate_name(self, res: resource, namespace: str | None, prefix: str) -> str:
         """`prefix` + random characters, as the API server does, trying again if the name is taken."""
@@ -370,7 +385,7 @@ class KubeEmulator(KubernetesEmulator):
                 return name
         raise ApiError(409, "AlreadyExists", f'{res.plural} "{name}" already exists (generated from "{prefix}")')
 
-    def _create(self, res: resource, namespace: str | None, body: Obj) -> Obj:
+    def _create(self, res: resource, namespace: str | None, body: Obj, *, field_manager: str | None = None) -> Obj:
         obj = copy.deepcopy(body)
         meta = obj.setdefault("metadata", {})
         namespace = namespace or meta.get("namespace")
@@ -392,10 +407,42 @@ class KubeEmulator(KubernetesEmulator):
             resourceVersion=self._next_revision(),
         )
         meta.pop("deletionTimestamp", None)
+        if (res.group, res.plural) == ("batch", "jobs"):
+            defaulting.default_job(obj)
         if self._has_status(res):
             obj.pop("status", None)  # status is set through the subresource only
+        if field_manager is not None:
+            apply.record_update(None, obj, field_manager, "", self._field_schema(res))
         self._store(res, namespace, name, obj, "ADDED")
         return obj
+
+    def _field_schema(self, res: resource) -> apply.Schema:
+        info = self._info(res)
+        assert res.group is not None and res.version is not None and info is not None and info.kind
+        return self.openapi.field_schema(res.group, res.version, info.kind)
+
+    def _apply(
+        self, res: resource, namespace: str | None, name: str, body: Any, field_manager: str | None, force: bool
+    ) -> Obj:
+        """Server-side apply (tests.kube.apply): create the object, or merge into it, owning what it sets."""
+        if not field_manager:
+            raise ApiError(
+                422,
+                "Invalid",
+                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
+            )
+        if not isinstance(body, dict) or not body.get("apiVersion") or not body.get("kind"):
+            raise ApiError(400, "BadRequest", "apiVersion and kind must be set in an apply patch")
+        current = self._current(res, namespace, name)
+        schema = self._field_schema(res)
+        try:
+            new = apply.apply(current, body, field_manager, force=force, schema=schema)
+        except apply.ApplyConflictError as exc:
+            raise ApiError(409, "Conflict", str(exc), details=exc.status()["details"]) from None
+        if current is None:
+            new.setdefault("metadata", {})["name"] = name
+            return self._create(res, namespace, new)
+        return self._commit(res, namespace, name, current, new, None)
 
     async def update_object(
         self,
@@ -407,9 +454,16 @@ class KubeEmulator(KubernetesEmulator):
         subresource: str | None = None,
         content_type: str = "application/merge-patch+json",
         replace: bool = False,
+        field_manager: str | None = None,
+        force: bool = False,
     ) -> Obj:
-        """PATCH (or PUT with `replace`) an object or its status subresource."""
+        """PATCH (or PUT with `replace`) an object or its status subresource; server-side apply too.
+
+        `field_manager` records who owns what in managedFields (None: an internal write, not recorded).
+        """
         async with self._lock:
+            if content_type.startswith(apply.APPLY_PATCH) and subresource is None:
+                return self._apply(res, namespace, name, body, field_manager, force)
             current = self._current(res, namespace, name)
             if current is None:
                 raise ApiError(404, "NotFound", f'{res.plural} "{name}" not found')
@@ -431,17 +485,34 @@ class KubeEmulator(KubernetesEmulator):
                     "please apply your changes to the latest version and try again",
                 )
             new = self._merge_allowed(res, current, wanted, subresource)
-            if new == current:
-                return current  # a no-op write changes nothing, not even resourceVersion
-            meta = new["metadata"]
-            if _spec_part(new) != _spec_part(current):
-                meta["generation"] = int(current["metadata"].get("generation", 1)) + 1
-            meta["resourceVersion"] = self._next_revision()
-            if meta.get("deletionTimestamp") and not meta.get("finalizers"):
-                self._remove(res, namespace, name, new)
-            else:
-                self._store(res, namespace, name, new, "MODIFIED")
-            return new
+            return self._commit(res, namespace, name, current, new, field_manager, subresource)
+
+    def _commit(
+        self,
+        res: resource,
+        namespace: str | None,
+        name: str,
+        current: Obj,
+        new: Obj,
+        field_manager: str | None,
+        subresource: str | None = None,
+    ) -> Obj:
+        """Store an updated object: generation, resourceVersion, managedFields, finalizers."""
+        if subresource is None and "managedFields" in current["metadata"] and "managedFields" not in new["metadata"]:
+            new["metadata"]["managedFields"] = current["metadata"]["managedFields"]  # not cleared by a patch
+        if new == current:
+            return current  # a no-op write changes nothing, not even resourceVersion
+        if field_manager is not None:
+            apply.record_update(current, new, field_manager, subresource or "", self._field_schema(res))
+        meta = new["metadata"]
+        if _spec_part(new) != _spec_part(current):
+            meta["generation"] = int(current["metadata"].get("generation", 1)) + 1
+        meta["resourceVersion"] = self._next_revision()
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            self._remove(res, namespace, name, new)
+        else:
+            self._store(res, namespace, name, new, "MODIFIED")
+        return new
 
     def _merge_allowed(self, res: resource, current: Obj, wanted: Obj, subresource: str | None) -> Obj:
         """Keep what this endpoint may not change: identity always, status or the rest per subresource."""
@@ -519,22 +590,40 @@ class KubeEmulator(KubernetesEmulator):
         label_selector: str | None = None,
         name: str | None = None,
         *,
+        field_selector: str | None = None,
         copies: bool = True,
     ) -> list[Obj]:
         """Live objects of a kind (all namespaces when `namespace` is None), filtered like a list call.
 
         With `copies=False` the stored objects themselves (for serializing only, never to mutate).
+        Raises SelectorError for a selector the API server would refuse.
         """
-        by_namespace = self._live.get(res, {})
+        labels = selectors.parse_labels(label_selector)
+        fields = selectors.parse_fields(field_selector, res.group or "", res.plural or "")
+        name = name or selectors.name_from(fields)
+        source, convert = self._storage_of(res)
+        by_namespace = self._live.get(source, {})
         spaces = list(by_namespace.values()) if namespace is None else [by_namespace.get(namespace, {})]
         if name is not None:
             candidates: Iterator[Obj] = (space[name] for space in spaces if name in space)
         else:
             candidates = (obj for space in spaces for obj in space.values())
+        if convert is not None:
+            candidates = (convert(obj) for obj in candidates)
         found = [
-            obj for obj in candidates if matches_labels(obj.get("metadata", {}).get("labels") or {}, label_selector)
+            obj
+            for obj in candidates
+            if all(r.matches(obj.get("metadata", {}).get("labels") or {}) for r in labels)
+            and selectors.matches_fields(obj, fields, res.group or "", res.plural or "")
         ]
-        return [copy.deepcopy(obj) for obj in found] if copies else found
+        return [copy.deepcopy(obj) for obj in found] if copies and convert is None else found
+
+    @staticmethod
+    def _storage_of(res: resource) -> tuple[resource, Callable[[Obj], Obj] | None]:
+        """Where a resource's objects live, and how to show them (events.k8s.io reads the core Events)."""
+        if res == events.EVENTS_V1:
+            return events.CORE_EVENTS, events.to_events_v1
+        return res, None
 
     def count(self, res: resource, namespace: str | None = None) -> int:
         """How many live objects of a kind (in one namespace, or all)."""
@@ -543,14 +632,6 @@ class KubeEmulator(KubernetesEmulator):
             return len(by_namespace.get(namespace, {}))
         return sum(len(space) for space in by_namespace.values())
 
-    @staticmethod
-    def _field_name(request: rendering.Request) -> str | None:
-        selector = request.params.get("fieldSelector", "")
-        for term in selector.split(","):
-            if term.startswith("metadata.name="):
-                return term.split("=", 1)[1]
-        return request.name
-
     def _check_known(self, res: resource) -> None:
         if self._info(res) is None:
             raise ApiError(404, "NotFound", f"the server could not find the requested resource {res}")
@@ -558,22 +639,28 @@ class KubeEmulator(KubernetesEmulator):
     def _list(self, request: rendering.Request) -> Obj:
         assert request.resource is not None
         self._check_known(request.resource)
-        items = self.select(
-            request.resource,
-            request.namespace,
-            request.params.get("labelSelector"),
-            self._field_name(request),
-            copies=False,
-        )
+        try:
+            items = self.select(
+                request.resource,
+                request.namespace,
+                request.params.get("labelSelector"),
+                field_selector=request.params.get("fieldSelector"),
+                copies=False,
+            )
+            items, metadata = paging.page(items, request.params, self._revision)
+        except (selectors.SelectorError, paging.ContinueError) as exc:
+            raise ApiError(400, "BadRequest", str(exc)) from None
         info = self._info(request.resource)
         kind = info.kind if info is not None and info.kind else "Object"
-        metadata = {"resourceVersion": str(self._revision)}
         return {"kind": f"{kind}List", "apiVersion": "v1", "metadata": metadata, "items": items}
 
     def _fetch(self, request: rendering.Request) -> Obj:
         assert request.resource is not None and request.name is not None
         self._check_known(request.resource)
-        found = self._lookup(request.resource, request.namespace, request.name)
+        source, convert = self._storage_of(request.resource)
+        found = self._lookup(source, request.namespace, request.name)
+        if found is not None and convert is not None:
+            found = convert(found)
         if found is None:
             raise ApiError(404, "NotFound", f'{request.resource.plural} "{request.name}" not found')
         return found
@@ -587,29 +674,45 @@ class KubeEmulator(KubernetesEmulator):
         res = request.resource
         assert res is not None
         self._check_known(res)
-        selector = request.params.get("labelSelector")
-        name = self._field_name(request)
+        label_selector = request.params.get("labelSelector")
+        field_selector = request.params.get("fieldSelector")
+        group, plural = res.group or "", res.plural or ""
+        try:
+            labels = selectors.parse_labels(label_selector)
+            fields = selectors.parse_fields(field_selector, group, plural)
+        except selectors.SelectorError as exc:
+            raise ApiError(400, "BadRequest", str(exc)) from None
         namespace = request.namespace
         since = request.params.get("resourceVersion") or "0"
         timeout = float(request.params["timeoutSeconds"]) if request.params.get("timeoutSeconds") else None
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         transport = request._raw_request.transport if request._raw_request is not None else None
-        cache = self.watch_cache(res)
+        source, convert = self._storage_of(res)
+        cache = self.watch_cache(source)
+
+        def shown(event: Obj) -> Obj:
+            return event if convert is None else {**event, "object": convert(event["object"])}
 
         def wanted(event: Obj) -> bool:
             meta = event["object"].get("metadata", {})
             if namespace is not None and meta.get("namespace") != namespace:
                 return False
-            if name is not None and meta.get("name") != name:
-                return False
-            return matches_labels(meta.get("labels") or {}, selector)
+            return all(r.matches(meta.get("labels") or {}) for r in labels) and selectors.matches_fields(
+                event["object"], fields, group, plural
+            )
 
         yield b""  # the headers go now, even if nothing happens for a while
-        if since == "0" or not since.isdigit():  # "0" and unset: the current state first
+        # A streaming list (kubectl 1.37's informers: sendInitialEvents=true, resourceVersionMatch=
+        # NotOlderThan): the current state, then a bookmark marking its end (KEP-3157 "WatchList").
+        initial_events = _is_true(request.params.get("sendInitialEvents"))
+        if initial_events or since == "0" or not since.isdigit():  # "0" and unset: the current state first
             last = self._revision
-            objs = self.select(res, namespace, selector, name, copies=False)
-            yield _encode([{"type": "ADDED", "object": obj} for obj in objs])
+            objs = self.select(res, namespace, label_selector, field_selector=field_selector, copies=False)
+            initial = [{"type": "ADDED", "object": obj} for obj in objs]
+            if initial_events:
+                initial.append(self._initial_events_end(res, last))
+            yield _encode(initial)
         else:
             last = int(since)
         while transport is None or not transport.is_closing():
@@ -622,7 +725,7 @@ class KubeEmulator(KubernetesEmulator):
                 return
             if batch:
                 last = batch[-1][0]
-                yield _encode([event for _, event in batch if wanted(event)])
+                yield _encode([shown_event for _, event in batch if wanted(shown_event := shown(event))])
                 continue
             wait = (
                 self.watch_idle_check_seconds
@@ -631,6 +734,18 @@ class KubeEmulator(KubernetesEmulator):
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), wait)
+
+    def _initial_events_end(self, res: resource, revision: int) -> Obj:
+        """The BOOKMARK that ends a watch's initial events (annotation `k8s.io/initial-events-end`)."""
+        info = self._info(res)
+        return {
+            "type": "BOOKMARK",
+            "object": {
+                "kind": info.kind if info is not None else "",
+                "apiVersion": f"{res.group}/{res.version}" if res.group else res.version,
+                "metadata": {"resourceVersion": str(revision), "annotations": {"k8s.io/initial-events-end": "true"}},
+            },
+        }
 
     async def _watch(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         assert request._raw_request is not None
@@ -647,6 +762,35 @@ class KubeEmulator(KubernetesEmulator):
             return response
         finally:
             await chunks.aclose()
+
+    async def _serve_log(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        """`pods/<name>/log` from what the kubelet stand-in captured (tests.kube.logs)."""
+        res, namespace, name = request.resource, request.namespace, request.name
+        if res is None or (res.group, res.plural) != ("", "pods") or namespace is None or name is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        pod = self._fetch(request)
+        assert request._raw_request is not None
+        try:
+            return await self.logs.serve(
+                request._raw_request, request.params, namespace, pod, lambda: self._lookup(res, namespace, name)
+            )
+        except LogError as exc:
+            raise ApiError(exc.code, "BadRequest", exc.message) from None
+
+    def _as_table(self, res: resource, found: Obj, include_object: str) -> Obj:
+        """An object or a list as the Table `kubectl get` prints (tests.kube.tables)."""
+        info = self._info(res)
+        kind = info.kind if info is not None and info.kind else ""
+        listed = "items" in found and found.get("kind", "").endswith("List")
+        return tables.table(
+            kind,
+            found["items"] if listed else [found],
+            crd_printer_columns=self._printer_columns.get(res),
+            include_object=include_object,
+            list_metadata=found["metadata"]
+            if listed
+            else {"resourceVersion": found["metadata"].get("resourceVersion")},
+        )
 
     # kmock's own handlers, used when a test's kmock reactions take over reads.
     async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
@@ -678,12 +822,61 @@ class KubeEmulator(KubernetesEmulator):
             # Requests still being matched by kmock must stay: it finds them in its log.
             log[:] = [r for r in log[:excess] if r in self._delegated] + log[excess:]
 
+    def _serve_machinery(self, request: rendering.Request) -> aiohttp.web.StreamResponse | None:
+        """Discovery, `/version` and OpenAPI as kube-apiserver serves them (None: not such a path)."""
+        if str(getattr(request.method, "value", request.method)).upper() != "GET":
+            return None
+        path = request.url.path.rstrip("/") or "/"
+        kinds = self.resources._resources
+        accept = request.headers.get("Accept", "")
+        found: Obj | None
+        if path in {"/api", "/apis"} and discovery.wants_aggregated(accept):
+            body = json.dumps(discovery.aggregated(kinds, core=path == "/api")).encode()
+            return aiohttp.web.Response(body=body, headers={"Content-Type": discovery.AGGREGATED})
+        if path == "/api":
+            found = discovery.api_versions(request.headers.get("Host", ""))
+        elif path == "/apis":
+            found = discovery.api_group_list(kinds)
+        elif path == "/api/v1":
+            found = discovery.api_resource_list(kinds, "", "v1")
+        elif path == "/version":
+            found = discovery.server_version()
+        elif path == "/openapi/v3":
+            found = self.openapi.v3_root(kinds)
+        elif path.startswith("/openapi/v3/"):
+            found = self.openapi.v3_document(kinds, path.removeprefix("/openapi/v3/"))
+        elif path == "/openapi/v2":
+            if not openapi.accepts_json(accept):
+                return aiohttp.web.json_response(
+                    ApiError(406, "NotAcceptable", f"only application/json is served, not {accept}").status(),
+                    status=406,
+                )
+            found = self.openapi.v2_document(kinds)
+        elif path.startswith("/apis/") and path.count("/") == 2:
+            found = discovery.api_group(kinds, path.split("/")[2])
+        elif path.startswith("/apis/") and path.count("/") == 3:
+            found = discovery.api_resource_list(kinds, *path.split("/")[2:4])
+        else:
+            return None
+        if found is None:
+            return aiohttp.web.json_response(
+                ApiError(404, "NotFound", "the server could not find the requested resource").status(), status=404
+            )
+        return aiohttp.web.json_response(found)
+
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         self._trim_request_log()
         method = str(getattr(request.method, "value", request.method)).upper()
-        refused = self.access.check(self, method, request.url.path, request.params, request.headers)
+        transport = request._raw_request.transport if request._raw_request is not None else None
+        local = transport.get_extra_info("sockname") if transport is not None else None
+        refused = self.access.check(
+            self, method, request.url.path, request.params, request.headers, local_port=local[1] if local else None
+        )
         if refused is not None:  # authentication and authorization come before any handler
             return aiohttp.web.json_response(refused, status=refused["code"])
+        machinery = self._serve_machinery(request)
+        if machinery is not None:
+            return machinery
         res = request.resource
         ours = res is not None and (
             method in {"POST", "PATCH", "PUT", "DELETE"}
@@ -697,14 +890,20 @@ class KubeEmulator(KubernetesEmulator):
             finally:
                 self._delegated.discard(request)
         try:
+            if method == "GET" and request.subresource == "log":
+                return await self._serve_log(request)
             if method == "GET":
                 if _is_true(request.params.get("watch")):
                     return await self._watch(request)
-                if request.name is not None:
-                    return aiohttp.web.json_response(self._fetch(request))
-                return aiohttp.web.json_response(self._list(request))
+                found = self._fetch(request) if request.name is not None else self._list(request)
+                if tables.wants_table(request.headers.get("Accept", "")):
+                    found = self._as_table(res, found, request.params.get("includeObject", "Metadata"))
+                return aiohttp.web.json_response(found)
+            manager = request.params.get("fieldManager") or apply.manager_from_user_agent(
+                request.headers.get("User-Agent", "")
+            )
             if method == "POST" and request.name is None:
-                obj = await self.create_object(res, request.namespace, request.data or {})
+                obj = await self.create_object(res, request.namespace, request.data or {}, field_manager=manager)
                 return aiohttp.web.json_response(obj, status=201)
             if request.name is None:
                 raise ApiError(405, "MethodNotAllowed", f"{method} needs an object name")
@@ -712,6 +911,20 @@ class KubeEmulator(KubernetesEmulator):
                 obj = await self.delete_object(res, request.namespace, request.name)
                 return aiohttp.web.json_response(obj)
             content_type = request.headers.get("Content-Type", "application/merge-patch+json")
+            if content_type.startswith(apply.APPLY_PATCH):
+                created = self._lookup(res, request.namespace, request.name) is None
+                data = yaml.safe_load(request.text or "null")
+                obj = await self.update_object(
+                    res,
+                    request.namespace,
+                    request.name,
+                    data,
+                    subresource=request.subresource,
+                    content_type=content_type,
+                    field_manager=request.params.get("fieldManager"),
+                    force=_is_true(request.params.get("force")),
+                )
+                return aiohttp.web.json_response(obj, status=201 if created else 200)
             data = request.data if request.data is not None else json.loads(request.text or "null")
             obj = await self.update_object(
                 res,
@@ -721,6 +934,7 @@ class KubeEmulator(KubernetesEmulator):
                 subresource=request.subresource,
                 content_type=content_type,
                 replace=method == "PUT",
+                field_manager=manager,
             )
             return aiohttp.web.json_response(obj)
         except ApiError as exc:

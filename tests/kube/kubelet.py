@@ -9,6 +9,9 @@ code and message, honouring `terminationMessagePolicy`), and the Job's status
 conditions). The Job's `podFailurePolicy` (FailJob on exit codes) and
 `backoffLimit` decide whether a failed attempt is retried.
 
+Each container's stdout and stderr go, interleaved as a container runtime keeps them, to a log
+file that the emulated API serves at `pods/<name>/log` (`kubectl logs`, `--follow` included).
+
 `program` replaces the container's argv for an attempt (e.g. to simulate an
 infrastructure failure); `executables` maps command names to local paths.
 """
@@ -93,6 +96,7 @@ class FakeKubelet:
         pod_spec = job["spec"]["template"]["spec"]
         container = pod_spec["containers"][0]
         root = self.workdir / f"{name}-{attempt}"
+        root.mkdir(parents=True, exist_ok=True)  # also for a container without volumes
         mounts = self._prepare_volumes(namespace, pod_spec, container, root)
         termination_path = container.get("terminationMessagePath", "/dev/termination-log")
         termination_file = root / "termination-log"
@@ -128,17 +132,25 @@ class FakeKubelet:
             },
             subresource="status",
         )
-        result = subprocess.run(
-            argv, env=env, cwd=root, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False
-        )
+        # The container's stdout and stderr, interleaved in one log as the runtime keeps it (pods/log).
+        log_file = root / f"{container['name']}.log"
+        with log_file.open("wb") as log:
+            self.cluster.attach_log(namespace, pod_name, container["name"], log_file)
+            process = subprocess.Popen(argv, env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                returncode = process.wait(timeout=RUN_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                raise
         message = termination_file.read_text()[:4096]
         fallback = container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
-        if not message and result.returncode != 0 and fallback:
-            logs = (result.stdout + result.stderr).splitlines()[-80:]
+        if not message and returncode != 0 and fallback:
+            logs = log_file.read_text(errors="replace").splitlines()[-80:]
             message = "\n".join(logs)[-2048:]
         terminated = {
-            "exitCode": result.returncode,
-            "reason": "Completed" if result.returncode == 0 else "Error",
+            "exitCode": returncode,
+            "reason": "Completed" if returncode == 0 else "Error",
             "message": message,
             "startedAt": started,
             "finishedAt": _now(),
@@ -149,13 +161,13 @@ class FakeKubelet:
             pod["metadata"]["name"],
             {
                 "status": {
-                    "phase": "Succeeded" if result.returncode == 0 else "Failed",
+                    "phase": "Succeeded" if returncode == 0 else "Failed",
                     "containerStatuses": [self._state(container, {"terminated": terminated})],
                 }
             },
             subresource="status",
         )
-        return result.returncode, message
+        return returncode, message
 
     @staticmethod
     def _state(container: Obj, state: Obj) -> Obj:

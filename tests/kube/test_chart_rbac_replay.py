@@ -54,51 +54,9 @@ def attributes_of(entry: dict[str, str]) -> rbac.RequestAttributes:
     )
 
 
-def chart_objects(values: dict[str, Any]) -> rbac.ObjectList:
-    return rbac.ObjectList((*rbac.BOOTSTRAP_POLICY, *chart_rbac.rbac_manifests(values)))
-
-
-Atom = tuple[str, str, str, tuple[str, ...]]  # (apiGroup, resource, verb, resourceNames)
-
-
-def granted_atoms(values: dict[str, Any], namespaces: set[str]) -> dict[Atom, list[rbac.GrantedRule]]:
-    """Every (apiGroup, resource, verb, resourceNames) a resource rule of the chart gives the
-    operator, with the rules that give it (the default policy's discovery rules are the
-    cluster's, not the chart's)."""
-    objects = chart_objects(values)
-    atoms: dict[Atom, list[rbac.GrantedRule]] = {}
-    for namespace in {"", *namespaces}:
-        for granted in rbac.visit_rules(chart_rbac.OPERATOR, namespace, objects):
-            assert isinstance(granted, rbac.GrantedRule), granted  # the chart binds no missing role
-            if granted.role.startswith("ClusterRole/system:"):
-                continue
-            rule = granted.rule
-            names = tuple(rule.get("resourceNames") or ())
-            for group in rule.get("apiGroups") or ():
-                for resource in rule.get("resources") or ():
-                    for verb in rule.get("verbs") or ():
-                        atoms.setdefault((group, resource, verb, names), []).append(granted)
-    return atoms
-
-
-def used_atoms(values: dict[str, Any], requests: list[rbac.RequestAttributes]) -> tuple[set[Atom], set[Atom]]:
-    """(granted, used): the atoms of the chart's rules, and those some request is allowed by."""
-    objects = chart_objects(values)
-    atoms = granted_atoms(values, {r.namespace for r in requests if r.namespace})
-    used: set[Atom] = set()
-    for attributes in requests:
-        allowing = {(g.role, g.index) for g in rbac.allowing_rules(chart_rbac.OPERATOR, attributes, objects)}
-        for atom, rules in atoms.items():
-            group, resource, verb, names = atom
-            single = {"apiGroups": [group], "resources": [resource], "verbs": [verb], "resourceNames": list(names)}
-            if any((g.role, g.index) in allowing for g in rules) and rbac.rule_allows(attributes, single):
-                used.add(atom)
-    return set(atoms), used
-
-
 @pytest.mark.parametrize("configuration", configurations(), ids=_ids())
 def test_every_recorded_operator_request_is_allowed_by_the_chart(configuration: dict[str, Any]) -> None:
-    objects = chart_objects(configuration["values"])
+    objects = chart_rbac.chart_objects(configuration["values"])
     refused = []
     for entry in configuration["requests"]:
         attributes = attributes_of(entry)
@@ -111,18 +69,9 @@ def test_every_recorded_operator_request_is_allowed_by_the_chart(configuration: 
 
 def test_the_chart_grants_the_operator_no_verb_it_does_not_use() -> None:
     """Over all configurations: a verb granted in one and used in none is one too many."""
-    granted: set[Atom] = set()
-    used: set[Atom] = set()
-    for configuration in configurations():
-        requests = [attributes_of(e) for e in configuration["requests"]]
-        config_granted, config_used = used_atoms(configuration["values"], requests)
-        granted |= config_granted
-        used |= config_used
-    unused = sorted(
-        f"{verb} {resource} ({group or 'core'})" + (f" named {list(names)}" if names else "")
-        for (group, resource, verb, names) in granted - used
-        if (group, resource, verb) not in NEEDED_OFF_SCENARIO
-    )
+    runs = [(c["values"], [attributes_of(e) for e in c["requests"]]) for c in configurations()]
+    granted, used = chart_rbac.grants_and_uses(chart_rbac.OPERATOR, runs)
+    unused = chart_rbac.describe_atoms(a for a in granted - used if a[:3] not in NEEDED_OFF_SCENARIO)
     assert not unused, "granted but never used by the operator:\n" + "\n".join(unused)
     stale = sorted(
         k for k in NEEDED_OFF_SCENARIO if not any(a[:3] == k for a in granted) or any(a[:3] == k for a in used)
@@ -131,10 +80,11 @@ def test_the_chart_grants_the_operator_no_verb_it_does_not_use() -> None:
 
 
 def test_the_recording_covers_every_operator_scenario_configuration() -> None:
-    """Backtests and studies (chart defaults, the test namespace watched), live trading, the scaler."""
+    """Backtests, studies and the README's kubectl flows (the test namespaces watched), live
+    trading, the scaler (the chart's defaults)."""
     keys = {chart_rbac.values_key(c["values"]) for c in configurations()}
     assert keys == {
-        chart_rbac.values_key({"operator": {"watchNamespaces": ["research"]}}),
+        chart_rbac.values_key({"operator": {"watchNamespaces": ["default", "research"]}}),
         chart_rbac.values_key({"live": {"enabled": True}, "operator": {"watchNamespaces": ["trading"]}}),
         chart_rbac.values_key({}),
     }

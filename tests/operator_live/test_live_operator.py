@@ -56,6 +56,7 @@ def live_deployment() -> dict[str, Any]:
     doc = copy.deepcopy(yaml.safe_load((EXAMPLES / "live-paper.yaml").read_text()))
     doc["metadata"] = {"name": NAME, "namespace": NS}
     doc["spec"]["stopPolicy"]["retrySeconds"] = 0.5
+    doc["spec"]["stopPolicy"]["scope"] = "account"  # the book below holds NVDA, which the strategy does not trade
     return doc
 
 
@@ -156,3 +157,27 @@ def test_foreground_cascade_cannot_take_the_gateway_before_the_stop_is_confirmed
         wait_until(lambda: live_env.get("LiveDeployment", NS, NAME) is None, timeout=30, what="the stop")
         assert tws_peer.positions() == {}
         wait_until(lambda: live_env.get("StatefulSet", NS, GATEWAY) is None, what="the gateway released")
+
+
+def test_a_runner_connected_but_unreachable_keeps_the_flattener_slot_and_the_operator_sends_nothing(
+    live_env: EmulatedCluster, tws_peer: TwsPeer, operator_runner: Callable[[], Any]
+) -> None:
+    """Two flatteners on one account ran away; the runner's client id at the gateway fences them."""
+    tws_peer.seed_position("ORCL", 100)
+    runner = IBBroker("127.0.0.1", tws_peer.port, 1, timeout=5)  # the runner's client id, its HTTP unreachable
+    runner.connect()
+    try:
+        with operator_runner():
+            live_env.create(live_deployment())
+            wait_until(lambda: live_env.get("StatefulSet", NS, GATEWAY), timeout=20, what="the gateway")
+            live_env.delete("LiveDeployment", NS, NAME)
+            blocked = wait_until(lambda: events(live_env, "EmergencyStopBlocked"), timeout=30, what="blocked")
+            assert "holds the flattener slot" in blocked[-1]["message"]
+            assert [o for o in tws_peer.orders() if o.order_ref.startswith("kt-ostop")] == []
+            assert tws_peer.positions() == {"ORCL": 100}
+            runner.disconnect()  # the runner dies: the slot is free, the operator flattens
+            wait_until(lambda: live_env.get("LiveDeployment", NS, NAME) is None, timeout=30, what="the finalizer")
+        assert tws_peer.positions() == {} and tws_peer.open_orders() == []
+        assert sum(1 for o in tws_peer.orders() if o.order_ref.startswith("kt-ostop")) == 1
+    finally:
+        runner.disconnect()

@@ -44,3 +44,21 @@ def poison(task: Task, context: TaskContext) -> HandlerOutcome:
     if task.meta.get("fatal"):
         raise StrategyError(f"strategy in {task.id} raised")
     return succeed(task, context)
+
+
+def slow_succeed(task: Task, context: TaskContext) -> HandlerOutcome:
+    """Succeeds after 0.3 s, so a batch is still running when a test restarts Redis under it."""
+    context.stopping.wait(0.3)
+    return succeed(task, context)
+
+
+def hang_when_asked(task: Task, context: TaskContext) -> HandlerOutcome:
+    """Hangs (like a strategy stuck in `next()`) when the task's meta or its params say `hang`; else succeeds."""
+    if task.meta.get("hang") or task.meta.get("params", {}).get("hang"):
+        return hang(task, context)
+    return succeed(task, context)
+
+
+def bulky(task: Task, context: TaskContext) -> HandlerOutcome:
+    """Succeeds with a 50 KB result, so a few hundred of them fill a small Redis."""
+    return HandlerOutcome(metrics={"sharpe_ratio": 1.0}, data={"blob": "x" * 50_000})

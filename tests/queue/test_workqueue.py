@@ -152,3 +152,19 @@ def test_float_metrics_survive_the_round_trip_exactly(queue: WorkQueue) -> None:
 def test_bad_batch_ids_are_refused_before_reaching_redis(queue: WorkQueue) -> None:
     with pytest.raises(ValueError, match="batch id"):
         queue.enqueue("has:colon", tasks("t"))
+
+
+def test_re_enqueueing_keeps_a_dead_letter_verdict_unless_retry_failed(queue: WorkQueue) -> None:
+    queue.enqueue("b", [NewTask(id="poison", spec={}, max_attempts=1)])
+    task = queue.claim("w")
+    assert task is not None
+    assert queue.fail(task, "w", "it killed its worker", fatal=False, run_seconds=0.1) == "dead"
+
+    assert queue.enqueue("b", [NewTask(id="poison", spec={}, max_attempts=1)]) == 0  # a restarted driver
+    assert queue.claim("w") is None
+    assert [d.task_id for d in queue.dead_letters()] == ["poison"]
+    assert queue.result("b", "poison").error == "it killed its worker"  # type: ignore[union-attr]
+
+    assert queue.enqueue("b", [NewTask(id="poison", spec={}, max_attempts=1)], retry_failed=True) == 1
+    assert queue.dead_letters() == []
+    assert queue.claim("w") is not None

@@ -81,3 +81,11 @@ def test_bad_symbol_and_bad_format_are_refused(tmp_path: Path, capsys: pytest.Ca
     code, _, err = _run(capsys, "data", "--data-dir", str(tmp_path), "import", source, "--symbol", "G", "--format", "x")
     assert code == 2
     assert "--format" in err
+
+
+def test_list_shows_every_bundled_symbol_before_first_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from kubetrader.data.bundled import BUNDLED
+
+    code, out, _ = _run(capsys, "data", "--data-dir", str(tmp_path / "empty"), "list")
+    assert code == 0
+    assert {symbol for symbol, _ in BUNDLED} <= set(out.split())

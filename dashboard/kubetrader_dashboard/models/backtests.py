@@ -48,7 +48,8 @@ class BacktestDetail(BaseModel):
     orders: list[OrderRecord]
     artifacts: dict[str, str]
     bars: int = Field(description="Points in the equity curve.")
-    trade_count: int
+    trade_count: int = Field(description="Closed round trips (equals the num_trades metric).")
+    open_positions: int = Field(default=0, description="Positions still open at the end (not trades).")
 
 
 class EquityCurve(BaseModel):
@@ -62,7 +63,9 @@ class EquityCurve(BaseModel):
 
 
 class Trade(BaseModel):
-    """A round trip, with the backtest it belongs to (the trade log spans every result)."""
+    """A closed round trip, or (`open`) a position still held when the data ended: then
+    `exit_time` is None and the PnL is unrealised at the last close
+    (kubetrader.results.trades). The trade log spans every result."""
 
     result_id: str
     strategy: str
@@ -76,6 +79,7 @@ class Trade(BaseModel):
     pnl_net: float
     commission: float
     bars_held: int
+    open: bool = Field(default=False, description="Still open at the end: not a trade, not counted in num_trades.")
 
 
 class HistogramBin(BaseModel):

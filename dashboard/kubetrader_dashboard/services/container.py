@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kubetrader import defaults
 from kubetrader_dashboard.services.cluster import ClusterService
 from kubetrader_dashboard.services.live import LiveService
 from kubetrader_dashboard.services.mlflow import MlflowService
@@ -32,15 +33,18 @@ class Services:
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         cluster = ClusterService(settings.kubernetes, settings.namespace)
-        queue = QueueService(settings.redis_url)
+        queue = QueueService(settings.effective_redis_url, local_default=settings.redis_is_local_default)
         return cls(
             settings=settings,
             store=ResultStore(settings.results_dir, settings.resolved_index_path),
             mlflow=MlflowService(
-                settings.mlflow_tracking_uri, ui_url=settings.mlflow_ui_url, cache_seconds=settings.mlflow_cache_seconds
+                settings.mlflow_tracking_uri,
+                local_db=defaults.mlflow_db(settings.data_dir) if settings.local_defaults else None,
+                ui_url=settings.mlflow_ui_url,
+                cache_seconds=settings.mlflow_cache_seconds,
             ),
             queue=queue,
-            studies=StudyService(settings.optuna_storage),
+            studies=StudyService(settings.optuna_storage, settings.optuna_journal_dir),
             cluster=cluster,
             live=LiveService(settings.live_runner_url, settings.runner_token.get_secret_value() or None),
             submissions=SubmissionService(

@@ -79,15 +79,22 @@ def health(services: Services) -> Health:
         if queue_view is None or queue_view.stats is None:
             raise ConnectionError("queue unreachable")
 
+    queue = services.queue
+    local_redis_down = queue.local_default and (queue_view is None or queue_view.stats is None)
     components = [
         _check("results", True, services.store.counts, ""),
-        _check("redis", services.queue.available, services.queue.ping, "KUBETRADER_REDIS_URL is not set"),
-        _check("mlflow", services.mlflow.available, services.mlflow.ping, "MLFLOW_TRACKING_URI is not set"),
-        _check("database", services.studies.available, services.studies.ping, "KUBETRADER_OPTUNA_STORAGE is not set"),
+        _check(
+            "redis",
+            queue.available and not local_redis_down,
+            queue.ping,
+            queue.not_running_reason if local_redis_down else "KUBETRADER_REDIS_URL is not set",
+        ),
+        _check("mlflow", services.mlflow.available, services.mlflow.ping, services.mlflow.missing_reason),
+        _check("database", services.studies.available, services.studies.ping, services.studies.missing_reason),
         _check(
             "kubernetes", services.cluster.available, services.cluster.ping, services.cluster.reason or "not available"
         ),
-        _check("workers", services.queue.available, workers_probe, "no work queue configured"),
+        _check("workers", queue.available and not local_redis_down, workers_probe, "no work queue running"),
     ]
     if workers_alive is not None:
         components[-1].detail = f"{workers_alive} alive"

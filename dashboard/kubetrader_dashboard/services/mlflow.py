@@ -12,9 +12,11 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from kubetrader import defaults
 from kubetrader_dashboard.models.common import Page
 from kubetrader_dashboard.models.mlflow import Comparison, ExperimentRow, MlflowOverview, RunComparison, RunRow
 
@@ -83,8 +85,11 @@ def _levels(name: str, tags: dict[str, str]) -> dict[str, str | None]:
 
 
 class MlflowService:
-    def __init__(self, tracking_uri: str | None, *, ui_url: str | None, cache_seconds: float) -> None:
-        self.tracking_uri = tracking_uri
+    def __init__(
+        self, tracking_uri: str | None, *, ui_url: str | None, cache_seconds: float, local_db: Path | None = None
+    ) -> None:
+        self.explicit_uri = tracking_uri
+        self.local_db = local_db  # the CLI's data/mlflow.db, read once it exists (reading never creates it)
         self.ui_url = ui_url
         self.cache_seconds = cache_seconds
         self._snapshot: _Snapshot | None = None
@@ -92,8 +97,25 @@ class MlflowService:
         self._client: MlflowClient | None = None
 
     @property
+    def tracking_uri(self) -> str | None:
+        if self.explicit_uri:
+            return self.explicit_uri
+        if self.local_db is not None and self.local_db.is_file():
+            return defaults.local_tracking_uri(self.local_db.parent)
+        return None
+
+    @property
     def available(self) -> bool:
         return bool(self.tracking_uri)
+
+    @property
+    def missing_reason(self) -> str:
+        if self.local_db is not None:
+            return (
+                f"no MLflow store yet at {self.local_db.name} in the data directory (a run with tracking on "
+                "creates it), and MLFLOW_TRACKING_URI is not set"
+            )
+        return "MLFLOW_TRACKING_URI is not set"
 
     def client(self) -> MlflowClient:
         if self._client is None:
@@ -169,7 +191,7 @@ class MlflowService:
         refresh: bool = False,
     ) -> MlflowOverview:
         if not self.available:
-            return MlflowOverview(available=False, reason="MLFLOW_TRACKING_URI is not set")
+            return MlflowOverview(available=False, reason=self.missing_reason)
         try:
             snap = self.snapshot(refresh=refresh)
         except MlflowUnavailableError as exc:

@@ -9,22 +9,35 @@ from kubetrader_dashboard.services.mlflow import redact_uri
 
 
 class QueueService:
-    def __init__(self, redis_url: str | None) -> None:
+    """One Redis. `local_default`: nobody named it, it is the loopback Redis `kubetrader
+    parallel` and `monitor` use, read when it runs; work is never queued on it (no worker
+    may be listening), and its absence is a state, not a failure."""
+
+    def __init__(self, redis_url: str | None, *, local_default: bool = False) -> None:
         self.redis_url = redis_url
+        self.local_default = local_default
         self._client: Any = None
 
     @property
     def available(self) -> bool:
         return bool(self.redis_url)
 
+    @property
+    def accepts_work(self) -> bool:
+        """Submissions go to this queue only when it was configured on purpose."""
+        return self.available and not self.local_default
+
+    @property
+    def not_running_reason(self) -> str:
+        return f"no local Redis running at {self.redis_url} (kubetrader parallel starts one; or KUBETRADER_REDIS_URL)"
+
     def client(self) -> Any:
         if self._client is None:
-            import redis
+            from kubetrader.queue.server import redis_client
 
             assert self.redis_url is not None
-            self._client = redis.Redis.from_url(
-                self.redis_url, decode_responses=True, socket_timeout=3, socket_connect_timeout=3
-            )
+            # The queue's retry policy, with a deadline short enough for a page load.
+            self._client = redis_client(self.redis_url, retry_seconds=3, socket_timeout=3, socket_connect_timeout=3)
         return self._client
 
     def ping(self) -> None:
@@ -35,9 +48,14 @@ class QueueService:
             return QueueView(available=False, reason="KUBETRADER_REDIS_URL is not set")
         import redis
 
+        from kubetrader.errors import InfrastructureError
         from kubetrader.queue.stats import queue_stats
 
         try:
             return QueueView(stats=queue_stats(self.client()))
+        except (redis.ConnectionError, InfrastructureError):
+            if self.local_default:
+                return QueueView(available=False, reason=self.not_running_reason)
+            return QueueView(available=False, reason=f"Redis at {redact_uri(self.redis_url)} unreachable")
         except redis.RedisError as exc:
             return QueueView(available=False, reason=f"Redis at {redact_uri(self.redis_url)} unreachable: {exc}")

@@ -24,18 +24,19 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
 from kubetrader.results.schema import ResultDocument
+from kubetrader.results.trades import is_closed
 from kubetrader.specs.metrics import METRIC_NAMES
 from kubetrader_dashboard.models.backtests import BacktestSummary, Trade
 
 log = logging.getLogger(__name__)
 
 RESCAN_SECONDS = 5.0
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: trades carry is_open (kubetrader.results.trades)
 DOCUMENT_CACHE_SIZE = 16
 
 SUMMARY_SORTS = ("finished_at", "started_at", "name", "strategy", "wall_seconds")
@@ -53,7 +54,7 @@ CREATE INDEX IF NOT EXISTS results_finished ON results (finished_at);
 CREATE TABLE IF NOT EXISTS trades (
     result_id TEXT NOT NULL, seq INTEGER NOT NULL, strategy TEXT, symbol TEXT, entry_time TEXT,
     exit_time TEXT, entry_price REAL, exit_price REAL, size REAL, pnl REAL, pnl_net REAL,
-    commission REAL, bars_held INTEGER, PRIMARY KEY (result_id, seq)
+    commission REAL, bars_held INTEGER, is_open INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (result_id, seq)
 );
 CREATE INDEX IF NOT EXISTS trades_symbol ON trades (symbol, entry_time);
 CREATE TABLE IF NOT EXISTS broken (file TEXT PRIMARY KEY, mtime_ns INTEGER, size INTEGER, error TEXT);
@@ -80,11 +81,14 @@ class ResultFilter:
 
 @dataclass(frozen=True)
 class TradeFilter:
+    """`state`: closed round trips (the trades every count means), open positions, or both."""
+
     symbol: str | None = None
     strategy: str | None = None
     result_id: str | None = None
     start: str | None = None
     end: str | None = None
+    state: Literal["closed", "open", "all"] = "closed"
 
 
 def _tracking_levels(spec: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
@@ -224,7 +228,7 @@ class ResultStore:
             ),
         )
         conn.executemany(
-            "INSERT INTO trades VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO trades VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (
                     result_id,
@@ -240,6 +244,7 @@ class ResultStore:
                     t.pnl_net,
                     t.commission,
                     t.bars_held,
+                    0 if is_closed(t) else 1,
                 )
                 for seq, t in enumerate(document.trades)
             ],
@@ -368,6 +373,9 @@ class ResultStore:
             if value:
                 clauses.append(f"{column} = ?")
                 args.append(value)
+        if flt.state != "all":
+            clauses.append("is_open = ?")
+            args.append(1 if flt.state == "open" else 0)
         if flt.start:
             clauses.append("entry_time >= ?")
             args.append(flt.start)
@@ -382,8 +390,8 @@ class ResultStore:
             rows = self._conn.execute(
                 f"SELECT * FROM trades{where}{order} LIMIT ? OFFSET ?", [*args, limit, offset]
             ).fetchall()
-        keys = Trade.model_fields.keys()
-        return [Trade(**{key: row[key] for key in keys}) for row in rows], int(total)
+        keys = [key for key in Trade.model_fields if key != "open"]
+        return [Trade(open=bool(row["is_open"]), **{key: row[key] for key in keys}) for row in rows], int(total)
 
     def document(self, result_id: str) -> ResultDocument:
         """The whole document (the only call that parses JSON), cached by file and mtime."""

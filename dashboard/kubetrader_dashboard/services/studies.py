@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
 from typing import Any
 
 from kubetrader_dashboard.models.operations import StudyDetail, StudyList, StudySummary, TrialRow
@@ -18,30 +20,76 @@ class StudyStorageUnavailableError(RuntimeError):
 
 
 class StudyService:
-    def __init__(self, storage_url: str | None) -> None:
+    """Studies of one named storage, or (local mode) of every journal file the CLI wrote.
+
+    Locally each study has a journal of its own (`data/optuna/{study}.log`,
+    `kubetrader.defaults.journal_url`), so the service opens each file as Optuna's
+    JournalStorage with JournalFileBackend (the engine's `open_storage`) and keeps it:
+    a journal storage replays only the log lines it has not read yet on each access
+    (optuna/storages/journal/_storage.py, `_sync_with_backend`). Reading takes no lock
+    (JournalFileBackend.read_logs opens the file read-only), so a running study is not
+    slowed down.
+    """
+
+    def __init__(self, storage_url: str | None, journal_dir: Path | None = None) -> None:
         self.storage_url = storage_url
+        self.journal_dir = journal_dir
         self._storage: Any = None
+        self._journals: dict[Path, Any] = {}
+        self._lock = threading.Lock()
 
     @property
     def available(self) -> bool:
-        return bool(self.storage_url)
+        return bool(self.storage_url) or self.journal_dir is not None
 
-    def storage(self) -> Any:
-        if self._storage is None:
-            import optuna
+    @property
+    def missing_reason(self) -> str:
+        if self.journal_dir is not None:
+            return f"no study journals yet in {self.journal_dir} (kubetrader optimize writes them)"
+        return "KUBETRADER_OPTUNA_STORAGE is not set"
 
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-            self._storage = optuna.storages.get_storage(self.storage_url)
-        return self._storage
+    def _open(self, url: str) -> Any:
+        import optuna
+
+        from kubetrader.optimize.study import open_storage
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        return open_storage(url)
+
+    def storages(self) -> list[Any]:
+        """The storage, or one journal storage per local study file (new files picked up on each call)."""
+        if self.storage_url:
+            if self._storage is None:
+                self._storage = self._open(self.storage_url)
+            return [self._storage]
+        assert self.journal_dir is not None
+        from kubetrader import defaults
+
+        with self._lock:
+            for path in sorted(self.journal_dir.glob(f"*{defaults.JOURNAL_SUFFIX}")):
+                if path not in self._journals:
+                    self._journals[path] = self._open(f"{defaults.JOURNAL_SCHEME}{path}")
+            for gone in [p for p in self._journals if not p.exists()]:
+                del self._journals[gone]
+            return list(self._journals.values())
+
+    def _storage_of(self, name: str) -> Any:
+        for storage in self.storages():
+            if any(s.study_name == name for s in storage.get_all_studies()):
+                return storage
+        raise StudyNotFoundError(name)
 
     def ping(self) -> None:
-        self.storage().get_all_studies()
+        for storage in self.storages():
+            storage.get_all_studies()
 
     def list_studies(self) -> StudyList:
         if not self.available:
-            return StudyList(available=False, reason="KUBETRADER_OPTUNA_STORAGE is not set")
+            return StudyList(available=False, reason=self.missing_reason)
         try:
-            names = [s.study_name for s in self.storage().get_all_studies()]
+            names = [s.study_name for storage in self.storages() for s in storage.get_all_studies()]
+            if not names and not self.storage_url:
+                return StudyList(available=True, reason=self.missing_reason)
             return StudyList(items=[self._load(name)[0] for name in names])
         except StudyStorageUnavailableError as exc:
             return StudyList(available=False, reason=str(exc))
@@ -55,7 +103,9 @@ class StudyService:
         from optuna.trial import TrialState
 
         try:
-            study = optuna.load_study(study_name=name, storage=self.storage())
+            study = optuna.load_study(study_name=name, storage=self._storage_of(name))
+        except StudyNotFoundError:
+            raise
         except KeyError as exc:
             raise StudyNotFoundError(name) from exc
         except Exception as exc:  # drivers raise their own errors; the type only (messages hold URLs)

@@ -100,7 +100,7 @@ class SubmissionService:
             state = SubmissionState(
                 id=submission_id, kind=kind, name=name, target="cluster", state="created", submitted_at=_now()
             )
-        elif self.queue.available and isinstance(resource.spec, BacktestSpec):
+        elif self.queue.accepts_work and isinstance(resource.spec, BacktestSpec):
             from kubetrader.queue.tasks import NewTask
             from kubetrader.queue.workqueue import WorkQueue
 

@@ -115,15 +115,16 @@ def import_(
 @data.command("list")
 @click.pass_context
 def list_(ctx: click.Context) -> None:
-    """List the data sets in the store."""
+    """List the data sets in the store, and the bundled ones not imported yet (they are on first use)."""
     from rich.table import Table
+
+    from kubetrader.data.bundled import BUNDLED
 
     store = _store(ctx)
     rows = store.list()
     console = _console()
     if not rows:
-        console.print(f"no data in {store.root} (bundled symbols are added on first use)")
-        return
+        console.print(f"no data in {store.root} yet: the bundled symbols below are imported on first use")
     table = Table("symbol", "timeframe", "first", "last", "bars", "source", title=str(store.root))
     for row in rows:
         table.add_row(
@@ -134,6 +135,10 @@ def list_(ctx: click.Context) -> None:
             str(row.bars),
             row.source,
         )
+    stored = {(row.symbol, row.timeframe) for row in rows}
+    for symbol, timeframe in BUNDLED:
+        if (symbol, timeframe) not in stored:
+            table.add_row(symbol, timeframe, "", "", "", "bundled (imported on first use)")
     console.print(table)
 
 

@@ -34,21 +34,33 @@ def live() -> None:
 @click.option("--client-id", type=int, default=999, show_default=True, help="A client id the runner does not use.")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to reach flat.")
 @click.option("--connect-attempts", type=int, default=3, show_default=True)
-def emergency_stop_cmd(host: str, port: int, client_id: int, timeout: float, connect_attempts: int) -> None:
-    """Cancel every order, flatten every position, then confirm at the broker (exit 0 only when flat)."""
+@click.option("--account", default="", help="Only this account (default: every account of the login).")
+@click.option("--settle-window", type=float, default=1.5, show_default=True,
+              help="Seconds the books must agree at zero; longer than the gateway's position-report lag.")  # fmt: skip
+def emergency_stop_cmd(
+    host: str, port: int, client_id: int, timeout: float, connect_attempts: int, account: str, settle_window: float
+) -> None:
+    """Cancel every order, flatten every position, then confirm at the broker (exit 0 only when flat).
+
+    Pass the runner's client id to fence it (kubetrader.live.lease): the gateway then
+    refuses this stop while the runner is connected, so two processes never flatten at once.
+    A connection cut on the way is retried until --timeout; exit 3 with the report when not flat.
+    """
     from kubetrader.live.broker import BrokerUnavailableError
     from kubetrader.live.connection import RetryPolicy, connect_with_retry
     from kubetrader.live.ib_broker import IBBroker
-    from kubetrader.live.stop import emergency_stop
+    from kubetrader.live.stop import StopSettings, emergency_stop
 
-    broker = IBBroker(host, port, client_id, timeout=min(timeout, 10.0))
+    if settle_window <= 0:
+        raise click.BadParameter("must be > 0 seconds", param_hint="--settle-window")
+    broker = IBBroker(host, port, client_id, timeout=min(timeout, 10.0), account=account)
     try:
         connect_with_retry(broker, RetryPolicy(attempts=connect_attempts, base_delay=0.5, max_delay=5.0))
     except BrokerUnavailableError as exc:
         click.echo(f"EMERGENCY STOP FAILED: cannot reach the broker, nothing was cancelled or closed: {exc}", err=True)
         sys.exit(EXIT_RETRYABLE)
     try:
-        report = emergency_stop(broker, timeout=timeout)
+        report = emergency_stop(broker, settings=StopSettings(timeout=timeout, settle_window=settle_window))
     finally:
         broker.disconnect()
     click.echo(json.dumps(report.as_dict()))

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("kubetrader.cli.worker:worker", "Run backtests from the Redis work queue."),
     "parallel": ("kubetrader.cli.parallel:parallel", "Run symbols x strategies over the work queue, ranked."),
     "monitor": ("kubetrader.cli.monitor:monitor", "Show the work queue: depth, throughput, workers, health."),
+    "queue": ("kubetrader.cli.queue_cmd:queue_group", "Purge finished batches and dead letters; set retention."),
     "experiments": ("kubetrader.cli.experiments:experiments", "List, query, compare and export MLflow experiments."),
     "mlflow": ("kubetrader.cli.mlflow_cmd:mlflow_group", "Sync, migrate, index and archive the MLflow store."),
 }

@@ -65,6 +65,12 @@ from kubetrader.specs import OptimizationStudySpec
     help="Worker lease: a trial whose worker died is re-run after this long.",
 )
 @click.option(
+    "--trial-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="With --workers/--redis: execution deadline of one trial; past it the trial fails [300 s + 5 ms per bar].",
+)
+@click.option(
     "--storage",
     envvar="KUBETRADER_OPTUNA_STORAGE",
     default=None,
@@ -86,6 +92,7 @@ def optimize(
     workers: int,
     redis_url: str | None,
     lease_seconds: float,
+    trial_timeout: float | None,
     storage: str | None,
     output: Path,
     as_json: bool,
@@ -125,6 +132,7 @@ def optimize(
         redis_url=redis_url,
         as_json=as_json,
         lease_seconds=lease_seconds,
+        trial_timeout=trial_timeout,
     )
 
 
@@ -138,6 +146,7 @@ def run_and_print(
     redis_url: str | None,
     as_json: bool,
     lease_seconds: float = 30.0,
+    trial_timeout: float | None = None,
 ) -> StudyReport:
     """Run a study with a progress bar and print its report (shared with `run -f study.yaml`)."""
     from tqdm import tqdm
@@ -156,7 +165,7 @@ def run_and_print(
             bar.set_postfix(best=progress.best_value, running=progress.running, failed=progress.failed)
             bar.refresh()
 
-        with evaluator_for(workers, redis_url, output, lease_seconds) as evaluator:
+        with evaluator_for(workers, redis_url, output, lease_seconds, trial_timeout) as evaluator:
             report = run_study(
                 spec, name=name, output_dir=output, storage_url=storage, evaluator=evaluator, on_progress=on_progress
             )
@@ -181,7 +190,9 @@ def run_and_print(
     return report
 
 
-def evaluator_for(workers: int, redis_url: str | None, output: Path, lease_seconds: float) -> Any:
+def evaluator_for(
+    workers: int, redis_url: str | None, output: Path, lease_seconds: float, trial_timeout: float | None = None
+) -> Any:
     """In-process evaluation, or the work queue (embedded Redis + local workers, or a given Redis)."""
     import contextlib
 
@@ -193,7 +204,9 @@ def evaluator_for(workers: int, redis_url: str | None, output: Path, lease_secon
         raise SpecError("--workers", "must be >= 0")
     from kubetrader.optimize.queue_evaluator import queue_evaluator
 
-    return queue_evaluator(workers=workers, redis_url=redis_url, output_dir=output, lease_seconds=lease_seconds)
+    return queue_evaluator(
+        workers=workers, redis_url=redis_url, output_dir=output, lease_seconds=lease_seconds, task_timeout=trial_timeout
+    )
 
 
 def run_study_resource(

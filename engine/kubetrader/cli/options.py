@@ -183,4 +183,7 @@ def spec_error_from_validation(exc: ValidationError, names: dict[str, str] | Non
         or "spec"
     )
     message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "finite_number" and message.startswith("Input should be"):
+        # pydantic's wording for SpecModel's allow_inf_nan=False; the scalar parameters already say it this way
+        message = f"must be a finite number, not {first['input']}"
     return SpecError(field, message)

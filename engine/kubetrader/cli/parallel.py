@@ -40,8 +40,17 @@ if TYPE_CHECKING:
 @click.option("--batch", default=None, help="Batch id; the same id resumes a campaign (finished cells are kept).")
 @click.option("--name", default="parallel", show_default=True, help="Result name of the cells' result files.")
 @click.option("--max-attempts", type=click.IntRange(1, 100), default=3, show_default=True)
+@click.option("--retry-failed", is_flag=True, help="With --batch of an earlier run: run its dead-lettered cells again.")
 @click.option("--report", is_flag=True, help="Also draw each cell's plot and HTML tearsheet.")
-@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+@click.option(
+    "--timeout", type=float, default=None, help="Give up after this many seconds (unfinished cells are cancelled)."
+)
+@click.option(
+    "--task-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Execution deadline of one cell; past it the cell is stopped and dead-lettered [300 s + 5 ms per bar].",
+)
 @click.option(
     "--output",
     type=click.Path(path_type=Path),
@@ -66,8 +75,10 @@ def parallel(
     batch: str | None,
     name: str,
     max_attempts: int,
+    retry_failed: bool,
     report: bool,
     timeout: float | None,
+    task_timeout: float | None,
     output: Path,
     no_progress: bool,
 ) -> None:
@@ -100,9 +111,11 @@ def parallel(
         prefix=prefix,
         priority=priority,
         max_attempts=max_attempts,
+        retry_failed=retry_failed,
         report=report,
         output_dir=output.parent,
         timeout=timeout,
+        task_timeout=task_timeout,
         show_progress=not no_progress,
     )
     csv_path, json_path = write_report(result, output)
@@ -114,7 +127,7 @@ def parallel(
     for rank, row in enumerate(result.ranking[:10], start=1):
         click.echo(f"{rank:>3}. {headline(row)}")
     for row in result.failures:
-        click.echo(f"  failed: {row.symbols} {row.strategy}: {row.error}", err=True)
+        click.echo(f"  {row.status}: {row.symbols} {row.strategy} {row.params}: {row.error}", err=True)
     click.echo(f"wrote {csv_path} and {json_path}")
     if result.failed or result.cancelled:
         sys.exit(1)

@@ -35,6 +35,13 @@ log = logging.getLogger("kubetrader.worker")
     type=click.FloatRange(min=0),
     help="On SIGTERM, how long the running task may go on before it is released to the queue.",
 )
+@click.option(
+    "--retention",
+    envvar="KUBETRADER_QUEUE_RETENTION",
+    default="7d",
+    show_default=True,
+    help="How long finished batches stay in Redis (7d, 12h; 0: until `kubetrader queue purge`).",
+)
 @click.option("--output-dir", default="results", show_default=True, type=click.Path(path_type=Path))
 @click.option("--max-tasks", type=click.IntRange(min=1), default=None, help="Exit after this many tasks.")
 @click.option("--exit-when-idle", is_flag=True, help="Exit when the queue is empty instead of waiting.")
@@ -46,6 +53,7 @@ def worker(
     prefix: str,
     lease_seconds: float,
     grace_seconds: float,
+    retention: str,
     output_dir: Path,
     max_tasks: int | None,
     exit_when_idle: bool,
@@ -58,7 +66,7 @@ def worker(
     if concurrency > 1:
         from kubetrader.queue.local import worker_command
 
-        extra = ["--max-tasks", str(max_tasks)] if max_tasks else []
+        extra = ["--retention", retention] + (["--max-tasks", str(max_tasks)] if max_tasks else [])
         extra += ["--exit-when-idle"] if exit_when_idle else []
         extra += ["--verbose"] if verbose else []
         command = worker_command(
@@ -72,12 +80,15 @@ def worker(
         )
         sys.exit(_supervise(command, concurrency))
 
-    from kubetrader.queue.worker import Worker, WorkerSettings, load_handler
+    from kubetrader.queue.lifecycle import parse_duration, set_retention
+    from kubetrader.queue.worker import Worker, WorkerSettings, load_handler, restart_in_place
     from kubetrader.queue.workqueue import WorkQueue
 
+    retention_seconds = parse_duration(retention, field="--retention")
     queue = WorkQueue.from_url(redis_url, prefix=prefix, lease_seconds=lease_seconds)
+    set_retention(queue.redis, retention_seconds, prefix=prefix)
     settings = WorkerSettings(lease_seconds=lease_seconds, grace_seconds=grace_seconds, output_dir=output_dir)
-    the_worker = Worker(queue, load_handler(handler), settings=settings)
+    the_worker = Worker(queue, load_handler(handler), settings=settings, on_stuck=restart_in_place)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stop claiming, %.0f s grace for the running task", signum, grace_seconds)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from kubetrader.data.bundled import BUNDLED, bundled_dir, register_bundled
 from kubetrader.data.frames import adjusted
 from kubetrader.data.store import DataStore, check_timeframe
+from kubetrader.data.validation import price_columns, price_report
 from kubetrader.errors import DataError, SpecError
 from kubetrader.specs.common import did_you_mean
 
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _FileId = tuple[int, int, int]
-_CACHE: dict[tuple[str, str, str, bool], tuple[_FileId, pd.DataFrame]] = {}
+# (file id, prepared frame, timestamps of the bars with a bad price)
+_CACHE: dict[tuple[str, str, str, bool], tuple[_FileId, pd.DataFrame, pd.DatetimeIndex]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -84,20 +86,53 @@ def require_dataset(store: DataStore, symbol: str, timeframe: str) -> Path:
     return path
 
 
-def _prepared(symbol: str, timeframe: str, adjust: bool, store: DataStore) -> pd.DataFrame:
-    """The whole data set, adjusted if asked, from the cache when the file has not changed."""
+def _bad_price_bars(frame: pd.DataFrame) -> pd.DatetimeIndex:
+    """Timestamps of the bars whose price (open..close, Adj Close) is missing, infinite, zero or negative."""
+    import numpy as np
+
+    values = frame.loc[:, price_columns(frame)].to_numpy(dtype="float64")
+    bad = ~(np.isfinite(values) & (values > 0)).all(axis=1)
+    return frame.index[bad]
+
+
+def _prepared(symbol: str, timeframe: str, adjust: bool, store: DataStore) -> tuple[pd.DataFrame, pd.DatetimeIndex]:
+    """The whole data set, adjusted if asked, and its bad-price bars, from the cache when the file has not changed."""
     info = require_dataset(store, symbol, timeframe).stat()
     file_id = (info.st_mtime_ns, info.st_size, info.st_ino)
     key = (str(store.root), symbol, timeframe, adjust)
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
     if hit is not None and hit[0] == file_id:
-        return hit[1]
-    frame = store.read(symbol, timeframe)
-    frame = adjusted(frame) if adjust else frame.loc[:, ["open", "high", "low", "close", "volume"]]
+        return hit[1], hit[2]
+    raw = store.read(symbol, timeframe)
+    bad = _bad_price_bars(raw)
+    frame = adjusted(raw) if adjust else raw.loc[:, ["open", "high", "low", "close", "volume"]]
     with _CACHE_LOCK:
-        _CACHE[key] = (file_id, frame)
-    return frame
+        _CACHE[key] = (file_id, frame, bad)
+    return frame, bad
+
+
+def _refuse_bad_prices(
+    symbol: str,
+    timeframe: str,
+    store: DataStore,
+    bad: pd.DatetimeIndex,
+    lo: pd.Timestamp | None,
+    hi: pd.Timestamp | None,
+) -> None:
+    """DataError naming the first bad bar inside [lo, hi), in the words of `data validate`."""
+    import numpy as np
+
+    mask = np.ones(len(bad), dtype=bool)
+    if lo is not None:
+        mask &= bad >= lo
+    if hi is not None:
+        mask &= bad < hi
+    inside = bad[mask]
+    if not len(inside):
+        return
+    raw = store.read(symbol, timeframe)
+    price_report(raw.loc[raw.index.isin(inside)], symbol=symbol, timeframe=timeframe).raise_if_invalid()
 
 
 def load_bars(
@@ -111,7 +146,9 @@ def load_bars(
 ) -> pd.DataFrame:
     """Bars of one symbol: UTC index named ``datetime``, float64 open/high/low/close/volume.
 
-    Restricted to the session dates [start, end], both inclusive. With `adjust`
+    Restricted to the session dates [start, end], both inclusive. A bar in that range
+    with a missing, infinite, zero or negative price or Adj Close (possible in data
+    imported with `--relaxed`) is refused with a DataError naming it. With `adjust`
     (the default) OHLC are scaled by Adj Close / Close where the source has Adj
     Close (Yahoo files), so splits and dividends do not show up as price jumps;
     volume is left as traded. Bundled symbols are registered in the store on first
@@ -121,7 +158,9 @@ def load_bars(
     store = store or DataStore()
     check_timeframe(timeframe)
     lo, hi = _bounds(start, end)
-    frame = _prepared(symbol, timeframe, adjust, store)
+    frame, bad = _prepared(symbol, timeframe, adjust, store)
+    if len(bad):
+        _refuse_bad_prices(symbol, timeframe, store, bad, lo, hi)
     index = frame.index
     mask = None
     if lo is not None:

@@ -32,6 +32,36 @@ class OrderRejectedError(Exception):
     """The broker refused an order (unknown contract, duplicate id, ...)."""
 
 
+class ClientIdInUseError(BrokerUnavailableError):
+    """The gateway refused the connection: another process is connected with this client id (IB error 326).
+
+    For the stop this is an answer, not an outage: that process holds the account's
+    flattener slot (see `kubetrader.live.lease`).
+    """
+
+
+@dataclass(frozen=True)
+class ContractRef:
+    """The broker's contract, enough to trade it again: IB's conId identifies it; the rest routes it.
+
+    A symbol alone is ambiguous (ORCL the stock, an ORCL option, an ORCL future): a
+    position is closed with an order on ITS contract, never on "the symbol".
+    """
+
+    con_id: int
+    symbol: str
+    sec_type: str = "STK"
+    currency: str = "USD"
+    local_symbol: str = ""
+    multiplier: str = ""
+    exchange: str = ""
+
+    @property
+    def label(self) -> str:
+        """How reports name it: the symbol for a stock, the local symbol (e.g. an OCC option code) otherwise."""
+        return self.symbol if self.sec_type == "STK" else f"{self.local_symbol or self.symbol} ({self.sec_type})"
+
+
 @dataclass(frozen=True)
 class OrderRequest:
     """What the runner asks for. `order_ref` is the idempotency key, sent as IB's orderRef."""
@@ -42,6 +72,8 @@ class OrderRequest:
     quantity: float
     order_type: OrderType = "MKT"
     limit_price: float | None = None
+    contract: ContractRef | None = None  # None: the stock `symbol`
+    account: str = ""  # "" : the connection's account
 
     @property
     def signed_quantity(self) -> float:
@@ -60,6 +92,8 @@ class BrokerOrder:
     status: str
     filled: float = 0.0
     avg_fill_price: float = 0.0
+    con_id: int = 0
+    account: str = ""
 
     @property
     def is_open(self) -> bool:
@@ -76,6 +110,12 @@ class Fill:
     price: float
     commission: float
     time: dt.datetime
+    con_id: int = 0
+    account: str = ""
+
+    @property
+    def signed_quantity(self) -> float:
+        return self.quantity if self.side == "BUY" else -self.quantity
 
 
 @dataclass(frozen=True)
@@ -83,6 +123,12 @@ class Position:
     symbol: str
     quantity: float
     avg_cost: float
+    contract: ContractRef | None = None
+    account: str = ""
+
+    @property
+    def con_id(self) -> int:
+        return self.contract.con_id if self.contract else 0
 
 
 @dataclass(frozen=True)
@@ -107,13 +153,28 @@ class FillUpdate:
 
 
 @dataclass(frozen=True)
+class OrderError:
+    """The broker's message about one of our orders (IB `error` with the order id): a reject or a warning.
+
+    `final` says whether the order is dead at the broker (201) or still works (399, 404,
+    2137, 10349: warnings after which TWS keeps the order).
+    """
+
+    order_ref: str
+    code: int
+    message: str
+    final: bool
+
+
+@dataclass(frozen=True)
 class BarUpdate:
     bar: Bar
 
 
 @dataclass(frozen=True)
 class ConnectionUpdate:
-    """`lost` / `restored` (data kept) / `restored_data_lost` (resubscribe) / `closed` (socket gone)."""
+    """`lost` (1100: TWS lost IB; the socket is up, nothing may be sent) / `restored` (1102, data kept) /
+    `restored_data_lost` (1101, resubscribe) / `closed` (socket gone)."""
 
     state: Literal["lost", "restored", "restored_data_lost", "closed"]
     code: int
@@ -127,7 +188,7 @@ class EndOfBars:
     symbol: str
 
 
-BrokerEvent = OrderUpdate | FillUpdate | BarUpdate | ConnectionUpdate | EndOfBars
+BrokerEvent = OrderUpdate | FillUpdate | BarUpdate | ConnectionUpdate | EndOfBars | OrderError
 
 
 @runtime_checkable
@@ -139,6 +200,10 @@ class Broker(Protocol):
     def disconnect(self) -> None: ...
 
     def is_connected(self) -> bool: ...
+
+    def link_up(self) -> bool:
+        """False while the broker has lost its own upstream (IB 1100): connected, but nothing may be sent."""
+        ...
 
     def ping(self) -> float:
         """A round trip that proves the API answers (IB: reqCurrentTime); returns seconds taken."""

@@ -25,9 +25,12 @@ from kubetrader.live.broker import (
     BrokerEvent,
     BrokerOrder,
     BrokerUnavailableError,
+    ClientIdInUseError,
     ConnectionUpdate,
+    ContractRef,
     Fill,
     FillUpdate,
+    OrderError,
     OrderRejectedError,
     OrderRequest,
     OrderUpdate,
@@ -38,9 +41,21 @@ from kubetrader.live.broker import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# IB's connection status codes (TWS API "message codes").
+# IB's connection status codes (TWS API "message codes",
+# https://interactivebrokers.github.io/tws-api/message_codes.html): 1100 TWS lost IB,
+# 1101 restored with market data lost (resubscribe), 1102 restored with data kept.
+# 2110 ("connectivity between TWS and server is broken") is the same loss, told as a warning.
 LOST_CODES = {1100: "lost", 2110: "lost"}
 RESTORED_CODES = {1101: "restored_data_lost", 1102: "restored"}
+CLIENT_ID_IN_USE = 326
+# After these, TWS has killed the order (201 "Order rejected"; 200 no security definition;
+# 203 not allowed; 321 request validation). The warnings (399, 404, 2137, 10349, ...) leave it
+# working at TWS, even where ib_insync marks it Cancelled locally (it does so for 10349:
+# ib_async #191/#217). 202 is the acknowledgement of our own cancel.
+FINAL_ORDER_ERRORS = frozenset({200, 201, 203, 321})
+CANCEL_ACK = 202
+# Where a contract routes when only its conId is known (flattening a position by conId).
+ROUTE = {"STK": "SMART", "OPT": "SMART", "CASH": "IDEALPRO"}
 # ib_insync throttles to MaxRequests per second itself; IB disconnects above 50 msg/s.
 MAX_REQUESTS_PER_SECOND = 45
 
@@ -74,7 +89,11 @@ class IBBroker:
         self._ib: Any = None
         self._events: deque[BrokerEvent] = deque()
         self._contracts: dict[str, Any] = {}
+        self._by_con_id: dict[int, Any] = {}
         self._bar_subscriptions: dict[str, Any] = {}
+        self._listed_status: dict[tuple[int, int, int], str] = {}  # TWS's own status from openOrder
+        self._link_lost = False
+        self._refused: str | None = None  # the gateway's reason for refusing the connection
 
     # ------------------------------------------------------------ connection
 
@@ -92,21 +111,53 @@ class IBBroker:
         ib.commissionReportEvent += self._on_commission
         ib.errorEvent += self._on_error
         ib.disconnectedEvent += self._on_disconnected
+        self._wrap_open_order(ib)
+        self._refused = None
+        self._link_lost = False
         try:
             ib.connect(self.host, self.port, clientId=self.client_id, timeout=self.timeout, account=self.account)
         except (OSError, TimeoutError, ConnectionError) as exc:
             ib.disconnect()
+            self._raise_refused()
             raise BrokerUnavailableError(
                 f"cannot reach the IB API at {self.host}:{self.port} (clientId {self.client_id}): {exc!r}"
             ) from exc
         if not ib.isConnected():
+            self._raise_refused()
             raise BrokerUnavailableError(f"the IB API at {self.host}:{self.port} closed the connection during start-up")
         self._ib = ib
         self._contracts.clear()
+        self._by_con_id.clear()
         subscribed = list(self._bar_subscriptions)
         self._bar_subscriptions.clear()
         for symbol in subscribed:
             self.subscribe_bars(symbol)
+
+    def _raise_refused(self) -> None:
+        if self._refused is not None:
+            raise ClientIdInUseError(f"the IB API at {self.host}:{self.port} refused clientId {self.client_id}: "
+                                     f"{self._refused}")  # fmt: skip
+
+    def _wrap_open_order(self, ib: Any) -> None:
+        """Remember the status TWS itself gives each listed order (its `orderState`).
+
+        ib_insync keeps its own status for an order it knows and ignores the one in an
+        `openOrder` answer (wrapper.openOrder only copies prices and quantities), and it
+        marks an order Cancelled after any error code outside its warning list, such as
+        10349, while TWS still works it. A stop deciding from that cache sees "0 open
+        orders" with orders resting at the broker; the answer to reqAllOpenOrders is what
+        TWS says, so `open_orders` reads it from here.
+        """
+        original = ib.wrapper.openOrder
+
+        def open_order(order_id: int, contract: Any, order: Any, state: Any) -> None:
+            self._listed_status[(order.clientId, order.orderId, order.permId)] = state.status
+            original(order_id, contract, order, state)
+
+        ib.wrapper.openOrder = open_order
+
+    def link_up(self) -> bool:
+        return self.is_connected() and not self._link_lost
 
     def disconnect(self) -> None:
         if self._ib is not None:
@@ -116,6 +167,12 @@ class IBBroker:
 
     def is_connected(self) -> bool:
         return self._ib is not None and bool(self._ib.isConnected())
+
+    def _api(self) -> Any:
+        """The connected IB object; a query on a dropped connection fails as unavailable, not AttributeError."""
+        if self._ib is None or not self.is_connected():
+            raise BrokerUnavailableError(f"not connected to the IB API at {self.host}:{self.port}")
+        return self._ib
 
     def _run(self, awaitable: Awaitable[T], what: str) -> T:
         if not self.is_connected():
@@ -129,7 +186,7 @@ class IBBroker:
 
     def ping(self) -> float:
         started = time.monotonic()
-        self._run(self._ib.reqCurrentTimeAsync(), "reqCurrentTime")
+        self._run(self._api().reqCurrentTimeAsync(), "reqCurrentTime")
         return time.monotonic() - started
 
     # ------------------------------------------------------------ queries (fresh)
@@ -146,23 +203,31 @@ class IBBroker:
         return values
 
     def positions(self) -> list[Position]:
-        rows = self._run(self._ib.reqPositionsAsync(), "reqPositions")
+        """Every account's positions unless the broker was given one account (IB reports all of a login's)."""
+        rows = self._run(self._api().reqPositionsAsync(), "reqPositions")
         return [
-            Position(p.contract.symbol, float(p.position), float(p.avgCost))
+            Position(p.contract.symbol, float(p.position), float(p.avgCost), _contract_ref(p.contract), p.account)
             for p in rows
             if p.position and (not self.account or p.account == self.account)
         ]
 
     def open_orders(self) -> list[BrokerOrder]:
-        trades = self._run(self._ib.reqAllOpenOrdersAsync(), "reqAllOpenOrders")
-        return [o for o in (self._to_order(t) for t in trades) if o.is_open]
+        """The orders TWS lists as open right now, with TWS's status for each (see `_wrap_open_order`)."""
+        self._listed_status.clear()
+        trades = self._run(self._api().reqAllOpenOrdersAsync(), "reqAllOpenOrders")
+        listed = []
+        for trade in trades:
+            o = trade.order
+            status = self._listed_status.get((o.clientId, o.orderId, o.permId)) or "Submitted"
+            listed.append(self._to_order(trade, status=status))
+        return [o for o in listed if o.is_open]
 
     def completed_orders(self) -> list[BrokerOrder]:
-        trades = self._run(self._ib.reqCompletedOrdersAsync(False), "reqCompletedOrders")
+        trades = self._run(self._api().reqCompletedOrdersAsync(False), "reqCompletedOrders")
         return [self._to_order(t) for t in trades]
 
     def executions(self) -> list[Fill]:
-        fills = self._run(self._ib.reqExecutionsAsync(), "reqExecutions")
+        fills = self._run(self._api().reqExecutionsAsync(), "reqExecutions")
         return [self._to_fill(f) for f in fills]
 
     def historical_bars(self, symbol: str, end: dt.date | None, duration: str, bar_size: str) -> list[Bar]:
@@ -170,7 +235,7 @@ class IBBroker:
         end_text = end.strftime("%Y%m%d 23:59:59") if end else ""
         try:
             rows = self._run(
-                self._ib.reqHistoricalDataAsync(contract, end_text, duration, bar_size, "TRADES", True, 1),
+                self._api().reqHistoricalDataAsync(contract, end_text, duration, bar_size, "TRADES", True, 1),
                 f"reqHistoricalData {symbol}",
             )
         except _ib_module().RequestError as exc:
@@ -189,7 +254,13 @@ class IBBroker:
 
     def place_order(self, request: OrderRequest) -> BrokerOrder:
         ib_insync = _ib_module()
-        contract = self._contract(request.symbol)
+        if self._link_lost:
+            # 1100: TWS has no connection to IB; an order now would be held and sent later, blind
+            raise BrokerUnavailableError(f"placeOrder {request.order_ref}: TWS has lost its connection to IB (1100)")
+        if request.contract is not None:
+            contract = self._contract_by_id(request.contract)
+        else:
+            contract = self._contract(request.symbol)
         if request.order_type == "LMT":
             if request.limit_price is None:
                 raise OrderRejectedError(f"{request.order_ref}: a limit order needs a limit price")
@@ -198,8 +269,8 @@ class IBBroker:
             order = ib_insync.MarketOrder(request.side, request.quantity)
         order.orderRef = request.order_ref
         order.tif = "DAY"
-        if self.account:
-            order.account = self.account
+        if request.account or self.account:
+            order.account = request.account or self.account
         if not self.is_connected():
             raise BrokerUnavailableError(f"placeOrder {request.order_ref}: not connected")
         try:
@@ -239,8 +310,12 @@ class IBBroker:
             self.subscribe_bars(symbol)
 
     def poll(self, timeout: float) -> list[BrokerEvent]:
+        """Run ib_insync's loop; a dropped socket raises BrokerUnavailableError, never ConnectionError."""
         if self._ib is not None:
-            self._ib.sleep(timeout)
+            try:
+                self._ib.sleep(timeout)
+            except (ConnectionError, OSError) as exc:
+                self._events.append(ConnectionUpdate("closed", 0, f"socket error: {exc!r}"))
         elif timeout > 0:
             time.sleep(timeout)
         events = list(self._events)
@@ -264,13 +339,28 @@ class IBBroker:
         self._events.append(FillUpdate(self._to_fill(fill)))
 
     def _on_error(self, req_id: int, code: int, message: str, contract: Any) -> None:
+        if code == CLIENT_ID_IN_USE:
+            self._refused = f"IB error {code}: {message}"
         if code in LOST_CODES:
+            self._link_lost = True
             self._events.append(ConnectionUpdate("lost", code, message))
         elif code in RESTORED_CODES:
+            self._link_lost = False
             state = RESTORED_CODES[code]
             self._events.append(ConnectionUpdate(state, code, message))  # type: ignore[arg-type]
-        elif req_id > 0 and code not in (202, 399):
+        elif req_id > 0 and code != CANCEL_ACK:
+            ref = self._order_ref_of(req_id)
+            if ref is not None:
+                self._events.append(OrderError(ref, code, message, code in FINAL_ORDER_ERRORS))
             log.warning("IB error %s for request/order %s: %s", code, req_id, message)
+
+    def _order_ref_of(self, order_id: int) -> str | None:
+        if self._ib is None:
+            return None
+        for trade in self._ib.trades():
+            if trade.order.orderId == order_id and trade.order.clientId == self.client_id:
+                return str(trade.order.orderRef)
+        return None
 
     def _on_disconnected(self) -> None:
         self._events.append(ConnectionUpdate("closed", 0, "socket closed"))
@@ -282,14 +372,26 @@ class IBBroker:
         if contract is None:
             ib_insync = _ib_module()
             contract = ib_insync.Stock(symbol, "SMART", self.currency)
-            qualified = self._run(self._ib.qualifyContractsAsync(contract), f"reqContractDetails {symbol}")
+            qualified = self._run(self._api().qualifyContractsAsync(contract), f"reqContractDetails {symbol}")
             if not qualified:
                 raise OrderRejectedError(f"unknown contract {symbol} (no security definition at IB)")
             self._contracts[symbol] = contract
         return contract
 
+    def _contract_by_id(self, ref: ContractRef) -> Any:
+        """The full contract of a conId (one reqContractDetails, cached): the exchange it routes to."""
+        contract = self._by_con_id.get(ref.con_id)
+        if contract is None:
+            ib_insync = _ib_module()
+            contract = ib_insync.Contract(conId=ref.con_id, exchange=ref.exchange or ROUTE.get(ref.sec_type, ""))
+            qualified = self._run(self._api().qualifyContractsAsync(contract), f"reqContractDetails conId {ref.con_id}")
+            if not qualified:
+                raise OrderRejectedError(f"unknown contract conId {ref.con_id} ({ref.label})")
+            self._by_con_id[ref.con_id] = contract
+        return contract
+
     @staticmethod
-    def _to_order(trade: Any) -> BrokerOrder:
+    def _to_order(trade: Any, status: str | None = None) -> BrokerOrder:
         o, s = trade.order, trade.orderStatus
         limit = o.lmtPrice if o.orderType == "LMT" and o.lmtPrice < 1e300 else None
         broker_id = str(o.permId) if o.permId else f"{o.clientId}/{o.orderId}"
@@ -301,9 +403,11 @@ class IBBroker:
             quantity=float(o.totalQuantity),
             order_type=o.orderType,
             limit_price=limit,
-            status=s.status,
+            status=status or s.status,
             filled=float(s.filled or 0.0),
             avg_fill_price=float(s.avgFillPrice or 0.0),
+            con_id=int(trade.contract.conId or 0),
+            account=o.account,
         )
 
     @staticmethod
@@ -318,4 +422,18 @@ class IBBroker:
             price=float(e.price),
             commission=float(fill.commissionReport.commission or 0.0),
             time=e.time,
+            con_id=int(fill.contract.conId or 0),
+            account=e.acctNumber,
         )
+
+
+def _contract_ref(contract: Any) -> ContractRef:
+    return ContractRef(
+        con_id=int(contract.conId),
+        symbol=contract.symbol,
+        sec_type=contract.secType or "STK",
+        currency=contract.currency or "USD",
+        local_symbol=contract.localSymbol,
+        multiplier=str(contract.multiplier or ""),
+        exchange=contract.exchange if contract.secType == "FUT" else "",
+    )

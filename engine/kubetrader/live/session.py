@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import queue
 import threading
 import time
@@ -34,17 +35,16 @@ from kubetrader.live.broker import (
     OrderRequest,
     OrderUpdate,
     Position,
-    Side,
     find_by_ref,
 )
 from kubetrader.live.connection import HealthCheck, RetryPolicy, backoff_delays, connect_with_retry
 from kubetrader.live.journal import Journal, reconcile_decision
 from kubetrader.live.risk import RiskState, check_order, reduces_exposure, roll_trading_day
+from kubetrader.live.stop import Flattener, StopReport, StopSettings
 from kubetrader.specs import RiskSpec
 
 log = logging.getLogger(__name__)
-# Seconds between the fresh broker queries that confirm a stop or flatten.
-CONFIRM_INTERVAL = 0.25
+FLATTEN_PREFIX = "kt-flat"
 
 
 @dataclass
@@ -58,6 +58,17 @@ class SessionConfig:
     mode: str | None = None  # the spec's `paper` / `live`, reported in the snapshot
     # Where the trading day turns over for the daily-loss limit (US equities: New York midnight).
     timezone: str = "America/New_York"
+    # The runner's flatten (kubetrader.live.stop): `spec.stopPolicy.scope`, settling window.
+    stop_scope: str = "strategy"
+    settle_window: float = 1.5
+
+    def stop_settings(self) -> StopSettings:
+        """The runner never gives up on a flatten by time: it ends flat or blocked (rejects)."""
+        return StopSettings(
+            timeout=math.inf, scope="account" if self.stop_scope == "account" else "strategy",
+            owned=frozenset(self.symbols), settle_window=self.settle_window,
+            ref_prefix=f"{FLATTEN_PREFIX}-{self.deployment[:20]}",
+        )  # fmt: skip
 
 
 class Session:
@@ -74,6 +85,9 @@ class Session:
         self.clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)  # tests set a fake clock
         self.peak_equity = 0.0
         self.halted: str | None = None
+        self.link_lost = False  # IB 1100: TWS is up, its link to IB is not; nothing is sent
+        self.flattener: Flattener | None = None
+        self.stop_blocked: str | None = None  # why the last flatten ended NOT flat
         self.stopping = False
         self.finished = False
         self.connected = False
@@ -90,7 +104,6 @@ class Session:
         self.flat_confirmed_at: float | None = None
         self.flatten_requested_at: float | None = None  # wall clock; cleared when flat is confirmed
         self.last_heartbeat: float | None = None  # wall clock of the last answered round trip
-        self._next_flat_check = 0.0
 
     # ------------------------------------------------------------ start-up
 
@@ -130,6 +143,8 @@ class Session:
             filled = sum(f.quantity for f in executions if f.order_ref == intent.order_ref)
             age = now - intent.created_at.timestamp()
             decision = reconcile_decision(intent, at_broker, filled, age=age, max_resend_age=self.config.max_resend_age)
+            if decision == "send" and intent.order_ref.startswith(FLATTEN_PREFIX):
+                decision = "expire"  # a close is never resent blind: the flattener re-plans from its ledger
             if decision == "adopt":
                 if at_broker is not None:
                     self.journal.apply_order(at_broker)
@@ -226,23 +241,23 @@ class Session:
                 refs.append(intent.order_ref)
         return refs
 
-    def flatten_orders(self) -> list[OrderRequest]:
-        """Market orders that close every position (journaled like any order, always allowed by risk)."""
-        stamp = int(time.time() * 1000)
-        requests = []
-        for symbol, pos in sorted(self.positions.items()):
-            if pos.quantity:
-                side: Side = "SELL" if pos.quantity > 0 else "BUY"
-                ref = f"kt-flat-{self.config.deployment[:20]}-{symbol}-{stamp}"
-                requests.append(OrderRequest(ref, symbol, side, abs(pos.quantity)))
-        return requests
-
     def flatten(self) -> None:
-        self.broker.global_cancel()
-        for request in self.flatten_orders():
-            assert reduces_exposure(self.positions[request.symbol].quantity, request.signed_quantity)
-            self.journal.record_intent(request)
-            self._send(request)
+        """Start the one flattener (kubetrader.live.stop), unless one is already at work."""
+        if self.flattener is None or self.flattener.report is not None:
+            self.stop_blocked = None
+            self.flattener = Flattener(self.broker, self.config.stop_settings(), send=self._send_close)
+
+    def _send_close(self, request: OrderRequest) -> None:
+        """A flatten order: journaled like any order, never risk-checked (it only reduces; the
+        flattener asserts so), and errors raised to the flattener, which decides what next."""
+        self.journal.record_intent(request)
+        self._recent_orders.append(time.monotonic())
+        try:
+            order = self.broker.place_order(request)
+        except OrderRejectedError as exc:
+            self.journal.set_state(request.order_ref, "rejected", reason=str(exc))
+            raise
+        self.journal.note("sent", order_ref=request.order_ref, broker_id=order.broker_id)
 
     # ------------------------------------------------------------ event loop
 
@@ -269,41 +284,30 @@ class Session:
             return
         for event in events:
             self._dispatch(event)
-        if (self.stopping and not self.finished) or self.flatten_requested_at is not None:
-            self._confirm_flat()
+            if self.flattener is not None:
+                self.flattener.observe(event)
+        if self.flattener is not None and self.flattener.report is None and self.connected:
+            report = self.flattener.step()
+            if report is not None:
+                self._flatten_done(report)
         self._publish()
 
-    def _confirm_flat(self) -> None:
-        """A stop or flatten ends when FRESH broker queries show no order and no position.
-
-        The session's own view going to zero is only the trigger: positions are asked
-        again, because a fill seen here is not proof that nothing else is open. A
-        position the broker still shows (a partial fill, a foreign order) gets another
-        closing order once nothing of ours is working.
-        """
-        now = time.monotonic()
-        if self.journal.unresolved() or now < self._next_flat_check:
+    def _flatten_done(self, report: StopReport) -> None:
+        """The flattener's verdict: flat (confirmed over its settling window) or blocked with a reason."""
+        self.journal.note("flat_confirmed" if report.flat else "stop_blocked", **report.as_dict())
+        if not report.flat:
+            self.stop_blocked = report.message
+            log.error("flatten NOT confirmed: %s", report.message)
             return
-        # two queries per check: keep well inside IB's 50 messages a second
-        self._next_flat_check = now + CONFIRM_INTERVAL
-        try:
-            positions = self.broker.positions()
-            open_orders = self.broker.open_orders()
-        except BrokerUnavailableError as exc:
-            self._lost(str(exc))
-            return
-        if positions or open_orders:
-            if not open_orders:
-                self.positions = {p.symbol: p for p in positions}
-                self.flatten()
-            return
-        self.positions = {}
+        if self.config.stop_scope == "account":
+            self.positions = {}
+        else:  # scope strategy: positions the deployment does not trade were left alone
+            self.positions = {s: p for s, p in self.positions.items() if s not in self.config.symbols}
         self.flat_confirmed_at = time.time()
         self.flatten_requested_at = None
         self.last_heartbeat = self.flat_confirmed_at
         if self.stopping:
             self.finished = True
-        self.journal.note("flat_confirmed", stopping=self.stopping)
 
     def _dispatch(self, event: BrokerEvent) -> None:
         if isinstance(event, BarUpdate):
@@ -326,10 +330,20 @@ class Session:
             self.journal.note("connection", state=event.state, code=event.code, message=event.message)
             if event.state == "closed":
                 self._lost(event.message)
-            elif event.state == "restored_data_lost":
-                resubscribe = getattr(self.broker, "resubscribe", None)
-                if resubscribe is not None:
-                    resubscribe()
+            elif event.state == "lost":
+                self.link_lost = True  # 1100: reported disconnected; the broker refuses to send
+            else:
+                # 1101 / 1102: orders may have changed meanwhile: look them up by orderRef before
+                # anything else is sent, and (1101, data lost) subscribe again
+                self.link_lost = False
+                if event.state == "restored_data_lost":
+                    resubscribe = getattr(self.broker, "resubscribe", None)
+                    if resubscribe is not None:
+                        resubscribe()
+                try:
+                    self.reconcile()
+                except BrokerUnavailableError as exc:
+                    self._lost(str(exc))
         elif isinstance(event, EndOfBars):
             self.ended.add(event.symbol)
 
@@ -388,8 +402,7 @@ class Session:
             self.journal.note("command", command=command)
             if command == "stop":
                 self.stopping = True
-                if self.connected:
-                    self.flatten()
+                self.flatten()
             elif command == "shutdown":
                 # SIGTERM (a rollout, a node drain): leave positions at the broker for the next
                 # runner to reconcile; closing them on every restart would be a trade nobody asked for
@@ -406,8 +419,7 @@ class Session:
                 # halted first: the strategy must not re-enter while (or after) we close
                 self.halted = self.halted or "flatten requested"
                 self.flatten_requested_at = time.time()
-                if self.connected:
-                    self.flatten()
+                self.flatten()
 
     # ------------------------------------------------------------ views for other threads
 
@@ -436,7 +448,8 @@ class Session:
         snapshot = {
             "deployment": self.config.deployment,
             "mode": self.config.mode,
-            "connected": self.connected,
+            "connected": self.connected and not self.link_lost,
+            "stop_blocked": self.stop_blocked,
             "last_health_ok": self.health.last_ok,
             "halted": self.halted,
             "stopping": self.stopping,

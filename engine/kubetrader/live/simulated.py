@@ -65,6 +65,9 @@ class SimulatedBroker:
     def is_connected(self) -> bool:
         return self._connected
 
+    def link_up(self) -> bool:
+        return self._connected
+
     def _require(self, what: str) -> None:
         if not self._connected:
             raise BrokerUnavailableError(f"{what}: simulated broker is disconnected")

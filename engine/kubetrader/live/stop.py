@@ -1,53 +1,106 @@
-"""Emergency stop: cancel every order, flatten every position, then PROVE it at the broker.
+"""Emergency stop: cancel every order, flatten every position, and claim "flat" only when it is.
 
-"Flat" is claimed only after a fresh, successful round of queries shows no open order
-and no position. Any query that fails (socket error, timeout, gateway down) makes the
-stop a failure, reported as such: an empty list from a dead connection is not flat.
+One implementation for the three callers: the runner (`Session`, on /flatten or /stop),
+`kubetrader live emergency-stop`, and the operator's fallback when the runner does not
+answer (`kubetrader_operator.live.stopping`). `Flattener` is a step function the runner
+calls from its event loop; `emergency_stop` drives it to the end for the other two.
 
-It talks to the broker directly (its own client id), so it works when the runner is
-dead, hung or trading: `reqGlobalCancel` cancels the orders of every client.
+How it decides (the ledger and its guarantee: `kubetrader.live.stop_ledger`):
 
-`spec.stopPolicy` (`flatten`, `cancelOrders`) decides what "stopped" means:
+1. Read the broker (positions, executions), then `reqGlobalCancel`: every client's
+   orders go first, exits included, so a stop-loss cannot fill against the close.
+2. Every round (`query_interval`): fresh reqAllOpenOrders, reqPositions, reqExecutions;
+   the events in between (execDetails, orderStatus, errors) fold in as they come.
+3. Per contract (IB conId, per account): when nothing of ours works on it, no order is
+   open at the broker, and the ledger's expected position agrees with the report, send
+   ONE market order that closes it, on that contract. A disagreement waits (the report
+   lags) until it settles, then the report wins (the ledger is re-based).
+4. Flat: every order we sent is final, the broker lists no open order, expected == 0 ==
+   reported for every contract in scope, over `settle_reads` reads spanning
+   `settle_window` s with the link up. A disagreement resets the count.
 
-- flatten true, cancelOrders true: cancel every order, close every position;
-  confirmed when fresh queries show no order and no position.
-- flatten true, cancelOrders false: exactly the same (`cancelOrders: false` has no effect).
-- flatten false, cancelOrders true: cancel every order, keep the positions; confirmed
-  when no order is open.
-- flatten false, cancelOrders false: cancel only the orders that would INCREASE exposure;
-  keep the positions and the orders that only reduce them (stop-loss, take-profit);
-  confirmed when no exposure-increasing order is open.
+Rejects: the broker's reason is kept per contract; the next close on that contract
+waits `backoff_base * 2**(n-1)` s (capped at `backoff_cap`); after `max_rejects` rejects,
+or `max_orders` closes, the contract is blocked and the stop ends NOT flat with the
+reason (`StopReport.blocked`), which the operator shows as a `StopBlocked` condition.
 
-Why `cancelOrders: false` does nothing when flattening: a stopped book is flat, and on a
-flat book every resting order would open a position nobody manages; and closing at
-market while the exits still work risks filling both (an over-close into the opposite
-side). So the exits are cancelled before the close, as with `cancelOrders: true`.
+Nothing is sent while the broker is disconnected or has lost its upstream (IB 1100):
+the stop waits for the link, and a query that fails is never an empty answer.
 
-Why entries are cancelled even with `cancelOrders: false`: the deployment is going
-away, and an entry filling after its runner is gone opens risk that no strategy and no
-risk check watches. An order "increases exposure" unless, filled in full against the
-symbol's current position, it only shrinks that position toward zero (never flips it);
-each order is judged on its own (a stop-loss and a take-profit for the same shares are
-both exits: IB's OCA group keeps them from both filling). Any order on a symbol with no
-position is an entry.
+Scope (`spec.stopPolicy.scope`): `account` closes every position of the account;
+`strategy` only the stocks the deployment trades (`owned`); the rest is reported as
+`left`. Orders are cancelled account-wide either way: IB lets a client cancel another
+client's orders only with reqGlobalCancel.
 
-IB lets a client cancel one order only if it placed it, so the entries are cancelled
-one by one by their owner (the runner, through `POST /halt?cancel=entries`, or a stop
-running under the runner's client id). When they are still working after
-`entry_cancel_grace` seconds (the runner is dead), the stop falls back to
-`reqGlobalCancel`: an unmanaged entry is worse than a lost exit. The report says so
-(`exits_cancelled`), so the operator can record that the policy could not be honoured.
+Order type by security type: every type closes with a market order on its own contract
+(stocks and options route SMART, futures their exchange, FX IDEALPRO; `IBBroker`): an
+emergency stop prefers a certain exit to a price. A halted symbol's close rests until
+the halt lifts; the stop reports it as still working, never as flat.
+
+`spec.stopPolicy` (`flatten`, `cancelOrders`): with `flatten: false` the stop cancels
+and confirms no open order (positions kept); `flatten: false, cancelOrders: false`
+cancels only the orders that would INCREASE exposure and keeps the exits
+(`_cancel_entries_only`); `cancelOrders: false` has no effect when flattening: a stopped
+book is flat, and on a flat book every resting exit would open a position nobody manages.
+
+IB lets a client cancel one order only if it placed it, so entries are cancelled one by
+one by their owner (the runner, through `POST /halt?cancel=entries`, or a stop running
+under the runner's client id). When they are still working after `entry_cancel_grace`
+seconds (the runner is dead), the stop falls back to `reqGlobalCancel`: an unmanaged
+entry is worse than a lost exit. The report says so (`exits_cancelled`).
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
-from kubetrader.live.broker import Broker, BrokerOrder, BrokerUnavailableError, OrderRequest, Position
+from kubetrader.live.broker import (
+    Broker,
+    BrokerEvent,
+    BrokerOrder,
+    BrokerUnavailableError,
+    ConnectionUpdate,
+    ContractRef,
+    FillUpdate,
+    OrderError,
+    OrderRejectedError,
+    OrderRequest,
+    OrderUpdate,
+    Position,
+    Side,
+)
 from kubetrader.live.risk import reduces_exposure
+from kubetrader.live.stop_ledger import EPSILON, Key, Ledger, Read, contract_of, key_of
+
+log = logging.getLogger(__name__)
 
 FALLBACK_NOTE = "cancelOrders=false not honoured: entries of another client still worked, so reqGlobalCancel ran"
+Scope = Literal["strategy", "account"]
+Sender = Callable[[OrderRequest], None]
+
+
+@dataclass(frozen=True)
+class StopSettings:
+    timeout: float = 30.0  # math.inf for the runner: it keeps going until flat or blocked
+    poll_interval: float = 0.05
+    query_interval: float = 0.25  # three requests a round: well inside IB's 50 messages a second
+    settle_window: float = 1.5  # must exceed the broker's position-report lag (stop_ledger's guarantee)
+    settle_reads: int = 3
+    max_rejects: int = 4  # per contract, then blocked
+    max_orders: int = 12  # closes per contract per stop, whatever happens: no order storm
+    backoff_base: float = 0.5
+    backoff_cap: float = 8.0
+    global_cancel_interval: float = 1.0  # re-issued while foreign orders stay open (PendingCancel windows)
+    scope: Scope = "account"
+    owned: frozenset[str] = frozenset()  # strategy scope: the stock symbols the deployment trades
+    flatten: bool = True
+    cancel_orders: bool = True
+    ref_prefix: str = "kt-estop"
+    read_only: bool = False  # only confirm: no cancel, no order (a second process checking the flattener's work)
 
 
 @dataclass
@@ -60,6 +113,9 @@ class StopReport:
     positions: dict[str, float] | None = None
     kept_orders: list[str] = field(default_factory=list)  # exits left working (cancelOrders: false)
     exits_cancelled: bool = False  # the global-cancel fallback took the exits too
+    blocked: dict[str, str] = field(default_factory=dict)  # contract -> the broker's reason
+    left: dict[str, float] = field(default_factory=dict)  # out of scope, kept (scope: strategy)
+    rejects: dict[str, list[str]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -71,7 +127,30 @@ class StopReport:
             "positions": self.positions,
             "kept_orders": self.kept_orders,
             "exits_cancelled": self.exits_cancelled,
+            "blocked": self.blocked,
+            "left": self.left,
+            "rejects": self.rejects,
         }
+
+
+def backoff(rejects: int, base: float, cap: float) -> float:
+    """Seconds before the next close after `rejects` rejects on a contract (0 before the first)."""
+    return 0.0 if rejects <= 0 else min(cap, base * 2 ** (rejects - 1))
+
+
+def in_scope(position: Position | ContractRef, settings: StopSettings) -> bool:
+    """Is this contract the stop's to close? `strategy`: only the stocks the deployment trades."""
+    contract = contract_of(position) if isinstance(position, Position) else position
+    if settings.scope == "account":
+        return True
+    return contract.sec_type == "STK" and contract.symbol in settings.owned
+
+
+def closing_request(ref: str, contract: ContractRef, quantity: float, account: str) -> OrderRequest:
+    """The market order that closes `quantity` (signed, the position) of `contract` (pure)."""
+    side: Side = "SELL" if quantity > 0 else "BUY"
+    by_id = contract if contract.con_id > 0 else None  # no conId (replay broker): the stock by symbol
+    return OrderRequest(ref, contract.symbol, side, abs(quantity), "MKT", None, by_id, account)
 
 
 def exposure_increasing(orders: list[BrokerOrder], positions: list[Position]) -> list[BrokerOrder]:
@@ -84,84 +163,280 @@ def exposure_increasing(orders: list[BrokerOrder], positions: list[Position]) ->
     ]
 
 
-def closing_orders(positions: list[Position], stamp: str) -> list[OrderRequest]:
-    """One market order per non-zero position, in the direction that closes it (pure)."""
-    return [
-        OrderRequest(f"kt-estop-{p.symbol}-{stamp}", p.symbol, "SELL" if p.quantity > 0 else "BUY", abs(p.quantity))
-        for p in sorted(positions, key=lambda p: p.symbol)
-        if p.quantity
-    ]
+class Flattener:
+    """One stop, stepped: `observe` every broker event, call `step` often; it returns the report once.
+
+    `send` places a close (the runner journals it first); it raises like `Broker.place_order`.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        settings: StopSettings,
+        *,
+        send: Sender | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.broker = broker
+        self.settings = settings
+        self.send: Sender = send or self._place
+        self.clock = clock
+        self.ledger = Ledger()
+        self.started_at = clock()
+        self.deadline = self.started_at + settings.timeout
+        self._started = False
+        self._next_read = 0.0
+        self._next_global_cancel = 0.0
+        self._next_send: dict[Key, float] = {}
+        self._blocked: dict[Key, str] = {}
+        self._counted_dead: set[str] = set()
+        self._seq = 0
+        self._stamp = str(int(time.time() * 1000))
+        self._last_error: str | None = None
+        self._left: dict[Key, tuple[ContractRef, float]] = {}
+        self._last_open = 0
+        self._foreign_open = 0
+        self.report: StopReport | None = None
+
+    def _place(self, request: OrderRequest) -> None:
+        self.broker.place_order(request)
+
+    # ------------------------------------------------------------ events
+
+    def observe(self, event: BrokerEvent) -> None:
+        now = self.clock()
+        if isinstance(event, FillUpdate):
+            self.ledger.execution(event.fill, now)
+        elif isinstance(event, OrderUpdate):
+            self.ledger.order_status(event.order.order_ref, event.order.status)
+        elif isinstance(event, OrderError):
+            self.ledger.order_error(event.order_ref, event.code, event.message, event.final)
+        elif isinstance(event, ConnectionUpdate) and event.state in ("lost", "closed"):
+            self.ledger.reads.clear()  # what was read before a loss proves nothing after it
+
+    # ------------------------------------------------------------ the step
+
+    def step(self) -> StopReport | None:
+        if self.report is not None:
+            return self.report
+        now = self.clock()
+        try:
+            if not self._started:
+                self._start()
+            if now >= self._next_read:
+                self._next_read = now + self.settings.query_interval
+                read = self._read(now)
+                self.report = self._decide(read, now)
+        except BrokerUnavailableError as exc:
+            self._last_error = str(exc)
+            self.ledger.reads.clear()
+        if self.report is None and now > self.deadline:
+            self.report = self._finish(False, self._timeout_message())
+        return self.report
+
+    def _start(self) -> None:
+        positions = self.broker.positions()
+        executions = self.broker.executions()
+        self.ledger.start([p for p in positions if in_scope(p, self.settings)], executions)
+        self._started = True
+        if self.settings.read_only:
+            return
+        self.broker.global_cancel()
+        self._next_global_cancel = self.clock() + self.settings.global_cancel_interval
+        self._started = True
+
+    def _read(self, now: float) -> Read:
+        open_orders = self.broker.open_orders()
+        positions = self.broker.positions()
+        for fill in self.broker.executions():
+            self.ledger.execution(fill, now)
+        link = self.broker.link_up()
+        self.ledger.listed(open_orders)
+        ours = {o.order_ref: o for o in open_orders if o.order_ref in self.ledger.orders}
+        for ref, order in ours.items():
+            self.ledger.order_status(ref, order.status)
+        scoped: dict[Key, float] = {}
+        self._left = {}
+        for p in positions:
+            if in_scope(p, self.settings):
+                scoped[key_of(p)] = scoped.get(key_of(p), 0.0) + p.quantity
+                self.ledger.contracts.setdefault(key_of(p), contract_of(p))
+            else:
+                self._left[key_of(p)] = (contract_of(p), p.quantity)
+        self.ledger.expire_unlisted(now)
+        self._last_open = len(open_orders)
+        read = Read(now, scoped, len(open_orders), link)
+        self.ledger.record(read)
+        self._foreign_open = len(open_orders) - len(ours)
+        return read
+
+    def _decide(self, read: Read, now: float) -> StopReport | None:
+        s = self.settings
+        contracts = (self.ledger.known_contracts() | set(read.positions)) if s.flatten else set()
+        self._count_dead_orders(now)
+        if not s.flatten:
+            if read.link_up and not read.open_orders and not self.ledger.working():
+                return self._finish(True, "stopped: 0 open orders, positions kept (flatten: false)")
+        elif self.ledger.settled_flat(contracts, now, s.settle_window, s.settle_reads):
+            return self._finish(True, self._flat_message())
+        if not read.link_up or s.read_only:
+            return None  # 1100: connected to TWS, TWS not to IB; nothing is sent
+        if read.open_orders:
+            if self._foreign_open and not self.ledger.working() and now >= self._next_global_cancel:
+                self.broker.global_cancel()
+                self._next_global_cancel = now + s.global_cancel_interval
+            return None  # closing while exits still work risks filling both
+        self.ledger.rebase_if_settled(contracts, now, s.settle_window)
+        for key in sorted(contracts):
+            self._maybe_close(key, read, now)
+        if self._blocked and not self.ledger.working():
+            remaining = [k for k in contracts if abs(self.ledger.expected(k)) > EPSILON or read.positions.get(k)]
+            if remaining and all(k in self._blocked for k in remaining):
+                return self._finish(False, "NOT flat: blocked: " + "; ".join(
+                    f"{self._label(k)}: {r}" for k, r in sorted(self._blocked.items())))  # fmt: skip
+        return None
+
+    def _maybe_close(self, key: Key, read: Read, now: float) -> None:
+        s = self.settings
+        if key in self._blocked or self.ledger.working(key):
+            return
+        expected, reported = self.ledger.expected(key), read.positions.get(key, 0.0)
+        if abs(expected) <= EPSILON or abs(expected - reported) > EPSILON:
+            return  # flat here, or the report still trails the executions: wait (or re-base later)
+        if now < self._next_send.get(key, 0.0):
+            return
+        rejects = self.ledger.rejects.get(key, [])
+        if len(rejects) >= s.max_rejects:
+            self._blocked[key] = f"{len(rejects)} rejects, last: {rejects[-1]}"
+            return
+        if self.ledger.sends(key) >= s.max_orders:
+            self._blocked[key] = f"{s.max_orders} closing orders sent and still not flat"
+            return
+        contract = self.ledger.contracts.get(key)
+        if contract is None:
+            self._blocked[key] = "no contract details for a position the broker reports"
+            return
+        self._seq += 1
+        ref = f"{s.ref_prefix}-{abs(contract.con_id)}-{self._stamp}-{self._seq}"
+        request = closing_request(ref, contract, expected, key[0])
+        assert reduces_exposure(expected, request.signed_quantity), request
+        self.ledger.sent(ref, key, request.signed_quantity, now)
+        try:
+            self.send(request)
+        except OrderRejectedError as exc:
+            self.ledger.order_error(ref, 0, str(exc), True)
+        except BrokerUnavailableError:
+            # it may or may not have reached the broker: keep it working until a fresh read says
+            self.ledger.orders[ref].status = "PendingSubmit"
+            raise
+
+    def _count_dead_orders(self, now: float) -> None:
+        """A close that ended without filling in full is a reject (whatever the broker called it): back off."""
+        for order in self.ledger.orders.values():
+            if order.final and order.order_ref not in self._counted_dead:
+                self._counted_dead.add(order.order_ref)
+                if order.filled + EPSILON < abs(order.signed_quantity):
+                    if order.reject is None:
+                        reason = f"order ended {order.status} unfilled"
+                        self.ledger.rejects.setdefault(order.key, []).append(reason)
+                    n = len(self.ledger.rejects.get(order.key, []))
+                    delay = backoff(n, self.settings.backoff_base, self.settings.backoff_cap)
+                    self._next_send[order.key] = now + delay
+                    log.warning("close %s not filled (%s); next try in %.1f s", order.order_ref, order.reject, delay)
+
+    # ------------------------------------------------------------ reports
+
+    def _label(self, key: Key) -> str:
+        contract = self.ledger.contracts.get(key) or (self._left[key][0] if key in self._left else None)
+        name = contract.label if contract else f"conId {key[1]}"
+        return f"{key[0]}:{name}" if key[0] else name
+
+    def _flat_message(self) -> str:
+        s = self.settings
+        message = f"flat: 0 open orders and no positions, confirmed at the broker over {s.settle_window:g} s"
+        if not s.cancel_orders:
+            message += " (cancelOrders=false has no effect when flattening: exits were cancelled before the close)"
+        if self._left:
+            message += f"; out of scope and kept: {sorted(self._label(k) for k in self._left)}"
+        return message
+
+    def _timeout_message(self) -> str:
+        reads = self.ledger.reads
+        positions = {self._label(k): q for k, q in reads[-1].positions.items() if q} if reads else None
+        why = f"broker unavailable: {self._last_error}" if self._last_error and not reads else ""
+        working = [o.order_ref for o in self.ledger.working()]
+        return (
+            f"NOT flat after {self.settings.timeout:g} s: {why or 'not confirmed'}; positions {positions}, "
+            f"{self._last_open} open orders, working closes {working}"
+        )
+
+    def _finish(self, flat: bool, message: str) -> StopReport:
+        reads = self.ledger.reads
+        positions = {self._label(k): q for k, q in reads[-1].positions.items() if q} if reads else None
+        return StopReport(
+            flat=flat,
+            message=message,
+            seconds=self.clock() - self.started_at,
+            flatten_orders=list(self.ledger.orders),
+            open_orders=reads[-1].open_orders if reads else None,
+            positions=positions,
+            blocked={self._label(k): r for k, r in self._blocked.items()},
+            left={self._label(k): q for k, (_, q) in self._left.items()},
+            rejects={self._label(k): v for k, v in self.ledger.rejects.items()},
+        )
 
 
 def emergency_stop(
     broker: Broker,
     *,
     timeout: float = 30.0,
-    poll_interval: float = 0.1,
+    poll_interval: float = 0.05,
     flatten: bool = True,
     cancel_orders: bool = True,
     entry_cancel_grace: float = 2.0,
+    settings: StopSettings | None = None,
 ) -> StopReport:
     """Cancel, flatten, confirm, as `flatten` / `cancel_orders` say (module docstring).
 
-    The broker must be connected; never raises for broker errors.
+    The broker must be connected; never raises for broker errors. A connection lost on
+    the way is retried until `timeout` (nothing is sent while it is down).
     """
+    s = settings or StopSettings(timeout=timeout, poll_interval=poll_interval)
+    s = StopSettings(**{**s.__dict__, "flatten": flatten, "cancel_orders": cancel_orders})
     if not cancel_orders and not flatten:
-        return _cancel_entries_only(broker, timeout=timeout, poll_interval=poll_interval, grace=entry_cancel_grace)
-    started = time.monotonic()
-    deadline = started + timeout
-    sent: list[str] = []
+        return _cancel_entries_only(broker, timeout=s.timeout, poll_interval=s.poll_interval, grace=entry_cancel_grace)
+    flattener = Flattener(broker, s)
+    reconnect_at = 0.0
+    while True:
+        report = flattener.step()
+        if report is not None:
+            return report
+        if not broker.is_connected():
+            if time.monotonic() >= reconnect_at:
+                reconnect_at = time.monotonic() + _reconnect(broker)
+            time.sleep(s.poll_interval)
+            continue
+        try:
+            events = broker.poll(s.poll_interval)
+        except BrokerUnavailableError:
+            broker.disconnect()
+            continue
+        for event in events:
+            flattener.observe(event)
+            if isinstance(event, ConnectionUpdate) and event.state == "closed":
+                broker.disconnect()
+
+
+def _reconnect(broker: Broker) -> float:
+    """One reconnect attempt; returns the seconds to wait before the next."""
     try:
-        broker.global_cancel()
-        while True:
-            broker.poll(poll_interval)
-            open_orders = broker.open_orders()
-            # flatten orders still working are waited for, never doubled
-            working_symbols = {o.symbol for o in open_orders if o.order_ref in sent}
-            foreign = [o for o in open_orders if o.order_ref not in sent]
-            if foreign and not working_symbols:
-                broker.global_cancel()
-            positions = broker.positions() if flatten else []
-            if not open_orders and not positions:
-                break
-            if flatten and not foreign:
-                todo = [p for p in positions if p.symbol not in working_symbols]
-                for request in closing_orders(todo, str(int(time.time() * 1000))):
-                    broker.place_order(request)
-                    sent.append(request.order_ref)
-            if time.monotonic() > deadline:
-                return StopReport(
-                    False,
-                    f"not flat after {timeout:.0f} s: {len(open_orders)} open orders, positions "
-                    f"{ {p.symbol: p.quantity for p in positions} }",
-                    time.monotonic() - started,
-                    sent,
-                    len(open_orders),
-                    {p.symbol: p.quantity for p in positions},
-                )
-        # the confirmation: a fresh round of queries, after the loop's own, must agree
-        confirm_orders = broker.open_orders()
-        confirm_positions = broker.positions()
+        broker.connect()
+        broker.ping()
+        return 0.0
     except BrokerUnavailableError as exc:
-        return StopReport(
-            False, f"emergency stop NOT confirmed: broker unavailable: {exc}", time.monotonic() - started, sent
-        )
-    flat = not confirm_orders and (not flatten or not confirm_positions)
-    message = (
-        "flat: 0 open orders and no positions, confirmed at the broker"
-        if flat
-        else "NOT flat at confirmation: orders or positions reappeared"
-    )
-    if flatten and not cancel_orders:
-        message += " (cancelOrders=false has no effect when flattening: exits were cancelled before the close)"
-    return StopReport(
-        flat,
-        message,
-        time.monotonic() - started,
-        sent,
-        len(confirm_orders),
-        {p.symbol: p.quantity for p in confirm_positions},
-    )
+        log.warning("stop: reconnect failed: %s", exc)
+        broker.disconnect()
+        return 0.5
 
 
 def _cancel_entries_only(broker: Broker, *, timeout: float, poll_interval: float, grace: float) -> StopReport:

@@ -35,10 +35,12 @@ class QueueEvaluator:
     capacity: int = 1
     priority: int = 0
     max_attempts: int = 2
+    task_timeout: float | None = None  # execution deadline of one trial; None: from the data size
     _batches: set[str] = field(default_factory=set)
 
     def submit(self, key: str, spec: BacktestSpec) -> None:
         from kubetrader.queue import NewTask
+        from kubetrader.queue.deadlines import default_task_timeout
 
         batch = study_batch(key)
         self._batches.add(batch)
@@ -48,6 +50,7 @@ class QueueEvaluator:
             priority=self.priority,
             max_attempts=self.max_attempts,
             meta={"kind": TRIAL_KIND},
+            timeout_seconds=self.task_timeout or default_task_timeout(spec),
         )
         self.queue.enqueue(batch, [task])  # type: ignore[attr-defined]
 
@@ -106,7 +109,12 @@ class QueueEvaluator:
 
 @contextlib.contextmanager
 def queue_evaluator(
-    *, workers: int, redis_url: str | None = None, output_dir: Path | str = "results", lease_seconds: float = 30.0
+    *,
+    workers: int,
+    redis_url: str | None = None,
+    output_dir: Path | str = "results",
+    lease_seconds: float = 30.0,
+    task_timeout: float | None = None,
 ) -> Iterator[QueueEvaluator]:
     """A QueueEvaluator on `redis_url` (its workers run elsewhere, plus `workers` local
     ones), or on an embedded Redis with `workers` local worker processes."""
@@ -121,7 +129,9 @@ def queue_evaluator(
             )
         # With an external Redis its worker pool sets the pace (capacity 0: the study's parallelism).
         capacity = workers if redis_url else max(workers, 1)
-        evaluator = QueueEvaluator(WorkQueue.from_url(url, lease_seconds=lease_seconds), capacity=capacity)
+        evaluator = QueueEvaluator(
+            WorkQueue.from_url(url, lease_seconds=lease_seconds), capacity=capacity, task_timeout=task_timeout
+        )
         try:
             yield evaluator
         except BaseException:

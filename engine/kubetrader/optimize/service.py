@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from kubetrader import defaults
 from kubetrader.errors import StrategyError
 from kubetrader.optimize.evaluation import Evaluator, InProcessEvaluator
 from kubetrader.optimize.report import StudyReport, write_study_artifacts
@@ -36,7 +36,7 @@ PBO_SPLITS = 8
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("KUBETRADER_DATA_DIR", "data"))
+    return defaults.data_dir()
 
 
 def run_study(

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kubetrader import defaults
 from kubetrader.errors import SpecError
 from kubetrader.optimize.constraints import Constraint, feasible, parse_constraints
 from kubetrader.optimize.evaluation import Evaluation, Evaluator
@@ -70,8 +71,8 @@ class StudySummary:
 
 
 def default_storage_url(study_name: str, data_dir: Path) -> str:
-    """A journal file per study: safe with several processes, unlike SQLite."""
-    return f"journal://{data_dir / 'optuna' / (study_name + '.log')}"
+    """A journal file per study: safe with several processes, unlike SQLite (kubetrader.defaults)."""
+    return defaults.journal_url(study_name, data_dir)
 
 
 def open_storage(url: str) -> Any:

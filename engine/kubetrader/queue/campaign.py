@@ -26,15 +26,29 @@ CSV_METRICS = ("sharpe_ratio", "total_return", "cagr", "max_drawdown", "sortino_
 
 
 def campaign_tasks(
-    spec: BacktestSpec, *, name: str, priority: int = 0, max_attempts: int = 3, report: bool = False
+    spec: BacktestSpec,
+    *,
+    name: str,
+    priority: int = 0,
+    max_attempts: int = 3,
+    report: bool = False,
+    task_timeout: float | None = None,
 ) -> list[NewTask]:
-    """One task per matrix cell; `meta` carries what the table shows (symbol, strategy, params)."""
+    """One task per matrix cell; `meta` carries what the table shows (symbol, strategy, params).
+
+    Each cell's execution deadline: `task_timeout` (the command line), else the matrix's
+    `taskTimeoutSeconds`, else `deadlines.default_task_timeout` of the cell's data.
+    """
+    from kubetrader.queue.deadlines import default_task_timeout
+
+    fixed = task_timeout or (spec.matrix.task_timeout_seconds if spec.matrix else None)
     return [
         NewTask(
             id=cell_id,
             spec=cell.to_wire(),
             priority=priority,
             max_attempts=max_attempts,
+            timeout_seconds=fixed or default_task_timeout(cell),
             meta={
                 "name": name,
                 "report": report,
@@ -119,6 +133,8 @@ def run_campaign(
     report: bool = False,
     output_dir: Path = Path("results"),
     timeout: float | None = None,
+    task_timeout: float | None = None,
+    retry_failed: bool = False,
     on_start: Callable[[int, int, str], None] | None = None,
     on_progress: Callable[[BatchStats], None] | None = None,
 ) -> CampaignReport:
@@ -127,7 +143,8 @@ def run_campaign(
 
     Without `redis_url` a local Redis (AOF on) is started for the duration; `workers`
     local worker processes help either way. `on_start(cells, added, url)` is told what
-    was enqueued (a re-submitted batch adds only the cells it does not have yet).
+    was enqueued (a re-submitted batch adds only the cells it does not have yet; its
+    dead-lettered cells keep their verdict unless `retry_failed`).
     """
     import contextlib
 
@@ -136,17 +153,25 @@ def run_campaign(
     from kubetrader.queue.workqueue import DEFAULT_PREFIX
 
     prefix = prefix or DEFAULT_PREFIX
-    tasks = campaign_tasks(spec, name=name, priority=priority, max_attempts=max_attempts, report=report)
+    tasks = campaign_tasks(
+        spec, name=name, priority=priority, max_attempts=max_attempts, report=report, task_timeout=task_timeout
+    )
     with contextlib.ExitStack() as stack:
         url = redis_url or stack.enter_context(embedded_redis())
         if workers:
             stack.enter_context(local_workers(url, workers, prefix=prefix, output_dir=output_dir))
         queue = WorkQueue.from_url(url, prefix=prefix)
         started = time.perf_counter()
-        added = queue.enqueue(batch, tasks)
+        added = queue.enqueue(batch, tasks, retry_failed=retry_failed)
         if on_start is not None:
             on_start(len(tasks), added, url)
-        wait_for_batch(queue, batch, on_progress=on_progress, timeout=timeout)
+        unfinished_reason = None
+        try:
+            wait_for_batch(queue, batch, on_progress=on_progress, timeout=timeout)
+        except TimeoutError:
+            # The campaign's own --timeout: what has not run will not; say so in each row.
+            queue.cancel_batch(batch)
+            unfinished_reason = f"not finished when the campaign's timeout of {timeout:g} s passed"
         elapsed = time.perf_counter() - started
         results = queue.results(batch)
     return build_report(
@@ -157,6 +182,7 @@ def run_campaign(
         execution_seconds=elapsed,
         workers=workers,
         redis=redis_url or "embedded",
+        unfinished_reason=unfinished_reason,
     )
 
 
@@ -169,8 +195,14 @@ def build_report(
     execution_seconds: float,
     workers: int | None = None,
     redis: str | None = None,
+    unfinished_reason: str | None = None,
 ) -> CampaignReport:
-    """The consolidated report: rows in task order, ranked by Sharpe (None last), plus the failures."""
+    """The consolidated report: rows in task order, ranked by Sharpe (None last), plus the failures.
+
+    Every row that did not succeed names its reason: the error's first line (a timeout
+    reads `timed out after N s`), or why a cell without a result has none.
+    """
+    missing_reason = unfinished_reason or "cancelled before it ran (the batch was cancelled)"
     rows = []
     for task in tasks:
         result = results.get(task.id)
@@ -186,7 +218,7 @@ def build_report(
                 attempts=result.attempts if result else 0,
                 worker=result.worker if result else None,
                 result_path=result.result_path if result else None,
-                error=result.error.splitlines()[0] if result and result.error else None,
+                error=_reason(result) if result else missing_reason,
             )
         )
     ok = [row for row in rows if row.status == "succeeded"]
@@ -206,6 +238,14 @@ def build_report(
         ranking=ranking,
         failures=[row for row in rows if row.status != "succeeded"],
     )
+
+
+def _reason(result: TaskResult) -> str | None:
+    if result.status == "succeeded":
+        return None
+    if result.error:
+        return result.error.splitlines()[0]
+    return f"{result.status} after {result.attempts} attempt(s) with no error recorded"
 
 
 def _sort_key(value: float | None) -> tuple[int, float]:

@@ -13,7 +13,8 @@ Key layout under a prefix `p` (a task's `ref` is "batch:id"):
     p:leases             ZSET  ref -> lease deadline (ms, server clock)
     p:dead               ZSET  ref -> time it was dead-lettered
     p:task:{ref}         HASH  id, batch, spec, meta, priority, score, max_attempts, attempts,
-                               state, worker, enqueued_at, started_at, finished_at, last_error
+                               state, worker, enqueued_at, started_at, finished_at, last_error,
+                               timeout_ms (execution deadline of one attempt; 0: none)
     p:result:{ref}       HASH  the one result (TaskResult fields)
     p:batch:{b}          HASH  created_at, total, cancelled, first_started_at, last_finished_at
     p:batch:{b}:{state}  SET   refs per state (tasks, queued, running, done, failed, cancelled)
@@ -24,6 +25,11 @@ Key layout under a prefix `p` (a task's `ref` is "batch:id"):
     p:workers            ZSET  worker id -> last heartbeat (dropped after 10 min);  p:worker:{id} HASH (expires)
     p:wake               LIST  tokens pushed on enqueue/requeue; idle workers BLPOP it
     p:seq                STRING FIFO sequence number
+    p:config             HASH  retention_ms: how long a finished batch's keys live (set by workers)
+
+Once every task of a batch has ended, all its keys (tasks, results, sets, events)
+get a TTL of the retention; re-opening the batch removes it. Indexes that outlive
+them (p:batches, p:dead) are cleaned by `lifecycle.purge`.
 
 Numbers that go back into Redis are formatted with '%.0f': Lua's default
 number-to-string keeps 14 significant digits, which would round a score.
@@ -44,6 +50,36 @@ local function bkey(batch, what) return p .. ':batch:' .. batch .. ':' .. what e
 local function wake(n)
   for _ = 1, math.min(n, 64) do redis.call('LPUSH', p .. ':wake', '1') end
   redis.call('LTRIM', p .. ':wake', 0, 255)
+end
+
+-- Once every task of a batch has ended, its keys expire after the queue's retention
+-- (p:config retention_ms, 7 days unless a worker was started with another; 0 keeps them).
+local BATCH_SETS = {'tasks', 'queued', 'running', 'done', 'failed', 'cancelled', 'events'}
+local function expire_if_complete(batch)
+  local bk = p .. ':batch:' .. batch
+  local total = tonumber(redis.call('HGET', bk, 'total') or '0')
+  local ended = redis.call('SCARD', bkey(batch, 'done')) + redis.call('SCARD', bkey(batch, 'failed'))
+    + redis.call('SCARD', bkey(batch, 'cancelled'))
+  if total == 0 or ended < total then return end
+  local ms = tonumber(redis.call('HGET', p .. ':config', 'retention_ms') or '604800000')
+  if ms <= 0 then return end
+  for _, ref in ipairs(redis.call('SMEMBERS', bkey(batch, 'tasks'))) do
+    redis.call('PEXPIRE', tkey(ref), ms)
+    redis.call('PEXPIRE', rkey(ref), ms)
+  end
+  for _, what in ipairs(BATCH_SETS) do redis.call('PEXPIRE', bkey(batch, what), ms) end
+  redis.call('PEXPIRE', bk, ms)
+end
+
+local function persist_batch(batch)
+  local bk = p .. ':batch:' .. batch
+  if redis.call('PTTL', bk) < 0 then return end
+  for _, ref in ipairs(redis.call('SMEMBERS', bkey(batch, 'tasks'))) do
+    redis.call('PERSIST', tkey(ref))
+    redis.call('PERSIST', rkey(ref))
+  end
+  for _, what in ipairs(BATCH_SETS) do redis.call('PERSIST', bkey(batch, what)) end
+  redis.call('PERSIST', bk)
 end
 
 local function finish(ref, status, now, fields)
@@ -72,6 +108,7 @@ local function finish(ref, status, now, fields)
   redis.call('ZREMRANGEBYSCORE', recent, '-inf', fmt(now - 900000))
   redis.call('HINCRBY', p .. ':counters', state, 1)
   redis.call('HSET', p .. ':batch:' .. batch, 'last_finished_at', fmt(now))
+  expire_if_complete(batch)
 end
 
 local function cancel_one(ref, batch)
@@ -120,7 +157,8 @@ local function reap(now, limit)
 end
 """
 
-# ARGV: prefix, batch, then (id, priority, max_attempts, spec_json, meta_json) per task.
+# ARGV: prefix, batch, retry_failed ('1'/'0'), then (id, priority, max_attempts, spec_json, meta_json,
+# timeout_ms) per task. A dead-lettered task keeps its verdict unless retry_failed; a cancelled one is re-queued.
 ENQUEUE = (
     PRELUDE
     + r"""
@@ -131,14 +169,15 @@ redis.call('HSETNX', bk, 'created_at', fmt(now))
 redis.call('HSET', bk, 'cancelled', '0')
 redis.call('ZADD', p .. ':batches', 'NX', fmt(now), b)
 local added = 0
-local i = 3
+local retry_failed = ARGV[3] == '1'
+local i = 4
 while i <= #ARGV do
-  local id, prio, maxa, spec, meta = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  i = i + 5
+  local id, prio, maxa, spec, meta, tmo = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  i = i + 6
   local ref = b .. ':' .. id
   local tk = tkey(ref)
   local state = redis.call('HGET', tk, 'state')
-  if (not state) or state == 'failed' or state == 'cancelled' then
+  if (not state) or state == 'cancelled' or (state == 'failed' and retry_failed) then
     if state then
       redis.call('SREM', bkey(b, state), ref)
       redis.call('ZREM', p .. ':dead', ref)
@@ -148,7 +187,7 @@ while i <= #ARGV do
     local score = fmt(-tonumber(prio) * 1099511627776 + seq)
     redis.call('DEL', tk)
     redis.call('HSET', tk, 'id', id, 'batch', b, 'spec', spec, 'priority', prio, 'max_attempts', maxa,
-      'meta', meta, 'attempts', '0', 'state', 'queued', 'enqueued_at', fmt(now), 'score', score)
+      'meta', meta, 'attempts', '0', 'state', 'queued', 'enqueued_at', fmt(now), 'score', score, 'timeout_ms', tmo)
     redis.call('ZADD', p .. ':pending', score, ref)
     redis.call('SADD', bkey(b, 'tasks'), ref)
     redis.call('SADD', bkey(b, 'queued'), ref)
@@ -156,7 +195,10 @@ while i <= #ARGV do
   end
 end
 redis.call('HSET', bk, 'total', redis.call('SCARD', bkey(b, 'tasks')))
-if added > 0 then wake(added) end
+if added > 0 then
+  persist_batch(b)  -- a finished batch re-opened: its old results must outlive the new run
+  wake(added)
+end
 return added
 """
 )
@@ -256,6 +298,7 @@ local b = ARGV[2]
 redis.call('HSET', p .. ':batch:' .. b, 'cancelled', '1')
 local refs = redis.call('SMEMBERS', bkey(b, 'queued'))
 for _, ref in ipairs(refs) do cancel_one(ref, b) end
+expire_if_complete(b)
 return #refs
 """
 )

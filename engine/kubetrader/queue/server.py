@@ -197,13 +197,27 @@ def embedded_redis(data_dir: Path | str | None = None, *, appendfsync: Fsync = "
         yield server.url
 
 
-def redis_client(url: str) -> redis.Redis:
-    """A client that returns `str`, with timeouts so a dead server is an error, not a hang."""
+def redis_client(
+    url: str,
+    *,
+    retry_seconds: float | None = None,
+    socket_timeout: float = 30,
+    socket_connect_timeout: float = 5,
+) -> redis.Redis:
+    """A client that returns `str`, with timeouts so a dead server is an error, not a hang, and
+    the queue's retry policy (`retry.DeadlineRetry`): connection errors and OOM are retried with
+    backoff for `retry_seconds` (default `KUBETRADER_REDIS_RETRY_SECONDS`, 60 s), then raised
+    as a one-line `InfrastructureError`."""
+    from kubetrader.queue.retry import DeadlineRetry
+    from kubetrader.queue.retry import retry_seconds as default_retry_seconds
+
+    seconds = default_retry_seconds() if retry_seconds is None else retry_seconds
     return redis.Redis.from_url(
         url,
         decode_responses=True,
-        socket_connect_timeout=5,
-        socket_timeout=30,
+        socket_connect_timeout=socket_connect_timeout,
+        socket_timeout=socket_timeout,
         health_check_interval=30,
         client_name=f"kubetrader-{os.getpid()}",
+        retry=DeadlineRetry(seconds, url=url),
     )

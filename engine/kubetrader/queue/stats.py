@@ -177,6 +177,7 @@ def queue_stats(client: redis.Redis, *, prefix: str = DEFAULT_PREFIX, batches: i
     batch_stats = [
         _batch_stats(bid, batch_replies[i * 6], batch_replies[i * 6 + 1 : i * 6 + 6], now)
         for i, bid in enumerate(batch_ids)
+        if batch_replies[i * 6]  # a batch past its retention has expired; the index entry waits for a purge
     ]
     finish_times = [int(score) for _, score in ok_recent] + [int(score) for _, score in failed_window]
     rate = throughput_per_min(finish_times, now)

@@ -47,6 +47,9 @@ class NewTask(_Model):
     priority: int = Field(default=0, ge=-MAX_PRIORITY, le=MAX_PRIORITY, description="Higher runs first.")
     max_attempts: int = Field(default=3, ge=1, le=100)
     meta: dict[str, Any] = Field(default_factory=dict)
+    timeout_seconds: float | None = Field(
+        default=None, gt=0, description="Execution deadline of one attempt; past it the task is dead-lettered."
+    )
 
 
 class Task(_Model):
@@ -61,6 +64,7 @@ class Task(_Model):
     meta: dict[str, Any] = Field(default_factory=dict)
     enqueued_at_ms: int
     last_error: str | None = None
+    timeout_seconds: float | None = None
 
     @property
     def ref(self) -> str:
@@ -78,6 +82,7 @@ class Task(_Model):
             meta=json.loads(fields.get("meta") or "{}"),
             enqueued_at_ms=int(fields["enqueued_at"]),
             last_error=fields.get("last_error") or None,
+            timeout_seconds=int(fields["timeout_ms"]) / 1000 if fields.get("timeout_ms", "0") != "0" else None,
         )
 
 

@@ -12,6 +12,10 @@ finish, release it back to the queue without spending an attempt, then exit 0.
 A background thread renews the lease and publishes the heartbeat (pod, task) the
 scaler reads to protect busy pods.
 
+Redis faults (a restart, a failover, `-OOM` with `noeviction`) are ridden out by the
+client's retry policy (`queue.retry`): every queue call is retried with backoff up to
+the deadline, then the worker exits 3 with a one-line reason.
+
 Errors: a `FatalError` (or an invalid spec) dead-letters the task at once;
 anything else counts an attempt and the task is retried until `max_attempts`.
 Either way the worker records the error and goes on with the next task.
@@ -29,21 +33,14 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
-import redis
 from pydantic import BaseModel, Field, ValidationError
 
-from kubetrader.errors import FatalError
+from kubetrader.errors import FatalError, InfrastructureError
 from kubetrader.queue.tasks import HandlerOutcome, Task
 from kubetrader.queue.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-# Redis restarting (or a network blip) must not kill a worker: retry for this long, then give up.
-REDIS_OUTAGE_SECONDS = 60.0
-_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
 
 DEFAULT_HANDLER = "kubetrader.queue.handlers:dispatch"
 
@@ -84,6 +81,7 @@ class WorkerSummary(BaseModel):
     failed: int = 0
     released: int = 0
     duplicates: int = 0
+    timed_out: int = 0
 
 
 def load_handler(path: str, *, warm_up: bool = True) -> TaskHandler:
@@ -114,6 +112,21 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}\n{tail}"
 
 
+def restart_in_place() -> None:
+    """Replace this process with a fresh run of the same command line (`execv`, same pid).
+
+    The one way to stop a handler thread stuck past its deadline; keeping the pid means
+    a supervisor (`local_workers`, the kubelet) sees the worker carry on, not crash, and
+    the worker id (pod + pid) stays the same. The new image warms up and claims again.
+    """
+    import sys
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, sys.orig_argv)
+
+
 def is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, FatalError | ValidationError)
 
@@ -127,6 +140,7 @@ class Worker:
         settings: WorkerSettings | None = None,
         worker_id: str | None = None,
         pod: str | None = None,
+        on_stuck: Callable[[], None] | None = None,
     ) -> None:
         default_pod, default_id = default_worker_id()
         self.queue = queue
@@ -135,6 +149,7 @@ class Worker:
         self.pod = pod or default_pod
         self.worker_id = worker_id or default_id
         self.summary = WorkerSummary(worker_id=self.worker_id)
+        self.on_stuck = on_stuck
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._beat_wake = threading.Event()
@@ -163,31 +178,36 @@ class Worker:
         beat = threading.Thread(target=self._beat_loop, args=(beat_stop,), name="heartbeat", daemon=True)
         self._heartbeat()
         beat.start()
+        redis_gone = False
         try:
             while not self._stop.is_set():
                 if max_tasks is not None and self.summary.claimed >= max_tasks:
                     break
-                task = self._redis(lambda: self.queue.claim(self.worker_id, lease_seconds=self.settings.lease_seconds))
+                task = self.queue.claim(self.worker_id, lease_seconds=self.settings.lease_seconds)
                 if task is None:
                     if exit_when_idle:
                         break
-                    self._redis(lambda: self._set_state("idle", None))
-                    self._redis(lambda: self.queue.wait_for_work(self.settings.idle_wait_seconds))
+                    self._set_state("idle", None)
+                    self.queue.wait_for_work(self.settings.idle_wait_seconds)
                     continue
                 self.summary.claimed += 1
-                self._redis(lambda: self._set_state("busy", task))  # noqa: B023 - called at once
+                self._set_state("busy", task)
                 self._process(task)
                 with self._lock:
                     self._current = None
+        except InfrastructureError:
+            redis_gone = True  # the client retried up to its deadline already; do not wait again
+            raise
         finally:
             beat_stop.set()
             self._beat_wake.set()
             beat.join(timeout=5)
             self._state = "stopped"
-            try:
-                self.queue.forget_worker(self.worker_id)
-            except Exception:  # Redis gone at shutdown: the heartbeat will simply expire
-                log.warning("could not remove worker %s from the registry", self.worker_id, exc_info=True)
+            if not redis_gone:
+                try:
+                    self.queue.forget_worker(self.worker_id)
+                except Exception:  # Redis gone at shutdown: the heartbeat will simply expire
+                    log.warning("could not remove worker %s from the registry", self.worker_id, exc_info=True)
         return self.summary
 
     def _process(self, task: Task) -> None:
@@ -211,17 +231,22 @@ class Worker:
         started = time.perf_counter()
         thread = threading.Thread(target=target, name=f"task-{task.id}", daemon=True)
         thread.start()
+        deadline = None if task.timeout_seconds is None else started + task.timeout_seconds
         while not finished.is_set() and not self._stop.is_set():
-            self._wake.wait()
+            remaining = None if deadline is None else deadline - time.perf_counter()
+            if remaining is not None and remaining <= 0:
+                self._time_out(task, run_seconds=time.perf_counter() - started)
+                return
+            self._wake.wait(remaining)
             self._wake.clear()
         if not finished.is_set() and not finished.wait(self.settings.grace_seconds):
-            released = self._redis(lambda: self.queue.release(task, self.worker_id))
+            released = self.queue.release(task, self.worker_id)
             self.summary.released += 1
             log.warning("task %s still running after the grace period; released=%s", task.ref, released)
             return
         run_seconds = time.perf_counter() - started
         if outcome:
-            status = self._redis(lambda: self.queue.complete(task, self.worker_id, outcome[0], run_seconds=run_seconds))
+            status = self.queue.complete(task, self.worker_id, outcome[0], run_seconds=run_seconds)
             if status == "duplicate":
                 self.summary.duplicates += 1
             else:
@@ -230,30 +255,26 @@ class Worker:
         exc = error[0]
         fatal = is_fatal(exc)
         message = describe_error(exc)
-        result = self._redis(
-            lambda: self.queue.fail(task, self.worker_id, message, fatal=fatal, run_seconds=run_seconds)
-        )
+        result = self.queue.fail(task, self.worker_id, message, fatal=fatal, run_seconds=run_seconds)
         self.summary.failed += 1
         log.warning("task %s attempt %d failed (%s): %s", task.ref, task.attempt, result, exc)
 
-    def _redis(self, call: Callable[[], T]) -> T:
-        """Run a queue call, retrying while Redis is unreachable (restart, failover) for a while.
+    def _time_out(self, task: Task, *, run_seconds: float) -> None:
+        """Dead-letter a task past its execution deadline, then get rid of its handler.
 
-        Every queue call is safe to repeat: a claim that reached Redis but whose reply
-        was lost leaves a lease that expires; complete/fail/release are no-ops the
-        second time.
+        A strategy stuck in `next()` would otherwise renew its lease forever. The
+        verdict is final (fatal): the same cell would hang again. Python cannot stop
+        a thread, so `on_stuck` does it: the CLI worker replaces its process image
+        (`restart_in_place`); an embedded worker (tests) leaves the daemon thread
+        behind and carries on.
         """
-        deadline = time.monotonic() + REDIS_OUTAGE_SECONDS
-        delay = 0.05
-        while True:
-            try:
-                return call()
-            except _REDIS_DOWN:
-                if time.monotonic() > deadline:
-                    raise
-                log.warning("Redis unreachable; retrying in %.2f s", delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        message = f"timed out after {task.timeout_seconds:g} s (the task's execution deadline); the handler was stopped"
+        result = self.queue.fail(task, self.worker_id, message, fatal=True, run_seconds=run_seconds)
+        self.summary.failed += 1
+        self.summary.timed_out += 1
+        log.error("task %s %s (%s)", task.ref, message, result)
+        if self.on_stuck is not None:
+            self.on_stuck()
 
     # ---- heartbeat --------------------------------------------------------------
 

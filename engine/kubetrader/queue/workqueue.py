@@ -70,15 +70,18 @@ class WorkQueue:
 
     # ---- producer ---------------------------------------------------------------
 
-    def enqueue(self, batch: str, tasks: Iterable[NewTask]) -> int:
+    def enqueue(self, batch: str, tasks: Iterable[NewTask], *, retry_failed: bool = False) -> int:
         """Add tasks to `batch`; returns how many were added.
 
         Idempotent per task id: a task already queued, running or done is left
-        alone (so a restarted campaign does not run finished cells again); a failed
-        or cancelled one is queued afresh with its attempts reset. Enqueueing into a
-        cancelled batch re-opens it.
+        alone (so a restarted campaign does not run finished cells again), and so
+        is a dead-lettered one: its verdict stands (a poison cell that killed its
+        worker must not run again because the driver was restarted) unless
+        `retry_failed`, which queues it afresh with its attempts reset. A cancelled
+        one is queued again. Enqueueing into a cancelled batch re-opens it.
         """
         _check_id(batch, "batch")
+        flag = "1" if retry_failed else "0"
         added = 0
         chunk: list[str] = []
         count = 0
@@ -89,13 +92,14 @@ class WorkQueue:
                 str(task.max_attempts),
                 json.dumps(task.spec, separators=(",", ":")),
                 json.dumps(task.meta, separators=(",", ":")),
+                str(int((task.timeout_seconds or 0) * 1000)),
             ]
             count += 1
             if count == _ENQUEUE_CHUNK:
-                added += int(self._enqueue(args=[self.prefix, batch, *chunk]))
+                added += int(self._enqueue(args=[self.prefix, batch, flag, *chunk]))
                 chunk, count = [], 0
         if chunk or added == 0:
-            added += int(self._enqueue(args=[self.prefix, batch, *chunk]))
+            added += int(self._enqueue(args=[self.prefix, batch, flag, *chunk]))
         return added
 
     def cancel_batch(self, batch: str) -> int:

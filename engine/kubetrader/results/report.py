@@ -16,8 +16,20 @@ import base64
 import html
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from kubetrader.formatting import (
+    MISSING,
+    group_label,
+    metric_help,
+    metric_label,
+    metric_value,
+    money,
+    percent,
+    timestamp,
+)
+from kubetrader.results import analysis
+from kubetrader.results.trades import closed_frame, open_frame
 from kubetrader.specs.metrics import HEADLINE_METRICS, METRIC_GROUPS, METRIC_NAMES
 
 if TYPE_CHECKING:
@@ -27,57 +39,15 @@ if TYPE_CHECKING:
     from kubetrader.runner import BacktestResult
 
 
-PERCENT_METRICS: frozenset[str] = frozenset(
-    {
-        "total_return",
-        "cagr",
-        "avg_daily_return",
-        "best_day",
-        "worst_day",
-        "best_month",
-        "worst_month",
-        "daily_win_rate",
-        "annual_volatility",
-        "max_drawdown",
-        "avg_drawdown",
-        "var_95",
-        "cvar_95",
-        "trade_win_rate",
-        "exposure",
-        "benchmark_return",
-        "alpha",
-        "tracking_error",
-        "bull_return",
-        "bear_return",
-        "high_vol_return",
-        "low_vol_return",
-        "expectancy",
-    }
-)
-MONEY_METRICS: frozenset[str] = frozenset({"final_value", "avg_trade_pnl"})
-COUNT_METRICS: frozenset[str] = frozenset({"num_trades", "max_drawdown_duration"})
-
-
-def format_metric(name: str, value: float | None) -> str:
-    """'12.34%', '1,234.56', '48', '0.812' or 'n/a' (undefined)."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    if name in PERCENT_METRICS:
-        return f"{value:.2%}"
-    if name in MONEY_METRICS:
-        return f"{value:,.2f}"
-    if name in COUNT_METRICS:
-        return f"{value:,.0f}" + (" days" if name == "max_drawdown_duration" else "")
-    return f"{value:.3f}"
-
-
 def metrics_table(metrics: dict[str, float | None]) -> str:
-    """The metrics as aligned text, grouped (returns, risk, ratios, trades, benchmark, regimes)."""
-    width = max(len(n) for n in METRIC_NAMES)
+    """The metrics as aligned text, grouped: the label, the value in its unit, the name to use in options."""
+    width = max(len(metric_label(n)) for n in METRIC_NAMES)
     lines: list[str] = []
     for group, names in METRIC_GROUPS.items():
-        lines.append(f"{group}")
-        lines.extend(f"  {name:<{width}}  {format_metric(name, metrics.get(name)):>14}" for name in names)
+        lines.append(group_label(group))
+        lines.extend(
+            f"  {metric_label(name):<{width}}  {metric_value(name, metrics.get(name)):>14}   {name}" for name in names
+        )
     return "\n".join(lines)
 
 
@@ -98,8 +68,8 @@ def plot_equity(result: BacktestResult, path: Path, *, title: str = "") -> Path:
     equity = result.equity
     index = pd.DatetimeIndex(equity.index)
     dates = index.tz_convert(None) if index.tz is not None else index
-    fig, (top, bottom) = plt.subplots(
-        2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}, constrained_layout=True
+    fig, (top, bottom, roll) = plt.subplots(
+        3, 1, figsize=(10, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 1, 1]}, constrained_layout=True
     )
     top.plot(dates, equity.to_numpy(), color="#1f5fa8", linewidth=1.2, label="strategy")
     if result.benchmark_returns is not None:
@@ -115,6 +85,14 @@ def plot_equity(result: BacktestResult, path: Path, *, title: str = "") -> Path:
     bottom.fill_between(dates, dd.to_numpy() * 100, 0, color="#c0392b", alpha=0.5, linewidth=0)
     bottom.set_ylabel("drawdown %")
     bottom.grid(alpha=0.3)
+    rolled = analysis.rolling([], equity.pct_change().fillna(0.0).to_list())
+    roll.plot(dates, [float("nan") if v is None else v for v in rolled.sharpe], color="#1f5fa8", linewidth=0.9)
+    roll.set_ylabel(f"Sharpe ({rolled.window} d)")
+    roll.axhline(0, color="#999999", linewidth=0.6)
+    roll.grid(alpha=0.3)
+    vol = roll.twinx()
+    vol.plot(dates, [float("nan") if v is None else 100 * v for v in rolled.volatility], color="#e67e22", linewidth=0.8)
+    vol.set_ylabel("volatility %", color="#e67e22")
     try:
         atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=100))
     finally:
@@ -155,7 +133,7 @@ def _monthly_html(table: pd.DataFrame) -> str:
     for year, values in table.iterrows():
         cells = []
         for value in values.to_numpy(dtype=float):
-            text = "" if not math.isfinite(value) else f"{value:.1%}"
+            text = "" if not math.isfinite(value) else percent(value, 1)
             cells.append(f'<td style="background:{_cell_colour(value)}">{text}</td>')
         rows.append(f"<tr><th>{year}</th>{''.join(cells)}</tr>")
     return f'<table class="monthly"><tr><th></th>{head}</tr>{"".join(rows)}</table>'
@@ -172,26 +150,78 @@ td,th{padding:3px 8px;text-align:right} th{text-align:left;font-weight:600}
 """
 
 
+def _metric_cell(name: str, value: float | None) -> str:
+    tip, label = html.escape(metric_help(name)), html.escape(metric_label(name))
+    return f'<td title="{tip}">{label}</td><td>{metric_value(name, value)}</td>'
+
+
+def _trade_table(trades: pd.DataFrame, *, open_positions: bool = False) -> str:
+    head = ["Symbol", "Entry", "Entry price", "Size", "Exit", "Exit price", "PnL", "Net PnL", "Commission", "Bars"]
+    if open_positions:
+        head[4:6] = ["Status", "Last close"]
+    rows = []
+    record: dict[Any, Any]
+    for record in trades.to_dict("records"):
+        exit_cells = (
+            ["open", MISSING] if open_positions else [timestamp(record["exit_time"]), money(record["exit_price"])]
+        )
+        cells = [
+            html.escape(str(record["symbol"])),
+            timestamp(record["entry_time"]),
+            money(record["entry_price"]),
+            f"{record['size']:,.0f}",
+            *exit_cells,
+            money(record["pnl"]),
+            money(record["pnl_net"]),
+            money(record["commission"]),
+            f"{record['bars_held']:,}",
+        ]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    header = "".join(f"<th>{h}</th>" for h in head)
+    return f"<table><tr>{header}</tr>{''.join(rows)}</table>"
+
+
 def write_tearsheet(document: ResultDocument, result: BacktestResult, plot: Path, path: Path) -> Path:
-    """A self-contained HTML page: headline metrics, every metric by group, the plot, monthly returns, trades."""
+    """A self-contained HTML page: headline metrics, every metric by group, the plot, monthly returns,
+    the deepest drawdowns, strategy against benchmark, the cost settings, trades and open positions."""
     from kubetrader.results.store import atomic_write_text
 
     meta = document.metadata
     metrics = document.metrics
-    headline = "".join(f"<th>{html.escape(n)}</th>" for n in HEADLINE_METRICS)
-    headline_values = "".join(f"<td>{format_metric(n, metrics.get(n))}</td>" for n in HEADLINE_METRICS)
+    headline = "".join(
+        f'<th title="{html.escape(metric_help(n))}">{html.escape(metric_label(n))}</th>' for n in HEADLINE_METRICS
+    )
+    headline_values = "".join(f"<td>{metric_value(n, metrics.get(n))}</td>" for n in HEADLINE_METRICS)
     groups = []
     for group, names in METRIC_GROUPS.items():
-        rows = "".join(f"<tr><td>{n}</td><td>{format_metric(n, metrics.get(n))}</td></tr>" for n in names)
-        groups.append(f"<div><h3>{group}</h3><table>{rows}</table></div>")
+        rows = "".join(f"<tr>{_metric_cell(n, metrics.get(n))}</tr>" for n in names)
+        groups.append(f"<div><h3>{group_label(group)}</h3><table>{rows}</table></div>")
     image = base64.b64encode(plot.read_bytes()).decode() if plot.exists() else ""
-    trades = result.trades.tail(25)
-    trade_rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_short(v))}</td>" for v in row) + "</tr>"
-        for row in trades.itertuples(index=False)
-    )
-    trade_head = "".join(f"<th>{c}</th>" for c in trades.columns)
+    closed, still_open = closed_frame(result.trades), open_frame(result.trades)
+    shown = closed.tail(25)
     params = ", ".join(f"{k}={v}" for k, v in result.spec.strategy.params.items()) or "defaults"
+    episodes = analysis.top_drawdowns(document.dates, document.equity)
+    drawdown_rows = "".join(
+        f"<tr><td>{e.peak}</td><td>{e.trough}</td><td>{e.recovered or 'not yet'}</td>"
+        f"<td>{percent(e.depth)}</td><td>{MISSING if e.days is None else f'{e.days:,}'}</td></tr>"
+        for e in episodes
+    )
+    bench = analysis.benchmark_metrics(document.dates, document.benchmark_returns)
+    versus = "".join(
+        f'<tr><td title="{html.escape(metric_help(n))}">{html.escape(metric_label(n))}</td>'
+        f"<td>{metric_value(n, metrics.get(n))}</td><td>{metric_value(n, bench.get(n))}</td></tr>"
+        for n in analysis.SIDE_BY_SIDE
+    )
+    costs = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
+        for k, v in analysis.cost_settings(document.spec).items()
+    )
+    open_html = (
+        f"<h2>Open at the end ({len(still_open)}, not counted as trades; PnL unrealised at the last close)</h2>"
+        + _trade_table(still_open, open_positions=True)
+        if len(still_open)
+        else ""
+    )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(meta.id)}</title><style>{_CSS}</style></head>
 <body>
@@ -200,20 +230,19 @@ def write_tearsheet(document: ResultDocument, result: BacktestResult, plot: Path
 spec {meta.spec_hash[:12]} &middot; data {meta.data_hash[:12]} &middot; kubetrader {meta.package_version},
 Backtrader {meta.backtrader_version} &middot; {len(document.risk_events)} risk events</div>
 <h2>Headline</h2><table class="headline"><tr>{headline}</tr><tr>{headline_values}</tr></table>
-<h2>Equity and drawdown</h2><img alt="equity and drawdown" style="max-width:100%"
+<h2>Equity, drawdown, rolling Sharpe and volatility</h2><img alt="equity and drawdown" style="max-width:100%"
  src="data:image/png;base64,{image}">
 <h2>Monthly returns</h2>{_monthly_html(monthly_returns(result.equity))}
+<div class="groups">
+<div><h2>Strategy and benchmark ({html.escape(result.spec.benchmark_symbol)} buy &amp; hold)</h2>
+<table><tr><th></th><th>Strategy</th><th>Benchmark</th></tr>{versus}</table></div>
+<div><h2>Top {len(episodes)} drawdowns</h2>
+<table><tr><th>Peak</th><th>Trough</th><th>Recovered</th><th>Depth</th><th>Days</th></tr>{drawdown_rows}</table></div>
+<div><h2>Costs and slippage</h2><table>{costs}</table></div>
+</div>
 <h2>All metrics</h2><div class="groups">{"".join(groups)}</div>
-<h2>Last {len(trades)} of {len(result.trades)} trades</h2><table><tr>{trade_head}</tr>{trade_rows}</table>
+<h2>Last {len(shown)} of {len(closed)} trades</h2>{_trade_table(shown)}
+{open_html}
 </body></html>
 """
     return atomic_write_text(path, page)
-
-
-def _short(value: object) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, float):
-        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.2f}"
-    text = str(value)
-    return text[:10] if text[:4].isdigit() and "T" in text else text

@@ -137,6 +137,13 @@ class MatrixSpec(SpecModel):
     symbols: list[Symbol] = Field(default_factory=list)
     strategies: list[ImportPath] = Field(default_factory=list)
     params: dict[str, list[Scalar]] = Field(default_factory=dict)
+    task_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="Execution deadline of one cell on a worker; past it the cell is stopped and dead-lettered. "
+        "Default: 300 s plus 5 ms per bar and symbol.",
+    )
 
 
 class BacktestSpec(SpecModel):

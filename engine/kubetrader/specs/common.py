@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, WrapValidator
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 API_GROUP = "kubetrader.io"
 API_VERSION = "v1alpha1"
@@ -13,7 +16,20 @@ GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
 
 SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9._-]{0,31}$"
 IMPORT_PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
-Scalar = bool | int | float | str
+
+
+def _one_scalar(value: Any, handler: Callable[[Any], Any]) -> Any:
+    """One error at the parameter's own name, not one per member of the union (`...fast.bool`, `...fast.int`)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError("finite_number", "must be a finite number, not {value}", {"value": str(value)})
+    if not isinstance(value, bool | int | float | str):
+        kind = "null" if value is None else type(value).__name__
+        raise PydanticCustomError("scalar_type", "must be a boolean, number or string, not {kind}", {"kind": kind})
+    return handler(value)
+
+
+# A strategy parameter value. The JSON schema (and so the CRD) stays the plain union.
+Scalar = Annotated[bool | int | float | str, WrapValidator(_one_scalar)]
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
@@ -36,6 +52,14 @@ class SpecModel(BaseModel):
     `extra="forbid"` turns a typo in a YAML file into an error that names the
     field, instead of a silently ignored setting (which, with real money, is the
     worst kind of bug). Models are frozen: a spec is a value, not a state.
+
+    `allow_inf_nan=False` is the one place every float field of every kind gets
+    its finiteness check, before its bounds: `cash: .inf` once ran and failed as
+    "cannot convert float NaN to integer", and `marketBps: .nan` was reported as
+    "less than or equal to 1000" (NaN fails every comparison). The CRD schemas
+    need no rule for it: JSON has no infinity or NaN, so `kubectl` cannot send
+    one (it refuses to encode YAML's `.inf`); the API's JSON parser and YAML files
+    can, and they meet this check.
     """
 
     model_config = ConfigDict(
@@ -44,6 +68,7 @@ class SpecModel(BaseModel):
         extra="forbid",
         frozen=True,
         validate_default=True,
+        allow_inf_nan=False,
     )
 
     def to_wire(self) -> dict[str, object]:

@@ -50,6 +50,11 @@ class StopPolicySpec(SpecModel):
     cancel_orders: bool = True
     flatten: bool = True
     retry_seconds: float = Field(default=5.0, gt=0, le=300, description="Backoff between stop attempts.")
+    scope: Literal["strategy", "account"] = Field(
+        default="strategy",
+        description="What a stop flattens: the stocks this deployment trades (strategy) or every position "
+        "of the account (account). Orders are cancelled account-wide either way.",
+    )
 
 
 class PromotionSpec(SpecModel):

@@ -12,6 +12,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from kubetrader import defaults
+
 # A backtest must not wait minutes for a dead tracking server (MLflow's defaults are
 # 7 retries with exponential back-off and a 120 s timeout): fail fast, keep the result
 # locally and log it later with `kubetrader mlflow sync`.
@@ -20,11 +22,11 @@ DEFAULT_HTTP_MAX_RETRIES = "0"
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("KUBETRADER_DATA_DIR", "data")).resolve()
+    return defaults.data_dir().resolve()
 
 
 def local_tracking_uri(directory: Path | None = None) -> str:
-    return f"sqlite:///{(directory or data_dir()) / 'mlflow.db'}"
+    return defaults.local_tracking_uri(directory)
 
 
 def tracking_uri(explicit: str | None = None) -> str:

@@ -148,12 +148,16 @@ def emergency_stop_on_delete(body: kopf.Body, name: str, namespace: str | None, 
             http_timeout=settings.http_timeout_seconds,
             flatten=spec.stop_policy.flatten,
             cancel_orders=spec.stop_policy.cancel_orders,
+            runner_client_id=spec.gateway.client_id,
+            scope=spec.stop_policy.scope,
+            owned=frozenset(spec.symbols),
         )
     except Exception as exc:
         outcome = stopping.StopOutcome(False, "", f"stop attempt failed: {exc!r}")
     if not outcome.flat:
         message = f"NOT FLAT, retrying in {delay:g} s: {outcome.summary()}"
-        c = set_condition(c, status.STOP_BLOCKED, True, "StopNotConfirmed", message, generation=generation, now=now)
+        reason = "FlattenRejected" if outcome.blocked else "StopNotConfirmed"  # the broker's reasons are in message
+        c = set_condition(c, status.STOP_BLOCKED, True, reason, message, generation=generation, now=now)
         _apply(patch, {"conditions": c, "phase": status.derive_phase(c), "stopOutcome": message})
         kopf.warn(body, reason="EmergencyStopBlocked", message=message)
         raise kopf.TemporaryError(message, delay=delay)

@@ -1,11 +1,17 @@
 """The stop sequence of a LiveDeployment being deleted (no Kubernetes here).
 
-1. Ask the runner: `POST /flatten?wait=S` halts it, cancels every order, closes every
-   position and answers `flat: true` only after fresh broker queries agree.
-2. Confirm (or, when the runner is unreachable, do the whole job) directly at the
-   gateway with the operator's own client id: `kubetrader.live.stop.emergency_stop`
-   (reqGlobalCancel cancels every client's orders; flat only after a fresh round of
-   successful queries).
+Exactly one process flattens an account at a time (`kubetrader.live.lease`):
+
+1. Ask the runner: `POST /flatten?wait=S` halts it, cancels every order and closes every
+   position with the one flattener (`kubetrader.live.stop`). If the runner ANSWERS, it is
+   the flattener: the operator sends nothing. When it says flat, the operator confirms
+   read-only at the gateway under its own client id (no cancel, no order); when it does
+   not, the stop is blocked with the runner's reason and retried.
+2. Only when the runner does not answer, the operator flattens itself, connected under
+   the RUNNER's client id: the gateway refuses that connection while the runner is still
+   connected (IB error 326), so a runner that is alive but unreachable over HTTP keeps
+   the slot and the operator does not act ("runner holds the flattener slot"); and while
+   the operator holds it, a restarted runner cannot connect and trade.
 
 With `stopPolicy: {flatten: false, cancelOrders: false}` step 1 is `POST /halt?cancel=entries`
 (the runner, owner of its orders, cancels those that would increase exposure and keeps
@@ -35,23 +41,33 @@ class StopOutcome:
     positions: dict[str, float] | None = None
     open_orders: int | None = None
     notes: list[str] = field(default_factory=list)
+    blocked: dict[str, str] = field(default_factory=dict)  # contract -> the broker's reason
+    left: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
         notes = f" ({'; '.join(self.notes)})" if self.notes else ""
         return f"{self.message}{notes}"
 
 
-def flatten_via_runner(url: str, token: str | None, *, wait: float, timeout: float) -> tuple[bool, str]:
+@dataclass
+class RunnerAnswer:
+    reachable: bool
+    flat: bool
+    note: str
+
+
+def flatten_via_runner(url: str, token: str | None, *, wait: float, timeout: float) -> RunnerAnswer:
     from kubetrader.live.http import RunnerUnreachableError, call_runner
 
     try:
         body = call_runner(url, f"/flatten?wait={wait:g}", token=token, method="POST", timeout=wait + timeout)
     except RunnerUnreachableError as exc:
-        return False, f"runner unreachable: {exc}"
+        return RunnerAnswer(False, False, f"runner unreachable: {exc}")
     if body.get("flat"):
-        return True, "runner confirmed flat"
+        return RunnerAnswer(True, True, "runner confirmed flat")
     status: dict[str, Any] = body.get("status") or {}
-    return False, f"runner not flat after {wait:g} s: positions {status.get('positions')}"
+    why = status.get("stop_blocked") or f"positions {status.get('positions')}"
+    return RunnerAnswer(True, False, f"runner not flat after {wait:g} s: {why}")
 
 
 def halt_via_runner(url: str, token: str | None, *, cancel_entries: bool, timeout: float) -> str:
@@ -66,25 +82,46 @@ def halt_via_runner(url: str, token: str | None, *, cancel_entries: bool, timeou
 
 
 def stop_at_gateway(
-    host: str, port: int, client_id: int, *, timeout: float, flatten: bool, cancel_orders: bool = True
+    host: str,
+    port: int,
+    client_id: int,
+    *,
+    timeout: float,
+    flatten: bool,
+    cancel_orders: bool = True,
+    read_only: bool = False,
+    scope: str = "account",
+    owned: frozenset[str] = frozenset(),
+    settle_window: float = 1.5,
 ) -> StopOutcome:
-    from kubetrader.live.broker import BrokerUnavailableError
+    from kubetrader.live.broker import BrokerUnavailableError, ClientIdInUseError
     from kubetrader.live.ib_broker import IBBroker
-    from kubetrader.live.stop import emergency_stop
+    from kubetrader.live.stop import StopSettings, emergency_stop
 
     broker = IBBroker(host, port, client_id, timeout=min(timeout, 5.0))
     try:
         broker.connect()
         broker.ping()
+    except ClientIdInUseError as exc:
+        broker.disconnect()
+        return StopOutcome(False, "", f"the runner still holds the flattener slot (client id {client_id} is "
+                                      f"connected to the gateway) but does not answer; not acting: {exc}")  # fmt: skip
     except BrokerUnavailableError as exc:
         broker.disconnect()
         return StopOutcome(False, "", f"gateway {host}:{port} unreachable, nothing confirmed: {exc}")
+    settings = StopSettings(
+        timeout=timeout, read_only=read_only, scope="account" if scope == "account" else "strategy", owned=owned,
+        settle_window=settle_window, ref_prefix="kt-ostop",
+    )  # fmt: skip
     try:
-        report = emergency_stop(broker, timeout=timeout, flatten=flatten, cancel_orders=cancel_orders)
+        report = emergency_stop(broker, flatten=flatten, cancel_orders=cancel_orders, settings=settings)
     finally:
         broker.disconnect()
     via = "gateway" if report.flat else ""
-    outcome = StopOutcome(report.flat, via, report.message, report.positions, report.open_orders)
+    outcome = StopOutcome(
+        report.flat, via, report.message, report.positions, report.open_orders, blocked=report.blocked,
+        left=report.left,
+    )  # fmt: skip
     if report.kept_orders:
         outcome.notes.append(f"exits kept: {', '.join(report.kept_orders)}")
     return outcome
@@ -101,21 +138,36 @@ def stop_everything(
     http_timeout: float,
     flatten: bool,
     cancel_orders: bool = True,
+    runner_client_id: int | None = None,
+    scope: str = "strategy",
+    owned: frozenset[str] = frozenset(),
 ) -> StopOutcome:
-    """Runner first, then the gateway directly; flat only when the broker confirmed it."""
-    notes: list[str] = []
-    runner_flat = False
-    if flatten:
-        runner_flat, note = flatten_via_runner(runner_url, token, wait=wait, timeout=http_timeout)
-        notes.append(note)
-    elif not cancel_orders:
-        notes.append(halt_via_runner(runner_url, token, cancel_entries=True, timeout=http_timeout))
-    outcome = stop_at_gateway(
-        gateway_host, gateway_port, client_id, timeout=wait, flatten=flatten, cancel_orders=cancel_orders
-    )
-    outcome.notes = notes + outcome.notes
-    if not outcome.flat and runner_flat and "unreachable" in outcome.message:
-        # The operator cannot reach the gateway but the runner could and confirmed with fresh
-        # broker queries: that is a confirmation at the broker, recorded as the runner's.
-        return StopOutcome(True, "runner", "flat: confirmed by the runner's fresh broker queries", {}, 0, outcome.notes)
+    """The runner if it answers, else the operator under the runner's client id; flat only when confirmed."""
+    common: dict[str, Any] = {"flatten": flatten, "cancel_orders": cancel_orders, "scope": scope, "owned": owned}
+    if not flatten and not cancel_orders:
+        note = halt_via_runner(runner_url, token, cancel_entries=True, timeout=http_timeout)
+        outcome = stop_at_gateway(gateway_host, gateway_port, client_id, timeout=wait, **common)
+        outcome.notes.insert(0, note)
+        return outcome
+    answer = flatten_via_runner(runner_url, token, wait=wait, timeout=http_timeout) if flatten else None
+    if answer is not None and answer.reachable:
+        if not answer.flat:  # the runner is the flattener and still at it: never a second one
+            return StopOutcome(False, "", answer.note, notes=["the runner is flattening; the operator does not act"])
+        outcome = stop_at_gateway(gateway_host, gateway_port, client_id, timeout=wait, read_only=True, **common)
+        outcome.notes.insert(0, answer.note)
+        if not outcome.flat and "unreachable" in outcome.message:
+            # The operator cannot reach the gateway but the runner could and confirmed with fresh
+            # broker queries over its settling window: a confirmation at the broker, the runner's.
+            return StopOutcome(True, "runner", "flat: confirmed by the runner's fresh broker queries", {}, 0,
+                               outcome.notes)  # fmt: skip
+        return outcome
+    from kubetrader.live.lease import acting_client_id
+
+    # flattening is fenced by the runner's client id; cancelling only (flatten: false) is not a race
+    acting_id = client_id
+    if runner_client_id is not None:
+        acting_id = acting_client_id(runner_client_id, client_id, flatten=flatten)
+    outcome = stop_at_gateway(gateway_host, gateway_port, acting_id, timeout=wait, **common)
+    if answer is not None:
+        outcome.notes.insert(0, answer.note)
     return outcome

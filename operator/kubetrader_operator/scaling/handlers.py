@@ -21,6 +21,7 @@ import redis
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kubetrader.errors import InfrastructureError
 from kubetrader.queue.server import redis_client
 from kubetrader.queue.stats import QueueStats, queue_stats
 from kubetrader.queue.workqueue import DEFAULT_PREFIX, WorkQueue
@@ -83,7 +84,9 @@ def _redis_url() -> str:
 
 @lru_cache(maxsize=4)
 def _client(url: str) -> redis.Redis:
-    return redis_client(url)
+    # Retries connection errors for at most one timer interval, so a Redis restart costs
+    # the scaler one tick (then a TemporaryError), not a handler blocked for a minute.
+    return redis_client(url, retry_seconds=scaler_settings().interval_seconds)
 
 
 def record(stats: QueueStats, prefix: str) -> None:
@@ -125,7 +128,7 @@ def scale_on_queue(
         # and an expired lease counted as "running" would hold the scaler at zero forever.
         WorkQueue(client, prefix=prefix).reap()
         stats = queue_stats(client, prefix=prefix)
-    except redis.exceptions.RedisError as exc:
+    except (redis.exceptions.RedisError, InfrastructureError) as exc:
         raise kopf.TemporaryError(f"cannot read the queue: {exc}", delay=scaler_settings().interval_seconds) from exc
     record(stats, prefix)
 

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, status
 
+from kubetrader.results.trades import closed_trades, open_positions
 from kubetrader_dashboard.api.deps import ReadAccess, ServicesDep, WriteAccess
 from kubetrader_dashboard.api.problems import PROBLEM_RESPONSES, ProblemError
 from kubetrader_dashboard.api.submit import submit
@@ -21,6 +22,10 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page.")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Items to skip.")]
 Sort = Annotated[str, Query(max_length=64, description="A column or metric name; `-` first for descending.")]
 Text = Annotated[str | None, Query(max_length=200)]
+TradeState = Annotated[
+    Literal["closed", "open", "all"],
+    Query(description="`closed`: trades (round trips, what num_trades counts); `open`: positions held at the end."),
+]
 
 
 def _document(services: ServicesDep, result_id: str) -> Any:
@@ -78,7 +83,8 @@ def get_backtest(services: ServicesDep, result_id: str) -> BacktestDetail:
         orders=document.orders,
         artifacts=document.artifacts,
         bars=len(document.equity),
-        trade_count=len(document.trades),
+        trade_count=len(closed_trades(document.trades)),
+        open_positions=len(open_positions(document.trades)),
     )
 
 
@@ -94,11 +100,18 @@ def get_performance(services: ServicesDep, result_id: str) -> Performance:
 
 @router.get("/{result_id}/trades", response_model=Page[Trade], dependencies=[ReadAccess])
 def get_trades(
-    services: ServicesDep, result_id: str, limit: Limit = 100, offset: Offset = 0, sort: Sort = "entry_time"
+    services: ServicesDep,
+    result_id: str,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    sort: Sort = "entry_time",
+    state: TradeState = "closed",
 ) -> Page[Trade]:
     _document(services, result_id)  # 404 for an unknown id rather than an empty page
     try:
-        items, total = services.store.trades(TradeFilter(result_id=result_id), sort=sort, limit=limit, offset=offset)
+        items, total = services.store.trades(
+            TradeFilter(result_id=result_id, state=state), sort=sort, limit=limit, offset=offset
+        )
     except ValueError as exc:
         raise ProblemError(422, "Invalid request", str(exc), errors=[{"field": "sort", "message": str(exc)}]) from None
     return Page[Trade](items=items, total=total, limit=limit, offset=offset)

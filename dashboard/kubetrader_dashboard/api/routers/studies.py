@@ -28,7 +28,7 @@ def submit_study(services: ServicesDep, document: Annotated[dict[str, Any], Body
 @router.get("/{name}", response_model=StudyDetail, dependencies=[ReadAccess])
 def get_study(services: ServicesDep, name: str) -> StudyDetail:
     if not services.studies.available:
-        raise ProblemError(503, "Not available", "KUBETRADER_OPTUNA_STORAGE is not set")
+        raise ProblemError(503, "Not available", services.studies.missing_reason)
     try:
         return services.studies.detail(name)
     except StudyStorageUnavailableError as exc:

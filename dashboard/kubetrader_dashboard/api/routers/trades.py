@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from kubetrader_dashboard.api.deps import ReadAccess, ServicesDep
 from kubetrader_dashboard.api.problems import PROBLEM_RESPONSES, ProblemError
-from kubetrader_dashboard.api.routers.backtests import Limit, Offset, Sort, Text
+from kubetrader_dashboard.api.routers.backtests import Limit, Offset, Sort, Text, TradeState
 from kubetrader_dashboard.models.backtests import Trade
 from kubetrader_dashboard.models.common import Page
 from kubetrader_dashboard.services.results import TradeFilter
@@ -29,10 +29,11 @@ def list_trades(
     result_id: Text = None,
     start: Day = None,
     end: Day = None,
+    state: TradeState = "closed",
 ) -> Page[Trade]:
     try:
         items, total = services.store.trades(
-            TradeFilter(symbol, strategy, result_id, start, end), sort=sort, limit=limit, offset=offset
+            TradeFilter(symbol, strategy, result_id, start, end, state), sort=sort, limit=limit, offset=offset
         )
     except ValueError as exc:
         raise ProblemError(422, "Invalid request", str(exc), errors=[{"field": "sort", "message": str(exc)}]) from None

@@ -1,21 +1,17 @@
 """A TWS API peer: a small asyncio TCP server that speaks enough of IB's socket protocol
-for the real ib_insync client (handshake, account, positions, orders, executions,
-historical and real-time bars), with a paper matching engine behind it.
+for the real ib_insync client (handshake, accounts, positions, orders, executions,
+historical and real-time bars), with a paper matching engine behind it, and the faults
+of a real gateway (`faults.py`; what it emulates and what differs: README.md here).
 
 Why a protocol-level peer rather than a mock of ib_insync: the dangerous failures of a
-live runner happen on the wire (a socket cut right after `placeOrder`, a gateway that
-accepts TCP but does not answer, a reconnect that must not re-send an order). Only a
-peer on the other side of a real socket lets the real client hit them.
+live runner happen on the wire (a socket cut right after `placeOrder`, position reports
+trailing fills, a reject storm, 1100 while orders are queued). Only a peer on the other
+side of a real socket lets the real client hit them.
 
-Server version 157 is the lowest ib_insync 0.9.86 accepts (`Client.MinClientVersion`);
-it keeps the messages short: no `advancedOrderRejectJson` in errors (166+), the old
-contract-details layout (< 164), no order fields added in 159+. Field orders mirror
-`ib_insync/decoder.py` for that version; a unit test decodes every message this peer
-writes with ib_insync's own Decoder.
-
-Fills: a market order fills at once at the symbol's current price (the close of the
-last replayed bar); a limit order fills when marketable, otherwise rests until a bar
-crosses it. Bars are replayed from the bundled daily files in `examples/data/`.
+Fills: a market order fills at the instrument's current price (the close of the last
+replayed bar of it or its underlying), in `faults.fill_slices` executions; a limit order
+fills when marketable, otherwise rests until a bar crosses it. Bars are replayed from
+the bundled daily files in `examples/data/`.
 """
 
 from __future__ import annotations
@@ -28,45 +24,42 @@ import logging
 import struct
 import threading
 import time
-import zlib
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from kubetrader.live.testing import messages as msg
+from kubetrader.live.testing.faults import FINAL_REJECT_CODES, REJECT_MESSAGES, PeerFaults
+from kubetrader.live.testing.instruments import Field, Instrument, con_id, stock
+from kubetrader.live.testing.messages import SERVER_VERSION, PeerExecution, PeerOrder
 
 log = logging.getLogger(__name__)
 
-SERVER_VERSION = 157
+__all__ = ["ACCOUNT", "ACCOUNTS", "SERVER_VERSION", "TwsPeer", "con_id"]
+
 ACCOUNT = "DU0000001"
+ACCOUNTS = (ACCOUNT, "DU0000002")  # a second account under the same login (an advisor or linked account)
 MAX_MESSAGES_PER_SECOND = 50  # TWS's documented limit for incoming API messages
 REALTIME_BAR_SECONDS = 5
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[4] / "examples" / "data"
 REPLAY_EPOCH = int(dt.datetime(2024, 1, 2, 14, 30, tzinfo=dt.UTC).timestamp())
+# What TWS says right after the API starts: farm status notices (reqId -1), warnings, not errors
+# (https://interactivebrokers.github.io/tws-api/message_codes.html, codes 2104/2106/2158).
+FARM_NOTICES = (
+    (2104, "Market data farm connection is OK:usfarm"),
+    (2106, "HMDS data farm connection is OK:ushmds"),
+    (2158, "Sec-def data farm connection is OK:secdefnj"),
+)
+CONNECTIVITY = {
+    1100: "Connectivity between IB and Trader Workstation has been lost.",
+    1101: "Connectivity between IB and Trader Workstation has been restored - data lost.",
+    1102: "Connectivity between IB and Trader Workstation has been restored - data maintained.",
+}
 
 PlaceFault = Literal["drop_before_ack", "drop_after_ack"]
-OPEN_STATUSES = frozenset({"PendingSubmit", "PreSubmitted", "Submitted"})
-
-Field = str | int | float | bool | None
-
-
-def encode(fields: Iterable[Field]) -> bytes:
-    """One TWS message: NUL-terminated fields behind a 4-byte big-endian length."""
-    parts = []
-    for value in fields:
-        if value is None:
-            parts.append("")
-        elif isinstance(value, bool):
-            parts.append("1" if value else "0")
-        else:
-            parts.append(str(value))
-    payload = "".join(p + "\0" for p in parts).encode()
-    return struct.pack(">I", len(payload)) + payload
-
-
-def con_id(symbol: str) -> int:
-    """A stable contract id per symbol, so restarts of the peer agree with journals."""
-    return 100_000 + zlib.crc32(symbol.encode()) % 900_000
+BookKey = tuple[str, int]  # (account, conId)
 
 
 @dataclass(frozen=True)
@@ -101,48 +94,6 @@ def load_daily_bars(symbol: str, data_dir: Path = DEFAULT_DATA_DIR) -> list[Repl
 
 
 @dataclass
-class PeerOrder:
-    order_id: int
-    client_id: int
-    perm_id: int
-    symbol: str
-    action: str
-    quantity: float
-    order_type: str
-    limit_price: float | None
-    tif: str
-    order_ref: str
-    status: str = "Submitted"
-    filled: float = 0.0
-    avg_fill_price: float = 0.0
-    completed_time: str = ""
-
-    @property
-    def remaining(self) -> float:
-        return self.quantity - self.filled
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in OPEN_STATUSES
-
-
-@dataclass
-class PeerExecution:
-    exec_id: str
-    order_id: int
-    client_id: int
-    perm_id: int
-    symbol: str
-    side: str  # BOT / SLD
-    shares: float
-    price: float
-    order_ref: str
-    epoch: int
-    commission: float
-    realized_pnl: float
-
-
-@dataclass
 class PeerPosition:
     quantity: float = 0.0
     avg_cost: float = 0.0
@@ -153,21 +104,24 @@ class Connection:
     writer: asyncio.StreamWriter
     client_id: int = -1
     subscribed_positions: bool = False
-    subscribed_account: bool = False
-    account_multi_req: int | None = None
+    subscribed_account: str | None = None
+    account_multi: dict[int, str] = field(default_factory=dict)  # reqId -> account
     realtime: dict[int, str] = field(default_factory=dict)  # reqId -> symbol
     recent: deque[float] = field(default_factory=deque)
 
     def send(self, *fields: Field) -> None:
         if not self.writer.is_closing():
-            self.writer.write(encode(fields))
+            self.writer.write(msg.encode(fields))
 
 
 class TwsPeer:
     """The peer. `start()` runs it on its own thread and event loop; other methods are thread-safe.
 
-    Fault injection: `fail_next_place(...)`, `set_down(True)` (refuse connections, drop
-    the ones open), `unresponsive = True` (accept, then answer nothing), `broadcast_error(code)`.
+    Fault injection: `faults` (position lag, partial fills, PreSubmitted/PendingCancel
+    windows, skipped/duplicated orderStatus, rejects, halts), `fail_next_place(...)`,
+    `set_down(True)` (refuse connections, drop the ones open), `drop_connections()`,
+    `unresponsive = True` (accept, then answer nothing), `connectivity_lost()` /
+    `connectivity_restored()` (1100, then 1101/1102), `broadcast_error(code)`.
     """
 
     def __init__(
@@ -180,21 +134,26 @@ class TwsPeer:
         bar_interval: float = 0.05,
         replay_start: dict[str, int] | None = None,
         historical_limit: tuple[int, float] = (60, 600.0),
+        faults: PeerFaults | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.data_dir = data_dir
         self.bar_interval = bar_interval
         self.historical_limit = historical_limit
+        self.faults = faults or PeerFaults()
         self.unresponsive = False
+        self.lost = False  # 1100: TWS has no connection to IB; orders are held, not transmitted
         self._lock = threading.RLock()
         self._cash = cash
         self._realized = 0.0
         self._bars: dict[str, list[ReplayBar]] = {}
         self._cursor: dict[str, int] = dict(replay_start or {})
+        self._instruments: dict[int, Instrument] = {}
         self._orders: list[PeerOrder] = []
         self._executions: list[PeerExecution] = []
-        self._positions: dict[str, PeerPosition] = {}
+        self._positions: dict[BookKey, PeerPosition] = {}
+        self._reported: dict[BookKey, PeerPosition] = {}  # what position reports say (lags the truth)
         self._connections: list[Connection] = []
         self._streams: dict[str, asyncio.Task[None]] = {}
         self._historical_times: deque[float] = deque()
@@ -263,9 +222,47 @@ class TwsPeer:
             await self._server.wait_closed()
             self._server = None
 
-    def _call(self, coro_fn: object) -> None:
+    def _call(self, coro: Coroutine[Any, Any, None]) -> None:
         assert self._loop is not None, "peer not started"
-        asyncio.run_coroutine_threadsafe(coro_fn, self._loop).result(10)  # type: ignore[arg-type]
+        asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    def _later(self, delay: float, action: Callable[[], None]) -> None:
+        """Run `action` under the lock on the peer's loop after `delay` s (the peer's timers)."""
+        assert self._loop is not None
+
+        def run() -> None:
+            with self._lock:
+                action()
+            for conn in list(self._connections):
+                if not conn.writer.is_closing():
+                    with contextlib.suppress(Exception):
+                        self._loop.create_task(conn.writer.drain())  # type: ignore[union-attr]
+
+        if delay <= 0 and threading.current_thread() is self._thread:
+            run()
+        else:
+            self._loop.call_soon_threadsafe(lambda: self._loop.call_later(max(0.0, delay), run))  # type: ignore[union-attr]
+
+    # ---------------------------------------------------------------- instruments
+
+    def add_instrument(self, instrument: Instrument) -> Instrument:
+        with self._lock:
+            self._instruments[instrument.con_id] = instrument
+            return instrument
+
+    def _find_instrument(self, block: list[str]) -> Instrument | None:
+        """The instrument a client's 12-field contract block names (conId first), or None."""
+        for instrument in self._instruments.values():
+            if instrument.matches(block):
+                return instrument
+        symbol, sec_type = block[1], block[2] or "STK"
+        by_symbol = not block[0] or block[0] == "0" or int(block[0]) == con_id(symbol)
+        if sec_type == "STK" and by_symbol and self._symbol_bars(symbol):
+            return self.add_instrument(stock(symbol))
+        return None
+
+    def _stock(self, symbol: str) -> Instrument:
+        return self._instruments.get(con_id(symbol)) or self.add_instrument(stock(symbol))
 
     # ---------------------------------------------------------------- fault injection
 
@@ -302,10 +299,46 @@ class TwsPeer:
 
         async def apply() -> None:
             for conn in self._connections:
-                self._error(conn, -1, code, message or f"status {code}")
+                conn.send(*msg.error(-1, code, message or CONNECTIVITY.get(code, f"status {code}")))
                 await conn.writer.drain()
 
         self._call(apply())
+
+    def connectivity_lost(self) -> None:
+        """1100: TWS lost IB. Orders placed now are accepted by TWS and held, not transmitted;
+        existing orders do not fill; bars stop (the IB docs: "the ability to log in or manage
+        orders may be disrupted")."""
+        with self._lock:
+            self.lost = True
+        self.broadcast_error(1100)
+
+    def connectivity_restored(self, *, data_lost: bool = False) -> None:
+        """1102 (data maintained) or 1101 (data lost: subscriptions must be made again); held orders go out."""
+        with self._lock:
+            self.lost = False
+        self.broadcast_error(1101 if data_lost else 1102)
+
+        def release() -> None:
+            for order in self._orders:
+                if order.is_open and order.held and not order.cancel_pending:
+                    self._work(order)
+
+        self._later(0, release)
+
+    def halt(self, symbol: str, halted: bool = True) -> None:
+        """A trading halt on `symbol`: no bars, orders rest. Lifting it lets resting orders fill."""
+        with self._lock:
+            if halted:
+                self.faults.halted.add(symbol)
+                return
+            self.faults.halted.discard(symbol)
+
+        def resume() -> None:
+            for order in self._orders:
+                if order.is_open and order.instrument.bar_symbol == symbol and not order.held:
+                    self._try_fill(order)
+
+        self._later(0, resume)
 
     # ---------------------------------------------------------------- state for assertions
 
@@ -317,9 +350,24 @@ class TwsPeer:
         with self._lock:
             return list(self._orders)
 
-    def positions(self) -> dict[str, float]:
+    def executions(self) -> list[PeerExecution]:
         with self._lock:
-            return {s: p.quantity for s, p in self._positions.items() if p.quantity}
+            return list(self._executions)
+
+    def positions(self, account: str = ACCOUNT) -> dict[str, float]:
+        """The TRUE positions of `account` (not the lagged reports), by symbol (local symbol for derivatives)."""
+        with self._lock:
+            out: dict[str, float] = {}
+            for (acct, cid), pos in self._positions.items():
+                if acct == account and pos.quantity:
+                    instrument = self._instruments[cid]
+                    out[instrument.symbol if instrument.sec_type == "STK" else instrument.local] = pos.quantity
+            return out
+
+    def holdings(self) -> dict[BookKey, float]:
+        """Every non-zero true position of every account, by (account, conId)."""
+        with self._lock:
+            return {k: p.quantity for k, p in self._positions.items() if p.quantity}
 
     def client_ids(self) -> list[int]:
         with self._lock:
@@ -330,12 +378,23 @@ class TwsPeer:
             bars = self._symbol_bars(symbol)
             return bars[min(self._cursor.get(symbol, 0), len(bars) - 1)].close
 
-    def seed_position(self, symbol: str, quantity: float, avg_cost: float | None = None) -> None:
-        """Start with a position, as if an earlier session had left one."""
+    def instrument_price(self, instrument: Instrument) -> float:
+        if instrument.fixed_price is not None:
+            return instrument.fixed_price
+        return round(max(0.01, self.price(instrument.bar_symbol) * instrument.price_scale), 2)
+
+    def seed_position(
+        self, symbol: str | Instrument, quantity: float, avg_cost: float | None = None, *, account: str = ACCOUNT
+    ) -> Instrument:
+        """Start with a position, as if an earlier session had left one (reported at once)."""
         with self._lock:
-            price = self.price(symbol) if avg_cost is None else avg_cost
-            self._positions[symbol] = PeerPosition(quantity, price)
-            self._cash -= quantity * price
+            instrument = self.add_instrument(symbol) if isinstance(symbol, Instrument) else self._stock(symbol)
+            price = self.instrument_price(instrument) if avg_cost is None else avg_cost
+            key = (account, instrument.con_id)
+            self._positions[key] = PeerPosition(quantity, price * instrument.contract_multiplier)
+            self._reported[key] = PeerPosition(quantity, price * instrument.contract_multiplier)
+            self._cash -= quantity * price * instrument.contract_multiplier
+            return instrument
 
     # ---------------------------------------------------------------- connection handling
 
@@ -347,37 +406,49 @@ class TwsPeer:
             if prefix != b"API\0":
                 return
             (size,) = struct.unpack(">I", await reader.readexactly(4))
-            await reader.readexactly(size)  # b"v157..176": we answer with our version
+            offered = (await reader.readexactly(size)).decode()  # "v157..176"
+            low, _, high = offered.lstrip("v").partition("..")
+            if not (int(low) <= SERVER_VERSION <= int(high or low)):
+                return  # TWS closes the socket on a version it cannot speak
             now = dt.datetime.now(dt.UTC).strftime("%Y%m%d %H:%M:%S UTC")
             conn.send(SERVER_VERSION, now)
             while True:
                 (size,) = struct.unpack(">I", await reader.readexactly(4))
                 fields = (await reader.readexactly(size)).decode().split("\0")[:-1]
-                self._count_message(conn)
                 if self.unresponsive:
+                    continue
+                if self._over_pace(conn):
+                    # TWS refuses messages past 50 a second with error 100 (and may disconnect):
+                    # https://interactivebrokers.github.io/tws-api/message_codes.html (100:
+                    # "Max rate of messages per second has been exceeded.")
+                    conn.send(*msg.error(-1, 100, "Max rate of messages per second has been exceeded."))
+                    await writer.drain()
                     continue
                 with self._lock:
                     keep_open = self._handle(conn, fields)
                 await writer.drain()
                 if not keep_open:
                     break
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
         finally:
             with contextlib.suppress(ValueError):
                 self._connections.remove(conn)
             writer.close()
 
-    def _count_message(self, conn: Connection) -> None:
+    def _over_pace(self, conn: Connection) -> bool:
         now = time.monotonic()
         conn.recent.append(now)
         while conn.recent and now - conn.recent[0] > 1.0:
             conn.recent.popleft()
         if len(conn.recent) > MAX_MESSAGES_PER_SECOND:
             self.pacing_violations += 1
+            conn.recent.pop()  # a refused message does not count
+            return True
+        return False
 
     def _error(self, conn: Connection, req_id: int, code: int, message: str) -> None:
-        conn.send(4, 2, req_id, code, message)
+        conn.send(*msg.error(req_id, code, message))
 
     def _handle(self, conn: Connection, f: list[str]) -> bool:
         """Answer one client message; False closes the connection."""
@@ -388,57 +459,67 @@ class TwsPeer:
                 self._error(conn, -1, 326, f"Unable to connect as the client id {client_id} is already in use.")
                 return False
             conn.client_id = client_id
-            conn.send(15, 1, ACCOUNT)
+            conn.send(15, 1, ",".join(ACCOUNTS))
             conn.send(9, 1, self._next_order_id)
+            for code, text in FARM_NOTICES:
+                self._error(conn, -1, code, text)
+            if self.lost:
+                self._error(conn, -1, 1100, CONNECTIVITY[1100])
         elif msg_id == 49:
             conn.send(49, 1, int(time.time()))
         elif msg_id == 8:
             conn.send(9, 1, self._next_order_id)
-        elif msg_id == 61:
+        elif msg_id == 61:  # reqPositions: answered from the (lagging) reports, every account
             conn.subscribed_positions = True
-            for symbol, pos in self._positions.items():
-                self._send_position(conn, symbol, pos)
+            for (account, cid), pos in self._reported.items():
+                conn.send(*msg.position(account, self._instruments[cid], pos.quantity, pos.avg_cost))
             conn.send(62, 1)
         elif msg_id == 64:
             conn.subscribed_positions = False
         elif msg_id == 6:  # reqAccountUpdates: version, subscribe, account
-            conn.subscribed_account = f[2] == "1"
+            conn.subscribed_account = (f[3] or ACCOUNT) if f[2] == "1" else None
             if conn.subscribed_account:
                 self._send_account(conn)
-                conn.send(54, 1, ACCOUNT)
+                conn.send(54, 1, conn.subscribed_account)
         elif msg_id == 76:  # reqAccountUpdatesMulti: version, reqId, account, modelCode, ledgerAndNLV
             req_id = int(f[2])
-            conn.account_multi_req = req_id
+            conn.account_multi[req_id] = f[3] or ACCOUNT
             for key, value in self._account_values().items():
-                conn.send(73, 1, req_id, ACCOUNT, "", key, f"{value:.2f}", "USD")
+                conn.send(73, 1, req_id, conn.account_multi[req_id], "", key, f"{value:.2f}", "USD")
             conn.send(74, 1, req_id)
         elif msg_id in (5, 16):  # reqOpenOrders (this client) / reqAllOpenOrders
             for order in self._orders:
                 if order.is_open and (msg_id == 16 or order.client_id == conn.client_id):
-                    self._send_open_order(conn, order)
+                    conn.send(*msg.open_order(order))
             conn.send(53, 1)
         elif msg_id == 99:
             for order in self._orders:
                 if not order.is_open:
-                    self._send_completed_order(conn, order)
+                    conn.send(*msg.completed_order(order))
             conn.send(102)
         elif msg_id == 7:  # reqExecutions: version, reqId, clientId, acct, time, symbol, secType, exch, side
             req_id = int(f[2])
             symbol = f[6]
             for execution in self._executions:
-                if not symbol or execution.symbol == symbol:
-                    self._send_execution(conn, req_id, execution)
+                if not symbol or execution.order.instrument.symbol == symbol:
+                    conn.send(*msg.execution(req_id, execution))
+                    conn.send(*msg.commission_report(execution))
             conn.send(55, 1, req_id)
-        elif msg_id == 9:  # reqContractDetails: version, reqId, contract...
-            self._send_contract_details(conn, int(f[2]), symbol=f[4])
+        elif msg_id == 9:  # reqContractDetails: version, reqId, contract (12)...
+            instrument = self._find_instrument(f[3:15])
+            if instrument is None:
+                self._error(conn, int(f[2]), 200, "No security definition has been found for the request")
+            else:
+                conn.send(*msg.contract_details(int(f[2]), instrument))
+                conn.send(52, 1, int(f[2]))
         elif msg_id == 3:
             return self._place_order(conn, f)
-        elif msg_id == 4:  # cancelOrder: version, orderId
+        elif msg_id == 4:  # cancelOrder: version, orderId, manualCancelOrderTime (169+)
             self._cancel(conn, int(f[2]))
-        elif msg_id == 58:
+        elif msg_id == 58:  # reqGlobalCancel: every open order of every client
             for order in self._orders:
                 if order.is_open:
-                    self._set_cancelled(order)
+                    self._request_cancel(order)
         elif msg_id == 20:
             self._historical(conn, f)
         elif msg_id == 50:  # reqRealTimeBars: version, reqId, contract(12)...
@@ -458,26 +539,33 @@ class TwsPeer:
         # placeOrder: 3, orderId, contract(12), secIdType, secId, action, qty, type, lmt, aux, tif,
         # ocaGroup, account, openClose, origin, orderRef, transmit, ...
         order_id = int(f[1])
-        symbol = f[3]
         ref = f[26]
         self.place_orders_received.append((conn.client_id, order_id, ref))
         if any(o.order_id == order_id and o.client_id == conn.client_id for o in self._orders):
             self._error(conn, order_id, 103, "Duplicate order id")
             return True
-        if not self._symbol_bars(symbol):
+        instrument = self._find_instrument(f[2:14])
+        if instrument is None:
             self._error(conn, order_id, 200, "No security definition has been found for the request")
+            return True
+        account = f[23] or ACCOUNT
+        if account not in ACCOUNTS:
+            self._error(conn, order_id, 321, f"Error validating request:-'bw' : cause - Invalid account {account}")
             return True
         order = PeerOrder(
             order_id=order_id,
             client_id=conn.client_id,
             perm_id=self._next_perm_id,
-            symbol=symbol,
+            instrument=instrument,
             action=f[16],
             quantity=float(f[17]),
             order_type=f[18],
             limit_price=float(f[19]) if f[19] else None,
             tif=f[21] or "DAY",
             order_ref=ref,
+            account=account,
+            status="PreSubmitted",
+            held=True,
         )
         self._next_perm_id += 1
         self._next_order_id = max(self._next_order_id, order_id + 1)
@@ -485,15 +573,43 @@ class TwsPeer:
         fault, self._fault = self._fault, None
         if fault == "drop_before_ack":
             conn.writer.close()
-            self._try_fill(order, self.price(symbol))
+            self._work(order)
             return False
-        self._notify_order(order)
+        rule = self.faults.reject_for(instrument.con_id, instrument.symbol, order.action)
+        if rule is not None:
+            self._error(conn, order_id, rule.code, rule.message or REJECT_MESSAGES.get(rule.code, f"code {rule.code}"))
+            if rule.code in FINAL_REJECT_CODES:
+                # a rejected order ends Inactive ("received by the system but no longer active because
+                # it was rejected or cancelled": IB's orderStatus documentation)
+                order.status = "Inactive"
+                order.completed_time = _now_text()
+                self._notify_order(order)
+                return True
+            if rule.code == 404:
+                self._notify_order(order)
+                self._later(self.faults.locate_delay, lambda: self._work(order))
+                return True
+        self._notify_order(order)  # openOrder + PreSubmitted
         if fault == "drop_after_ack":
+            self._work(order)
             conn.writer.close()
-            self._try_fill(order, self.price(symbol))
             return False
-        self._try_fill(order, self.price(symbol))
+        if self.lost:
+            return True  # held at TWS until connectivity returns
+        if self.faults.presubmit_window > 0:
+            self._later(self.faults.presubmit_window, lambda: self._work(order))
+        else:
+            self._work(order)
         return True
+
+    def _work(self, order: PeerOrder) -> None:
+        """The order reaches the exchange: Submitted, and fills if it can."""
+        if not order.is_open or order.cancel_pending or self.lost:
+            return
+        order.held = False
+        order.status = "Submitted"
+        self._notify_status(order)
+        self._try_fill(order)
 
     def _owner(self, order: PeerOrder) -> Connection | None:
         for conn in self._connections:
@@ -505,70 +621,80 @@ class TwsPeer:
         owner = self._owner(order)
         if owner is None:
             return
-        self._send_open_order(owner, order)
-        self._send_status(owner, order)
+        owner.send(*msg.open_order(order))
+        self._notify_status(order, owner)
 
-    def _send_status(self, conn: Connection, order: PeerOrder) -> None:
-        conn.send(
-            3,
-            order.order_id,
-            order.status,
-            order.filled,
-            order.remaining,
-            order.avg_fill_price,
-            order.perm_id,
-            0,
-            order.avg_fill_price,
-            order.client_id,
-            "",
-            0.0,
-        )
-
-    def _try_fill(self, order: PeerOrder, price: float) -> None:
-        if not order.is_open:
+    def _notify_status(self, order: PeerOrder, owner: Connection | None = None) -> None:
+        owner = owner or self._owner(order)
+        if owner is None:
             return
+        for _ in range(1 + self.faults.duplicate_status):
+            owner.send(*msg.order_status(order))
+
+    def _try_fill(self, order: PeerOrder) -> None:
+        if not order.is_open or order.held or self.lost or order.slices_left:
+            return
+        if order.instrument.bar_symbol in self.faults.halted:
+            return  # a halted symbol trades nothing: market orders rest too
+        price = self.instrument_price(order.instrument)
         if order.order_type == "LMT" and order.limit_price is not None:
             marketable = price <= order.limit_price if order.action == "BUY" else price >= order.limit_price
             if not marketable:
                 return
         elif order.order_type != "MKT":
             return
-        self._fill(order, price)
+        slices = max(1, self.faults.fill_slices)
+        order.slices_left = slices
+        self._fill_slice(order, price)
 
-    def _fill(self, order: PeerOrder, price: float) -> None:
-        shares = order.remaining
+    def _fill_slice(self, order: PeerOrder, price: float) -> None:
+        if not order.is_open or self.lost:
+            order.slices_left = 0
+            return
+        slices = order.slices_left
+        shares = order.remaining if slices <= 1 else max(1.0, float(int(order.remaining / slices)))
+        shares = min(shares, order.remaining)
+        order.slices_left -= 1
+        self._execute(order, shares, price)
+        if order.remaining > 0 and order.slices_left > 0:
+            interval = self.faults.fill_interval
+            self._later(interval, lambda: self._fill_slice(order, self.instrument_price(order.instrument)))
+        else:
+            order.slices_left = 0
+
+    def _execute(self, order: PeerOrder, shares: float, price: float) -> None:
+        instrument = order.instrument
+        mult = instrument.contract_multiplier
         signed = shares if order.action == "BUY" else -shares
-        commission = round(min(max(1.0, 0.005 * shares), 0.01 * shares * price), 4)
-        pos = self._positions.setdefault(order.symbol, PeerPosition())
+        commission = round(min(max(1.0, 0.005 * shares), 0.01 * shares * price * mult), 4)
+        key = (order.account, instrument.con_id)
+        pos = self._positions.setdefault(key, PeerPosition())
         realized = 0.0
+        unit_cost = pos.avg_cost / mult if mult else pos.avg_cost
         if pos.quantity and (pos.quantity > 0) != (signed > 0):
             closed = min(abs(signed), abs(pos.quantity))
-            direction = 1 if pos.quantity > 0 else -1
-            realized = closed * (price - pos.avg_cost) * direction
+            realized = closed * (price - unit_cost) * (1 if pos.quantity > 0 else -1) * mult
         new_qty = pos.quantity + signed
         if new_qty == 0:
             pos.avg_cost = 0.0
         elif pos.quantity == 0 or (pos.quantity > 0) != (new_qty > 0):
-            pos.avg_cost = price
+            pos.avg_cost = price * mult
         elif abs(new_qty) > abs(pos.quantity):
-            pos.avg_cost = (pos.avg_cost * pos.quantity + price * signed) / new_qty
+            pos.avg_cost = (pos.avg_cost * pos.quantity + price * mult * signed) / new_qty
         pos.quantity = new_qty
-        self._cash -= signed * price + commission
+        self._cash -= signed * price * mult + commission
         self._realized += realized - commission
+        order.avg_fill_price = (order.avg_fill_price * order.filled + price * shares) / (order.filled + shares)
         order.filled += shares
-        order.avg_fill_price = price
-        order.status = "Filled"
-        order.completed_time = dt.datetime.now(dt.UTC).strftime("%Y%m%d %H:%M:%S UTC")
+        if order.remaining <= 0:
+            order.status = "Filled"
+            order.completed_time = _now_text()
         execution = PeerExecution(
             exec_id=f"0000e{self._next_exec:08d}.01",
-            order_id=order.order_id,
-            client_id=order.client_id,
-            perm_id=order.perm_id,
-            symbol=order.symbol,
-            side="BOT" if order.action == "BUY" else "SLD",
+            order=order,
             shares=shares,
             price=price,
-            order_ref=order.order_ref,
+            cum_qty=order.filled,
             epoch=int(time.time()),
             commission=commission,
             realized_pnl=realized,
@@ -577,33 +703,63 @@ class TwsPeer:
         self._executions.append(execution)
         owner = self._owner(order)
         if owner is not None:
-            self._send_execution(owner, -1, execution)
-            self._send_status(owner, order)
-            self._send_open_order(owner, order)
+            owner.send(*msg.execution(-1, execution))
+            owner.send(*msg.commission_report(execution))
+            if not (self.faults.skip_fill_status and order.status == "Filled"):
+                self._notify_status(order, owner)
+                owner.send(*msg.open_order(order))
+        snapshot = PeerPosition(pos.quantity, pos.avg_cost)
+        self._later(self.faults.position_lag, lambda: self._report_position(key, snapshot))
+        for conn in self._connections:
+            if conn.subscribed_account or conn.account_multi:
+                self._send_account(conn)
+
+    def _report_position(self, key: BookKey, pos: PeerPosition) -> None:
+        """Position reports catch up with the truth, `faults.position_lag` after the execution."""
+        self._reported[key] = pos
         for conn in self._connections:
             if conn.subscribed_positions:
-                self._send_position(conn, order.symbol, pos)
-            if conn.subscribed_account or conn.account_multi_req is not None:
-                self._send_account(conn)
+                conn.send(*msg.position(key[0], self._instruments[key[1]], pos.quantity, pos.avg_cost))
 
     def _cancel(self, conn: Connection, order_id: int) -> None:
         for order in self._orders:
             if order.order_id == order_id and order.client_id == conn.client_id:
-                if order.is_open:
-                    self._set_cancelled(order)
-                else:
-                    self._error(
-                        conn, order_id, 10148, f"OrderId {order_id} cannot be cancelled, state: {order.status}."
-                    )
+                if order.is_open and not order.cancel_pending:
+                    self._request_cancel(order)
+                elif not order.is_open:
+                    self._error(conn, order_id, 10148, f"OrderId {order_id} that needs to be cancelled cannot be "
+                                f"cancelled, state: {order.status}.")  # fmt: skip
                 return
         self._error(conn, order_id, 135, f"Can't find order with id = {order_id}")
 
+    def _request_cancel(self, order: PeerOrder) -> None:
+        """PendingCancel for `faults.cancel_window` s (a fill can still happen), then Cancelled."""
+        if order.cancel_pending:
+            return
+        window = self.faults.cancel_window
+        if window <= 0 and not self.lost:
+            self._set_cancelled(order)
+            return
+        order.cancel_pending = True
+        order.status = "PendingCancel"
+        self._notify_status(order)
+        self._later(window, lambda: self._finish_cancel(order))
+
+    def _finish_cancel(self, order: PeerOrder) -> None:
+        if self.lost:  # the cancel is not transmitted either; it goes out when IB is back
+            self._later(0.05, lambda: self._finish_cancel(order))
+            return
+        if order.is_open:
+            self._set_cancelled(order)
+
     def _set_cancelled(self, order: PeerOrder) -> None:
         order.status = "Cancelled"
-        order.completed_time = dt.datetime.now(dt.UTC).strftime("%Y%m%d %H:%M:%S UTC")
+        order.cancel_pending = False
+        order.slices_left = 0
+        order.completed_time = _now_text()
         owner = self._owner(order)
         if owner is not None:
-            self._send_status(owner, order)
+            self._notify_status(order, owner)
             self._error(owner, order.order_id, 202, "Order Canceled - reason:")
 
     # ---------------------------------------------------------------- market data
@@ -624,14 +780,16 @@ class TwsPeer:
         while True:
             await asyncio.sleep(self.bar_interval)
             with self._lock:
+                if self.lost or symbol in self.faults.halted:
+                    continue  # no bars from a halted symbol, nor while TWS has lost IB
                 index = self._cursor.get(symbol, 0) + 1
                 if index >= len(bars):
                     return
                 self._cursor[symbol] = index
                 bar = bars[index]
                 for order in self._orders:
-                    if order.symbol == symbol and order.is_open:
-                        self._try_fill(order, bar.open)
+                    if order.instrument.bar_symbol == symbol and order.is_open:
+                        self._try_fill(order)
                 epoch = REPLAY_EPOCH + REALTIME_BAR_SECONDS * index
                 wap = (bar.high + bar.low + bar.close) / 3
                 for conn in self._connections:
@@ -666,16 +824,17 @@ class TwsPeer:
             fields += [b.date.strftime("%Y%m%d"), b.open, b.high, b.low, b.close, b.volume, wap, 1]
         conn.send(*fields)
 
-    # ---------------------------------------------------------------- message builders
+    # ---------------------------------------------------------------- account messages
 
     def _account_values(self) -> dict[str, float]:
         market = 0.0
         unrealized = 0.0
-        for symbol, pos in self._positions.items():
-            if pos.quantity:
-                price = self.price(symbol)
-                market += pos.quantity * price
-                unrealized += pos.quantity * (price - pos.avg_cost)
+        for (account, cid), pos in self._positions.items():
+            if pos.quantity and account == ACCOUNT:
+                instrument = self._instruments[cid]
+                value = pos.quantity * self.instrument_price(instrument) * instrument.contract_multiplier
+                market += value
+                unrealized += value - pos.quantity * pos.avg_cost
         return {
             "NetLiquidation": self._cash + market,
             "TotalCashValue": self._cash,
@@ -689,110 +848,17 @@ class TwsPeer:
         values = self._account_values()
         if conn.subscribed_account:
             for key, value in values.items():
-                conn.send(6, 2, key, f"{value:.2f}", "USD", ACCOUNT)
-            for symbol, pos in self._positions.items():
-                price = self.price(symbol)
-                conn.send(
-                    7,
-                    8,
-                    *_contract11(symbol, with_primary=True),
-                    pos.quantity,
-                    price,
-                    pos.quantity * price,
-                    pos.avg_cost,
-                    pos.quantity * (price - pos.avg_cost),
-                    0.0,
-                    ACCOUNT,
-                )
+                conn.send(6, 2, key, f"{value:.2f}", "USD", conn.subscribed_account)
+            for (account, cid), pos in self._positions.items():
+                if account == conn.subscribed_account:
+                    instrument = self._instruments[cid]
+                    price = self.instrument_price(instrument)
+                    conn.send(*msg.portfolio(account, instrument, pos.quantity, price, pos.avg_cost))
             conn.send(8, 1, dt.datetime.now(dt.UTC).strftime("%H:%M"))
-        if conn.account_multi_req is not None:
+        for req_id, account in conn.account_multi.items():
             for key, value in values.items():
-                conn.send(73, 1, conn.account_multi_req, ACCOUNT, "", key, f"{value:.2f}", "USD")
-
-    def _send_position(self, conn: Connection, symbol: str, pos: PeerPosition) -> None:
-        conn.send(61, 3, ACCOUNT, *_contract11(symbol), pos.quantity, pos.avg_cost)
-
-    def _send_execution(self, conn: Connection, req_id: int, e: PeerExecution) -> None:
-        conn.send(
-            11,
-            req_id,
-            e.order_id,
-            *_contract11(e.symbol),
-            e.exec_id,
-            e.epoch,
-            ACCOUNT,
-            "SMART",
-            e.side,
-            e.shares,
-            e.price,
-            e.perm_id,
-            e.client_id,
-            0,
-            e.shares,
-            e.price,
-            e.order_ref,
-            "",
-            "",
-            "",
-            0,
-        )
-        conn.send(59, 1, e.exec_id, e.commission, "USD", e.realized_pnl, "", "")
-
-    def _send_contract_details(self, conn: Connection, req_id: int, symbol: str) -> None:
-        if not self._symbol_bars(symbol):
-            self._error(conn, req_id, 200, "No security definition has been found for the request")
-            return
-        conn.send(
-            10, 8, req_id, symbol, "STK", "", 0.0, "", "SMART", "USD", symbol, "NMS", "NMS", con_id(symbol), 0.01,
-            1, "", "LMT,MKT", "SMART,NYSE,NASDAQ", 1, 0, f"{symbol} INC", "NASDAQ", "", "", "", "",
-            "US/Eastern", "", "", "", "", 0, 1, "", "", "26", "", "COMMON",
-        )  # fmt: skip
-        conn.send(52, 1, req_id)
-
-    def _send_open_order(self, conn: Connection, o: PeerOrder) -> None:
-        head: list[Field] = [5, o.order_id, *_contract11(o.symbol)]
-        body: list[Field] = [
-            o.action, o.quantity, o.order_type, o.limit_price, None, o.tif, "", ACCOUNT, "O", 0, o.order_ref,
-            o.client_id, o.perm_id, 0, 0, 0, "", "",  # ... outsideRth, hidden, discretionaryAmt, goodAfterTime, _
-            "", "", "", "", "", "", "", None, "",  # fa*, modelCode, goodTillDate, rule80A, percentOffset, firm
-            0, "", -1, 0, None, None, None, None, None,  # shortSaleSlot .. stockRangeUpper
-            0, 0, 0, 0, None, 0, 0, 0, None,  # displaySize .. nbboPriceCap
-            0, 0, None, 0, "", None,  # parentId, triggerMethod, volatility(+type), deltaNeutral type/aux
-        ]  # fmt: skip
-        tail: list[Field] = [
-            0, 0, None, None, None, None, "",  # continuousUpdate .. comboLegsDescrip
-            0, 0, 0,  # combo legs, order combo legs, smart combo params
-            None, None, "",  # scale
-            "",  # hedgeType
-            0, "", "", 0, 0,  # optOutSmartRouting, clearing, notHeld, dncPresent
-            "",  # algoStrategy
-            0, 0, o.status, "", "", "", "", "", "", "", "", "", None, None, None, "", "", 0, 0,
-            0,  # conditions
-            "", None, None, None, None, None, None, 0, "", "", "", None, 0, 0, None, 0,
-        ]  # fmt: skip
-        conn.send(*head, *body, *tail)
-
-    def _send_completed_order(self, conn: Connection, o: PeerOrder) -> None:
-        fields: list[Field] = [
-            101, *_contract11(o.symbol),
-            o.action, o.quantity, o.order_type, o.limit_price, None, o.tif, "", ACCOUNT, "O", 0, o.order_ref,
-            o.perm_id, 0, 0, 0, "", "", "", "", "", "", "", "", "", "", "", 0, "", None, None, None, None, None,
-            0, 0, 0, 0, 0, 0, None, 0, "", "",
-            0, 0, None, None, "",  # continuousUpdate .. comboLegsDescrip
-            0, 0, 0,  # legs
-            None, None, "",  # scale
-            "",  # hedgeType
-            "", "", 0, 0,  # clearing, notHeld, dncPresent
-            "",  # algoStrategy
-            0, o.status, 0, 0,
-            0,  # conditions
-            None, None, None, 0, 0, "", o.filled, 0, 0, "", 0, 0, 0, o.completed_time, o.status,
-        ]  # fmt: skip
-        conn.send(*fields)
+                conn.send(73, 1, req_id, account, "", key, f"{value:.2f}", "USD")
 
 
-def _contract11(symbol: str, *, with_primary: bool = False) -> Sequence[Field]:
-    """conId, symbol, secType, expiry, strike, right, multiplier, exchange|primaryExchange, currency,
-    localSymbol, tradingClass: the contract block most messages share."""
-    exchange = "NASDAQ" if with_primary else "SMART"
-    return (con_id(symbol), symbol, "STK", "", 0.0, "", "", exchange, "USD", symbol, "NMS")
+def _now_text() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%d %H:%M:%S UTC")
