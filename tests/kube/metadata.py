@@ -170,12 +170,24 @@ def is_label_value(value: str) -> list[str]:
     return errors
 
 
+def is_path_segment_name(value: str) -> list[str]:
+    """apimachinery/pkg/api/validation/path.IsValidPathSegmentName (RBAC objects' names, e.g. `system:discovery`)."""
+    if value in {".", ".."}:
+        return [f"may not be '{value}'"]
+    return [f"may not contain '{c}'" for c in ("/", "%") if c in value]
+
+
 NameRule = Callable[[str], list[str]]
 
 # Kinds whose names are not DNS-1123 subdomains (the API server's per-kind ValidateNameFunc).
 NAME_RULES: dict[str, NameRule] = {
     "Namespace": is_dns1123_label,
     "Service": is_dns1035_label,
+    # rbac/validation ValidateRBACName = path.ValidatePathSegmentName
+    "Role": is_path_segment_name,
+    "ClusterRole": is_path_segment_name,
+    "RoleBinding": is_path_segment_name,
+    "ClusterRoleBinding": is_path_segment_name,
 }
 
 

@@ -42,9 +42,8 @@ def http(
 ) -> tuple[int, Any, list[str]]:
     """One request: (status, decoded body, Warning headers)."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        cluster.url + path, data=data, method=method, headers={"Content-Type": content_type}
-    )
+    headers = {"Content-Type": content_type, "Authorization": f"Bearer {cluster.admin_token}"}
+    request = urllib.request.Request(cluster.url + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read()), response.headers.get_all("Warning") or []

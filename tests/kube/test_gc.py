@@ -153,7 +153,7 @@ def test_kubectl_style_delete_options_pick_the_policy_over_http(cluster: Emulate
         f"{cluster.url}/api/v1/namespaces/{NS}/configmaps/root",
         data=body,
         method="DELETE",
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {cluster.admin_token}"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert json.loads(response.read())["metadata"]["finalizers"] == ["orphan"]
