@@ -7,6 +7,10 @@
   subresource, optimistic concurrency, JSON/merge patches, garbage collection).
 - `cluster`: `EmulatedCluster`, the emulator on a loopback port in a background thread
   with a kubeconfig file, and a synchronous client for tests.
+- `authn`, `rbac`, `access`: bearer-token authentication, kube-apiserver's RBAC authorizer
+  (pure functions over the stored Roles and bindings) and the check the emulator runs
+  before every handler; `chart_rbac`: the chart's RBAC for the operator fixtures, and the
+  record of the operator's requests that `test_chart_rbac_replay` replays (README.md).
 - `kubelet`: `FakeKubelet`, plays kubelet and Job controller for one Job: runs its
   container as a local process and writes the Pod and Job status as Kubernetes does.
 """
