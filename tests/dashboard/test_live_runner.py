@@ -20,7 +20,7 @@ import backtrader as bt
 import pytest
 from fastapi.testclient import TestClient
 
-from kubetrader.live.http import call_runner
+from kubetrader.live.http import RunnerUnreachableError, call_runner
 from kubetrader.live.ib_broker import IBBroker
 from kubetrader.live.launch import Endpoint, run_deployment
 from kubetrader.live.testing.tws_peer import TwsPeer, load_daily_bars
@@ -106,12 +106,17 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
                 assert not errors, errors
                 status = running.status()
                 return (
-                    status["positions"] == {"ORCL": SHARES}
-                    and len(status["open_orders"]) == 1
-                    and status["prices"].get("ORCL") == running.last_close
+                    status.get("positions") == {"ORCL": SHARES}  # an empty snapshot until the session starts
+                    and len(status.get("open_orders") or []) == 1
+                    and (status.get("prices") or {}).get("ORCL") == running.last_close
                 )
 
-            wait_until(settled, timeout=60, what="the runner to hold its position and bid after the replay ends")
+            wait_until(
+                settled,
+                timeout=60,
+                what="the runner to hold its position and bid after the replay ends",
+                retry_on=(RunnerUnreachableError,),  # its endpoint is not up yet
+            )
             yield running
         finally:
             try:

@@ -1,4 +1,6 @@
-"""The Streamlit app under AppTest, against the running API on real stores: one test per tab."""
+"""The Streamlit app under AppTest, against the running API on real stores: one test per page.
+
+Pages are chosen with the `page` radio and only the chosen one runs (st.tabs would run all)."""
 
 from __future__ import annotations
 
@@ -26,13 +28,14 @@ TAB_LABELS = [
     "Optimization",
     "MLflow",
     "Health",
+    "Logs",
     "Settings",
 ]
 
 
 @pytest.fixture(scope="module")
 def app(dashboard_api: RunningApi) -> Iterator[AppTest]:
-    """One script run (all tabs render in it), shared by the per-tab tests of this module."""
+    """One app session, shared by the per-page tests of this module."""
     patch = pytest.MonkeyPatch()
     patch.setenv("FASTAPI_BACKEND_URL", dashboard_api.url)
     patch.setenv("KUBETRADER_API_TOKEN", dashboard_api.token)
@@ -42,18 +45,23 @@ def app(dashboard_api: RunningApi) -> Iterator[AppTest]:
 
 
 def _tab(app: AppTest, label: str) -> Any:
-    (tab,) = [t for t in app.tabs if t.label == label]
-    return tab
+    """Open a page (only it runs) and return the app to look into."""
+    app.radio(key="page").set_value(label).run()
+    assert [e.value for e in app.exception] == [], label
+    return app
 
 
 def _metrics(tab: Any) -> dict[str, str]:
     return {m.label: m.value for m in tab.metric}
 
 
-def test_the_app_renders_ten_tabs_without_an_exception_or_error(app: AppTest) -> None:
-    assert [t.label for t in app.tabs] == TAB_LABELS
-    assert [e.value for e in app.exception] == []
-    assert [e.value for e in app.error] == []
+def test_the_app_offers_eleven_pages_and_renders_each_without_an_exception_or_error(app: AppTest) -> None:
+    assert list(app.radio(key="page").options) == TAB_LABELS
+    assert app.tabs == [] or not len(app.tabs), "st.tabs would run every page on each rerun"
+    for label in TAB_LABELS:
+        page = _tab(app, label)
+        assert [e.value for e in page.error] == [], label
+    _tab(app, "Dashboard")
 
 
 def test_dashboard_tab_shows_the_latest_backtest_with_its_equity_curve(app: AppTest, dashboard_api: RunningApi) -> None:
@@ -63,6 +71,8 @@ def test_dashboard_tab_shows_the_latest_backtest_with_its_equity_curve(app: AppT
     tab = _tab(app, "Dashboard")
     metrics = _metrics(tab)
     assert metrics["Sharpe"] == f"{newest.metrics['sharpe_ratio']:,.2f}"
+    assert metrics["Total return"] == f"{newest.metrics['total_return']:.2%}"
+    assert metrics["Trades"] == str(int(newest.metrics["num_trades"]))
     assert metrics["Live account"] == "not available"
     assert len(tab.get("plotly_chart")) == 1
     assert any(newest.metadata.name in s.value for s in tab.subheader)
@@ -73,31 +83,40 @@ def test_live_trading_tab_says_not_available(app: AppTest) -> None:
     assert [i.value for i in tab.info] == ["Live trading not available: KUBETRADER_LIVE_RUNNER_URL is not set"]
 
 
-def test_trade_log_tab_lists_every_trade_with_commissions(app: AppTest, dashboard_api: RunningApi) -> None:
-    trades = [t for d in dashboard_api.stores.documents.values() for t in d.trades]
+def test_trade_log_tab_lists_every_closed_trade_with_commissions(app: AppTest, dashboard_api: RunningApi) -> None:
+    trades = [t for d in dashboard_api.stores.documents.values() for t in d.trades if t.exit_time is not None]
+    assert sum(d.metrics["num_trades"] for d in dashboard_api.stores.documents.values()) == len(trades)
     tab = _tab(app, "Trade Log")
     assert _metrics(tab)["Trades matching"] == str(len(trades))
     (frame,) = [df.value for df in tab.dataframe]
     assert len(trades) <= 500  # one page shows them all
-    assert frame["commission"].sum() == pytest.approx(sum(t.commission for t in trades))
+    assert frame["Commission"].sum() == pytest.approx(sum(t.commission for t in trades))
+    assert "open" not in set(frame["Exit"]) and "T00:00:00" not in frame.to_string()
 
 
 def test_trade_log_filters_by_symbol(app: AppTest, dashboard_api: RunningApi) -> None:
-    nvda = [t for d in dashboard_api.stores.documents.values() for t in d.trades if t.symbol == "NVDA"]
+    documents = dashboard_api.stores.documents.values()
+    nvda = [t for d in documents for t in d.trades if t.symbol == "NVDA" and t.exit_time is not None]
     tab = _tab(app, "Trade Log")
     tab.text_input(key="trades-symbol").set_value("NVDA")
     after = app.run()
-    assert _metrics(_tab(after, "Trade Log"))["Trades matching"] == str(len(nvda))
-    _tab(after, "Trade Log").text_input(key="trades-symbol").set_value("")
+    assert _metrics(after)["Trades matching"] == str(len(nvda))
+    after.text_input(key="trades-symbol").set_value("")
     app.run()
 
 
 def test_performance_tab_draws_benchmark_distribution_heatmap_and_drawdown(app: AppTest) -> None:
     tab = _tab(app, "Performance")
     charts = tab.get("plotly_chart")
-    assert len(charts) == 4
+    assert len(charts) == 5  # equity, histogram, drawdown, rolling Sharpe/volatility, monthly heatmap
     kinds = {json.loads(c.proto.spec)["data"][0]["type"] for c in charts}
     assert {"heatmap", "bar", "scatter"} <= kinds
+    frames = [f.value for f in tab.dataframe]
+    versus = next(f for f in frames if "Benchmark" in f.columns)
+    assert list(versus.columns) == ["Metric", "Strategy", "Benchmark"] and "Sharpe" in set(versus["Metric"])
+    assert any(list(f.columns)[:3] == ["Peak", "Trough", "Recovered"] for f in frames)
+    assert any("Setting" in f.columns for f in frames)
+    assert "None" not in "".join(f.to_string() for f in frames)
 
 
 def test_analytics_tab_ranks_strategies(app: AppTest, dashboard_api: RunningApi) -> None:
@@ -111,9 +130,16 @@ def test_analytics_tab_ranks_strategies(app: AppTest, dashboard_api: RunningApi)
 def test_backtests_tab_lists_results_shows_detail_and_offers_a_form(app: AppTest, dashboard_api: RunningApi) -> None:
     tab = _tab(app, "Backtests")
     listing = tab.dataframe[0].value
-    assert set(listing["id"]) == set(dashboard_api.stores.documents)
-    assert len(tab.get("plotly_chart")) == 2  # equity and drawdown of the selected result
+    assert set(listing["Id"]) == set(dashboard_api.stores.documents)
+    assert len(tab.get("plotly_chart")) == 3  # equity, drawdown, rolling Sharpe of the selected result
     assert any(b.label == "Submit" for b in tab.button)
+    ids = tab.multiselect(key="bt-compare").options[:2]
+    tab.multiselect(key="bt-compare").set_value(ids)
+    compared = app.run()
+    assert len(compared.get("plotly_chart")) == 4  # ... and the overlaid growth of 1
+    assert any(f.value.shape[1] == 3 and "Metric" in f.value.columns for f in compared.dataframe)
+    compared.multiselect(key="bt-compare").set_value([])
+    app.run()
 
 
 def test_optimization_tab_shows_the_study_history_importance_and_best_params(
@@ -146,15 +172,15 @@ def test_mlflow_tab_filters_by_project_and_compares_experiments(app: AppTest) ->
     tab = _tab(app, "MLflow")
     tab.selectbox(key="mlflow-project").set_value("Research")
     after = app.run()
-    assert _metrics(_tab(after, "MLflow"))["Experiments"] == "2"
-    names = _tab(after, "MLflow").multiselect(key="mlflow-compare").options
-    _tab(after, "MLflow").multiselect(key="mlflow-compare").set_value(names[:2])
+    assert _metrics(after)["Experiments"] == "2"
+    names = after.multiselect(key="mlflow-compare").options
+    after.multiselect(key="mlflow-compare").set_value(names[:2])
     compared = app.run()
-    frames = _tab(compared, "MLflow").dataframe
+    frames = compared.dataframe
     assert any(set(names[:2]) <= set(map(str, f.value.columns)) for f in frames)
     assert [e.value for e in compared.error] == []
-    _tab(compared, "MLflow").selectbox(key="mlflow-project").set_value("")
-    _tab(compared, "MLflow").multiselect(key="mlflow-compare").set_value([])
+    compared.selectbox(key="mlflow-project").set_value("")
+    compared.multiselect(key="mlflow-compare").set_value([])
     app.run()
 
 
@@ -170,3 +196,4 @@ def test_settings_tab_masks_the_token(app: AppTest, dashboard_api: RunningApi) -
     frame = tab.dataframe[0].value
     assert frame.set_index("name").loc["api_token", "value"] == "********"
     assert dashboard_api.token not in frame.to_string()
+    assert "`" not in frame.to_string()

@@ -68,16 +68,22 @@ _kmock_parse_path = parsing.parse_path
 
 
 def _parse_path(path: str) -> parsing.ParsedPath:
-    """kmock's path parser, except for the list of Namespaces (`/api/v1/namespaces`), which kmock
-    reads as the start of `/namespaces/NS/...` and fails on (a 500 to kopf observing namespaces)."""
+    """kmock 0.8's URL parser, with the Namespace kind's own paths.
+
+    kmock reads `/api/v1/namespaces` as a namespace with no name (and crashes) and
+    `/api/v1/namespaces/default` as the namespace `default` with no resource, so `kubectl get
+    namespaces` and `kubectl get namespace default` failed with 500. Namespaces are the one kind
+    whose collection is `namespaces` itself: `/api/v1/namespaces[/{name}[/status|/finalize]]`.
+    """
     parts = path.strip("/").split("/")
-    if parts[-1] == "namespaces" and parts[0] in {"api", "apis"} and len(parts) == (3 if parts[0] == "api" else 4):
-        found = _kmock_parse_path("/".join(parts[:-1]))
-        return parsing.ParsedPath(found.group, found.version, "namespaces")
+    if parts[:3] == ["api", "v1", "namespaces"] and (len(parts) <= 4 or parts[4:] in (["status"], ["finalize"])):
+        name = parts[3] if len(parts) > 3 else None
+        subresource = parts[4] if len(parts) > 4 else None
+        return parsing.ParsedPath("", "v1", "namespaces", None, name, subresource)
     return _kmock_parse_path(path)
 
 
-parsing.parse_path = _parse_path  # rendering.Request._parse looks it up on the module at each request
+parsing.parse_path = _parse_path  # rendering.Request parses every request through this module attribute
 
 
 class ApiError(Exception):
@@ -694,6 +700,15 @@ class KubeEmulator(KubernetesEmulator):
         def shown(event: Obj) -> Obj:
             return event if convert is None else {**event, "object": convert(event["object"])}
 
+        # `kubectl get -w` watches with the Table Accept header: each event then carries a one-row Table.
+        table_rows = tables.wants_table(request.headers.get("Accept", ""))
+        include_object = request.params.get("includeObject", "Metadata")
+
+        def as_row(event: Obj) -> Obj:
+            if not table_rows:
+                return event
+            return {**event, "object": self._as_table(res, event["object"], include_object)}
+
         def wanted(event: Obj) -> bool:
             meta = event["object"].get("metadata", {})
             if namespace is not None and meta.get("namespace") != namespace:
@@ -709,7 +724,7 @@ class KubeEmulator(KubernetesEmulator):
         if initial_events or since == "0" or not since.isdigit():  # "0" and unset: the current state first
             last = self._revision
             objs = self.select(res, namespace, label_selector, field_selector=field_selector, copies=False)
-            initial = [{"type": "ADDED", "object": obj} for obj in objs]
+            initial = [as_row({"type": "ADDED", "object": obj}) for obj in objs]
             if initial_events:
                 initial.append(self._initial_events_end(res, last))
             yield _encode(initial)
@@ -725,7 +740,7 @@ class KubeEmulator(KubernetesEmulator):
                 return
             if batch:
                 last = batch[-1][0]
-                yield _encode([shown_event for _, event in batch if wanted(shown_event := shown(event))])
+                yield _encode([as_row(shown_event) for _, event in batch if wanted(shown_event := shown(event))])
                 continue
             wait = (
                 self.watch_idle_check_seconds
@@ -899,6 +914,9 @@ class KubeEmulator(KubernetesEmulator):
                 if tables.wants_table(request.headers.get("Accept", "")):
                     found = self._as_table(res, found, request.params.get("includeObject", "Metadata"))
                 return aiohttp.web.json_response(found)
+            if request.params.get("dryRun"):
+                # Refused rather than ignored: an ignored dry run would really write.
+                raise ApiError(400, "BadRequest", "dryRun is not served by the emulated API")
             manager = request.params.get("fieldManager") or apply.manager_from_user_agent(
                 request.headers.get("User-Agent", "")
             )

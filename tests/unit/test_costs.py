@@ -156,3 +156,20 @@ def test_limit_orders_do_not_slip_by_default() -> None:
     buy, sell = _fills(BrokerSpec(), limit=105.0)
     assert buy[1] == pytest.approx(100 * 1.0005)
     assert sell[1] == pytest.approx(110.0)
+
+
+def test_market_slippage_stops_at_the_bar_by_default_and_not_when_uncapped() -> None:
+    """300 bps on bar 1's open of 100 is 103, above the bar's high of 102 (issue 18, item 6)."""
+    capped = BrokerSpec.model_validate({"slippage": {"marketBps": 300}})
+    uncapped = BrokerSpec.model_validate({"slippage": {"marketBps": 300, "model": "uncapped"}})
+    assert capped.slippage.model == "capped"
+    assert _fills(capped, limit=105.0)[0][1] == pytest.approx(102.0)
+    assert _fills(uncapped, limit=105.0)[0][1] == pytest.approx(103.0)
+
+
+@pytest.mark.parametrize("model", ["capped", "uncapped"])
+def test_a_limit_order_never_fills_beyond_its_limit_whatever_the_slippage_model(model: str) -> None:
+    """The sell limit 109.9 gaps through at bar 2's open of 110; 50 bps would give 109.45, below the limit."""
+    broker = BrokerSpec.model_validate({"slippage": {"marketBps": 5, "limitBps": 50, "model": model}})
+    _, sell = _fills(broker, limit=109.9)
+    assert sell[1] == pytest.approx(109.9)

@@ -17,6 +17,7 @@ from kubetrader_dashboard.api.routers import (
     analytics,
     backtests,
     live,
+    logs,
     mlflow,
     operations,
     studies,
@@ -48,6 +49,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = Services.from_settings(settings)
     problems.install(app)
-    for module in (backtests, trades, analytics, studies, live, submissions, mlflow, operations):
+    for module in (backtests, trades, analytics, studies, live, submissions, mlflow, operations, logs):
         app.include_router(module.router, prefix=API_PREFIX)
     return app

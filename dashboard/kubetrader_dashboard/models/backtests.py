@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from kubetrader.results.analysis import DrawdownEpisode, Rolling
 from kubetrader.results.schema import OrderRecord, ResultMetadata, RiskEvent
 
 
@@ -115,6 +116,12 @@ class Performance(BaseModel):
     monthly_returns: list[MonthlyReturn]
     dates: list[str]
     drawdown: list[float]
+    rolling: Rolling | None = None
+    top_drawdowns: list[DrawdownEpisode] = Field(default_factory=list)
+    benchmark_metrics: dict[str, float | None] = Field(
+        default_factory=dict, description="The benchmark's buy-and-hold metrics, beside the strategy's."
+    )
+    costs: dict[str, str] = Field(default_factory=dict, description="Commission, fees and slippage of the run.")
 
 
 class RankingRow(BaseModel):

@@ -13,6 +13,7 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 
+from kubetrader.results import analysis
 from kubetrader.results.schema import ResultDocument
 from kubetrader.specs.metrics import METRIC_GROUPS
 from kubetrader_dashboard.models.backtests import (
@@ -129,6 +130,10 @@ def performance(result_id: str, document: ResultDocument) -> Performance:
         monthly_returns=monthly_returns(document.dates, document.returns),
         dates=document.dates,
         drawdown=drawdown(document.equity),
+        rolling=analysis.rolling(document.dates, document.returns),
+        top_drawdowns=analysis.top_drawdowns(document.dates, document.equity),
+        benchmark_metrics=analysis.benchmark_metrics(document.dates, document.benchmark_returns),
+        costs=analysis.cost_settings(document.spec),
     )
 
 

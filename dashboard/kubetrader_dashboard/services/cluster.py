@@ -22,6 +22,7 @@ class ClusterService:
         self.namespace = namespace
         self._api: Any = None
         self._api_client: Any = None
+        self._core: Any = None
         self._reason: str | None = None
         self._loaded = False
         self._lock = threading.Lock()
@@ -51,6 +52,12 @@ class ClusterService:
                     return
             self._api_client = api_client
             self._api = client.CustomObjectsApi(api_client)
+            self._core = client.CoreV1Api(api_client)
+
+    def core(self) -> Any:
+        """The core/v1 API (pods, their logs, events) on the same client."""
+        self._load()
+        return self._core
 
     @property
     def available(self) -> bool:

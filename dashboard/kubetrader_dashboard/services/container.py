@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from kubetrader import defaults
 from kubetrader_dashboard.services.cluster import ClusterService
 from kubetrader_dashboard.services.live import LiveService
+from kubetrader_dashboard.services.logs import LogService
 from kubetrader_dashboard.services.mlflow import MlflowService
 from kubetrader_dashboard.services.queue import QueueService
 from kubetrader_dashboard.services.results import ResultStore
@@ -29,14 +30,16 @@ class Services:
     cluster: ClusterService
     live: LiveService
     submissions: SubmissionService
+    logs: LogService
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         cluster = ClusterService(settings.kubernetes, settings.namespace)
+        store = ResultStore(settings.results_dir, settings.resolved_index_path)
         queue = QueueService(settings.effective_redis_url, local_default=settings.redis_is_local_default)
         return cls(
             settings=settings,
-            store=ResultStore(settings.results_dir, settings.resolved_index_path),
+            store=store,
             mlflow=MlflowService(
                 settings.mlflow_tracking_uri,
                 local_db=defaults.mlflow_db(settings.data_dir) if settings.local_defaults else None,
@@ -54,6 +57,7 @@ class Services:
                 optuna_storage=settings.optuna_storage,
                 workers=settings.submit_workers,
             ),
+            logs=LogService(settings.results_dir, store, cluster),
         )
 
     def close(self) -> None:

@@ -357,6 +357,12 @@ class ResultStore:
             raise ResultNotFoundError(result_id)
         return self._summary(row)
 
+    def names(self) -> dict[str, str]:
+        """Result id -> its name (for labelling logs)."""
+        self.sync()
+        with self._lock:
+            return {row[0]: row[1] for row in self._conn.execute("SELECT id, name FROM results")}
+
     def latest_id(self) -> str | None:
         self.sync()
         with self._lock:

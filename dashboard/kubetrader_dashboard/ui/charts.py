@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
+from kubetrader.results.analysis import Rolling
 from kubetrader_dashboard.models.backtests import EquityCurve, HistogramBin, MonthlyReturn
 from kubetrader_dashboard.models.mlflow import ExperimentRow
 from kubetrader_dashboard.models.operations import StudyDetail
@@ -55,6 +56,7 @@ def monthly_heatmap(months: Sequence[MonthlyReturn]) -> go.Figure:
     fig = go.Figure(
         go.Heatmap(z=grid, x=list(MONTHS), y=[str(y) for y in years], colorscale="RdYlGn", zmid=0, texttemplate="%{z}")
     )
+    fig.update_yaxes(type="category", dtick=1, autorange="reversed")  # a label for every year
     return _layout(fig, "Monthly returns (%)", height=max(260, 40 * len(years) + 100))
 
 
@@ -71,7 +73,7 @@ def risk_adjusted_scatter(rows: Sequence[ExperimentRow]) -> go.Figure:
     shown = [r for r in rows if r.best_total_return is not None and r.best_max_drawdown is not None]
     fig = go.Figure(
         go.Scatter(
-            x=[100 * abs(r.best_max_drawdown or 0.0) for r in shown],
+            x=[100 * (r.best_max_drawdown or 0.0) for r in shown],  # negative, as everywhere
             y=[100 * (r.best_total_return or 0.0) for r in shown],
             text=[r.name for r in shown],
             mode="markers",
@@ -88,6 +90,24 @@ def risk_adjusted_scatter(rows: Sequence[ExperimentRow]) -> go.Figure:
     fig.update_yaxes(title="total return", ticksuffix="%")
     fig.update_layout(hovermode="closest")
     return _layout(fig, "Risk-adjusted: return vs drawdown (best run per experiment)")
+
+
+def rolling_chart(rolling: Rolling) -> go.Figure:
+    """Trailing Sharpe (left axis) and annualised volatility in percent (right axis)."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=rolling.dates, y=rolling.sharpe, name=f"Sharpe ({rolling.window} d)", mode="lines"))
+    fig.add_trace(
+        go.Scatter(
+            x=rolling.dates,
+            y=[None if v is None else 100 * v for v in rolling.volatility],
+            name=f"volatility ({rolling.window} d)",
+            mode="lines",
+            yaxis="y2",
+        )
+    )
+    fig.update_layout(yaxis={"title": "Sharpe"}, yaxis2={"title": "volatility", "ticksuffix": "%", "overlaying": "y",
+                                                         "side": "right"})  # fmt: skip
+    return _layout(fig, "Rolling Sharpe and volatility", height=300)
 
 
 def study_history(detail: StudyDetail) -> go.Figure:

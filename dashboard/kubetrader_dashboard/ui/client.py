@@ -21,6 +21,7 @@ from kubetrader_dashboard.models.backtests import (
     Trade,
 )
 from kubetrader_dashboard.models.common import Page
+from kubetrader_dashboard.models.logs import Events, LogSources, LogText
 from kubetrader_dashboard.models.mlflow import Comparison, MlflowOverview, RunRow
 from kubetrader_dashboard.models.operations import (
     ClusterResources,
@@ -138,3 +139,13 @@ class ApiClient:
 
     def settings(self) -> SettingsView:
         return self._get(SettingsView, "/settings")
+
+    # -- logs and events -----------------------------------------------------------------
+    def logs(self, **params: Any) -> LogSources:
+        return self._get(LogSources, "/logs", **params)
+
+    def log(self, key: str, *, tail: int = 500) -> LogText:
+        return self._get(LogText, f"/logs/{key}", tail=tail)
+
+    def events(self, **params: Any) -> Events:
+        return self._get(Events, "/events", **params)

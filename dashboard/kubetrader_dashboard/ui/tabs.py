@@ -7,14 +7,28 @@ not an error); `st.error` is kept for the API failing.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from kubetrader import formatting as fmt
 from kubetrader_dashboard.ui import charts
 from kubetrader_dashboard.ui.client import ApiClient, ApiError
 
+HEADLINE = ("total_return", "cagr", "sharpe_ratio", "max_drawdown", "num_trades")
+COMPARE_METRICS = (
+    "total_return",
+    "cagr",
+    "sharpe_ratio",
+    "sortino_ratio",
+    "max_drawdown",
+    "annual_volatility",
+    "num_trades",
+    "trade_win_rate",
+    "final_value",
+)
 RANK_METRICS = (
     "sharpe_ratio",
     "sortino_ratio",
@@ -38,12 +52,55 @@ BACKTEST_TEMPLATE = {
 SPACE_TEMPLATE = {"fast": {"type": "int", "low": 5, "high": 30}, "slow": {"type": "int", "low": 40, "high": 120}}
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}%"
+_pct = fmt.percent
+_num = fmt.number
+REFRESH_SECONDS = 3.0
 
 
-def _num(value: float | None, digits: int = 2) -> str:
-    return "n/a" if value is None else f"{value:,.{digits}f}"
+def _metric_card(col: Any, name: str, value: float | None) -> None:
+    """A card with the metric's human label, its value in its unit and its description as the tooltip."""
+    col.metric(fmt.metric_label(name), fmt.metric_value(name, value), help=fmt.metric_help(name) or None)
+
+
+def _metric_frame(names: Any, *columns: tuple[str, Mapping[str, float | None]]) -> pd.DataFrame:
+    """Metric rows (label, then one formatted column per source): strings, so nothing is clipped or raw."""
+    return pd.DataFrame(
+        [
+            {"Metric": fmt.metric_label(n), **{label: fmt.metric_value(n, values.get(n)) for label, values in columns}}
+            for n in names
+        ]
+    )
+
+
+def _trade_frame(trades: Any, *, with_result: bool = False) -> pd.DataFrame:
+    rows = []
+    for t in trades:
+        row = {"Result": t.result_id} if with_result else {}
+        row |= {
+            "Symbol": t.symbol,
+            "Entry": fmt.timestamp(t.entry_time),
+            "Exit": "open" if t.open else fmt.timestamp(t.exit_time),
+            "Size": t.size,
+            "Entry price": t.entry_price,
+            "Exit price": t.exit_price,
+            "PnL": t.pnl,
+            "Net PnL": t.pnl_net,
+            "Commission": t.commission,
+            "Bars": t.bars_held,
+        }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+TRADE_COLUMNS = {
+    name: st.column_config.NumberColumn(name, format="localized")
+    for name in ("Size", "Entry price", "Exit price", "PnL", "Net PnL", "Commission")
+}
+
+
+def _live(render: Any, *, running: bool, key: str) -> None:
+    """Draw `render` in a fragment that refreshes itself while work is running, and only then."""
+    st.fragment(render, run_every=REFRESH_SECONDS if running else None)()
 
 
 def _show_problem(error: ApiError) -> None:
@@ -82,17 +139,13 @@ def dashboard(client: ApiClient) -> None:
     st.subheader(f"Latest backtest: {latest.name}")
     st.caption(f"{latest.strategy} on {', '.join(latest.symbols)}, {latest.start} to {latest.end}; id {latest.id}")
     row = st.columns(5)
-    row[0].metric("Total return", _pct(latest.total_return))
-    row[1].metric("CAGR", _pct(latest.cagr))
-    row[2].metric("Sharpe", _num(latest.sharpe_ratio))
-    row[3].metric("Max drawdown", _pct(latest.max_drawdown))
-    row[4].metric("Trades", _num(latest.num_trades, 0))
+    for col, name in zip(row, HEADLINE, strict=True):
+        _metric_card(col, name, getattr(latest, name))
     st.markdown("**Risk metrics**")
     risk = summary.latest_risk
     risk_cols = st.columns(len(risk) or 1)
     for col, (name, value) in zip(risk_cols, risk.items(), strict=False):
-        shown = _pct(value) if name in ("max_drawdown", "annual_volatility", "var_95", "cvar_95") else _num(value)
-        col.metric(name.replace("_", " "), shown)
+        _metric_card(col, name, value)
     st.plotly_chart(charts.equity_chart(client.equity(latest.id)), key="dashboard-equity")
     st.markdown("**Top positions**")
     positions = live.positions if live.available else []
@@ -100,10 +153,10 @@ def dashboard(client: ApiClient) -> None:
         frame = pd.DataFrame([p.model_dump() for p in positions]).sort_values("market_value", ascending=False)
         st.dataframe(frame.head(10), hide_index=True)
     elif summary.latest_positions:
+        st.caption("Open at the end of the latest backtest (not counted as trades).")
         frame = pd.DataFrame([{"symbol": s, "size": v} for s, v in summary.latest_positions.items()]).sort_values(
             "size", key=abs, ascending=False
         )
-        st.caption("Final positions of the latest backtest (no live runner configured).")
         st.dataframe(frame, hide_index=True)
     else:
         st.caption("The latest backtest ended flat.")
@@ -127,7 +180,7 @@ def live_trading(client: ApiClient) -> None:
             )
         cols = st.columns(max(1, len(state.account)))
         for col, (name, value) in zip(cols, state.account.items(), strict=False):
-            col.metric(name.replace("_", " "), _num(value))
+            col.metric(name.replace("_", " ").capitalize(), fmt.money(value))
         st.markdown("**Positions**")
         st.dataframe(pd.DataFrame([p.model_dump() for p in state.positions]), hide_index=True)
         st.markdown("**Open orders**")
@@ -148,9 +201,15 @@ def trade_log(client: ApiClient) -> None:
     strategy = cols[1].text_input("Strategy (import path)", key="trades-strategy").strip() or None
     start = cols[2].date_input("From", value=None, key="trades-start")
     end = cols[3].date_input("To", value=None, key="trades-end")
-    sort = cols[4].selectbox(
-        "Sort", ["-entry_time", "entry_time", "-pnl_net", "pnl_net", "-commission", "symbol"], key="trades-sort"
-    )
+    sorts = {
+        "-entry_time": "Newest first",
+        "entry_time": "Oldest first",
+        "-pnl_net": "Best net PnL",
+        "pnl_net": "Worst net PnL",
+        "-commission": "Highest commission",
+        "symbol": "Symbol",
+    }
+    sort = cols[4].selectbox("Sort", list(sorts), format_func=sorts.__getitem__, key="trades-sort")
     page = client.trades(
         symbol=symbol,
         strategy=strategy,
@@ -160,11 +219,11 @@ def trade_log(client: ApiClient) -> None:
         limit=500,
     )
     totals = st.columns(3)
-    totals[0].metric("Trades matching", page.total)
-    totals[1].metric("Net PnL (shown)", _num(sum(t.pnl_net for t in page.items)))
-    totals[2].metric("Commissions (shown)", _num(sum(t.commission for t in page.items)))
+    totals[0].metric("Trades matching", fmt.count(page.total), help="Closed round trips (open positions apart).")
+    totals[1].metric("Net PnL (shown)", fmt.money(sum(t.pnl_net for t in page.items)))
+    totals[2].metric("Commissions (shown)", fmt.money(sum(t.commission for t in page.items)))
     if page.items:
-        st.dataframe(pd.DataFrame([t.model_dump() for t in page.items]), hide_index=True)
+        st.dataframe(_trade_frame(page.items, with_result=True), hide_index=True, column_config=TRADE_COLUMNS)
     else:
         st.info("No trades match these filters.")
 
@@ -175,52 +234,102 @@ def performance(client: ApiClient) -> None:
     if result_id is None:
         return
     perf = client.performance(result_id)
+    curve = client.equity(result_id)
     bench = perf.benchmark
-    cols = st.columns(5)
-    cols[0].metric("Strategy return", _pct(bench.strategy_return))
-    cols[1].metric("Benchmark return", _pct(bench.benchmark_return))
-    cols[2].metric("Excess return", _pct(bench.excess_return))
-    cols[3].metric("Beta", _num(bench.beta))
-    cols[4].metric("Correlation", _num(bench.correlation))
-    st.plotly_chart(charts.equity_chart(client.equity(result_id), "Strategy vs benchmark"), key="performance-equity")
+    cols = st.columns(6)
+    cols[0].metric("Strategy return", fmt.percent(bench.strategy_return))
+    cols[1].metric("Benchmark return", fmt.percent(bench.benchmark_return))
+    cols[2].metric("Excess return", fmt.percent(bench.excess_return))
+    _metric_card(cols[3], "sharpe_ratio", perf.metrics.get("risk_adjusted", {}).get("sharpe_ratio"))
+    _metric_card(cols[4], "beta", bench.beta)
+    cols[5].metric("Correlation", fmt.number(bench.correlation))
+    st.plotly_chart(charts.equity_chart(curve, "Strategy vs benchmark"), key="performance-equity")
     left, right = st.columns(2)
     left.plotly_chart(charts.return_histogram(perf.return_distribution), key="performance-hist")
     right.plotly_chart(charts.drawdown_chart(perf.dates, perf.drawdown), key="performance-drawdown")
+    if perf.rolling is not None:
+        st.plotly_chart(charts.rolling_chart(perf.rolling), key="performance-rolling")
     st.plotly_chart(charts.monthly_heatmap(perf.monthly_returns), key="performance-monthly")
+    _research_tables(perf)
     st.markdown("**Metrics**")
     groups = st.columns(len(perf.metrics))
     for col, (group, values) in zip(groups, perf.metrics.items(), strict=False):
-        col.markdown(f"*{group.replace('_', ' ')}*")
-        col.dataframe(
-            pd.DataFrame([{"metric": k, "value": v} for k, v in values.items()]), hide_index=True, key=f"m-{group}"
-        )
+        col.markdown(f"*{fmt.group_label(group)}*")
+        col.dataframe(_metric_frame(values, ("Value", values)), hide_index=True, key=f"m-{group}")
+
+
+def _research_tables(perf: Any) -> None:
+    """Strategy beside benchmark, the five deepest drawdowns, and the run's costs."""
+    versus, drawdowns, costs = st.columns([3, 4, 2])
+    versus.markdown("**Strategy and benchmark**")
+    strategy = {name: v for values in perf.metrics.values() for name, v in values.items()}
+    versus.dataframe(
+        _metric_frame(perf.benchmark_metrics, ("Strategy", strategy), ("Benchmark", perf.benchmark_metrics)),
+        hide_index=True,
+    )
+    drawdowns.markdown("**Top 5 drawdowns**")
+    drawdowns.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "Peak": e.peak,
+                    "Trough": e.trough,
+                    "Recovered": e.recovered or "not yet",
+                    "Depth": fmt.percent(e.depth),
+                    "Days": fmt.count(e.days),
+                }
+                for e in perf.top_drawdowns
+            ]
+        ),
+        hide_index=True,
+    )
+    costs.markdown("**Costs and slippage**")
+    costs.dataframe(pd.DataFrame([{"Setting": k, "Value": v} for k, v in perf.costs.items()]), hide_index=True)
 
 
 # -- 5 Analytics ----------------------------------------------------------------------------
 def analytics(client: ApiClient) -> None:
     cols = st.columns(2)
-    metric = cols[0].selectbox("Rank by", RANK_METRICS, key="rank-metric")
+    metric = cols[0].selectbox("Rank by", RANK_METRICS, format_func=fmt.metric_label, key="rank-metric")
     group_by = cols[1].radio("Per", ["strategy", "result"], horizontal=True, key="rank-group")
     rankings = client.rankings(metric=metric, group_by=group_by, limit=50)
     if not rankings.rows:
         st.info("No succeeded results to rank yet.")
         return
     frame = pd.DataFrame([r.model_dump() for r in rankings.rows])
+    for column in ("best", "mean", "median", "worst"):
+        if column in frame:
+            frame[column] = [fmt.metric_value(metric, v) for v in frame[column]]
     labels = [r.key.rsplit(".", 1)[-1] for r in rankings.rows]
-    st.plotly_chart(charts.bar_chart(labels, [r.best for r in rankings.rows], f"Best {metric}"), key="rank-bar")
+    st.plotly_chart(
+        charts.bar_chart(
+            labels, [r.best for r in rankings.rows], f"Best {fmt.metric_label(metric)}",
+            percent=fmt.is_percent_metric(metric),
+        ),
+        key="rank-bar",
+    )  # fmt: skip
     st.dataframe(frame, hide_index=True)
     st.markdown("**Compare results**")
+    _compare(client, "compare-results")
+
+
+def _compare(client: ApiClient, key: str) -> None:
+    """Two to five results side by side: growth of 1 overlaid, headline metrics in columns."""
     page = client.backtests(limit=200, sort="-sharpe_ratio", status="succeeded")
     options = {f"{b.name} ({b.id})": b.id for b in page.items}
-    chosen = st.multiselect("Pick 2 to 5 results", list(options), max_selections=5, key="compare-results")
-    if len(chosen) >= 2:
-        ids = [options[c] for c in chosen]
-        rows = [client.backtest(i) for i in ids]
-        table = pd.DataFrame({r.metadata.name: {k: r.metrics.get(k) for k in RANK_METRICS} for r in rows})
-        st.dataframe(table)
-        st.plotly_chart(
-            charts.normalized_equity([(r.metadata.name, client.equity(r.id)) for r in rows]), key="compare-equity"
-        )
+    chosen = st.multiselect("Pick 2 to 5 results", list(options), max_selections=5, key=key)
+    if len(chosen) < 2:
+        st.caption("Pick two or more results to compare them.")
+        return
+    ids = [options[c] for c in chosen]
+    rows = [client.backtest(i) for i in ids]
+    st.dataframe(
+        _metric_frame(COMPARE_METRICS, *((f"{r.metadata.name} ({r.id[-6:]})", r.metrics) for r in rows)),
+        hide_index=True,
+    )
+    st.plotly_chart(
+        charts.normalized_equity([(r.metadata.name, client.equity(r.id)) for r in rows]), key=f"{key}-equity"
+    )
 
 
 # -- 6 Backtests ----------------------------------------------------------------------------
@@ -232,22 +341,37 @@ def backtests(client: ApiClient) -> None:
     page = client.backtests(name=name, status=status, limit=50, offset=50 * (page_no - 1))
     st.caption(f"{page.total} results; page {page_no} of {max(1, -(-page.total // 50))}")
     if page.items:
-        st.dataframe(pd.DataFrame([b.model_dump() for b in page.items]), hide_index=True)
+        st.dataframe(_summary_frame(page.items), hide_index=True)
         labels = {f"{b.name} ({b.id})": b.id for b in page.items}
         chosen = st.selectbox("Detail", list(labels), key="bt-detail")
         if chosen:
             result_id = labels[chosen]
             detail = client.backtest(result_id)
             curve = client.equity(result_id)
+            cards = st.columns(5)
+            for col, name in zip(
+                cards, ("total_return", "cagr", "sharpe_ratio", "max_drawdown", "num_trades"), strict=True
+            ):
+                _metric_card(col, name, detail.metrics.get(name))
             st.plotly_chart(charts.equity_chart(curve), key="bt-equity")
             st.plotly_chart(charts.drawdown_chart(curve.dates, curve.drawdown), key="bt-drawdown")
+            perf = client.performance(result_id)
+            if perf.rolling is not None:
+                st.plotly_chart(charts.rolling_chart(perf.rolling), key="bt-rolling")
+            _research_tables(perf)
             trades = client.backtest_trades(result_id, limit=500)
-            st.markdown(f"**Trades** ({trades.total})")
-            st.dataframe(pd.DataFrame([t.model_dump() for t in trades.items]), hide_index=True)
+            st.markdown(f"**Trades** ({fmt.count(trades.total)} closed round trips)")
+            st.dataframe(_trade_frame(trades.items), hide_index=True, column_config=TRADE_COLUMNS)
+            if detail.open_positions:
+                held = client.backtest_trades(result_id, state="open")
+                st.markdown(f"**Open at the end** ({held.total}; not trades, PnL unrealised at the last close)")
+                st.dataframe(_trade_frame(held.items), hide_index=True, column_config=TRADE_COLUMNS)
             with st.expander("Spec and metrics"):
                 st.json({"spec": detail.spec, "metrics": detail.metrics})
     else:
         st.info("No results match.")
+    st.markdown("**Compare backtests**")
+    _compare(client, "bt-compare")
     st.markdown("**Submit a Backtest**")
     with st.form("submit-backtest"):
         text = st.text_area("Custom resource (JSON)", json.dumps(BACKTEST_TEMPLATE, indent=2), height=260)
@@ -255,6 +379,27 @@ def backtests(client: ApiClient) -> None:
     if sent:
         _submit(client, text)
     _running(client, "backtests")
+
+
+def _summary_frame(items: Any) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "Name": b.name,
+                "Strategy": b.strategy.rsplit(".", 1)[-1],
+                "Symbols": ", ".join(b.symbols),
+                "Period": f"{b.start} to {b.end}",
+                "Status": b.status,
+                **{fmt.metric_label(n): fmt.metric_value(n, getattr(b, n)) for n in SUMMARY_METRICS},
+                "Finished": fmt.timestamp(b.finished_at),
+                "Id": b.id,
+            }
+            for b in items
+        ]
+    )
+
+
+SUMMARY_METRICS = ("sharpe_ratio", "total_return", "max_drawdown", "cagr", "num_trades")
 
 
 def _submit(client: ApiClient, text: str) -> None:
@@ -274,11 +419,23 @@ def _submit(client: ApiClient, text: str) -> None:
 
 def _running(client: ApiClient, plural: str) -> None:
     st.markdown("**Submissions and their status**")
-    submissions = client.submissions()
-    if submissions:
-        st.dataframe(pd.DataFrame([s.model_dump() for s in submissions]), hide_index=True)
-    else:
-        st.caption("Nothing submitted through this API since it started.")
+    flag = f"running-{plural}"
+
+    def draw() -> None:
+        submissions = client.submissions()
+        running = any(s.state in ("queued", "running", "created") for s in submissions)
+        if submissions:
+            frame = pd.DataFrame([s.model_dump() for s in submissions])
+            for column in ("submitted_at", "finished_at"):
+                frame[column] = [fmt.timestamp(v) if v else fmt.MISSING for v in frame[column]]
+            st.dataframe(frame.fillna(fmt.MISSING), hide_index=True)
+        else:
+            st.caption("Nothing submitted through this API since it started.")
+        if running != st.session_state.get(flag, False):
+            st.session_state[flag] = running
+            st.rerun()  # start (or stop) refreshing this fragment
+
+    _live(draw, running=st.session_state.get(flag, False), key=flag)
     cluster = client.cluster(plural)
     if cluster.available:
         st.markdown(f"**{plural} in the cluster**")
@@ -295,18 +452,39 @@ def optimization(client: ApiClient) -> None:
     elif not studies.items:
         st.info("No studies in the Optuna storage yet.")
     else:
-        st.dataframe(pd.DataFrame([s.model_dump() for s in studies.items]), hide_index=True)
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "Study": s.name,
+                        "Direction": s.direction,
+                        "Trials": s.trials,
+                        "Complete": s.complete,
+                        "Running": s.running,
+                        "Failed": s.failed,
+                        "Best": _num(s.best_value),
+                        "Best parameters": ", ".join(f"{k}={v}" for k, v in (s.best_params or {}).items()),
+                        "Started": fmt.timestamp(s.started),
+                    }
+                    for s in studies.items
+                ]
+            ),
+            hide_index=True,
+        )
         name = st.selectbox("Study", [s.name for s in studies.items], key="study-name")
         if name:
             detail = client.study(name)
             summary = detail.summary
             done = summary.complete + summary.failed + summary.pruned
             st.progress(done / summary.trials if summary.trials else 0.0, text=f"{done} of {summary.trials} trials")
-            cols = st.columns(4)
-            cols[0].metric("Complete", summary.complete)
-            cols[1].metric("Running", summary.running)
-            cols[2].metric("Failed", summary.failed)
-            cols[3].metric(f"Best ({summary.direction})", _num(summary.best_value, 4))
+            cols = st.columns(5)
+            cols[0].metric("Trials", summary.trials)
+            cols[1].metric("Complete", summary.complete)
+            cols[2].metric("Running", summary.running)
+            cols[3].metric("Failed", summary.failed)
+            cols[4].metric(f"Best ({summary.direction})", _num(summary.best_value))
+            if summary.running:
+                st.caption(f"Trials are running: this page refreshes every {REFRESH_SECONDS:.0f} s.")
             st.plotly_chart(charts.study_history(detail), key="study-history")
             if detail.param_importance:
                 imp = detail.param_importance
@@ -325,7 +503,7 @@ def optimization(client: ApiClient) -> None:
         start = row[0].text_input("Start", "2010-01-01")
         end = row[1].text_input("End", "2014-12-31")
         trials = row[2].number_input("Trials", min_value=1, max_value=10_000, value=50)
-        metric = row[3].selectbox("Objective", RANK_METRICS)
+        metric = row[3].selectbox("Objective", RANK_METRICS, format_func=fmt.metric_label)
         space = st.text_area("Parameter space (JSON)", json.dumps(SPACE_TEMPLATE, indent=2), height=140)
         constraints = st.text_input("Constraints (comma separated)", "fast < slow")
         sent = st.form_submit_button("Submit study")
@@ -383,12 +561,13 @@ def mlflow(client: ApiClient) -> None:
     table = pd.DataFrame(
         [
             {
-                "experiment": r.name,
-                "runs": r.runs,
-                "failed": r.failed_runs,
-                "best sharpe": r.best_sharpe,
-                "best total return": r.best_total_return,
-                "best max drawdown": r.best_max_drawdown,
+                "Experiment": r.name,
+                "Runs": r.runs,
+                "Failed": r.failed_runs,
+                "Last run": fmt.epoch_ms(r.last_run_time),
+                "Best Sharpe": fmt.metric_value("sharpe_ratio", r.best_sharpe),
+                "Best run's total return": fmt.metric_value("total_return", r.best_total_return),
+                "Best run's max drawdown": fmt.metric_value("max_drawdown", r.best_max_drawdown),
             }
             for r in rows
         ]
@@ -408,11 +587,27 @@ def mlflow(client: ApiClient) -> None:
         run_ids = [r.best_run_id for r in rows if r.name in chosen and r.best_run_id]
         if len(run_ids) >= 2:
             comparison = client.mlflow_compare(run_ids)
-            frame = pd.DataFrame({r.experiment_name or r.run_id: r.metrics for r in comparison.runs})
-            st.dataframe(frame)
+            names_shown = [r.experiment_name or r.run_id for r in comparison.runs]
+            frame = _metric_frame(COMPARE_METRICS, *zip(names_shown, (r.metrics for r in comparison.runs), strict=True))
+            st.dataframe(frame, hide_index=True)
     st.markdown("**Recent runs**")
     runs = client.mlflow_runs(limit=20)
-    st.dataframe(pd.DataFrame([r.model_dump() for r in runs.items]), hide_index=True)
+    # A plain table: twenty rows read better as text than in a grid, and copy as text.
+    st.table(
+        pd.DataFrame(
+            [
+                {
+                    "Run": r.run_name or r.run_id,
+                    "Experiment": r.experiment_name or r.experiment_id,
+                    "Status": r.status.lower(),
+                    "Started": fmt.epoch_ms(r.start_time),
+                    "Ended": fmt.epoch_ms(r.end_time),
+                    **{fmt.metric_label(n): fmt.metric_value(n, getattr(r, n)) for n in SUMMARY_METRICS[:3]},
+                }
+                for r in runs.items
+            ]
+        ).style.hide(axis="index")
+    )
 
 
 # -- 9 Health -------------------------------------------------------------------------------
@@ -423,7 +618,12 @@ def health(client: ApiClient) -> None:
     st.dataframe(
         pd.DataFrame(
             [
-                {"component": c.name, "status": icons[c.status], "detail": c.detail, "latency ms": c.latency_ms}
+                {
+                    "component": c.name,
+                    "status": icons[c.status],
+                    "detail": c.detail or "",
+                    "latency ms": fmt.number(c.latency_ms, 1) if c.latency_ms is not None else "",
+                }
                 for c in report.components
             ]
         ),
@@ -434,7 +634,7 @@ def health(client: ApiClient) -> None:
     cols[0].metric("CPU", _num(system.cpu_percent, 1) + "%")
     cols[1].metric("Memory used", _num(system.memory_used_percent, 1) + "%")
     cols[2].metric("Disk used", _num(system.disk_used_percent, 1) + "%")
-    cols[3].metric("CPUs", system.cpu_count or "n/a")
+    cols[3].metric("CPUs", system.cpu_count or fmt.MISSING)
     st.markdown("**Work queue**")
     queue = client.queue()
     if not queue.available or queue.stats is None:
@@ -459,7 +659,53 @@ def health(client: ApiClient) -> None:
 def settings(client: ApiClient) -> None:
     view = client.settings()
     st.caption(f"API: {client.base_url} · secrets are masked by the API before they reach this page.")
-    st.dataframe(pd.DataFrame([e.model_dump() for e in view.entries]), hide_index=True)
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "name": e.name,
+                    "environment variable": e.env,
+                    "value": e.value if e.value is not None else "(not set)",
+                    "description": fmt.plain(e.description),
+                }
+                for e in view.entries
+            ]
+        ),
+        hide_index=True,
+    )
+
+
+# -- 11 Logs --------------------------------------------------------------------------------
+LOG_KINDS = ("", "Backtest", "OptimizationStudy", "worker", "operator", "engine", "study-driver")
+
+
+def logs(client: ApiClient) -> None:
+    cols = st.columns([2, 3, 1])
+    kind = cols[0].selectbox("Kind", LOG_KINDS, format_func=lambda k: k or "all", key="logs-kind") or None
+    name = cols[1].text_input("Resource name contains", key="logs-name").strip() or None
+    tail = int(cols[2].number_input("Last lines", min_value=10, max_value=10_000, value=500, step=100, key="logs-tail"))
+    sources = client.logs(kind=kind, name=name)
+    if sources.cluster_reason:
+        st.caption(f"Pod logs and Events: not available ({sources.cluster_reason}).")
+    if not sources.items:
+        st.info("No logs yet: each run keeps its log beside its result (results/backtests/{id}.log).")
+    else:
+        labels = {f"{s.kind} · {s.name} ({s.origin}, {fmt.timestamp(s.updated)})": s.key for s in sources.items}
+        chosen = st.selectbox("Log", list(labels), key="logs-source")
+        if chosen:
+            text = client.log(labels[chosen], tail=tail)
+            if text.truncated:
+                st.caption(f"The last {tail} lines.")
+            st.code("\n".join(text.lines) or "(empty)", language=None)
+    events = client.events(kind=kind, name=name)
+    if events.available:
+        st.markdown("**Kubernetes Events**")
+        if events.items:
+            frame = pd.DataFrame([e.model_dump() for e in events.items])
+            frame["time"] = [fmt.timestamp(v) for v in frame["time"]]
+            st.dataframe(frame.fillna(""), hide_index=True)
+        else:
+            st.caption("No Events for these resources.")
 
 
 TABS = (
@@ -472,5 +718,6 @@ TABS = (
     ("Optimization", optimization),
     ("MLflow", mlflow),
     ("Health", health),
+    ("Logs", logs),
     ("Settings", settings),
 )

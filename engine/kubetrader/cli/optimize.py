@@ -165,7 +165,8 @@ def run_and_print(
             bar.set_postfix(best=progress.best_value, running=progress.running, failed=progress.failed)
             bar.refresh()
 
-        with evaluator_for(workers, redis_url, output, lease_seconds, trial_timeout) as evaluator:
+        queue_dir = _queue_dir(spec.study_name or name)
+        with evaluator_for(workers, redis_url, output, lease_seconds, trial_timeout, queue_dir) as evaluator:
             report = run_study(
                 spec, name=name, output_dir=output, storage_url=storage, evaluator=evaluator, on_progress=on_progress
             )
@@ -190,8 +191,20 @@ def run_and_print(
     return report
 
 
+def _queue_dir(study_name: str) -> Path:
+    """Where a study's embedded Redis keeps its append-only file, so a restarted driver adopts its trials."""
+    from kubetrader.optimize.service import data_dir
+
+    return data_dir() / "queue" / study_name
+
+
 def evaluator_for(
-    workers: int, redis_url: str | None, output: Path, lease_seconds: float, trial_timeout: float | None = None
+    workers: int,
+    redis_url: str | None,
+    output: Path,
+    lease_seconds: float,
+    trial_timeout: float | None = None,
+    queue_dir: Path | None = None,
 ) -> Any:
     """In-process evaluation, or the work queue (embedded Redis + local workers, or a given Redis)."""
     import contextlib
@@ -205,7 +218,12 @@ def evaluator_for(
     from kubetrader.optimize.queue_evaluator import queue_evaluator
 
     return queue_evaluator(
-        workers=workers, redis_url=redis_url, output_dir=output, lease_seconds=lease_seconds, task_timeout=trial_timeout
+        workers=workers,
+        redis_url=redis_url,
+        output_dir=output,
+        lease_seconds=lease_seconds,
+        task_timeout=trial_timeout,
+        queue_dir=queue_dir,
     )
 
 
@@ -227,33 +245,48 @@ def run_study_resource(
     """
     from kubetrader.cli.backtest import write_summary
     from kubetrader.errors import KubetraderError
+    from kubetrader.results.runlog import capture
 
-    try:
-        if spec.validation is not None and spec.validation.walk_forward is not None:
-            summary = _walk_forward(
-                spec, name=name, output=output, as_json=as_json, workers=workers, redis_url=redis_url
+    study_name = spec.study_name or name
+    with capture(output / "studies" / f"{study_name}.log") as run_log:
+        run_log.info("study %s: %s trials of %s, objective %s", study_name, spec.trials, spec.backtest.strategy.path,
+                     spec.objective.metric)  # fmt: skip
+        try:
+            if spec.validation is not None and spec.validation.walk_forward is not None:
+                summary = _walk_forward(
+                    spec, name=name, output=output, as_json=as_json, workers=workers, redis_url=redis_url
+                )
+            else:
+                report = run_and_print(
+                    spec,
+                    name=name,
+                    output=output,
+                    storage=storage,
+                    workers=workers,
+                    redis_url=redis_url,
+                    as_json=as_json,
+                )
+                summary = {
+                    "name": name,
+                    "status": "succeeded",
+                    "kind": "OptimizationStudy",
+                    "metric": report.metric,
+                    "bestValue": report.best_value,
+                    "bestParams": report.best_params,
+                    "trialsComplete": report.trials_complete,
+                    "trialsFailed": report.trials_failed,
+                    "deflatedSharpe": report.deflated_sharpe,
+                    "mlflowParentRunId": report.mlflow_parent_run_id,
+                    "result": report.confirmed_result,
+                    "error": None,
+                }
+        except KubetraderError as exc:
+            run_log.error("study %s failed: %s", study_name, exc)
+            write_summary(
+                summary_file, {"name": name, "status": "failed", "kind": "OptimizationStudy", "error": str(exc)}
             )
-        else:
-            report = run_and_print(
-                spec, name=name, output=output, storage=storage, workers=workers, redis_url=redis_url, as_json=as_json
-            )
-            summary = {
-                "name": name,
-                "status": "succeeded",
-                "kind": "OptimizationStudy",
-                "metric": report.metric,
-                "bestValue": report.best_value,
-                "bestParams": report.best_params,
-                "trialsComplete": report.trials_complete,
-                "trialsFailed": report.trials_failed,
-                "deflatedSharpe": report.deflated_sharpe,
-                "mlflowParentRunId": report.mlflow_parent_run_id,
-                "result": report.confirmed_result,
-                "error": None,
-            }
-    except KubetraderError as exc:
-        write_summary(summary_file, {"name": name, "status": "failed", "kind": "OptimizationStudy", "error": str(exc)})
-        raise
+            raise
+        run_log.info("study %s finished: %s", study_name, {k: v for k, v in summary.items() if k != "name"})
     write_summary(summary_file, summary)
 
 

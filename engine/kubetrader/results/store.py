@@ -52,6 +52,11 @@ class ResultPaths:
     def tearsheet(self) -> Path:
         return self.directory / f"{self.id}-tearsheet.html"
 
+    @property
+    def log(self) -> Path:
+        """The engine's log of the run (kubetrader.results.runlog)."""
+        return self.directory / f"{self.id}.log"
+
     def artifacts(self) -> list[Path]:
         return [self.equity_csv, self.trades_csv, self.plot, self.tearsheet]
 

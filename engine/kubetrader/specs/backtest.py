@@ -87,6 +87,12 @@ class SlippageSpec(SpecModel):
 
     market_bps: float = Field(default=5.0, ge=0, le=1000)
     limit_bps: float = Field(default=0.0, ge=0, le=1000)
+    model: Literal["capped", "uncapped"] = Field(
+        default="capped",
+        description="capped: a slipped fill stays within its bar (a buy pays at most the high, a sell gets at least"
+        " the low), so less than the rate may be charged; uncapped: the full rate always, even beyond the bar."
+        " A limit order never fills beyond its limit either way.",
+    )
 
 
 class BrokerSpec(SpecModel):
@@ -116,7 +122,12 @@ class RiskSpec(SpecModel):
         default=None, gt=0, le=1, description="Drawdown from the equity peak that halts trading for good."
     )
     max_order_notional: float | None = Field(default=None, gt=0, description="Largest value of one order.")
-    max_orders_per_minute: int | None = Field(default=None, gt=0, description="Order-rate limit (live).")
+    max_orders_per_minute: int | None = Field(
+        default=None, gt=0, description="Orders sent per minute (bar time in a backtest, wall time live)."
+    )
+    max_price_deviation: float | None = Field(
+        default=None, gt=0, le=1, description="Price band: a limit price's largest distance from the last trade."
+    )
 
 
 class TrackingSpec(SpecModel):

@@ -28,9 +28,8 @@ SCREENABLE_TIMEFRAMES = frozenset({"1d"})
 def not_screenable(spec: BacktestSpec) -> str | None:
     """Why the spec has no exact twin (None: it has one).
 
-    Twins model one symbol on daily bars, market orders only, and every risk limit
-    the runner applies (`max_orders_per_minute` is a live-only limit the runner
-    ignores, so it is ignored here too).
+    Twins model one symbol on daily bars, market orders only, and the sizing risk
+    limits; the order rate and price band are gate checks they do not model.
     """
     twin = twin_for(spec.strategy.path)
     if twin is None:
@@ -39,8 +38,12 @@ def not_screenable(spec: BacktestSpec) -> str | None:
         return f"the twin of {spec.strategy.path} has not passed the equivalence harness"
     if len(spec.data.symbols) != 1:
         return f"twins trade one symbol; the spec has {len(spec.data.symbols)}"
+    if spec.risk.max_orders_per_minute is not None or spec.risk.max_price_deviation is not None:
+        return "twins do not model the order-rate limit or the price band"
     if spec.data.timeframe not in SCREENABLE_TIMEFRAMES:
         return f"twins are verified on daily bars only, not {spec.data.timeframe}"
+    if spec.broker.slippage.model != "capped":
+        return f"twins model slippage capped at the bar, not {spec.broker.slippage.model!r}"
     return None
 
 
@@ -154,8 +157,12 @@ def run_twin(spec: BacktestSpec, *, frames: Mapping[str, pd.DataFrame] | None = 
     symbol = spec.data.symbols[0]
     bars = Bars.from_frame(frames[symbol])
     params = strategy_params(spec)
-    enter, leave, start = twin.signals(IndicatorCache(bars), params)
     n = len(bars)
+    if n < twin.min_bars(params):
+        from kubetrader.warmup import not_enough_bars
+
+        raise not_enough_bars(symbol, twin.min_bars(params), n, *((bars.dates[0], bars.dates[-1]) if n else ()))
+    enter, leave, start = twin.signals(IndicatorCache(bars), params)
     equity = np.empty(n)
     gross = np.empty(n)
     trades = np.empty((n // 2 + 2, 7))
@@ -215,7 +222,9 @@ def equity_blocks(
     """Equity curves of `points` (each merged over the spec's params), `chunk` rows at a time.
 
     Memory stays at about 3 * chunk * bars bytes * 8 whatever the number of points.
-    A point the strategy's own checks refuse (e.g. fast >= slow) gets an invalid row.
+    A point the strategy's own checks refuse (e.g. fast >= slow), or one that needs
+    more bars than there are (the runner refuses it: kubetrader.warmup), gets an
+    invalid row.
     """
     twin = require_twin(spec)
     cache = cache or IndicatorCache(bars)
@@ -233,6 +242,9 @@ def equity_blocks(
         valid = np.ones(k, dtype=np.bool_)
         for row, point in enumerate(block):
             params = {**base, **point}
+            if n < twin.min_bars(params):
+                valid[row] = False
+                continue
             try:
                 enter[row], leave[row], starts[row] = twin.signals(cache, params)
             except ValueError:

@@ -145,21 +145,39 @@ def donchian_breakout(cache: IndicatorCache, p: Mapping[str, Any]) -> Signals:
 
 @dataclass(frozen=True)
 class Twin:
-    """A strategy's vectorized twin: its signal function and whether it has passed the harness."""
+    """A strategy's vectorized twin: its signal function and whether it has passed the harness.
+
+    `min_bars(params)` is Backtrader's minimum period of the strategy (its slowest
+    indicator): a range with fewer bars is refused, as the runner refuses it
+    (kubetrader.warmup); tests compare it with Backtrader's for each twin.
+    """
 
     path: str
     signals: Callable[[IndicatorCache, Mapping[str, Any]], Signals]
     verified: bool
     fraction_param: str = "target"
+    min_bars: Callable[[Mapping[str, Any]], int] = lambda _params: 1
 
 
 TWINS: dict[str, Twin] = {
     twin.path: twin
     for twin in (
-        Twin("strategies.sma_crossover.SMACrossover", sma_crossover, verified=True),
-        Twin("strategies.rsi_momentum.RSIMomentum", rsi_momentum, verified=True),
-        Twin("strategies.bollinger_reversion.BollingerReversion", bollinger_reversion, verified=True),
-        Twin("strategies.donchian_breakout.DonchianBreakout", donchian_breakout, verified=True),
+        Twin("strategies.sma_crossover.SMACrossover", sma_crossover, True, min_bars=lambda p: int(p["slow"])),
+        # RSI smooths one-bar changes: its first value needs period + 1 closes
+        Twin("strategies.rsi_momentum.RSIMomentum", rsi_momentum, True, min_bars=lambda p: int(p["period"]) + 1),
+        Twin(
+            "strategies.bollinger_reversion.BollingerReversion",
+            bollinger_reversion,
+            True,
+            min_bars=lambda p: int(p["period"]),
+        ),
+        # the channels look at the previous bars (high(-1), low(-1)): one bar more
+        Twin(
+            "strategies.donchian_breakout.DonchianBreakout",
+            donchian_breakout,
+            True,
+            min_bars=lambda p: max(int(p["entry"]), int(p["exit"])) + 1,
+        ),
     )
 }
 
