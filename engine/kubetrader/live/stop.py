@@ -73,8 +73,8 @@ from kubetrader.live.broker import (
     Position,
     Side,
 )
-from kubetrader.live.risk import reduces_exposure
 from kubetrader.live.stop_ledger import EPSILON, Key, Ledger, Read, contract_of, key_of
+from kubetrader.risk import reduces_exposure
 
 log = logging.getLogger(__name__)
 
