@@ -179,7 +179,9 @@ class Session:
         return f"no account lease for {self.lease.account}" + (f": {holder.describe()}" if holder else "")
 
     def start(self) -> None:
-        self.wait_for_lease()
+        self.wait_for_lease(stop=lambda: not self.commands.empty())  # SIGTERM while waiting: give up
+        if self.lease is not None and self.lease.token is None:
+            return  # never connected: the runner's loop sees the shutdown and ends; the gate stays fenced
         connect_with_retry(self.broker, self.config.retry)
         self.connected = True
         self.health.last_ok = time.monotonic()
