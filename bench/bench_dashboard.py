@@ -123,7 +123,8 @@ def main() -> int:
         print(f"synthetic load data: {RESULTS} result files in {write_seconds:.1f} s, {RUNS} MLflow runs in "
               f"{runs_seconds:.1f} s")  # fmt: skip
         settings = Settings(results_dir=directory / "results", mlflow_tracking_uri=uri, kubernetes="off",
-                            redis_url=None, optuna_storage=None, live_runner_url=None)  # fmt: skip
+                            redis_url=None, optuna_storage=None, live_runner_url=None,
+                            local_defaults=False)  # fmt: skip
         with TestClient(create_app(settings)) as client:
             started = time.perf_counter()
             assert client.get("/api/v1/backtests", params={"limit": 1}).json()["total"] == RESULTS
@@ -145,10 +146,49 @@ def main() -> int:
             # A fresh snapshot reads every run: seconds at 10,000 runs, so only a few repeats.
             refresh = measure(lambda: client.get("/api/v1/mlflow/overview?refresh=true"), repeat=5)
             rows.append(("GET /mlflow/overview refresh (new snapshot)", *refresh))
+        renders = ui_renders(create_app(settings))
     print(f"\n{'query':48} {'cold ms':>9} {'p50 ms':>9} {'p95 ms':>9}  goal p95<200 (lists)")
     for label, cold, p50, p95 in rows:
         print(f"{label:48} {cold:9.1f} {p50:9.1f} {p95:9.1f}  {'ok' if p95 < 200 else 'over'}")
+    print(f"\n{'dashboard page (Streamlit script, AppTest)':48} {'ms':>9} {'goal ms':>9}")
+    for label, ms, goal in renders:
+        print(f"{label:48} {ms:9.0f} {goal:9.0f}  {'ok' if ms < goal else 'over'}")
     return 0
+
+
+def ui_renders(app: object) -> list[tuple[str, float, float]]:
+    """First render of the app and a page switch, timed as Streamlit runs the script (AppTest) against
+    the API on a loopback port: what a user waits for before the browser paints (which adds to it)."""
+    import threading
+
+    import uvicorn
+    from streamlit.testing.v1 import AppTest
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    os.environ["FASTAPI_BACKEND_URL"] = f"http://127.0.0.1:{port}"
+    try:
+        script = str(ROOT / "dashboard" / "kubetrader_dashboard" / "ui" / "app.py")
+        AppTest.from_file(script, default_timeout=120).run()  # imports warmed, as in a running server
+        at = AppTest.from_file(script, default_timeout=120)
+        started = time.perf_counter()
+        at.run()
+        first = (time.perf_counter() - started) * 1000
+        switches = []
+        for label in ("Backtests", "Performance", "Dashboard"):
+            started = time.perf_counter()
+            at.radio(key="page").set_value(label).run()
+            switches.append(((time.perf_counter() - started) * 1000, label))
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    rows = [("first render (Dashboard page)", first, 1500.0)]
+    rows += [(f"switch to {label}", ms, 300.0) for ms, label in switches]
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""One real-browser test: the API and `streamlit run` on loopback ports, every tab opened in
+"""One real-browser test after a demo-like run (the CLI, then the API with no configuration and
+`streamlit run`, on loopback ports): every page opened in
 headless Chromium (Debian's, driven over the DevTools protocol), a screenshot per tab.
 
 Screenshots land in the test's tmp_path (printed on failure) so a person can look at them.
@@ -14,16 +15,17 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.fixtures.dashboard import RunningApi
 from tests.helpers import ROOT, free_port, wait_until
 
-pytestmark = [pytest.mark.xdist_group("dashboard"), pytest.mark.slow]
+# The demo-like run (a backtest and a 4-trial study through the CLI) takes a minute or two on 2 cores.
+pytestmark = [pytest.mark.xdist_group("dashboard"), pytest.mark.slow, pytest.mark.timeout(1500)]
 
 APP = ROOT / "dashboard" / "kubetrader_dashboard" / "ui" / "app.py"
 CHROMIUM_FLAGS = [
@@ -45,7 +47,7 @@ class DevTools:
     def __init__(self, ws_url: str) -> None:
         import websocket
 
-        self._ws = websocket.create_connection(ws_url, timeout=30, suppress_origin=True)
+        self._ws = websocket.create_connection(ws_url, timeout=90, suppress_origin=True)
         self._ids = itertools.count(1)
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:
@@ -82,19 +84,82 @@ class DevTools:
         self._ws.close()
 
 
+@dataclass(frozen=True)
+class Demo:
+    """A demo-like run in a directory of its own, and the API serving it with no configuration."""
+
+    root: Path
+    api_url: str
+    backtest: Any  # the result document of the example Backtest
+    tearsheet: str
+    trials: int
+    mlflow_runs: int
+
+
+def _clean_env(home: Path) -> dict[str, str]:
+    """The environment of a new user: none of our variables, a HOME of its own (no kubeconfig)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBETRADER_", "MLFLOW_", "FASTAPI_"))}
+    env.pop("KUBECONFIG", None)
+    env["HOME"] = str(home)
+    return env
+
+
 @pytest.fixture
-def streamlit_url(dashboard_api: RunningApi, tmp_path: Path) -> Iterator[str]:
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    """What `make demo` does, smaller: the example Backtest (tracked) and a 4-trial study, by the CLI."""
+    import yaml
+
+    from kubetrader.results.schema import ResultDocument
+
+    root = tmp_path / "demo"
+    root.mkdir()
+    env = _clean_env(tmp_path)
+    backtest = yaml.safe_load((ROOT / "examples" / "backtest-sma.yaml").read_text())
+    backtest["spec"]["tracking"]["enabled"] = True
+    study = yaml.safe_load((ROOT / "examples" / "study-demo.yaml").read_text())
+    study["spec"].update(trials=4, parallelism=1)
+    study["spec"]["backtest"]["data"].update(start="2012-01-01", end="2014-12-31")
+    study["spec"]["sampler"]["startupTrials"] = 4
+    cli = str(Path(sys.executable).parent / "kubetrader")
+    for name, document in (("study.yaml", study), ("backtest.yaml", backtest)):
+        (root / name).write_text(yaml.safe_dump(document))
+        done = subprocess.run([cli, "run", "-f", name, "--output", "results"], cwd=root, env=env, check=False,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+    (result,) = [p for p in (root / "results" / "backtests").glob("sma-orcl-*.json")]
+    document = ResultDocument.model_validate_json(result.read_bytes())
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'data' / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = len(client.search_runs(experiments, max_results=1000))
     port = free_port()
-    env = {
-        **os.environ,
-        "FASTAPI_BACKEND_URL": dashboard_api.url,
-        "KUBETRADER_API_TOKEN": dashboard_api.token,
-        "HOME": str(tmp_path),  # streamlit writes ~/.streamlit
-    }
+    log = (tmp_path / "api.log").open("w")
+    api = subprocess.Popen([sys.executable, "-m", "kubetrader_dashboard.api", "--port", str(port)], cwd=root, env=env,
+                           stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: httpx.get(url + "/api/v1/health").status_code == 200,
+            timeout=240,
+            what="the API",
+            retry_on=(httpx.TransportError,),  # connection refused until it listens
+        )
+        yield Demo(root, url, document, (result.parent / document.artifacts["tearsheet"]).read_text(), 4, runs)
+    finally:
+        api.terminate()
+        api.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture
+def streamlit_url(demo: Demo, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    env = {**_clean_env(tmp_path), "FASTAPI_BACKEND_URL": demo.api_url}
     command = [
         sys.executable, "-m", "streamlit", "run", str(APP),
         "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer",
     ]  # fmt: skip
     log = (tmp_path / "streamlit.log").open("w")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
@@ -102,7 +167,7 @@ def streamlit_url(dashboard_api: RunningApi, tmp_path: Path) -> Iterator[str]:
     try:
         wait_until(
             lambda: httpx.get(url + "/_stcore/health").status_code == 200,
-            timeout=60,
+            timeout=240,
             what="streamlit",
             retry_on=(httpx.TransportError,),  # connection refused until it listens
         )
@@ -150,54 +215,86 @@ IDLE = (
     "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
     " && !document.querySelector('[data-testid=\"stSkeleton\"]')"
 )
-# Every panel stays mounted; the one shown is the one with a layout box.
-PANEL = "[...document.querySelectorAll('[data-testid=\"stTabPanel\"]')].find(p => p.offsetParent !== null)"
+PAGES = '[...document.querySelectorAll(\'[data-testid="stRadio"] [role="radiogroup"] label\')]'
+MAIN = "document.querySelector('[data-testid=\"stMain\"]')"
 
 
-def test_every_tab_renders_in_chromium_without_an_error(
-    dashboard_api: RunningApi, streamlit_url: str, browser: DevTools, tmp_path: Path
+def _open(browser: DevTools, index: int, label: str, ready: str) -> str:
+    """Click page `index`, wait until the app is idle and `ready` (a JS condition on `text`) holds.
+
+    Returns the page's text, each metric card as `label: value` on a line of its own first."""
+    browser.click(f"{PAGES}[{index}]")
+    state_js = f"""(() => {{
+        const main = {MAIN};
+        if (!main || !({IDLE})) return null;
+        const checked = {PAGES}[{index}].querySelector('input');
+        if (checked && !checked.checked) return null;
+        const cards = [...main.querySelectorAll('[data-testid="stMetric"]')].map(m =>
+            m.querySelector('[data-testid="stMetricLabel"]').innerText.trim() + ': ' +
+            m.querySelector('[data-testid="stMetricValue"]').innerText.trim());
+        const text = cards.join('\\n') + '\\n' + main.innerText;
+        if (document.querySelectorAll('[data-testid="stException"]').length) return "EXCEPTION " + text;
+        return ({ready}) ? text : null;
+    }})()"""
+    text = wait_until(lambda: browser.evaluate(state_js), timeout=120, interval=0.5, what=f"page {label!r}")
+    assert not text.startswith("EXCEPTION"), text[:3000]
+    return str(text)
+
+
+def test_after_a_demo_every_page_shows_what_the_user_should_see(
+    demo: Demo, streamlit_url: str, browser: DevTools, tmp_path: Path
 ) -> None:
+    from kubetrader import formatting as fmt
+    from kubetrader.results.trades import closed_trades
+
     shots = tmp_path / "screenshots"
     shots.mkdir()
     print(f"screenshots in {shots}")
+    metrics = demo.backtest.metrics
+    sharpe = fmt.metric_value("sharpe_ratio", metrics["sharpe_ratio"])
+    total = fmt.metric_value("total_return", metrics["total_return"])
+    trades = len(closed_trades(demo.backtest.trades))
+    assert f"of {trades} trades" in demo.tearsheet and metrics["num_trades"] == trades
     browser.call("Page.navigate", url=streamlit_url)
     labels = wait_until(
-        lambda: (
-            browser.evaluate(f"({IDLE}) ? [...document.querySelectorAll('[role=\"tab\"]')].map(b => b.innerText) : []")
-            or []
-        ),
+        lambda: browser.evaluate(f"({IDLE}) ? {PAGES}.map(b => b.innerText) : []") or [],
         timeout=90,
-        what="the app's tabs",
+        what="the app's pages",
     )
-    assert len(labels) == 10, labels
-    seen: dict[str, dict[str, int]] = {}
+    assert len(labels) == 11, labels
+    assert not browser.evaluate("!!document.querySelector('[data-testid=\"stAppDeployButton\"]')"), "Deploy button"
+    card = f"Sharpe: {sharpe}"  # the same text on every page that shows the demo's Sharpe
+    expect = {
+        # page: (JS condition for "rendered", strings the user must see)
+        "Dashboard": (
+            "text.includes('Latest backtest') && main.querySelector('.js-plotly-plot')",
+            [card, "Total return: " + total, f"Trades: {trades}", "sma-orcl"],
+        ),
+        "Trade Log": ("text.includes('Trades matching')", ["Trades matching"]),
+        "Performance": ("main.querySelectorAll('.js-plotly-plot').length >= 4", [card, "Top 5 drawdowns"]),
+        "Analytics": ("text.includes('Compare results')", [fmt.metric_label("sharpe_ratio")]),
+        "Backtests": (
+            "text.includes('closed round trips')",
+            [f"Trades ({trades} closed round trips)", card, f"Trades: {trades}"],
+        ),
+        "Optimization": ("text.includes('Trials: ')", [f"Trials: {demo.trials}", f"{demo.trials} of {demo.trials}"]),
+        "MLflow": ("text.includes('Recent runs')", [f"Runs: {demo.mlflow_runs}", sharpe]),
+        "Health": ("text.includes('Work queue')", ["Overall"]),
+        "Logs": (
+            "main.querySelector('[data-testid=\"stCode\"]')",
+            [f"backtest {demo.backtest.metadata.id} succeeded"],
+        ),
+        "Settings": ("text.includes('secrets are masked')", []),
+    }
+    seen = {}
     for index, label in enumerate(labels):
-        browser.click(f"document.querySelectorAll('[role=\"tab\"]')[{index}]")
-        expect_chart = label in ("Dashboard", "Performance", "MLflow")
-        state_js = f"""(() => {{
-            const panel = {PANEL};
-            if (!panel || !({IDLE})) return null;
-            return {{
-                selected: document.querySelectorAll('[role="tab"]')[{index}].getAttribute('aria-selected'),
-                charts: panel.querySelectorAll('.js-plotly-plot .main-svg').length,
-                metrics: panel.querySelectorAll('[data-testid="stMetric"]').length,
-                elements: panel.querySelectorAll('[data-testid="stElementContainer"]').length,
-                exceptions: document.querySelectorAll('[data-testid="stException"]').length,
-                errors: document.querySelectorAll('[data-testid="stAlertContentError"]').length,
-            }};
-        }})()"""
-
-        def rendered(js: str = state_js, charts: bool = expect_chart) -> dict[str, int]:
-            state = browser.evaluate(js)
-            if not state or state["selected"] != "true" or state["elements"] == 0:
-                return {}
-            return state if (state["charts"] > 0 or not charts) else {}
-
-        state = wait_until(rendered, timeout=45, interval=0.25, what=f"tab {label!r} to render")
+        ready, wanted = expect.get(label, ("true", []))
+        text = _open(browser, index, label, ready)
         browser.screenshot(shots / f"{index + 1:02d}-{label.lower().replace(' ', '-')}.png")
-        seen[label] = state
-    assert all(state["exceptions"] == 0 and state["errors"] == 0 for state in seen.values()), seen
-    assert seen["Dashboard"]["charts"] >= 1, "the equity chart is missing"
-    assert seen["MLflow"]["metrics"] >= 4, "the MLflow cards are missing"
+        seen[label] = text
+        missing = [w for w in wanted if w not in text]
+        assert not missing, f"{label}: {missing} not in\n{text[:4000]}"
+        assert "Traceback" not in text and "None" not in text.split(), label
+        assert not browser.evaluate("document.querySelectorAll('[data-testid=\"stAlertContentError\"]').length"), label
     assert sorted(p.name for p in shots.iterdir())[0] == "01-dashboard.png"
     assert all(p.stat().st_size > 10_000 for p in shots.iterdir())

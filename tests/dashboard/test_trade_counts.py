@@ -65,3 +65,19 @@ def test_every_view_counts_the_same_trades(tmp_path: Path, bundled_store: Any) -
             assert listed[outcome.id]["num_trades"] == closed
             log = client.get("/api/v1/trades", params={"result_id": outcome.id, "limit": 1000}).json()
             assert log["total"] == closed
+
+
+def test_the_quantstats_tearsheet_is_offered_and_its_absence_is_a_clear_error(
+    tmp_path: Path, dashboard_results: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from kubetrader.errors import SpecError
+    from kubetrader.results.report import write_quantstats_tearsheet
+
+    document = next(iter(dashboard_results.documents.values()))
+    page = write_quantstats_tearsheet(document, tmp_path / "qs.html").read_text()
+    assert "Sharpe" in page and document.metadata.name in page
+    monkeypatch.setitem(sys.modules, "quantstats", None)  # as if the extra were not installed
+    with pytest.raises(SpecError, match=r"pip install 'kubetrader\[quantstats\]'"):
+        write_quantstats_tearsheet(document, tmp_path / "again.html")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from kubetrader_dashboard.api.problems import ProblemError
@@ -50,8 +50,17 @@ def require_token(
         raise ProblemError(401, "Unauthorized", "a valid bearer token is required")
 
 
+def _header_credentials(
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> HTTPAuthorizationCredentials | None:
+    """The bearer token of a read request, parsed without declaring security in OpenAPI: reads are
+    public by default, and a schema that marks them as secured sends every client looking for a token."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip()) if token else None
+
+
 def require_read_access(
-    settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_header_credentials)]
 ) -> None:
     """Read-only endpoints: open when KUBETRADER_PUBLIC_READ is true, else the token as for writes."""
     if not settings.public_read and not _token_matches(settings, credentials):

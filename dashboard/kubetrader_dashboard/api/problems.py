@@ -72,6 +72,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if any(
+            error.get("type") == "json_invalid" or tuple(error.get("loc", ())) == ("body",) for error in exc.errors()
+        ):
+            # A YAML (or other non-JSON) body: say what the endpoint takes instead of a nameless field.
+            kind = request.headers.get("content-type", "none")
+            message = (
+                f"the body must be the custom resource as JSON (Content-Type: application/json), got {kind}; "
+                "convert a YAML file first, e.g. yq -o=json . FILE"
+            )
+            return problem_response(request, 422, "Invalid request", message, [{"field": "body", "message": message}])
         errors = field_errors(exc.errors())
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return problem_response(request, 422, "Invalid request", detail, errors)

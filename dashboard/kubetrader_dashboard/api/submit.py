@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from kubetrader.errors import SpecError
 from kubetrader_dashboard.api.problems import ProblemError, field_errors
 from kubetrader_dashboard.models.operations import SubmissionState
 from kubetrader_dashboard.services.container import Services
@@ -22,6 +23,9 @@ def submit(services: Services, document: dict[str, Any], kind: Kind) -> Submissi
         errors = field_errors(exc.errors(), prefix=prefix)
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         raise ProblemError(422, "Invalid resource", detail, errors=errors) from None
+    except SpecError as exc:
+        errors = [{"field": exc.field, "message": exc.problem}]
+        raise ProblemError(422, "Invalid resource", str(exc), errors=errors) from None
     except ValueError as exc:
         field = str(exc).split(":", 1)[0] if ":" in str(exc) else "document"
         raise ProblemError(422, "Invalid resource", str(exc), errors=[{"field": field, "message": str(exc)}]) from None

@@ -36,8 +36,10 @@ class QueueService:
             from kubetrader.queue.server import redis_client
 
             assert self.redis_url is not None
-            # The queue's retry policy, with a deadline short enough for a page load.
-            self._client = redis_client(self.redis_url, retry_seconds=3, socket_timeout=3, socket_connect_timeout=3)
+            # The queue's retry policy, with a deadline short enough for a page load; none for the
+            # local default, which not running is the usual state, not an outage to wait out.
+            retry = 0 if self.local_default else 3
+            self._client = redis_client(self.redis_url, retry_seconds=retry, socket_timeout=3, socket_connect_timeout=3)
         return self._client
 
     def ping(self) -> None:

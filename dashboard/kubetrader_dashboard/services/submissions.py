@@ -60,6 +60,30 @@ def run_locally(document: dict[str, Any], output_dir: str, storage_url: str | No
     return [cell.id for cell in cells]
 
 
+def preflight(spec: BacktestSpec, *, check_data: bool) -> None:
+    """What `kubetrader run` refuses before it starts (kubetrader.strategy_loader, kubetrader.data), as
+    SpecError naming the field. The data check is skipped for the cluster, whose store is not this one."""
+    from kubetrader.errors import DataError, SpecError, StrategyError
+    from kubetrader.strategy_loader import check_params, load_strategy
+
+    try:
+        check_params(load_strategy(spec.strategy.path), spec.strategy.params)
+    except StrategyError as exc:
+        raise SpecError("spec.strategy.path", str(exc)) from None
+    if not check_data:
+        return
+    from kubetrader.data import DataStore
+    from kubetrader.data.loader import require_dataset
+
+    store = DataStore()
+    for index, symbol in enumerate(spec.data.symbols):
+        try:
+            require_dataset(store, symbol, spec.data.timeframe)
+        except DataError as exc:
+            # The engine's message ends with the store's directory: a server path stays on the server.
+            raise SpecError(f"spec.data.symbols.{index}", str(exc).split(" (store: ")[0]) from None
+
+
 class SubmissionService:
     def __init__(
         self,
@@ -80,10 +104,16 @@ class SubmissionService:
         self._pool: ProcessPoolExecutor | None = None
 
     def validate(self, document: dict[str, Any], kind: Kind) -> Resource:
-        """parse_resource, plus: this endpoint's kind. Raises ValueError / pydantic's ValidationError."""
+        """parse_resource, plus this endpoint's kind and the checks the CLI makes before a run: the
+        strategy loads and knows its params, and (when it runs here) every symbol has data.
+        Raises ValueError / pydantic's ValidationError / kubetrader's SpecError."""
         if isinstance(document, dict) and document.get("kind") != kind:
             raise ValueError(f"kind: this endpoint takes {kind}, got {document.get('kind')!r}")
-        return parse_resource(document)
+        resource = parse_resource(document)
+        spec = resource.spec.backtest if isinstance(resource.spec, OptimizationStudySpec) else resource.spec
+        if isinstance(spec, BacktestSpec):
+            preflight(spec, check_data=not self.cluster.available)
+        return resource
 
     def _pool_for_runs(self) -> ProcessPoolExecutor:
         if self._pool is None:

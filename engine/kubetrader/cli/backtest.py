@@ -88,9 +88,10 @@ def _show(outcome: Any, *, as_json: bool) -> None:
     if outcome.document is not None:
         document = outcome.document
         meta = document.metadata
-        click.echo(
-            f"{meta.strategy} on {', '.join(meta.symbols)}  {meta.start} .. {meta.end}  ({meta.wall_seconds:.2f} s)\n"
-        )
+        for warning in document.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        used = f"{meta.first_bar or meta.start} .. {meta.last_bar or meta.end}"  # the bars used, not those asked for
+        click.echo(f"{meta.strategy} on {', '.join(meta.symbols)}  {used}  ({meta.wall_seconds:.2f} s)\n")
         click.echo(metrics_table(document.metrics))
         click.echo(f"\nrisk events: {len(document.risk_events)}")
         if meta.tracking != "off":
@@ -107,12 +108,31 @@ def _show(outcome: Any, *, as_json: bool) -> None:
                 click.echo(f"{label + ':':<12} {directory / document.artifacts[key]}")
 
 
-def _execute(name: str, spec: BacktestSpec, *, output: Path, as_json: bool, summary_file: Path | None) -> None:
+def _execute(
+    name: str,
+    spec: BacktestSpec,
+    *,
+    output: Path,
+    as_json: bool,
+    summary_file: Path | None,
+    tearsheet: str = "native",
+) -> None:
     from kubetrader.pipeline import execute
 
+    if tearsheet == "quantstats":
+        import importlib.util
+
+        if importlib.util.find_spec("quantstats") is None:  # refused before the run, like any bad option
+            raise SpecError("--tearsheet", "quantstats is not installed: pip install 'kubetrader[quantstats]'")
     outcome = execute(spec, name=name, output_dir=output, progress=not as_json)
     write_summary(summary_file, outcome.summary())
     _show(outcome, as_json=as_json)
+    if tearsheet == "quantstats" and outcome.document is not None and outcome.paths is not None:
+        from kubetrader.results.report import write_quantstats_tearsheet
+
+        path = write_quantstats_tearsheet(outcome.document, outcome.paths.directory / f"{outcome.id}-quantstats.html")
+        if not as_json:
+            click.echo(f"{'quantstats:':<12} {path}")
     if outcome.status == "failed":
         if not as_json:
             click.echo(f"error: {outcome.error}", err=True)
@@ -177,6 +197,13 @@ _summary = click.option(
     default=None,
     help="Study: Optuna storage URL (default: a journal file under the data directory).",
 )
+@click.option(
+    "--tearsheet",
+    type=click.Choice(["native", "quantstats"]),
+    default="native",
+    show_default=True,
+    help="Backtest: also write QuantStats' HTML report ({id}-quantstats.html; needs kubetrader[quantstats]).",
+)
 def run(
     file: Path,
     output: Path,
@@ -185,6 +212,7 @@ def run(
     workers: int,
     redis_url: str | None,
     storage: str | None,
+    tearsheet: str,
 ) -> None:
     """Run a Backtest or OptimizationStudy YAML file locally (the same code path as the cluster's Job)."""
     try:
@@ -209,7 +237,7 @@ def run(
     if spec.matrix is not None and (workers or redis_url):
         _execute_campaign(name, spec, output=output, summary_file=summary_file, workers=workers, redis_url=redis_url)
         return
-    _execute(name, spec, output=output, as_json=as_json, summary_file=summary_file)
+    _execute(name, spec, output=output, as_json=as_json, summary_file=summary_file, tearsheet=tearsheet)
 
 
 def _execute_campaign(

@@ -15,9 +15,11 @@ from __future__ import annotations
 import base64
 import html
 import math
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kubetrader.errors import SpecError
 from kubetrader.formatting import (
     MISSING,
     group_label,
@@ -246,3 +248,37 @@ Backtrader {meta.backtrader_version} &middot; {len(document.risk_events)} risk e
 </body></html>
 """
     return atomic_write_text(path, page)
+
+
+def write_quantstats_tearsheet(document: ResultDocument, path: Path) -> Path:
+    """QuantStats' HTML report (`qs.reports.html`) of the stored daily returns, against the benchmark.
+
+    An option next to the native tearsheet, for users who know QuantStats' layout: it computes its
+    own metrics under its own definitions (the differences are tabled in kubetrader.metrics), takes
+    seconds, and needs the optional extra `kubetrader[quantstats]`.
+    """
+    try:
+        import quantstats as qs
+    except ImportError:
+        raise SpecError(
+            "--tearsheet",
+            "quantstats is not installed: pip install 'kubetrader[quantstats]', or use --tearsheet native",
+        ) from None
+    import pandas as pd
+
+    index = pd.DatetimeIndex(document.dates)
+    returns = pd.Series(document.returns, index=index, name="Strategy").iloc[1:]
+    benchmark = None
+    if document.benchmark_returns:
+        benchmark = pd.Series(document.benchmark_returns, index=index, name="Benchmark").iloc[1:]
+    title = f"{document.metadata.name}: {document.metadata.strategy} on {', '.join(document.metadata.symbols)}"
+    import logging
+
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # its Arial-not-found chatter
+    with tempfile.TemporaryDirectory() as scratch:
+        produced = Path(scratch) / "quantstats.html"
+        qs.reports.html(returns, benchmark=benchmark, output=str(produced), title=title)
+        data = produced.read_bytes()
+    from kubetrader.results.store import atomic_write_text
+
+    return atomic_write_text(path, data.decode("utf-8"))
