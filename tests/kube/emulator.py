@@ -56,12 +56,28 @@ from kmock._internal import enums, parsing, rendering
 from kmock._internal.k8s import KubernetesError
 
 from tests.kube import apply, defaulting, discovery, events, openapi, paging, selectors, tables
+from tests.kube.access import RBAC_KINDS, AccessControl
 from tests.kube.logs import ContainerLogs, LogError
 from tests.kube.openapi import OpenAPI
 from tests.kube.patching import JSON_PATCH, PatchTestFailedError, json_patch, merge_patch
 from tests.kube.selectors import matches_labels
 
 Obj = dict[str, Any]
+
+_kmock_parse_path = parsing.parse_path
+
+
+def _parse_path(path: str) -> parsing.ParsedPath:
+    """kmock's path parser, except for the list of Namespaces (`/api/v1/namespaces`), which kmock
+    reads as the start of `/namespaces/NS/...` and fails on (a 500 to kopf observing namespaces)."""
+    parts = path.strip("/").split("/")
+    if parts[-1] == "namespaces" and parts[0] in {"api", "apis"} and len(parts) == (3 if parts[0] == "api" else 4):
+        found = _kmock_parse_path("/".join(parts[:-1]))
+        return parsing.ParsedPath(found.group, found.version, "namespaces")
+    return _kmock_parse_path(path)
+
+
+parsing.parse_path = _parse_path  # rendering.Request._parse looks it up on the module at each request
 
 
 _kmock_parse_path = parsing.parse_path
@@ -194,6 +210,8 @@ class KubeEmulator(KubernetesEmulator):
     watch_cache_size: int = attrs.field(default=1024)
     # How often an idle watch checks whether its client went away.
     watch_idle_check_seconds: float = attrs.field(default=5.0)
+    # Authentication and RBAC of every HTTP request, and the record of decisions (tests/kube/access.py).
+    access: AccessControl = attrs.field(factory=AccessControl)
 
     # live objects: resource -> namespace -> name -> object (never mutated in place once stored)
     _live: dict[resource, dict[str | None, dict[str, Obj]]] = attrs.field(factory=dict, init=False)
@@ -257,6 +275,8 @@ class KubeEmulator(KubernetesEmulator):
             "apps", "v1", "statefulsets", "StatefulSet", status=True, short_names=("sts",), categories=("all",)
         )
         self.register("events.k8s.io", "v1", "events", "Event", short_names=("ev",))
+        for plural, kind, namespaced in RBAC_KINDS:
+            self.register("rbac.authorization.k8s.io", "v1", plural, kind, namespaced=namespaced)
         self.register(
             "apiextensions.k8s.io",
             "v1",
@@ -877,10 +897,17 @@ class KubeEmulator(KubernetesEmulator):
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         self._trim_request_log()
+        method = str(getattr(request.method, "value", request.method)).upper()
+        transport = request._raw_request.transport if request._raw_request is not None else None
+        local = transport.get_extra_info("sockname") if transport is not None else None
+        refused = self.access.check(
+            self, method, request.url.path, request.params, request.headers, local_port=local[1] if local else None
+        )
+        if refused is not None:  # authentication and authorization come before any handler
+            return aiohttp.web.json_response(refused, status=refused["code"])
         machinery = self._serve_machinery(request)
         if machinery is not None:
             return machinery
-        method = str(getattr(request.method, "value", request.method)).upper()
         res = request.resource
         ours = res is not None and (
             method in {"POST", "PATCH", "PUT", "DELETE"}

@@ -236,12 +236,13 @@ def performance(client: ApiClient) -> None:
     perf = client.performance(result_id)
     curve = client.equity(result_id)
     bench = perf.benchmark
-    cols = st.columns(5)
+    cols = st.columns(6)
     cols[0].metric("Strategy return", fmt.percent(bench.strategy_return))
     cols[1].metric("Benchmark return", fmt.percent(bench.benchmark_return))
     cols[2].metric("Excess return", fmt.percent(bench.excess_return))
-    _metric_card(cols[3], "beta", bench.beta)
-    cols[4].metric("Correlation", fmt.number(bench.correlation))
+    _metric_card(cols[3], "sharpe_ratio", perf.metrics.get("risk_adjusted", {}).get("sharpe_ratio"))
+    _metric_card(cols[4], "beta", bench.beta)
+    cols[5].metric("Correlation", fmt.number(bench.correlation))
     st.plotly_chart(charts.equity_chart(curve, "Strategy vs benchmark"), key="performance-equity")
     left, right = st.columns(2)
     left.plotly_chart(charts.return_histogram(perf.return_distribution), key="performance-hist")
@@ -591,7 +592,8 @@ def mlflow(client: ApiClient) -> None:
             st.dataframe(frame, hide_index=True)
     st.markdown("**Recent runs**")
     runs = client.mlflow_runs(limit=20)
-    st.dataframe(
+    # A plain table: twenty rows read better as text than in a grid, and copy as text.
+    st.table(
         pd.DataFrame(
             [
                 {
@@ -604,8 +606,7 @@ def mlflow(client: ApiClient) -> None:
                 }
                 for r in runs.items
             ]
-        ),
-        hide_index=True,
+        ).style.hide(axis="index")
     )
 
 
