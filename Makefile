@@ -55,7 +55,7 @@ demo: $(STAMP)  ## the sample Backtest and a small study on bundled data (no clu
 
 lint: $(STAMP)  ## ruff, mypy and the import contracts
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check engine operator dashboard strategies tests bench
+	$(BIN)/ruff format --check engine operator dashboard strategies tests bench images
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -29,7 +29,10 @@ The rules, exactly (a vectorized twin of a strategy must apply the same ones):
 - Drawdown: when equity falls below `(1 - max_drawdown)` of its running peak, the
   strategy halts for good: open orders are cancelled and every position closed.
 
-Each reduction, refusal or halt is logged and appended to `self.risk_events` as a
+The rules live in `kubetrader.risk.RiskEngine`, the one engine that also gates every
+order at the broker (`kubetrader.gate.GatedBroker` in a backtest, the live session),
+so a strategy that calls the broker directly meets the same limits, refused instead
+of cut. Each reduction, refusal or halt is logged and appended to `self.risk_events` as a
 `RiskEvent`, which the runner copies into the result. Subclasses that override
 `notify_cashvalue` must call `super().notify_cashvalue(cash, value)`.
 """
@@ -38,12 +41,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 from typing import Any, Literal
 
 import backtrader as bt
 
 from kubetrader.results.schema import RiskEvent
+from kubetrader.risk import RiskEngine
+from kubetrader.specs import RiskSpec
 
 log = logging.getLogger(__name__)
 RiskAction = Literal["reduced", "refused", "halted_day", "halted", "flattened"]
@@ -54,6 +58,8 @@ RISK_PARAMS: tuple[str, ...] = (
     "max_daily_loss",
     "max_drawdown",
     "max_order_notional",
+    "max_orders_per_minute",
+    "max_price_deviation",
 )
 
 
@@ -66,51 +72,53 @@ class BaseStrategy(bt.Strategy):
         ("max_daily_loss", None),  # fraction of the day's opening equity
         ("max_drawdown", None),  # fraction from the equity peak; halts for good
         ("max_order_notional", None),  # currency per order
+        ("max_orders_per_minute", None),  # orders sent per minute (bar time in a backtest)
+        ("max_price_deviation", None),  # a limit price's largest distance from the last trade
     )
 
     def __init__(self) -> None:
         super().__init__()
         self.risk_events: list[RiskEvent] = []
-        self.halted = False
-        self.halted_day = False
         self._own_orders: list[Any] = []
-        self._peak_equity = -math.inf
-        self._day: Any = None
-        self._day_open_equity = 0.0
-        self._last_equity: float | None = None
+        # The broker's engine when it has one (the backtest's GatedBroker, the live session's
+        # port): one engine sizes here and checks at the gate. A plain Backtrader broker (a
+        # hand-built Cerebro) gets an engine from this strategy's own params.
+        engine = getattr(self.broker, "risk", None)
+        self._owns_engine = not isinstance(engine, RiskEngine)
+        if not isinstance(engine, RiskEngine):
+            engine = RiskEngine(RiskSpec(**{name: getattr(self.p, name) for name in RISK_PARAMS}))
+        self.risk: RiskEngine = engine
+        self._seen_transitions = 0
+
+    @property
+    def halted(self) -> bool:
+        """Halted for good by the drawdown limit."""
+        return bool(self.risk.halted_for_good)
+
+    @property
+    def halted_day(self) -> bool:
+        """Halted for the rest of the day by the daily-loss limit."""
+        return bool(self.risk.halted_day)
 
     # ---- per-bar checks -------------------------------------------------------------
 
     def notify_cashvalue(self, cash: float, value: float) -> None:
-        """Called once per bar with the equity at the bar's close, before `next`."""
-        if self.p.max_drawdown is None and self.p.max_daily_loss is None:
+        """Called once per bar with the equity at the bar's close, before `next`.
+
+        The engine sees the equity here (own engine) or at the gate (the broker's), the
+        same value either way; a halt is recorded, and the drawdown halt flattens.
+        """
+        engine = self.risk
+        if not engine.watches_equity:
             return  # nothing to watch: keep the per-bar cost at zero
-        day = int(self._now_num())  # Backtrader's day number of the bar (UTC, as the feeds are)
-        if day != self._day:
-            self._day = day
-            self._day_open_equity = self._last_equity if self._last_equity is not None else value
-            self.halted_day = False
-        self._last_equity = value
-        self._peak_equity = max(self._peak_equity, value)
-        limit = self.p.max_drawdown
-        if limit is not None and not self.halted and value < self._peak_equity * (1 - limit):
-            self.halted = True
-            self._record(
-                self.datas[0],
-                "max_drawdown",
-                "halted",
-                message=f"equity {value:.2f} is more than {limit:.2%} below its peak {self._peak_equity:.2f}",
-            )
-            self.emergency_stop()
-        limit = self.p.max_daily_loss
-        if limit is not None and not self.halted_day and value < self._day_open_equity * (1 - limit):
-            self.halted_day = True
-            self._record(
-                self.datas[0],
-                "max_daily_loss",
-                "halted_day",
-                message=f"equity {value:.2f} is more than {limit:.2%} below the day's open {self._day_open_equity:.2f}",
-            )
+        if self._owns_engine:
+            engine.observe(value, int(self._now_num()))  # Backtrader's day number of the bar (UTC)
+        new = engine.transitions[self._seen_transitions :]
+        self._seen_transitions = len(engine.transitions)
+        for transition in new:
+            self._record(self.datas[0], transition.rule, transition.action, message=transition.message)
+            if transition.action == "halted":
+                self.emergency_stop()
 
     def emergency_stop(self) -> None:
         """Cancel this strategy's open orders and close every position (reducing orders always pass)."""
@@ -163,48 +171,22 @@ class BaseStrategy(bt.Strategy):
         if parent is not None:
             return requested  # a bracket's child only ever closes its parent's position
         position = self.getposition(data).size + self._pending_size(data)
-        new = position + signed
-        if abs(new) <= abs(position) and new * position >= 0:
-            return requested  # reduces exposure: always allowed
-        if self.halted:
-            self._record(data, "max_drawdown", "refused", requested, 0, "trading halted for good")
-            return 0
-        if self.halted_day:
-            self._record(data, "max_daily_loss", "refused", requested, 0, "trading halted for the day")
-            return 0
-        closing = min(requested, abs(position)) if position * signed < 0 else 0
-        opening = requested - closing
-        held = abs(position) if position * signed > 0 else 0  # same-side shares already held
         price = float(data.close[0])
-        allowed_open, rule = opening, ""
-        if self.p.max_position_size is not None:
-            room = max(0.0, math.floor(self.p.max_position_size) - held)
-            if room < allowed_open:
-                allowed_open, rule = room, "max_position_size"
-        if self.p.max_concentration is not None and price > 0:
-            equity = self.broker.getvalue()
-            room = max(0.0, math.floor(self.p.max_concentration * equity / price) - held)
-            if room < allowed_open:
-                allowed_open, rule = room, "max_concentration"
-        allowed = closing + allowed_open
-        if self.p.max_order_notional is not None and price > 0:
-            cap = max(closing, math.floor(self.p.max_order_notional / price))
-            if cap < allowed:
-                allowed, rule = cap, "max_order_notional"
-        if allowed < requested:
-            self._record(
-                data,
-                rule,
-                "reduced" if allowed else "refused",
-                requested,
-                allowed,
-                f"{'buy' if signed > 0 else 'sell'} {requested:g} at {price:.4f}",
-            )
-        return allowed
+        equity = self.broker.getvalue() if self.risk.limits.max_concentration is not None else 0.0
+        verdict = self.risk.size(signed, position=position, price=price, equity=equity)
+        if verdict.allowed < requested:
+            action: RiskAction = "reduced" if verdict.allowed else "refused"
+            self._record(data, verdict.rule, action, requested, verdict.allowed, verdict.message)
+        return verdict.allowed
 
     def _pending_size(self, data: Any) -> float:
+        """The signed remaining size of live orders on `data`: the broker's count when it keeps one
+        (the gate counts every order, also those sent to the broker directly), else this strategy's."""
         alive = [o for o in self._own_orders if o.alive()]
         self._own_orders = alive
+        working = getattr(self.broker, "working_size", None)
+        if working is not None:
+            return float(working(data))
         total = 0.0
         for order in alive:
             if order.data is data:

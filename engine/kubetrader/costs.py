@@ -135,9 +135,12 @@ class CostBroker(bt.brokers.BackBroker):
             self.p.slip_perc, self.p.slip_out = market_rate, slip_out
 
 
-def build_broker(broker: BrokerSpec) -> CostBroker:
-    """A configured simulated broker: cash, commission for every data, slippage."""
-    sim = CostBroker(cash=broker.cash, limit_slip_perc=broker.slippage.limit_bps / 10_000)
+def build_broker(broker: BrokerSpec, cls: type[CostBroker] = CostBroker, **params: Any) -> CostBroker:
+    """A configured simulated broker: cash, commission for every data, slippage.
+
+    `cls` and `params`: a subclass and its own params (the runner passes `GatedBroker` and the risk engine).
+    """
+    sim = cls(cash=broker.cash, limit_slip_perc=broker.slippage.limit_bps / 10_000, **params)
     sim.set_slippage_perc(
         broker.slippage.market_bps / 10_000,
         slip_open=True,

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from kubetrader import __version__
 from kubetrader.errors import EXIT_OK, KubetraderError
-from kubetrader.results.schema import ResultDocument, ResultMetadata
+from kubetrader.results.schema import ResultDocument
 from kubetrader.results.store import (
     ResultPaths,
     atomic_write_text,
@@ -69,6 +68,8 @@ class ExecutionOutcome:
             "error": (self.error or "")[:1000] or None,
         }
         if self.document is not None:
+            if self.document.warnings:
+                summary["warnings"] = [w[:300] for w in self.document.warnings[:5]]
             summary["riskEvents"] = len(self.document.risk_events)
             summary["mlflowRunId"] = self.document.metadata.mlflow_run_id
         if self.cells:
@@ -117,6 +118,8 @@ def execute_one(
             result = BacktestRunner(spec, store=store).run()
             document = write_result(result, name=name, paths=paths, report=report)
         except KubetraderError as exc:
+            # to the run's log (its handler also keeps logging's last-resort handler from printing it a second
+            # time beside the CLI's "error:" line)
             log.error("backtest %s failed: %s", rid, exc)
             write_document(failed_document(spec, name=name, error=str(exc)), paths.json)
             return ExecutionOutcome(rid, name, "failed", paths=paths, error=str(exc), exit_code=exc.exit_code)
@@ -124,6 +127,8 @@ def execute_one(
             log.exception("backtest %s failed with an internal error", rid)
             write_document(failed_document(spec, name=name, error=f"internal error: {exc!r}"), paths.json)
             raise
+        for warning in document.warnings:
+            run_log.warning("backtest %s: %s", rid, warning)  # into the run's log; the CLI prints them itself
         run_log.info(
             "backtest %s succeeded in %.2f s: %s",
             rid,
@@ -156,24 +161,10 @@ def failed_document(spec: BacktestSpec, *, name: str, error: str) -> ResultDocum
     """A result document that says, unmistakably, that the run failed and why."""
     import datetime as dt
 
-    from kubetrader.runner import result_id
+    from kubetrader.results.provenance import result_metadata
 
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    metadata = ResultMetadata(
-        id=result_id(name, spec),
-        name=name,
-        strategy=spec.strategy.path,
-        symbols=list(spec.data.symbols),
-        start=spec.data.start.isoformat(),
-        end=spec.data.end.isoformat(),
-        spec_hash=spec_hash(spec),
-        data_hash="",
-        package_version=__version__,
-        backtrader_version="",
-        started_at=now,
-        finished_at=now,
-        wall_seconds=0.0,
-    )
+    metadata = result_metadata(spec, name=name, started_at=now, finished_at=now)
     return ResultDocument(
         status="failed",
         error=error,

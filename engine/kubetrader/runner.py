@@ -1,7 +1,7 @@
 """`BacktestRunner`: one validated BacktestSpec in, one Backtrader run out, as a `BacktestResult`.
 
 The run is a plain Cerebro: one PandasData feed per symbol, the costs of
-`kubetrader.costs`, the strategy with the spec's risk limits as params, and a
+`kubetrader.costs` behind the risk gate (`kubetrader.gate`: the spec's limits), the strategy, and a
 single light analyzer that records what the result needs (equity and gross
 exposure once per bar, orders and trades as Backtrader notifies them). Options
 are chosen for speed: preloaded data, vectorized indicators (`runonce`), no
@@ -14,7 +14,6 @@ it): its buy-and-hold returns come straight from its closes.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -24,10 +23,13 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from kubetrader import __version__
 from kubetrader.costs import build_broker
+from kubetrader.data.inputs import describe_inputs
 from kubetrader.errors import KubetraderError, StrategyError
-from kubetrader.results.schema import OrderRecord, ResultDocument, ResultMetadata, RiskEvent, TradeRecord
+from kubetrader.gate import GatedBroker
+from kubetrader.results.provenance import result_metadata
+from kubetrader.results.schema import DatasetRecord, OrderRecord, ResultDocument, RiskEvent, TradeRecord
+from kubetrader.risk import RiskEngine
 from kubetrader.specs import BacktestSpec, spec_hash
 from kubetrader.strategy_loader import check_params, load_strategy
 from kubetrader.warmup import WarmupCheck
@@ -164,6 +166,8 @@ class BacktestResult:
     finished_at: str
     wall_seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
+    datasets: list[DatasetRecord] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def closed_trades(self) -> pd.DataFrame:
@@ -183,22 +187,19 @@ class BacktestResult:
         trades = [
             TradeRecord(**_nan_to_none({str(k): v for k, v in row.items()})) for row in self.trades.to_dict("records")
         ]
-        metadata = ResultMetadata(
-            id=result_id(name, self.spec),
+        metadata = result_metadata(
+            self.spec,
             name=name,
-            strategy=self.spec.strategy.path,
-            symbols=list(self.spec.data.symbols),
-            start=self.spec.data.start.isoformat(),
-            end=self.spec.data.end.isoformat(),
-            spec_hash=spec_hash(self.spec),
             data_hash=self.data_hash,
-            package_version=__version__,
-            backtrader_version=str(bt.__version__),
+            datasets=self.datasets,
+            first_bar=dates[0] if dates else None,
+            last_bar=dates[-1] if dates else None,
             started_at=self.started_at,
             finished_at=self.finished_at,
-            wall_seconds=round(self.wall_seconds, 4),
+            wall_seconds=self.wall_seconds,
         )
         return ResultDocument(
+            warnings=self.warnings,
             metadata=metadata,
             spec=self.spec.to_wire(),
             metrics=self.metrics,
@@ -247,14 +248,13 @@ class BacktestRunner:
         strategy_cls = load_strategy(spec.strategy.path)
         params = check_params(strategy_cls, spec.strategy.params)
         frames = self.load_data()
-        risk = {k: v for k, v in spec.risk.model_dump().items() if v is not None and k != "max_orders_per_minute"}
-
         cerebro = bt.Cerebro(stdstats=False, preload=True, runonce=True, optreturn=False, tradehistory=True)
-        cerebro.broker = build_broker(spec.broker)
+        # the risk gate: every order passes the spec's limits at the broker (kubetrader.gate)
+        cerebro.broker = build_broker(spec.broker, GatedBroker, risk=RiskEngine(spec.risk))
         for symbol in spec.data.symbols:
             frame = frames[symbol]
             cerebro.adddata(FrameFeed(dataname=frame.tz_convert(None)), name=symbol)
-        cerebro.addstrategy(strategy_cls, **params, **risk)
+        cerebro.addstrategy(strategy_cls, **params)
         cerebro.addanalyzer(_Recorder, _name="kubetrader")
         cerebro.addanalyzer(WarmupCheck)  # "not enough bars" instead of Backtrader's IndexError
         try:
@@ -275,6 +275,7 @@ class BacktestRunner:
 
         metrics = compute_metrics(equity, trades=closed_frame(trades), benchmark_returns=bench, exposure=exposure)
         positions = {data._name: float(strategy.getposition(data).size) for data in strategy.datas}
+        inputs = describe_inputs(spec.data, frames, benchmark=spec.benchmark_symbol, store=self.store)
         return BacktestResult(
             spec=spec,
             equity=equity,
@@ -285,19 +286,13 @@ class BacktestRunner:
             positions=positions,
             risk_events=list(getattr(strategy, "risk_events", [])),
             metrics=metrics,
-            data_hash=combined_data_hash(frames, spec.data.symbols),
+            data_hash=inputs.data_hash,
+            datasets=inputs.datasets,
+            warnings=inputs.warnings,
             started_at=started_at,
             finished_at=_utc_now(),
             wall_seconds=time.perf_counter() - started,
         )
-
-
-def combined_data_hash(frames: dict[str, pd.DataFrame], symbols: list[str]) -> str:
-    """sha256 over `symbol=data_hash(frame)` lines of the traded symbols, in the spec's order."""
-    from kubetrader.data import data_hash
-
-    lines = "".join(f"{symbol}={data_hash(frames[symbol])}\n" for symbol in symbols)
-    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def _failure_message(path: str, exc: BaseException, cerebro: Any) -> str:

@@ -114,18 +114,28 @@ def test_rbac_has_no_wildcards_and_no_escalate_bind_or_impersonate(
         assert not {"roles", "clusterroles", "rolebindings", "clusterrolebindings"} & set(rule.get("resources", []))
 
 
+# The live runner's token Secret: created, read back and deleted by the operator, never listed or
+# watched (its name depends on each LiveDeployment, so it cannot be narrowed by resourceNames).
+LIVE_TOKEN_SECRET_RULE = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "delete"]}
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_secrets_are_readable_only_by_name_and_only_by_the_operator(
     scenario: str, rendered_chart_scenarios: dict[str, RenderedChart]
 ) -> None:
     rendered = rendered_chart_scenarios[scenario]
     allowed = set(rendered.values.get("operator", {}).get("readableSecrets", []))
+    live = bool(rendered.values.get("live", {}).get("enabled"))
     secret_rules = [(w, r) for w, r in _rules(rendered) if "secrets" in r.get("resources", [])]
-    for where, rule in secret_rules:
-        assert where.startswith("Role/kubetrader-operator"), where
+    token_rules = [(w, r) for w, r in secret_rules if r == LIVE_TOKEN_SECRET_RULE]
+    by_name = [(w, r) for w, r in secret_rules if r != LIVE_TOKEN_SECRET_RULE]
+    for where, _rule in secret_rules:
+        assert where.startswith(("Role/kubetrader-operator", "ClusterRole/kubetrader-operator")), where
+    for where, rule in by_name:
         assert rule["verbs"] == ["get"], where
         assert set(rule.get("resourceNames", [])) == allowed and allowed, where
-    assert bool(secret_rules) == bool(allowed)
+    assert bool(by_name) == bool(allowed)
+    assert bool(token_rules) == live
 
 
 def test_default_install_grants_no_secret_access_at_all(rendered_chart_scenarios: dict[str, RenderedChart]) -> None:
@@ -170,7 +180,7 @@ def test_operator_may_patch_only_the_worker_deployment(rendered_chart_scenarios:
             "apiGroups": ["apps"],
             "resources": ["deployments"],
             "resourceNames": ["kubetrader-worker"],
-            "verbs": ["get", "patch"],
+            "verbs": ["patch"],
         }
     ]
 

@@ -7,6 +7,9 @@
   subresource, optimistic concurrency, JSON/merge patches, garbage collection).
 - `cluster`: `EmulatedCluster`, the emulator on a loopback port in a background thread
   with a kubeconfig file, and a synchronous client for tests.
+- kubectl's needs (see README.md): `discovery`, `openapi`, `tables`, `logs`, `events`,
+  `selectors`, `paging`, `apply` (server-side apply), `defaulting`; `kubectl` runs the real
+  kubectl; `sandbox` is `make sandbox`.
 - `kubelet`: `FakeKubelet`, plays kubelet and Job controller for one Job: runs its
   container as a local process and writes the Pod and Job status as Kubernetes does.
 """

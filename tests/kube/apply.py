@@ -81,6 +81,7 @@ class Schema:
     def __init__(self, node: Obj | None, definitions: Mapping[str, Obj]) -> None:
         self.definitions = definitions
         self.node = self._resolve(node or {})
+        self._children: dict[str, Schema] = {}  # resolved once: a kind's Schema is kept and reused
 
     def _resolve(self, node: Obj) -> Obj:
         for _ in range(32):
@@ -96,15 +97,20 @@ class Schema:
         return node
 
     def field(self, name: str) -> Schema:
-        props = self.node.get("properties") or {}
-        if name in props:
-            return Schema(props[name], self.definitions)
-        extra = self.node.get("additionalProperties")
-        return Schema(extra if isinstance(extra, dict) else None, self.definitions)
+        child = self._children.get(name)
+        if child is None:
+            props = self.node.get("properties") or {}
+            extra = self.node.get("additionalProperties")
+            node = props[name] if name in props else (extra if isinstance(extra, dict) else None)
+            child = self._children[name] = Schema(node, self.definitions)
+        return child
 
     def items(self) -> Schema:
-        items = self.node.get("items")
-        return Schema(items if isinstance(items, dict) else None, self.definitions)
+        child = self._children.get("[]")
+        if child is None:
+            items = self.node.get("items")
+            child = self._children["[]"] = Schema(items if isinstance(items, dict) else None, self.definitions)
+        return child
 
     @property
     def list_type(self) -> str:
@@ -128,23 +134,32 @@ def _item_key(item: Any, keys: list[str]) -> str:
 # ---- field sets -----------------------------------------------------------------------------
 
 
-def fields_of(value: Any, schema: Schema, prefix: Path = ()) -> FieldSet:
-    """Every field `value` sets, as paths (leaves, list-map items with their `.` marker, set items)."""
-    found: FieldSet = set()
+def leaves(value: Any, schema: Schema, prefix: Path = ()) -> dict[Path, Any]:
+    """Every field `value` sets, as paths (leaves, list-map items with their `.` marker, set items), with values.
+
+    One walk gives both the field set (the keys) and what each field holds, so comparing two
+    versions of an object never searches a list twice.
+    """
+    found: dict[Path, Any] = {}
     if isinstance(value, dict) and value and not schema.atomic_map:
         for name, sub in value.items():
-            found |= fields_of(sub, schema.field(name), (*prefix, ("f", name)))
+            found.update(leaves(sub, schema.field(name), (*prefix, ("f", name))))
     elif isinstance(value, list) and value and schema.list_type == "map":
-        item_schema = schema.items()
+        item_schema, keys = schema.items(), schema.map_keys
         for item in value:
-            item_path = (*prefix, ("k", _item_key(item, schema.map_keys)))
-            found.add((*item_path, (".", "")))
-            found |= fields_of(item, item_schema, item_path)
+            item_path = (*prefix, ("k", _item_key(item, keys)))
+            found[(*item_path, (".", ""))] = None
+            found.update(leaves(item, item_schema, item_path))
     elif isinstance(value, list) and value and schema.list_type == "set":
-        found |= {(*prefix, ("v", json.dumps(item, separators=(",", ":")))) for item in value}
+        found.update({(*prefix, ("v", json.dumps(item, separators=(",", ":")))): item for item in value})
     elif prefix:
-        found.add(prefix)
+        found[prefix] = value
     return found
+
+
+def fields_of(value: Any, schema: Schema) -> FieldSet:
+    """The field set of `value` (see `leaves`)."""
+    return set(leaves(value, schema))
 
 
 def tracked(obj: Obj, subresource: str) -> Obj:
@@ -284,10 +299,10 @@ def _same(entry: Obj, manager: str, operation: str, subresource: str) -> bool:
 
 def record_update(old: Obj | None, new: Obj, manager: str, subresource: str, schema: Schema) -> None:
     """After a create/update/patch by `manager`: it owns what it set or changed (in `new`, in place)."""
-    before = fields_of(tracked(old, subresource), schema) if old is not None else set()
-    after = fields_of(tracked(new, subresource), schema)
-    changed = {p for p in after if old is None or value_at(old, p, schema) != value_at(new, p, schema)}
-    removed = before - after
+    before = leaves(tracked(old, subresource), schema) if old is not None else {}
+    after = leaves(tracked(new, subresource), schema)
+    changed = {p for p, value in after.items() if p not in before or before[p] != value}
+    removed = set(before) - set(after)
     entries: list[Obj] = []
     mine: FieldSet = set()
     for entry in _entries(old or {}):
@@ -295,7 +310,8 @@ def record_update(old: Obj | None, new: Obj, manager: str, subresource: str, sch
         if _same(entry, manager, "Update", subresource):
             mine = owned - removed
             continue
-        entries.append({**entry, "fieldsV1": encode(owned - changed - removed)})
+        taken = owned & (changed | removed)
+        entries.append({**entry, "fieldsV1": encode(owned - taken)} if taken else entry)
     mine |= changed
     if mine:
         entries.append(_entry(manager, "Update", new.get("apiVersion", ""), subresource, mine))
@@ -348,7 +364,9 @@ def merge(live: Any, applied: Any, schema: Schema) -> Any:
 def apply(live: Obj | None, applied: Obj, manager: str, *, force: bool, schema: Schema) -> Obj:
     """The object after `manager` applies `applied` to `live` (None: create); raises ApplyConflictError."""
     current = copy.deepcopy(live) if live is not None else {}
-    wanted = fields_of(tracked(applied, ""), schema)
+    applied_values = leaves(tracked(applied, ""), schema)
+    current_values = leaves(tracked(current, ""), schema) if current else {}
+    wanted = set(applied_values)
     entries = _entries(current)
     conflicts: list[tuple[Obj, Path]] = []
     previous: FieldSet = set()
@@ -362,7 +380,7 @@ def apply(live: Obj | None, applied: Obj, manager: str, *, force: bool, schema: 
         if entry.get("subresource"):
             continue  # status is not part of a main-resource apply
         for path in sorted(wanted & owned):
-            if path[-1][0] != "." and value_at(current, path, schema) != value_at(applied, path, schema):
+            if path[-1][0] != "." and current_values.get(path, _MISSING) != applied_values[path]:
                 conflicts.append((entry, path))
     if conflicts and not force:
         raise ApplyConflictError(conflicts)

@@ -3,8 +3,13 @@
 Tests are synchronous, the emulator is asyncio: the cluster owns an event loop in
 its own thread, and its methods (create, get, patch, ...) run the emulator's
 coroutines there, through the same write path HTTP clients use, so watchers see
-every change. `kubeconfig` is a file any client (kopf, the kubernetes package,
-kubectl) can use to reach it.
+every change (they act as the cluster's administrator: no token, no RBAC).
+`kubeconfig` is a file any client (kopf, the kubernetes package, kubectl) can use to
+reach it as the administrator: it points at `admin_url`, a second port served as
+kube-apiserver's old insecure port was (no authentication, no RBAC), because kubectl sends
+no bearer token over plain HTTP. `url` requires a token: `kubeconfig_for(identity)` writes
+a kubeconfig for a user or a ServiceAccount there, whose requests RBAC then decides. The default
+ClusterRoles and bindings (cluster-admin, system:discovery, ...) exist from the start.
 
     with EmulatedCluster(crds=load_crds().values()) as cluster:
         cluster.create(backtest_dict)
@@ -23,7 +28,9 @@ from typing import Any, Self, TypeVar
 import yaml
 from kmock import Server, resource
 
-from tests.kube.emulator import KubeEmulator, Obj
+from tests.kube import authn
+from tests.kube.emulator import ApiError, KubeEmulator, Obj
+from tests.kube.rbac import BOOTSTRAP_POLICY
 
 T = TypeVar("T")
 CALL_TIMEOUT = 10.0
@@ -42,6 +49,8 @@ class EmulatedCluster:
         self.emulator: KubeEmulator | None = None
         self.url = ""
         self._kinds: dict[str, resource] = {}
+        self.admin_token = ""
+        self.admin_url = ""
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -69,15 +78,24 @@ class EmulatedCluster:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with KubeEmulator(gc_enabled=self._gc) as emulator, Server(emulator) as server:
+        async with (
+            KubeEmulator(gc_enabled=self._gc) as emulator,
+            Server(emulator) as server,
+            Server(emulator) as admin_server,
+        ):
+            emulator.access.insecure_ports.add(admin_server.port)
             emulator.register_builtin_kinds()
             for crd in self._crds:
                 emulator.register_crd(crd)
                 await emulator.create_object(
                     resource(group="apiextensions.k8s.io", version="v1", plural="customresourcedefinitions"), None, crd
                 )
+            for policy in BOOTSTRAP_POLICY:
+                res = resource(group="rbac.authorization.k8s.io", version="v1", plural=f"{policy['kind'].lower()}s")
+                await emulator.create_object(res, None, policy)
             self.emulator = emulator
             self.url = f"http://{server.host}:{server.port}"
+            self.admin_url = f"http://{admin_server.host}:{admin_server.port}"
             self._index_kinds()
             self._ready.set()
             await self._stop.wait()
@@ -89,15 +107,42 @@ class EmulatedCluster:
                 self._kinds[info.kind] = res
 
     def _write_kubeconfig(self) -> None:
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
-            "users": [{"name": "tester", "user": {"token": "emulated"}}],
-            "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "tester"}}],
-            "current-context": "emulator",
-        }
-        self.kubeconfig.write_text(yaml.safe_dump(config))
+        # The administrator's kubeconfig reaches the port without authentication (see
+        # access.AccessControl.insecure_ports: kubectl sends no token over plain HTTP); the
+        # token is there too, and works on `url`.
+        self.admin_token = self.token_for(authn.ADMIN)
+        self.kubeconfig.write_text(yaml.safe_dump(authn.kubeconfig(self.admin_url, self.admin_token, authn.ADMIN.name)))
+
+    def token_for(self, identity: authn.Identity) -> str:
+        """A new bearer token that authenticates as `identity`."""
+        assert self.emulator is not None
+        return self.emulator.access.authenticator.mint(identity)
+
+    def kubeconfig_for(self, identity: authn.Identity, path: Path) -> Path:
+        """Write a kubeconfig that reaches this cluster as `identity`; returns `path`."""
+        path.write_text(yaml.safe_dump(authn.kubeconfig(self.url, self.token_for(identity), identity.name)))
+        return path
+
+    def apply(self, manifests: Iterable[Obj], namespace: str) -> None:
+        """Create manifests as the administrator (as `kubectl apply -n namespace` would for new
+        objects); namespaced ones without a namespace go to `namespace`, which is created if absent."""
+        self.ensure_namespace(namespace)
+        for manifest in manifests:
+            res = self.resource_of(manifest["kind"])
+            info = self.emulator.resources._resources[res] if self.emulator is not None else None
+            ns = (manifest["metadata"].get("namespace") or namespace) if info is None or info.namespaced else None
+            if ns is not None:
+                self.ensure_namespace(ns)
+            self.create(manifest, namespace=ns)
+
+    def ensure_namespace(self, name: str) -> None:
+        """Create the Namespace unless it exists."""
+        if self.get("Namespace", None, name) is None:
+            try:
+                self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+            except ApiError as exc:
+                if exc.code != 409:
+                    raise
 
     def call(self, make: Callable[[KubeEmulator], Awaitable[T]]) -> T:
         """Run `make(emulator)` on the emulator's loop and wait for its result."""

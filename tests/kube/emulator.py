@@ -52,16 +52,54 @@ import aiohttp.web
 import attrs
 import yaml
 from kmock import KubernetesEmulator, ResourceInfo, resource
-from kmock._internal import enums, rendering
+from kmock._internal import enums, parsing, rendering
 from kmock._internal.k8s import KubernetesError
 
 from tests.kube import apply, defaulting, discovery, events, openapi, paging, selectors, tables
+from tests.kube.access import RBAC_KINDS, AccessControl
 from tests.kube.logs import ContainerLogs, LogError
 from tests.kube.openapi import OpenAPI
 from tests.kube.patching import JSON_PATCH, PatchTestFailedError, json_patch, merge_patch
 from tests.kube.selectors import matches_labels
 
 Obj = dict[str, Any]
+
+_kmock_parse_path = parsing.parse_path
+
+
+def _parse_path(path: str) -> parsing.ParsedPath:
+    """kmock's path parser, except for the list of Namespaces (`/api/v1/namespaces`), which kmock
+    reads as the start of `/namespaces/NS/...` and fails on (a 500 to kopf observing namespaces)."""
+    parts = path.strip("/").split("/")
+    if parts[-1] == "namespaces" and parts[0] in {"api", "apis"} and len(parts) == (3 if parts[0] == "api" else 4):
+        found = _kmock_parse_path("/".join(parts[:-1]))
+        return parsing.ParsedPath(found.group, found.version, "namespaces")
+    return _kmock_parse_path(path)
+
+
+parsing.parse_path = _parse_path  # rendering.Request._parse looks it up on the module at each request
+
+
+_kmock_parse_path = parsing.parse_path
+
+
+def _parse_path(path: str) -> parsing.ParsedPath:
+    """kmock 0.8's URL parser, with the Namespace kind's own paths.
+
+    kmock reads `/api/v1/namespaces` as a namespace with no name (and crashes) and
+    `/api/v1/namespaces/default` as the namespace `default` with no resource, so `kubectl get
+    namespaces` and `kubectl get namespace default` failed with 500. Namespaces are the one kind
+    whose collection is `namespaces` itself: `/api/v1/namespaces[/{name}[/status|/finalize]]`.
+    """
+    parts = path.strip("/").split("/")
+    if parts[:3] == ["api", "v1", "namespaces"] and (len(parts) <= 4 or parts[4:] in (["status"], ["finalize"])):
+        name = parts[3] if len(parts) > 3 else None
+        subresource = parts[4] if len(parts) > 4 else None
+        return parsing.ParsedPath("", "v1", "namespaces", None, name, subresource)
+    return _kmock_parse_path(path)
+
+
+parsing.parse_path = _parse_path  # rendering.Request parses every request through this module attribute
 
 
 class ApiError(Exception):
@@ -172,6 +210,8 @@ class KubeEmulator(KubernetesEmulator):
     watch_cache_size: int = attrs.field(default=1024)
     # How often an idle watch checks whether its client went away.
     watch_idle_check_seconds: float = attrs.field(default=5.0)
+    # Authentication and RBAC of every HTTP request, and the record of decisions (tests/kube/access.py).
+    access: AccessControl = attrs.field(factory=AccessControl)
 
     # live objects: resource -> namespace -> name -> object (never mutated in place once stored)
     _live: dict[resource, dict[str | None, dict[str, Obj]]] = attrs.field(factory=dict, init=False)
@@ -235,6 +275,8 @@ class KubeEmulator(KubernetesEmulator):
             "apps", "v1", "statefulsets", "StatefulSet", status=True, short_names=("sts",), categories=("all",)
         )
         self.register("events.k8s.io", "v1", "events", "Event", short_names=("ev",))
+        for plural, kind, namespaced in RBAC_KINDS:
+            self.register("rbac.authorization.k8s.io", "v1", plural, kind, namespaced=namespaced)
         self.register(
             "apiextensions.k8s.io",
             "v1",
@@ -674,6 +716,15 @@ class KubeEmulator(KubernetesEmulator):
         def shown(event: Obj) -> Obj:
             return event if convert is None else {**event, "object": convert(event["object"])}
 
+        # `kubectl get -w` watches with the Table Accept header: each event then carries a one-row Table.
+        table_rows = tables.wants_table(request.headers.get("Accept", ""))
+        include_object = request.params.get("includeObject", "Metadata")
+
+        def as_row(event: Obj) -> Obj:
+            if not table_rows:
+                return event
+            return {**event, "object": self._as_table(res, event["object"], include_object)}
+
         def wanted(event: Obj) -> bool:
             meta = event["object"].get("metadata", {})
             if namespace is not None and meta.get("namespace") != namespace:
@@ -689,7 +740,7 @@ class KubeEmulator(KubernetesEmulator):
         if initial_events or since == "0" or not since.isdigit():  # "0" and unset: the current state first
             last = self._revision
             objs = self.select(res, namespace, label_selector, field_selector=field_selector, copies=False)
-            initial = [{"type": "ADDED", "object": obj} for obj in objs]
+            initial = [as_row({"type": "ADDED", "object": obj}) for obj in objs]
             if initial_events:
                 initial.append(self._initial_events_end(res, last))
             yield _encode(initial)
@@ -705,7 +756,7 @@ class KubeEmulator(KubernetesEmulator):
                 return
             if batch:
                 last = batch[-1][0]
-                yield _encode([shown_event for _, event in batch if wanted(shown_event := shown(event))])
+                yield _encode([as_row(shown_event) for _, event in batch if wanted(shown_event := shown(event))])
                 continue
             wait = (
                 self.watch_idle_check_seconds
@@ -846,10 +897,17 @@ class KubeEmulator(KubernetesEmulator):
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         self._trim_request_log()
+        method = str(getattr(request.method, "value", request.method)).upper()
+        transport = request._raw_request.transport if request._raw_request is not None else None
+        local = transport.get_extra_info("sockname") if transport is not None else None
+        refused = self.access.check(
+            self, method, request.url.path, request.params, request.headers, local_port=local[1] if local else None
+        )
+        if refused is not None:  # authentication and authorization come before any handler
+            return aiohttp.web.json_response(refused, status=refused["code"])
         machinery = self._serve_machinery(request)
         if machinery is not None:
             return machinery
-        method = str(getattr(request.method, "value", request.method)).upper()
         res = request.resource
         ours = res is not None and (
             method in {"POST", "PATCH", "PUT", "DELETE"}
@@ -872,6 +930,9 @@ class KubeEmulator(KubernetesEmulator):
                 if tables.wants_table(request.headers.get("Accept", "")):
                     found = self._as_table(res, found, request.params.get("includeObject", "Metadata"))
                 return aiohttp.web.json_response(found)
+            if request.params.get("dryRun"):
+                # Refused rather than ignored: an ignored dry run would really write.
+                raise ApiError(400, "BadRequest", "dryRun is not served by the emulated API")
             manager = request.params.get("fieldManager") or apply.manager_from_user_agent(
                 request.headers.get("User-Agent", "")
             )

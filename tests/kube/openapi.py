@@ -171,11 +171,13 @@ class OpenAPI:
     def __init__(self) -> None:
         self._crds: dict[tuple[str, str, str], tuple[Obj, Obj]] = {}  # (group, version, kind) -> (crd, version)
         self._v3: dict[str, Obj] = {}
+        self._field_schemas: dict[tuple[str, str, str], Schema] = {}
 
     def add_crd(self, crd: Obj) -> None:
         for version in crd["spec"]["versions"]:
             key = (crd["spec"]["group"], version["name"], crd["spec"]["names"]["kind"])
             self._crds[key] = (crd, version)
+            self._field_schemas.pop(key, None)
         self._v3.clear()
 
     def invalidate(self) -> None:
@@ -183,6 +185,12 @@ class OpenAPI:
 
     def field_schema(self, group: str, version: str, kind: str) -> Schema:
         """The schema server-side apply reads list and map types from (the CRD's, or Kubernetes' own)."""
+        key = (group, version, kind)
+        if key not in self._field_schemas:
+            self._field_schemas[key] = self._build_field_schema(group, version, kind)
+        return self._field_schemas[key]
+
+    def _build_field_schema(self, group: str, version: str, kind: str) -> Schema:
         definitions = builtin_definitions()
         crd = self._crds.get((group, version, kind))
         if crd is None:

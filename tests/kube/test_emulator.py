@@ -27,9 +27,8 @@ def cluster(tmp_path: Path) -> Iterator[EmulatedCluster]:
 def http(cluster: EmulatedCluster, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     """One request; returns (status, decoded JSON body)."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        cluster.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {cluster.admin_token}"}
+    request = urllib.request.Request(cluster.url + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
@@ -39,7 +38,8 @@ def http(cluster: EmulatedCluster, method: str, path: str, body: Any = None) -> 
 
 def watch(cluster: EmulatedCluster, path: str) -> list[dict[str, Any]]:
     """A watch request read to its end (the query must make the server end it)."""
-    with urllib.request.urlopen(cluster.url + path, timeout=10) as response:
+    request = urllib.request.Request(cluster.url + path, headers={"Authorization": f"Bearer {cluster.admin_token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
         return [json.loads(line) for line in response.read().splitlines() if line.strip()]
 
 

@@ -7,6 +7,7 @@ through both groups, discovery, and `logs --follow` from the kubelet stand-in.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -17,7 +18,7 @@ import yaml
 
 from tests.helpers import EXAMPLES, ROOT, wait_until
 from tests.kube.cluster import EmulatedCluster
-from tests.kube.kubectl import Kubectl
+from tests.kube.kubectl import KUBECTL, Kubectl
 from tests.kube.kubelet import FakeKubelet
 
 NS = "default"
@@ -164,7 +165,9 @@ def test_events_through_both_groups_with_field_selectors(kube_cluster: EmulatedC
     assert event["reportingController"] == "kubetrader-operator"
 
 
-def test_discovery_lists_core_kinds_and_no_subresources_as_kinds(kubectl: Kubectl) -> None:
+def test_discovery_lists_core_kinds_and_no_subresources_as_kinds(
+    kube_cluster: EmulatedCluster, kubectl: Kubectl
+) -> None:
     resources = kubectl("api-resources", "--no-headers")
     rows = {line.split()[0]: line.split() for line in resources.splitlines()}
     assert rows["pods"][1] == "po" and rows["backtests"][1] == "bt"
@@ -176,6 +179,11 @@ def test_discovery_lists_core_kinds_and_no_subresources_as_kinds(kubectl: Kubect
     ]
     server = kubectl("version", "-o", "json")
     assert json.loads(server)["serverVersion"]["gitVersion"].startswith("v1.")
+    swagger = json.loads(kubectl("get", "--raw", "/openapi/v2"))
+    assert {"io.kubetrader.v1alpha1.Backtest", "io.k8s.api.batch.v1.Job"} <= set(swagger["definitions"])
+    kube_cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "research"}})
+    assert kubectl("get", "namespace", "research", "-o", "name").strip() == "namespace/research"
+    assert "research" in kubectl("get", "namespaces")
 
 
 def test_logs_follow_streams_until_the_container_ends(
@@ -218,3 +226,32 @@ def test_logs_follow_streams_until_the_container_ends(
         runner.join()
     assert followed.splitlines() == ["tick 0", "tick 1", "tick 2", "bye"]  # stdout and stderr, to the end
     assert kubectl("logs", "ticker-0", "--tail=1") == "bye\n"
+
+
+def test_get_watch_prints_a_row_per_change(kube_cluster: EmulatedCluster, kubectl: Kubectl) -> None:
+    kube_cluster.create(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": NS}, "data": {"x": "1"}}
+    )
+    watching = subprocess.Popen(
+        [str(KUBECTL), "get", "configmaps", "--watch"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=kubectl.env,
+    )
+    try:
+        assert watching.stdout is not None
+        assert watching.stdout.readline().split() == ["NAME", "DATA", "AGE"]
+        assert watching.stdout.readline().split()[:2] == ["a", "1"]
+        kube_cluster.create(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "b", "namespace": NS},
+                "data": {"x": "1", "y": "2"},
+            }
+        )
+        assert watching.stdout.readline().split()[:2] == ["b", "2"]  # the watch event, as a Table row
+    finally:
+        watching.kill()
+        watching.communicate()

@@ -6,19 +6,24 @@ import datetime as dt
 
 from kubetrader.live.broker import Bar, OrderRequest
 from kubetrader.live.journal import Journal
-from kubetrader.live.risk import roll_trading_day
 from kubetrader.live.session import Session, SessionConfig
 from kubetrader.live.simulated import SimulatedBroker
+from kubetrader.risk import RiskEngine
 from kubetrader.specs import RiskSpec
 
 NY = dt.timezone(dt.timedelta(hours=-5))  # New York in winter, for reading the test's instants
 
 
-def test_roll_trading_day_keeps_the_opening_equity_within_a_day_and_resets_it_on_a_new_one() -> None:
+def test_the_engine_keeps_the_opening_equity_within_a_day_and_resets_it_on_a_new_one() -> None:
     day = dt.date(2024, 1, 2)
-    assert roll_trading_day(0.0, None, day, 100_000.0) == (100_000.0, day)
-    assert roll_trading_day(100_000.0, day, day, 97_000.0) == (100_000.0, day)
-    assert roll_trading_day(100_000.0, day, day + dt.timedelta(days=1), 97_000.0) == (97_000.0, day + dt.timedelta(1))
+    engine = RiskEngine(RiskSpec(max_daily_loss=0.02))
+    engine.observe(100_000.0, day)
+    assert (engine.day_open_equity, engine.day) == (100_000.0, day)
+    assert [t.action for t in engine.observe(97_000.0, day)] == ["halted_day"]
+    assert engine.day_open_equity == 100_000.0 and engine.halted_day
+    engine.observe(97_000.0, day + dt.timedelta(days=1))
+    assert (engine.day_open_equity, engine.day) == (97_000.0, day + dt.timedelta(days=1))
+    assert engine.halted_day is None
 
 
 def test_a_daily_loss_halt_lifts_at_new_york_midnight_and_the_new_day_gets_its_own_budget(journal: Journal) -> None:

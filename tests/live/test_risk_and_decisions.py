@@ -6,22 +6,18 @@ import datetime as dt
 
 import pytest
 
-from kubetrader.live.broker import BrokerOrder, BrokerUnavailableError, OrderRequest
+from kubetrader.live.broker import BrokerOrder, BrokerUnavailableError
 from kubetrader.live.connection import HealthCheck, RetryPolicy, backoff_delays, connect_with_retry
 from kubetrader.live.journal import Intent, reconcile_decision
-from kubetrader.live.risk import RiskState, check_order, halt_reason, reduces_exposure
 from kubetrader.live.simulated import SimulatedBroker
+from kubetrader.risk import RiskEngine, TradingState, reduces_exposure
 from kubetrader.specs import RiskSpec
 
-STATE = RiskState(equity=100_000.0, day_start_equity=100_000.0, peak_equity=100_000.0)
 
-
-def buy(qty: float = 10, symbol: str = "ORCL") -> OrderRequest:
-    return OrderRequest("kt-1", symbol, "BUY", qty)
-
-
-def sell(qty: float = 10, symbol: str = "ORCL") -> OrderRequest:
-    return OrderRequest("kt-1", symbol, "SELL", qty)
+def check(limits: RiskSpec, signed: float, *, position: float = 0.0, price: float = 30.0, equity: float = 100_000.0,
+          now: float = 0.0, engine: RiskEngine | None = None, **kw: object) -> str | None:  # fmt: skip
+    engine = engine or RiskEngine(limits)
+    return engine.check("ORCL", signed, position=position, price=price, equity=equity, now=now, **kw)  # type: ignore[arg-type]
 
 
 def test_order_within_every_limit_passes() -> None:
@@ -32,69 +28,102 @@ def test_order_within_every_limit_passes() -> None:
         max_drawdown=0.2,
         max_order_notional=5_000,
         max_orders_per_minute=10,
+        max_price_deviation=0.05,
     )
-    assert check_order(buy(10), 30.0, STATE, limits, now=1000.0) is None
+    assert check(limits, 10, now=1000.0) is None
 
 
 def test_non_positive_quantity_and_missing_price_are_refused() -> None:
-    assert "quantity must be positive" in (check_order(buy(0), 30.0, STATE, RiskSpec(), 0.0) or "")
-    assert "no valid reference price" in (check_order(buy(1), 0.0, STATE, RiskSpec(), 0.0) or "")
+    assert "quantity must be positive" in (check(RiskSpec(), 0) or "")
+    assert "no valid reference price" in (check(RiskSpec(), 1, price=0.0) or "")
 
 
 def test_max_order_notional_refuses_the_order_above_it_only() -> None:
     limits = RiskSpec(max_order_notional=3_000)
-    assert check_order(buy(100), 30.0, STATE, limits, 0.0) is None
-    reason = check_order(buy(101), 30.0, STATE, limits, 0.0)
+    assert check(limits, 100) is None
+    reason = check(limits, 101)
     assert reason is not None and "notional 3,030.00 exceeds the limit 3,000.00" in reason
 
 
-def test_max_position_size_counts_the_existing_position() -> None:
+def test_max_position_size_counts_the_position_with_working_orders() -> None:
     limits = RiskSpec(max_position_size=100)
-    state = RiskState(100_000.0, 100_000.0, 100_000.0, positions={"ORCL": 95})
-    assert check_order(buy(5), 30.0, state, limits, 0.0) is None
-    reason = check_order(buy(6), 30.0, state, limits, 0.0)
-    assert reason is not None and "position 101 ORCL would exceed the limit 100" in reason
-    short = check_order(sell(101), 30.0, RiskState(100_000.0, 100_000.0, 100_000.0), limits, 0.0)
+    assert check(limits, 5, position=95) is None
+    reason = check(limits, 6, position=95)
+    assert reason is not None and "position 101 ORCL (with working orders) would exceed the limit 100" in reason
+    short = check(limits, -101)
     assert short is not None and "-101" in short
 
 
 def test_max_concentration_uses_equity_and_refuses_without_positive_equity() -> None:
     limits = RiskSpec(max_concentration=0.1)
-    assert check_order(buy(333), 30.0, STATE, limits, 0.0) is None  # 9,990 of 100,000
-    reason = check_order(buy(334), 30.0, STATE, limits, 0.0)
-    assert reason is not None and "of equity, limit 10.00%" in reason
-    broke = RiskState(0.0, 100_000.0, 100_000.0)
-    assert check_order(buy(1), 30.0, broke, limits, 0.0) == "equity is not positive; no new exposure"
+    assert check(limits, 333) is None  # 9,990 of 100,000
+    reason = check(limits, 334)
+    assert reason is not None and "of equity (with working orders), limit 10.00%" in reason
+    assert check(limits, 1, equity=0.0) == "equity is not positive; no new exposure"
 
 
-def test_max_daily_loss_halts_new_exposure_but_lets_a_position_be_reduced() -> None:
-    limits = RiskSpec(max_daily_loss=0.05)
-    down = RiskState(94_000.0, 100_000.0, 100_000.0, positions={"ORCL": 50})
-    assert halt_reason(down, limits) == "daily loss 6.00% reached the limit 5.00%"
-    assert check_order(buy(1), 30.0, down, limits, 0.0) == "daily loss 6.00% reached the limit 5.00%"
-    assert check_order(sell(50), 30.0, down, limits, 0.0) is None
-    assert check_order(sell(51), 30.0, down, limits, 0.0) is not None  # flipping is new exposure
+def test_max_daily_loss_reduces_only_and_refuses_a_flip() -> None:
+    engine = RiskEngine(RiskSpec(max_daily_loss=0.05))
+    engine.observe(100_000.0, "d1")
+    assert [t.rule for t in engine.observe(94_000.0, "d1")] == ["max_daily_loss"]
+    assert engine.state is TradingState.REDUCING
+    reason = check(engine.limits, 1, position=50, engine=engine)
+    assert reason is not None and reason.startswith("REDUCING: daily loss")
+    assert check(engine.limits, -50, position=50, engine=engine) is None
+    assert check(engine.limits, -51, position=50, engine=engine) is not None  # flipping is new exposure
+    engine.observe(94_000.0, "d2")
+    assert engine.state is TradingState.ACTIVE  # a new day, a new budget
 
 
-def test_max_drawdown_halts_from_the_peak_not_from_the_day_start() -> None:
-    limits = RiskSpec(max_drawdown=0.1)
-    state = RiskState(equity=108_000.0, day_start_equity=105_000.0, peak_equity=121_000.0)
-    reason = check_order(buy(1), 30.0, state, limits, 0.0)
-    assert reason is not None and reason.startswith("drawdown 10.74%")
+def test_max_drawdown_halts_from_the_peak_for_good() -> None:
+    engine = RiskEngine(RiskSpec(max_drawdown=0.1))
+    for equity in (100_000.0, 121_000.0, 108_000.0):
+        engine.observe(equity, "d1")
+    assert engine.halted_for_good is not None and "below its peak 121000.00" in engine.halted_for_good
+    engine.observe(125_000.0, "d2")
+    assert engine.state is TradingState.REDUCING  # a recovery does not lift it
 
 
 def test_order_rate_counts_only_the_last_minute_and_binds_even_for_reducing_orders() -> None:
-    limits = RiskSpec(max_orders_per_minute=3)
-    state = RiskState(100_000.0, 100_000.0, 100_000.0, positions={"ORCL": 10}, recent_orders=(0.0, 50.0, 55.0))
-    reason = check_order(sell(5), 30.0, state, limits, now=59.0)
+    engine = RiskEngine(RiskSpec(max_orders_per_minute=3))
+    for t in (0.0, 50.0, 55.0):
+        engine.sent(t)
+    reason = check(engine.limits, -5, position=10, now=59.0, engine=engine)
     assert reason == "order rate: 3 orders in the last minute, limit 3"
-    assert check_order(buy(5), 30.0, state, limits, now=60.5) is None  # the order at t=0 left the window
+    assert check(engine.limits, 5, position=10, now=60.5, engine=engine) is None  # t=0 left the window
 
 
-def test_kill_switch_refuses_new_exposure_and_allows_closing() -> None:
-    state = RiskState(100_000.0, 100_000.0, 100_000.0, positions={"ORCL": -20}, halted="kill switch")
-    assert check_order(sell(1), 30.0, state, RiskSpec(), 0.0) == "halted: kill switch"
-    assert check_order(buy(20), 30.0, state, RiskSpec(), 0.0) is None
+def test_price_band_refuses_a_limit_price_far_from_the_last_trade() -> None:
+    limits = RiskSpec(max_price_deviation=0.05)
+    assert check(limits, 10, limit_price=31.4) is None
+    reason = check(limits, -10, position=10, limit_price=20.0)
+    assert reason is not None and "33.33% from the last trade 30" in reason
+
+
+def test_kill_switch_reduces_only_and_halted_refuses_everything_but_an_operator_flatten() -> None:
+    engine = RiskEngine(RiskSpec())
+    engine.set_manual(TradingState.REDUCING, "kill switch")
+    assert check(engine.limits, -1, position=-20, engine=engine) == (
+        "REDUCING: kill switch; only orders that reduce a position without flipping it pass"
+    )
+    assert check(engine.limits, 20, position=-20, engine=engine) is None
+    engine.set_manual(TradingState.HALTED, "cash differs from the broker")
+    assert check(engine.limits, 20, position=-20, engine=engine) == "HALTED: cash differs from the broker; no orders"
+    assert check(engine.limits, 20, position=-20, engine=engine, origin="operator") is None
+    assert check(engine.limits, 21, position=-20, engine=engine, origin="operator") is not None
+    engine.set_manual(TradingState.REDUCING, "kill switch")
+    assert engine.state is TradingState.HALTED  # never weakened by a lesser state
+
+
+def test_a_sized_order_always_passes_the_gate() -> None:
+    limits = RiskSpec(max_position_size=50, max_concentration=0.3, max_order_notional=1_000)
+    engine = RiskEngine(limits)
+    for position in (-60, -50, -10, 0, 10, 49, 50, 60):
+        for signed in (-200, -35, -1, 1, 35, 200):
+            verdict = engine.size(signed, position=position, price=30.0, equity=100_000.0)
+            if verdict.allowed:
+                sized = verdict.allowed if signed > 0 else -verdict.allowed
+                assert check(limits, sized, position=position, engine=engine) is None, (position, signed)
 
 
 @pytest.mark.parametrize(

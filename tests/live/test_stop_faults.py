@@ -8,22 +8,25 @@ contract stay bounded.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from kubetrader.live.broker import OrderRequest
+from kubetrader.live.http import RunnerUnreachableError, call_runner
 from kubetrader.live.ib_broker import IBBroker
 from kubetrader.live.journal import Journal
 from kubetrader.live.stop import StopReport, StopSettings, emergency_stop
 from kubetrader.live.testing.faults import RejectRule
 from kubetrader.live.testing.instruments import option
 from kubetrader.live.testing.tws_peer import TwsPeer
-from tests.helpers import ROOT, wait_until
+from tests.helpers import ROOT, free_port, wait_until
 from tests.live.test_live_ib import make_session, pump_until
 
 MAX_CLOSES = StopSettings().max_orders
@@ -248,3 +251,43 @@ def start_cli(*args: str) -> subprocess.Popen[str]:
         cwd=ROOT,
         env={"PYTHONPATH": f"{ROOT / 'engine'}:{ROOT}", "PATH": "/usr/bin:/bin"},
     )
+
+
+def test_a_runner_killed_mid_flatten_is_taken_over_under_its_client_id_without_a_double_close(
+    tws_peer: TwsPeer, tmp_path: Path
+) -> None:
+    """SIGKILL the real runner process while its close rests; the operator's stop finishes, once."""
+    from kubetrader_operator.live.stopping import stop_everything
+
+    tws_peer.seed_position("ORCL", 300)
+    tws_peer.faults.position_lag = 0.5
+    tws_peer.halt("ORCL")  # the runner's close rests: it is mid-flatten when killed
+    http_port = free_port()
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "kubetrader.cli.main", "live", "run", "--strategy",
+         "strategies.sma_crossover.SMACrossover", "--symbols", "ORCL", "--port", str(tws_peer.port),
+         "--client-id", "1", "--http-port", str(http_port), "--insecure-local",
+         "--journal-url", f"sqlite:///{tmp_path / 'journal.db'}", "--deployment", "killed"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        env={"PYTHONPATH": f"{ROOT / 'engine'}:{ROOT}", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{http_port}"
+    try:
+        wait_until(lambda: call_runner(url, "/status", token=None).get("connected"), timeout=30, what="the runner",
+                   retry_on=(RunnerUnreachableError,))  # fmt: skip
+        call_runner(url, "/flatten?wait=0", token=None, method="POST")
+        wait_until(lambda: [o for o in tws_peer.open_orders() if o.order_ref.startswith("kt-flat")], what="its close")
+        runner.send_signal(signal.SIGKILL)
+        runner.wait(10)
+        threading.Timer(1.0, lambda: tws_peer.halt("ORCL", False)).start()
+        outcome = stop_everything(
+            runner_url=url, token=None, gateway_host="127.0.0.1", gateway_port=tws_peer.port, client_id=999,
+            wait=20, http_timeout=1, flatten=True, runner_client_id=1, scope="strategy", owned=frozenset({"ORCL"}),
+        )  # fmt: skip
+    finally:
+        runner.kill()
+        runner.wait(10)
+    assert outcome.flat, outcome
+    assert tws_peer.holdings() == {} and tws_peer.open_orders() == []
+    sold = sum(e.shares for e in tws_peer.executions() if e.order.action == "SELL")
+    assert sold == 300  # the killed runner's close was cancelled, not filled beside the operator's

@@ -30,6 +30,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
+def operator_chart_values() -> dict[str, Any]:
+    """The operator runs under the chart's RBAC with live trading on, watching this namespace."""
+    return {"live": {"enabled": True}, "operator": {"watchNamespaces": [NS]}}
+
+
+@pytest.fixture
 def live_env(
     kube_cluster: EmulatedCluster, tws_peer: TwsPeer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[EmulatedCluster]:

@@ -60,6 +60,14 @@ def test_tpe_study_on_two_workers_matches_direct_engine_runs(redis_url: str, tmp
     assert published is not None
     assert (published.done, published.failed, published.running) == (30, 0, 0)
     assert published.best_value == report.best_value and published.best_params == report.best_params
+    # Redis holds what the driver needs (the metrics); the daily returns are a file on the results volume
+    from kubetrader.queue import WorkQueue
+
+    queue = WorkQueue.from_url(redis_url)
+    results = queue.results("study-dist")
+    assert len(results) == 30 and all(not r.data and (r.result_path or "").endswith(".npy") for r in results.values())
+    sizes = [queue.redis.memory_usage(queue.key("result", f"study-dist:{key}"), samples=0) for key in results]
+    assert max(sizes) < 4096
 
 
 @pytest.mark.slow
@@ -79,6 +87,7 @@ def test_killed_driver_resumes_without_losing_trials_or_leaving_them_running(red
             lambda: (tmp_path / "study.log").exists() and len(_complete(storage, "killme")) >= 4,
             timeout=90,
             what="4 complete trials",
+            retry_on=(KeyError,),  # optuna's "Record does not exist" until the driver has created the study
         )
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the driver and its workers die mid-study
@@ -146,3 +155,82 @@ def test_restarted_driver_waits_for_adopted_in_flight_trials_that_fill_its_paral
     assert report.trials_complete == 2
     states = {t.state.name for t in optuna.load_study(study_name="adopt", storage=open_storage(storage)).trials}
     assert states == {"COMPLETE"}
+
+
+def _session_members(sid: int) -> list[int]:
+    """Pids of live processes in session `sid` (field 6 of /proc/PID/stat)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+@pytest.mark.slow
+def test_a_killed_optimize_with_local_workers_leaves_no_process_and_the_rerun_completes_every_trial(
+    tmp_path: Path,
+) -> None:
+    storage = f"journal://{tmp_path / 'study.log'}"
+    command = [
+        sys.executable, "-m", "kubetrader.cli.main", "optimize",
+        "--strategy", "strategies.sma_crossover.SMACrossover",
+        "--param-space", str(ROOT / "examples/sma_crossover_params.json"),
+        "--symbols", "ORCL", "--start", "2011-01-01", "--end", "2012-12-31",
+        "--constraint", "fast < slow", "--n-trials", "12", "--study-name", "orphans", "--seed", "3",
+        "--workers", "2", "--lease-seconds", "2", "--storage", storage, "--output", str(tmp_path),
+    ]  # fmt: skip
+    env = {**os.environ, "KUBETRADER_DATA_DIR": str(tmp_path / "data")}
+    driver = subprocess.Popen(
+        command, start_new_session=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_until(
+            lambda: (tmp_path / "study.log").exists() and len(_complete(storage, "orphans")) >= 3,
+            timeout=90,
+            what="3 complete trials",
+        )
+        assert len(_session_members(driver.pid)) >= 4  # the driver, its Redis and its 2 workers
+    finally:
+        driver.kill()  # the driver alone: its children must follow it
+        driver.wait()
+    wait_until(lambda: not _session_members(driver.pid), timeout=20, what="the driver's Redis and workers to exit")
+    assert (tmp_path / "data" / "queue" / "orphans").is_dir()  # kept for the next driver to adopt from
+
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    study = optuna.load_study(study_name="orphans", storage=open_storage(storage))
+    evaluated = [t for t in study.trials if not t.user_attrs.get("infeasible")]  # (fast >= slow is never run)
+    assert [(t.number, t.state.name, t.user_attrs) for t in evaluated if t.state.name != "COMPLETE"] == []
+    assert len(evaluated) == 12  # in-flight trials adopted: none failed, none spent twice
+    assert not (tmp_path / "data" / "queue" / "orphans").exists()  # a clean finish leaves no queue behind
+
+
+def test_a_trial_interrupted_inside_ask_is_finished_and_run_by_the_next_driver(tmp_path: Path) -> None:
+    """The dead driver's ask stored `fast` and died before `slow`: the trial is RUNNING with partial params."""
+    from kubetrader.optimize.evaluation import InProcessEvaluator
+    from kubetrader.optimize.study import StudyDriver
+
+    spec = OptimizationStudySpec.model_validate({**STUDY, "trials": 3, "parallelism": 1, "constraints": []})
+    storage = f"journal://{tmp_path / 'study.log'}"
+    study = optuna.create_study(study_name="asked", storage=open_storage(storage), direction="maximize")
+    half_asked = study.ask()
+    half_asked.suggest_int("fast", 5, 30)
+
+    calls: list[dict[str, Any]] = []
+
+    def trial_run(trial_spec: Any) -> tuple[dict[str, float | None], list[float]]:
+        calls.append(dict(trial_spec.strategy.params))
+        return {"sharpe_ratio": float(len(calls))}, []
+
+    driver = StudyDriver(spec, study_name="asked", storage_url=storage, evaluator=InProcessEvaluator(run=trial_run))
+    summary = driver.run()
+    trials = optuna.load_study(study_name="asked", storage=open_storage(storage)).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    assert summary.trials_complete == 3 and summary.trials_failed == 0
+    assert set(trials[0].params) == {"fast", "slow"} and trials[0].params["fast"] == half_asked.params["fast"]
+    assert trials[0].user_attrs["resumed_after_crash"] is True
+    assert calls[0]["fast"] == half_asked.params["fast"]

@@ -38,6 +38,30 @@ def test_parallel_runs_a_campaign_on_local_workers_and_writes_a_ranked_csv_and_j
     assert len(list((tmp_path / "results" / "backtests").glob("parallel-*.json"))) == 4
 
 
+def test_a_compact_campaign_writes_one_parquet_file_for_the_batch_and_full_files_for_the_top_k_only(
+    bundled_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.parquet as pq
+
+    monkeypatch.setenv("KUBETRADER_DATA_DIR", str(bundled_store.root))
+    output = tmp_path / "results" / "parallel_results.csv"
+    args = ["--symbols", "ORCL", "GOOG", "--strategies", "strategies.sma_crossover.SMACrossover"]
+    args += ["strategies.rsi_momentum.RSIMomentum", "--start", "2012-01-01", "--end", "2013-12-31"]
+    args += ["--workers", "1", "--no-progress", "--output", str(output), "--top-k", "1", "--batch", "small"]
+    result = CliRunner().invoke(parallel, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+    table = pq.read_table(tmp_path / "results" / "campaigns" / "small.parquet").to_pylist()
+    assert len(table) == 4 and all(row["status"] == "succeeded" for row in table)
+    assert [len(row["equity"]) for row in table] == [len(row["equity_dates"]) for row in table], table[0]
+    assert all(len(row["equity"]) > 200 for row in table)  # (the bundled GOOG starts in 2012)
+    assert all(row["metric_sharpe_ratio"] is not None for row in table)
+    assert len(list((tmp_path / "results" / "backtests").glob("parallel-*.json"))) == 1  # the top 1 only
+    assert not (tmp_path / "results" / "campaigns" / "small").exists()  # per-cell pieces gathered and removed
+    summary = json.loads(output.with_suffix(".json").read_text())
+    assert summary["ranking"][0]["result_path"] and summary["ranking"][1]["result_path"] is None
+
+
 def test_monitor_prints_depth_and_health_as_json_and_as_tables(redis_url: str) -> None:
     queue = WorkQueue(redis_client(redis_url))
     queue.enqueue("shown", [NewTask(id=f"t{i}", spec={}) for i in range(3)])

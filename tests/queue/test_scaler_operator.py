@@ -21,11 +21,15 @@ from kubetrader_operator.scaling.handlers import LAST_BACKLOG_ANNOTATION
 from kubetrader_operator.scaling.rule import DELETION_COST_ANNOTATION
 from tests.fixtures.kube import TEST_OPERATOR_ENV
 from tests.helpers import ROOT, wait_until
+from tests.kube import chart_rbac
 from tests.kube.cluster import EmulatedCluster
 
 pytestmark = pytest.mark.slow
 
-NS = "research"
+# The chart's names: its scaler Role lets the operator patch only the worker Deployment of the
+# release namespace (charts/kubetrader/templates/rbac-operator.yaml).
+NS = chart_rbac.NAMESPACE
+WORKERS = f"{chart_rbac.RELEASE}-worker"
 INTERVAL = 0.5
 COOLDOWN = 4.0
 
@@ -35,7 +39,7 @@ def deployment() -> dict[str, Any]:
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            "name": "workers",
+            "name": WORKERS,
             "namespace": NS,
             "labels": {"kubetrader.io/scale-on-queue": "true"},
             "annotations": {
@@ -66,12 +70,21 @@ def pod(name: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def scaler_operator(kube_cluster: EmulatedCluster, redis_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
-    """The operator with the scaling handlers, as `kopf run` in its own process (fresh settings)."""
+def operator_chart_values() -> dict[str, Any]:
+    """The chart's defaults: the operator watches the release namespace, where the workers run."""
+    return {}
+
+
+@pytest.fixture
+def scaler_operator(
+    operator_kubeconfig: Path, operator_chart_values: dict[str, Any], redis_url: str, tmp_path: Path
+) -> Iterator[subprocess.Popen[str]]:
+    """The operator with the scaling handlers, as `kopf run` in its own process (fresh settings),
+    as the chart's ServiceAccount under the chart's RBAC."""
     env = {
         **os.environ,
         **TEST_OPERATOR_ENV,
-        "KUBECONFIG": str(kube_cluster.kubeconfig),
+        "KUBECONFIG": str(operator_kubeconfig),
         "KUBETRADER_SCALER_REDIS_URL": redis_url,
         "KUBETRADER_SCALER_INTERVAL_SECONDS": str(INTERVAL),
         "PYTHONPATH": str(ROOT),
@@ -84,7 +97,7 @@ def scaler_operator(kube_cluster: EmulatedCluster, redis_url: str, tmp_path: Pat
             "kopf",
             "run",
             "--standalone",
-            "--all-namespaces",
+            *chart_rbac.kopf_namespace_args(operator_chart_values),
             "-m",
             "kubetrader_operator.main",
             "-m",
@@ -106,7 +119,7 @@ def scaler_operator(kube_cluster: EmulatedCluster, redis_url: str, tmp_path: Pat
 
 
 def replicas(cluster: EmulatedCluster) -> int:
-    obj = cluster.get("Deployment", NS, "workers")
+    obj = cluster.get("Deployment", NS, WORKERS)
     assert obj is not None
     return int(obj["spec"]["replicas"])
 
@@ -152,7 +165,7 @@ def test_backlog_scales_workers_up_at_once_and_an_empty_queue_scales_down_only_a
     emptied = time.time()
     wait_until(lambda: cost(kube_cluster, "workers-busy") == "0", timeout=10, what="the busy pod to become cheap")
     wait_until(lambda: replicas(kube_cluster) == 1, timeout=30, what="scale down to min after the cooldown")
-    deployment_now = kube_cluster.get("Deployment", NS, "workers")
+    deployment_now = kube_cluster.get("Deployment", NS, WORKERS)
     assert deployment_now is not None
     last_backlog = float(deployment_now["metadata"]["annotations"][LAST_BACKLOG_ANNOTATION])
     assert last_backlog <= emptied

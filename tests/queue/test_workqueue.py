@@ -168,3 +168,13 @@ def test_re_enqueueing_keeps_a_dead_letter_verdict_unless_retry_failed(queue: Wo
     assert queue.enqueue("b", [NewTask(id="poison", spec={}, max_attempts=1)], retry_failed=True) == 1
     assert queue.dead_letters() == []
     assert queue.claim("w") is not None
+
+
+def test_a_finished_task_is_compacted_to_its_bookkeeping(queue: WorkQueue) -> None:
+    queue.enqueue("b", [NewTask(id="t", spec={"big": "x" * 5000}, meta={"name": "n"})])
+    task = queue.claim("w")
+    assert task is not None and task.spec == {"big": "x" * 5000}
+    queue.complete(task, "w", HandlerOutcome(), run_seconds=0.1)
+    fields = queue.task_fields("b", "t")
+    assert "spec" not in fields and "meta" not in fields and fields["state"] == "done"
+    assert queue.result("b", "t").meta == {"name": "n"}  # type: ignore[union-attr]

@@ -88,9 +88,10 @@ def _show(outcome: Any, *, as_json: bool) -> None:
     if outcome.document is not None:
         document = outcome.document
         meta = document.metadata
-        click.echo(
-            f"{meta.strategy} on {', '.join(meta.symbols)}  {meta.start} .. {meta.end}  ({meta.wall_seconds:.2f} s)\n"
-        )
+        for warning in document.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        used = f"{meta.first_bar or meta.start} .. {meta.last_bar or meta.end}"  # the bars used, not those asked for
+        click.echo(f"{meta.strategy} on {', '.join(meta.symbols)}  {used}  ({meta.wall_seconds:.2f} s)\n")
         click.echo(metrics_table(document.metrics))
         click.echo(f"\nrisk events: {len(document.risk_events)}")
         if meta.tracking != "off":

@@ -7,7 +7,7 @@ makes, with the results drawn as tables.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import click
 
@@ -165,3 +165,57 @@ def validate(ctx: click.Context, symbol: str, timeframe: str, max_gap_sessions: 
     if not report.valid:
         # SystemExit, not ctx.exit: main() runs click with standalone_mode=False, which turns ctx.exit into a return
         raise SystemExit(EXIT_FATAL)
+
+
+@data.command("download")
+@click.argument("symbol")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), required=True, help="First day.")
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), required=True, help="Last day.")
+@click.option("--resolution", default="Daily", show_default=True, help="Daily, Hour or Minute.")
+@click.option("--exchange", default="SMART", show_default=True, help="IB exchange, when SYMBOL is not resolved yet.")
+@click.option("--currency", default="", help="Currency, when SYMBOL is not resolved yet (blank: any).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=4002, show_default=True)
+@click.option("--client-id", type=int, default=996, show_default=True, help="A client id the runner does not use.")
+@click.pass_context
+def download_(
+    ctx: click.Context,
+    symbol: str,
+    start: Any,
+    end: Any,
+    resolution: str,
+    exchange: str,
+    currency: str,
+    host: str,
+    port: int,
+    client_id: int,
+) -> None:
+    """Download SYMBOL's bars from IB (a `symbols search` result, or one `symbols resolve` stored) into the store.
+
+    The stored contract (`contracts/SYMBOL.json`) is used when there is one; otherwise
+    SYMBOL is resolved first, and an ambiguous one lists its candidates and stores
+    nothing. Then the paced IB download runs and its bars are validated and merged.
+    """
+    from kubetrader.data.store import check_symbol
+    from kubetrader.live.connection import RetryPolicy, connect_with_retry
+    from kubetrader.live.download import Pacer, download
+    from kubetrader.live.download import resolution as parse_resolution
+    from kubetrader.live.ib_broker import IBBroker
+    from kubetrader.symbols.resolve import load_contract, resolve, save_contract
+
+    symbol = check_symbol(symbol.upper())
+    res = parse_resolution(resolution)
+    store = _store(ctx)
+    contract = load_contract(store.root, symbol)
+    broker = IBBroker(host, port, client_id, timeout=60.0)
+    connect_with_retry(broker, RetryPolicy(attempts=3, base_delay=0.5, max_delay=5.0))
+    try:
+        if contract is None:
+            contract = resolve(broker, symbol, exchange=exchange, currency=currency)
+            save_contract(store.root, symbol, contract)
+        broker.currency = contract.currency  # the download asks for this listing, not just the ticker
+        (report,) = download(broker, [symbol], start.date(), end.date(), res, store, pacer=Pacer())
+    finally:
+        broker.disconnect()
+    click.echo(f"{contract.label()}")
+    click.echo(f"{report.symbol}: {report.bars} bars in {report.requests} requests, {report.added} new")

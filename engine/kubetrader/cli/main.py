@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("kubetrader.cli.backtest:run", "Run a custom-resource YAML file locally."),
     "backtest": ("kubetrader.cli.backtest:backtest", "Run one backtest from command-line options."),
     "data": ("kubetrader.cli.data:data", "Import, list and validate market data."),
+    "symbols": ("kubetrader.cli.symbols:symbols", "Find symbols to trade (Finnhub search)."),
     "live": ("kubetrader.cli.live:live", "Trade a strategy through IB (paper or live) and stop it."),
     "optimize": ("kubetrader.cli.optimize:optimize", "Search strategy parameters with Optuna."),
     "worker": ("kubetrader.cli.worker:worker", "Run backtests from the Redis work queue."),

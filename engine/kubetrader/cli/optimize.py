@@ -165,7 +165,8 @@ def run_and_print(
             bar.set_postfix(best=progress.best_value, running=progress.running, failed=progress.failed)
             bar.refresh()
 
-        with evaluator_for(workers, redis_url, output, lease_seconds, trial_timeout) as evaluator:
+        queue_dir = _queue_dir(spec.study_name or name)
+        with evaluator_for(workers, redis_url, output, lease_seconds, trial_timeout, queue_dir) as evaluator:
             report = run_study(
                 spec, name=name, output_dir=output, storage_url=storage, evaluator=evaluator, on_progress=on_progress
             )
@@ -190,8 +191,20 @@ def run_and_print(
     return report
 
 
+def _queue_dir(study_name: str) -> Path:
+    """Where a study's embedded Redis keeps its append-only file, so a restarted driver adopts its trials."""
+    from kubetrader.optimize.service import data_dir
+
+    return data_dir() / "queue" / study_name
+
+
 def evaluator_for(
-    workers: int, redis_url: str | None, output: Path, lease_seconds: float, trial_timeout: float | None = None
+    workers: int,
+    redis_url: str | None,
+    output: Path,
+    lease_seconds: float,
+    trial_timeout: float | None = None,
+    queue_dir: Path | None = None,
 ) -> Any:
     """In-process evaluation, or the work queue (embedded Redis + local workers, or a given Redis)."""
     import contextlib
@@ -205,7 +218,12 @@ def evaluator_for(
     from kubetrader.optimize.queue_evaluator import queue_evaluator
 
     return queue_evaluator(
-        workers=workers, redis_url=redis_url, output_dir=output, lease_seconds=lease_seconds, task_timeout=trial_timeout
+        workers=workers,
+        redis_url=redis_url,
+        output_dir=output,
+        lease_seconds=lease_seconds,
+        task_timeout=trial_timeout,
+        queue_dir=queue_dir,
     )
 
 

@@ -41,6 +41,15 @@ if TYPE_CHECKING:
 @click.option("--name", default="parallel", show_default=True, help="Result name of the cells' result files.")
 @click.option("--max-attempts", type=click.IntRange(1, 100), default=3, show_default=True)
 @click.option("--retry-failed", is_flag=True, help="With --batch of an earlier run: run its dead-lettered cells again.")
+@click.option(
+    "--artifacts",
+    type=click.Choice(["compact", "full"]),
+    default="compact",
+    show_default=True,
+    help="compact: one Parquet file per batch (metrics, equity) plus full files for the --top-k best; "
+    "full: result files for every cell (about 0.5 MB each).",
+)
+@click.option("--top-k", type=click.IntRange(min=0), default=10, show_default=True, help="Full files for the K best.")
 @click.option("--report", is_flag=True, help="Also draw each cell's plot and HTML tearsheet.")
 @click.option(
     "--timeout", type=float, default=None, help="Give up after this many seconds (unfinished cells are cancelled)."
@@ -76,6 +85,8 @@ def parallel(
     name: str,
     max_attempts: int,
     retry_failed: bool,
+    artifacts: str,
+    top_k: int,
     report: bool,
     timeout: float | None,
     task_timeout: float | None,
@@ -112,6 +123,8 @@ def parallel(
         priority=priority,
         max_attempts=max_attempts,
         retry_failed=retry_failed,
+        artifacts=artifacts,
+        top_k=top_k,
         report=report,
         output_dir=output.parent,
         timeout=timeout,
@@ -128,7 +141,9 @@ def parallel(
         click.echo(f"{rank:>3}. {headline(row)}")
     for row in result.failures:
         click.echo(f"  {row.status}: {row.symbols} {row.strategy} {row.params}: {row.error}", err=True)
-    click.echo(f"wrote {csv_path} and {json_path}")
+    click.echo(
+        f"wrote {csv_path} and {json_path}" + (f"; every cell in {result.batch_file}" if result.batch_file else "")
+    )
     if result.failed or result.cancelled:
         sys.exit(1)
 

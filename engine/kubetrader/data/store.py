@@ -206,6 +206,10 @@ class DataStore:
         frame.index = to_utc_index(frame.index)
         return frame
 
+    def metadata(self, symbol: str, timeframe: str) -> dict[str, Any]:
+        """What the store keeps about a data set besides its bars: first, last, sources (the Parquet footer)."""
+        return self._metadata(self.path(symbol, timeframe))
+
     def _metadata(self, path: Path) -> dict[str, Any]:
         import pyarrow.parquet as pq
 

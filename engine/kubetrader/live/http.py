@@ -21,6 +21,9 @@ explicitly asks for an insecure local endpoint (bound to loopback only).
 - `POST /halt`: the kill switch: no new exposure, positions kept.
   `POST /halt?cancel=entries` also cancels the runner's working orders that would increase
   exposure, leaving its exits (a stop with `stopPolicy: {flatten: false, cancelOrders: false}`).
+  The kill switch is saved in the journal: a restarted runner is still halted.
+- `POST /resume`: lifts the kill switch or a reconciliation halt (never the drawdown's
+  halt for good, nor the day's daily-loss halt).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_ENV = "KUBETRADER_RUNNER_TOKEN"
 MAX_WAIT_SECONDS = 60.0
-COMMANDS = ("stop", "flatten", "halt")
+COMMANDS = ("stop", "flatten", "halt", "resume")
 JOURNAL_DEFAULT_LIMIT = 100
 JOURNAL_MAX_LIMIT = 1000
 READS = ("/status", "/state", "/journal")

@@ -365,6 +365,25 @@ class IBBroker:
     def _on_disconnected(self) -> None:
         self._events.append(ConnectionUpdate("closed", 0, "socket closed"))
 
+    # ------------------------------------------------------------ contract details (kubetrader symbols resolve)
+
+    def contract_details(
+        self, symbol: str, *, sec_type: str = "STK", exchange: str = "SMART", currency: str = ""
+    ) -> list[Any]:
+        """Every contract IB knows for the description (one reqContractDetails): ib_insync ContractDetails.
+
+        An empty list when IB has no security definition (error 200). Blank fields
+        (`currency=""`) match anything, so a loose description can give several.
+        """
+        ib_insync = _ib_module()
+        contract = ib_insync.Contract(symbol=symbol, secType=sec_type, exchange=exchange, currency=currency)
+        try:
+            return list(self._run(self._api().reqContractDetailsAsync(contract), f"reqContractDetails {symbol}"))
+        except ib_insync.RequestError as exc:  # RaiseRequestErrors: "No security definition" arrives as one
+            if exc.code == 200:
+                return []
+            raise
+
     # ------------------------------------------------------------ conversions
 
     def _contract(self, symbol: str) -> Any:

@@ -80,6 +80,16 @@ positions = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# One row per deployment: the risk engine's state (kubetrader.risk.RiskEngine.to_record) and the
+# session's cash, so a restarted runner keeps its kill switch, day baseline and peak.
+trading_states = sa.Table(
+    "trading_state",
+    metadata,
+    sa.Column("deployment", sa.String(128), primary_key=True),
+    sa.Column("record", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 
 def make_order_ref(deployment: str, symbol: str, bar_time: dt.datetime, side: str, sequence: int) -> str:
     """A deterministic idempotency key: the same decision on the same bar gives the same ref.
@@ -274,6 +284,26 @@ class Journal:
                     .values(quantity=quantity, avg_cost=avg_cost, updated_at=_now())
                 )
             self._event(conn, None, "position", {"symbol": symbol, "quantity": quantity, "avg_cost": avg_cost})
+
+    # ------------------------------------------------------------ trading state (kubetrader.risk)
+
+    def save_trading_state(self, record: dict[str, Any]) -> None:
+        """Replace this deployment's trading state (one row, one transaction)."""
+        values = {"record": json.dumps(record, default=str), "updated_at": _now()}
+        with self.engine.begin() as conn:
+            updated = conn.execute(
+                trading_states.update().where(trading_states.c.deployment == self.deployment).values(**values)
+            )
+            if not updated.rowcount:
+                conn.execute(trading_states.insert().values(deployment=self.deployment, **values))
+
+    def trading_state(self) -> dict[str, Any] | None:
+        """The last saved trading state, or None for a deployment that never ran."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(trading_states.c.record).where(trading_states.c.deployment == self.deployment)
+            ).first()
+        return json.loads(row.record) if row else None
 
     def note(self, kind: str, **detail: Any) -> None:
         """A run-level event: connection lost/restored, halted, stop requested, reconciliation."""

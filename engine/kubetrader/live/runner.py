@@ -6,6 +6,14 @@ pattern (feeds/ibdata.py, brokers/ibbroker.py): `SessionFeed` is a live DataBase
 live"); `SessionBroker` is a BrokerBase whose orders go through the session (risk ->
 journal -> broker) and are completed from broker fills. The strategy cannot tell it
 from a backtest, which is the point: one strategy class, two runners.
+
+Neither holds the session. The strategy reaches its broker (`self.broker`), its feeds
+(`self.datas`, `self.env`) and their params, so they hold ports: `OrderPort` speaks
+only in order intents (submit, cancel, read-only views) and `BarPort` only hands over
+bars. No public attribute leads from the strategy to the session or the raw broker;
+the one way out is `OrderPort.submit`, the risk gate. (This is an in-process boundary
+against a strategy's mistakes and shortcuts, not a sandbox: Python code that digs into
+private attributes, or opens its own socket to the gateway, needs a process boundary.)
 """
 
 from __future__ import annotations
@@ -17,36 +25,102 @@ from typing import Any
 
 import backtrader as bt
 
-from kubetrader.live.broker import BrokerOrder, Fill, OrderRequest, OrderType, Side
+from kubetrader.live.broker import Bar, BrokerOrder, Fill, OrderRequest, OrderType, Side
 from kubetrader.live.journal import make_order_ref
 from kubetrader.live.session import Session
+from kubetrader.risk import RiskEngine
 
 log = logging.getLogger(__name__)
+
+
+class BarPort:
+    """What a feed may do with the session: pump it and take its symbol's bars."""
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        session.delivering = True
+
+    def pending(self, symbol: str) -> bool:
+        return bool(self._session.bars[symbol])
+
+    def next_bar(self, symbol: str, qcheck: float) -> Bar | bool | None:
+        """The next bar, or False (ended), or None (nothing yet, still live)."""
+        session = self._session
+        queue = session.bars[symbol]
+        if not queue:
+            if session.finished:
+                return False
+            session.pump(qcheck)
+        if not queue:
+            if session.finished or symbol in session.ended:
+                return False
+            return None
+        bar = queue.popleft()
+        session.deliver(bar)
+        return bar
+
+
+class OrderPort:
+    """The strategy-facing side of the session: order intents in, read-only views out."""
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    @property
+    def risk(self) -> RiskEngine:
+        """The session's engine: strategies size against the limits the gate enforces."""
+        return self._session.risk
+
+    @property
+    def deployment(self) -> str:
+        return self._session.config.deployment
+
+    @property
+    def cash(self) -> float:
+        return self._session.cash
+
+    @property
+    def equity(self) -> float:
+        return self._session.equity
+
+    def price(self, symbol: str) -> float:
+        return self._session.prices.get(symbol, 0.0)
+
+    def position(self, symbol: str) -> tuple[float, float]:
+        held = self._session.positions.get(symbol)
+        return (held.quantity, held.avg_cost) if held else (0.0, 0.0)
+
+    def submit(self, request: OrderRequest) -> str | None:
+        """Through the risk gate; the refusal reason, or None when sent."""
+        return self._session.submit(request)
+
+    def cancel(self, order_ref: str) -> None:
+        self._session.cancel(order_ref)
+
+    def listen(self, on_order: Any, on_fill: Any) -> None:
+        self._session.order_listeners.append(on_order)
+        self._session.fill_listeners.append(on_fill)
 
 
 class SessionFeed(bt.feed.DataBase):
     """One symbol's bars from the session; ends when the session finishes or the replay ends."""
 
-    params = (("session", None), ("symbol", ""), ("qcheck", 0.05))
+    params = (("port", None), ("symbol", ""), ("qcheck", 0.05))
 
     def islive(self) -> bool:
         return True
 
     def haslivedata(self) -> bool:
-        return bool(self.p.session.bars[self.p.symbol])
+        return bool(self.p.port.pending(self.p.symbol))
 
     def _load(self) -> bool | None:
-        session: Session = self.p.session
-        queue = session.bars[self.p.symbol]
-        if not queue:
-            if session.finished:
-                return False
-            session.pump(self.p.qcheck)
-        if not queue:
-            if session.finished or self.p.symbol in session.ended:
-                return False
-            return None
-        bar = queue.popleft()
+        bar = self.p.port.next_bar(self.p.symbol, self.p.qcheck)
+        if not isinstance(bar, Bar):
+            return bar
         self.lines.datetime[0] = bt.date2num(bar.time.replace(tzinfo=None))
         self.lines.open[0] = bar.open
         self.lines.high[0] = bar.high
@@ -62,22 +136,22 @@ class SessionFeed(bt.feed.DataBase):
 class SessionBroker(bt.BrokerBase):
     """Backtrader broker over the session: positions and cash mirror the broker, fills complete orders."""
 
-    params = (("session", None),)
+    params = (("port", None),)
 
     def __init__(self) -> None:
         super().__init__()
-        self.session: Session = self.p.session
+        self.port: OrderPort = self.p.port
+        self.risk: RiskEngine = self.port.risk
         self.notifs: collections.deque[Any] = collections.deque()
         self.orders: dict[str, Any] = {}
         self.positions: dict[Any, bt.Position] = collections.defaultdict(bt.Position)
         self._datas: dict[str, Any] = {}
         self._seq: collections.Counter[tuple[str, float]] = collections.Counter()
-        self.session.order_listeners.append(self._on_order)
-        self.session.fill_listeners.append(self._on_fill)
+        self.port.listen(self._on_order, self._on_fill)
 
     def start(self) -> None:
         super().start()
-        self.startingcash = self.session.cash  # read by Backtrader's analyzers at the end
+        self.startingcash = self.port.cash  # read by Backtrader's analyzers at the end
         for data in self.cerebro.datas if hasattr(self, "cerebro") else []:
             self._bind(data)
 
@@ -85,21 +159,25 @@ class SessionBroker(bt.BrokerBase):
         symbol = data.p.symbol
         if symbol not in self._datas:
             self._datas[symbol] = data
-            existing = self.session.positions.get(symbol)
-            if existing and existing.quantity:
-                self.positions[data] = bt.Position(existing.quantity, existing.avg_cost)
+            quantity, avg_cost = self.port.position(symbol)
+            if quantity:
+                self.positions[data] = bt.Position(quantity, avg_cost)
 
     def getcash(self) -> float:
-        return self.session.cash
+        return self.port.cash
 
     def getvalue(self, datas: Any = None) -> float:
         if datas:
-            return sum(self.getposition(d).size * self.session.prices.get(d.p.symbol, 0.0) for d in datas)
-        return self.session.equity
+            return sum(self.getposition(d).size * self.port.price(d.p.symbol) for d in datas)
+        return self.port.equity
 
     def getposition(self, data: Any) -> bt.Position:
         self._bind(data)
         return self.positions[data]
+
+    def working_size(self, data: Any) -> float:
+        """The signed remaining size of this broker's live orders on `data` (what the gate counts too)."""
+        return sum(o.executed.remsize for o in self.orders.values() if o.data is data and o.alive())
 
     def get_notification(self) -> Any:
         return self.notifs.popleft() if self.notifs else None
@@ -129,9 +207,7 @@ class SessionBroker(bt.BrokerBase):
         bar_num = float(data.datetime[0])
         self._seq[(symbol, bar_num)] += 1
         side: Side = "BUY" if order.isbuy() else "SELL"
-        ref = make_order_ref(
-            self.session.config.deployment, symbol, bt.num2date(bar_num), side, self._seq[(symbol, bar_num)]
-        )
+        ref = make_order_ref(self.port.deployment, symbol, bt.num2date(bar_num), side, self._seq[(symbol, bar_num)])
         order_type: OrderType = "LMT" if order.exectype == bt.Order.Limit else "MKT"
         if order.exectype not in (None, bt.Order.Market, bt.Order.Limit):
             order.reject(self)
@@ -141,8 +217,9 @@ class SessionBroker(bt.BrokerBase):
         request = OrderRequest(ref, symbol, side, abs(order.size), order_type, limit)
         order.submit(self)
         self.notify(order)
-        reason = self.session.submit(request)
+        reason = self.port.submit(request)
         if reason is not None:
+            order.addinfo(reason=reason)
             order.reject(self)
             self.notify(order)
             return order
@@ -155,7 +232,7 @@ class SessionBroker(bt.BrokerBase):
     def cancel(self, order: Any) -> Any:
         ref = getattr(order, "kt_ref", None)
         if ref and order.alive():
-            self.session.cancel(ref)
+            self.port.cancel(ref)
         return order
 
     def notify(self, order: Any) -> None:
@@ -209,10 +286,11 @@ class LiveRunner:
 
     def run(self) -> Any:
         cerebro = bt.Cerebro(stdstats=False, live=True, quicknotify=True)
-        broker = SessionBroker(session=self.session)  # type: ignore[call-arg]
+        broker = SessionBroker(port=OrderPort(self.session))  # type: ignore[call-arg]
         cerebro.setbroker(broker)
+        bars = BarPort(self.session)
         for symbol in self.session.config.symbols:
-            cerebro.adddata(SessionFeed(session=self.session, symbol=symbol, name=symbol), name=symbol)
+            cerebro.adddata(SessionFeed(port=bars, symbol=symbol, name=symbol), name=symbol)
         cerebro.addstrategy(self.strategy, **self.params)
         strategies = cerebro.run()
         self.strategy_instance = strategies[0] if strategies else None

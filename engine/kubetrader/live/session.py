@@ -38,9 +38,10 @@ from kubetrader.live.broker import (
     find_by_ref,
 )
 from kubetrader.live.connection import HealthCheck, RetryPolicy, backoff_delays, connect_with_retry
-from kubetrader.live.journal import Journal, reconcile_decision
-from kubetrader.live.risk import RiskState, check_order, reduces_exposure, roll_trading_day
+from kubetrader.live.journal import UNRESOLVED_STATES, Journal, reconcile_decision
+from kubetrader.live.reconcile import account_differences
 from kubetrader.live.stop import Flattener, StopReport, StopSettings
+from kubetrader.risk import Origin, RiskEngine, TradingState, reduces_exposure
 from kubetrader.specs import RiskSpec
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,12 @@ class SessionConfig:
     mode: str | None = None  # the spec's `paper` / `live`, reported in the snapshot
     # Where the trading day turns over for the daily-loss limit (US equities: New York midnight).
     timezone: str = "America/New_York"
+    # Seconds between reconciliations with the broker (positions, cash, unresolved intents).
+    reconcile_interval: float = 60.0
+    # Cash may differ from the broker's by this fraction of equity (commissions reported late).
+    cash_tolerance: float = 0.001
+    # Seconds to let lagging position reports arrive before a difference halts trading.
+    confirm_delay: float = 1.0
     # The runner's flatten (kubetrader.live.stop): `spec.stopPolicy.scope`, settling window.
     stop_scope: str = "strategy"
     settle_window: float = 1.5
@@ -80,11 +87,23 @@ class Session:
         self.positions: dict[str, Position] = {}
         self.prices: dict[str, float] = {}
         self.cash = 0.0
-        self.day_start_equity = 0.0
-        self.trading_day: dt.date | None = None
         self.clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)  # tests set a fake clock
-        self.peak_equity = 0.0
-        self.halted: str | None = None
+        # The risk gate: the same engine (and limits) as a backtest's; every order this session
+        # sends passes `risk.check` in `submit`, and nothing else here calls `place_order`.
+        self.risk = RiskEngine(config.limits)
+        # Set by the strategy's feed: prices (and equity) then move when the strategy is handed
+        # a bar, so the gate checks an order at the price the strategy decided on (as a backtest).
+        self.delivering = False
+        # The unresolved intents (ref -> symbol, signed quantity, filled), kept in step with the
+        # journal (rebuilt from it by reconcile) so the gate's position-with-working-orders costs
+        # no query per order.
+        self._working: dict[str, tuple[str, float, float]] = {}
+        # The trading state last written to the journal, and when (see `_save_trading_state`).
+        self._saved_state: dict[str, Any] | None = None
+        self._saved_at = 0.0
+        self._account_known = False  # a baseline to compare the broker's account with
+        self._commissions: dict[str, float] = {}  # exec id -> commission taken out of cash
+        self._next_reconcile = 0.0
         self.link_lost = False  # IB 1100: TWS is up, its link to IB is not; nothing is sent
         self.flattener: Flattener | None = None
         self.stop_blocked: str | None = None  # why the last flatten ended NOT flat
@@ -96,7 +115,6 @@ class Session:
         self.order_listeners: list[Callable[[BrokerOrder], None]] = []
         self.fill_listeners: list[Callable[[Fill, bool], None]] = []
         self.commands: queue.Queue[str] = queue.Queue()
-        self._recent_orders: deque[float] = deque(maxlen=1000)
         self._reconnect_at = 0.0
         self._reconnect_attempt = 0
         self._lock = threading.Lock()
@@ -112,12 +130,10 @@ class Session:
         self.connected = True
         self.health.last_ok = time.monotonic()
         self.last_heartbeat = time.time()
+        self._restore_trading_state()
         self.reconcile()
-        values = self.broker.account_values()
-        self.cash = values.get("TotalCashValue", 0.0)
-        equity = values.get("NetLiquidation", self.cash)
-        self.day_start_equity = self.peak_equity = equity
-        self.trading_day = self._today()
+        self._observe()
+        self._save_trading_state(force=True)
         for symbol in self.config.symbols:
             self.broker.subscribe_bars(symbol)
         self._publish()
@@ -135,8 +151,8 @@ class Session:
         counts = {"adopted": 0, "resent": 0, "expired": 0}
         known = {i.order_ref for i in self.journal.intents()}
         for fill in executions:
-            if fill.order_ref in known:
-                self.journal.record_fill(fill)
+            if fill.order_ref in known and self.journal.record_fill(fill):
+                self._apply_fill(fill)  # a fill missed while away (a cut, a crash): into the view first
         now = time.time()
         for intent in self.journal.unresolved():
             at_broker = find_by_ref(open_orders, intent.order_ref) or find_by_ref(done_orders, intent.order_ref)
@@ -152,6 +168,12 @@ class Session:
                     self.journal.set_state(intent.order_ref, "filled", kind="reconciled", filled=filled)
                 counts["adopted"] += 1
             elif decision == "send":
+                # checked again: the state may have changed since it was journaled (a halt, a fill)
+                refusal = self._refusal(intent.request(), "strategy")
+                if refusal is not None:
+                    self.journal.set_state(intent.order_ref, "refused", reason=refusal, kind="refused")
+                    counts["expired"] += 1
+                    continue
                 self.journal.note("resend", order_ref=intent.order_ref)
                 self._send(intent.request())
                 counts["resent"] += 1
@@ -160,12 +182,84 @@ class Session:
                     intent.order_ref, "expired", reason="not at the broker and too old to send", kind="reconciled"
                 )
                 counts["expired"] += 1
-        self.positions = {p.symbol: p for p in positions}
+        self._working = {
+            i.order_ref: (i.symbol, i.request().signed_quantity, i.filled) for i in self.journal.unresolved()
+        }
+        positions = self._check_account(positions)
         for symbol in set(self.journal.positions()) | set(self.positions):
             pos = self.positions.get(symbol)
             self.journal.set_position(symbol, pos.quantity if pos else 0.0, pos.avg_cost if pos else 0.0)
         self.journal.note("reconciled", **counts, positions={p.symbol: p.quantity for p in positions})
+        self._next_reconcile = time.monotonic() + self.config.reconcile_interval
         return counts
+
+    def _periodic_account_check(self) -> None:
+        """Positions and cash against the broker's, between reconciliations. No intent is decided
+        here: an order just sent may not be at the broker yet, and resending is for reconnects."""
+        positions = self._check_account(self.broker.positions())
+        for p in positions:
+            self.journal.set_position(p.symbol, p.quantity, p.avg_cost)
+        self._next_reconcile = time.monotonic() + self.config.reconcile_interval
+
+    def _check_account(self, positions: list[Position]) -> list[Position]:
+        """Compare the view (with every fill applied) with the broker's fresh positions and cash; a
+        difference that survives a second look halts trading (HALTED, with it as the reason). Then
+        the broker's numbers are adopted either way: they are the account."""
+        differences: list[str] = []
+        cash = 0.0
+        for attempt in range(2):
+            cash = self.broker.account_values().get("TotalCashValue", 0.0)
+            if not self._account_known:
+                break
+            view = {s: p.quantity for s, p in self.positions.items() if p.quantity}
+            broker = {p.symbol: p.quantity for p in positions}
+            tolerance = self.config.cash_tolerance * max(abs(self.equity), 1.0)
+            differences = account_differences(view, broker, self.cash, cash, cash_tolerance=tolerance)
+            if not differences or attempt:
+                break
+            for event in self.broker.poll(self.config.confirm_delay):  # lagging reports get a second look
+                self._dispatch(event)
+            positions = self.broker.positions()
+        if differences:
+            reason = "the broker's account differs from the journal: " + "; ".join(differences)
+            self.risk.set_manual(TradingState.HALTED, reason)
+            self.journal.note("reconcile_halt", differences=differences)
+            log.error("HALTED: %s", reason)
+        self.positions = {p.symbol: p for p in positions}
+        self.cash = cash
+        self._commissions.clear()  # the broker's cash holds every commission of the fills before it
+        self._account_known = True
+        return positions
+
+    # ------------------------------------------------------------ trading state (persisted)
+
+    def _restore_trading_state(self) -> None:
+        """Before anything is sent: the engine's state, the cash and positions the journal last knew."""
+        record = self.journal.trading_state()
+        if record is None:
+            return  # a deployment's first run: the broker's account is the baseline
+        self.risk.restore(record.get("risk", {}))
+        self.cash = float(record.get("cash", 0.0))
+        self.positions = {s: Position(s, q, 0.0) for s, q in self.journal.positions().items()}
+        self._account_known = True
+        self.journal.note("trading_state_restored", state=self.risk.state.value, reason=self.risk.reason)
+
+    def _save_trading_state(self, *, force: bool = False) -> None:
+        """Write the state when it changed: at once for a state change, a new day or cash (a fill), the
+        equity peak at most every few seconds (it moves with every new high)."""
+        record: dict[str, Any] = {"risk": self.risk.to_record(), "cash": self.cash}
+        if record == self._saved_state and not force:
+            return
+        now = time.monotonic()
+        saved = self._saved_state or {"risk": {}, "cash": None}
+        quiet = {"peak_equity", "last_equity"}
+        old_risk = {k: v for k, v in saved["risk"].items() if k not in quiet}
+        new_risk = {k: v for k, v in record["risk"].items() if k not in quiet}
+        urgent = force or old_risk != new_risk or saved["cash"] != record["cash"]
+        if not urgent and now - self._saved_at < 5.0:
+            return
+        self.journal.save_trading_state(record)
+        self._saved_state, self._saved_at = record, now
 
     # ------------------------------------------------------------ orders
 
@@ -174,36 +268,67 @@ class Session:
         market = sum(p.quantity * self.prices.get(s, p.avg_cost) for s, p in self.positions.items())
         return self.cash + market
 
+    @property
+    def halted(self) -> str | None:
+        """Why the engine is not ACTIVE (kill switch, daily loss, drawdown, ...), or None."""
+        return self.risk.reason
+
+    @property
+    def day_start_equity(self) -> float:
+        return self.risk.day_open_equity if self.risk.day is not None else self.equity
+
     def _today(self) -> dt.date:
         from zoneinfo import ZoneInfo
 
         return self.clock().astimezone(ZoneInfo(self.config.timezone)).date()
 
-    def _roll_day(self) -> None:
-        """Start a new trading day's loss budget (and PnL) on the first look after midnight."""
-        self.day_start_equity, self.trading_day = roll_trading_day(
-            self.day_start_equity, self.trading_day, self._today(), self.equity
-        )
+    def _observe(self) -> None:
+        """Give the engine the current equity on the exchange's trading day (halts, a new day's budget)."""
+        self.risk.observe(self.equity, self._today().isoformat())
 
-    def risk_state(self) -> RiskState:
-        self._roll_day()
-        halted = self.halted or ("stopping: no new entries" if self.stopping else None)
-        return RiskState(
+    def deliver(self, bar: Bar) -> None:
+        """The strategy's feed hands `bar` over: it becomes the reference price (see `delivering`)."""
+        self.prices[bar.symbol] = bar.close
+        self._observe()
+
+    def working(self, symbol: str, *, exclude: str | None = None) -> float:
+        """The signed remaining size of this deployment's unresolved orders in `symbol`."""
+        total = 0.0
+        for ref, (sym, signed, filled) in self._working.items():
+            if sym == symbol and ref != exclude:
+                remaining = max(0.0, abs(signed) - filled)
+                total += remaining if signed > 0 else -remaining
+        return total
+
+    def _refusal(self, request: OrderRequest, origin: Origin) -> str | None:
+        """The gate: the engine's verdict on `request` against position PLUS working orders."""
+        self._observe()
+        held = self.positions.get(request.symbol)
+        position = held.quantity if held else 0.0
+        if origin == "strategy":
+            # an operator's flatten follows a global cancel: it closes what is held, not what was working
+            position += self.working(request.symbol, exclude=request.order_ref)
+        price = self.prices.get(request.symbol) or (request.limit_price or 0.0)
+        return self.risk.check(
+            request.symbol,
+            request.signed_quantity,
+            position=position,
+            price=price,
             equity=self.equity,
-            day_start_equity=self.day_start_equity,
-            peak_equity=self.peak_equity,
-            positions={s: p.quantity for s, p in self.positions.items()},
-            recent_orders=tuple(self._recent_orders),
-            halted=halted,
+            now=time.monotonic(),
+            limit_price=request.limit_price if request.order_type == "LMT" else None,
+            origin=origin,
         )
 
-    def submit(self, request: OrderRequest) -> str | None:
-        """Risk-check, journal and send one order. Returns the refusal reason, or None when sent."""
+    def submit(self, request: OrderRequest, *, origin: Origin = "strategy") -> str | None:
+        """Risk-check, journal and send one order. Returns the refusal reason, or None when sent.
+
+        The one way an order leaves the session (flattens and resends come through here too).
+        """
         existing = self.journal.intent(request.order_ref)
         if existing is not None:
             return f"duplicate intent {request.order_ref} ({existing.state}); not sent again"
-        price = self.prices.get(request.symbol) or (request.limit_price or 0.0)
-        reason = check_order(request, price, self.risk_state(), self.config.limits, time.monotonic())
+        reason = self._refusal(request, origin)
         if reason is not None:
             self.journal.record_refusal(request, reason)
             log.warning("order %s refused: %s", request.order_ref, reason)
@@ -213,8 +338,9 @@ class Session:
         return None
 
     def _send(self, request: OrderRequest) -> None:
-        """Send a journaled intent. A connection error leaves it `pending`: reconcile decides later."""
-        self._recent_orders.append(time.monotonic())
+        """Send a journaled intent that passed the gate. A connection error leaves it `pending` for reconcile."""
+        self.risk.sent(time.monotonic())
+        self._working[request.order_ref] = (request.symbol, request.signed_quantity, 0.0)
         try:
             order = self.broker.place_order(request)
         except BrokerUnavailableError as exc:
@@ -223,6 +349,7 @@ class Session:
             return
         except OrderRejectedError as exc:
             self.journal.set_state(request.order_ref, "rejected", reason=str(exc))
+            self._working.pop(request.order_ref, None)
             return
         self.journal.note("sent", order_ref=request.order_ref, broker_id=order.broker_id)
 
@@ -251,11 +378,13 @@ class Session:
         """A flatten order: journaled like any order, never risk-checked (it only reduces; the
         flattener asserts so), and errors raised to the flattener, which decides what next."""
         self.journal.record_intent(request)
-        self._recent_orders.append(time.monotonic())
+        self.risk.sent(time.monotonic())
+        self._working[request.order_ref] = (request.symbol, request.signed_quantity, 0.0)
         try:
             order = self.broker.place_order(request)
         except OrderRejectedError as exc:
             self.journal.set_state(request.order_ref, "rejected", reason=str(exc))
+            self._working.pop(request.order_ref, None)
             raise
         self.journal.note("sent", order_ref=request.order_ref, broker_id=order.broker_id)
 
@@ -290,6 +419,11 @@ class Session:
             report = self.flattener.step()
             if report is not None:
                 self._flatten_done(report)
+        if self.connected and time.monotonic() >= self._next_reconcile:
+            try:
+                self._periodic_account_check()
+            except BrokerUnavailableError as exc:
+                self._lost(str(exc))
         self._publish()
 
     def _flatten_done(self, report: StopReport) -> None:
@@ -312,18 +446,26 @@ class Session:
     def _dispatch(self, event: BrokerEvent) -> None:
         if isinstance(event, BarUpdate):
             bar = event.bar
-            self.prices[bar.symbol] = bar.close
-            self.peak_equity = max(self.peak_equity, self.equity)
+            if not self.delivering:
+                self.deliver(bar)
             if bar.symbol in self.bars:
                 self.bars[bar.symbol].append(bar)
         elif isinstance(event, OrderUpdate):
-            self.journal.apply_order(event.order)
+            state = self.journal.apply_order(event.order)
+            working = self._working.get(event.order.order_ref)
+            if working is not None:
+                if state in UNRESOLVED_STATES:
+                    self._working[event.order.order_ref] = (working[0], working[1], event.order.filled)
+                else:
+                    self._working.pop(event.order.order_ref)
             for order_listener in self.order_listeners:
                 order_listener(event.order)
         elif isinstance(event, FillUpdate):
             new = self.journal.record_fill(event.fill)
             if new:
                 self._apply_fill(event.fill)
+            else:
+                self._charge_commission(event.fill)  # IB reports the commission after the execution
             for fill_listener in self.fill_listeners:
                 fill_listener(event.fill, new)
         elif isinstance(event, ConnectionUpdate):
@@ -360,8 +502,18 @@ class Session:
         else:
             avg = old.avg_cost
         self.positions[fill.symbol] = Position(fill.symbol, qty, avg)
-        self.cash -= signed * fill.price + fill.commission
+        self.cash -= signed * fill.price
+        self._commissions[fill.exec_id] = 0.0
+        self._charge_commission(fill)
         self.journal.set_position(fill.symbol, qty, avg)
+
+    def _charge_commission(self, fill: Fill) -> None:
+        """Take a fill's commission out of cash once, when it becomes known (often a second report).
+        Only for fills applied in this process: older ones are in the cash the broker reports."""
+        charged = self._commissions.get(fill.exec_id)
+        if charged is not None and fill.commission != charged:
+            self.cash -= fill.commission - charged
+            self._commissions[fill.exec_id] = fill.commission
 
     def _lost(self, reason: str) -> None:
         if self.connected:
@@ -402,22 +554,28 @@ class Session:
             self.journal.note("command", command=command)
             if command == "stop":
                 self.stopping = True
+                self.risk.set_manual(TradingState.REDUCING, "stopping: no new entries")
                 self.flatten()
             elif command == "shutdown":
                 # SIGTERM (a rollout, a node drain): leave positions at the broker for the next
                 # runner to reconcile; closing them on every restart would be a trade nobody asked for
                 self.finished = True
+            elif command == "resume":
+                # lifts the kill switch (and a reconciliation halt, once someone has looked);
+                # never the drawdown's halt for good or the day's daily-loss halt
+                self.risk.set_manual(TradingState.ACTIVE, "resumed")
             elif command == "halt":
-                self.halted = "kill switch"
+                self.risk.set_manual(TradingState.REDUCING, "kill switch")
             elif command == "halt-cancel-entries":
                 # a stop with cancelOrders: false and no flatten: keep positions and their exits,
                 # cancel what would add exposure (see kubetrader.live.stop)
-                self.halted = "kill switch"
+                self.risk.set_manual(TradingState.REDUCING, "kill switch")
                 if self.connected:
                     self.cancel_entries()
             elif command == "flatten":
                 # halted first: the strategy must not re-enter while (or after) we close
-                self.halted = self.halted or "flatten requested"
+                if self.risk.manual is None:
+                    self.risk.set_manual(TradingState.REDUCING, "flatten requested")
                 self.flatten_requested_at = time.time()
                 self.flatten()
 
@@ -442,7 +600,8 @@ class Session:
         ]
 
     def _publish(self) -> None:
-        self._roll_day()
+        self._observe()
+        self._save_trading_state()
         pnl = self.equity - self.day_start_equity
         unrealized = self.unrealized_pnl()
         snapshot = {
@@ -452,6 +611,7 @@ class Session:
             "stop_blocked": self.stop_blocked,
             "last_health_ok": self.health.last_ok,
             "halted": self.halted,
+            "trading_state": self.risk.state.value,
             "stopping": self.stopping,
             "finished": self.finished,
             "equity": self.equity,

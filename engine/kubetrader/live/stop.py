@@ -73,8 +73,8 @@ from kubetrader.live.broker import (
     Position,
     Side,
 )
-from kubetrader.live.risk import reduces_exposure
 from kubetrader.live.stop_ledger import EPSILON, Key, Ledger, Read, contract_of, key_of
+from kubetrader.risk import reduces_exposure
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ class Flattener:
     def _start(self) -> None:
         positions = self.broker.positions()
         executions = self.broker.executions()
-        self.ledger.start([p for p in positions if in_scope(p, self.settings)], executions)
+        self.ledger.start([p for p in positions if in_scope(p, self.settings)], executions, self.clock(), time.time())
         self._started = True
         if self.settings.read_only:
             return
@@ -303,6 +303,8 @@ class Flattener:
         expected, reported = self.ledger.expected(key), read.positions.get(key, 0.0)
         if abs(expected) <= EPSILON or abs(expected - reported) > EPSILON:
             return  # flat here, or the report still trails the executions: wait (or re-base later)
+        if not self.ledger.quiet(key, now, s.settle_window):
+            return  # it traded just now (maybe just before the stop): its report may not show it yet
         if now < self._next_send.get(key, 0.0):
             return
         rejects = self.ledger.rejects.get(key, [])
@@ -406,14 +408,15 @@ def emergency_stop(
     if not cancel_orders and not flatten:
         return _cancel_entries_only(broker, timeout=s.timeout, poll_interval=s.poll_interval, grace=entry_cancel_grace)
     flattener = Flattener(broker, s)
-    reconnect_at = 0.0
+    reconnect_at, attempt = 0.0, 0
     while True:
         report = flattener.step()
         if report is not None:
             return report
         if not broker.is_connected():
             if time.monotonic() >= reconnect_at:
-                reconnect_at = time.monotonic() + _reconnect(broker)
+                attempt = 0 if _reconnect(broker) else attempt + 1
+                reconnect_at = time.monotonic() + backoff(attempt, 0.2, 2.0)
             time.sleep(s.poll_interval)
             continue
         try:
@@ -427,16 +430,16 @@ def emergency_stop(
                 broker.disconnect()
 
 
-def _reconnect(broker: Broker) -> float:
-    """One reconnect attempt; returns the seconds to wait before the next."""
+def _reconnect(broker: Broker) -> bool:
+    """One reconnect attempt (the caller backs off between failures); the ledger carries over."""
     try:
         broker.connect()
         broker.ping()
-        return 0.0
+        return True
     except BrokerUnavailableError as exc:
         log.warning("stop: reconnect failed: %s", exc)
         broker.disconnect()
-        return 0.5
+        return False
 
 
 def _cancel_entries_only(broker: Broker, *, timeout: float, poll_interval: float, grace: float) -> StopReport:

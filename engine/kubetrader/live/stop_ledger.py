@@ -87,16 +87,25 @@ class Ledger:
     rejects: dict[Key, list[str]] = field(default_factory=dict)  # the broker's reasons
     warnings: dict[Key, list[str]] = field(default_factory=dict)
     last_execution_at: float = -math.inf
+    # when each contract last traded (pre-stop executions included): its report may not show it yet
+    traded_at: dict[Key, float] = field(default_factory=dict)
     reads: list[Read] = field(default_factory=list)
     rebases: int = 0
 
     # ------------------------------------------------------------ folding in
 
-    def start(self, positions: Iterable[Position], executions: Iterable[Fill]) -> None:
+    def start(self, positions: Iterable[Position], executions: Iterable[Fill], now: float, wall_now: float) -> None:
+        """The start positions (as reported) and the executions before the stop (`now` monotonic,
+        `wall_now` epoch seconds). A contract that traded just before is not trusted at once: its
+        report may not show that trade yet (see `quiet`)."""
         for p in positions:
             self.baseline[key_of(p)] = self.baseline.get(key_of(p), 0.0) + p.quantity
             self.contracts[key_of(p)] = contract_of(p)
-        self.pre_stop_exec_ids = {f.exec_id for f in executions}
+        for f in executions:
+            self.pre_stop_exec_ids.add(f.exec_id)
+            # execution times have one-second resolution (IB's "yyyymmdd hh:mm:ss"): assume the latest
+            age = max(0.0, wall_now - f.time.timestamp() - 1.0)
+            self.traded_at[key_of(f)] = max(self.traded_at.get(key_of(f), -math.inf), now - age)
 
     def execution(self, fill: Fill, now: float) -> bool:
         """Fold in an execution (from a live event or a fresh reqExecutions); True when new."""
@@ -104,6 +113,7 @@ class Ledger:
             return False
         self.executions[fill.exec_id] = fill
         self.last_execution_at = now
+        self.traded_at[key_of(fill)] = now
         order = self.orders.get(fill.order_ref)
         if order is not None:
             order.filled = sum(f.quantity for f in self.executions.values() if f.order_ref == fill.order_ref)
@@ -163,6 +173,10 @@ class Ledger:
         """Every contract the ledger has a number for: held at the start, traded or ordered since."""
         traded = {key_of(f) for f in self.executions.values()}
         return set(self.baseline) | traded | {o.key for o in self.orders.values()}
+
+    def quiet(self, key: Key, now: float, window: float) -> bool:
+        """No trade on this contract for `window` s: its position report has caught up (stop_ledger's guarantee)."""
+        return now - self.traded_at.get(key, -math.inf) >= window
 
     def working(self, key: Key | None = None) -> list[LedgerOrder]:
         return [o for o in self.orders.values() if not o.final and (key is None or o.key == key)]

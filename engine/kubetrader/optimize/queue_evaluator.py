@@ -102,7 +102,9 @@ class QueueEvaluator:
         if result is None:
             return None
         if result.status == "succeeded":
-            returns = result.data.get("returns")
+            from kubetrader.optimize.trial_handler import load_returns
+
+            returns = load_returns(result.result_path) or result.data.get("returns")
             return Evaluation(key=task_id, metrics=dict(result.metrics), returns=returns)
         return Evaluation(key=task_id, metrics=None, error=result.error or result.status)
 
@@ -115,14 +117,22 @@ def queue_evaluator(
     output_dir: Path | str = "results",
     lease_seconds: float = 30.0,
     task_timeout: float | None = None,
+    queue_dir: Path | None = None,
 ) -> Iterator[QueueEvaluator]:
     """A QueueEvaluator on `redis_url` (its workers run elsewhere, plus `workers` local
-    ones), or on an embedded Redis with `workers` local worker processes."""
+    ones), or on an embedded Redis with `workers` local worker processes.
+
+    The embedded Redis keeps its append-only file in `queue_dir` (one per study), so a
+    driver restarted after a crash finds the trials the dead one had in flight, with
+    their results, and adopts them; after a clean finish the folder is removed.
+    """
+    import shutil
+
     from kubetrader.queue import WorkQueue, embedded_redis
     from kubetrader.queue.local import local_workers
 
     with contextlib.ExitStack() as stack:
-        url = redis_url or stack.enter_context(embedded_redis())
+        url = redis_url or stack.enter_context(embedded_redis(queue_dir))
         if workers > 0:
             stack.enter_context(
                 local_workers(url, workers, handler=TRIAL_HANDLER, output_dir=output_dir, lease_seconds=lease_seconds)
@@ -137,3 +147,5 @@ def queue_evaluator(
         except BaseException:
             evaluator.cancel()
             raise
+    if redis_url is None and queue_dir is not None:  # finished cleanly: nothing left to adopt
+        shutil.rmtree(queue_dir, ignore_errors=True)

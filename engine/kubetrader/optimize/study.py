@@ -4,12 +4,21 @@ Why ask/tell instead of `study.optimize`: trials run elsewhere (the worker pool)
 so the driver keeps up to `parallelism` trials in flight and tells Optuna each
 result as it arrives; TPE's constant liar keeps parallel proposals apart.
 
+Reproducibility. Told as they arrive, the trials a sampler sees at each ask depend
+on which worker finished first, so a seed alone does not fix the study. With a
+seed the driver works in batches of `sampler.batchSize`: it asks the whole batch,
+runs it with up to `parallelism` trials at once, and tells the results in trial
+order once all are back. Each ask then sees the same history whatever the
+parallelism or the timing, so the same seed gives the same trials and best point.
+Without a seed results are told as they arrive (no worker waits for a straggler).
+
 Crash safety. Optuna's heartbeat only covers `optimize`, not ask/tell, so the driver
 recovers by itself: on start it looks at every trial left RUNNING by a previous
 driver. If the queue has its result, it is told; if its task is still in flight,
-the driver waits for it; otherwise the trial is marked FAIL and its parameters are
-enqueued once more (once: a trial that was already a retry is not retried again).
-No finished trial is lost and no trial stays RUNNING forever.
+the driver adopts it and waits for its result; otherwise (the driver died inside
+`ask` or before submitting) the ask is finished and the trial run. No finished
+trial is lost, none is failed by a crash, and none stays RUNNING forever. The journal's lock is forced
+after a few seconds untouched (a killed driver's lock), not Optuna's 30.
 
 Infeasible points (a constraint fails) are never backtested: they are told FAIL
 with the user attribute `infeasible` and do not count toward the trial budget.
@@ -35,8 +44,10 @@ from kubetrader.specs.study import OptimizationStudySpec, SamplerSpec
 log = logging.getLogger(__name__)
 
 MAX_INFEASIBLE_STREAK = 2000
+JOURNAL_LOCK_GRACE_SECONDS = 3  # Optuna warns below 3
 ATTR_METRICS = "metrics"
 ATTR_RETRY_OF = "retry_of"
+ATTR_RESUMED = "resumed_after_crash"
 
 
 def trial_key(study_name: str, number: int) -> str:
@@ -81,11 +92,14 @@ def open_storage(url: str) -> Any:
     import optuna
 
     if url.startswith("journal://"):
-        from optuna.storages.journal import JournalFileBackend
+        from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
         path = Path(url.removeprefix("journal://"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        # A journal write takes milliseconds, so a lock untouched for a few seconds was left
+        # by a killed driver: Optuna's default grace of 30 s stalled every restart that long.
+        lock = JournalFileSymlinkLock(str(path), grace_period=JOURNAL_LOCK_GRACE_SECONDS)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
     return optuna.storages.RDBStorage(url, heartbeat_interval=None)
 
 
@@ -163,6 +177,8 @@ class StudyDriver:
         self.constraints = parse_constraints(spec.constraints, list(self.space))
         check_feasible_space(self.space, self.constraints)
         self._returns: dict[int, list[float]] = {}
+        self._infeasible_streak = 0
+        self._held: list[tuple[Any, dict[str, Any]]] = []  # asked, in the batch, not yet submitted
 
     def _open(self) -> Any:
         import optuna
@@ -182,45 +198,91 @@ class StudyDriver:
         )
 
     def run(self) -> StudySummary:
-        from optuna.trial import TrialState
-
         study = self._open()
         distributions = to_optuna_distributions(self.space)
-        pending: dict[str, Any] = {}  # key -> trial number
-        self._recover(study, pending)
+        pending: dict[str, Any] = {}  # key -> trial, submitted and not yet told
+        arrived: dict[str, Evaluation] = {}  # seeded studies: results held until their batch is whole
+        self._recover(study, pending, distributions)
         progress = self._progress(study)
-        infeasible_streak = 0
-        sampler = study.sampler
+        self._infeasible_streak = 0
+        batched = self.spec.sampler.seed is not None
+        room = min(self.spec.parallelism, self.evaluator.capacity or self.spec.parallelism)
         while True:
             finished = progress.done + progress.failed
-            room = min(self.spec.parallelism, self.evaluator.capacity or self.spec.parallelism)
-            while len(pending) < room and finished + len(pending) < self.spec.trials:
-                if hasattr(sampler, "is_exhausted") and sampler.is_exhausted(study):
-                    break
-                trial = study.ask(distributions)
-                params = dict(trial.params)
-                if not feasible(params, self.constraints):
-                    trial.set_user_attr("infeasible", True)
-                    study.tell(trial, state=TrialState.FAIL)
-                    progress.infeasible += 1
-                    infeasible_streak += 1
-                    if infeasible_streak > MAX_INFEASIBLE_STREAK:
-                        raise SpecError("constraints", f"{MAX_INFEASIBLE_STREAK} infeasible proposals in a row")
-                    continue
-                infeasible_streak = 0
-                self._submit(trial, params, pending)
+            if batched:
+                if not pending:  # a batch boundary: the next batch depends only on what was told so far
+                    self._ask(study, distributions, pending, self.spec.sampler.batch_size, finished, hold=True)
+                self._submit_held(pending, room - (len(pending) - len(arrived) - len(self._held)))
+            else:
+                self._ask(study, distributions, pending, room - len(pending), finished)
             if not pending:
                 break
             for evaluation in self.evaluator.collect(self.collect_timeout):
-                trial = pending.pop(evaluation.key, None)
-                if trial is None:
+                if evaluation.key not in pending or evaluation.key in arrived:
                     continue  # a late duplicate of a trial already told
-                self._tell(study, trial, evaluation)
+                if batched:
+                    arrived[evaluation.key] = evaluation
+                else:
+                    self._tell(study, pending.pop(evaluation.key), evaluation)
+            if batched and len(arrived) == len(pending):
+                # Told in trial order, whichever worker finished first.
+                for key in sorted(pending, key=lambda k: pending[k].number):
+                    self._tell(study, pending[key], arrived[key])
+                pending.clear()
+                arrived.clear()
             progress = self._progress(study)
-            progress.running = len(pending)
+            progress.running = len(pending) - len(arrived) - len(self._held)
             if self.on_progress:
                 self.on_progress(progress)
         return self._summary(study)
+
+    def _ask(
+        self,
+        study: Any,
+        distributions: dict[str, Any],
+        pending: dict[str, Any],
+        count: int,
+        finished: int,
+        *,
+        hold: bool = False,
+    ) -> None:
+        """Ask up to `count` feasible trials within the budget (infeasible ones are told at once) and
+        submit them, or with `hold` keep them for `_submit_held` (a batch larger than the parallelism)."""
+        sampler = study.sampler
+        wanted = min(count, self.spec.trials - finished - len(pending))
+        started = 0
+        while started < wanted:
+            if hasattr(sampler, "is_exhausted") and sampler.is_exhausted(study):
+                return
+            if self._start(study, study.ask(distributions), pending, hold=hold):
+                self._infeasible_streak = 0
+                started += 1
+                continue
+            self._infeasible_streak += 1
+            if self._infeasible_streak > MAX_INFEASIBLE_STREAK:
+                raise SpecError("constraints", f"{MAX_INFEASIBLE_STREAK} infeasible proposals in a row")
+
+    def _start(self, study: Any, trial: Any, pending: dict[str, Any], *, hold: bool = False) -> bool:
+        """Submit an asked trial (or hold it); an infeasible point is told FAIL `infeasible` instead (False)."""
+        from optuna.trial import TrialState
+
+        params = dict(trial.params)
+        if not feasible(params, self.constraints):
+            trial.set_user_attr("infeasible", True)
+            study.tell(trial, state=TrialState.FAIL)
+            return False
+        if hold:
+            pending[trial_key(self.study_name, trial.number)] = trial
+            self._held.append((trial, params))
+        else:
+            self._submit(trial, params, pending)
+        return True
+
+    def _submit_held(self, pending: dict[str, Any], room: int) -> None:
+        while self._held and room > 0:
+            trial, params = self._held.pop(0)
+            self._submit(trial, params, pending)
+            room -= 1
 
     def returns_by_trial(self) -> dict[int, list[float]]:
         """Daily returns of the trials evaluated by this driver (for PBO)."""
@@ -256,8 +318,8 @@ class StudyDriver:
             return
         study.enqueue_trial(dict(trial.params), user_attrs={ATTR_RETRY_OF: number}, skip_if_exists=False)
 
-    def _recover(self, study: Any, pending: dict[str, Any]) -> None:
-        """Adopt or fail the trials a previous driver left RUNNING."""
+    def _recover(self, study: Any, pending: dict[str, Any], distributions: dict[str, Any]) -> None:
+        """Tell, adopt or run the trials a previous driver left RUNNING."""
         from optuna.trial import Trial, TrialState
 
         for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -267,11 +329,17 @@ class StudyDriver:
             if evaluation is not None:
                 self._tell(study, trial, evaluation)
             elif self.evaluator.in_flight(key):
-                pending[key] = trial
+                pending[key] = trial  # adopted: its result arrives later
             else:
-                log.warning("trial %s was left RUNNING by a dead driver: failing it, retrying once", frozen.number)
-                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-                self._retry_once(study, frozen.number)
+                # Never reached the queue: the driver died inside `ask` (its params may be
+                # partial) or before it submitted. Finish the ask the way `Study.ask` does
+                # (`Trial._suggest` keeps the params already stored and samples the rest),
+                # then run it: a crash costs no trial and leaves none FAIL.
+                log.warning("trial %s was left RUNNING with no task: finishing its ask and running it", frozen.number)
+                for name, distribution in distributions.items():
+                    trial._suggest(name, distribution)
+                trial.set_user_attr(ATTR_RESUMED, True)
+                self._start(study, trial, pending)
 
     def _progress(self, study: Any) -> StudyProgress:
         from optuna.trial import TrialState

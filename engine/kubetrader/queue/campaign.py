@@ -33,6 +33,7 @@ def campaign_tasks(
     max_attempts: int = 3,
     report: bool = False,
     task_timeout: float | None = None,
+    artifacts: str = "full",
 ) -> list[NewTask]:
     """One task per matrix cell; `meta` carries what the table shows (symbol, strategy, params).
 
@@ -52,6 +53,7 @@ def campaign_tasks(
             meta={
                 "name": name,
                 "report": report,
+                "artifacts": artifacts,
                 "symbols": list(cell.data.symbols),
                 "strategy": cell.strategy.path,
                 "params": dict(cell.strategy.params),
@@ -118,6 +120,9 @@ class CampaignReport(BaseModel):
     redis: str | None = None
     ranking: list[CampaignRow] = Field(description="Successful runs, best Sharpe first.")
     failures: list[CampaignRow]
+    batch_file: str | None = Field(
+        default=None, description="With compact artifacts: every cell's metrics and equity curve (Parquet)."
+    )
 
 
 def run_campaign(
@@ -135,6 +140,8 @@ def run_campaign(
     timeout: float | None = None,
     task_timeout: float | None = None,
     retry_failed: bool = False,
+    artifacts: str = "compact",
+    top_k: int = 10,
     on_start: Callable[[int, int, str], None] | None = None,
     on_progress: Callable[[BatchStats], None] | None = None,
 ) -> CampaignReport:
@@ -154,7 +161,13 @@ def run_campaign(
 
     prefix = prefix or DEFAULT_PREFIX
     tasks = campaign_tasks(
-        spec, name=name, priority=priority, max_attempts=max_attempts, report=report, task_timeout=task_timeout
+        spec,
+        name=name,
+        priority=priority,
+        max_attempts=max_attempts,
+        report=report,
+        task_timeout=task_timeout,
+        artifacts=artifacts,
     )
     with contextlib.ExitStack() as stack:
         url = redis_url or stack.enter_context(embedded_redis())
@@ -174,7 +187,7 @@ def run_campaign(
             unfinished_reason = f"not finished when the campaign's timeout of {timeout:g} s passed"
         elapsed = time.perf_counter() - started
         results = queue.results(batch)
-    return build_report(
+    result = build_report(
         batch=batch,
         name=name,
         tasks=tasks,
@@ -184,6 +197,37 @@ def run_campaign(
         redis=redis_url or "embedded",
         unfinished_reason=unfinished_reason,
     )
+    if artifacts == "compact":
+        result = _compact_output(result, tasks, name=name, output_dir=output_dir, top_k=top_k, report=report)
+    return result
+
+
+def _compact_output(
+    result: CampaignReport, tasks: list[NewTask], *, name: str, output_dir: Path, top_k: int, report: bool
+) -> CampaignReport:
+    """Gather the cells into the batch's Parquet file, then write full result files for the top K only."""
+    from kubetrader.pipeline import execute_one
+    from kubetrader.queue.artifacts import write_batch_file
+
+    rows: list[dict[str, Any]] = []
+    for row in [*result.ranking, *result.failures]:
+        record: dict[str, Any] = row.model_dump(exclude={"metrics", "result_path"})
+        record.update({f"metric_{k}": v for k, v in sorted(row.metrics.items())})
+        record["curve_path"] = row.result_path
+        rows.append(record)
+    path = write_batch_file(output_dir, result.batch, rows)
+    specs = {task.id: task.spec for task in tasks}
+    ranking = []
+    for rank, row in enumerate(result.ranking):
+        full_path = None
+        if rank < top_k:
+            outcome = execute_one(
+                BacktestSpec.model_validate(specs[row.task_id]), name=name, output_dir=output_dir, report=report
+            )
+            full_path = str(outcome.paths.json) if outcome.paths else None
+        ranking.append(row.model_copy(update={"result_path": full_path}))
+    failures = [row.model_copy(update={"result_path": None}) for row in result.failures]
+    return result.model_copy(update={"ranking": ranking, "failures": failures, "batch_file": str(path)})
 
 
 def build_report(

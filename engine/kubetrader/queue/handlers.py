@@ -56,6 +56,8 @@ def run_backtest(task: Task, context: TaskContext) -> HandlerOutcome:
     from kubetrader.specs import BacktestSpec
 
     spec = BacktestSpec.model_validate(task.spec)  # a ValidationError is fatal (see worker.is_fatal)
+    if task.meta.get("artifacts") == "compact":
+        return _run_compact(task, context, spec)
     name = str(task.meta.get("name") or task.batch)
     outcome = execute_one(spec, name=name, output_dir=context.output_dir, report=bool(task.meta.get("report", False)))
     if outcome.status == "failed":
@@ -68,6 +70,27 @@ def run_backtest(task: Task, context: TaskContext) -> HandlerOutcome:
     if task.meta.get("returns") and outcome.document is not None:
         data["returns"] = list(outcome.document.returns)
     return HandlerOutcome(metrics=outcome.metrics, result_path=result_path, data=data)
+
+
+def _run_compact(task: Task, context: TaskContext, spec: object) -> HandlerOutcome:
+    """Metrics back through the queue, the equity curve to a small file the driver gathers (`queue.artifacts`)."""
+    import numpy as np
+
+    from kubetrader.errors import KubetraderError
+    from kubetrader.queue.artifacts import write_cell_curve
+    from kubetrader.runner import BacktestRunner
+
+    try:
+        result = BacktestRunner(spec).run()  # type: ignore[arg-type]
+    except KubetraderError as exc:
+        if exc.exit_code == EXIT_RETRYABLE:
+            raise RetryableError(str(exc)) from exc
+        raise FatalError(str(exc)) from exc
+    days = (np.asarray(result.equity.index.values, dtype="datetime64[D]")).astype(np.int64)
+    path = write_cell_curve(
+        context.output_dir, task.batch, task.id, context.worker_id, days, result.equity.to_numpy(dtype=float)
+    )
+    return HandlerOutcome(metrics=dict(result.metrics), result_path=str(path.resolve()))
 
 
 def warm_up() -> None:

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from kubetrader.queue.children import die_with_parent
 from kubetrader.queue.worker import DEFAULT_HANDLER
 from kubetrader.queue.workqueue import DEFAULT_PREFIX
 
@@ -51,9 +52,15 @@ def worker_command(
 
 
 def start_worker(redis_url: str, *, env: dict[str, str] | None = None, **kwargs: object) -> subprocess.Popen[bytes]:
-    """One `kubetrader worker` process (concurrency 1); the caller owns it."""
+    """One `kubetrader worker` process (concurrency 1); the caller owns it, and it dies with the caller
+    (`children.die_with_parent`): a killed driver leaves no worker behind."""
     command = worker_command(redis_url, **kwargs)  # type: ignore[arg-type]
-    return subprocess.Popen(command, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        command,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent(),  # noqa: PLW1509 - it only calls prctl (resolved before fork): no lock taken
+    )
 
 
 def stop_workers(processes: Sequence[subprocess.Popen[bytes]], *, timeout: float = 30.0) -> list[int]:

@@ -94,6 +94,9 @@ local function finish(ref, status, now, fields)
   redis.call('SADD', bkey(batch, state), ref)
   redis.call('HSET', tk, 'state', state, 'finished_at', fmt(now))
   local t = redis.call('HMGET', tk, 'id', 'attempts', 'worker', 'enqueued_at', 'started_at', 'meta')
+  -- Compaction: a finished task is never claimed again, so its spec (the bulk of it) goes;
+  -- meta moves to the result. A re-run (--retry-failed) enqueues the spec afresh.
+  redis.call('HDEL', tk, 'spec', 'meta')
   redis.call('DEL', rkey(ref))
   redis.call('HSET', rkey(ref), 'task_id', t[1], 'batch', batch, 'status', status, 'attempts', t[2],
     'worker', t[3] or '', 'enqueued_at', t[4], 'started_at', t[5] or '', 'finished_at', fmt(now),

@@ -31,6 +31,7 @@ from typing import Literal
 import redis
 
 from kubetrader.errors import InfrastructureError
+from kubetrader.queue.children import die_with_parent, pid_alive
 
 Fsync = Literal["always", "everysec", "no"]
 
@@ -115,7 +116,12 @@ class RedisServer:
             return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            self._command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            self._command(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            # a killed driver takes its Redis with it; the hook only calls prctl (no lock taken)
+            preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509
         )
         self._wait_ready()
         return self
@@ -190,11 +196,30 @@ def embedded_redis(data_dir: Path | str | None = None, *, appendfsync: Fsync = "
         with RedisServer(Path(data_dir), appendfsync=appendfsync) as server:
             yield server.url
         return
-    with (
-        tempfile.TemporaryDirectory(prefix="kubetrader-redis-") as tmp,
-        RedisServer(Path(tmp), appendfsync=appendfsync) as server,
-    ):
-        yield server.url
+    _remove_orphaned_folders()
+    with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX) as tmp:
+        (Path(tmp) / OWNER_FILE).write_text(str(os.getpid()))
+        with RedisServer(Path(tmp), appendfsync=appendfsync) as server:
+            yield server.url
+
+
+TEMP_PREFIX = "kubetrader-redis-"
+OWNER_FILE = "owner.pid"
+
+
+def _remove_orphaned_folders() -> None:
+    """Remove temporary Redis folders whose owner died without cleaning up (SIGKILL).
+
+    Its Redis went with it (`die_with_parent`); only the folder and its append-only
+    file remain, and nobody else will ever read them.
+    """
+    for folder in Path(tempfile.gettempdir()).glob(TEMP_PREFIX + "*"):
+        try:
+            owner = int((folder / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or still being set up
+        if not pid_alive(owner):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def redis_client(

@@ -122,7 +122,12 @@ class RiskSpec(SpecModel):
         default=None, gt=0, le=1, description="Drawdown from the equity peak that halts trading for good."
     )
     max_order_notional: float | None = Field(default=None, gt=0, description="Largest value of one order.")
-    max_orders_per_minute: int | None = Field(default=None, gt=0, description="Order-rate limit (live).")
+    max_orders_per_minute: int | None = Field(
+        default=None, gt=0, description="Orders sent per minute (bar time in a backtest, wall time live)."
+    )
+    max_price_deviation: float | None = Field(
+        default=None, gt=0, le=1, description="Price band: a limit price's largest distance from the last trade."
+    )
 
 
 class TrackingSpec(SpecModel):

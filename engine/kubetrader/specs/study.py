@@ -71,6 +71,14 @@ class SamplerSpec(SpecModel):
     startup_trials: int = Field(default=10, ge=0, description="TPE: random trials before modelling.")
     multivariate: bool = Field(default=True, description="TPE: model parameters jointly.")
     constant_liar: bool = Field(default=True, description="TPE: avoid proposing running trials twice.")
+    batch_size: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="With a seed: trials are asked in batches of this size and told in trial order once the "
+        "whole batch is back, so the same seed gives the same trials at any parallelism (which can use at most "
+        "this many workers at once: raise it with the worker pool).",
+    )
 
 
 class WalkForwardSpec(SpecModel):

@@ -28,9 +28,8 @@ SCREENABLE_TIMEFRAMES = frozenset({"1d"})
 def not_screenable(spec: BacktestSpec) -> str | None:
     """Why the spec has no exact twin (None: it has one).
 
-    Twins model one symbol on daily bars, market orders only, and every risk limit
-    the runner applies (`max_orders_per_minute` is a live-only limit the runner
-    ignores, so it is ignored here too).
+    Twins model one symbol on daily bars, market orders only, and the sizing risk
+    limits; the order rate and price band are gate checks they do not model.
     """
     twin = twin_for(spec.strategy.path)
     if twin is None:
@@ -39,6 +38,8 @@ def not_screenable(spec: BacktestSpec) -> str | None:
         return f"the twin of {spec.strategy.path} has not passed the equivalence harness"
     if len(spec.data.symbols) != 1:
         return f"twins trade one symbol; the spec has {len(spec.data.symbols)}"
+    if spec.risk.max_orders_per_minute is not None or spec.risk.max_price_deviation is not None:
+        return "twins do not model the order-rate limit or the price band"
     if spec.data.timeframe not in SCREENABLE_TIMEFRAMES:
         return f"twins are verified on daily bars only, not {spec.data.timeframe}"
     if spec.broker.slippage.model != "capped":

@@ -396,6 +396,42 @@ class TwsPeer:
             self._cash -= quantity * price * instrument.contract_multiplier
             return instrument
 
+    def seed_order(
+        self,
+        symbol: str | Instrument,
+        action: str,
+        quantity: float,
+        limit: float,
+        *,
+        client_id: int = 5,
+        order_ref: str = "",
+        account: str = ACCOUNT,
+    ) -> PeerOrder:
+        """A resting limit order of another client (its owner is gone), as an earlier session left it."""
+        with self._lock:
+            instrument = self.add_instrument(symbol) if isinstance(symbol, Instrument) else self._stock(symbol)
+            order = PeerOrder(
+                self._next_order_id, client_id, self._next_perm_id, instrument, action, quantity, "LMT", limit,
+                "DAY", order_ref or f"seed-{self._next_order_id}", account,
+            )  # fmt: skip
+            self._next_order_id += 1
+            self._next_perm_id += 1
+            self._orders.append(order)
+            return order
+
+    def reset(self, faults: PeerFaults | None = None) -> None:
+        """Forget every order, execution and position (a new day in a new account); drop clients."""
+        self.drop_connections()
+        with self._lock:
+            self._orders.clear()
+            self._executions.clear()
+            self._positions.clear()
+            self._reported.clear()
+            self.place_orders_received.clear()
+            self.faults = faults or PeerFaults()
+            self.lost = False
+            self.unresponsive = False
+
     # ---------------------------------------------------------------- connection handling
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -1,0 +1,192 @@
+"""The queue at scale: many no-op tasks on 4 workers, a real campaign on 1 and 2 workers, and the
+study driver's own cost per trial.
+
+Sizes come from the environment so the same script runs small on a laptop:
+
+    KUBETRADER_BENCH_NOOP_TASKS       no-op tasks through 4 workers        [100000]
+    KUBETRADER_BENCH_CAMPAIGN_CELLS   real backtests, 1 then 2 workers     [1000]
+    KUBETRADER_BENCH_STUDY_TRIALS     driver cost at these trial counts    [100,1000,5000]
+
+Goals (issue #17): >= 1,000 no-op tasks/s on 2 cores; <= 1 KB of Redis per finished task;
+0 bytes left after a purge; 2 workers >= 1.8x one on the campaign; the study driver's cost per
+trial well under what 50 workers need (a backtest of ~0.3 s on 50 workers finishes a trial every
+6 ms, so the driver must ask and tell in less).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from kubetrader.queue import NewTask, WorkQueue, embedded_redis
+from kubetrader.queue.campaign import campaign_tasks, wait_for_batch
+from kubetrader.queue.lifecycle import purge_batch, set_retention
+from kubetrader.queue.local import local_workers
+
+HERE = Path(__file__).resolve().parent
+
+
+def sizes(name: str, default: str) -> list[int]:
+    return [int(x) for x in os.environ.get(name, default).split(",") if x.strip()]
+
+
+def wait_idle(queue: WorkQueue, count: int, timeout: float = 180) -> None:
+    from kubetrader.queue.stats import queue_stats
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = queue_stats(queue.redis, prefix=queue.prefix)
+        if sum(1 for w in stats.workers if w.alive and w.state == "idle") >= count:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{count} workers did not come up")
+
+
+def noop_run(root: Path, tasks: int, workers: int = 4) -> dict[str, float]:
+    """Throughput and Redis memory: before, at the peak, per finished task, after a purge."""
+    with embedded_redis(root / "redis-noop", appendfsync="everysec") as url:
+        queue = WorkQueue.from_url(url, prefix="scale")
+        set_retention(queue.redis, 0)
+        with local_workers(url, workers, prefix="scale", handler="kubetrader.queue.handlers:noop", output_dir=root):
+            wait_idle(queue, workers)
+            baseline = int(queue.redis.info("memory")["used_memory"])
+            started = time.perf_counter()
+            queue.enqueue("noop", (NewTask(id=f"n{i}", spec={}) for i in range(tasks)))
+            wait_for_batch(queue, "noop", poll=0.2)
+            wall = time.perf_counter() - started
+            info = queue.redis.info("memory")
+            finished = int(info["used_memory"])
+            purge_batch(queue.redis, "noop", prefix="scale")
+            queue.redis.delete("scale:finished:ok", "scale:counters")
+            time.sleep(0.5)  # UNLINK frees in the background
+            after = int(queue.redis.info("memory")["used_memory"])
+            keys_left = sum(1 for _ in queue.redis.scan_iter("scale:*noop*", count=1000))
+    return {
+        "tasks": tasks,
+        "wall": wall,
+        "rate": tasks / wall,
+        "peak_mb": int(info["used_memory_peak"]) / 2**20,
+        "per_task": (finished - baseline) / tasks,
+        "after_purge": after - baseline,
+        "keys_left": keys_left,
+    }
+
+
+def campaign_run(root: Path, cells: int) -> dict[int, float]:
+    """Wall time of `cells` real backtests (5 years of daily bars) on 1 and on 2 workers."""
+    from bench_queue import STRATEGIES, SYMBOLS, campaign_spec, prepare_store  # type: ignore[import-not-found]
+
+    prepare_store(root / "data")
+    os.environ["KUBETRADER_DATA_DIR"] = str(root / "data")
+    per_pair = max(1, -(-cells // (len(SYMBOLS) * len(STRATEGIES))))
+    tasks = campaign_tasks(campaign_spec(), name="scale")
+    # More cells than the matrix holds: the same cells under distinct ids (each is a real backtest).
+    tasks = [t.model_copy(update={"id": f"{t.id}-{k}"}) for k in range(per_pair) for t in tasks][:cells]
+    walls: dict[int, float] = {}
+    with embedded_redis(root / "redis-campaign") as url:
+        for workers in (1, 2):
+            queue = WorkQueue.from_url(url, prefix=f"camp{workers}")
+            with local_workers(url, workers, prefix=f"camp{workers}", output_dir=root / "out"):
+                wait_idle(queue, workers)
+                started = time.perf_counter()
+                queue.enqueue("cells", tasks)
+                stats = wait_for_batch(queue, "cells", poll=0.2)
+                walls[workers] = time.perf_counter() - started
+                if stats.failed:
+                    raise RuntimeError(f"{stats.failed} cells failed")
+    return walls
+
+
+def study_cost(root: Path, trials: int, sampler: str) -> float:
+    """Driver seconds per trial with trials that cost nothing (so only asking and telling is left)."""
+    from kubetrader.optimize.evaluation import Evaluation
+    from kubetrader.optimize.study import StudyDriver
+    from kubetrader.specs import BacktestSpec, OptimizationStudySpec
+
+    class Instant:
+        capacity = 50
+
+        def __init__(self) -> None:
+            self.done: list[Evaluation] = []
+
+        def submit(self, key: str, spec: BacktestSpec) -> None:
+            fast, slow = spec.strategy.params["fast"], spec.strategy.params["slow"]
+            value = -((float(fast) - 17) ** 2) - (float(slow) - 60) ** 2 / 100  # type: ignore[arg-type]
+            self.done.append(Evaluation(key=key, metrics={"sharpe_ratio": value}))
+
+        def collect(self, timeout: float) -> list[Evaluation]:
+            found, self.done = self.done, []
+            return found
+
+        def lookup(self, key: str) -> Any:
+            return None
+
+        def in_flight(self, key: str) -> bool:
+            return False
+
+        def cancel(self) -> None:
+            pass
+
+    spec = OptimizationStudySpec.model_validate(
+        {
+            "backtest": {
+                "strategy": {"path": "strategies.sma_crossover.SMACrossover"},
+                "data": {"symbols": ["ORCL"], "start": "2010-01-01", "end": "2012-12-31"},
+            },
+            "space": {
+                "fast": {"type": "int", "low": 2, "high": 200},
+                "slow": {"type": "int", "low": 5, "high": 400},
+            },
+            "trials": trials,
+            "parallelism": min(50, trials),
+            "sampler": {"type": sampler, "seed": 1, "batchSize": 50},
+        }
+    )
+    name = f"cost-{sampler}-{trials}"
+    driver = StudyDriver(
+        spec,
+        study_name=name,
+        storage_url=f"journal://{root / (name + '.log')}",
+        evaluator=Instant(),
+        collect_timeout=0,
+    )
+    started = time.perf_counter()
+    driver.run()
+    return (time.perf_counter() - started) / trials
+
+
+def main() -> int:
+    sys.path.insert(0, str(HERE))
+    noop_tasks = sizes("KUBETRADER_BENCH_NOOP_TASKS", "100000")[0]
+    cells = sizes("KUBETRADER_BENCH_CAMPAIGN_CELLS", "1000")[0]
+    trial_counts = sizes("KUBETRADER_BENCH_STUDY_TRIALS", "100,1000,5000")
+    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        root = Path(tmp)
+        noop = noop_run(root, noop_tasks)
+        header = f"{'no-op tasks, 4 workers':<24} {'tasks/s':>8} {'peak MiB':>9} {'B/task':>7}"
+        print(f"\n{header} {'keys left':>9} {'B after purge':>14}")
+        print(
+            f"{noop_tasks:<24} {noop['rate']:8.0f} {noop['peak_mb']:9.1f} {noop['per_task']:7.0f} "
+            f"{noop['keys_left']:9.0f} {noop['after_purge']:14.0f}"
+        )
+        print("goals: >= 1000 tasks/s on 2 cores, <= 1024 B/task, no key left after the purge")
+        print("(B after purge: the keyspace's hash table and client buffers, which Redis shrinks lazily)")
+        walls = campaign_run(root, cells)
+        print(f"\n{'real campaign':<28} {'1 worker s':>11} {'2 workers s':>12} {'cells/s (2)':>12} {'speed-up':>9}")
+        print(f"{cells:<28} {walls[1]:11.1f} {walls[2]:12.1f} {cells / walls[2]:12.2f} {walls[1] / walls[2]:8.2f}x")
+        print("goal: speed-up >= 1.8x (needs 2 idle cores)")
+        print(f"\n{'study driver':<28} " + " ".join(f"{n:>10}" for n in trial_counts))
+        for sampler in ("tpe", "random"):
+            costs = [study_cost(root, n, sampler) * 1000 for n in trial_counts]
+            print(f"{sampler + ' ms/trial':<28} " + " ".join(f"{c:10.2f}" for c in costs))
+        print("goal: well under 6 ms/trial (50 workers finishing 0.3 s backtests)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
