@@ -474,7 +474,9 @@ class KubeEmulator(KubernetesEmulator):
         if current is None:
             new.setdefault("metadata", {})["name"] = name
             return self._create(res, namespace, new, validation=validation)
-        new = self._admit(res, new, current, validation, patch=True)
+        self._check_version(res, name, current, body)
+        # identity (uid, resourceVersion, ...) and status are not the apply's to change
+        new = self._admit(res, self._merge_allowed(res, current, new, None), current, validation, patch=True)
         return self._commit(res, namespace, name, current, new, None)
 
     async def update_object(
@@ -510,17 +512,22 @@ class KubeEmulator(KubernetesEmulator):
                     raise ApiError(422, "Invalid", f"the server rejected our request: test failed: {exc}") from None
             else:
                 wanted = merge_patch(current, body)
-            sent_version = (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) else None
-            if sent_version and sent_version != current["metadata"]["resourceVersion"]:
-                raise ApiError(
-                    409,
-                    "Conflict",
-                    f'Operation cannot be fulfilled on {res.plural} "{name}": the object has been modified; '
-                    "please apply your changes to the latest version and try again",
-                )
+            self._check_version(res, name, current, body)
             new = self._merge_allowed(res, current, wanted, subresource)
             new = self._admit(res, new, current, validation, patch=not replace, subresource=subresource)
             return self._commit(res, namespace, name, current, new, field_manager, subresource)
+
+    @staticmethod
+    def _check_version(res: resource, name: str, current: Obj, body: Any) -> None:
+        """Optimistic concurrency: a write naming another resourceVersion than the stored one is 409."""
+        sent = (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) else None
+        if sent and sent != current["metadata"]["resourceVersion"]:
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {res.plural} "{name}": the object has been modified; '
+                "please apply your changes to the latest version and try again",
+            )
 
     def _commit(
         self,

@@ -66,6 +66,11 @@ def test_server_side_apply_creates_updates_and_reports_conflicts(
     assert "f:team" not in owners["kubectl"].get("f:metadata", {}).get("f:labels", {})  # taken over by force
     assert "f:team" in owners["alice"]["f:metadata"]["f:labels"]
 
+    stale = yaml.safe_load(_example(fast=20))
+    stale["metadata"].update(resourceVersion="1", uid="00000000-0000-0000-0000-000000000000")
+    refused = kubectl.fails("apply", "--server-side", "--field-manager=alice", "-f", "-", stdin=yaml.safe_dump(stale))
+    assert "the object has been modified" in refused  # a resourceVersion in an apply is a precondition
+
     # A field the manager stops applying is removed, unless someone else still owns it.
     config_map = {
         "apiVersion": "v1",
