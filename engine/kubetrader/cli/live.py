@@ -126,6 +126,9 @@ def _live_spec(spec_json: str | None, **options: Any) -> Any:
 @click.option("--http-host", default="0.0.0.0", show_default=True)
 @click.option("--http-port", type=int, default=None, help="Serve /status, /stop, /flatten, /halt (token required).")
 @click.option("--insecure-local", is_flag=True, help="Serve the endpoint without a token, on 127.0.0.1 only.")
+@click.option("--account-lease", envvar="KUBETRADER_ACCOUNT_LEASE", default=None,
+              help="One trader per account: the key of the lease this runner must hold in the journal "
+              "database to send (default with IB: the gateway's host:port; none with --replay).")  # fmt: skip
 def run_cmd(
     spec_json: str | None,
     host: str,
@@ -141,6 +144,7 @@ def run_cmd(
     http_host: str,
     http_port: int | None,
     insecure_local: bool,
+    account_lease: str | None,
     **options: Any,
 ) -> None:
     """Trade a strategy: through IB (paper or live) or, with --replay, on stored bars.
@@ -169,6 +173,7 @@ def run_cmd(
         )
     else:
         broker = ib_broker(Connection(host, port or spec.api_port, client_id or spec.gateway.client_id))
+        account_lease = account_lease or f"{host}:{port or spec.api_port}"
     endpoint = None
     if http_port is not None:
         endpoint = Endpoint("127.0.0.1" if insecure_local else http_host, http_port, insecure_local)
@@ -178,6 +183,7 @@ def run_cmd(
         deployment=deployment,
         journal_url=journal_url or f"sqlite:///kubetrader-live-{deployment}.db",
         endpoint=endpoint,
+        lease_account=account_lease,
     )
     click.echo(json.dumps({k: v for k, v in session.snapshot().items() if k != "prices"}, default=str))
 

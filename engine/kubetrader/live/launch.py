@@ -80,6 +80,7 @@ def run_deployment(
     endpoint: Endpoint | None = None,
     token: str | None = None,
     health_interval: float = 30.0,
+    lease_account: str | None = None,
 ) -> Session:
     """Trade until stopped (POST /stop, SIGTERM) or the replay ends; returns the finished session."""
     from kubetrader.live.journal import Journal
@@ -93,6 +94,7 @@ def run_deployment(
         limits=spec.risk,
         health_interval=health_interval,
         mode=spec.mode,
+        lease_account=lease_account,
     )
     session = Session(broker, journal, config)
     server = None
@@ -115,6 +117,7 @@ def run_deployment(
         if server is not None:
             server.stop()
         broker.disconnect()
+        session.release_lease()  # after the socket is gone: the next runner may take the account
         journal.close()
     return session
 

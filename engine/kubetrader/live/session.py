@@ -12,7 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import os
 import queue
+import socket
 import threading
 import time
 from collections import deque
@@ -39,6 +41,7 @@ from kubetrader.live.broker import (
 )
 from kubetrader.live.connection import HealthCheck, RetryPolicy, backoff_delays, connect_with_retry
 from kubetrader.live.journal import UNRESOLVED_STATES, Journal, reconcile_decision
+from kubetrader.live.lease import AccountLease
 from kubetrader.live.reconcile import account_differences
 from kubetrader.live.stop import Flattener, StopReport, StopSettings
 from kubetrader.risk import Origin, RiskEngine, TradingState, reduces_exposure
@@ -65,6 +68,9 @@ class SessionConfig:
     cash_tolerance: float = 0.001
     # Seconds to let lagging position reports arrive before a difference halts trading.
     confirm_delay: float = 1.0
+    # One trader per account (kubetrader.live.lease.AccountLease): the account's key, or None.
+    lease_account: str | None = None
+    lease_term: float = 15.0
     # The runner's flatten (kubetrader.live.stop): `spec.stopPolicy.scope`, settling window.
     stop_scope: str = "strategy"
     settle_window: float = 1.5
@@ -104,6 +110,13 @@ class Session:
         self._account_known = False  # a baseline to compare the broker's account with
         self._commissions: dict[str, float] = {}  # exec id -> commission taken out of cash
         self._next_reconcile = 0.0
+        self.lease: AccountLease | None = None
+        if config.lease_account:
+            holder = f"{config.deployment}@{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+            self.lease = AccountLease(journal.engine, config.lease_account, holder, term=config.lease_term)
+        self.lease_wait: str | None = None  # who holds the account's lease while this runner waits
+        self._next_renew = 0.0
+        self._started = False  # the account and the trading state are known (see `start`)
         self.link_lost = False  # IB 1100: TWS is up, its link to IB is not; nothing is sent
         self.flattener: Flattener | None = None
         self.stop_blocked: str | None = None  # why the last flatten ended NOT flat
@@ -125,13 +138,57 @@ class Session:
 
     # ------------------------------------------------------------ start-up
 
+    def wait_for_lease(self, *, poll: float = 1.0, stop: Callable[[], bool] = lambda: False) -> None:
+        """Block until this runner holds the account's lease (none configured: at once), saying why it waits."""
+        if self.lease is None:
+            return
+        while (holder := self.lease.acquire()) is not None:
+            reason = f"waiting for the account lease of {self.lease.account}: {holder.describe()}"
+            if reason != self.lease_wait:
+                self.journal.note("lease_wait", account=self.lease.account, holder=holder.holder, token=holder.token)
+                log.warning(reason)
+            self.lease_wait = reason
+            self._publish()
+            if stop():
+                return
+            time.sleep(poll)
+        self.lease_wait = None
+        self._next_renew = time.monotonic() + self.config.lease_term / 3
+        self.journal.note("lease_acquired", account=self.lease.account, token=self.lease.token)
+
+    def _renew_lease(self) -> None:
+        """Renew every third of the term; a lost lease fences the gate until it is taken again."""
+        if self.lease is None or time.monotonic() < self._next_renew:
+            return
+        had = self.lease.token
+        holder = self.lease.acquire()
+        self._next_renew = time.monotonic() + self.config.lease_term / 3
+        if holder is not None and had is not None:
+            self.journal.note("lease_lost", account=self.lease.account, holder=holder.holder, token=holder.token)
+            log.error("account lease lost: %s", holder.describe())
+
+    def release_lease(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+
+    def _fenced(self) -> str | None:
+        """Why this runner may not send now (no valid account lease), or None."""
+        if self.lease is None or self.lease.valid():
+            return None
+        holder = self.lease.current()
+        return f"no account lease for {self.lease.account}" + (f": {holder.describe()}" if holder else "")
+
     def start(self) -> None:
+        self.wait_for_lease(stop=lambda: not self.commands.empty())  # SIGTERM while waiting: give up
+        if self.lease is not None and self.lease.token is None:
+            return  # never connected: the runner's loop sees the shutdown and ends; the gate stays fenced
         connect_with_retry(self.broker, self.config.retry)
         self.connected = True
         self.health.last_ok = time.monotonic()
         self.last_heartbeat = time.time()
         self._restore_trading_state()
         self.reconcile()
+        self._started = True
         self._observe()
         self._save_trading_state(force=True)
         for symbol in self.config.symbols:
@@ -284,6 +341,8 @@ class Session:
 
     def _observe(self) -> None:
         """Give the engine the current equity on the exchange's trading day (halts, a new day's budget)."""
+        if not self._started:
+            return  # no account yet: an equity of 0 must not become the day's baseline
         self.risk.observe(self.equity, self._today().isoformat())
 
     def deliver(self, bar: Bar) -> None:
@@ -302,6 +361,9 @@ class Session:
 
     def _refusal(self, request: OrderRequest, origin: Origin) -> str | None:
         """The gate: the engine's verdict on `request` against position PLUS working orders."""
+        fenced = self._fenced()
+        if fenced is not None:
+            return fenced
         self._observe()
         held = self.positions.get(request.symbol)
         position = held.quantity if held else 0.0
@@ -376,7 +438,11 @@ class Session:
 
     def _send_close(self, request: OrderRequest) -> None:
         """A flatten order: journaled like any order, never risk-checked (it only reduces; the
-        flattener asserts so), and errors raised to the flattener, which decides what next."""
+        flattener asserts so), and errors raised to the flattener, which decides what next.
+        Fenced like every send: without the account's lease nothing goes out."""
+        fenced = self._fenced()
+        if fenced is not None:
+            raise OrderRejectedError(f"{request.order_ref}: {fenced}")
         self.journal.record_intent(request)
         self.risk.sent(time.monotonic())
         self._working[request.order_ref] = (request.symbol, request.signed_quantity, 0.0)
@@ -392,6 +458,7 @@ class Session:
 
     def pump(self, timeout: float) -> None:
         """Run broker I/O for up to `timeout` s, fold events in, keep the connection healthy."""
+        self._renew_lease()
         self._handle_commands()
         if not self.connected:
             self._try_reconnect()
@@ -601,7 +668,8 @@ class Session:
 
     def _publish(self) -> None:
         self._observe()
-        self._save_trading_state()
+        if self._started:
+            self._save_trading_state()
         pnl = self.equity - self.day_start_equity
         unrealized = self.unrealized_pnl()
         snapshot = {
@@ -611,6 +679,7 @@ class Session:
             "stop_blocked": self.stop_blocked,
             "last_health_ok": self.health.last_ok,
             "halted": self.halted,
+            "lease_wait": self.lease_wait,
             "trading_state": self.risk.state.value,
             "stopping": self.stopping,
             "finished": self.finished,

@@ -61,6 +61,11 @@ class PromotionSpec(SpecModel):
     from_backtest: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     min_sharpe: float | None = None
     max_drawdown: float | None = Field(default=None, gt=0, le=1, description="Largest allowed |max drawdown|.")
+    max_backtest_age_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="The Backtest must have finished within this many days (default: the operator's).",
+    )
 
 
 class LiveDeploymentSpec(SpecModel):

@@ -28,6 +28,10 @@ PARALLELISM_MESSAGE = "parallelism must not exceed trials"
 CUSTOM_COMMISSION_MESSAGE = "commission model 'custom' needs perShare or percent"
 
 
+LIVE_PROMOTION_MESSAGE = "mode 'live' needs spec.promotion.fromBacktest: a Succeeded Backtest of the same strategy"
+MODE_IMMUTABLE_MESSAGE = "spec.mode is immutable: paper <-> live needs a new LiveDeployment"
+
+
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(w.capitalize() for w in rest)
@@ -101,6 +105,15 @@ def live_spec_schema() -> Schema:
     limits = " && ".join(f"has(self.risk.{_camel(name)})" for name in LIVE_REQUIRED_LIMITS)
     rule = f"!has(self.mode) || self.mode != 'live' || ({limits})"
     _add_rules(spec, _rule(rule, LIVE_LIMITS_MESSAGE, fieldPath=".risk"))
+    # Real money needs a promotion from a Backtest (the operator checks that it matches), and
+    # paper <-> live is a new resource, never an edit of a running one.
+    _add_rules(
+        spec,
+        _rule("!has(self.mode) || self.mode != 'live' || has(self.promotion)", LIVE_PROMOTION_MESSAGE,
+              fieldPath=".promotion", reason="FieldValueRequired"),
+        _rule("(has(self.mode) ? self.mode : 'paper') == (has(oldSelf.mode) ? oldSelf.mode : 'paper')",
+              MODE_IMMUTABLE_MESSAGE, fieldPath=".mode"),
+    )  # fmt: skip
     return spec
 
 

@@ -68,9 +68,18 @@ def create_children(body: kopf.Body, name: str, namespace: str | None, patch: ko
         _apply(patch, {"conditions": c, "phase": status.derive_phase(c), "message": message})
         kopf.warn(body, reason="InvalidSpec", message=message)
         raise kopf.PermanentError(message) from exc
+    if spec.mode == "live" and spec.promotion is None:  # the CRD's CEL refuses it too: never trade unpromoted
+        message = "mode 'live' needs spec.promotion.fromBacktest"
+        c = set_condition(
+            _conditions(body), status.FAILED, True, "NotPromoted", message, generation=generation, now=now
+        )
+        _apply(patch, {"conditions": c, "phase": status.derive_phase(c), "message": message})
+        raise kopf.PermanentError(message)
     if spec.mode == "live" and spec.promotion is not None:
         backtest = kube_io.read_backtest(namespace, spec.promotion.from_backtest)
-        refusal = status.promotion_refusal(spec.promotion, backtest)
+        refusal = status.promotion_refusal(
+            spec.promotion, backtest, spec, max_age_days=get_live_settings().max_backtest_age_days
+        )
         c = set_condition(
             _conditions(body), status.PROMOTED, refusal is None, "BacktestGate" if refusal is None else "GateClosed",
             refusal or f"Backtest {spec.promotion.from_backtest} passed the gate", generation=generation, now=now,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from kubetrader.specs.live import PromotionSpec
+from kubetrader.specs.live import LiveDeploymentSpec, PromotionSpec
 from kubetrader_operator.conditions import Condition, is_true, set_condition
 
 GATEWAY_READY = "GatewayReady"
@@ -101,14 +101,39 @@ def runner_unreachable_status(
     return {"conditions": c, "phase": derive_phase(c), "connected": False}
 
 
-def promotion_refusal(promotion: PromotionSpec, backtest: dict[str, Any] | None) -> str | None:
-    """Why the named Backtest does not allow a `live` deployment to trade, or None when it does."""
+def promotion_refusal(
+    promotion: PromotionSpec,
+    backtest: dict[str, Any] | None,
+    live: LiveDeploymentSpec | None = None,
+    *,
+    now: dt.datetime | None = None,
+    max_age_days: int | None = None,
+) -> str | None:
+    """Why the named Backtest does not allow a `live` deployment to trade, or None when it does.
+
+    The Backtest must have Succeeded, tested what will trade (strategy path, params, symbols,
+    timeframe, when `live` is given), have finished within `promotion.maxBacktestAgeDays` (else
+    the operator's `max_age_days`), and meet the Sharpe and drawdown bounds.
+    """
     name = promotion.from_backtest
     if backtest is None:
         return f"Backtest {name} not found"
     status = backtest.get("status") or {}
     if status.get("phase") != "Succeeded":
         return f"Backtest {name} is {status.get('phase') or 'Pending'}, not Succeeded"
+    if live is not None:
+        mismatch = _backtest_mismatch(backtest.get("spec") or {}, live)
+        if mismatch:
+            return f"Backtest {name} did not test what would trade: {mismatch}"
+    age_limit = promotion.max_backtest_age_days or max_age_days
+    if age_limit is not None:
+        finished = status.get("completionTime")
+        if not finished:
+            return f"Backtest {name} has no completionTime to check its age against {age_limit} days"
+        when = dt.datetime.fromisoformat(str(finished).replace("Z", "+00:00"))
+        age = ((now or dt.datetime.now(dt.UTC)) - when).total_seconds() / 86_400
+        if age > age_limit:
+            return f"Backtest {name} finished {age:.1f} days ago, older than {age_limit} days"
     metrics = status.get("metrics") or {}
     sharpe = metrics.get("sharpeRatio")
     drawdown = metrics.get("maxDrawdown")
@@ -122,4 +147,19 @@ def promotion_refusal(promotion: PromotionSpec, backtest: dict[str, Any] | None)
             return f"Backtest {name} has no max drawdown"
         if abs(drawdown) > promotion.max_drawdown:
             return f"Backtest {name} max drawdown {abs(drawdown):.2%} exceeds {promotion.max_drawdown:.2%}"
+    return None
+
+
+def _backtest_mismatch(backtest_spec: dict[str, Any], live: LiveDeploymentSpec) -> str | None:
+    """The first difference between what the Backtest ran and what the deployment would trade."""
+    strategy = backtest_spec.get("strategy") or {}
+    data = backtest_spec.get("data") or {}
+    if strategy.get("path") != live.strategy.path:
+        return f"strategy {strategy.get('path')} != {live.strategy.path}"
+    if (strategy.get("params") or {}) != dict(live.strategy.params):
+        return f"params {strategy.get('params') or {}} != {dict(live.strategy.params)}"
+    if sorted(data.get("symbols") or []) != sorted(live.symbols):
+        return f"symbols {data.get('symbols')} != {list(live.symbols)}"
+    if (data.get("timeframe") or "1d") != live.timeframe:
+        return f"timeframe {data.get('timeframe') or '1d'} != {live.timeframe}"
     return None
