@@ -51,16 +51,19 @@ def test_backtest_list_pages_filters_and_sorts_by_a_metric(api: httpx.Client, da
 def test_backtest_detail_equity_and_trades_match_the_result_document(
     api: httpx.Client, dashboard_api: RunningApi
 ) -> None:
+    from kubetrader.results.trades import closed_trades
+
     result_id, document = next(iter(dashboard_api.stores.documents.items()))
+    closed = closed_trades(document.trades)
     detail = api.get(f"/backtests/{result_id}").json()
     assert detail["metadata"]["id"] == document.metadata.id
     assert detail["bars"] == len(document.equity)
-    assert detail["trade_count"] == len(document.trades)
+    assert detail["trade_count"] == len(closed) == document.metrics["num_trades"]
     equity = api.get(f"/backtests/{result_id}/equity").json()
     assert equity["dates"] == document.dates
     assert equity["equity"] == pytest.approx(document.equity)
     assert min(equity["drawdown"]) == pytest.approx(document.metrics["max_drawdown"], abs=1e-6)
-    trades = api.get(f"/backtests/{result_id}/trades", params={"limit": 1000}).json()
+    trades = api.get(f"/backtests/{result_id}/trades", params={"limit": 1000, "state": "all"}).json()
     assert trades["total"] == len(document.trades)
     assert [t["entry_time"] for t in trades["items"]] == sorted(t.entry_time for t in document.trades)
     assert sum(t["pnl_net"] for t in trades["items"]) == pytest.approx(sum(t.pnl_net for t in document.trades))

@@ -227,3 +227,58 @@ def test_schema_lists_every_resource(dashboard_api: RunningApi) -> None:
     paths = httpx.get(dashboard_api.url + "/api/v1/openapi.json").json()["paths"]
     for prefix in ("backtests", "trades", "rankings", "studies", "live", "mlflow", "queue", "health", "settings"):
         assert any(p.startswith(f"/api/v1/{prefix}") for p in paths), prefix
+
+
+def test_the_cli_s_up_front_checks_refuse_a_backtest_before_202_without_a_server_path(tmp_path: Path) -> None:
+    document = backtest_document(*DASHBOARD_RUNS[0])
+    typo = copy.deepcopy(document)
+    typo["spec"]["strategy"]["params"] = {"fsat": 10}
+    unknown = copy.deepcopy(document)
+    unknown["spec"]["data"]["symbols"] = ["ORCX"]
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    with _client(tmp_path) as client:
+        for bad, field, words in (
+            (typo, "spec.strategy.params.fsat", "unknown parameter of SMACrossover (did you mean 'fast'?)"),
+            (unknown, "spec.data.symbols.0", "unknown symbol 'ORCX'"),
+        ):
+            response = client.post("/api/v1/backtests", json=bad, headers=auth)
+            assert response.status_code == 422, response.text
+            (error,) = response.json()["errors"]
+            assert error["field"] == field and words in error["message"], error
+            assert str(tmp_path) not in response.text and "store:" not in response.text
+        study = {
+            "apiVersion": "kubetrader.io/v1alpha1",
+            "kind": "OptimizationStudy",
+            "metadata": {"name": "s"},
+            "spec": {
+                "backtest": {"strategy": {"path": "strategies.sma_crossover.SMACrossover"},
+                             "data": {"symbols": ["ORCX"], "start": "2012-01-01", "end": "2014-12-31"}},
+                "space": {"fast": {"type": "int", "low": 5, "high": 20}},
+                "objective": {"metric": "sharpe_ratio"},
+                "trials": 2,
+            },
+        }  # fmt: skip
+        response = client.post("/api/v1/studies", json=study, headers=auth)
+        assert response.status_code == 422 and response.json()["errors"][0]["field"] == "spec.data.symbols.0"
+
+
+def test_a_yaml_body_is_refused_saying_what_the_endpoint_takes(tmp_path: Path) -> None:
+    import yaml
+
+    text = yaml.safe_dump(backtest_document(*DASHBOARD_RUNS[0]))
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    with _client(tmp_path) as client:
+        for content_type in ("application/yaml", "application/json"):
+            response = client.post("/api/v1/backtests", content=text, headers={**auth, "Content-Type": content_type})
+            assert response.status_code == 422, response.text
+            (error,) = response.json()["errors"]
+            assert error["field"] == "body" and "as JSON" in error["message"] and content_type in error["message"]
+
+
+def test_openapi_declares_the_bearer_token_only_on_routes_that_need_it(tmp_path: Path) -> None:
+    with _client(tmp_path) as client:
+        paths = client.get("/api/v1/openapi.json").json()["paths"]
+    for path, item in paths.items():
+        for method, operation in item.items():
+            secured = bool(operation.get("security"))
+            assert secured == (method != "get"), f"{method.upper()} {path}: security {operation.get('security')}"

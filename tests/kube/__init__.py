@@ -10,6 +10,10 @@
 - kubectl's needs (see README.md): `discovery`, `openapi`, `tables`, `logs`, `events`,
   `selectors`, `paging`, `apply` (server-side apply), `defaulting`; `kubectl` runs the real
   kubectl; `sandbox` is `make sandbox`.
+- `authn`, `rbac`, `access`: bearer-token authentication, kube-apiserver's RBAC authorizer
+  (pure functions over the stored Roles and bindings) and the check the emulator runs
+  before every handler; `chart_rbac`: the chart's RBAC for the operator fixtures, and the
+  record of the operator's requests that `test_chart_rbac_replay` replays (README.md).
 - `kubelet`: `FakeKubelet`, plays kubelet and Job controller for one Job: runs its
   container as a local process and writes the Pod and Job status as Kubernetes does.
 """

@@ -68,22 +68,6 @@ _kmock_parse_path = parsing.parse_path
 
 
 def _parse_path(path: str) -> parsing.ParsedPath:
-    """kmock's path parser, except for the list of Namespaces (`/api/v1/namespaces`), which kmock
-    reads as the start of `/namespaces/NS/...` and fails on (a 500 to kopf observing namespaces)."""
-    parts = path.strip("/").split("/")
-    if parts[-1] == "namespaces" and parts[0] in {"api", "apis"} and len(parts) == (3 if parts[0] == "api" else 4):
-        found = _kmock_parse_path("/".join(parts[:-1]))
-        return parsing.ParsedPath(found.group, found.version, "namespaces")
-    return _kmock_parse_path(path)
-
-
-parsing.parse_path = _parse_path  # rendering.Request._parse looks it up on the module at each request
-
-
-_kmock_parse_path = parsing.parse_path
-
-
-def _parse_path(path: str) -> parsing.ParsedPath:
     """kmock 0.8's URL parser, with the Namespace kind's own paths.
 
     kmock reads `/api/v1/namespaces` as a namespace with no name (and crashes) and
@@ -464,7 +448,9 @@ class KubeEmulator(KubernetesEmulator):
         if current is None:
             new.setdefault("metadata", {})["name"] = name
             return self._create(res, namespace, new)
-        return self._commit(res, namespace, name, current, new, None)
+        self._check_version(res, name, current, body)
+        # identity (uid, resourceVersion, ...) and status are not the apply's to change
+        return self._commit(res, namespace, name, current, self._merge_allowed(res, current, new, None), None)
 
     async def update_object(
         self,
@@ -498,16 +484,21 @@ class KubeEmulator(KubernetesEmulator):
                     raise ApiError(422, "Invalid", f"the server rejected our request: test failed: {exc}") from None
             else:
                 wanted = merge_patch(current, body)
-            sent_version = (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) else None
-            if sent_version and sent_version != current["metadata"]["resourceVersion"]:
-                raise ApiError(
-                    409,
-                    "Conflict",
-                    f'Operation cannot be fulfilled on {res.plural} "{name}": the object has been modified; '
-                    "please apply your changes to the latest version and try again",
-                )
+            self._check_version(res, name, current, body)
             new = self._merge_allowed(res, current, wanted, subresource)
             return self._commit(res, namespace, name, current, new, field_manager, subresource)
+
+    @staticmethod
+    def _check_version(res: resource, name: str, current: Obj, body: Any) -> None:
+        """Optimistic concurrency: a write naming another resourceVersion than the stored one is 409."""
+        sent = (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) else None
+        if sent and sent != current["metadata"]["resourceVersion"]:
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {res.plural} "{name}": the object has been modified; '
+                "please apply your changes to the latest version and try again",
+            )
 
     def _commit(
         self,

@@ -65,6 +65,11 @@ def test_server_side_apply_creates_updates_and_reports_conflicts(
     assert "f:fast" not in owners["kubectl"]["f:spec"]["f:strategy"]["f:params"]  # taken over by force
     assert "f:fast" in owners["alice"]["f:spec"]["f:strategy"]["f:params"]
 
+    stale = yaml.safe_load(_example(fast=20))
+    stale["metadata"].update(resourceVersion="1", uid="00000000-0000-0000-0000-000000000000")
+    refused = kubectl.fails("apply", "--server-side", "--field-manager=alice", "-f", "-", stdin=yaml.safe_dump(stale))
+    assert "the object has been modified" in refused  # a resourceVersion in an apply is a precondition
+
     # A field the manager stops applying is removed, unless someone else still owns it.
     config_map = {
         "apiVersion": "v1",

@@ -181,3 +181,26 @@ def test_a_runner_connected_but_unreachable_keeps_the_flattener_slot_and_the_ope
         assert sum(1 for o in tws_peer.orders() if o.order_ref.startswith("kt-ostop")) == 1
     finally:
         runner.disconnect()
+
+
+def test_closes_the_broker_rejects_block_the_stop_with_its_reason_in_the_condition_and_events(
+    live_env: EmulatedCluster, tws_peer: TwsPeer, operator_runner: Callable[[], Any]
+) -> None:
+    from kubetrader.live.testing.faults import RejectRule
+
+    tws_peer.seed_position("ORCL", 100)
+    tws_peer.faults.rejects.append(RejectRule(201, symbol="ORCL"))
+    with operator_runner():
+        live_env.create(live_deployment())
+        wait_until(lambda: live_env.get("StatefulSet", NS, GATEWAY), timeout=20, what="the gateway")
+        live_env.delete("LiveDeployment", NS, NAME)
+        blocked = wait_until(lambda: events(live_env, "EmergencyStopBlocked"), timeout=30, what="blocked")
+        assert "201" in blocked[-1]["message"] and "Order rejected" in blocked[-1]["message"]
+        stop_blocked = wait_until(lambda: condition(live_env, "StopBlocked"), what="the StopBlocked condition")
+        assert stop_blocked["reason"] == "FlattenRejected" and "201" in stop_blocked["message"]
+        assert live_env.get("LiveDeployment", NS, NAME) is not None  # the finalizer stays
+        attempts = len([o for o in tws_peer.orders() if o.order_ref.startswith("kt-ostop")])
+        assert 1 <= attempts <= 4 * len(events(live_env, "EmergencyStopBlocked"))  # bounded per attempt
+        tws_peer.faults.rejects.clear()  # the broker accepts again: the next attempt confirms
+        wait_until(lambda: live_env.get("LiveDeployment", NS, NAME) is None, timeout=40, what="the finalizer")
+    assert tws_peer.positions() == {}

@@ -46,8 +46,11 @@ def test_a_worker_process_runs_matrix_cells_with_the_engine_and_ranks_them(
     stats = wait_for_batch(queue, "engine", timeout=5)
     assert (stats.done, stats.failed) == (2, 2)
     trial = queue.result("study-sma", "sma-t0")
-    assert trial is not None and trial.status == "succeeded" and trial.result_path is None
-    assert len(trial.data["returns"]) > 500 and isinstance(trial.metrics["sharpe_ratio"], float)
+    assert trial is not None and trial.status == "succeeded" and not trial.data  # returns are a file, not in Redis
+    from kubetrader.optimize.trial_handler import load_returns
+
+    returns = load_returns(trial.result_path)
+    assert returns is not None and len(returns) > 500 and isinstance(trial.metrics["sharpe_ratio"], float)
     assert "unknown kind 'mystery'" in (queue.result("engine", "odd-kind").error or "")  # type: ignore[union-attr]
 
     results = queue.results("engine")
