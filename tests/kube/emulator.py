@@ -68,22 +68,6 @@ _kmock_parse_path = parsing.parse_path
 
 
 def _parse_path(path: str) -> parsing.ParsedPath:
-    """kmock's path parser, except for the list of Namespaces (`/api/v1/namespaces`), which kmock
-    reads as the start of `/namespaces/NS/...` and fails on (a 500 to kopf observing namespaces)."""
-    parts = path.strip("/").split("/")
-    if parts[-1] == "namespaces" and parts[0] in {"api", "apis"} and len(parts) == (3 if parts[0] == "api" else 4):
-        found = _kmock_parse_path("/".join(parts[:-1]))
-        return parsing.ParsedPath(found.group, found.version, "namespaces")
-    return _kmock_parse_path(path)
-
-
-parsing.parse_path = _parse_path  # rendering.Request._parse looks it up on the module at each request
-
-
-_kmock_parse_path = parsing.parse_path
-
-
-def _parse_path(path: str) -> parsing.ParsedPath:
     """kmock 0.8's URL parser, with the Namespace kind's own paths.
 
     kmock reads `/api/v1/namespaces` as a namespace with no name (and crashes) and
