@@ -83,7 +83,7 @@ def operator_run(data_dir: Path, lag: float = 0.0) -> tuple[float, bool]:
         while len(peer.open_orders()) < 10:
             trader.poll(0.01)
         trader.disconnect()
-        with EmulatedCluster(load_crds().values(), workdir=Path(work)) as cluster:
+        with EmulatedCluster(load_crds().values(), workdir=Path(work), namespaces=["bench"]) as cluster:
             assert cluster.emulator is not None
             cluster.emulator.register("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy")
             os.environ.update(

@@ -57,7 +57,10 @@ def backtest(example: dict[str, Any], name: str) -> dict[str, Any]:
 
 def main() -> None:
     example = yaml.safe_load((ROOT / "examples/backtest-sma.yaml").read_text())
-    with tempfile.TemporaryDirectory() as tmp, EmulatedCluster(load_crds().values(), workdir=Path(tmp)) as cluster:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        EmulatedCluster(load_crds().values(), workdir=Path(tmp), namespaces=["bench"]) as cluster,
+    ):
         env = {
             **os.environ,
             "KUBECONFIG": str(cluster.kubeconfig),

@@ -17,12 +17,17 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from kubetrader.specs import API_GROUP, API_VERSION
+from kubetrader_operator.labels import stale_child
 
 BACKTESTS = "backtests"
 
 
 class ConflictError(Exception):
     """The object changed since it was read (HTTP 409): read it again and retry."""
+
+
+class StaleChildError(Exception):
+    """The child's name is taken by an object this owner must not adopt (`labels.stale_child` says why)."""
 
 
 _lock = threading.Lock()
@@ -69,7 +74,9 @@ def create_if_absent(manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Create a ConfigMap or Job unless one of that name exists; (object, created?).
 
     A 409 means a previous attempt (maybe before a restart) got there first: the
-    existing object is adopted, never replaced and never duplicated.
+    existing object is adopted, never replaced and never duplicated, but only when it is
+    this owner's (same owner uid, same spec hash). A child of a deleted namesake raises
+    StaleChildError: the garbage collector deletes it soon after its owner went.
     """
     kind = manifest["kind"]
     namespace = manifest["metadata"]["namespace"]
@@ -88,6 +95,9 @@ def create_if_absent(manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         existing = _call(read, name, namespace)
         if existing is None:  # deleted between the 409 and the read: let the caller retry
             raise
+        reason = stale_child(existing, manifest)
+        if reason is not None:
+            raise StaleChildError(reason) from None
         return existing, False
     assert created is not None
     return created, True

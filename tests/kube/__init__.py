@@ -1,7 +1,9 @@
 """Stand-ins for a Kubernetes API server, shared by every test that needs one.
 
-- `crd_validation`: what the API server does with a custom resource before it stores
-  it: defaulting, the CRD's openAPIV3Schema, and the CEL `x-kubernetes-validations`.
+- admission (see README.md): `admission` runs the chain on every write; `crd_validation`
+  what apiextensions-apiserver does with a custom resource (pruning, defaulting, the
+  openAPIV3Schema, CEL `x-kubernetes-validations`); `metadata` ObjectMeta's rules;
+  `field_errors` the `Status`/causes wording; `gc` the garbage collector.
 - `emulator`: `KubeEmulator`, kmock's KubernetesEmulator extended with the parts of
   the API server that controllers rely on (uid, resourceVersion, generation, the status
   subresource, optimistic concurrency, JSON/merge patches, garbage collection).

@@ -37,8 +37,12 @@ CALL_TIMEOUT = 10.0
 
 
 class EmulatedCluster:
-    def __init__(self, crds: Iterable[Obj] = (), *, workdir: Path, gc: bool = True) -> None:
+    def __init__(
+        self, crds: Iterable[Obj] = (), *, workdir: Path, gc: bool = True, namespaces: Iterable[str] = ()
+    ) -> None:
+        """`namespaces`: created at start (`kubectl create namespace`): a create elsewhere gets 404, as on a cluster."""
         self._crds = list(crds)
+        self._namespaces = list(namespaces)
         self._gc = gc
         self.kubeconfig = workdir / "kubeconfig"
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -89,6 +93,11 @@ class EmulatedCluster:
                 emulator.register_crd(crd)
                 await emulator.create_object(
                     resource(group="apiextensions.k8s.io", version="v1", plural="customresourcedefinitions"), None, crd
+                )
+            namespaces = resource(group="", version="v1", plural="namespaces")
+            for namespace in self._namespaces:
+                await emulator.create_object(
+                    namespaces, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
                 )
             for policy in BOOTSTRAP_POLICY:
                 res = resource(group="rbac.authorization.k8s.io", version="v1", plural=f"{policy['kind'].lower()}s")
@@ -193,9 +202,10 @@ class EmulatedCluster:
         res = self.resource_of(kind)
         return self.call(lambda e: e.update_object(res, namespace, name, patch, subresource=subresource))
 
-    def delete(self, kind: str, namespace: str | None, name: str) -> Obj:
+    def delete(self, kind: str, namespace: str | None, name: str, *, policy: str | None = None) -> Obj:
+        """DELETE with a propagationPolicy (Background, Foreground, Orphan; None: the kind's default)."""
         res = self.resource_of(kind)
-        return self.call(lambda e: e.delete_object(res, namespace, name))
+        return self.call(lambda e: e.delete_object(res, namespace, name, policy=policy))
 
     def attach_log(self, namespace: str, pod: str, container: str, path: Path) -> None:
         """Serve `path` (which the kubelet stand-in writes) as the container's log at `pods/<pod>/log`."""
@@ -206,5 +216,5 @@ class EmulatedCluster:
         self.call(attach)
 
     def collect_garbage(self) -> int:
-        """One pass of the garbage collector (deleting an owner already cascades when `gc=True`)."""
+        """Run the garbage collector now (with `gc=True` it also runs by itself shortly after a deletion)."""
         return self.call(lambda e: e.collect_garbage())

@@ -19,8 +19,9 @@ what the API server does:
   `resourceVersion` replays what changed since from a bounded watch cache (or ends
   with `410 Gone` when that is older than the cache, and the client re-lists), and
   ends after the client's `timeoutSeconds`;
-- garbage collection: deleting an owner deletes its dependents (by ownerReferences
-  uid), as the cluster's garbage collector does in the background.
+- admission of every write (tests.kube.admission: field validation, pruning, defaulting,
+  schema and CEL, metadata, namespaces, immutable fields) and garbage collection after the
+  owner's DELETE returned, with Background, Foreground and Orphan propagation (tests.kube.gc).
 
 It scales to thousands of objects: live objects are indexed by resource, namespace
 and name (and by uid and owner uid), so fetches, patches, deletes and garbage
@@ -57,12 +58,13 @@ from kmock._internal.k8s import KubernetesError
 
 from tests.kube import apply, defaulting, discovery, events, openapi, paging, selectors, tables
 from tests.kube.access import RBAC_KINDS, AccessControl
+from tests.kube.admission import Admission, Kind, Write, collect_warnings, field_validation, warning_headers
+from tests.kube.field_errors import ApiError, Obj
+from tests.kube.gc import GarbageCollector, default_policy, deletion_finalizer, propagation_policy
 from tests.kube.logs import ContainerLogs, LogError
 from tests.kube.openapi import OpenAPI
 from tests.kube.patching import JSON_PATCH, PatchTestFailedError, json_patch, merge_patch
 from tests.kube.selectors import matches_labels
-
-Obj = dict[str, Any]
 
 _kmock_parse_path = parsing.parse_path
 
@@ -84,31 +86,6 @@ def _parse_path(path: str) -> parsing.ParsedPath:
 
 
 parsing.parse_path = _parse_path  # rendering.Request parses every request through this module attribute
-
-
-class ApiError(Exception):
-    """An API-server error: becomes a `Status` object with this code and reason."""
-
-    def __init__(self, code: int, reason: str, message: str, *, details: Obj | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.message = message
-        self.details = details
-
-    def status(self) -> Obj:
-        status: Obj = {
-            "apiVersion": "v1",
-            "kind": "Status",
-            "metadata": {},
-            "status": "Failure",
-            "code": self.code,
-            "reason": self.reason,
-            "message": self.message,
-        }
-        if self.details is not None:
-            status["details"] = self.details
-        return status
 
 
 def _now() -> str:
@@ -183,7 +160,10 @@ class KubeEmulator(KubernetesEmulator):
     """See the module docstring. Register kinds with `register()` or `register_builtin_kinds()`."""
 
     _revision: int = attrs.field(default=0, init=False)
+    # The garbage collector runs this long after a deletion (0: at the next turn of the loop);
+    # with `gc_enabled=False` only when a test calls `collect_garbage()`.
     _gc_enabled: bool = attrs.field(default=True)
+    gc_delay_seconds: float = attrs.field(default=0.05)
     # What `generateName` appends (replaceable, e.g. to force a collision in a test).
     name_suffix: Callable[[], str] = attrs.field(default=_random_suffix)
     # kmock's per-object version history: at most this many versions; a deleted object is dropped.
@@ -194,6 +174,9 @@ class KubeEmulator(KubernetesEmulator):
     watch_cache_size: int = attrs.field(default=1024)
     # How often an idle watch checks whether its client went away.
     watch_idle_check_seconds: float = attrs.field(default=5.0)
+    # Admission of every write (tests.kube.admission); off only to measure what it costs.
+    admission: Admission = attrs.field(factory=Admission)
+    admission_enabled: bool = attrs.field(default=True)
     # Authentication and RBAC of every HTTP request, and the record of decisions (tests/kube/access.py).
     access: AccessControl = attrs.field(factory=AccessControl)
 
@@ -203,6 +186,12 @@ class KubeEmulator(KubernetesEmulator):
     _owned: dict[str, set[Key]] = attrs.field(factory=dict, init=False)  # owner uid -> dependents
     _watch_caches: dict[resource, WatchCache] = attrs.field(factory=dict, init=False)
     _delegated: set[rendering.Request] = attrs.field(factory=set, init=False)  # in kmock's hands now
+    gc: GarbageCollector = attrs.field(
+        init=False,
+        default=attrs.Factory(
+            lambda self: GarbageCollector(self, delay=self.gc_delay_seconds, enabled=self._gc_enabled), takes_self=True
+        ),
+    )
     openapi: OpenAPI = attrs.field(factory=OpenAPI, init=False)
     logs: ContainerLogs = attrs.field(factory=ContainerLogs, init=False)  # pods/log (the kubelet writes)
     _printer_columns: dict[resource, list[Obj]] = attrs.field(factory=dict, init=False)  # CRDs' columns
@@ -275,6 +264,7 @@ class KubeEmulator(KubernetesEmulator):
         """Serve a custom resource as its CRD declares it (names, scope, status subresource)."""
         spec = crd["spec"]
         names = spec["names"]
+        self.admission.add_crd(crd)
         self.openapi.add_crd(crd)
         for version in spec["versions"]:
             res = resource(group=spec["group"], version=version["name"], plural=names["plural"])
@@ -371,17 +361,34 @@ class KubeEmulator(KubernetesEmulator):
         if (res.group, res.plural) == ("", "pods") and namespace is not None:
             self.logs.forget(namespace, name)
         self._publish(res, "DELETED", copy.deepcopy(obj))
-        uid = obj["metadata"].get("uid")
-        if self._gc_enabled and uid:
-            self._collect_dependents({uid})
+        if obj["metadata"].get("uid") in self._owned:
+            self.gc.schedule()  # its dependents: the collector's work, after this DELETE has returned
 
     # ---- the write path ------------------------------------------------------------------
 
     async def create_object(
-        self, res: resource, namespace: str | None, body: Obj, *, field_manager: str | None = None
+        self,
+        res: resource,
+        namespace: str | None,
+        body: Obj,
+        *,
+        field_manager: str | None = None,
+        validation: str | None = None,
     ) -> Obj:
         async with self._lock:
-            return self._create(res, namespace, body, field_manager=field_manager)
+            return self._create(res, namespace, body, field_manager=field_manager, validation=validation)
+
+    def _admit(self, res: resource, obj: Obj, old: Obj | None, validation: str | None, **write: Any) -> Obj:
+        """The admission chain (tests.kube.admission): the object to store, or an ApiError."""
+        info = self._info(res)
+        if not self.admission_enabled or info is None:
+            return obj
+        kind = Kind(res.group or "", res.version or "", info.kind or "", bool(info.namespaced))
+        namespaces = resource(group="", version="v1", plural="namespaces")
+        return self.admission.admit(
+            Write(kind, obj, old, directive=field_validation(validation), **write),
+            lambda name: self._lookup(namespaces, None, name) is not None,
+        )
 
     def _generate_name(self, res: resource, namespace: str | None, prefix: str) -> str:
         """`prefix` + random characters, as the API server does, trying again if the name is taken."""
@@ -391,7 +398,15 @@ class KubeEmulator(KubernetesEmulator):
                 return name
         raise ApiError(409, "AlreadyExists", f'{res.plural} "{name}" already exists (generated from "{prefix}")')
 
-    def _create(self, res: resource, namespace: str | None, body: Obj, *, field_manager: str | None = None) -> Obj:
+    def _create(
+        self,
+        res: resource,
+        namespace: str | None,
+        body: Obj,
+        *,
+        field_manager: str | None = None,
+        validation: str | None = None,
+    ) -> Obj:
         obj = copy.deepcopy(body)
         meta = obj.setdefault("metadata", {})
         namespace = namespace or meta.get("namespace")
@@ -399,6 +414,10 @@ class KubeEmulator(KubernetesEmulator):
             raise ApiError(400, "BadRequest", "the namespace of the object does not match the namespace of the URL")
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = self._generate_name(res, namespace, meta["generateName"])
+        if namespace:
+            meta["namespace"] = namespace
+        obj = self._admit(res, obj, None, validation)
+        meta = obj["metadata"]
         name = meta.get("name")
         if not name:
             raise ApiError(422, "Invalid", "metadata.name: Required value")
@@ -428,7 +447,14 @@ class KubeEmulator(KubernetesEmulator):
         return self.openapi.field_schema(res.group, res.version, info.kind)
 
     def _apply(
-        self, res: resource, namespace: str | None, name: str, body: Any, field_manager: str | None, force: bool
+        self,
+        res: resource,
+        namespace: str | None,
+        name: str,
+        body: Any,
+        field_manager: str | None,
+        force: bool,
+        validation: str | None = None,
     ) -> Obj:
         """Server-side apply (tests.kube.apply): create the object, or merge into it, owning what it sets."""
         if not field_manager:
@@ -447,10 +473,11 @@ class KubeEmulator(KubernetesEmulator):
             raise ApiError(409, "Conflict", str(exc), details=exc.status()["details"]) from None
         if current is None:
             new.setdefault("metadata", {})["name"] = name
-            return self._create(res, namespace, new)
+            return self._create(res, namespace, new, validation=validation)
         self._check_version(res, name, current, body)
         # identity (uid, resourceVersion, ...) and status are not the apply's to change
-        return self._commit(res, namespace, name, current, self._merge_allowed(res, current, new, None), None)
+        new = self._admit(res, self._merge_allowed(res, current, new, None), current, validation, patch=True)
+        return self._commit(res, namespace, name, current, new, None)
 
     async def update_object(
         self,
@@ -462,6 +489,7 @@ class KubeEmulator(KubernetesEmulator):
         subresource: str | None = None,
         content_type: str = "application/merge-patch+json",
         replace: bool = False,
+        validation: str | None = None,
         field_manager: str | None = None,
         force: bool = False,
     ) -> Obj:
@@ -471,7 +499,7 @@ class KubeEmulator(KubernetesEmulator):
         """
         async with self._lock:
             if content_type.startswith(apply.APPLY_PATCH) and subresource is None:
-                return self._apply(res, namespace, name, body, field_manager, force)
+                return self._apply(res, namespace, name, body, field_manager, force, validation)
             current = self._current(res, namespace, name)
             if current is None:
                 raise ApiError(404, "NotFound", f'{res.plural} "{name}" not found')
@@ -486,6 +514,7 @@ class KubeEmulator(KubernetesEmulator):
                 wanted = merge_patch(current, body)
             self._check_version(res, name, current, body)
             new = self._merge_allowed(res, current, wanted, subresource)
+            new = self._admit(res, new, current, validation, patch=not replace, subresource=subresource)
             return self._commit(res, namespace, name, current, new, field_manager, subresource)
 
     @staticmethod
@@ -549,14 +578,20 @@ class KubeEmulator(KubernetesEmulator):
             new["metadata"]["deletionTimestamp"] = current["metadata"]["deletionTimestamp"]
         return new
 
-    async def delete_object(self, res: resource, namespace: str | None, name: str) -> Obj:
+    async def delete_object(self, res: resource, namespace: str | None, name: str, *, policy: str | None = None) -> Obj:
+        """DELETE with a propagation policy (None: the kind's default, see tests.kube.gc)."""
         async with self._lock:
-            return self._delete(res, namespace, name)
+            return self._delete(res, namespace, name, policy=policy)
 
-    def _delete(self, res: resource, namespace: str | None, name: str) -> Obj:
+    def _delete(self, res: resource, namespace: str | None, name: str, *, policy: str | None = None) -> Obj:
         current = self._current(res, namespace, name)
         if current is None:
             raise ApiError(404, "NotFound", f'{res.plural} "{name}" not found')
+        finalizer = deletion_finalizer(policy or default_policy(res))
+        finalizers = current["metadata"].get("finalizers") or []
+        if finalizer and not current["metadata"].get("deletionTimestamp") and finalizer not in finalizers:
+            current["metadata"]["finalizers"] = [*finalizers, finalizer]  # the collector finishes this deletion
+            self.gc.schedule()
         if current["metadata"].get("finalizers"):
             if not current["metadata"].get("deletionTimestamp"):
                 current["metadata"]["deletionTimestamp"] = _now()
@@ -569,30 +604,10 @@ class KubeEmulator(KubernetesEmulator):
 
     # ---- garbage collection ----------------------------------------------------------------
 
-    def _collect_dependents(self, gone: set[str]) -> None:
-        """Delete every object owned by one of the `gone` uids (recursively, via `_remove`)."""
-        for uid in gone:
-            for key in list(self._owned.get(uid, ())):
-                if self._lookup(*key) is not None:
-                    self._delete(*key)
-
     async def collect_garbage(self) -> int:
-        """One pass of the garbage collector: delete objects all of whose owners are gone.
-
-        Returns how many objects were deleted.
-        """
-        deleted = 0
+        """Run the garbage collector now, until it has nothing left to do; how many objects it deleted."""
         async with self._lock:
-            orphans = {key for uid, keys in self._owned.items() if uid not in self._by_uid for key in keys}
-            for key in orphans:
-                obj = self._lookup(*key)
-                if obj is None:
-                    continue
-                refs = obj.get("metadata", {}).get("ownerReferences", [])
-                if not any(ref.get("uid") in self._by_uid for ref in refs):
-                    self._delete(*key)
-                    deleted += 1
-        return deleted
+            return self.gc.collect()
 
     # ---- reads ---------------------------------------------------------------------------
 
@@ -911,6 +926,17 @@ class KubeEmulator(KubernetesEmulator):
                 return await super()._handle(request)
             finally:
                 self._delegated.discard(request)
+        warnings = collect_warnings()
+        try:
+            response = await self._respond(request, method, res)
+        finally:
+            headers = warning_headers(warnings)
+        for header in headers:  # what admission warned about (never on a watch: it sends at once)
+            response.headers.add("Warning", header)
+        return response
+
+    async def _respond(self, request: rendering.Request, method: str, res: resource) -> aiohttp.web.StreamResponse:
+        validation = request.params.get("fieldValidation")
         try:
             if method == "GET" and request.subresource == "log":
                 return await self._serve_log(request)
@@ -928,12 +954,15 @@ class KubeEmulator(KubernetesEmulator):
                 request.headers.get("User-Agent", "")
             )
             if method == "POST" and request.name is None:
-                obj = await self.create_object(res, request.namespace, request.data or {}, field_manager=manager)
+                obj = await self.create_object(
+                    res, request.namespace, request.data or {}, field_manager=manager, validation=validation
+                )
                 return aiohttp.web.json_response(obj, status=201)
             if request.name is None:
                 raise ApiError(405, "MethodNotAllowed", f"{method} needs an object name")
             if method == "DELETE":
-                obj = await self.delete_object(res, request.namespace, request.name)
+                policy = propagation_policy(request.data, dict(request.params))
+                obj = await self.delete_object(res, request.namespace, request.name, policy=policy)
                 return aiohttp.web.json_response(obj)
             content_type = request.headers.get("Content-Type", "application/merge-patch+json")
             if content_type.startswith(apply.APPLY_PATCH):
@@ -948,6 +977,7 @@ class KubeEmulator(KubernetesEmulator):
                     content_type=content_type,
                     field_manager=request.params.get("fieldManager"),
                     force=_is_true(request.params.get("force")),
+                    validation=validation,
                 )
                 return aiohttp.web.json_response(obj, status=201 if created else 200)
             data = request.data if request.data is not None else json.loads(request.text or "null")
@@ -959,6 +989,7 @@ class KubeEmulator(KubernetesEmulator):
                 subresource=request.subresource,
                 content_type=content_type,
                 replace=method == "PUT",
+                validation=validation,
                 field_manager=manager,
             )
             return aiohttp.web.json_response(obj)

@@ -19,6 +19,7 @@ infrastructure failure); `executables` maps command names to local paths.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import subprocess
 from collections.abc import Callable
@@ -171,9 +172,11 @@ class FakeKubelet:
 
     @staticmethod
     def _state(container: Obj, state: Obj) -> Obj:
+        digest = hashlib.sha256(container["image"].encode()).hexdigest()
         return {
             "name": container["name"],
             "image": container["image"],
+            "imageID": f"{container['image'].split(':')[0]}@sha256:{digest}",  # required, as a kubelet reports it
             "ready": "running" in state,
             "state": state,
             "restartCount": 0,

@@ -414,7 +414,13 @@ def test_a_request_without_a_known_token_gets_401_with_the_real_status(
 
 def test_a_service_account_is_refused_until_a_role_binding_grants_the_verb(cluster: EmulatedCluster) -> None:
     token = cluster.token_for(OPERATOR)
-    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j1"}, "spec": {"template": {"spec": {}}}}
+    pod_spec = {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}  # admission needs one
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "j1"},
+        "spec": {"template": {"spec": pod_spec}},
+    }
     code, body = call(cluster, "POST", "/apis/batch/v1/namespaces/default/jobs", token, job)
     assert code == 403
     assert body["message"] == DENIED_JOB_CREATE

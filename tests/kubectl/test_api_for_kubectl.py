@@ -30,9 +30,10 @@ def kubectl(kube_cluster: EmulatedCluster, tmp_path: Path, monkeypatch: pytest.M
     return Kubectl(kube_cluster.kubeconfig, tmp_path / "home")
 
 
-def _example(**params: int) -> str:
+def _example(**labels: str) -> str:
+    """The example with labels (its spec is immutable: the CRD's rule refuses an edit, as a cluster does)."""
     doc = yaml.safe_load((EXAMPLES / "backtest-sma.yaml").read_text())
-    doc["spec"]["strategy"]["params"].update(params)
+    doc["metadata"]["labels"] = labels
     return yaml.safe_dump(doc)
 
 
@@ -50,20 +51,20 @@ def test_server_side_apply_creates_updates_and_reports_conflicts(
     fields = backtest["metadata"]["managedFields"][0]["fieldsV1"]
     assert fields["f:spec"]["f:strategy"]["f:params"] == {"f:fast": {}, "f:slow": {}}
 
-    kubectl("apply", "--server-side", "-f", "-", stdin=_example(fast=12))  # the same manager: an update
+    kubectl("apply", "--server-side", "-f", "-", stdin=_example(team="a"))  # the same manager: an update
     backtest = kube_cluster.get("Backtest", NS, "sma-orcl")
     assert backtest is not None
-    assert backtest["spec"]["strategy"]["params"]["fast"] == 12 and backtest["metadata"]["generation"] == 2
+    assert backtest["metadata"]["labels"]["team"] == "a" and backtest["metadata"]["generation"] == 1
 
-    other = kubectl.fails("apply", "--server-side", "--field-manager=alice", "-f", "-", stdin=_example(fast=20))
-    assert 'Apply failed with 1 conflict: conflict with "kubectl": .spec.strategy.params.fast' in other
+    other = kubectl.fails("apply", "--server-side", "--field-manager=alice", "-f", "-", stdin=_example(team="b"))
+    assert 'Apply failed with 1 conflict: conflict with "kubectl": .metadata.labels.team' in other
     assert "--force-conflicts" in other  # kubectl's advice, printed for the API's 409
-    kubectl("apply", "--server-side", "--field-manager=alice", "--force-conflicts", "-f", "-", stdin=_example(fast=20))
+    kubectl("apply", "--server-side", "--field-manager=alice", "--force-conflicts", "-f", "-", stdin=_example(team="b"))
     backtest = kube_cluster.get("Backtest", NS, "sma-orcl")
-    assert backtest is not None and backtest["spec"]["strategy"]["params"]["fast"] == 20
+    assert backtest is not None and backtest["metadata"]["labels"]["team"] == "b"
     owners = {e["manager"]: e["fieldsV1"] for e in backtest["metadata"]["managedFields"]}
-    assert "f:fast" not in owners["kubectl"]["f:spec"]["f:strategy"]["f:params"]  # taken over by force
-    assert "f:fast" in owners["alice"]["f:spec"]["f:strategy"]["f:params"]
+    assert "f:team" not in owners["kubectl"].get("f:metadata", {}).get("f:labels", {})  # taken over by force
+    assert "f:team" in owners["alice"]["f:metadata"]["f:labels"]
 
     stale = yaml.safe_load(_example(fast=20))
     stale["metadata"].update(resourceVersion="1", uid="00000000-0000-0000-0000-000000000000")

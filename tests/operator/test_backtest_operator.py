@@ -246,3 +246,94 @@ def test_deleting_the_backtest_leaves_no_orphans(
     assert kube_cluster.select("Job", NS) == []
     assert kube_cluster.select("ConfigMap", NS) == []
     assert kube_cluster.select("Pod", NS) == []
+
+
+def test_a_recreated_backtest_waits_for_the_deleted_ones_job_and_never_reports_its_run(
+    kube_cluster: EmulatedCluster, operator_runner: Callable[[], Any], fake_kubelet: FakeKubelet
+) -> None:
+    """Issue 13: the 409 path adopted the old Job and the new Backtest showed the old Sharpe."""
+    assert kube_cluster.emulator is not None
+    with operator_runner():
+        old = kube_cluster.create(_backtest())
+        wait_until(lambda: kube_cluster.get("Job", NS, JOB), timeout=20, what="the Job")
+        fake_kubelet.run_job(NS, JOB)
+        first = wait_until(lambda: _phase_is(kube_cluster, "Succeeded"), timeout=20, what="Succeeded")
+        # The collector runs after the owner's DELETE has returned: hold it back, as a busy one would.
+        kube_cluster.emulator.gc.enabled = False
+        kube_cluster.delete("Backtest", NS, "sma-orcl")
+        wait_until(lambda: kube_cluster.get("Backtest", NS, "sma-orcl") is None, timeout=20, what="deleted")
+        new = kube_cluster.create(_backtest(strategy__params={"fast": 20, "slow": 100}))
+
+        def waiting() -> dict[str, Any] | None:
+            status = _status(kube_cluster)
+            conditions = {c["type"]: c for c in status.get("conditions") or []}
+            accepted = conditions.get("Accepted") or {}
+            return status if accepted.get("reason") == "WaitingForOldJob" else None
+
+        status = wait_until(waiting, timeout=20, what="WaitingForOldJob")
+        assert status["phase"] == "Pending" and "metrics" not in status
+        assert old["metadata"]["uid"] in _condition(status, "Accepted")["message"]
+        stale = kube_cluster.get("Job", NS, JOB)
+        assert stale is not None and stale["metadata"]["ownerReferences"][0]["uid"] == old["metadata"]["uid"]
+
+        kube_cluster.emulator.gc.enabled = True
+        kube_cluster.collect_garbage()
+
+        def new_job() -> dict[str, Any] | None:
+            job = kube_cluster.get("Job", NS, JOB)
+            owned = job is not None and job["metadata"]["ownerReferences"][0]["uid"] == new["metadata"]["uid"]
+            return job if owned else None
+
+        wait_until(new_job, timeout=20, what="the new Backtest's own Job")
+        fake_kubelet.run_job(NS, JOB)
+        done = wait_until(lambda: _phase_is(kube_cluster, "Succeeded"), timeout=20, what="Succeeded again")
+    assert done["metrics"]["sharpeRatio"] != pytest.approx(first["metrics"]["sharpeRatio"])
+    config_map = kube_cluster.get("ConfigMap", NS, JOB)
+    assert config_map is not None and "fast: 20" in config_map["data"]["backtest.yaml"]
+
+
+LONGEST_NAME = "sma-orcl-" + "x" * 54  # 63 characters: the longest name a label value can hold
+
+
+def test_a_backtest_with_the_longest_allowed_name_runs_end_to_end_and_a_longer_one_is_refused(
+    kube_cluster: EmulatedCluster, operator_runner: Callable[[], Any], fake_kubelet: FakeKubelet
+) -> None:
+    """Issue 13: a 64+ character name went into label values, which the API server refuses (422),
+    after the Backtest was created; the CRD now refuses such a name at apply time."""
+    from kubetrader_operator.crdgen.crds import name_message
+    from kubetrader_operator.labels import BACKTEST_LABEL, backtest_child_name
+
+    with pytest.raises(Exception, match="is invalid") as refused:
+        kube_cluster.create(_backtest(LONGEST_NAME + "x"))
+    assert str(refused.value) == (
+        f'Backtest.kubetrader.io "{LONGEST_NAME}x" is invalid: <nil>: Invalid value: {name_message("Backtest")}'
+    )
+
+    job_name = backtest_child_name(LONGEST_NAME)
+    with operator_runner():
+        kube_cluster.create(_backtest(LONGEST_NAME))
+        job = wait_until(lambda: kube_cluster.get("Job", NS, job_name), timeout=20, what="the Job")
+        fake_kubelet.run_job(NS, job_name)
+        status = wait_until(lambda: _phase_is(kube_cluster, "Succeeded", LONGEST_NAME), timeout=20, what="Succeeded")
+    assert status["metrics"]["sharpeRatio"] and len(job_name) <= 52
+    assert job["metadata"]["labels"][BACKTEST_LABEL] == LONGEST_NAME
+    selected = f"{BACKTEST_LABEL}={LONGEST_NAME}"
+    assert [j["metadata"]["name"] for j in kube_cluster.select("Job", NS, labels=selected)] == [job_name]
+    assert [c["metadata"]["name"] for c in kube_cluster.select("ConfigMap", NS, labels=selected)] == [job_name]
+
+
+def test_deleting_the_backtest_with_orphan_propagation_keeps_its_job_and_config_map(
+    kube_cluster: EmulatedCluster, operator_runner: Callable[[], Any]
+) -> None:
+    """`kubectl delete --cascade=orphan`: the children stay, without the owner's reference."""
+    with operator_runner():
+        kube_cluster.create(_backtest())
+        wait_until(lambda: kube_cluster.get("Job", NS, JOB), timeout=20, what="the Job")
+        wait_until(lambda: kube_cluster.get("ConfigMap", NS, JOB), timeout=20, what="the ConfigMap")
+        kube_cluster.delete("Backtest", NS, "sma-orcl", policy="Orphan")
+        wait_until(lambda: kube_cluster.get("Backtest", NS, "sma-orcl") is None, timeout=20, what="deleted")
+    kube_cluster.collect_garbage()
+    for kind in ("Job", "ConfigMap"):
+        child = kube_cluster.get(kind, NS, JOB)
+        assert child is not None, kind
+        assert "ownerReferences" not in child["metadata"], child["metadata"]

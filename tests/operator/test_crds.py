@@ -17,6 +17,8 @@ from kubetrader_operator.crdgen.crds import (
     IMMUTABLE_MESSAGE,
     LIVE_LIMITS_MESSAGE,
     PARALLELISM_MESSAGE,
+    STUDY_IMMUTABLE_MESSAGE,
+    name_message,
 )
 from tests.helpers import EXAMPLES, ROOT
 from tests.kube.crd_validation import admit, load_crds, openapi_schema, preserved_paths, structural_problems
@@ -122,74 +124,154 @@ def _edit(name: str, change: Any) -> dict[str, Any]:
 
 
 INVALID = [
-    ("missing strategy", "backtest-sma.yaml", lambda s: s.pop("strategy"), "'strategy' is a required property"),
-    ("end before start", "backtest-sma.yaml", lambda s: s["data"].update(end="2004-01-01"), END_AFTER_START_MESSAGE),
-    ("end equals start", "backtest-sma.yaml", lambda s: s["data"].update(end="2005-01-01"), END_AFTER_START_MESSAGE),
+    ("missing strategy", "backtest-sma.yaml", lambda s: s.pop("strategy"), "spec.strategy: Required value"),
+    (
+        "end before start",
+        "backtest-sma.yaml",
+        lambda s: s["data"].update(end="2004-01-01"),
+        f"spec.data.end: Invalid value: {END_AFTER_START_MESSAGE}",
+    ),
+    (
+        "end equals start",
+        "backtest-sma.yaml",
+        lambda s: s["data"].update(end="2005-01-01"),
+        f"spec.data.end: Invalid value: {END_AFTER_START_MESSAGE}",
+    ),
     (
         "unknown commission model",
         "backtest-sma.yaml",
         lambda s: s["broker"]["commission"].update(model="ib-free"),
-        "'ib-free' is not one of",
+        'spec.broker.commission.model: Unsupported value: "ib-free": '
+        'supported values: "ib-standard", "ib-pro", "none", "custom"',
     ),
     (
         "custom commission without numbers",
         "backtest-sma.yaml",
         lambda s: s["broker"]["commission"].update(model="custom"),
-        CUSTOM_COMMISSION_MESSAGE,
+        f"spec.broker.commission: Invalid value: {CUSTOM_COMMISSION_MESSAGE}",
     ),
-    ("negative cash", "backtest-sma.yaml", lambda s: s["broker"].update(cash=-5), "less than or equal to the minimum"),
-    ("zero cash", "backtest-sma.yaml", lambda s: s["broker"].update(cash=0), "less than or equal to the minimum"),
-    ("not a date", "backtest-sma.yaml", lambda s: s["data"].update(start="2005-13-45"), "is not a 'date'"),
-    ("lowercase symbol", "backtest-sma.yaml", lambda s: s["data"].update(symbols=["orcl"]), "does not match"),
-    ("no symbols", "backtest-sma.yaml", lambda s: s["data"].update(symbols=[]), "should be non-empty"),
-    ("unknown timeframe", "backtest-sma.yaml", lambda s: s["data"].update(timeframe="2d"), "'2d' is not one of"),
+    (
+        "negative cash",
+        "backtest-sma.yaml",
+        lambda s: s["broker"].update(cash=-5),
+        "spec.broker.cash: Invalid value: -5: spec.broker.cash in body should be greater than 0",
+    ),
+    (
+        "zero cash",
+        "backtest-sma.yaml",
+        lambda s: s["broker"].update(cash=0),
+        "spec.broker.cash: Invalid value: 0: spec.broker.cash in body should be greater than 0",
+    ),
+    (
+        "not a date",
+        "backtest-sma.yaml",
+        lambda s: s["data"].update(start="2005-13-45"),
+        'spec.data.start: Invalid value: "2005-13-45": spec.data.start in body must be of type date: "2005-13-45"',
+    ),
+    (
+        "lowercase symbol",
+        "backtest-sma.yaml",
+        lambda s: s["data"].update(symbols=["orcl"]),
+        'spec.data.symbols[0]: Invalid value: "orcl": spec.data.symbols[0] in body should match '
+        "'^[A-Z0-9][A-Z0-9._-]{0,31}$'",
+    ),
+    (
+        "no symbols",
+        "backtest-sma.yaml",
+        lambda s: s["data"].update(symbols=[]),
+        "spec.data.symbols: Invalid value: 0: spec.data.symbols in body should have at least 1 items",
+    ),
+    (
+        "unknown timeframe",
+        "backtest-sma.yaml",
+        lambda s: s["data"].update(timeframe="2d"),
+        'spec.data.timeframe: Unsupported value: "2d": supported values: "1d", "1h", "5m", "1m"',
+    ),
     (
         "strategy path not an import path",
         "backtest-sma.yaml",
         lambda s: s["strategy"].update(path="SMACrossover"),
-        "does not match",
+        'spec.strategy.path: Invalid value: "SMACrossover": spec.strategy.path in body should match '
+        "'^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)+$'",
     ),
     (
         "live without risk limits",
         "live-paper.yaml",
         lambda s: s.update(mode="live"),
-        LIVE_LIMITS_MESSAGE,
+        f"spec.risk: Invalid value: {LIVE_LIMITS_MESSAGE}",
     ),
-    ("live with no risk at all", "live-paper.yaml", lambda s: s.pop("risk"), "'risk' is a required property"),
-    ("parallelism above trials", "study-sma.yaml", lambda s: s.update(parallelism=50), PARALLELISM_MESSAGE),
+    ("live with no risk at all", "live-paper.yaml", lambda s: s.pop("risk"), "spec.risk: Required value"),
+    (
+        "parallelism above trials",
+        "study-sma.yaml",
+        lambda s: s.update(parallelism=50),
+        f"spec.parallelism: Invalid value: {PARALLELISM_MESSAGE}",
+    ),
     (
         "parallelism above the default trials",
         "study-sma.yaml",
         lambda s: (s.pop("trials"), s.update(parallelism=101)),
-        PARALLELISM_MESSAGE,
+        f"spec.parallelism: Invalid value: {PARALLELISM_MESSAGE}",
     ),
-    ("unknown param type", "study-sma.yaml", lambda s: s["space"].update(x={"type": "bool"}), "'bool' is not one of"),
+    (
+        "unknown param type",
+        "study-sma.yaml",
+        lambda s: s["space"].update(x={"type": "bool"}),
+        'spec.space.x.type: Unsupported value: "bool": supported values: "int", "float", "categorical"',
+    ),
     (
         "categorical without choices",
         "study-sma.yaml",
         lambda s: s["space"].update(x={"type": "categorical"}),
-        "is not valid under any of the given schemas",
+        "spec.space.x.choices: Required value",
     ),
-    ("empty space", "study-sma.yaml", lambda s: s.update(space={}), "should be non-empty"),
-    ("unknown sampler", "study-sma.yaml", lambda s: s["sampler"].update(type="bayes"), "'bayes' is not one of"),
+    (
+        "empty space",
+        "study-sma.yaml",
+        lambda s: s.update(space={}),
+        "spec.space: Invalid value: 0: spec.space in body should have at least 1 properties",
+    ),
+    (
+        "unknown sampler",
+        "study-sma.yaml",
+        lambda s: s["sampler"].update(type="bayes"),
+        'spec.sampler.type: Unsupported value: "bayes": supported values: "tpe", "random", "grid", "cmaes"',
+    ),
 ]
 
 
 @pytest.mark.parametrize(("case", "example", "change", "message"), INVALID, ids=[c[0] for c in INVALID])
-def test_invalid_resource_is_rejected_with_the_expected_message(
+def test_invalid_resource_is_rejected_with_the_api_servers_own_cause(
     case: str, example: str, change: Any, message: str
 ) -> None:
     doc = _edit(example, change)
     errors = admit(CRDS[doc["kind"]], doc)
-    assert any(message in e for e in errors), f"{case}: {errors}"
+    assert message in errors, f"{case}: {errors}"
 
 
 def test_backtest_spec_is_immutable_once_created() -> None:
     old = _example("backtest-sma.yaml")
     new = _edit("backtest-sma.yaml", lambda s: s["strategy"]["params"].update(fast=20))
-    assert admit(CRDS["Backtest"], new, old=old) == [f"<root>.spec: {IMMUTABLE_MESSAGE}"]
+    assert admit(CRDS["Backtest"], new, old=old) == [f"spec: Invalid value: {IMMUTABLE_MESSAGE}"]
     assert admit(CRDS["Backtest"], copy.deepcopy(old), old=old) == []
 
 
 def test_live_mode_with_every_limit_is_admitted() -> None:
     assert admit(CRDS["LiveDeployment"], _example("live-live.yaml")) == []
+
+
+def test_study_spec_is_immutable_once_created() -> None:
+    old = _example("study-sma.yaml")
+    new = _edit("study-sma.yaml", lambda s: s.update(trials=int(s.get("trials", 100)) + 1))
+    assert admit(CRDS["OptimizationStudy"], new, old=old) == [f"spec: Invalid value: {STUDY_IMMUTABLE_MESSAGE}"]
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_name_longer_than_a_label_value_is_refused_with_the_reason(kind: str) -> None:
+    doc = _example(
+        {"Backtest": "backtest-sma.yaml", "OptimizationStudy": "study-sma.yaml"}.get(kind, "live-paper.yaml")
+    )
+    doc["metadata"]["name"] = "x" * 64
+    assert admit(CRDS[kind], doc) == [f"<nil>: Invalid value: {name_message(kind)}"]
+    doc["metadata"]["name"] = "x" * 63
+    assert admit(CRDS[kind], doc) == []

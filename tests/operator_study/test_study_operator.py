@@ -233,5 +233,6 @@ def test_deleting_a_study_stops_its_driver_and_cancels_its_queued_trials(
     stats = batch_stats(client, BATCH)
     assert (stats.queued, stats.running, stats.cancelled) == (0, 0, 2)
     assert BATCH in stopped[0]["message"]
-    assert kube_cluster.get("ConfigMap", NS, JOB) is None
+    # the garbage collector deletes the study's ConfigMap after the study is gone, as on a cluster
+    wait_until(lambda: kube_cluster.get("ConfigMap", NS, JOB) is None, timeout=10, what="the ConfigMap collected")
     client.close()

@@ -16,9 +16,15 @@ from pydantic import ValidationError
 from kubetrader.specs import API_GROUP, API_VERSION, BacktestSpec
 from kubetrader_operator import kube
 from kubetrader_operator.backtest.builders import build_config_map, build_job, job_options
-from kubetrader_operator.backtest.status import Transition, accepted_status, invalid_status, next_status
+from kubetrader_operator.backtest.status import (
+    Transition,
+    accepted_status,
+    invalid_status,
+    next_status,
+    waiting_status,
+)
 from kubetrader_operator.conditions import is_terminal, now_iso
-from kubetrader_operator.labels import BACKTEST_LABEL, MANAGED_BY, MANAGER, backtest_child_name
+from kubetrader_operator.labels import BACKTEST_LABEL, MANAGED_BY, MANAGER, backtest_child_name, owner_name
 from kubetrader_operator.metrics import FAILURES, measured
 from kubetrader_operator.settings import get_settings
 
@@ -73,6 +79,12 @@ def reconcile(namespace: str, name: str) -> None:
     _write_status(namespace, name, compute)
 
 
+def _wait_for_old_child(namespace: str, name: str, message: str) -> kopf.TemporaryError:
+    """Say in status why nothing runs yet (never the old run's results); kopf retries the create."""
+    _write_status(namespace, name, lambda bt: (waiting_status(bt, message, now=now_iso()), None))
+    return kopf.TemporaryError(message, delay=get_settings().backoff_seconds)
+
+
 @kopf.on.resume(*RESOURCE, backoff=SETTINGS.backoff_seconds)
 @kopf.on.create(*RESOURCE, backoff=SETTINGS.backoff_seconds)
 def start_backtest(
@@ -95,8 +107,11 @@ def start_backtest(
         config_map = build_config_map(name, namespace, parsed)
         job = build_job(name, namespace, parsed, options)
         kopf.adopt([config_map, job], owner=body)
-        kube.create_if_absent(config_map)
-        created_job, created = kube.create_if_absent(job)
+        try:
+            kube.create_if_absent(config_map)
+            created_job, created = kube.create_if_absent(job)
+        except kube.StaleChildError as exc:
+            raise _wait_for_old_child(namespace, name, str(exc)) from exc
         job_name = created_job["metadata"]["name"]
         if created:
             kopf.info(body, reason="JobCreated", message=f"Job {job_name} created")
@@ -118,8 +133,14 @@ def resync_backtest(name: str, namespace: str | None, **_: Any) -> None:
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY: MANAGER, BACKTEST_LABEL: kopf.PRESENT})
-def job_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
-    """A Backtest's Job changed: update the Backtest's status at once."""
+def job_changed(namespace: str | None, body: kopf.Body, **_: Any) -> None:
+    """A Backtest's Job changed: update the Backtest's status at once.
+
+    The Backtest is the Job's owner (its label value may be a shortened name: see labels.label_value).
+    """
     assert namespace is not None
+    owner = owner_name(dict(body), KIND)
+    if owner is None:
+        return
     with measured(KIND, "job-event"):
-        reconcile(namespace, labels[BACKTEST_LABEL])
+        reconcile(namespace, owner)

@@ -18,9 +18,11 @@ from kubetrader_operator.conditions import (
     derive_phase,
     get_condition,
     is_terminal,
+    is_true,
     parse_time,
     set_condition,
 )
+from kubetrader_operator.labels import owner_uid
 
 SUMMARY_TO_METRICS = {
     "sharpe_ratio": "sharpeRatio",
@@ -154,8 +156,10 @@ def job_lifecycle(
     """
     conditions: list[Condition] = list(status.get("conditions") or [])
     generation = resource["metadata"].get("generation")
-    if is_terminal(conditions) or not conditions:
-        return status, None  # finished, or not accepted yet: the create handler speaks first
+    if is_terminal(conditions) or not is_true(conditions, ConditionType.ACCEPTED):
+        return status, None  # finished, or not accepted yet (or waiting for an old Job): the create handler speaks
+    if job is not None and owner_uid(job) != resource["metadata"].get("uid"):
+        return status, None  # a deleted namesake's Job, not collected yet: never report its run
 
     def put(type_: str, value: bool, reason: str, message: str) -> None:
         nonlocal conditions
@@ -265,6 +269,31 @@ def accepted_status(backtest: dict[str, Any], job_name: str, *, now: str) -> dic
         )
     status.update(conditions=conditions, phase=derive_phase(conditions).value, observedGeneration=generation)
     status.setdefault("job", {"name": job_name})
+    return status
+
+
+WAITING_FOR_OLD_JOB = "WaitingForOldJob"
+
+
+def waiting_status(resource: dict[str, Any], message: str, *, now: str) -> dict[str, Any]:
+    """Status while a deleted namesake's Job still holds the name: Pending, not accepted, and why.
+
+    No metrics, no Job: the old Job's run is not this resource's.
+    """
+    status: dict[str, Any] = {
+        k: v for k, v in (resource.get("status") or {}).items() if k not in {"metrics", "job", "cells"}
+    }
+    generation = resource["metadata"].get("generation")
+    conditions = set_condition(
+        list(status.get("conditions") or []),
+        ConditionType.ACCEPTED,
+        False,
+        WAITING_FOR_OLD_JOB,
+        message,
+        generation=generation,
+        now=now,
+    )
+    status.update(conditions=conditions, phase=derive_phase(conditions).value, observedGeneration=generation)
     return status
 
 

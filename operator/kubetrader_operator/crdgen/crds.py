@@ -17,19 +17,41 @@ from kubetrader.specs import API_GROUP, API_VERSION, BacktestSpec, LiveDeploymen
 from kubetrader.specs.live import LIVE_REQUIRED_LIMITS
 from kubetrader_operator.crdgen.schema import Schema, model_schema
 from kubetrader_operator.crdgen.status import BacktestStatus, LiveDeploymentStatus, OptimizationStudyStatus
+from kubetrader_operator.labels import LABEL_VALUE_MAX
 
 CATEGORY = "kubetrader"
 IMMUTABLE_MESSAGE = "spec is immutable: create a new Backtest"
+# A study's driver runs the spec it was started with; an edit would be ignored while status went on
+# reporting the old trials, so it is refused (kubectl apply shows this message).
+STUDY_IMMUTABLE_MESSAGE = "spec is immutable: create a new OptimizationStudy"
 END_AFTER_START_MESSAGE = "data.end must be after data.start"
 LIVE_LIMITS_MESSAGE = "mode 'live' needs every risk limit: " + ", ".join(
     "".join(w.capitalize() if i else w for i, w in enumerate(name.split("_"))) for name in LIVE_REQUIRED_LIMITS
 )
 PARALLELISM_MESSAGE = "parallelism must not exceed trials"
+NAME_MAX = LABEL_VALUE_MAX  # a name is a label value on the children
 CUSTOM_COMMISSION_MESSAGE = "commission model 'custom' needs perShare or percent"
 
 
 LIVE_PROMOTION_MESSAGE = "mode 'live' needs spec.promotion.fromBacktest: a Succeeded Backtest of the same strategy"
 MODE_IMMUTABLE_MESSAGE = "spec.mode is immutable: paper <-> live needs a new LiveDeployment"
+
+
+def name_message(kind: str) -> str:
+    return (
+        f"metadata.name must be no more than {NAME_MAX} characters: "
+        f"a {kind}'s name is the value of a label on its children"
+    )
+
+
+def name_rule(kind: str) -> dict[str, str]:
+    """Names that fit a label value (63 characters), which the engine's own files require too.
+
+    Kubernetes allows 253; a longer name would be refused on the children's labels (422) after
+    the resource was created. Refusing it at apply time says so where the user can fix it. Only
+    the root of a CRD schema sees `metadata.name`, so the rule sits there.
+    """
+    return _rule(f"size(self.metadata.name) <= {NAME_MAX}", name_message(kind))
 
 
 def _camel(name: str) -> str:
@@ -88,6 +110,7 @@ def backtest_spec_schema() -> Schema:
 def study_spec_schema() -> Schema:
     spec = model_schema(OptimizationStudySpec)
     _backtest_schema(spec["properties"]["backtest"])
+    _add_rules(spec, _rule("self == oldSelf", STUDY_IMMUTABLE_MESSAGE))
     # Defaults are written out so the rule holds whether or not the server defaulted first.
     _add_rules(
         spec,
@@ -224,6 +247,7 @@ def build_crd(kind: str) -> dict[str, Any]:
                                 "spec": _SPEC_SCHEMAS[kind](),
                                 "status": status_schema(info.status_model),
                             },
+                            "x-kubernetes-validations": [name_rule(info.kind)],
                         }
                     },
                 }

@@ -22,6 +22,7 @@ import hashlib
 from typing import Any
 
 from kubetrader.specs.live import LiveDeploymentSpec
+from kubetrader_operator.labels import label_value
 
 RUNNER_USER = 10001
 STOP_FINALIZER = "kubetrader.io/live-stop"
@@ -54,7 +55,7 @@ def labels(deployment: str, component: str) -> dict[str, str]:
         "app.kubernetes.io/managed-by": "kubetrader-operator",
         "app.kubernetes.io/part-of": "kubetrader",
         COMPONENT: component,
-        LIVE_LABEL: deployment,
+        LIVE_LABEL: label_value(deployment),
     }
 
 
@@ -105,7 +106,7 @@ def build_gateway_statefulset(spec: LiveDeploymentSpec, deployment: str, namespa
             "serviceName": n["gateway"],
             "replicas": 1,
             "podManagementPolicy": "OrderedReady",
-            "selector": {"matchLabels": {LIVE_LABEL: deployment, COMPONENT: "gateway"}},
+            "selector": {"matchLabels": {LIVE_LABEL: label_value(deployment), COMPONENT: "gateway"}},
             "template": {
                 "metadata": {"labels": pod_labels},
                 "spec": {
@@ -153,7 +154,7 @@ def build_gateway_service(spec: LiveDeploymentSpec, deployment: str, namespace: 
         "metadata": _meta(n["gateway"], namespace, deployment, "gateway"),
         "spec": {
             "clusterIP": "None",
-            "selector": {LIVE_LABEL: deployment, COMPONENT: "gateway"},
+            "selector": {LIVE_LABEL: label_value(deployment), COMPONENT: "gateway"},
             "ports": ports,
             # the pod is addressable before it is ready: the runner's own retries handle a gateway logging in
             "publishNotReadyAddresses": True,
@@ -168,7 +169,7 @@ def build_runner_service(deployment: str, namespace: str, port: int) -> dict[str
         "kind": "Service",
         "metadata": _meta(n["runner"], namespace, deployment, "runner"),
         "spec": {
-            "selector": {LIVE_LABEL: deployment, COMPONENT: "runner"},
+            "selector": {LIVE_LABEL: label_value(deployment), COMPONENT: "runner"},
             "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
         },
     }
@@ -195,7 +196,7 @@ def build_runner_deployment(
         "spec": {
             "replicas": 1,
             "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": {LIVE_LABEL: deployment, COMPONENT: "runner"}},
+            "selector": {"matchLabels": {LIVE_LABEL: label_value(deployment), COMPONENT: "runner"}},
             "template": {
                 "metadata": {"labels": labels(deployment, "runner")},
                 "spec": {
@@ -249,7 +250,7 @@ def build_network_policy(spec: LiveDeploymentSpec, deployment: str, namespace: s
     """Only this deployment's runner (and the operator, for emergency stops) reach the gateway's API port."""
     n = names(deployment)
     api_from = [
-        {"podSelector": {"matchLabels": {LIVE_LABEL: deployment, COMPONENT: "runner"}}},
+        {"podSelector": {"matchLabels": {LIVE_LABEL: label_value(deployment), COMPONENT: "runner"}}},
         {"namespaceSelector": {}, "podSelector": {"matchLabels": OPERATOR_SELECTOR}},
     ]
     ingress: list[dict[str, Any]] = [
@@ -260,7 +261,7 @@ def build_network_policy(spec: LiveDeploymentSpec, deployment: str, namespace: s
         "kind": "NetworkPolicy",
         "metadata": _meta(n["policy"], namespace, deployment, "gateway"),
         "spec": {
-            "podSelector": {"matchLabels": {LIVE_LABEL: deployment, COMPONENT: "gateway"}},
+            "podSelector": {"matchLabels": {LIVE_LABEL: label_value(deployment), COMPONENT: "gateway"}},
             "policyTypes": ["Ingress"],
             "ingress": ingress,  # VNC, when on, is reached with `kubectl port-forward` only
         },

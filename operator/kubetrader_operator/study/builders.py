@@ -10,7 +10,6 @@ same image, restricted security context, data volume and termination message.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from kubetrader.specs import OptimizationStudySpec
@@ -23,7 +22,7 @@ from kubetrader_operator.jobs import (
     scratch_env,
     spec_config_map,
 )
-from kubetrader_operator.labels import COMPONENT, MANAGED_BY, MANAGER, PART_OF
+from kubetrader_operator.labels import COMPONENT, MANAGED_BY, MANAGER, PART_OF, child_name, label_value
 
 SPEC_FILE = "study.yaml"
 STUDY_LABEL = "kubetrader.io/study"
@@ -43,19 +42,12 @@ def trial_batch(study_name: str) -> str:
 
 
 def study_child_name(study: str) -> str:
-    """Deterministic name of a study's driver Job and ConfigMap (a restart finds, not duplicates, them).
-
-    Job names become a pod label value (63 chars) with a 5-char pod suffix appended.
-    """
-    name = f"study-{study}"
-    if len(name) > 52:
-        digest = hashlib.sha256(study.encode()).hexdigest()[:8]
-        name = f"{name[:43].rstrip('-.')}-{digest}"
-    return name
+    """Deterministic name of a study's driver Job and ConfigMap (a restart finds, not duplicates, them)."""
+    return child_name("study", study)
 
 
 def study_labels(component: str, study: str) -> dict[str, str]:
-    return {MANAGED_BY: MANAGER, PART_OF: "kubetrader", COMPONENT: component, STUDY_LABEL: study}
+    return {MANAGED_BY: MANAGER, PART_OF: "kubetrader", COMPONENT: component, STUDY_LABEL: label_value(study)}
 
 
 def study_document(name: str, namespace: str, spec: OptimizationStudySpec) -> dict[str, Any]:

@@ -19,8 +19,9 @@ from pydantic import ValidationError
 from kubetrader.errors import SpecError
 from kubetrader.specs import API_GROUP, API_VERSION
 from kubetrader_operator.backtest.builders import job_options
+from kubetrader_operator.backtest.status import waiting_status
 from kubetrader_operator.conditions import is_terminal, now_iso
-from kubetrader_operator.labels import MANAGED_BY, MANAGER
+from kubetrader_operator.labels import MANAGED_BY, MANAGER, owner_name
 from kubetrader_operator.metrics import FAILURES, measured
 from kubetrader_operator.settings import get_settings
 from kubetrader_operator.study import kube_io, redis_io
@@ -136,8 +137,13 @@ def start_study(
             password_key=study_settings.optuna_password_key,
         )
         kopf.adopt([config_map, job], owner=body)
-        kube_io.create_if_absent(config_map)
-        created_job, created = kube_io.create_if_absent(job)
+        try:
+            kube_io.create_if_absent(config_map)
+            created_job, created = kube_io.create_if_absent(job)
+        except kube_io.StaleChildError as exc:
+            message = str(exc)  # a deleted namesake's child: say so, never report its run; kopf retries
+            _write_status(namespace, name, lambda study: (waiting_status(study, message, now=now_iso()), None))
+            raise kopf.TemporaryError(message, delay=settings.backoff_seconds) from exc
         job_name = created_job["metadata"]["name"]
         if created:
             kopf.info(body, reason="JobCreated", message=f"driver Job {job_name} created")
@@ -163,11 +169,14 @@ def poll_study(name: str, namespace: str | None, **_: Any) -> None:
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY: MANAGER, STUDY_LABEL: kopf.PRESENT})
-def driver_job_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
-    """A study's driver Job changed: update the study's status at once."""
+def driver_job_changed(namespace: str | None, body: kopf.Body, **_: Any) -> None:
+    """A study's driver Job changed: update its owner's status at once (found by ownerReference)."""
     assert namespace is not None
+    owner = owner_name(dict(body), KIND)
+    if owner is None:
+        return
     with measured(KIND, "job-event"):
-        reconcile(namespace, labels[STUDY_LABEL])
+        reconcile(namespace, owner)
 
 
 @kopf.on.delete(*RESOURCE, backoff=SETTINGS.backoff_seconds)

@@ -9,10 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from kubetrader_operator import kube
-from kubetrader_operator.kube import ConflictError, create_if_absent, delete_job, list_job_pods, read_job
+from kubetrader_operator.kube import (
+    ConflictError,
+    StaleChildError,
+    create_if_absent,
+    delete_job,
+    list_job_pods,
+    read_job,
+)
 
 __all__ = [
     "ConflictError",
+    "StaleChildError",
     "create_if_absent",
     "delete_job",
     "list_job_pods",
