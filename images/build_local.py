@@ -172,17 +172,23 @@ def build(dockerfile: Path, tag: str, base: str) -> None:
 
 def image_argv(tag: str) -> list[str]:
     """ENTRYPOINT + CMD of the built image, as a container runtime would start it."""
-    config = json.loads(
-        run(["buildah", "inspect", "--type", "image", "--format", "{{json .OCIv1.Config}}", tag], capture=True)
-    )
+    config = image_config(tag)
     return [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
+
+
+def image_config(tag: str) -> dict[str, list[str]]:
+    """The OCI image config (Entrypoint, Cmd, Env, User) of a built image.
+
+    Read from `buildah inspect`'s whole JSON document: Debian's buildah 1.28 has no `json`
+    template function for `--format`.
+    """
+    document = json.loads(run(["buildah", "inspect", "--type", "image", tag], capture=True))
+    return dict(document["OCIv1"]["config"])
 
 
 def smoke(tag: str, args: list[str] | None, *, volumes: dict[str, str], timeout: float) -> str:
     """Run the image's ENTRYPOINT (with `args` replacing CMD) as uid 10001; return its output."""
-    config = json.loads(
-        run(["buildah", "inspect", "--type", "image", "--format", "{{json .OCIv1.Config}}", tag], capture=True)
-    )
+    config = image_config(tag)
     argv = [*(config.get("Entrypoint") or []), *(args if args is not None else config.get("Cmd") or [])]
     return _run_in_image(tag, argv, volumes=volumes, timeout=timeout)
 

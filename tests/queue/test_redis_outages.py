@@ -66,9 +66,15 @@ class Background:
         return self._result[0]
 
 
-def restart_when(server: RedisServer, condition: Callable[[], bool], *, down: float = 1.5) -> None:
+def restart_when(
+    server: RedisServer,
+    condition: Callable[[], bool],
+    *,
+    down: float = 1.5,
+    retry_on: tuple[type[BaseException], ...] = (),
+) -> None:
     """Once `condition` holds, SIGKILL Redis, keep it down for `down` s, start it on its AOF again."""
-    wait_until(condition, timeout=60, what="the run to be under way")
+    wait_until(condition, timeout=60, what="the run to be under way", retry_on=retry_on)
     server.kill()
     time.sleep(down)
     server.start()
@@ -130,7 +136,7 @@ def test_a_study_driver_rides_out_a_redis_restart_and_every_trial_completes(
         study = optuna.load_study(study_name="ride", storage=open_storage(storage))
         return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
 
-    restart_when(server, lambda: complete() >= 2)
+    restart_when(server, lambda: complete() >= 2, retry_on=(KeyError,))  # no study in the journal yet
     report = driver.result(timeout=90)
     assert (report.trials_complete, report.trials_failed) == (10, 0)
     study = optuna.load_study(study_name="ride", storage=open_storage(storage))

@@ -49,6 +49,7 @@ from kubetrader.specs import RiskSpec
 
 log = logging.getLogger(__name__)
 FLATTEN_PREFIX = "kt-flat"
+STOPPING_REASON = "stopping: no new entries"
 
 
 @dataclass
@@ -296,6 +297,8 @@ class Session:
         if record is None:
             return  # a deployment's first run: the broker's account is the baseline
         self.risk.restore(record.get("risk", {}))
+        if self.risk.manual is not None and self.risk.manual[1] == STOPPING_REASON:
+            self.risk.set_manual(TradingState.ACTIVE, "a new run")  # a stop ended that run; the halts stay
         self.cash = float(record.get("cash", 0.0))
         self.positions = {s: Position(s, q, 0.0) for s, q in self.journal.positions().items()}
         self._account_known = True
@@ -621,7 +624,7 @@ class Session:
             self.journal.note("command", command=command)
             if command == "stop":
                 self.stopping = True
-                self.risk.set_manual(TradingState.REDUCING, "stopping: no new entries")
+                self.risk.set_manual(TradingState.REDUCING, STOPPING_REASON)
                 self.flatten()
             elif command == "shutdown":
                 # SIGTERM (a rollout, a node drain): leave positions at the broker for the next

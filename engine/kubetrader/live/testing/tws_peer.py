@@ -144,6 +144,7 @@ class TwsPeer:
         self.faults = faults or PeerFaults()
         self.unresponsive = False
         self.lost = False  # 1100: TWS has no connection to IB; orders are held, not transmitted
+        self._generation = 0  # bumped by reset(): timers of an earlier book never touch the new one
         self._lock = threading.RLock()
         self._cash = cash
         self._realized = 0.0
@@ -229,9 +230,12 @@ class TwsPeer:
     def _later(self, delay: float, action: Callable[[], None]) -> None:
         """Run `action` under the lock on the peer's loop after `delay` s (the peer's timers)."""
         assert self._loop is not None
+        generation = self._generation
 
         def run() -> None:
             with self._lock:
+                if generation != self._generation:
+                    return  # scheduled before a reset(): it belongs to another day's books
                 action()
             for conn in list(self._connections):
                 if not conn.writer.is_closing():
@@ -322,6 +326,8 @@ class TwsPeer:
             for order in self._orders:
                 if order.is_open and order.held and not order.cancel_pending:
                     self._work(order)
+                elif order.is_open and not order.held:
+                    self._try_fill(order)  # a fill the outage interrupted resumes
 
         self._later(0, release)
 
@@ -423,6 +429,7 @@ class TwsPeer:
         """Forget every order, execution and position (a new day in a new account); drop clients."""
         self.drop_connections()
         with self._lock:
+            self._generation += 1
             self._orders.clear()
             self._executions.clear()
             self._positions.clear()
