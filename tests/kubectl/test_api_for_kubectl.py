@@ -66,7 +66,7 @@ def test_server_side_apply_creates_updates_and_reports_conflicts(
     assert "f:team" not in owners["kubectl"].get("f:metadata", {}).get("f:labels", {})  # taken over by force
     assert "f:team" in owners["alice"]["f:metadata"]["f:labels"]
 
-    stale = yaml.safe_load(_example(fast=20))
+    stale = yaml.safe_load(_example(team="c"))
     stale["metadata"].update(resourceVersion="1", uid="00000000-0000-0000-0000-000000000000")
     refused = kubectl.fails("apply", "--server-side", "--field-manager=alice", "-f", "-", stdin=yaml.safe_dump(stale))
     assert "the object has been modified" in refused  # a resourceVersion in an apply is a precondition
@@ -187,9 +187,9 @@ def test_discovery_lists_core_kinds_and_no_subresources_as_kinds(
     assert json.loads(server)["serverVersion"]["gitVersion"].startswith("v1.")
     swagger = json.loads(kubectl("get", "--raw", "/openapi/v2"))
     assert {"io.kubetrader.v1alpha1.Backtest", "io.k8s.api.batch.v1.Job"} <= set(swagger["definitions"])
-    kube_cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "research"}})
-    assert kubectl("get", "namespace", "research", "-o", "name").strip() == "namespace/research"
-    assert "research" in kubectl("get", "namespaces")
+    kube_cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "quant-lab"}})
+    assert kubectl("get", "namespace", "quant-lab", "-o", "name").strip() == "namespace/quant-lab"
+    assert "quant-lab" in kubectl("get", "namespaces")
 
 
 def test_logs_follow_streams_until_the_container_ends(
