@@ -102,7 +102,8 @@ def test_partial_fills_a_reject_and_a_socket_cut_during_the_stop_end_flat(tws_pe
     reports: list[StopReport] = []
     thread = threading.Thread(target=lambda: reports.append(stop(tws_peer, backoff_base=0.2)))
     thread.start()
-    time.sleep(0.9)  # the first close was rejected; the second is filling slice by slice
+    # the first close was rejected; the second is sent and fills slice by slice
+    wait_until(lambda: closes_per_contract(tws_peer)["ORCL"] >= 2, timeout=15, what="the close after the reject")
     tws_peer.drop_connections()
     thread.join(30)
     check_invariants(tws_peer, reports[0])
@@ -156,7 +157,9 @@ def test_an_exit_filling_inside_the_cancel_window_is_not_closed_twice(tws_peer: 
     reports: list[StopReport] = []
     thread = threading.Thread(target=lambda: reports.append(stop(tws_peer)))
     thread.start()
-    time.sleep(0.3)  # the global cancel is pending ...
+    wait_until(
+        lambda: any(o.status == "PendingCancel" for o in tws_peer.orders()), timeout=15, what="the pending cancel"
+    )  # the global cancel is pending ...
     tws_peer.halt("ORCL", False)  # ... and the exit fills inside its window
     thread.join(30)
     check_invariants(tws_peer, reports[0])

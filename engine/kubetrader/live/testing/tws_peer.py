@@ -239,7 +239,7 @@ class TwsPeer:
                 action()
             for conn in list(self._connections):
                 if not conn.writer.is_closing():
-                    with contextlib.suppress(Exception):
+                    with contextlib.suppress(RuntimeError):  # the loop closed under a stopping peer
                         self._loop.create_task(conn.writer.drain())  # type: ignore[union-attr]
 
         if delay <= 0 and threading.current_thread() is self._thread:
