@@ -278,7 +278,8 @@ def test_after_a_demo_every_page_shows_what_the_user_should_see(
             [f"Trades ({trades} closed round trips)", card, f"Trades: {trades}"],
         ),
         "Optimization": ("text.includes('Trials: ')", [f"Trials: {demo.trials}", f"{demo.trials} of {demo.trials}"]),
-        "MLflow": ("text.includes('Recent runs')", [f"Runs: {demo.mlflow_runs}", sharpe]),
+        # The runs table renders after the cards: wait for the Sharpe in it, not only the heading.
+        "MLflow": (f"text.includes('Recent runs') && text.includes('{sharpe}')", [f"Runs: {demo.mlflow_runs}", sharpe]),
         "Health": ("text.includes('Work queue')", ["Overall"]),
         "Logs": (
             "main.querySelector('[data-testid=\"stCode\"]')",
