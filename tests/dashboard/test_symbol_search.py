@@ -19,21 +19,11 @@ from streamlit.testing.v1 import AppTest
 from kubetrader.cli.main import main
 from tests.fixtures.dashboard import API_TOKEN, UvicornThread, dashboard_settings
 from tests.helpers import ROOT, free_port
-from tests.unit.finnhub_double import KEY, FinnhubDouble, finnhub_double
+from tests.unit.finnhub_double import KEY, FinnhubDouble
 
 pytestmark = pytest.mark.xdist_group("dashboard")
 
 APP = ROOT / "dashboard" / "kubetrader_dashboard" / "ui" / "app.py"
-
-
-@pytest.fixture
-def finnhub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FinnhubDouble]:
-    with finnhub_double() as double:
-        monkeypatch.setenv("FINNHUB_API_KEY", KEY)
-        monkeypatch.delenv("FINNHUB_API_KEY_FILE", raising=False)
-        monkeypatch.setenv("FINNHUB_API_URL", double.url)
-        monkeypatch.setenv("KUBETRADER_DATA_DIR", str(tmp_path / "data"))
-        yield double
 
 
 def _settings(tmp_path: Path, **extra: Any) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,18 +10,7 @@ import pytest
 from kubetrader.errors import InfrastructureError, SpecError
 from kubetrader.symbols import FinnhubSymbols, finnhub_key
 from tests.helpers import cli_in_process, free_port
-from tests.unit.finnhub_double import KEY, FinnhubDouble, finnhub_double
-
-
-@pytest.fixture
-def finnhub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FinnhubDouble]:
-    with finnhub_double() as double:
-        monkeypatch.setenv("FINNHUB_API_KEY", KEY)
-        monkeypatch.delenv("FINNHUB_API_KEY_FILE", raising=False)
-        monkeypatch.setenv("FINNHUB_API_URL", double.url)
-        monkeypatch.setenv("KUBETRADER_DATA_DIR", str(tmp_path / "data"))
-        yield double
-
+from tests.unit.finnhub_double import KEY, FinnhubDouble
 
 _run = cli_in_process
 
