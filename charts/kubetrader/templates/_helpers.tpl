@@ -108,10 +108,12 @@ affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- with $c.topologySpreadConstraints | default $g.topologySpreadConstraints }}
-{{- $selector := dict "labelSelector" (dict "matchLabels" (include "kubetrader.selectorLabels" (list $root $component) | fromYaml)) }}
+{{- $selector := dict "matchLabels" (include "kubetrader.selectorLabels" (list $root $component) | fromYaml) }}
 topologySpreadConstraints:
   {{- range . }}
-  - {{- toYaml (merge (deepCopy .) $selector) | nindent 4 }}
+  {{- $constraint := deepCopy . }}
+  {{- if not (hasKey $constraint "labelSelector") }}{{ $_ := set $constraint "labelSelector" $selector }}{{ end }}
+  - {{- toYaml $constraint | nindent 4 }}
   {{- end }}
 {{- end }}
 {{- with $c.priorityClassName | default $g.priorityClassName }}
