@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from kubetrader import __version__
-from kubetrader_dashboard.api import problems
+from kubetrader_dashboard.api import metrics, problems
 from kubetrader_dashboard.api.routers import (
     analytics,
     backtests,
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = Services.from_settings(settings)
     problems.install(app)
+    metrics.install(app)
     for module in (backtests, trades, analytics, studies, live, submissions, mlflow, operations, logs, symbols):
         app.include_router(module.router, prefix=API_PREFIX)
     return app

@@ -20,6 +20,7 @@ from kubetrader_operator.jobs import (
     engine_job,
     resource_document,
     scratch_env,
+    secret_env,
     spec_config_map,
 )
 from kubetrader_operator.labels import COMPONENT, MANAGED_BY, MANAGER, PART_OF, child_name, label_value
@@ -92,6 +93,7 @@ def driver_env(
     )
     env = [
         *password,
+        *secret_env(options),
         {"name": "KUBETRADER_STUDY_NAME", "value": study_name_of(name, spec)},
         {"name": "KUBETRADER_NAMESPACE", "value": namespace},
         {"name": REDIS_ENV, "value": redis_url},
