@@ -12,9 +12,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from kubetrader import __version__
-from kubetrader_dashboard.api import problems
+from kubetrader_dashboard.api import limits, problems
 from kubetrader_dashboard.api.routers import (
     analytics,
+    auth,
     backtests,
     live,
     logs,
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = Services.from_settings(settings)
     problems.install(app)
-    for module in (backtests, trades, analytics, studies, live, submissions, mlflow, operations, logs):
+    limits.install(app, settings.max_body_bytes)
+    for module in (auth, backtests, trades, analytics, studies, live, submissions, mlflow, operations, logs):
         app.include_router(module.router, prefix=API_PREFIX)
     return app
