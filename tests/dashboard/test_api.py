@@ -171,9 +171,9 @@ def test_studies_come_from_the_optuna_storage(api: httpx.Client, dashboard_api: 
     assert api.get("/studies/nope").status_code == 404
 
 
-def test_unconfigured_sources_say_not_available(api: httpx.Client) -> None:
+def test_unconfigured_sources_say_not_available(api: httpx.Client, dashboard_api: RunningApi) -> None:
     assert api.get("/queue").json() == {"available": False, "reason": "KUBETRADER_REDIS_URL is not set", "stats": None}
-    live = api.get("/live").json()
+    live = api.get("/live", headers=dashboard_api.auth("trader")).json()  # live needs the trader role
     assert live["available"] is False and live["positions"] == []
     cluster = api.get("/cluster/backtests").json()
     assert cluster["available"] is False and "off" in cluster["reason"]

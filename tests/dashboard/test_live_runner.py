@@ -26,7 +26,7 @@ from kubetrader.live.launch import Endpoint, run_deployment
 from kubetrader.live.testing.tws_peer import TwsPeer, load_daily_bars
 from kubetrader.specs.live import LiveDeploymentSpec
 from strategies.base_strategy import BaseStrategy
-from tests.fixtures.dashboard import dashboard_settings
+from tests.fixtures.dashboard import API_TOKEN, dashboard_settings
 from tests.helpers import free_port, wait_until
 
 TOKEN = "runner-token-9f3Kq-dashboard-test"
@@ -137,9 +137,16 @@ def dashboard(tmp_path: Path, runner: Runner) -> Iterator[Callable[[str | None],
 
         def open_client(token: str | None) -> TestClient:
             settings = dashboard_settings(
-                tmp_path / "results", None, None, live_runner_url=runner.url, runner_token=token or ""
+                tmp_path / "results",
+                None,
+                None,
+                live_runner_url=runner.url,
+                runner_token=token or "",
+                api_token_role="trader",  # the live view needs the trader role
             )
-            return stack.enter_context(TestClient(create_app(settings)))
+            client = stack.enter_context(TestClient(create_app(settings)))
+            client.headers["Authorization"] = f"Bearer {API_TOKEN}"
+            return client
 
         yield open_client
 
