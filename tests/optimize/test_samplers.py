@@ -78,3 +78,14 @@ def test_tpe_with_a_constraint_reaches_its_trial_count_without_repeating_infeasi
     assert summary.trials_infeasible == sum(infeasible.values())
     assert summary.trials_infeasible < 100
     assert max(infeasible.values(), default=0) <= 3  # the sampler learns where the constraint bites
+
+
+def test_a_median_pruner_is_refused_with_the_field_named_rather_than_ignored() -> None:
+    import pydantic
+    import pytest
+
+    with pytest.raises(pydantic.ValidationError) as caught:
+        OptimizationStudySpec.model_validate(
+            {"backtest": BACKTEST, "space": {"fast": {"type": "int", "low": 5, "high": 10}}, "pruner": "median"}
+        )
+    assert "pruner" in str(caught.value) and "not supported" in str(caught.value)
