@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from kubetrader.optimize.robustness import Robustness
 from kubetrader_dashboard.models.backtests import (
     BacktestDetail,
     BacktestSummary,
@@ -114,6 +115,9 @@ class ApiClient:
 
     def study(self, name: str) -> StudyDetail:
         return self._get(StudyDetail, f"/studies/{name}")
+
+    def study_robustness(self, name: str) -> Robustness:
+        return self._get(Robustness, f"/studies/{name}/robustness")
 
     def cluster(self, plural: str) -> ClusterResources:
         return self._get(ClusterResources, f"/cluster/{plural}")
