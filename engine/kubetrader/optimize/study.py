@@ -43,8 +43,9 @@ from kubetrader import defaults
 from kubetrader.errors import SpecError
 from kubetrader.optimize.constraints import Constraint, feasible, parse_constraints
 from kubetrader.optimize.evaluation import Evaluation, Evaluator
-from kubetrader.optimize.space import Space, grid, param_values, parse_space, to_optuna_distributions
+from kubetrader.optimize.space import Space, grid, grid_size, param_values, parse_space, to_optuna_distributions
 from kubetrader.specs.backtest import BacktestSpec, StrategySpec
+from kubetrader.specs.limits import MAX_GRID_POINTS
 from kubetrader.specs.study import OptimizationStudySpec, SamplerSpec
 
 log = logging.getLogger(__name__)
@@ -148,12 +149,11 @@ def check_feasible_space(space: Space, constraints: list[Constraint]) -> None:
     grids up to a million points, by sampling otherwise)."""
     if not constraints:
         return
-    if all(d.type != "float" or d.step is not None for d in space.values()):
-        size = math.prod(len(param_values(d)) for d in space.values())
-        if size <= 1_000_000:
-            if next(grid(space, constraints), None) is None:
-                raise SpecError("constraints", "the constraints exclude every point of the space")
-            return
+    size = grid_size(space)  # counted, not listed: a space's size is bounded per parameter only
+    if size is not None and size <= MAX_GRID_POINTS:
+        if next(grid(space, constraints), None) is None:
+            raise SpecError("constraints", "the constraints exclude every point of the space")
+        return
     import random
 
     rng = random.Random(0)
@@ -200,7 +200,7 @@ class StudyDriver:
         self.collect_timeout = collect_timeout
         self.returns_dir = returns_dir
         self.space = parse_space({k: v.model_dump() for k, v in spec.space.items()})
-        self.constraints = parse_constraints(spec.constraints, list(self.space))
+        self.constraints = parse_constraints(spec.constraints, self.space)
         check_feasible_space(self.space, self.constraints)
         self._returns: dict[int, list[float]] = {}
         self._infeasible_streak = 0
