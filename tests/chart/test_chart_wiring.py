@@ -107,6 +107,7 @@ def test_kind_node_image_is_pinned_to_a_release_with_network_policy_support() ->
 def test_operator_environment_names_are_fields_of_its_settings(
     scenario: str, rendered_chart_scenarios: dict[str, RenderedChart]
 ) -> None:
+    from kubetrader_operator.live.settings import LiveSettings
     from kubetrader_operator.scaling.handlers import ScalerSettings
     from kubetrader_operator.settings import OperatorSettings
     from kubetrader_operator.study.settings import StudySettings
@@ -114,6 +115,7 @@ def test_operator_environment_names_are_fields_of_its_settings(
     known = {f"KUBETRADER_OPERATOR_{name.upper()}" for name in OperatorSettings.model_fields}
     known |= {f"KUBETRADER_SCALER_{name.upper()}" for name in ScalerSettings.model_fields}
     known |= {f"KUBETRADER_OPERATOR_{name.upper()}" for name in StudySettings.model_fields}
+    known |= {f"KUBETRADER_OPERATOR_LIVE_{name.upper()}" for name in LiveSettings.model_fields}
     known |= {"HOME", "REDIS_PASSWORD"}  # from the Secret, substituted into KUBETRADER_OPERATOR_REDIS_URL
     rendered = rendered_chart_scenarios[scenario]
     operator = rendered.get("Deployment", "kubetrader-operator")["spec"]["template"]["spec"]["containers"][0]

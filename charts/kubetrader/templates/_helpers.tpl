@@ -387,3 +387,46 @@ Call with (list $ "secret-name" "key" length). */}}
 {{- randAlphaNum (index . 3) }}
 {{- end }}
 {{- end }}
+
+{{/* ---- NetworkPolicy peers (templates/networkpolicies.yaml, and the operator's live policies) ---- */}}
+
+{{/* Labels the operator puts on every pod it creates (kubetrader_operator.labels: MANAGED_BY, PART_OF). */}}
+{{- define "kubetrader.operatorChildLabels" -}}
+app.kubernetes.io/managed-by: kubetrader-operator
+app.kubernetes.io/part-of: kubetrader
+{{- end }}
+
+{{/* A component's pods in the release namespace, selected by namespace NAME (a label any other
+namespace cannot carry) and the component's selector labels. Call with (list $ "component"). */}}
+{{- define "kubetrader.componentPeer" -}}
+{{- $root := index . 0 -}}
+namespaceSelector:
+  matchLabels:
+    kubernetes.io/metadata.name: {{ $root.Release.Namespace }}
+podSelector:
+  matchLabels:
+    {{- include "kubetrader.selectorLabels" . | nindent 4 }}
+{{- end }}
+
+{{/* The same peer as JSON for the operator's live settings: {"namespace": ..., "labels": {...}}. */}}
+{{- define "kubetrader.componentPeerJson" -}}
+{{- $root := index . 0 -}}
+{{- toJson (dict "namespace" $root.Release.Namespace "labels" (include "kubetrader.selectorLabels" . | fromYaml)) }}
+{{- end }}
+
+{{/* The pods the operator creates (Backtest and study Jobs) in the namespaces it watches. With
+watchAllNamespaces that is any namespace: there only the labels tell them apart. */}}
+{{- define "kubetrader.operatorChildPeer" -}}
+{{- if .Values.operator.watchAllNamespaces -}}
+namespaceSelector: {}
+{{- else -}}
+namespaceSelector:
+  matchExpressions:
+    - key: kubernetes.io/metadata.name
+      operator: In
+      values: {{ include "kubetrader.watchNamespaces" . }}
+{{- end }}
+podSelector:
+  matchLabels:
+    {{- include "kubetrader.operatorChildLabels" . | nindent 4 }}
+{{- end }}

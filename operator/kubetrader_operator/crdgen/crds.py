@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from kubetrader.specs import API_GROUP, API_VERSION, BacktestSpec, LiveDeploymentSpec, OptimizationStudySpec
+from kubetrader.specs.limits import MAX_PARAM_VALUES
 from kubetrader.specs.live import LIVE_REQUIRED_LIMITS
 from kubetrader_operator.crdgen.schema import Schema, model_schema
 from kubetrader_operator.crdgen.status import BacktestStatus, LiveDeploymentStatus, OptimizationStudyStatus
@@ -31,6 +32,15 @@ LIVE_LIMITS_MESSAGE = "mode 'live' needs every risk limit: " + ", ".join(
     "".join(w.capitalize() if i else w for i, w in enumerate(name.split("_"))) for name in LIVE_REQUIRED_LIMITS
 )
 PARALLELISM_MESSAGE = "parallelism must not exceed trials"
+PARAM_VALUES_MESSAGE = f"(high - low) / step + 1 must be at most {MAX_PARAM_VALUES} values (raise the step)"
+# One parameter's grid values, as kubetrader.specs.study counts them (a float without a step is continuous).
+# `double()` on both sides: the merged int/float schema types low/high as `number` (a double in the
+# API server's CEL), and an int in a stand-in's; the arithmetic is the same either way.
+PARAM_VALUES_RULE = (
+    "self.type == 'categorical' || (self.type == 'float' && !has(self.step)) || "
+    "(double(self.high) - double(self.low)) / (has(self.step) ? double(self.step) : 1.0) "
+    f"< {float(MAX_PARAM_VALUES)}"
+)
 NAME_MAX = LABEL_VALUE_MAX  # a name is a label value on the children
 CUSTOM_COMMISSION_MESSAGE = "commission model 'custom' needs perShare or percent"
 
@@ -113,6 +123,9 @@ def study_spec_schema() -> Schema:
     spec = model_schema(OptimizationStudySpec)
     _backtest_schema(spec["properties"]["backtest"])
     _add_rules(spec, _rule("self == oldSelf", STUDY_IMMUTABLE_MESSAGE))
+    # Per parameter (a CEL rule sees one map value); the grid's product over the parameters needs a
+    # fold CEL does not have, so the models check it (kubetrader.specs.limits).
+    _add_rules(spec["properties"]["space"]["additionalProperties"], _rule(PARAM_VALUES_RULE, PARAM_VALUES_MESSAGE))
     # Defaults are written out so the rule holds whether or not the server defaulted first.
     _add_rules(
         spec,

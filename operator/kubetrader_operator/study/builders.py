@@ -154,6 +154,6 @@ def parse_study_spec(raw: dict[str, Any]) -> OptimizationStudySpec:
     from kubetrader.optimize.study import check_feasible_space
 
     spec = OptimizationStudySpec.model_validate(raw)
-    constraints = parse_constraints(spec.constraints, list(spec.space))
+    constraints = parse_constraints(spec.constraints, spec.space)
     check_feasible_space(spec.space, constraints)
     return spec
