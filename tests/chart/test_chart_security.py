@@ -233,5 +233,6 @@ def test_every_component_is_isolated_by_a_policy_selecting_its_own_labels(
         }
         for kind_name, _ in rendered.pod_specs():
             kind, name = kind_name.split("/")
-            labels = rendered.get(kind, name)["spec"]["template"]["metadata"]["labels"]
+            doc = rendered.get(kind, name)
+            labels = (doc if kind == "Pod" else doc["spec"]["template"])["metadata"]["labels"]
             assert any(set(s) <= set(labels.items()) for s in selected), f"{kind_name} in {rendered.scenario}"
