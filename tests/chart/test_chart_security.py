@@ -233,6 +233,6 @@ def test_every_component_is_isolated_by_a_policy_selecting_its_own_labels(
         }
         for kind_name, _ in rendered.pod_specs():
             kind, name = kind_name.split("/")
-            doc = rendered.get(kind, name)
-            labels = (doc if kind == "Pod" else doc["spec"]["template"])["metadata"]["labels"]
+            workload = rendered.get(kind, name)
+            labels = (workload if kind == "Pod" else workload["spec"]["template"])["metadata"]["labels"]
             assert any(set(s) <= set(labels.items()) for s in selected), f"{kind_name} in {rendered.scenario}"

@@ -117,7 +117,6 @@ def reachability(live_chart: RenderedChart, settings: LiveSettings) -> dict[str,
 # Pods whose egress is open: the platform's pods that resolve names and reach the Internet (Jobs
 # fetch market data, the API and the operator talk to the API server), and the impostors (no policy
 # selects them). The data stores, the gateway and the runner reach only what their policy names.
-# The `helm test` pod (no policy selects it) reaches what it checks: the API, MLflow and Redis.
 OPEN_EGRESS = {"api", "dashboard", "operator", "worker", "mlflow-migrate", "backtest-job", "study-job", "helm-test"}
 IMPOSTORS = {"impostor-elsewhere", "impostor-in-trading"}
 ANY_CLIENT = OPEN_EGRESS | IMPOSTORS  # who reaches a port open to every source (a pod never "reaches" itself)
@@ -127,8 +126,7 @@ EXPECTED: dict[str, set[str]] = {
     "runner:8080": {"operator", "api"},
     "redis:6379": {"operator", "api", "worker", "backtest-job", "study-job", "helm-test"},
     "postgresql:5432": {"mlflow", "mlflow-migrate", "api", "backtest-job", "study-job"},
-    # ClusterIP by default (#23: nothing holding data on a NodePort): the platform's clients only
-    "mlflow:5000": {"api", "worker", "backtest-job", "study-job", "helm-test"},
+    "mlflow:5000": {"api", "worker", "backtest-job", "study-job", "helm-test"},  # ClusterIP by default: who logs
     "api:8000": ANY_CLIENT - {"api"},  # a NodePort by default (30800): the API authenticates
     "dashboard:8501": ANY_CLIENT - {"dashboard"},  # the front end
     "operator:9090": ANY_CLIENT - {"operator"},  # metrics, for any Prometheus
@@ -169,3 +167,23 @@ def test_the_default_gateway_image_is_the_charts_first_allowed_image(live_chart:
 
     defaults = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
     assert defaults["live"]["gateway"]["allowedImages"][0] == DEFAULT_GATEWAY_IMAGE
+
+
+def test_the_live_runner_pod_monitor_selects_the_runner_pods_the_operator_creates(
+    live_chart: RenderedChart, chart_live_settings: LiveSettings
+) -> None:
+    """A monitor whose labels match no pod scrapes nothing and alerts on nothing: the same trap as a
+    NetworkPolicy that selects no pod. Its selector must pick the runner, and only the runner."""
+    from tests.fixtures.chart import RenderedChart as Rendered
+    from tests.fixtures.chart import parse_manifests, render_chart
+    from tests.kube.selectors import matches_label_selector
+
+    values = {**live_chart.values, "monitoring": {"podMonitor": {"enabled": True}}}
+    templates = render_chart(values)
+    monitors = Rendered("live+podMonitor", values, templates, parse_manifests(templates)).of_kind("PodMonitor")
+    monitor = next(m for m in monitors if m["metadata"]["name"].endswith("live-runner"))
+    selector = monitor["spec"]["selector"]
+    pods = pods_from_manifests(operator_children(chart_live_settings), TRADING)
+    selected = {p.labels["app.kubernetes.io/component"] for p in pods if matches_label_selector(p.labels, selector)}
+    assert selected == {"runner"}
+    assert TRADING in monitor["spec"]["namespaceSelector"]["matchNames"]
