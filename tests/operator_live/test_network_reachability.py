@@ -130,6 +130,7 @@ EXPECTED: dict[str, set[str]] = {
     "api:8000": ANY_CLIENT - {"api"},  # a NodePort by default (30800): the API authenticates
     "dashboard:8501": ANY_CLIENT - {"dashboard"},  # the front end
     "operator:9090": ANY_CLIENT - {"operator"},  # metrics, for any Prometheus
+    "worker:9091": ANY_CLIENT - {"worker"},  # metrics, for any Prometheus (a PodMonitor)
     "kube-dns:53": ANY_CLIENT | {"mlflow", "gateway", "runner"},
     "ib-server:4000": ANY_CLIENT | {"gateway"},
     "ib-server:4001": ANY_CLIENT | {"gateway"},
