@@ -99,6 +99,7 @@ def run_deployment(
         lease_account=lease_account,
         gateway_deadline=gateway_deadline,
         stall_fence=stall_fence,
+        protection=spec.risk.protective_stop,
     )
     session = Session(broker, journal, config)
     server = None
