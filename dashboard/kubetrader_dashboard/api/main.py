@@ -22,6 +22,7 @@ from kubetrader_dashboard.api.routers import (
     operations,
     studies,
     submissions,
+    symbols,
     trades,
 )
 from kubetrader_dashboard.services.container import Services
@@ -49,6 +50,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = Services.from_settings(settings)
     problems.install(app)
-    for module in (backtests, trades, analytics, studies, live, submissions, mlflow, operations, logs):
+    for module in (backtests, trades, analytics, studies, live, submissions, mlflow, operations, logs, symbols):
         app.include_router(module.router, prefix=API_PREFIX)
     return app

@@ -17,6 +17,7 @@ from kubetrader_dashboard.services.queue import QueueService
 from kubetrader_dashboard.services.results import ResultStore
 from kubetrader_dashboard.services.studies import StudyService
 from kubetrader_dashboard.services.submissions import SubmissionService
+from kubetrader_dashboard.services.symbols import SymbolService
 from kubetrader_dashboard.settings import Settings
 
 
@@ -31,6 +32,7 @@ class Services:
     live: LiveService
     submissions: SubmissionService
     logs: LogService
+    symbols: SymbolService
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -58,6 +60,7 @@ class Services:
                 workers=settings.submit_workers,
             ),
             logs=LogService(settings.results_dir, store, cluster),
+            symbols=SymbolService(settings.data_dir),
         )
 
     def close(self) -> None:
