@@ -40,6 +40,7 @@ def protected_session(peer: TwsPeer, journal: Journal, limits: RiskSpec | None =
     session = Session(broker, journal, config)
     session.start()
     pump_until(session, lambda: "ORCL" in session.prices, "a first bar")
+    peer.set_price("ORCL", session.prices["ORCL"])  # the replay would walk through a 5 % stop in a second
     return session
 
 
@@ -133,8 +134,9 @@ def test_emergency_stop_with_protective_orders_working_ends_flat_with_no_orphan_
 
 def test_a_runner_killed_after_its_entry_is_still_stopped_out_at_the_broker(tws_peer: TwsPeer, tmp_path: Path) -> None:
     spec = {"strategy": {"path": "tests.live.probe_strategies.BuyOnce", "params": {"size": 100}},
-            "symbols": ["ORCL"], "timeframe": "1d",
+            "symbols": ["ORCL"], "timeframe": "1m",
             "risk": {"protectiveStop": {"stopLoss": 0.05, "takeProfit": 0.2}}}  # fmt: skip
+    tws_peer.set_price("ORCL", tws_peer.price("ORCL"))  # fills at a still price: the replay walks fast
     runner = subprocess.Popen(
         [sys.executable, "-m", "kubetrader.cli.main", "live", "run", "--spec-json", json.dumps(spec),
          "--port", str(tws_peer.port), "--client-id", "1", "--journal-url", f"sqlite:///{tmp_path / 'j.db'}",

@@ -79,6 +79,9 @@ def _ensure_event_loop() -> None:
 class IBBroker:
     """`Broker` over one API connection (host, port, clientId) to TWS or IB Gateway."""
 
+    # reqRealTimeBars streams 5-second bars only; the session aggregates them to `spec.timeframe`
+    realtime_bar_seconds = 5
+
     def __init__(
         self, host: str, port: int, client_id: int, *, timeout: float = 5.0, account: str = "", currency: str = "USD"
     ) -> None:

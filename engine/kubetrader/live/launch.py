@@ -100,6 +100,7 @@ def run_deployment(
         gateway_deadline=gateway_deadline,
         stall_fence=stall_fence,
         protection=spec.risk.protective_stop,
+        timeframe=spec.timeframe,
     )
     session = Session(broker, journal, config)
     server = None

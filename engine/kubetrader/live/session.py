@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubetrader.errors import InfrastructureError
+from kubetrader.live.bars import BarAggregator
 from kubetrader.live.broker import (
     STOP_SUFFIX,
     TAKE_PROFIT_SUFFIX,
@@ -89,6 +90,9 @@ class SessionConfig:
     # operator may have taken over its account meanwhile (kubetrader_operator.live.stopping
     # waits longer than this before it acts on a hung runner). See `_fenced`.
     stall_fence: float = 60.0
+    # `spec.timeframe`: a broker that streams 5-second bars (IB) has them aggregated to it on the
+    # exchange calendar (kubetrader.live.bars); None: bars as the broker gives them (a replay).
+    timeframe: str | None = None
     # `spec.risk.protectiveStop`: a broker-side stop (and take-profit) attached to every entry.
     protection: ProtectiveStopSpec | None = None
 
@@ -149,6 +153,9 @@ class Session:
         self.finished = False
         self.connected = False
         self.bars: dict[str, deque[Bar]] = {s: deque() for s in config.symbols}
+        self.aggregators: dict[str, BarAggregator] = {}
+        if config.timeframe and getattr(broker, "realtime_bar_seconds", None):
+            self.aggregators = {s: BarAggregator(s, config.timeframe) for s in config.symbols}
         self.ended: set[str] = set()
         self.order_listeners: list[Callable[[BrokerOrder], None]] = []
         self.fill_listeners: list[Callable[[Fill, bool], None]] = []
@@ -621,11 +628,12 @@ class Session:
 
     def _dispatch(self, event: BrokerEvent) -> None:
         if isinstance(event, BarUpdate):
-            bar = event.bar
-            if not self.delivering:
-                self.deliver(bar)
-            if bar.symbol in self.bars:
-                self.bars[bar.symbol].append(bar)
+            aggregator = self.aggregators.get(event.bar.symbol)
+            for bar in aggregator.add(event.bar) if aggregator is not None else [event.bar]:
+                if not self.delivering:
+                    self.deliver(bar)
+                if bar.symbol in self.bars:
+                    self.bars[bar.symbol].append(bar)
         elif isinstance(event, OrderUpdate):
             state = self.journal.apply_order(event.order)
             working = self._working.get(event.order.order_ref)

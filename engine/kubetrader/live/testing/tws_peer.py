@@ -17,6 +17,7 @@ the bundled daily files in `examples/data/`.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import csv
 import datetime as dt
@@ -60,6 +61,32 @@ CONNECTIVITY = {
 
 PlaceFault = Literal["drop_before_ack", "drop_after_ack"]
 BookKey = tuple[str, int]  # (account, conId)
+
+
+def replay_epoch(index: int) -> int:
+    """The start (epoch s) of the `index`-th replayed 5-second bar: consecutive 5-second slots of
+    the NYSE's sessions from REPLAY_EPOCH (2024-01-02 09:30 New York) on, so a runner that
+    aggregates them on the exchange calendar (kubetrader.live.bars) sees session hours, as live."""
+    slots = _session_slots()
+    opening, first = slots[max(0, bisect.bisect_right(slots, (index, 1 << 62), key=lambda s: (s[1], 0)) - 1)]
+    return opening + REALTIME_BAR_SECONDS * (index - first)
+
+
+_SLOTS: list[tuple[int, int]] = []
+
+
+def _session_slots() -> list[tuple[int, int]]:
+    """(open epoch, index of its first slot) of every NYSE session of 2024 (early closes included): over
+    a million slots, more than the longest bundled file has bars."""
+    if not _SLOTS:
+        import exchange_calendars
+
+        cal = exchange_calendars.get_calendar("XNYS", start="2024-01-02", end="2024-12-31")
+        first = 0
+        for opening, closing in zip(cal.opens, cal.closes, strict=True):
+            _SLOTS.append((int(opening.timestamp()), first))
+            first += int((closing - opening).total_seconds()) // REALTIME_BAR_SECONDS
+    return _SLOTS
 
 
 @dataclass(frozen=True)
@@ -175,6 +202,7 @@ class TwsPeer:
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> TwsPeer:
+        _session_slots()  # here, not on the peer's loop: the calendar takes a moment to build
         self._thread = threading.Thread(target=self._run, name="tws-peer", daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
@@ -934,7 +962,7 @@ class TwsPeer:
                 for order in self._orders:
                     if order.instrument.bar_symbol == symbol and order.is_open:
                         self._try_fill(order)
-                epoch = REPLAY_EPOCH + REALTIME_BAR_SECONDS * index
+                epoch = replay_epoch(index)
                 wap = (bar.high + bar.low + bar.close) / 3
                 for conn in self._connections:
                     for req_id, sub_symbol in conn.realtime.items():
