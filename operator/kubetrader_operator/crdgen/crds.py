@@ -8,6 +8,8 @@ here, so the API server rejects it at `kubectl apply` time with a readable messa
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,49 +225,62 @@ _SPEC_SCHEMAS = {
 }
 
 
+SCHEMA_HASH_ANNOTATION = f"{API_GROUP}/schema-sha256"
+
+
 def build_crd(kind: str) -> dict[str, Any]:
-    """The apiextensions.k8s.io/v1 CustomResourceDefinition of one kind."""
-    info = KINDS[kind]
+    """The apiextensions.k8s.io/v1 CustomResourceDefinition of one kind.
+
+    Its `kubetrader.io/schema-sha256` annotation is a hash of the spec: the chart compares it with
+    the CRD in the cluster and refuses to install over a stale one (Helm never upgrades CRDs).
+    """
+    spec = _crd_spec(kind)
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{info.plural}.{API_GROUP}"},
-        "spec": {
-            "group": API_GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "kind": info.kind,
-                "listKind": f"{info.kind}List",
-                "plural": info.plural,
-                "singular": info.kind.lower(),
-                "shortNames": [info.short_name],
-                "categories": [CATEGORY],
-            },
-            "versions": [
-                {
-                    "name": API_VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": list(info.columns),
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": (info.spec_model.__doc__ or info.kind).strip().splitlines()[0],
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": _SPEC_SCHEMAS[kind](),
-                                "status": status_schema(info.status_model),
-                            },
-                            "x-kubernetes-validations": [name_rule(info.kind)],
-                        }
-                    },
-                }
-            ],
+        "metadata": {"name": f"{KINDS[kind].plural}.{API_GROUP}", "annotations": {SCHEMA_HASH_ANNOTATION: digest}},
+        "spec": spec,
+    }
+
+
+def _crd_spec(kind: str) -> dict[str, Any]:
+    info = KINDS[kind]
+    return {
+        "group": API_GROUP,
+        "scope": "Namespaced",
+        "names": {
+            "kind": info.kind,
+            "listKind": f"{info.kind}List",
+            "plural": info.plural,
+            "singular": info.kind.lower(),
+            "shortNames": [info.short_name],
+            "categories": [CATEGORY],
         },
+        "versions": [
+            {
+                "name": API_VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": list(info.columns),
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "description": (info.spec_model.__doc__ or info.kind).strip().splitlines()[0],
+                        "required": ["spec"],
+                        "properties": {
+                            "apiVersion": {"type": "string"},
+                            "kind": {"type": "string"},
+                            "metadata": {"type": "object"},
+                            "spec": _SPEC_SCHEMAS[kind](),
+                            "status": status_schema(info.status_model),
+                        },
+                        "x-kubernetes-validations": [name_rule(info.kind)],
+                    }
+                },
+            }
+        ],
     }
 
 

@@ -21,6 +21,7 @@ from kubetrader_operator.jobs import (
     engine_job,
     resource_document,
     scratch_env,
+    secret_env,
     spec_config_map,
 )
 from kubetrader_operator.labels import COMPONENT, MANAGED_BY, MANAGER, PART_OF, child_name, label_value
@@ -94,6 +95,7 @@ def driver_env(
     )
     env = [
         *password,
+        *secret_env(options),
         {"name": "KUBETRADER_NAMESPACE", "value": namespace},
         {"name": REDIS_ENV, "value": redis_url},
         *([{"name": STORAGE_ENV, "value": storage}] if storage else []),
