@@ -17,6 +17,7 @@ from typing import Any
 from kubetrader import defaults
 from kubetrader.errors import StrategyError
 from kubetrader.optimize.evaluation import Evaluator, InProcessEvaluator
+from kubetrader.optimize.naming import study_key
 from kubetrader.optimize.overfitting import DeflatedSharpe
 from kubetrader.optimize.report import StudyReport, write_study_artifacts
 from kubetrader.optimize.study import (
@@ -49,8 +50,11 @@ def run_study(
     evaluator: Evaluator | None = None,
     on_progress: Callable[[StudyProgress], None] | None = None,
     confirm: bool = True,
+    namespace: str | None = None,
+    uid: str | None = None,
 ) -> StudyReport:
-    """Run (or resume) the study `spec.study_name or name` and report on it."""
+    """Run (or resume) the study keyed by `spec.study_name or name`, the namespace and the resource's uid
+    (kubetrader.optimize.naming), and report on it."""
     if spec.screen == "vectorized":  # the twin screens, Backtrader confirms (kubetrader.optimize.screening)
         from kubetrader.optimize.screening import run_screened_study
 
@@ -62,8 +66,10 @@ def run_study(
             evaluator=evaluator,
             on_progress=on_progress,
             confirm=confirm,
+            namespace=namespace,
+            uid=uid,
         )
-    study_name = spec.study_name or name
+    study_name = study_key(name, study_name=spec.study_name, namespace=namespace, uid=uid)
     storage_url = storage_url or default_storage_url(study_name, data_dir())
     evaluator = evaluator or InProcessEvaluator()
     publish = getattr(evaluator, "publish_progress", None)
