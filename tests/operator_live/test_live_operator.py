@@ -42,8 +42,6 @@ def live_env(
 ) -> Iterator[EmulatedCluster]:
     from kubetrader_operator.live.settings import get_live_settings
 
-    assert kube_cluster.emulator is not None
-    kube_cluster.emulator.register("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy")
     monkeypatch.setenv("KUBETRADER_OPERATOR_LIVE_GATEWAY_ADDRESS", f"127.0.0.1:{tws_peer.port}")
     monkeypatch.setenv("KUBETRADER_OPERATOR_LIVE_RUNNER_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("KUBETRADER_OPERATOR_LIVE_FLATTEN_WAIT_SECONDS", "10")
@@ -312,3 +310,42 @@ def test_an_edit_with_on_update_flatten_closes_the_positions_before_the_runner_r
         tws_peer.set_down(False)
         wait_until(lambda: runner_spec(live_env)[1] == "2", timeout=30, what="the roll after the flatten")
         assert tws_peer.positions() == {}
+
+
+def test_a_gateway_policy_left_by_an_older_operator_is_brought_up_to_date(
+    live_env: EmulatedCluster, operator_runner: Callable[[], Any]
+) -> None:
+    """#21 finding 4: the old policy admitted a label from any namespace; a restart must not keep it."""
+    spoofable = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f"{NAME}-gateway-api", "namespace": NS},
+        "spec": {
+            "podSelector": {
+                "matchLabels": {"kubetrader.io/livedeployment": NAME, "app.kubernetes.io/component": "gateway"}
+            },
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "namespaceSelector": {},
+                            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "kubetrader-operator"}},
+                        }
+                    ]
+                }
+            ],
+        },
+    }
+    live_env.create(spoofable)
+    with operator_runner():
+        live_env.create(live_deployment())
+
+        def replaced() -> dict[str, Any] | None:
+            policy = live_env.get("NetworkPolicy", NS, f"{NAME}-gateway-api")
+            return policy if policy and "Egress" in policy["spec"]["policyTypes"] else None
+
+        updated = wait_until(replaced, timeout=20, what="the policy replaced")
+        peers = updated["spec"]["ingress"][0]["from"]
+        assert all(peer.get("namespaceSelector") != {} for peer in peers)
+        assert events(live_env, "Updated")

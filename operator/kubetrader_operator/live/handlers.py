@@ -127,9 +127,14 @@ def create_children(body: kopf.Body, name: str, namespace: str | None, patch: ko
         spec, name, namespace, image=image, gateway_image=deputy.gateway_image(spec, settings.allowed_gateway_images),
         runner_port=settings.runner_port, token=token, network=settings.network(), generation=generation,
     ):  # fmt: skip
-        _, created = kube_io.create_if_absent(manifest)
+        existing, created = kube_io.create_if_absent(manifest)
         if created:
             kopf.info(body, reason="Created", message=f"{manifest['kind']} {manifest['metadata']['name']}")
+        elif manifest["kind"] == "NetworkPolicy" and existing.get("spec") != manifest["spec"]:
+            # Policies are safe to replace (no pod restarts): one made by an older operator (the
+            # spoofable `namespaceSelector: {}` of #21) is brought up to date on resume.
+            kube_io.patch("NetworkPolicy", namespace, manifest["metadata"]["name"], {"spec": manifest["spec"]})
+            kopf.info(body, reason="Updated", message=f"NetworkPolicy {manifest['metadata']['name']}")
     c = set_condition(
         _current(body, patch), status.FAILED, False, "ChildrenCreated", "", generation=generation, now=now
     )
