@@ -11,8 +11,10 @@ from tests.fixtures.chart import RenderedChart, chart_scenarios
 
 SCENARIOS = chart_scenarios()
 FORBIDDEN_VERBS = {"escalate", "bind", "impersonate", "*"}
-# Pods that read or write custom resources; every other pod runs without an API token.
-API_CLIENT_COMPONENTS = {"operator", "api"}
+# Pods that talk to the API server (custom resources; the secrets hook Job creates the generated
+# Secrets under auth.generateWithHook); every other pod runs without an API token.
+API_CLIENT_COMPONENTS = {"operator", "api", "secrets-hook"}
+SECRETS_HOOK = "kubetrader-secrets-hook"
 
 
 def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
@@ -127,6 +129,17 @@ def test_secrets_are_readable_only_by_name_and_only_by_the_operator(
     allowed = set(rendered.values.get("operator", {}).get("readableSecrets", []))
     live = bool(rendered.values.get("live", {}).get("enabled"))
     secret_rules = [(w, r) for w, r in _rules(rendered) if "secrets" in r.get("resources", [])]
+    hook_rules = [r for w, r in secret_rules if w == f"Role/{SECRETS_HOOK}"]
+    secret_rules = [(w, r) for w, r in secret_rules if w != f"Role/{SECRETS_HOOK}"]
+    if rendered.values.get("auth", {}).get("generateWithHook"):
+        # get only the generated Secrets by name; create cannot be narrowed by name in RBAC
+        generated = {"kubetrader-postgresql", "kubetrader-api-token", "kubetrader-redis"}
+        assert {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]} in hook_rules
+        gets = [r for r in hook_rules if r["verbs"] == ["get"]]
+        assert gets and all(set(r["resourceNames"]) <= generated for r in gets), hook_rules
+        assert len(hook_rules) == 2 * len(gets)
+    else:
+        assert not hook_rules
     token_rules = [(w, r) for w, r in secret_rules if r == LIVE_TOKEN_SECRET_RULE]
     by_name = [(w, r) for w, r in secret_rules if r != LIVE_TOKEN_SECRET_RULE]
     for where, _rule in secret_rules:
@@ -153,7 +166,8 @@ def test_workers_jobs_and_datastores_are_bound_to_no_role(
         for binding in rendered.of_kind("RoleBinding", "ClusterRoleBinding")
         for subject in binding["subjects"]
     }
-    assert subjects == {"kubetrader-operator", "kubetrader-api"}
+    hook = {SECRETS_HOOK} if rendered.values.get("auth", {}).get("generateWithHook") else set()
+    assert subjects == {"kubetrader-operator", "kubetrader-api"} | hook
     worker = rendered.get("Deployment", "kubetrader-worker")["spec"]["template"]["spec"]
     assert worker["serviceAccountName"] == "kubetrader-engine"
 

@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from streamlit.testing.v1 import AppTest
 
 from kubetrader.cli.main import main
-from tests.fixtures.dashboard import API_TOKEN, UvicornThread, dashboard_settings
+from tests.fixtures.dashboard import API_TOKEN, UvicornThread, dashboard_settings, sign_in
 from tests.helpers import ROOT, free_port
 from tests.unit.finnhub_double import KEY, FinnhubDouble
 
@@ -26,9 +27,9 @@ pytestmark = pytest.mark.xdist_group("dashboard")
 APP = ROOT / "dashboard" / "kubetrader_dashboard" / "ui" / "app.py"
 
 
-def _settings(tmp_path: Path, **extra: Any) -> Any:
+def _settings(tmp_path: Path, users_file: Path | None = None, **extra: Any) -> Any:
     (tmp_path / "results" / "backtests").mkdir(parents=True, exist_ok=True)
-    return dashboard_settings(tmp_path / "results", None, None, data_dir=tmp_path / "data", **extra)
+    return dashboard_settings(tmp_path / "results", None, None, users_file, data_dir=tmp_path / "data", **extra)
 
 
 @pytest.fixture
@@ -112,14 +113,18 @@ def test_search_is_a_read_and_needs_the_token_when_public_read_is_off(finnhub: F
 
 
 def test_the_backtests_tab_search_box_shows_the_matches(
-    finnhub: FinnhubDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    finnhub: FinnhubDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dashboard_users: Path
 ) -> None:
     from kubetrader_dashboard.api.main import create_app
+    from kubetrader_dashboard.ui.signin import SESSION_KEY
 
-    with UvicornThread(create_app(_settings(tmp_path)), free_port()) as server:
-        monkeypatch.setenv("FASTAPI_BACKEND_URL", f"http://127.0.0.1:{server.server.config.port}")
-        monkeypatch.setenv("KUBETRADER_API_TOKEN", API_TOKEN)
-        at = AppTest.from_file(str(APP), default_timeout=120).run()
+    with UvicornThread(create_app(_settings(tmp_path, dashboard_users)), free_port()) as server:
+        url = f"http://127.0.0.1:{server.server.config.port}"
+        monkeypatch.setenv("FASTAPI_BACKEND_URL", url)
+        at = AppTest.from_file(str(APP), default_timeout=120)
+        with httpx.Client(base_url=url) as client:
+            at.session_state[SESSION_KEY] = sign_in(client, "viewer")  # a search is a read
+        at.run()
         at.radio(key="page").set_value("Backtests").run()
         at.text_input(key="sym-query").input("apple")
         at.selectbox(key="sym-type").set_value("Common Stock")

@@ -21,6 +21,7 @@ from kubetrader.specs.live import LiveDeploymentSpec
 from kubetrader_operator.conditions import Condition, now_iso, set_condition
 from kubetrader_operator.live import builders, deputy, kube_io, status, stopping
 from kubetrader_operator.live.settings import get_live_settings
+from kubetrader_operator.metrics import LIVE_STOP_BLOCKED
 from kubetrader_operator.settings import get_settings
 
 RESOURCE = (API_GROUP, API_VERSION, "livedeployments")
@@ -285,9 +286,11 @@ def emergency_stop_on_delete(body: kopf.Body, name: str, namespace: str | None, 
         c = set_condition(c, status.STOP_BLOCKED, True, reason, message, generation=generation, now=now)
         _apply(patch, {"conditions": c, "phase": status.derive_phase(c), "stopOutcome": message})
         kopf.warn(body, reason="EmergencyStopBlocked", message=message)
+        LIVE_STOP_BLOCKED.labels(namespace, name).set(1)
         raise kopf.TemporaryError(message, delay=delay)
     message = f"flat confirmed via {outcome.via}: {outcome.summary()}"
     c = set_condition(c, status.STOP_BLOCKED, False, "StopConfirmed", message, generation=generation, now=now)
     _apply(patch, {"conditions": c, "phase": status.derive_phase(c), "stopOutcome": message, "positions": {}})
     kopf.info(body, reason="EmergencyStopConfirmed", message=message)
+    LIVE_STOP_BLOCKED.labels(namespace, name).set(0)
     kube_io.release_children(namespace, name)
