@@ -117,19 +117,20 @@ def reachability(live_chart: RenderedChart, settings: LiveSettings) -> dict[str,
 # Pods whose egress is open: the platform's pods that resolve names and reach the Internet (Jobs
 # fetch market data, the API and the operator talk to the API server), and the impostors (no policy
 # selects them). The data stores, the gateway and the runner reach only what their policy names.
-OPEN_EGRESS = {"api", "dashboard", "operator", "worker", "mlflow-migrate", "backtest-job", "study-job"}
+OPEN_EGRESS = {"api", "dashboard", "operator", "worker", "mlflow-migrate", "backtest-job", "study-job", "helm-test"}
 IMPOSTORS = {"impostor-elsewhere", "impostor-in-trading"}
 ANY_CLIENT = OPEN_EGRESS | IMPOSTORS  # who reaches a port open to every source (a pod never "reaches" itself)
 
 EXPECTED: dict[str, set[str]] = {
     "gateway:4004": {"runner", "operator"},  # the API port (socat relay, paper): never an impostor
     "runner:8080": {"operator", "api"},
-    "redis:6379": {"operator", "api", "worker", "backtest-job", "study-job"},
+    "redis:6379": {"operator", "api", "worker", "backtest-job", "study-job", "helm-test"},
     "postgresql:5432": {"mlflow", "mlflow-migrate", "api", "backtest-job", "study-job"},
-    "mlflow:5000": ANY_CLIENT,  # a NodePort by default (30500): any client (its auth is #21 item 9)
+    "mlflow:5000": {"api", "worker", "backtest-job", "study-job", "helm-test"},  # ClusterIP by default
     "api:8000": ANY_CLIENT - {"api"},  # a NodePort by default (30800): the API authenticates
     "dashboard:8501": ANY_CLIENT - {"dashboard"},  # the front end
     "operator:9090": ANY_CLIENT - {"operator"},  # metrics, for any Prometheus
+    "worker:9091": ANY_CLIENT - {"worker"},
     "kube-dns:53": ANY_CLIENT | {"mlflow", "gateway", "runner"},
     "ib-server:4000": ANY_CLIENT | {"gateway"},
     "ib-server:4001": ANY_CLIENT | {"gateway"},
