@@ -345,7 +345,7 @@ def test_a_gateway_policy_left_by_an_older_operator_is_brought_up_to_date(
             policy = live_env.get("NetworkPolicy", NS, f"{NAME}-gateway-api")
             return policy if policy and "Egress" in policy["spec"]["policyTypes"] else None
 
-        updated = wait_until(replaced, timeout=20, what="the policy replaced")
+        updated = wait_until(replaced, timeout=30, what="the policy replaced")
         peers = updated["spec"]["ingress"][0]["from"]
         assert all(peer.get("namespaceSelector") != {} for peer in peers)
         assert events(live_env, "Updated")
