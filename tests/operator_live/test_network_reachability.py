@@ -126,7 +126,7 @@ EXPECTED: dict[str, set[str]] = {
     "runner:8080": {"operator", "api"},
     "redis:6379": {"operator", "api", "worker", "backtest-job", "study-job", "helm-test"},
     "postgresql:5432": {"mlflow", "mlflow-migrate", "api", "backtest-job", "study-job"},
-    "mlflow:5000": {"api", "worker", "backtest-job", "study-job", "helm-test"},  # ClusterIP by default
+    "mlflow:5000": {"api", "worker", "backtest-job", "study-job", "helm-test"},  # ClusterIP by default: who logs
     "api:8000": ANY_CLIENT - {"api"},  # a NodePort by default (30800): the API authenticates
     "dashboard:8501": ANY_CLIENT - {"dashboard"},  # the front end
     "operator:9090": ANY_CLIENT - {"operator"},  # metrics, for any Prometheus
@@ -172,3 +172,23 @@ def test_the_default_gateway_image_is_the_charts_first_allowed_image(live_chart:
 def test_the_chart_gives_the_operator_a_default_backtest_age(chart_live_settings: LiveSettings) -> None:
     """#15: max_backtest_age_days was never set; the chart's default now reaches the operator."""
     assert chart_live_settings.max_backtest_age_days == 90
+
+
+def test_the_live_runner_pod_monitor_selects_the_runner_pods_the_operator_creates(
+    live_chart: RenderedChart, chart_live_settings: LiveSettings
+) -> None:
+    """A monitor whose labels match no pod scrapes nothing and alerts on nothing: the same trap as a
+    NetworkPolicy that selects no pod. Its selector must pick the runner, and only the runner."""
+    from tests.fixtures.chart import RenderedChart as Rendered
+    from tests.fixtures.chart import parse_manifests, render_chart
+    from tests.kube.selectors import matches_label_selector
+
+    values = {**live_chart.values, "monitoring": {"podMonitor": {"enabled": True}}}
+    templates = render_chart(values)
+    monitors = Rendered("live+podMonitor", values, templates, parse_manifests(templates)).of_kind("PodMonitor")
+    monitor = next(m for m in monitors if m["metadata"]["name"].endswith("live-runner"))
+    selector = monitor["spec"]["selector"]
+    pods = pods_from_manifests(operator_children(chart_live_settings), TRADING)
+    selected = {p.labels["app.kubernetes.io/component"] for p in pods if matches_label_selector(p.labels, selector)}
+    assert selected == {"runner"}
+    assert TRADING in monitor["spec"]["namespaceSelector"]["matchNames"]
