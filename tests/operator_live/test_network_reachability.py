@@ -169,6 +169,11 @@ def test_the_default_gateway_image_is_the_charts_first_allowed_image(live_chart:
     assert defaults["live"]["gateway"]["allowedImages"][0] == DEFAULT_GATEWAY_IMAGE
 
 
+def test_the_chart_gives_the_operator_a_default_backtest_age(chart_live_settings: LiveSettings) -> None:
+    """#15: max_backtest_age_days was never set; the chart's default now reaches the operator."""
+    assert chart_live_settings.max_backtest_age_days == 90
+
+
 def test_the_live_runner_pod_monitor_selects_the_runner_pods_the_operator_creates(
     live_chart: RenderedChart, chart_live_settings: LiveSettings
 ) -> None:

@@ -62,6 +62,11 @@ class StopPolicySpec(SpecModel):
         description="What a stop flattens: the stocks this deployment trades (strategy) or every position "
         "of the account (account). Orders are cancelled account-wide either way.",
     )
+    on_update: Literal["keep", "flatten"] = Field(
+        default="keep",
+        description="What a spec edit does before the runner restarts with the new spec: keep the positions "
+        "(the old runner stops on SIGTERM, the new one reconciles them from the broker) or flatten them first.",
+    )
 
 
 class PromotionSpec(SpecModel):
