@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 RESULTS = int(os.environ.get("BENCH_DASHBOARD_RESULTS", "10000"))
 RUNS = int(os.environ.get("BENCH_DASHBOARD_RUNS", "10000"))
 REPEAT = 50
+BENCH_TOKEN = "bench-machine-token-0123456789"  # the API's machine token (every route needs a credential)
 STRATEGIES = [
     "strategies.sma_crossover.SMACrossover",
     "strategies.rsi_momentum.RSIMomentum",
@@ -124,8 +125,8 @@ def main() -> int:
               f"{runs_seconds:.1f} s")  # fmt: skip
         settings = Settings(results_dir=directory / "results", mlflow_tracking_uri=uri, kubernetes="off",
                             redis_url=None, optuna_storage=None, live_runner_url=None,
-                            local_defaults=False)  # fmt: skip
-        with TestClient(create_app(settings)) as client:
+                            local_defaults=False, api_token=BENCH_TOKEN)  # fmt: skip
+        with TestClient(create_app(settings), headers={"Authorization": f"Bearer {BENCH_TOKEN}"}) as client:
             started = time.perf_counter()
             assert client.get("/api/v1/backtests", params={"limit": 1}).json()["total"] == RESULTS
             index_seconds = time.perf_counter() - started

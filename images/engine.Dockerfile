@@ -17,12 +17,17 @@ COPY strategies strategies
 # The project's runtime dependencies at the versions pinned in the lock (dev tools stay out).
 RUN /opt/venv/bin/pip install --constraint requirements/lock.txt . \
  && /opt/venv/bin/python -m compileall -q /opt/venv/lib/python3.11/site-packages/kubetrader /opt/venv/lib/python3.11/site-packages/strategies
+# matplotlib's font list, built once here: a Job's MPLCONFIGDIR is an empty scratch volume (the root
+# filesystem is read-only), where matplotlib would rescan every font on each start; the engine copies
+# this list into it (kubetrader.charts). Same paths in both stages, so the list is valid in the image.
+RUN MPLCONFIGDIR=/opt/kubetrader/matplotlib /opt/venv/bin/python -c "import matplotlib.font_manager"
 
 FROM ${PYTHON_IMAGE}
 # A fixed non-root uid/gid (the chart's runAsUser and the operator's run_as_user default).
 RUN groupadd --gid 10001 kubetrader \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin kubetrader
 COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /opt/kubetrader/matplotlib /opt/kubetrader/matplotlib
 # The bundled sample data, so the examples run on a fresh cluster; imported and downloaded
 # data live on the data volume (/data).
 COPY examples/data /opt/kubetrader/data
@@ -31,6 +36,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp \
     MPLCONFIGDIR=/tmp/matplotlib \
+    KUBETRADER_MPL_CACHE=/opt/kubetrader/matplotlib \
     KUBETRADER_BUNDLED_DATA=/opt/kubetrader/data \
     KUBETRADER_DATA_DIR=/data
 WORKDIR /tmp

@@ -83,3 +83,17 @@ def test_an_index_kept_apart_from_the_store_starts_as_a_copy_of_the_engines(
     assert total == len(dashboard_results.result_ids)
     sharpes = [row.sharpe_ratio for row in rows]
     assert sharpes == sorted(sharpes, key=lambda v: -v if v is not None else float("inf"))
+
+
+def test_a_corrupt_index_is_rebuilt_from_the_files(dashboard_results: DashboardStores, tmp_path: Path) -> None:
+    _write_as_the_engine(dashboard_results, tmp_path)
+    (tmp_path / ".index.sqlite").write_bytes(b"not a database, as after a crash mid-write" * 100)
+    store = ResultStore(tmp_path)
+    try:
+        assert store.counts()["succeeded"] == len(dashboard_results.result_ids)
+        removed = dashboard_results.result_ids[0]
+        result_paths(tmp_path, removed).json.unlink()
+        assert store.sync(force=True) == 0
+        assert store.counts()["succeeded"] == len(dashboard_results.result_ids) - 1
+    finally:
+        store.close()

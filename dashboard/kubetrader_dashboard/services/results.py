@@ -42,6 +42,13 @@ RESCAN_SECONDS = 5.0
 DOCUMENT_CACHE_SIZE = 16
 
 SUMMARY_SORTS = ("finished_at", "started_at", "name", "strategy", "wall_seconds", *HEADLINE_COLUMNS)
+SUMMARY_COLUMNS = ", ".join(
+    f'"{name}"'
+    for name in (
+        "id", "name", "strategy", "symbols", "start", "end", "status", "error", "started_at", "finished_at",
+        "wall_seconds", "project", "asset_class", "strategy_family", "mlflow_run_id", *HEADLINE_COLUMNS,
+    )
+)  # fmt: skip
 TRADE_SORTS = ("entry_time", "exit_time", "symbol", "pnl", "pnl_net", "commission", "size")
 
 
@@ -84,13 +91,15 @@ class ResultStore:
         self._conn = self._open(index_path or index.index_path_for(results_dir))
         self._dir_mtime: int | None = None
         self._last_scan = 0.0
+        # The stamps the index holds, kept between syncs so a sync reads from SQLite only what changed.
+        self._known: dict[str, tuple[int, int]] | None = None
         self._documents: OrderedDict[tuple[str, int], ResultDocument] = OrderedDict()
 
     def _open(self, path: Path) -> sqlite3.Connection:
         """The index at `path`, seeded from the engine's own index when `path` is a separate, empty copy."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = index.open_index(path)
+            conn = index.open_index(path, rebuild=True)
         except (OSError, sqlite3.Error) as exc:
             log.warning("result index at %s unusable (%s); using an in-memory index", path, exc)
             conn = index.open_index(":memory:")
@@ -138,22 +147,37 @@ class ResultStore:
                         if entry.name.endswith(".json") and entry.is_file():
                             stat = entry.stat()
                             on_disk[entry.name] = (stat.st_mtime_ns, stat.st_size)
-            known = {
-                row["file"]: (row["mtime_ns"], row["size"])
-                for row in self._conn.execute(
-                    "SELECT file, mtime_ns, size FROM results UNION ALL SELECT file, mtime_ns, size FROM broken"
-                )
-            }
+            if force or self._known is None:
+                self._known = self._stamps()
+            known = self._known
             changed = [name for name, stamp in on_disk.items() if known.get(name) != stamp]
             removed = [name for name in known if name not in on_disk]
+            if changed:  # rows another process wrote since (the engine, on write): trust them, parse the rest
+                known.update(self._stamps(changed))
+                changed = [name for name in changed if known.get(name) != on_disk[name]]
             if not changed and not removed:
                 return 0
             with index.transaction(self._conn) as conn:
                 for name in removed:
                     index.forget(conn, name)
+                    known.pop(name, None)
                 for name in changed:
                     self._index_file(conn, name, *on_disk[name])
+                    known[name] = on_disk[name]
             return len(changed)
+
+    def _stamps(self, files: Sequence[str] | None = None) -> dict[str, tuple[int, int]]:
+        """(mtime, size) of the files the index holds (all, or just `files`), broken ones included."""
+        query = "SELECT file, mtime_ns, size FROM results{0} UNION ALL SELECT file, mtime_ns, size FROM broken{0}"
+        if files is None:
+            rows = self._conn.execute(query.format("")).fetchall()
+        else:
+            rows = []
+            for start in range(0, len(files), 400):  # SQLite binds at most 32,766 (older: 999) parameters
+                chunk = list(files[start : start + 400])
+                marks = f" WHERE file IN ({','.join('?' * len(chunk))})"
+                rows += self._conn.execute(query.format(marks), chunk * 2).fetchall()
+        return {row[0]: (row[1], row[2]) for row in rows}
 
     def _index_file(self, conn: sqlite3.Connection, file: str, mtime_ns: int, size: int) -> None:
         try:
@@ -203,8 +227,12 @@ class ResultStore:
         order, order_args = self._order(sort, SUMMARY_SORTS, "metrics")
         with self._lock:
             total = self._conn.execute(f"SELECT count(*) FROM results{where}", args).fetchone()[0]
+            # Sort row ids only, then read the page's rows: sorting whole rows (their metrics JSON
+            # included) is most of a listing at 10,000 results.
             rows = self._conn.execute(
-                f"SELECT * FROM results{where}{order} LIMIT ? OFFSET ?", [*args, *order_args, limit, offset]
+                f"SELECT {SUMMARY_COLUMNS} FROM results WHERE rowid IN "
+                f"(SELECT rowid FROM results{where}{order} LIMIT ? OFFSET ?){order}",
+                [*args, *order_args, limit, offset, *order_args],
             ).fetchall()
         return [self._summary(row) for row in rows], int(total)
 
@@ -266,7 +294,7 @@ class ResultStore:
     def summary(self, result_id: str) -> BacktestSummary:
         self.sync()
         with self._lock:
-            row = self._conn.execute("SELECT * FROM results WHERE id = ?", (result_id,)).fetchone()
+            row = self._conn.execute(f"SELECT {SUMMARY_COLUMNS} FROM results WHERE id = ?", (result_id,)).fetchone()
         if row is None:
             raise ResultNotFoundError(result_id)
         return self._summary(row)
@@ -308,7 +336,8 @@ class ResultStore:
         with self._lock:
             total = self._conn.execute(f"SELECT count(*) FROM trades{where}", args).fetchone()[0]
             rows = self._conn.execute(
-                f"SELECT * FROM trades{where}{order} LIMIT ? OFFSET ?", [*args, limit, offset]
+                f"SELECT * FROM trades WHERE rowid IN (SELECT rowid FROM trades{where}{order} LIMIT ? OFFSET ?){order}",
+                [*args, limit, offset],
             ).fetchall()
         keys = [key for key in Trade.model_fields if key != "open"]
         return [Trade(open=bool(row["is_open"]), **{key: row[key] for key in keys}) for row in rows], int(total)

@@ -32,8 +32,9 @@ from kubetrader.results.trades import is_closed
 log = logging.getLogger(__name__)
 
 INDEX_FILE = ".index.sqlite"
-# 2: trades carry is_open (kubetrader.results.trades); 3: headline metrics as columns, rollback journal
-INDEX_VERSION = 3
+# 2: trades carry is_open (kubetrader.results.trades); 3: headline metrics as columns, rollback journal;
+# 4: a covering index for rankings
+INDEX_VERSION = 4
 BUSY_TIMEOUT = 10.0
 HEADLINE_COLUMNS = ("sharpe_ratio", "total_return", "max_drawdown", "cagr", "num_trades")
 
@@ -48,6 +49,8 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE INDEX IF NOT EXISTS results_finished ON results (finished_at);
 CREATE INDEX IF NOT EXISTS results_file ON results (file);
+-- covers rankings on headline metrics: the scan reads this index, not the rows (and their metrics JSON)
+CREATE INDEX IF NOT EXISTS results_headline ON results (status, strategy, id, {", ".join(HEADLINE_COLUMNS)});
 CREATE TABLE IF NOT EXISTS trades (
     result_id TEXT NOT NULL, seq INTEGER NOT NULL, strategy TEXT, symbol TEXT, entry_time TEXT,
     exit_time TEXT, entry_price REAL, exit_price REAL, size REAL, pnl REAL, pnl_net REAL,
@@ -66,14 +69,30 @@ def index_path_for(results_dir: Path) -> Path:
     return results_dir / INDEX_FILE
 
 
-def open_index(path: Path | str, *, timeout: float = BUSY_TIMEOUT) -> sqlite3.Connection:
+def open_index(path: Path | str, *, timeout: float = BUSY_TIMEOUT, rebuild: bool = False) -> sqlite3.Connection:
     """Open (creating) the index at `path`; an index of another version is dropped and recreated.
 
-    Raises sqlite3.Error or OSError when the file cannot be used (read-only volume, corrupt file).
+    A file that is not a database (corrupt) is replaced by a new one when `rebuild` is set (a
+    reader's choice: it is a cache). Raises sqlite3.Error or OSError when the file cannot be used.
     """
+    try:
+        return _open(path, timeout)
+    except sqlite3.DatabaseError as exc:
+        if not rebuild or str(path) == ":memory:" or isinstance(exc, sqlite3.OperationalError):
+            raise
+        log.warning("result index at %s is corrupt (%s); rebuilding it", path, exc)
+        Path(path).unlink(missing_ok=True)
+        Path(f"{path}-journal").unlink(missing_ok=True)
+        return _open(path, timeout)
+
+
+def _open(path: Path | str, timeout: float) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=DELETE")
+        # A cache: no fsync per write (tens of ms each on a busy disk, on every run's path). A crash of
+        # the machine mid-write can corrupt it; readers then drop and rebuild it (see `open_index`).
+        conn.execute("PRAGMA synchronous=OFF")
         version = _version(conn)
         if version is not None and version != str(INDEX_VERSION):
             _drop_all(conn)
