@@ -28,92 +28,26 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from tests.e2e import scenario
-from tests.e2e.scenario import Cluster, ScenarioError, phase, wait_for
+from tests.e2e.scenario import (
+    INSTALL_TIMEOUT,
+    Cluster,
+    ScenarioError,
+    describe_pending,
+    helm,
+    phase,
+    wait_for,
+    workloads_ready,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "kubetrader"
-VALUES = CHART / "ci" / "sandbox-values.yaml"
-RELEASE = "kubetrader"
 NAMESPACE = "kubetrader"
-INSTALL_TIMEOUT = 600.0
-
-
-def values() -> dict[str, Any]:
-    return dict(yaml.safe_load(VALUES.read_text()) or {})
-
-
-_CONFIGS: dict[Path, Any] = {}
-
-
-def helm_config(kubeconfig: Path) -> Any:
-    """One Helm configuration per cluster, kept for the run: its release storage is Helm's
-    `memory` driver, because Helm's Secret driver writes protobuf, which the stand-in does not
-    decode (it answers 415, as a server without that serializer; client-go does not fall back)."""
-    import helm_python
-
-    if kubeconfig not in _CONFIGS:
-        helm_python.disable_logging()
-        _CONFIGS[kubeconfig] = helm_python.Config(
-            kubeconfig_path=kubeconfig, namespace=NAMESPACE, storage_driver="memory"
-        )
-    return _CONFIGS[kubeconfig]
-
-
-def workloads_ready(cluster: Cluster) -> bool | str:
-    """Every Deployment and StatefulSet of the release has all its replicas ready (a Deployment
-    with `replicas: 0` counts as ready)."""
-    pending = []
-    for kind in ("deployments", "statefulsets"):
-        for item in cluster.json("get", kind, "-n", cluster.namespace)["items"]:
-            want = item["spec"].get("replicas", 1)
-            have = (item.get("status") or {}).get("readyReplicas", 0)
-            if have < want:
-                pending.append(f"{kind}/{item['metadata']['name']} {have}/{want}")
-    return not pending and bool(cluster.json("get", "deployments", "-n", cluster.namespace)["items"])
-
-
-def describe_pending(cluster: Cluster) -> str:
-    return cluster.kubectl("get", "pods", "-n", cluster.namespace, "-o", "wide", check=False)
-
-
-def helm(action: str, kubeconfig: Path, chart_values: dict[str, Any] | None = None) -> Any:
-    """`helm install|upgrade RELEASE charts/kubetrader -n kubetrader` with the real Helm (4, Go SDK).
-
-    As `--disable-openapi-validation`: Helm's client-side check reads `/openapi/v2` as protobuf,
-    which the stand-in does not serve (JSON only); the objects are still validated, by the
-    server, as every write is (Helm 4 applies server-side with fieldValidation Strict)."""
-    import helm_python
-    from helm_python import _native
-    from helm_python.config import _loads_obj, _opts
-
-    config = helm_config(kubeconfig)
-    chart = helm_python.Chart.load(CHART)
-    options = _opts(
-        namespace=NAMESPACE,
-        timeout_seconds=300,
-        create_namespace=True if action == "install" else None,
-        disable_openapi_validation=True,
-    )
-    payload = _native.call_string(
-        f"helm_{action}",
-        config._raw(),
-        config._context_arg(None),
-        chart._raw(),
-        None,
-        RELEASE,
-        json.dumps(chart_values or values()),
-        options,
-    )
-    return _loads_obj(payload)
+VALUES = ROOT / "charts" / "kubetrader" / "ci" / "sandbox-values.yaml"
 
 
 def install(cluster: Cluster, kubeconfig: Path) -> None:
-    helm("install", kubeconfig)
+    helm(cluster, "install")
     try:
         wait_for("every workload of the release ready", lambda: workloads_ready(cluster), INSTALL_TIMEOUT)
     except ScenarioError as exc:
@@ -147,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             assert api.tls is not None
             kubeconfig = api.kubeconfig_for(authn.ADMIN, workdir / "admin.kubeconfig", tls=True)
             port = int(api.tls_url.rsplit(":", 1)[1])
-            cluster = Cluster(kubeconfig, NAMESPACE, home=workdir / "home")
+            cluster = Cluster(
+                kubeconfig, NAMESPACE, home=workdir / "home", access="pod", helm_storage="memory", values_file=VALUES
+            )
             with NodeAgent(
                 api, workdir / "node", api_port=port, ca_cert=api.tls.ca_cert.read_bytes(), network=network
             ) as agent:

@@ -14,6 +14,7 @@ phase prints how long it took; the first failing check stops the run with what i
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -21,14 +22,21 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "kubetrader"
+RELEASE = "kubetrader"
+INSTALL_TIMEOUT = 600.0
 KUBECTL = Path(sys.executable).parent / "kubectl"
-PHASES = ("backtest", "study", "live", "dashboard")
+PHASES = ("backtest", "study", "dashboard", "upgrade", "uninstall")
 
 
 class ScenarioError(AssertionError):
@@ -43,6 +51,16 @@ class Cluster:
     namespace: str
     context: str | None = None
     home: Path | None = None
+    # How this machine reaches a Service: "nodeport" (kind maps NodePorts to localhost) or "pod"
+    # (the sandbox: the address of a Ready pod the Service selects, as cluster DNS would give).
+    access: str = "nodeport"
+    # The chart's values for `helm upgrade` (charts/kubetrader/ci/NAME-values.yaml) and where Helm
+    # keeps releases ("secret", Helm's default; the sandbox: "memory").
+    values_file: Path = CHART / "ci" / "default-values.yaml"
+    helm_storage: str = "secret"
+
+    def values(self) -> dict[str, Any]:
+        return dict(yaml.safe_load(self.values_file.read_text()) or {})
 
     def kubectl(self, *args: str, timeout: float = 600, check: bool = True) -> str:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
@@ -59,6 +77,53 @@ class Cluster:
 
     def json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json"))
+
+    def service_url(self, name: str) -> tuple[str, str]:
+        """(base URL, Host header) of a Service's first port, reached from this machine."""
+        svc = self.json("get", "service", name)
+        port = svc["spec"]["ports"][0]
+        host = f"{name}.{self.namespace}.svc:{port['port']}"
+        if self.access == "nodeport":
+            return f"http://localhost:{port['nodePort']}", f"localhost:{port['nodePort']}"
+        selector = ",".join(f"{k}={v}" for k, v in svc["spec"]["selector"].items())
+        pods = self.json("get", "pods", "-l", selector)["items"]
+        ready = [
+            p
+            for p in pods
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))
+        ]
+        if not ready:
+            raise ScenarioError(f"service {name}: no ready endpoint among {[p['metadata']['name'] for p in pods]}")
+        return f"http://{ready[0]['status']['podIP']}:{port['port']}", host
+
+    def http(self, service: str, path: str, *, token: str | None = None, body: Any = None) -> Any:
+        """GET (or POST `body`) a Service's path; the parsed JSON, or the text."""
+        base, host = self.service_url(service)
+        headers = {"Host": host, "Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(base + path, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError as exc:
+            raise ScenarioError(f"{service}{path}: HTTP {exc.code}: {exc.read().decode()[:500]}") from None
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+    def api_token(self) -> str:
+        """The dashboard API's token, as the README reads it from the chart's Secret."""
+        data = self.json("get", "secret", "kubetrader-api-token")["data"]["token"]
+        return base64.b64decode(data).decode()
+
+    def worker_replicas(self) -> int:
+        return int(self.json("get", "deployment", "kubetrader-worker")["spec"].get("replicas", 1))
 
 
 @contextlib.contextmanager
@@ -128,21 +193,221 @@ def run_backtest(cluster: Cluster) -> None:
         raise ScenarioError(f"kubectl get backtests does not show sma-orcl Succeeded with its Sharpe: {row!r}")
 
 
+def run_study(cluster: Cluster) -> None:
+    """A matrix Backtest and a small study over the worker Deployment, which the operator scales
+    up from its minimum on queue depth and back down after the cooldown."""
+    deployment = cluster.json("get", "deployment", "kubetrader-worker")
+    minimum = int(deployment["metadata"]["annotations"]["kubetrader.io/min-replicas"])
+    cluster.kubectl("apply", "-f", "examples/e2e/backtest-matrix.yaml")
+    cluster.kubectl("apply", "-f", "examples/e2e/study-small.yaml")
+    peak = wait_for(
+        "the operator to scale the workers up",
+        lambda: cluster.worker_replicas() > minimum and cluster.worker_replicas(),
+        180,
+        1,
+    )
+    print(f"workers scaled {minimum} -> {peak}", flush=True)
+    cluster.kubectl(
+        "wait", "--for=jsonpath={.status.phase}=Succeeded", "backtest/e2e-matrix", "--timeout=15m", timeout=930
+    )
+    cluster.kubectl(
+        "wait",
+        "--for=jsonpath={.status.phase}=Succeeded",
+        "optimizationstudy/e2e-sma-small",
+        "--timeout=15m",
+        timeout=930,
+    )
+    print(cluster.kubectl("get", "backtests,optimizationstudies"), end="", flush=True)
+    cells = (cluster.json("get", "backtest", "e2e-matrix").get("status") or {}).get("cells") or {}
+    if cells.get("total") != 4 or cells.get("failed"):
+        raise ScenarioError(f"backtest e2e-matrix: expected 4 cells, none failed: {cells}")
+    cooldown = int(deployment["metadata"]["annotations"]["kubetrader.io/cooldown-seconds"])
+    wait_for(
+        f"the workers back at {minimum} after the {cooldown} s cooldown",
+        lambda: cluster.worker_replicas() == minimum,
+        cooldown + 180,
+        2,
+    )
+    print(f"workers back to {minimum}", flush=True)
+
+
+def run_dashboard(cluster: Cluster) -> None:
+    """The dashboard API (through its Service, with the chart's token) lists the Backtest and the
+    study; the UI answers; MLflow has the runs."""
+    token = cluster.api_token()
+    for plural, names in (("backtests", {"sma-orcl", "e2e-matrix"}), ("optimizationstudies", {"e2e-sma-small"})):
+        listed = cluster.http("kubetrader-api", f"/api/v1/cluster/{plural}", token=token)
+        seen = {item.get("name") for item in listed.get("items", [])}
+        if not names <= seen:
+            raise ScenarioError(f"API /api/v1/cluster/{plural} lists {sorted(seen)}, expected {sorted(names)}")
+    health = cluster.http("kubetrader-dashboard", "/_stcore/health")
+    if str(health).strip() != "ok":
+        raise ScenarioError(f"dashboard /_stcore/health answered {health!r}")
+    experiments = cluster.http("kubetrader-mlflow", "/api/2.0/mlflow/experiments/search", body={"max_results": 100})
+    ids = [e["experiment_id"] for e in experiments.get("experiments", [])]
+    runs = cluster.http(
+        "kubetrader-mlflow", "/api/2.0/mlflow/runs/search", body={"experiment_ids": ids, "max_results": 200}
+    )
+    count = len(runs.get("runs", []))
+    if count < 4:
+        raise ScenarioError(
+            f"MLflow has {count} runs in {len(ids)} experiments, expected the matrix's 4 cells at least"
+        )
+    print(f"API lists the Backtests and the study; dashboard ok; MLflow has {count} runs", flush=True)
+
+
+_CONFIGS: dict[Path, Any] = {}
+
+
+def helm_config(cluster: Cluster) -> Any:
+    """One Helm configuration per cluster, kept for the run (its release storage: the cluster's
+    `helm_storage`; the sandbox uses Helm's `memory` driver, because Helm's Secret driver writes
+    protobuf, which the stand-in does not decode: it answers 415, and client-go does not fall back)."""
+    import helm_python
+
+    if cluster.kubeconfig not in _CONFIGS:
+        helm_python.disable_logging()
+        _CONFIGS[cluster.kubeconfig] = helm_python.Config(
+            kubeconfig_path=cluster.kubeconfig,
+            kube_context=cluster.context,
+            namespace=cluster.namespace,
+            storage_driver=cluster.helm_storage,
+        )
+    return _CONFIGS[cluster.kubeconfig]
+
+
+def workloads_ready(cluster: Cluster) -> bool | str:
+    """Every Deployment and StatefulSet of the release has all its replicas ready (a Deployment
+    with `replicas: 0` counts as ready)."""
+    pending = []
+    for kind in ("deployments", "statefulsets"):
+        for item in cluster.json("get", kind, "-n", cluster.namespace)["items"]:
+            want = item["spec"].get("replicas", 1)
+            have = (item.get("status") or {}).get("readyReplicas", 0)
+            if have < want:
+                pending.append(f"{kind}/{item['metadata']['name']} {have}/{want}")
+    return not pending and bool(cluster.json("get", "deployments", "-n", cluster.namespace)["items"])
+
+
+def describe_pending(cluster: Cluster) -> str:
+    return cluster.kubectl("get", "pods", "-n", cluster.namespace, "-o", "wide", check=False)
+
+
+def helm(cluster: Cluster, action: str, chart_values: dict[str, Any] | None = None) -> Any:
+    """`helm install|upgrade RELEASE charts/kubetrader -n kubetrader` with the real Helm (4, Go SDK).
+
+    As `--disable-openapi-validation`: Helm's client-side check reads `/openapi/v2` as protobuf,
+    which the stand-in does not serve (JSON only); the objects are still validated, by the
+    server, as every write is (Helm 4 applies server-side with fieldValidation Strict)."""
+    import helm_python
+    from helm_python import _native
+    from helm_python.config import _loads_obj, _opts
+
+    config = helm_config(cluster)
+    chart = helm_python.Chart.load(CHART)
+    options = _opts(
+        namespace=cluster.namespace,
+        timeout_seconds=300,
+        create_namespace=True if action == "install" else None,
+        disable_openapi_validation=True,
+    )
+    payload = _native.call_string(
+        f"helm_{action}",
+        config._raw(),
+        config._context_arg(None),
+        chart._raw(),
+        None,
+        RELEASE,
+        json.dumps(chart_values or cluster.values()),
+        options,
+    )
+    return _loads_obj(payload)
+
+
+def run_upgrade(cluster: Cluster) -> None:
+    """`helm upgrade` with a changed value keeps the API token Secret and the worker replica count."""
+    token = cluster.api_token()
+    password = cluster.json("get", "secret", "kubetrader-postgresql")["data"]["password"]
+    # The scaler would move the count meanwhile: the operator is stopped first (the upgrade
+    # brings it back: the chart sets its replicas), so the count seen after is Helm's doing.
+    cluster.kubectl("scale", "deployment/kubetrader-operator", "--replicas=0")
+    wait_for(
+        "the operator stopped",
+        lambda: not cluster.json("get", "pods", "-l", "app.kubernetes.io/component=operator")["items"],
+        120,
+    )
+    cluster.kubectl("scale", "deployment/kubetrader-worker", "--replicas=2")
+    wait_for(
+        "2 worker pods ready",
+        lambda: (cluster.json("get", "deployment", "kubetrader-worker").get("status") or {}).get("readyReplicas") == 2,
+        180,
+    )
+    values = cluster.values()
+    changed = {**values, "operator": {**values.get("operator", {}), "postingLevel": "WARNING"}}
+    helm(cluster, "upgrade", changed)
+    operator = cluster.json("get", "deployment", "kubetrader-operator")
+    env = {e["name"]: e.get("value") for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    if env.get("KUBETRADER_OPERATOR_POSTING_LEVEL") != "WARNING":
+        raise ScenarioError(
+            f"helm upgrade did not apply the changed value: {env.get('KUBETRADER_OPERATOR_POSTING_LEVEL')}"
+        )
+    if cluster.api_token() != token:
+        raise ScenarioError("helm upgrade replaced the API token Secret's value")
+    if cluster.json("get", "secret", "kubetrader-postgresql")["data"]["password"] != password:
+        raise ScenarioError("helm upgrade replaced the PostgreSQL password")
+    if cluster.worker_replicas() != 2:
+        raise ScenarioError(f"helm upgrade reset the worker replicas to {cluster.worker_replicas()}")
+    wait_for("every workload ready after the upgrade", lambda: workloads_ready(cluster), INSTALL_TIMEOUT)
+
+
+def run_uninstall(cluster: Cluster) -> None:
+    """`helm uninstall` keeps the CRDs, the PVCs and the generated Secrets (resource-policy keep)."""
+    helm_config(cluster).uninstall(RELEASE, timeout=300)
+    left = {
+        kind: [i["metadata"]["name"] for i in cluster.json("get", kind, "-n", cluster.namespace)["items"]]
+        for kind in ("deployments", "statefulsets", "services")
+    }
+    if any(left.values()):
+        raise ScenarioError(f"helm uninstall left workloads behind: {left}")
+    crds = {i["metadata"]["name"] for i in cluster.json("get", "crds")["items"]}
+    for crd in ("backtests.kubetrader.io", "optimizationstudies.kubetrader.io", "livedeployments.kubetrader.io"):
+        if crd not in crds:
+            raise ScenarioError(f"helm uninstall removed the CRD {crd}")
+    secrets = {i["metadata"]["name"] for i in cluster.json("get", "secrets")["items"]}
+    if not {"kubetrader-api-token", "kubetrader-postgresql"} <= secrets:
+        raise ScenarioError(f"helm uninstall removed generated Secrets: {sorted(secrets)}")
+    claims = {i["metadata"]["name"] for i in cluster.json("get", "pvc")["items"]}
+    if not {"kubetrader-data", "kubetrader-mlflow-artifacts"} <= claims:
+        raise ScenarioError(f"helm uninstall removed kept PVCs: {sorted(claims)}")
+    print(f"kept: CRDs, Secrets {sorted(secrets)}, PVCs {sorted(claims)}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tests.e2e.scenario", description=__doc__.split("\n\n")[0])
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--context")
     parser.add_argument("--namespace", default="kubetrader")
     parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, of {', '.join(PHASES)}")
+    parser.add_argument("--access", choices=("nodeport", "pod"), default="nodeport", help="how Services are reached")
+    parser.add_argument(
+        "--values", type=Path, default=CHART / "ci" / "default-values.yaml", help="the release's values"
+    )
     args = parser.parse_args(argv)
-    cluster = Cluster(args.kubeconfig, args.namespace, args.context)
+    cluster = Cluster(args.kubeconfig, args.namespace, args.context, access=args.access, values_file=args.values)
     return run(cluster, args.phases.split(","))
 
 
 def run(cluster: Cluster, phases: list[str], times: dict[str, float] | None = None) -> int:
     times = {} if times is None else times
-    cluster.kubectl("config", "set-context", "--current", f"--namespace={cluster.namespace}")
-    steps: dict[str, Callable[[Cluster], None]] = {"backtest": run_backtest}
+    # As a user of the README's section would: the release's namespace as kubectl's default.
+    cluster.kubectl("config", "set-context", cluster.context or "--current", f"--namespace={cluster.namespace}")
+    steps: dict[str, Callable[[Cluster], None]] = {
+        "backtest": run_backtest,
+        "study": run_study,
+        "dashboard": run_dashboard,
+        "upgrade": run_upgrade,
+        "uninstall": run_uninstall,
+    }
     for name in phases:
         if name not in steps:
             raise ScenarioError(f"unknown phase {name!r}: the phases are {', '.join(steps)}")
