@@ -100,11 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     except ScenarioError as exc:
         print(f"e2e-sandbox FAILED: {exc}", file=sys.stderr, flush=True)
         _print_times(times, started)
+        print(f"{len(times) - 1} passed, 1 failed", flush=True)
         return 1
     finally:
         network.close()
     _print_times(times, started)
     print("e2e-sandbox passed", flush=True)
+    print(f"{len(times)} passed, 0 failed", flush=True)  # one per phase, for CI's reader
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

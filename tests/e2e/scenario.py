@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "kubetrader"
 RELEASE = "kubetrader"
 INSTALL_TIMEOUT = 600.0
+# A container restarted this often while the release comes up is a failed install, not a slow one.
+CRASH_LOOP_RESTARTS = 3
 KUBECTL = Path(sys.executable).parent / "kubectl"
 PHASES = ("backtest", "study", "dashboard", "upgrade", "uninstall")
 
@@ -121,6 +123,13 @@ class Cluster:
         """The dashboard API's token, as the README reads it from the chart's Secret."""
         data = self.json("get", "secret", "kubetrader-api-token")["data"]["token"]
         return base64.b64decode(data).decode()
+
+    def set_replicas(self, deployment: str, replicas: int) -> None:
+        """What `kubectl scale` does, as a patch of spec.replicas (the stand-in serves no /scale
+        subresource)."""
+        self.kubectl(
+            "patch", f"deployment/{deployment}", "--type=merge", "-p", json.dumps({"spec": {"replicas": replicas}})
+        )
 
     def worker_replicas(self) -> int:
         return int(self.json("get", "deployment", "kubetrader-worker")["spec"].get("replicas", 1))
@@ -286,6 +295,17 @@ def workloads_ready(cluster: Cluster) -> bool | str:
             have = (item.get("status") or {}).get("readyReplicas", 0)
             if have < want:
                 pending.append(f"{kind}/{item['metadata']['name']} {have}/{want}")
+    for pod in cluster.json("get", "pods", "-n", cluster.namespace)["items"]:
+        status = pod.get("status") or {}
+        for container in [*status.get("initContainerStatuses", []), *status.get("containerStatuses", [])]:
+            if container.get("restartCount", 0) >= CRASH_LOOP_RESTARTS:
+                name = pod["metadata"]["name"]
+                logs = cluster.kubectl("logs", name, "-c", container["name"], "--tail=20", check=False)
+                last = container.get("lastState", {}).get("terminated", {})
+                raise ScenarioError(
+                    f"pod {name} container {container['name']} is crash-looping "
+                    f"({container['restartCount']} restarts, last exit {last.get('exitCode')}):\n{logs}"
+                )
     return not pending and bool(cluster.json("get", "deployments", "-n", cluster.namespace)["items"])
 
 
@@ -310,6 +330,9 @@ def helm(cluster: Cluster, action: str, chart_values: dict[str, Any] | None = No
         timeout_seconds=300,
         create_namespace=True if action == "install" else None,
         disable_openapi_validation=True,
+        # `--force-conflicts`: the upgrade takes back fields another manager changed since (the
+        # scenario stopped the operator with a patch of its replicas, which the chart sets).
+        force_conflicts=True if action == "upgrade" else None,
     )
     payload = _native.call_string(
         f"helm_{action}",
@@ -330,13 +353,13 @@ def run_upgrade(cluster: Cluster) -> None:
     password = cluster.json("get", "secret", "kubetrader-postgresql")["data"]["password"]
     # The scaler would move the count meanwhile: the operator is stopped first (the upgrade
     # brings it back: the chart sets its replicas), so the count seen after is Helm's doing.
-    cluster.kubectl("scale", "deployment/kubetrader-operator", "--replicas=0")
+    cluster.set_replicas("kubetrader-operator", 0)
     wait_for(
         "the operator stopped",
         lambda: not cluster.json("get", "pods", "-l", "app.kubernetes.io/component=operator")["items"],
         120,
     )
-    cluster.kubectl("scale", "deployment/kubetrader-worker", "--replicas=2")
+    cluster.set_replicas("kubetrader-worker", 2)
     wait_for(
         "2 worker pods ready",
         lambda: (cluster.json("get", "deployment", "kubetrader-worker").get("status") or {}).get("readyReplicas") == 2,

@@ -85,17 +85,24 @@ def main(argv: list[str]) -> None:
         (scratch / name).touch()
         _mount("--bind", f"/dev/{name}", str(scratch / name))
     handles = [os.open(mount["source"], os.O_PATH) for mount in spec["mounts"]]
-    runtime = spec.get("runtime")
-    if runtime and runtime.startswith("/root/"):
-        runtime_handle = os.open(runtime, os.O_PATH)
-        _mount("-t", "tmpfs", "-o", "mode=755,size=1m", "tmpfs", "/root")
-        Path(runtime).mkdir(parents=True)
-        _bind_fd(runtime_handle, runtime)
-        os.close(runtime_handle)
+    # What stands in for the image's files (the interpreter, the venv, the repository), held open
+    # now: a volume mounted over a parent (/tmp, for a checkout under /tmp) would hide them.
+    runtime = [(path, os.open(path, os.O_PATH), os.stat(path)) for path in spec.get("runtime", [])]
+    if any(path.startswith("/root/") for path, _, _ in runtime):
+        _mount("-t", "tmpfs", "-o", "mode=755,size=1m", "tmpfs", "/root")  # root's home is not the pod's
     _fresh_dev(spec)
     for mount, handle in zip(spec["mounts"], handles, strict=True):
         _bind(handle, mount["target"], bool(mount.get("readOnly")))
-    for handle in handles:
+    for path, handle, before in runtime:
+        try:
+            now = os.stat(path)
+            visible = (now.st_dev, now.st_ino) == (before.st_dev, before.st_ino)
+        except FileNotFoundError:
+            visible = False
+        if not visible:
+            Path(path).mkdir(parents=True, exist_ok=True)
+            _bind_fd(handle, path, read_only=True)
+    for handle in [*handles, *(h for _, h, _ in runtime)]:
         os.close(handle)
     os.setgroups([int(g) for g in spec["groups"]])
     os.setgid(int(spec["gid"]))

@@ -284,9 +284,9 @@ class PodWorker:
         ]
         spec = {
             "mounts": system + mounts,
-            # The interpreter the venv links to, when it lives where the pod's uid cannot look
-            # (pyenv under /root): the launcher hides /root and shows only that directory.
-            "runtime": sys.base_prefix,
+            # The interpreter (pyenv's lives under /root, which the launcher hides), the venv and
+            # the repository: kept visible at their paths whatever the pod mounts over them.
+            "runtime": sorted({sys.base_prefix, sys.prefix, str(ROOT)}),
             "uid": uid,
             "gid": gid,
             "groups": groups,
