@@ -216,16 +216,12 @@ def run_study(cluster: Cluster) -> None:
         1,
     )
     print(f"workers scaled {minimum} -> {peak}", flush=True)
-    cluster.kubectl(
-        "wait", "--for=jsonpath={.status.phase}=Succeeded", "backtest/e2e-matrix", "--timeout=15m", timeout=930
-    )
-    cluster.kubectl(
-        "wait",
-        "--for=jsonpath={.status.phase}=Succeeded",
-        "optimizationstudy/e2e-sma-small",
-        "--timeout=15m",
-        timeout=930,
-    )
+    for resource in ("backtest/e2e-matrix", "optimizationstudy/e2e-sma-small"):
+        # Polled rather than `kubectl wait`: a worker crash-looping meanwhile fails the run at once.
+        def succeeded(name: str = resource) -> bool:
+            return no_crash_loops(cluster) and cluster.json("get", name).get("status", {}).get("phase") == "Succeeded"
+
+        wait_for(f"{resource} Succeeded", succeeded, 900, 3)
     print(cluster.kubectl("get", "backtests,optimizationstudies"), end="", flush=True)
     cells = (cluster.json("get", "backtest", "e2e-matrix").get("status") or {}).get("cells") or {}
     if cells.get("total") != 4 or cells.get("failed"):
@@ -285,16 +281,8 @@ def helm_config(cluster: Cluster) -> Any:
     return _CONFIGS[cluster.kubeconfig]
 
 
-def workloads_ready(cluster: Cluster) -> bool | str:
-    """Every Deployment and StatefulSet of the release has all its replicas ready (a Deployment
-    with `replicas: 0` counts as ready)."""
-    pending = []
-    for kind in ("deployments", "statefulsets"):
-        for item in cluster.json("get", kind, "-n", cluster.namespace)["items"]:
-            want = item["spec"].get("replicas", 1)
-            have = (item.get("status") or {}).get("readyReplicas", 0)
-            if have < want:
-                pending.append(f"{kind}/{item['metadata']['name']} {have}/{want}")
+def no_crash_loops(cluster: Cluster) -> bool:
+    """True, or ScenarioError naming a container of the release that keeps restarting (with its log)."""
     for pod in cluster.json("get", "pods", "-n", cluster.namespace)["items"]:
         status = pod.get("status") or {}
         for container in [*status.get("initContainerStatuses", []), *status.get("containerStatuses", [])]:
@@ -306,6 +294,20 @@ def workloads_ready(cluster: Cluster) -> bool | str:
                     f"pod {name} container {container['name']} is crash-looping "
                     f"({container['restartCount']} restarts, last exit {last.get('exitCode')}):\n{logs}"
                 )
+    return True
+
+
+def workloads_ready(cluster: Cluster) -> bool | str:
+    """Every Deployment and StatefulSet of the release has all its replicas ready (a Deployment
+    with `replicas: 0` counts as ready)."""
+    pending = []
+    for kind in ("deployments", "statefulsets"):
+        for item in cluster.json("get", kind, "-n", cluster.namespace)["items"]:
+            want = item["spec"].get("replicas", 1)
+            have = (item.get("status") or {}).get("readyReplicas", 0)
+            if have < want:
+                pending.append(f"{kind}/{item['metadata']['name']} {have}/{want}")
+    no_crash_loops(cluster)
     return not pending and bool(cluster.json("get", "deployments", "-n", cluster.namespace)["items"])
 
 
