@@ -9,9 +9,12 @@ Optuna journal under `data/optuna/`, the Redis on 127.0.0.1:6379 when one runs),
 named explicitly is used as named; `KUBETRADER_LOCAL_DEFAULTS=false` turns the local
 look-ups off (then an empty URL means "not available").
 
-The API token guards every state-changing endpoint. A placeholder token is refused
-outside development, because a dashboard that submits backtests (or, in a cluster,
-creates custom resources) must not run with a password everybody knows.
+People sign in (the built-in login with a users file, or OIDC through an auth proxy) and the
+API authorizes each route by their role (`kubetrader_dashboard.auth`). The machine token
+(`KUBETRADER_API_TOKEN`) is for automation only and carries a role of its own. A placeholder
+token is refused outside development (and warned about in it), because an API that submits
+backtests (or, in a cluster, creates custom resources) must not run with a password everybody
+knows.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kubetrader import defaults
+from kubetrader_dashboard.auth.roles import Role
 
 PLACEHOLDER_TOKEN = "changethis"
 MIN_TOKEN_LENGTH = 16
+MIN_SESSION_SECRET_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -35,13 +40,47 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KUBETRADER_", extra="ignore", populate_by_name=True)
 
     environment: Literal["development", "production"] = Field(
-        default="development", description="`production` refuses the placeholder token."
+        default="development",
+        description="`production` refuses the placeholder token and needs a session secret for the built-in "
+        "login; `development` with no users file creates the local admin user.",
     )
-    api_token: SecretStr = Field(
-        default=SecretStr(PLACEHOLDER_TOKEN),
-        description="Bearer token for state-changing endpoints (in a cluster: from a Secret via env).",
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="Machine-to-machine bearer token for automation (helm test, CI, KEDA); never used by the "
+        "dashboard. Empty: no machine access.",
     )
-    public_read: bool = Field(default=True, description="Read-only endpoints open without a token.")
+    api_token_role: Role = Field(default=Role.RESEARCHER, description="The role the machine token carries.")
+    public_read: bool = Field(default=False, description="Read-only endpoints open without signing in.")
+    users_file: Path | None = Field(
+        default=None,
+        description="Users of the built-in login (YAML; in a cluster a mounted Secret); empty in development: "
+        "<data_dir>/dashboard/users.yaml with the local admin.",
+    )
+    session_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="Key that signs the built-in login's session tokens (in a cluster: from a Secret); empty in "
+        "development: a random key per process.",
+    )
+    session_ttl_seconds: int = Field(default=8 * 3600, ge=60, le=7 * 86400, description="How long a session lasts.")
+    oidc_issuer: str | None = Field(default=None, description="OIDC issuer whose ID tokens the API accepts.")
+    oidc_audience: str | None = Field(default=None, description="Expected `aud` of those tokens (the client id).")
+    oidc_jwks_url: str | None = Field(default=None, description="JWKS URL; empty: from the issuer's discovery.")
+    oidc_username_claim: str = Field(default="email", description="Claim naming the user (else `sub`).")
+    oidc_groups_claim: str = Field(default="groups", description="Claim listing the user's groups.")
+    oidc_viewer_groups: list[str] = Field(default_factory=list, description="Groups that get the viewer role.")
+    oidc_researcher_groups: list[str] = Field(default_factory=list, description="Groups that get researcher.")
+    oidc_trader_groups: list[str] = Field(default_factory=list, description="Groups that get the trader role.")
+    oidc_default_role: Role | None = Field(
+        default=None, description="Role of a signed-in OIDC user in no mapped group; empty: refused."
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest request body, refused with 413 before it is read."
+    )
+    submit_rate_limit: int = Field(
+        default=30, ge=0, description="Submissions per identity and window (0: unlimited); over it: 429."
+    )
+    submit_rate_window_seconds: float = Field(default=60.0, gt=0, description="The submission limit's window.")
+    login_rate_limit: int = Field(default=10, ge=0, description="Sign-in attempts per user name per minute.")
     fastapi_backend_url: str = Field(
         default="http://127.0.0.1:8000",
         validation_alias="FASTAPI_BACKEND_URL",
@@ -81,14 +120,27 @@ class Settings(BaseSettings):
     submit_workers: int = Field(default=1, ge=1, le=8, description="Local background runs at a time.")
 
     @model_validator(mode="after")
-    def _refuse_placeholder_token(self) -> Settings:
-        token = self.api_token.get_secret_value()
-        if self.environment != "development" and (token == PLACEHOLDER_TOKEN or len(token) < MIN_TOKEN_LENGTH):
+    def _refuse_placeholder_secrets(self) -> Settings:
+        token = self.api_token.get_secret_value() if self.api_token else ""
+        weak = token == PLACEHOLDER_TOKEN or len(token) < MIN_TOKEN_LENGTH
+        if token and self.environment != "development" and weak:
             raise ValueError(
-                f"KUBETRADER_API_TOKEN must be set to a secret of at least {MIN_TOKEN_LENGTH} characters "
-                f"outside development (it is {'the placeholder' if token == PLACEHOLDER_TOKEN else 'too short'})"
+                f"KUBETRADER_API_TOKEN must be a secret of at least {MIN_TOKEN_LENGTH} characters outside "
+                f"development (it is {'the placeholder' if token == PLACEHOLDER_TOKEN else 'too short'}), or unset"
             )
+        secret = self.session_secret.get_secret_value()
+        if self.users_file and self.environment != "development" and len(secret) < MIN_SESSION_SECRET_LENGTH:
+            raise ValueError(
+                f"KUBETRADER_SESSION_SECRET must be a secret of at least {MIN_SESSION_SECRET_LENGTH} characters "
+                "when KUBETRADER_USERS_FILE is set outside development"
+            )
+        if bool(self.oidc_issuer) != bool(self.oidc_audience):
+            raise ValueError("KUBETRADER_OIDC_ISSUER and KUBETRADER_OIDC_AUDIENCE are set together or not at all")
         return self
+
+    @property
+    def uses_placeholder_token(self) -> bool:
+        return self.api_token is not None and self.api_token.get_secret_value() == PLACEHOLDER_TOKEN
 
     @property
     def backtests_dir(self) -> Path:

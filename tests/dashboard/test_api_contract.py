@@ -15,7 +15,14 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tests.fixtures.dashboard import API_TOKEN, DASHBOARD_RUNS, RunningApi, backtest_document, dashboard_settings
+from tests.fixtures.dashboard import (
+    API_TOKEN,
+    DASHBOARD_RUNS,
+    SESSION_SECRET,
+    RunningApi,
+    backtest_document,
+    dashboard_settings,
+)
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.xdist_group("dashboard")
@@ -53,7 +60,9 @@ def test_a_placeholder_or_short_token_is_refused_outside_development() -> None:
         Settings(environment="production", api_token="changethis")
     with pytest.raises(ValidationError, match="too short"):
         Settings(environment="production", api_token="short")
-    assert Settings(environment="development").api_token.get_secret_value() == "changethis"
+    assert Settings(environment="development").api_token is None, "no machine token unless one is set"
+    with pytest.raises(ValidationError, match="KUBETRADER_SESSION_SECRET"):
+        Settings(environment="production", users_file="users.yaml", session_secret="short")
 
 
 def test_state_changing_endpoints_require_the_bearer_token(tmp_path: Path) -> None:
@@ -88,7 +97,8 @@ def test_no_response_contains_a_secret(tmp_path: Path, dashboard_results: Any) -
     (tmp_path / "results").mkdir()
     shutil.copytree(dashboard_results.results_dir / "backtests", tmp_path / "results" / "backtests")
     result_id = dashboard_results.result_ids[0]
-    with _client(tmp_path, **extra) as client:
+    # The machine token as a trader, so /live (the runner's URL carries a secret) answers too.
+    with _client(tmp_path, api_token_role="trader", **extra) as client:
         paths = _get_paths(client, {"result_id": result_id, "name": "s", "submission_id": "x", "plural": "backtests"})
         bodies = [client.get(path, headers={"Authorization": f"Bearer {API_TOKEN}"}) for path in paths]
         bodies.append(client.get("/api/v1/mlflow/compare", params={"run_id": ["a", "b"]}))
@@ -100,7 +110,7 @@ def test_no_response_contains_a_secret(tmp_path: Path, dashboard_results: Any) -
         settings_view = client.get("/api/v1/settings").json()
     assert {b.status_code for b in bodies} <= {200, 404, 422, 503}
     for response in bodies:
-        for secret in (API_TOKEN, REDIS_PASSWORD, PG_PASSWORD, RUNNER_TOKEN):
+        for secret in (API_TOKEN, REDIS_PASSWORD, PG_PASSWORD, RUNNER_TOKEN, SESSION_SECRET):
             assert secret not in response.text, f"{response.url} leaks a secret"
     shown = {entry["name"]: entry["value"] for entry in settings_view["entries"]}
     assert shown["api_token"] == "********"
@@ -281,4 +291,5 @@ def test_openapi_declares_the_bearer_token_only_on_routes_that_need_it(tmp_path:
     for path, item in paths.items():
         for method, operation in item.items():
             secured = bool(operation.get("security"))
-            assert secured == (method != "get"), f"{method.upper()} {path}: security {operation.get('security')}"
+            needs = method != "get" and path != "/api/v1/auth/login"  # signing in is how one gets a token
+            assert secured == needs, f"{method.upper()} {path}: security {operation.get('security')}"

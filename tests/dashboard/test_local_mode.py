@@ -1,6 +1,7 @@
 """Zero-configuration local mode: with no environment, the API reads what the CLI wrote
 under its own defaults (kubetrader.defaults): ./results, data/mlflow.db and every Optuna
-journal under data/optuna/, and the loopback Redis when one runs."""
+journal under data/optuna/, and the loopback Redis when one runs. Reads need signing in there
+too: the API creates the local admin (data/dashboard/users.yaml, its password beside it)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,18 @@ def _clear_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("KUBETRADER_", "MLFLOW_", "FASTAPI_")):
             monkeypatch.delenv(name)
+
+
+def _sign_in_as_local_admin(client: TestClient, root: Path) -> None:
+    """What a user of `make dashboard` does: the printed password, for the user `admin`."""
+    password_file = root / "data" / "dashboard" / "admin-password"
+    assert password_file.stat().st_mode & 0o077 == 0, "the admin's password is readable by its owner only"
+    assert client.get("/api/v1/backtests").status_code == 401, "reads need signing in by default"
+    password = password_file.read_text().strip()
+    answer = client.post("/api/v1/auth/login", json={"username": "admin", "password": password})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["identity"] == {"name": "admin", "role": "trader", "method": "session"}
+    client.headers["Authorization"] = f"Bearer {answer.json()['token']}"
 
 
 def _write_like_the_cli(root: Path, stores: DashboardStores) -> None:
@@ -62,6 +75,7 @@ def test_with_no_environment_the_api_shows_what_the_cli_wrote(
     monkeypatch.setenv("KUBETRADER_KUBERNETES", "off")  # the machine's kubeconfig is no local store
     settings = Settings()
     with TestClient(create_app(settings)) as client:
+        _sign_in_as_local_admin(client, tmp_path)
         backtests = client.get("/api/v1/backtests").json()
         assert backtests["total"] == len(dashboard_results.documents)
         studies = client.get("/api/v1/studies").json()
@@ -85,6 +99,7 @@ def test_with_nothing_written_yet_each_store_says_where_it_would_be(
     _clear_environment(monkeypatch)
     monkeypatch.chdir(tmp_path)
     with TestClient(create_app(Settings(kubernetes="off"))) as client:
+        _sign_in_as_local_admin(client, tmp_path)
         overview = client.get("/api/v1/mlflow/overview").json()
         assert not overview["available"] and "mlflow.db" in overview["reason"]
         studies = client.get("/api/v1/studies").json()

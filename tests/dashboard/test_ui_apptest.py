@@ -12,6 +12,7 @@ import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from kubetrader_dashboard.ui.signin import SESSION_KEY
 from tests.fixtures.dashboard import RunningApi
 from tests.helpers import ROOT
 
@@ -35,11 +36,13 @@ TAB_LABELS = [
 
 @pytest.fixture(scope="module")
 def app(dashboard_api: RunningApi) -> Iterator[AppTest]:
-    """One app session, shared by the per-page tests of this module."""
+    """One app session, signed in as the trader (sign-in itself: tests/dashboard/test_auth.py), shared by
+    the per-page tests of this module."""
     patch = pytest.MonkeyPatch()
     patch.setenv("FASTAPI_BACKEND_URL", dashboard_api.url)
-    patch.setenv("KUBETRADER_API_TOKEN", dashboard_api.token)
-    at = AppTest.from_file(str(APP), default_timeout=120).run()
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.session_state[SESSION_KEY] = dashboard_api.sessions["trader"]
+    at.run()
     yield at
     patch.undo()
 
@@ -66,7 +69,8 @@ def test_the_app_offers_eleven_pages_and_renders_each_without_an_exception_or_er
 
 def test_dashboard_tab_shows_the_latest_backtest_with_its_equity_curve(app: AppTest, dashboard_api: RunningApi) -> None:
     # Results finished within the same second tie on finished_at; the API names the one it shows.
-    latest_id = httpx.get(dashboard_api.url + "/api/v1/summary").json()["latest"]["id"]
+    summary = httpx.get(dashboard_api.url + "/api/v1/summary", headers=dashboard_api.auth("viewer")).json()
+    latest_id = summary["latest"]["id"]
     newest = dashboard_api.stores.documents[latest_id]
     tab = _tab(app, "Dashboard")
     metrics = _metrics(tab)

@@ -1,7 +1,9 @@
-"""The dashboard API under the RBAC the chart gives its ServiceAccount: every call the API's cluster
-service makes (dashboard/kubetrader_dashboard/services/cluster.py: the health ping, the three
-lists, submitting a Backtest and an OptimizationStudy) is allowed, every verb the chart grants
-it is used, and it cannot start live trading (no route submits a LiveDeployment)."""
+"""The dashboard API under the RBAC the chart gives its ServiceAccount: the real API (create_app)
+serves every route that reaches the cluster (the health ping, the three lists, submitting a
+Backtest and an OptimizationStudy, the Logs page's pods, pod logs and Events) against the emulated
+API with the chart's ServiceAccount token; every request those routes make is allowed, every verb
+the chart grants is used, and the API cannot start live trading (no route submits a LiveDeployment,
+and its ServiceAccount may not create one)."""
 
 from __future__ import annotations
 
@@ -40,16 +42,47 @@ def api_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emu
         yield cluster
 
 
-def test_the_api_uses_exactly_what_the_chart_grants_it(api_cluster: EmulatedCluster) -> None:
-    from kubetrader_dashboard.services.cluster import PLURALS, ClusterService
+def _pod(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "kubetrader",
+                                              "app.kubernetes.io/component": "worker"}},
+        "spec": {"containers": [{"name": "worker", "image": "kubetrader/engine:test"}]},
+    }  # fmt: skip
 
-    service = ClusterService("auto", chart_rbac.NAMESPACE)
-    assert service.available, service.reason
-    service.ping()
-    for kind in PLURALS:
-        assert service.list_resources(kind).available
-    service.create(example("backtest-sma.yaml", "from-the-api"))
-    service.create(example("study-sma.yaml", "study-from-the-api"))
+
+def test_the_api_uses_exactly_what_the_chart_grants_it(api_cluster: EmulatedCluster, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from kubetrader_dashboard.api.main import create_app
+    from kubetrader_dashboard.services.cluster import ClusterService
+    from tests.fixtures.dashboard import API_TOKEN, dashboard_settings
+
+    api_cluster.create(_pod("kubetrader-worker-0"), chart_rbac.NAMESPACE)
+    (tmp_path / "worker.log").write_text("worker started\n")
+    api_cluster.attach_log(chart_rbac.NAMESPACE, "kubetrader-worker-0", "worker", tmp_path / "worker.log")
+    (tmp_path / "results" / "backtests").mkdir(parents=True)
+    settings = dashboard_settings(tmp_path / "results", None, None, kubernetes="auto", namespace=chart_rbac.NAMESPACE,
+                                  api_token_role="trader")  # fmt: skip
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    with TestClient(create_app(settings), headers=auth) as client:
+        health = {c["name"]: c for c in client.get("/api/v1/health").json()["components"]}
+        assert health["kubernetes"]["status"] == "ok", health["kubernetes"]
+        for plural in ("backtests", "optimizationstudies", "livedeployments"):
+            listed = client.get(f"/api/v1/cluster/{plural}").json()
+            assert listed["available"], (plural, listed)
+        assert client.get("/api/v1/live").status_code == 200
+        for file, name, path in (("backtest-sma.yaml", "from-the-api", "/api/v1/backtests"),
+                                 ("study-sma.yaml", "study-from-the-api", "/api/v1/studies")):  # fmt: skip
+            submitted = client.post(path, json=example(file, name))
+            assert submitted.status_code == 202, submitted.text
+        logs = client.get("/api/v1/logs").json()
+        assert logs["cluster_reason"] is None, logs["cluster_reason"]
+        assert "pod.kubetrader-worker-0" in [s["key"] for s in logs["items"]]
+        assert client.get("/api/v1/logs/pod.kubetrader-worker-0").json()["lines"] == ["worker started"]
+        events = client.get("/api/v1/events").json()
+        assert events["available"], events
     assert api_cluster.get("Backtest", chart_rbac.NAMESPACE, "from-the-api") is not None
 
     assert api_cluster.emulator is not None
@@ -58,8 +91,10 @@ def test_the_api_uses_exactly_what_the_chart_grants_it(api_cluster: EmulatedClus
     granted, used = chart_rbac.grants_and_uses(API, [(VALUES, [r.attributes for r in records])])
     assert not chart_rbac.describe_atoms(granted - used), "granted to the API but never used"
 
+    direct = ClusterService("auto", chart_rbac.NAMESPACE)  # past the API's routes: its ServiceAccount itself
+    assert direct.available, direct.reason
     with pytest.raises(ApiException) as refused:
-        service.create(example("live-paper.yaml", "live-from-the-api"))
+        direct.create(example("live-paper.yaml", "live-from-the-api"))
     assert refused.value.status == 403
     assert json.loads(refused.value.body)["message"] == (
         'livedeployments.kubetrader.io is forbidden: User "system:serviceaccount:kubetrader:kubetrader-api" '

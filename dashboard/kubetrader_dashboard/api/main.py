@@ -12,9 +12,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from kubetrader import __version__
-from kubetrader_dashboard.api import problems
+from kubetrader_dashboard.api import limits, metrics, problems
 from kubetrader_dashboard.api.routers import (
     analytics,
+    auth,
     backtests,
     live,
     logs,
@@ -22,6 +23,7 @@ from kubetrader_dashboard.api.routers import (
     operations,
     studies,
     submissions,
+    symbols,
     trades,
 )
 from kubetrader_dashboard.services.container import Services
@@ -49,6 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = Services.from_settings(settings)
     problems.install(app)
-    for module in (backtests, trades, analytics, studies, live, submissions, mlflow, operations, logs):
+    limits.install(app, settings.max_body_bytes)
+    metrics.install(app)
+    routers = (auth, backtests, trades, analytics, studies, live, submissions, mlflow, operations, logs, symbols)
+    for module in routers:
         app.include_router(module.router, prefix=API_PREFIX)
     return app

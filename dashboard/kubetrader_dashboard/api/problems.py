@@ -26,9 +26,12 @@ PROBLEM_JSON = "application/problem+json"
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": text}
     for status, text in (
-        (401, "Missing or wrong bearer token"),
+        (401, "Not signed in: no valid session, ID token or machine token"),
+        (403, "Signed in, but the role does not allow it"),
         (404, "Not found"),
+        (413, "The request body is larger than the API accepts"),
         (422, "Invalid request; `errors` names each field"),
+        (429, "Too many requests from this identity; `Retry-After` says when to try again"),
         (503, "A store the endpoint needs is not reachable"),
     )
 }
@@ -37,18 +40,44 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 class ProblemError(Exception):
     """Raised by routes and services to answer with a problem document."""
 
-    def __init__(self, status: int, title: str, detail: str | None = None, *, errors: Sequence[dict[str, Any]] = ()):
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        errors: Sequence[dict[str, Any]] = (),
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(detail or title)
         self.status, self.title, self.detail, self.errors = status, title, detail, list(errors)
+        self.headers = headers or {}
 
 
 def problem_response(
-    request: Request, status: int, title: str, detail: str | None = None, errors: list[dict[str, Any]] | None = None
+    request: Request,
+    status: int,
+    title: str,
+    detail: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body = Problem(title=title, status=status, detail=detail, instance=request.url.path, errors=errors or None)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return problem_json(status, title, detail, request.url.path, errors, headers)
+
+
+def problem_json(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    instance: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = Problem(title=title, status=status, detail=detail, instance=instance, errors=errors or None)
+    all_headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    all_headers.update(headers or {})
     return JSONResponse(
-        body.model_dump(exclude_none=True), status_code=status, media_type=PROBLEM_JSON, headers=headers
+        body.model_dump(exclude_none=True), status_code=status, media_type=PROBLEM_JSON, headers=all_headers or None
     )
 
 
@@ -64,7 +93,7 @@ def field_errors(errors: Sequence[Any], *, prefix: Sequence[str | int] = ()) -> 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        return problem_response(request, exc.status, exc.title, exc.detail, exc.errors or None)
+        return problem_response(request, exc.status, exc.title, exc.detail, exc.errors or None, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -8,15 +8,16 @@ from pydantic import ValidationError
 
 from kubetrader.errors import SpecError
 from kubetrader_dashboard.api.problems import ProblemError, field_errors
+from kubetrader_dashboard.auth.roles import Identity
 from kubetrader_dashboard.models.operations import SubmissionState
 from kubetrader_dashboard.services.container import Services
 from kubetrader_dashboard.services.submissions import Kind
 
 
-def submit(services: Services, document: dict[str, Any], kind: Kind) -> SubmissionState:
+def submit(services: Services, document: dict[str, Any], kind: Kind, identity: Identity) -> SubmissionState:
     """Validate (422 naming the field) and hand over to the cluster, the queue or a local run."""
     try:
-        return services.submissions.submit(document, kind)
+        return services.submissions.submit(document, kind, submitted_by=identity.name)
     except ValidationError as exc:
         # parse_resource validates the spec alone first, then the envelope (metadata).
         prefix = () if exc.title == "Resource" else ("spec",)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kubetrader import defaults
+from kubetrader_dashboard.auth.authenticator import Authenticator
+from kubetrader_dashboard.auth.ratelimit import RateLimiter
 from kubetrader_dashboard.services.cluster import ClusterService
 from kubetrader_dashboard.services.live import LiveService
 from kubetrader_dashboard.services.logs import LogService
@@ -17,6 +19,7 @@ from kubetrader_dashboard.services.queue import QueueService
 from kubetrader_dashboard.services.results import ResultStore
 from kubetrader_dashboard.services.studies import StudyService
 from kubetrader_dashboard.services.submissions import SubmissionService
+from kubetrader_dashboard.services.symbols import SymbolService
 from kubetrader_dashboard.settings import Settings
 
 
@@ -31,6 +34,10 @@ class Services:
     live: LiveService
     submissions: SubmissionService
     logs: LogService
+    symbols: SymbolService
+    auth: Authenticator
+    submit_limiter: RateLimiter
+    login_limiter: RateLimiter
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -56,8 +63,13 @@ class Services:
                 queue=queue,
                 optuna_storage=settings.optuna_storage,
                 workers=settings.submit_workers,
+                namespace=settings.namespace,
             ),
             logs=LogService(settings.results_dir, store, cluster),
+            symbols=SymbolService(settings.data_dir),
+            auth=Authenticator.from_settings(settings),
+            submit_limiter=RateLimiter(settings.submit_rate_limit, settings.submit_rate_window_seconds),
+            login_limiter=RateLimiter(settings.login_rate_limit, 60.0),
         )
 
     def close(self) -> None:

@@ -7,7 +7,11 @@ Where it goes depends on what is there, in this order:
   for the whole run, and a thread would stall the API's other requests).
 
 The document is validated with `kubetrader.specs.parse_resource` first, so a bad
-spec is a 422 naming the field, wherever it would have run.
+spec is a 422 naming the field, wherever it would have run. What goes on is built from the
+validated models (`submitted_manifest`), never the document as sent: its metadata is the name,
+the API's namespace, the submitter, and only labels and annotations a user may set
+(`check_metadata`); the operator's overrides (`kubetrader.io/...`), kopf's and Kubernetes' own
+keys are the platform's.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
+from kubetrader.errors import SpecError
 from kubetrader.specs import BacktestSpec, OptimizationStudySpec, expand_matrix, parse_resource
+from kubetrader.specs.common import GROUP_VERSION
 from kubetrader.specs.resources import Resource
 from kubetrader_dashboard.models.operations import SubmissionState
 from kubetrader_dashboard.services.cluster import ClusterService
@@ -39,6 +45,47 @@ class SubmissionNotFoundError(LookupError):
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+# Label and annotation keys whose prefix (the part before "/") is one of these, or ends in one of
+# them, belong to the platform: the operator's per-resource overrides (kubetrader.io/cpu, ...),
+# kopf's progress (kopf.kubetrader.io, kopf.zalando.org) and Kubernetes' reserved prefixes
+# (kubernetes.io, k8s.io: "reserved for Kubernetes core components", Kubernetes docs, "Well-Known
+# Labels, Annotations and Taints").
+RESERVED_PREFIXES = ("kubetrader.io", "kopf.zalando.org", "kubernetes.io", "k8s.io")
+SUBMITTED_BY = "kubetrader.io/submitted-by"
+METADATA_FIELDS = {"name", "namespace", "labels", "annotations"}
+
+
+def _reserved(key: str) -> bool:
+    prefix = key.split("/", 1)[0] if "/" in key else ""
+    return any(prefix == p or prefix.endswith("." + p) for p in RESERVED_PREFIXES)
+
+
+def check_metadata(resource: Resource, namespace: str) -> None:
+    """Refuse metadata a user may not set, as SpecError naming the field."""
+    meta = resource.metadata
+    extras = sorted(set(meta.model_dump(exclude_unset=True)) - METADATA_FIELDS)
+    if extras:
+        raise SpecError(f"metadata.{extras[0]}", "not accepted here: only name, labels and annotations are")
+    if meta.namespace not in (None, namespace):
+        raise SpecError("metadata.namespace", f"submissions go to {namespace!r}, not {meta.namespace!r}")
+    for field, values in (("labels", meta.labels), ("annotations", meta.annotations)):
+        for key in values:
+            if _reserved(key):
+                raise SpecError(f"metadata.{field}.{key}", "reserved for the platform; a submission may not set it")
+
+
+def submitted_manifest(resource: Resource, namespace: str, submitted_by: str) -> dict[str, Any]:
+    """The custom resource the cluster gets: built from the validated models, not the document sent."""
+    metadata: dict[str, Any] = {
+        "name": resource.metadata.name,
+        "namespace": namespace,
+        "annotations": {**resource.metadata.annotations, SUBMITTED_BY: submitted_by},
+    }
+    if resource.metadata.labels:
+        metadata["labels"] = dict(resource.metadata.labels)
+    return {"apiVersion": GROUP_VERSION, "kind": resource.kind, "metadata": metadata, "spec": resource.spec.to_wire()}
 
 
 def run_locally(document: dict[str, Any], output_dir: str, storage_url: str | None) -> list[str]:
@@ -93,8 +140,10 @@ class SubmissionService:
         queue: QueueService,
         optuna_storage: str | None,
         workers: int,
+        namespace: str,
     ) -> None:
         self.results_dir = results_dir
+        self.namespace = namespace
         self.cluster = cluster
         self.queue = queue
         self.optuna_storage = optuna_storage
@@ -110,6 +159,7 @@ class SubmissionService:
         if isinstance(document, dict) and document.get("kind") != kind:
             raise ValueError(f"kind: this endpoint takes {kind}, got {document.get('kind')!r}")
         resource = parse_resource(document)
+        check_metadata(resource, self.namespace)
         spec = resource.spec.backtest if isinstance(resource.spec, OptimizationStudySpec) else resource.spec
         if isinstance(spec, BacktestSpec):
             preflight(spec, check_data=not self.cluster.available)
@@ -121,12 +171,13 @@ class SubmissionService:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
         return self._pool
 
-    def submit(self, document: dict[str, Any], kind: Kind) -> SubmissionState:
+    def submit(self, document: dict[str, Any], kind: Kind, *, submitted_by: str) -> SubmissionState:
         resource = self.validate(document, kind)
         submission_id = uuid.uuid4().hex[:12]
         name = resource.metadata.name
+        manifest = submitted_manifest(resource, self.namespace, submitted_by)
         if self.cluster.available:
-            self.cluster.create(document)
+            self.cluster.create(manifest)
             state = SubmissionState(
                 id=submission_id, kind=kind, name=name, target="cluster", state="created", submitted_at=_now()
             )
@@ -155,7 +206,7 @@ class SubmissionService:
             )
             with self._lock:
                 self._states[submission_id] = state
-            future = self._pool_for_runs().submit(run_locally, document, str(self.results_dir), self.optuna_storage)
+            future = self._pool_for_runs().submit(run_locally, manifest, str(self.results_dir), self.optuna_storage)
             future.add_done_callback(functools.partial(self._finished, submission_id))
             return state
         with self._lock:

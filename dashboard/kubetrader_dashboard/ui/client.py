@@ -1,16 +1,21 @@
 """A small typed client of the REST API: the only way the Streamlit app reaches data.
 
 It parses answers into the same response models the API declares, so a change of
-shape fails here, loudly, instead of as a blank chart.
+shape fails here, loudly, instead of as a blank chart. It carries the signed-in user's
+credential (`token`: a session token, or the auth proxy's ID token) and nothing else, and it
+submits only documents built from the validated spec models.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from kubetrader.specs.common import GROUP_VERSION, SpecModel
+from kubetrader_dashboard.auth.roles import Identity
+from kubetrader_dashboard.models.auth import LoginRequest, SessionToken
 from kubetrader_dashboard.models.backtests import (
     BacktestDetail,
     BacktestSummary,
@@ -33,6 +38,7 @@ from kubetrader_dashboard.models.operations import (
     StudyList,
     SubmissionState,
 )
+from kubetrader_dashboard.models.symbols import SymbolSearch
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -98,12 +104,25 @@ class ApiClient:
     def trades(self, **params: Any) -> Page[Trade]:
         return self._get(Page[Trade], "/trades", **params)
 
+    def symbol_search(self, query: str, *, exchange: str = "US", type_: str | None = None) -> SymbolSearch:
+        return self._get(SymbolSearch, "/symbols/search", q=query, exchange=exchange, type=type_)
+
     def rankings(self, **params: Any) -> Rankings:
         return self._get(Rankings, "/rankings", **params)
 
+    # -- signing in ---------------------------------------------------------------------
+    def login(self, username: str, password: str) -> SessionToken:
+        body = LoginRequest(username=username, password=password).model_dump()
+        return SessionToken.model_validate(self._request("POST", "/auth/login", json=body))
+
+    def me(self) -> Identity:
+        return self._get(Identity, "/auth/me")
+
     # -- work ----------------------------------------------------------------------------
-    def submit(self, document: dict[str, Any]) -> SubmissionState:
-        path = "/studies" if document.get("kind") == "OptimizationStudy" else "/backtests"
+    def submit(self, kind: Literal["Backtest", "OptimizationStudy"], name: str, spec: SpecModel) -> SubmissionState:
+        """Submit a validated spec under `name`; the API adds the namespace and who submitted it."""
+        document = {"apiVersion": GROUP_VERSION, "kind": kind, "metadata": {"name": name}, "spec": spec.to_wire()}
+        path = "/studies" if kind == "OptimizationStudy" else "/backtests"
         return SubmissionState.model_validate(self._request("POST", path, json=document))
 
     def submissions(self) -> list[SubmissionState]:
@@ -116,10 +135,21 @@ class ApiClient:
         return self._get(StudyDetail, f"/studies/{name}")
 
     def cluster(self, plural: str) -> ClusterResources:
-        return self._get(ClusterResources, f"/cluster/{plural}")
+        try:
+            return self._get(ClusterResources, f"/cluster/{plural}")
+        except ApiError as exc:
+            if exc.status != 403:
+                raise
+            return ClusterResources(available=False, reason=exc.detail)
 
     def live(self) -> LiveState:
-        return self._get(LiveState, "/live")
+        """The live runner's state; for a user below the trader role, "not available" and why."""
+        try:
+            return self._get(LiveState, "/live")
+        except ApiError as exc:
+            if exc.status != 403:
+                raise
+            return LiveState(available=False, reason=exc.detail)
 
     # -- MLflow, operations -------------------------------------------------------------
     def mlflow_overview(self, **params: Any) -> MlflowOverview:

@@ -12,8 +12,11 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+from pydantic import ValidationError
 
 from kubetrader import formatting as fmt
+from kubetrader.specs import BacktestSpec, OptimizationStudySpec
+from kubetrader.specs.common import SpecModel
 from kubetrader_dashboard.ui import charts
 from kubetrader_dashboard.ui.client import ApiClient, ApiError
 
@@ -39,15 +42,12 @@ RANK_METRICS = (
     "profit_factor",
 )
 
-BACKTEST_TEMPLATE = {
-    "apiVersion": "kubetrader.io/v1alpha1",
-    "kind": "Backtest",
-    "metadata": {"name": "sma-orcl"},
-    "spec": {
-        "strategy": {"path": "strategies.sma_crossover.SMACrossover", "params": {"fast": 10, "slow": 30}},
-        "data": {"symbols": ["ORCL"], "start": "2010-01-01", "end": "2014-12-31", "timeframe": "1d"},
-        "broker": {"cash": 100000, "commission": {"model": "ib-standard"}},
-    },
+# The form takes a name and a spec, never a whole custom resource: metadata (namespace, labels,
+# annotations such as the operator's overrides) is the API's to set.
+BACKTEST_SPEC_TEMPLATE = {
+    "strategy": {"path": "strategies.sma_crossover.SMACrossover", "params": {"fast": 10, "slow": 30}},
+    "data": {"symbols": ["ORCL"], "start": "2010-01-01", "end": "2014-12-31", "timeframe": "1d"},
+    "broker": {"cash": 100000, "commission": {"model": "ib-standard"}},
 }
 SPACE_TEMPLATE = {"fast": {"type": "int", "low": 5, "high": 30}, "slow": {"type": "int", "low": 40, "high": 120}}
 
@@ -372,13 +372,66 @@ def backtests(client: ApiClient) -> None:
         st.info("No results match.")
     st.markdown("**Compare backtests**")
     _compare(client, "bt-compare")
+    _symbol_search(client)
     st.markdown("**Submit a Backtest**")
     with st.form("submit-backtest"):
-        text = st.text_area("Custom resource (JSON)", json.dumps(BACKTEST_TEMPLATE, indent=2), height=260)
+        name = st.text_input("Name", "sma-orcl", key="submit-backtest-name")
+        text = st.text_area("Spec (JSON)", json.dumps(BACKTEST_SPEC_TEMPLATE, indent=2), height=260)
         sent = st.form_submit_button("Submit")
     if sent:
-        _submit(client, text)
+        try:
+            spec_doc: Any = json.loads(text)
+        except json.JSONDecodeError as exc:
+            st.warning(f"Not valid JSON: {exc}")
+        else:
+            _submit(client, "Backtest", name, BacktestSpec, spec_doc)
     _running(client, "backtests")
+
+
+def _symbol_search(client: ApiClient) -> None:
+    """Find a symbol to backtest (Finnhub, through the API): the matches, and how to fetch its bars."""
+    st.markdown("**Find a symbol**")
+    with st.form("symbol-search"):
+        cols = st.columns([3, 1, 2])
+        query = cols[0].text_input("Name or ticker", key="sym-query")
+        exchange = cols[1].text_input("Exchange", "US", key="sym-exchange")
+        type_ = cols[2].selectbox("Type", ["", "Common Stock", "ETP", "ADR", "REIT"], key="sym-type")
+        searched = st.form_submit_button("Search")
+    if not (searched and query.strip()):
+        return
+    try:
+        found = client.symbol_search(query.strip(), exchange=exchange.strip().upper() or "US", type_=type_ or None)
+    except ApiError as exc:
+        _show_problem(exc)
+        return
+    if not found.available:
+        st.warning(f"Symbol search is not available: {found.reason}")
+        return
+    if not found.items:
+        st.info(f"No symbols match {found.query!r} on {found.exchange}.")
+        return
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "Symbol": m.symbol,
+                    "Description": m.description,
+                    "Type": m.type,
+                    "Exchange": m.exchange or "",
+                    "Currency": m.currency or "",
+                    "FIGI": m.figi or "",
+                }
+                for m in found.items
+            ]
+        ),
+        hide_index=True,
+    )
+    first = found.items[0].symbol
+    st.caption(
+        f"To backtest one: `kubetrader symbols resolve {first}` checks it against IB's contract details, "
+        f"`kubetrader data download {first} --start ... --end ...` fetches its bars; "
+        "then name it in `spec.data.symbols`."
+    )
 
 
 def _summary_frame(items: Any) -> pd.DataFrame:
@@ -402,14 +455,16 @@ def _summary_frame(items: Any) -> pd.DataFrame:
 SUMMARY_METRICS = ("sharpe_ratio", "total_return", "max_drawdown", "cagr", "num_trades")
 
 
-def _submit(client: ApiClient, text: str) -> None:
+def _submit(client: ApiClient, kind: Any, name: str, model: type[SpecModel], spec: Any) -> None:
+    """Validate the spec with the engine's own model (the API's), then submit it as `kind` `name`."""
     try:
-        document: Any = json.loads(text)
-    except json.JSONDecodeError as exc:
-        st.warning(f"Not valid JSON: {exc}")
+        validated = model.model_validate(spec)
+    except ValidationError as exc:
+        fields = "; ".join(f"spec.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        st.warning(f"Refused: {fields}")
         return
     try:
-        state = client.submit(document)
+        state = client.submit(kind, name, validated)
     except ApiError as exc:
         fields = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in exc.errors)
         st.warning(f"Refused ({exc.status} {exc.title}): {fields or exc.detail}")
@@ -513,26 +568,17 @@ def optimization(client: ApiClient) -> None:
         except json.JSONDecodeError as exc:
             st.warning(f"Parameter space is not valid JSON: {exc}")
             return
-        document = {
-            "apiVersion": "kubetrader.io/v1alpha1",
-            "kind": "OptimizationStudy",
-            "metadata": {"name": name},
-            "spec": {
-                "backtest": {
-                    "strategy": {"path": strategy},
-                    "data": {
-                        "symbols": [s.strip() for s in symbols.split(",") if s.strip()],
-                        "start": start,
-                        "end": end,
-                    },
-                },
-                "space": space_doc,
-                "constraints": [c.strip() for c in constraints.split(",") if c.strip()],
-                "objective": {"metric": metric, "direction": "minimize" if metric == "max_drawdown" else "maximize"},
-                "trials": int(trials),
+        spec = {
+            "backtest": {
+                "strategy": {"path": strategy},
+                "data": {"symbols": [s.strip() for s in symbols.split(",") if s.strip()], "start": start, "end": end},
             },
+            "space": space_doc,
+            "constraints": [c.strip() for c in constraints.split(",") if c.strip()],
+            "objective": {"metric": metric, "direction": "minimize" if metric == "max_drawdown" else "maximize"},
+            "trials": int(trials),
         }
-        _submit(client, json.dumps(document))
+        _submit(client, "OptimizationStudy", name, OptimizationStudySpec, spec)
 
 
 # -- 8 MLflow -------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query, status
 
 from kubetrader.results.trades import closed_trades, open_positions
-from kubetrader_dashboard.api.deps import ReadAccess, ServicesDep, WriteAccess
+from kubetrader_dashboard.api.deps import ReadAccess, ServicesDep, Submitter
 from kubetrader_dashboard.api.problems import PROBLEM_RESPONSES, ProblemError
 from kubetrader_dashboard.api.submit import submit
 from kubetrader_dashboard.models.backtests import BacktestDetail, BacktestSummary, EquityCurve, Performance, Trade
@@ -61,11 +61,12 @@ def list_backtests(
     "",
     response_model=SubmissionState,
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[WriteAccess],
     summary="Submit a Backtest custom-resource document",
 )
-def submit_backtest(services: ServicesDep, document: Annotated[dict[str, Any], Body()]) -> SubmissionState:
-    return submit(services, document, "Backtest")
+def submit_backtest(
+    services: ServicesDep, document: Annotated[dict[str, Any], Body()], identity: Submitter
+) -> SubmissionState:
+    return submit(services, document, "Backtest", identity)
 
 
 @router.get("/{result_id}", response_model=BacktestDetail, dependencies=[ReadAccess])

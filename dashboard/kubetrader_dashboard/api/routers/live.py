@@ -1,4 +1,9 @@
-"""/live and /cluster: the live runner's state and the custom resources in the cluster."""
+"""/live and /cluster: the live runner's state and the custom resources in the cluster.
+
+The live runner's `/status` and `/journal` (positions, orders, PnL, the journal) are behind its own
+token; re-served here they need the trader role, as do the LiveDeployments themselves, even when
+other reads are public: they are the account's book, not research results.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,9 @@ from typing import Literal
 
 from fastapi import APIRouter
 
-from kubetrader_dashboard.api.deps import ReadAccess, ServicesDep
+from kubetrader_dashboard.api.deps import LiveAccess, OptionalIdentity, ReadAccess, ServicesDep, ensure
 from kubetrader_dashboard.api.problems import PROBLEM_RESPONSES
+from kubetrader_dashboard.auth.roles import Role
 from kubetrader_dashboard.models.operations import ClusterResources, LiveState
 
 router = APIRouter(tags=["live"], responses=PROBLEM_RESPONSES)
@@ -15,7 +21,7 @@ router = APIRouter(tags=["live"], responses=PROBLEM_RESPONSES)
 KINDS = {"backtests": "Backtest", "optimizationstudies": "OptimizationStudy", "livedeployments": "LiveDeployment"}
 
 
-@router.get("/live", response_model=LiveState, dependencies=[ReadAccess])
+@router.get("/live", response_model=LiveState, dependencies=[LiveAccess])
 def live_state(services: ServicesDep) -> LiveState:
     state = services.live.state()
     if services.cluster.available:
@@ -25,6 +31,10 @@ def live_state(services: ServicesDep) -> LiveState:
 
 @router.get("/cluster/{plural}", response_model=ClusterResources, dependencies=[ReadAccess])
 def cluster_resources(
-    services: ServicesDep, plural: Literal["backtests", "optimizationstudies", "livedeployments"]
+    services: ServicesDep,
+    identity: OptionalIdentity,
+    plural: Literal["backtests", "optimizationstudies", "livedeployments"],
 ) -> ClusterResources:
+    if plural == "livedeployments":
+        ensure(identity, Role.TRADER)
     return services.cluster.list_resources(KINDS[plural])

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, status
 
-from kubetrader_dashboard.api.deps import ReadAccess, ServicesDep, WriteAccess
+from kubetrader_dashboard.api.deps import ReadAccess, ServicesDep, Submitter
 from kubetrader_dashboard.api.problems import PROBLEM_RESPONSES, ProblemError
 from kubetrader_dashboard.api.submit import submit
 from kubetrader_dashboard.models.operations import StudyDetail, StudyList, SubmissionState
@@ -20,9 +20,11 @@ def list_studies(services: ServicesDep) -> StudyList:
     return services.studies.list_studies()
 
 
-@router.post("", response_model=SubmissionState, status_code=status.HTTP_202_ACCEPTED, dependencies=[WriteAccess])
-def submit_study(services: ServicesDep, document: Annotated[dict[str, Any], Body()]) -> SubmissionState:
-    return submit(services, document, "OptimizationStudy")
+@router.post("", response_model=SubmissionState, status_code=status.HTTP_202_ACCEPTED)
+def submit_study(
+    services: ServicesDep, document: Annotated[dict[str, Any], Body()], identity: Submitter
+) -> SubmissionState:
+    return submit(services, document, "OptimizationStudy", identity)
 
 
 @router.get("/{name}", response_model=StudyDetail, dependencies=[ReadAccess])
