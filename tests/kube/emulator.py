@@ -251,6 +251,7 @@ class KubeEmulator(KubernetesEmulator):
         )
         self.register("events.k8s.io", "v1", "events", "Event", short_names=("ev",))
         self.register("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short_names=("netpol",))
+        self.register("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", status=True, short_names=("pdb",))
         for plural, kind, namespaced in RBAC_KINDS:
             self.register("rbac.authorization.k8s.io", "v1", plural, kind, namespaced=namespaced)
         self.register(
