@@ -9,11 +9,9 @@ NAMESPACE ?= kubetrader
 RELEASE ?= kubetrader
 CHART ?= charts/kubetrader
 HELM_VALUES ?= $(CHART)/ci/default-values.yaml
-E2E_TIMEOUT ?= 15m
+# The scenario's phases on kind (uninstall last: `make install` again afterwards).
+E2E_KIND_PHASES ?= backtest,study,dashboard,upgrade,uninstall
 KUBECTL := kubectl --context kind-$(KIND_CLUSTER)
-DASHBOARD_URL ?= http://localhost:30080
-API_URL ?= http://localhost:30800
-MLFLOW_URL ?= http://localhost:30500
 
 # $(call need,tool,why): stop with a clear message when a tool is missing.
 define need
@@ -69,20 +67,8 @@ uninstall:  ## remove the release (CRDs, generated Secrets and PVCs are kept, as
 	$(call need,helm,install Helm >= 3.14: https://helm.sh/docs/intro/install/)
 	helm uninstall $(RELEASE) --kube-context kind-$(KIND_CLUSTER) --namespace $(NAMESPACE) --wait
 
-e2e:  ## Backtest -> Succeeded, a small OptimizationStudy -> Succeeded, dashboard/API/MLflow answer on their NodePorts
+e2e: $(STAMP)  ## the README's cluster flow on kind (tests/e2e/scenario.py, the same file as e2e-sandbox)
 	$(need-cluster)
-	$(call need,curl,install curl)
-	$(KUBECTL) -n $(NAMESPACE) delete -f examples/backtest-sma.yaml --ignore-not-found --wait
-	$(KUBECTL) -n $(NAMESPACE) apply -f examples/backtest-sma.yaml
-	$(KUBECTL) -n $(NAMESPACE) wait backtest/sma-orcl --for=jsonpath='{.status.phase}'=Succeeded --timeout=$(E2E_TIMEOUT) \
-	  || { $(KUBECTL) -n $(NAMESPACE) describe backtest/sma-orcl; $(KUBECTL) -n $(NAMESPACE) logs -l kubetrader.io/backtest=sma-orcl --tail=50; exit 1; }
-	$(KUBECTL) -n $(NAMESPACE) get backtests
-	$(KUBECTL) -n $(NAMESPACE) delete -f examples/e2e/study-small.yaml --ignore-not-found --wait
-	$(KUBECTL) -n $(NAMESPACE) apply -f examples/e2e/study-small.yaml
-	$(KUBECTL) -n $(NAMESPACE) wait optimizationstudy/e2e-sma-small --for=jsonpath='{.status.phase}'=Succeeded --timeout=$(E2E_TIMEOUT) \
-	  || { $(KUBECTL) -n $(NAMESPACE) describe optimizationstudy/e2e-sma-small; exit 1; }
-	$(KUBECTL) -n $(NAMESPACE) get optimizationstudies
-	curl --fail --silent --show-error --retry 10 --retry-delay 3 --retry-all-errors $(DASHBOARD_URL)/_stcore/health; echo "  <- dashboard $(DASHBOARD_URL)"
-	curl --fail --silent --show-error --retry 10 --retry-delay 3 --retry-all-errors $(API_URL)/api/v1/health >/dev/null && echo "API $(API_URL) ok"
-	curl --fail --silent --show-error --retry 10 --retry-delay 3 --retry-all-errors $(MLFLOW_URL)/health; echo "  <- MLflow $(MLFLOW_URL)"
+	$(PYTHON) -m tests.e2e.scenario --kubeconfig $${KUBECONFIG:-$$HOME/.kube/config} --context kind-$(KIND_CLUSTER) \
+	  --namespace $(NAMESPACE) --values $(HELM_VALUES) --access nodeport --phases $(E2E_KIND_PHASES)
 	@echo "e2e passed"

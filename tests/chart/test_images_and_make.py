@@ -177,5 +177,8 @@ def test_install_uses_helm_upgrade_install_with_the_kind_values() -> None:
     text = (ROOT / "mk" / "cluster.mk").read_text()
     assert "helm upgrade --install $(RELEASE) $(CHART)" in text
     assert (ROOT / "charts" / "kubetrader" / "ci" / "default-values.yaml").is_file()
-    assert "--for=jsonpath='{.status.phase}'=Succeeded" in text
+    # `make e2e` runs the scenario `make e2e-sandbox` runs (tests/e2e/scenario.py), so they cannot drift.
+    assert "$(PYTHON) -m tests.e2e.scenario" in text
+    assert "tests.e2e.scenario" not in (ROOT / "mk" / "e2e-sandbox.mk").read_text()  # it goes through sandbox.py
+    assert "scenario.run(" in (ROOT / "tests" / "e2e" / "sandbox.py").read_text()
     assert (ROOT / "examples" / "e2e" / "study-small.yaml").is_file()

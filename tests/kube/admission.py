@@ -153,6 +153,9 @@ def _linked(node: Any, definitions: dict[str, Any], memo: dict[str, Any]) -> Any
     return out
 
 
+JSON_SCHEMA_PROPS = "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"
+
+
 @functools.lru_cache(maxsize=64)
 def builtin_schema(api_version: str, kind: str) -> crd_validation.Schema | None:
     """Kubernetes' own schema of a built-in kind (the strict one kubernetes-validate ships), or None."""
@@ -164,7 +167,16 @@ def builtin_schema(api_version: str, kind: str) -> crd_validation.Schema | None:
     except FileNotFoundError:
         return None
     definitions = kv.schema_contents(f"kubernetes-json-schema/{directory}/_definitions.json", version)["$defs"]
-    linked: crd_validation.Schema = _linked(schema, definitions, {})
+    memo: dict[str, Any] = {}
+    linked: crd_validation.Schema = _linked(schema, definitions, memo)
+    props = memo.get(JSON_SCHEMA_PROPS)
+    if props is not None:
+        # JSONSchemaPropsOrArray / JSONSchemaPropsOrBool have no OpenAPI schema of their own (`{}`),
+        # but the server decodes them as JSONSchemaProps (or a list of them, or a bool:
+        # apiextensions v1 types_jsonschema.go), so unknown fields below `items` and
+        # `additionalProperties` are found as everywhere else in a CRD's schema.
+        props["properties"]["items"] = props
+        props["properties"]["additionalProperties"] = {**props, "type": ["object", "boolean"]}
     properties = linked.get("properties") or {}
     for key in ("apiVersion", "kind"):  # checked by the request's URL, not here
         properties.get(key, {}).pop("enum", None)

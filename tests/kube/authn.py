@@ -110,22 +110,28 @@ class TokenAuthenticator:
         return None if token is None else self._tokens.get(token)
 
 
-def kubeconfig(server: str, token: str, user_name: str) -> dict[str, Any]:
-    """A kubeconfig (as a dict) that reaches `server` with `token` as `user_name`."""
+def kubeconfig(server: str, token: str, user_name: str, *, ca_file: Path | None = None) -> dict[str, Any]:
+    """A kubeconfig (as a dict) that reaches `server` with `token` as `user_name` (trusting the CA
+    in `ca_file` for an https server)."""
+    cluster: dict[str, Any] = {"server": server}
+    if ca_file is not None:
+        cluster["certificate-authority"] = str(ca_file)
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "emulator", "cluster": {"server": server}}],
+        "clusters": [{"name": "emulator", "cluster": cluster}],
         "users": [{"name": user_name, "user": {"token": token}}],
         "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": user_name}}],
         "current-context": "emulator",
     }
 
 
-def write_service_account_files(directory: Path, token: str, namespace: str) -> Path:
-    """The files a pod sees at /var/run/secrets/kubernetes.io/serviceaccount (token, namespace),
-    for an in-cluster client pointed at this directory. Returns the token file."""
+def write_service_account_files(directory: Path, token: str, namespace: str, ca_cert: bytes | None = None) -> Path:
+    """The files a pod sees at /var/run/secrets/kubernetes.io/serviceaccount (token, namespace and,
+    for a TLS API, ca.crt), for an in-cluster client pointed at this directory. Returns the token file."""
     directory.mkdir(parents=True, exist_ok=True)
+    if ca_cert is not None:
+        (directory / "ca.crt").write_bytes(ca_cert)
     (directory / "namespace").write_text(namespace)
     token_file = directory / "token"
     token_file.write_text(token)

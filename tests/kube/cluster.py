@@ -19,28 +19,57 @@ ClusterRoles and bindings (cluster-admin, system:discovery, ...) exist from the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+import aiohttp.test_utils
 import yaml
 from kmock import Server, resource
 
 from tests.kube import authn
 from tests.kube.emulator import ApiError, KubeEmulator, Obj
 from tests.kube.rbac import BOOTSTRAP_POLICY
+from tests.kube.tls import ServingFiles, write_serving_files
 
 T = TypeVar("T")
 CALL_TIMEOUT = 10.0
 
 
+def _tls_server_class(context: ssl.SSLContext) -> type[aiohttp.test_utils.RawTestServer]:
+    """kmock's server class, listening with TLS (kmock's `Server` starts aiohttp's test server
+    without an SSL context; `start_server` takes one as `ssl`)."""
+
+    class TLSServer(aiohttp.test_utils.RawTestServer):
+        async def start_server(self, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any) -> None:
+            await super().start_server(loop=loop, ssl=context, **kwargs)
+
+    return TLSServer
+
+
 class EmulatedCluster:
     def __init__(
-        self, crds: Iterable[Obj] = (), *, workdir: Path, gc: bool = True, namespaces: Iterable[str] = ()
+        self,
+        crds: Iterable[Obj] = (),
+        *,
+        workdir: Path,
+        gc: bool = True,
+        namespaces: Iterable[str] = (),
+        tls_host: str | None = None,
     ) -> None:
-        """`namespaces`: created at start (`kubectl create namespace`): a create elsewhere gets 404, as on a cluster."""
+        """`namespaces`: created at start (`kubectl create namespace`): a create elsewhere gets 404, as on a cluster.
+
+        `tls_host`: also serve HTTPS there (`tls_url`, a new CA in `tls.ca_cert`), where every
+        client, kubectl included, authenticates with a bearer token (`kubeconfig_for(..., tls=True)`).
+        """
+        self._workdir = workdir
+        self._tls_host = tls_host
+        self.tls: ServingFiles | None = None
+        self.tls_url = ""
         self._crds = list(crds)
         self._namespaces = list(namespaces)
         self._gc = gc
@@ -86,7 +115,14 @@ class EmulatedCluster:
             KubeEmulator(gc_enabled=self._gc) as emulator,
             Server(emulator) as server,
             Server(emulator) as admin_server,
+            contextlib.AsyncExitStack() as stack,
         ):
+            if self._tls_host is not None:
+                self.tls = write_serving_files(self._workdir / "pki", (self._tls_host,))
+                tls_server = await stack.enter_async_context(
+                    Server(emulator, host=self._tls_host, server_cls=_tls_server_class(self.tls.server_context()))
+                )
+                self.tls_url = f"https://{self._tls_host}:{tls_server.port}"
             emulator.access.insecure_ports.add(admin_server.port)
             emulator.register_builtin_kinds()
             for crd in self._crds:
@@ -127,9 +163,17 @@ class EmulatedCluster:
         assert self.emulator is not None
         return self.emulator.access.authenticator.mint(identity)
 
-    def kubeconfig_for(self, identity: authn.Identity, path: Path) -> Path:
-        """Write a kubeconfig that reaches this cluster as `identity`; returns `path`."""
-        path.write_text(yaml.safe_dump(authn.kubeconfig(self.url, self.token_for(identity), identity.name)))
+    def kubeconfig_for(self, identity: authn.Identity, path: Path, *, tls: bool = False) -> Path:
+        """Write a kubeconfig that reaches this cluster as `identity` (on `tls_url`, trusting its CA,
+        with `tls`); returns `path`."""
+        token = self.token_for(identity)
+        if tls:
+            if self.tls is None:
+                raise RuntimeError("this cluster serves no TLS port: start it with tls_host")
+            config = authn.kubeconfig(self.tls_url, token, identity.name, ca_file=self.tls.ca_cert)
+        else:
+            config = authn.kubeconfig(self.url, token, identity.name)
+        path.write_text(yaml.safe_dump(config))
         return path
 
     def apply(self, manifests: Iterable[Obj], namespace: str) -> None:

@@ -99,6 +99,8 @@ NAME_SUFFIX_LENGTH = 5
 GENERATE_NAME_ATTEMPTS = 8
 
 Key = tuple[resource, str | None, str]
+SERVED_MEDIA_TYPES = ("application/json", "application/yaml")
+UNSERVED_MEDIA_TYPES = frozenset({"application/vnd.kubernetes.protobuf", "application/cbor"})
 
 
 class WatchCache:
@@ -250,6 +252,7 @@ class KubeEmulator(KubernetesEmulator):
         self.register("events.k8s.io", "v1", "events", "Event", short_names=("ev",))
         # NetworkPolicies are stored and served; tests.kube.network_policy evaluates them.
         self.register("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short_names=("netpol",))
+        self.register("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", status=True, short_names=("pdb",))
         for plural, kind, namespaced in RBAC_KINDS:
             self.register("rbac.authorization.k8s.io", "v1", plural, kind, namespaced=namespaced)
         self.register(
@@ -440,8 +443,38 @@ class KubeEmulator(KubernetesEmulator):
             obj.pop("status", None)  # status is set through the subresource only
         if field_manager is not None:
             apply.record_update(None, obj, field_manager, "", self._field_schema(res))
+        if (res.group, res.plural) == ("apiextensions.k8s.io", "customresourcedefinitions"):
+            self._establish(obj)
         self._store(res, namespace, name, obj, "ADDED")
         return obj
+
+    def _establish(self, crd: Obj) -> None:
+        """A CRD created through the API is served at once, with the conditions the apiextensions
+        controllers set (`NamesAccepted`, `Established`: Helm waits for them after installing a
+        chart's crds/, kubectl wait --for=condition=Established too)."""
+        if (
+            self._info(
+                resource(
+                    group=crd["spec"]["group"],
+                    version=crd["spec"]["versions"][0]["name"],
+                    plural=crd["spec"]["names"]["plural"],
+                )
+            )
+            is None
+        ):
+            self.register_crd(crd)
+        stamp = _now()
+        crd["status"] = {
+            "acceptedNames": crd["spec"]["names"],
+            "storedVersions": [v["name"] for v in crd["spec"]["versions"] if v.get("storage")],
+            "conditions": [
+                {"type": t, "status": "True", "reason": r, "message": m, "lastTransitionTime": stamp}
+                for t, r, m in (
+                    ("NamesAccepted", "NoConflicts", "no conflicts found"),
+                    ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+                )
+            ],
+        }
 
     def _field_schema(self, res: resource) -> apply.Schema:
         info = self._info(res)
@@ -902,6 +935,28 @@ class KubeEmulator(KubernetesEmulator):
                 ApiError(404, "NotFound", "the server could not find the requested resource").status(), status=404
             )
         return aiohttp.web.json_response(found)
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        body_type = raw_request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if raw_request.method in {"POST", "PUT", "PATCH"} and body_type in UNSERVED_MEDIA_TYPES:
+            # kube-apiserver's answer to a body it has no serializer for (handlers/rest.go,
+            # negotiation.NewUnsupportedMediaTypeError): 415 listing what it accepts, before kmock
+            # tries to read the body as text. The stand-in speaks JSON and YAML only; client-go's
+            # protobuf clients (Helm's release storage) then send JSON.
+            accepted = ", ".join(SERVED_MEDIA_TYPES)
+            status = {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "message": "the body of the request was in an unknown format - accepted media types include: "
+                + accepted,
+                "reason": "UnsupportedMediaType",
+                "code": 415,
+            }
+            await raw_request.read()
+            return aiohttp.web.json_response(status, status=415)
+        return await super().__call__(raw_request)
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         self._trim_request_log()

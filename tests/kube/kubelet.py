@@ -18,22 +18,17 @@ infrastructure failure); `executables` maps command names to local paths.
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from tests.kube.cluster import EmulatedCluster
 from tests.kube.emulator import Obj
+from tests.kube.node import podspec
+from tests.kube.node.podspec import now as _now
 
 RUN_TIMEOUT = 120.0
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 class FakeKubelet:
@@ -67,29 +62,10 @@ class FakeKubelet:
 
     @staticmethod
     def _fails_job(spec: Obj, exit_code: int) -> bool:
-        for rule in (spec.get("podFailurePolicy") or {}).get("rules", []):
-            on_exit = rule.get("onExitCodes")
-            if rule.get("action") == "FailJob" and on_exit:
-                values = set(on_exit.get("values", []))
-                inside = exit_code in values
-                if inside == (on_exit.get("operator", "In") == "In"):
-                    return True
-        return False
+        return podspec.fails_job(spec, exit_code)
 
     def _finish(self, namespace: str, name: str, *, succeeded: bool, reason: str, message: str, failed: int) -> Obj:
-        now = _now()
-        conditions: list[dict[str, Any]] = []
-        if succeeded:
-            conditions.append({"type": "SuccessCriteriaMet", "status": "True", "reason": reason})
-            conditions.append({"type": "Complete", "status": "True", "reason": reason, "lastTransitionTime": now})
-        else:
-            conditions.append({"type": "FailureTarget", "status": "True", "reason": reason, "message": message})
-            conditions.append(
-                {"type": "Failed", "status": "True", "reason": reason, "message": message, "lastTransitionTime": now}
-            )
-        status: dict[str, Any] = {"active": 0, "ready": 0, "failed": failed, "conditions": conditions}
-        if succeeded:
-            status.update(succeeded=1, completionTime=now)
+        status = podspec.job_finished_status(succeeded=succeeded, reason=reason, message=message, failed=failed)
         return self.cluster.patch("Job", namespace, name, {"status": status}, subresource="status")
 
     def _attempt(self, job: Obj, attempt: int, program: Callable[[int], list[str] | None] | None) -> tuple[int, str]:
@@ -111,13 +87,14 @@ class FakeKubelet:
                     return mounts[mount_path] + text[len(mount_path) :]
             return text
 
-        argv = [local(a) for a in [*container.get("command", []), *container.get("args", [])]]
+        pod_name = f"{name}-{attempt}"
+        pod = self._create_pod(job, pod_name, attempt)
+        container_env = podspec.container_env(container, pod, self.cluster.get)
+        argv = [local(a) for a in podspec.argv(container, container_env, [], [])]
         argv[0] = self.executables.get(argv[0], argv[0])
         if program is not None:
             argv = program(attempt) or argv
-        env = {**os.environ, **{e["name"]: local(e["value"]) for e in container.get("env", []) if "value" in e}}
-        pod_name = f"{name}-{attempt}"
-        pod = self._create_pod(job, pod_name, attempt)
+        env = {**os.environ, **{k: local(v) for k, v in container_env.items()}}
         self.cluster.patch("Job", namespace, name, {"status": {"active": 1, "ready": 1}}, subresource="status")
         started = _now()
         self.cluster.patch(
@@ -144,18 +121,10 @@ class FakeKubelet:
                 process.kill()
                 process.wait()
                 raise
-        message = termination_file.read_text()[:4096]
-        fallback = container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
-        if not message and returncode != 0 and fallback:
-            logs = log_file.read_text(errors="replace").splitlines()[-80:]
-            message = "\n".join(logs)[-2048:]
-        terminated = {
-            "exitCode": returncode,
-            "reason": "Completed" if returncode == 0 else "Error",
-            "message": message,
-            "startedAt": started,
-            "finishedAt": _now(),
-        }
+        message = podspec.termination_message(
+            container, termination_file.read_text(), lambda: log_file.read_text(errors="replace"), returncode
+        )
+        terminated = podspec.terminated(returncode, message, started)["terminated"]
         self.cluster.patch(
             "Pod",
             namespace,
@@ -172,15 +141,7 @@ class FakeKubelet:
 
     @staticmethod
     def _state(container: Obj, state: Obj) -> Obj:
-        digest = hashlib.sha256(container["image"].encode()).hexdigest()
-        return {
-            "name": container["name"],
-            "image": container["image"],
-            "imageID": f"{container['image'].split(':')[0]}@sha256:{digest}",  # required, as a kubelet reports it
-            "ready": "running" in state,
-            "state": state,
-            "restartCount": 0,
-        }
+        return podspec.container_status(container, state, ready="running" in state)
 
     def _create_pod(self, job: Obj, pod_name: str, attempt: int) -> Obj:
         meta = job["metadata"]

@@ -1,0 +1,445 @@
+"""The end-to-end scenario: the README's cluster section, run against any cluster.
+
+`make e2e` (kind, with Docker) and `make e2e-sandbox` (the emulated API and the node agent) both
+run this file, so the two cannot drift:
+
+    python -m tests.e2e.scenario --kubeconfig PATH [--context NAME] [--namespace kubetrader]
+
+The commands are the README's, verbatim, with the cluster's kubeconfig and the release's
+namespace as kubectl's defaults (`KUBECONFIG`, and the context's namespace set with
+`kubectl config set-context --current --namespace`, as a user of that section would). Each
+phase prints how long it took; the first failing check stops the run with what it saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "kubetrader"
+RELEASE = "kubetrader"
+INSTALL_TIMEOUT = 600.0
+# A container restarted this often while the release comes up is a failed install, not a slow one.
+CRASH_LOOP_RESTARTS = 3
+KUBECTL = Path(sys.executable).parent / "kubectl"
+PHASES = ("backtest", "study", "dashboard", "upgrade", "uninstall")
+
+
+class ScenarioError(AssertionError):
+    """A check of the scenario failed: the message says what was expected and what was seen."""
+
+
+@dataclass
+class Cluster:
+    """How the scenario reaches the cluster: kubectl's config and the release's namespace."""
+
+    kubeconfig: Path
+    namespace: str
+    context: str | None = None
+    home: Path | None = None
+    # How this machine reaches a Service: "nodeport" (kind maps NodePorts to localhost) or "pod"
+    # (the sandbox: the address of a Ready pod the Service selects, as cluster DNS would give).
+    access: str = "nodeport"
+    # The chart's values for `helm upgrade` (charts/kubetrader/ci/NAME-values.yaml) and where Helm
+    # keeps releases ("secret", Helm's default; the sandbox: "memory").
+    values_file: Path = CHART / "ci" / "default-values.yaml"
+    helm_storage: str = "secret"
+
+    def values(self) -> dict[str, Any]:
+        return dict(yaml.safe_load(self.values_file.read_text()) or {})
+
+    def kubectl(self, *args: str, timeout: float = 600, check: bool = True) -> str:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        if self.home is not None:
+            env["HOME"] = str(self.home)
+        command = [str(KUBECTL) if KUBECTL.exists() else "kubectl"]
+        if self.context:
+            command += ["--context", self.context]
+        command += list(args)
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout, check=False)
+        if check and done.returncode != 0:
+            raise ScenarioError(f"kubectl {' '.join(args)} exited {done.returncode}: {done.stderr.strip()}")
+        return done.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.kubectl(*args, "-o", "json"))
+
+    def service_url(self, name: str) -> tuple[str, str]:
+        """(base URL, Host header) of a Service's first port, reached from this machine."""
+        svc = self.json("get", "service", name)
+        port = svc["spec"]["ports"][0]
+        host = f"{name}.{self.namespace}.svc:{port['port']}"
+        if self.access == "nodeport":
+            return f"http://localhost:{port['nodePort']}", f"localhost:{port['nodePort']}"
+        selector = ",".join(f"{k}={v}" for k, v in svc["spec"]["selector"].items())
+        pods = self.json("get", "pods", "-l", selector)["items"]
+        ready = [
+            p
+            for p in pods
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))
+        ]
+        if not ready:
+            raise ScenarioError(f"service {name}: no ready endpoint among {[p['metadata']['name'] for p in pods]}")
+        return f"http://{ready[0]['status']['podIP']}:{port['port']}", host
+
+    def http(self, service: str, path: str, *, token: str | None = None, body: Any = None) -> Any:
+        """GET (or POST `body`) a Service's path; the parsed JSON, or the text."""
+        base, host = self.service_url(service)
+        headers = {"Host": host, "Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(base + path, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError as exc:
+            raise ScenarioError(f"{service}{path}: HTTP {exc.code}: {exc.read().decode()[:500]}") from None
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+    def api_token(self) -> str:
+        """The dashboard API's token, as the README reads it from the chart's Secret."""
+        data = self.json("get", "secret", "kubetrader-api-token")["data"]["token"]
+        return base64.b64decode(data).decode()
+
+    def set_replicas(self, deployment: str, replicas: int) -> None:
+        """What `kubectl scale` does, as a patch of spec.replicas (the stand-in serves no /scale
+        subresource)."""
+        self.kubectl(
+            "patch", f"deployment/{deployment}", "--type=merge", "-p", json.dumps({"spec": {"replicas": replicas}})
+        )
+
+    def worker_replicas(self) -> int:
+        return int(self.json("get", "deployment", "kubetrader-worker")["spec"].get("replicas", 1))
+
+
+@contextlib.contextmanager
+def phase(name: str, times: dict[str, float]) -> Iterator[None]:
+    print(f"== {name}", flush=True)
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        times[name] = time.monotonic() - started
+        print(f"== {name}: {times[name]:.1f} s", flush=True)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 2.0) -> Any:
+    """Poll `check` until it returns something truthy; ScenarioError naming `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise ScenarioError(f"timed out after {timeout:.0f} s waiting for {what} (last seen: {last!r})")
+
+
+def local_metrics(spec: Path) -> dict[str, float | int]:
+    """The headline metrics `kubetrader run -f` reports for the same spec on this machine."""
+    from kubetrader_operator.backtest.status import headline_metrics
+
+    with tempfile.TemporaryDirectory(prefix="e2e-local-") as tmp:
+        summary = Path(tmp) / "summary.json"
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "kubetrader"),
+                "run",
+                "-f",
+                str(spec),
+                "--output",
+                tmp,
+                "--summary-file",
+                str(summary),
+            ],
+            check=True,
+            cwd=ROOT,
+            capture_output=True,
+            timeout=600,
+        )
+        return headline_metrics(json.loads(summary.read_text()))
+
+
+def run_backtest(cluster: Cluster) -> None:
+    """`kubectl apply -f examples/backtest-sma.yaml` -> Succeeded, with the metrics of `kubetrader run -f`."""
+    cluster.kubectl("apply", "-f", "examples/backtest-sma.yaml")
+    cluster.kubectl("wait", "--for=condition=Succeeded", "backtest/sma-orcl", "--timeout=5m", timeout=330)
+    table = cluster.kubectl("get", "backtests")
+    print(table, end="", flush=True)
+    backtest = cluster.json("get", "backtest", "sma-orcl")
+    status = backtest.get("status") or {}
+    if status.get("phase") != "Succeeded":
+        raise ScenarioError(f"backtest sma-orcl: phase {status.get('phase')!r}, expected Succeeded: {status}")
+    expected = local_metrics(ROOT / "examples" / "backtest-sma.yaml")
+    got = status.get("metrics") or {}
+    if got != expected:
+        raise ScenarioError(f"backtest sma-orcl: cluster metrics {got} differ from kubetrader run -f's {expected}")
+    row = next((line for line in table.splitlines() if line.startswith("sma-orcl ")), "")
+    if "Succeeded" not in row or f"{expected['sharpeRatio']:.4g}"[:4] not in row:
+        raise ScenarioError(f"kubectl get backtests does not show sma-orcl Succeeded with its Sharpe: {row!r}")
+
+
+def run_study(cluster: Cluster) -> None:
+    """A matrix Backtest and a small study over the worker Deployment, which the operator scales
+    up from its minimum on queue depth and back down after the cooldown."""
+    deployment = cluster.json("get", "deployment", "kubetrader-worker")
+    minimum = int(deployment["metadata"]["annotations"]["kubetrader.io/min-replicas"])
+    cluster.kubectl("apply", "-f", "examples/e2e/backtest-matrix.yaml")
+    cluster.kubectl("apply", "-f", "examples/e2e/study-small.yaml")
+    peak = wait_for(
+        "the operator to scale the workers up",
+        lambda: cluster.worker_replicas() > minimum and cluster.worker_replicas(),
+        180,
+        1,
+    )
+    print(f"workers scaled {minimum} -> {peak}", flush=True)
+    for resource in ("backtest/e2e-matrix", "optimizationstudy/e2e-sma-small"):
+        # Polled rather than `kubectl wait`: a worker crash-looping meanwhile fails the run at once.
+        def succeeded(name: str = resource) -> bool:
+            return no_crash_loops(cluster) and cluster.json("get", name).get("status", {}).get("phase") == "Succeeded"
+
+        wait_for(f"{resource} Succeeded", succeeded, 900, 3)
+    print(cluster.kubectl("get", "backtests,optimizationstudies"), end="", flush=True)
+    cells = (cluster.json("get", "backtest", "e2e-matrix").get("status") or {}).get("cells") or {}
+    if cells.get("total") != 4 or cells.get("failed"):
+        raise ScenarioError(f"backtest e2e-matrix: expected 4 cells, none failed: {cells}")
+    cooldown = int(deployment["metadata"]["annotations"]["kubetrader.io/cooldown-seconds"])
+    wait_for(
+        f"the workers back at {minimum} after the {cooldown} s cooldown",
+        lambda: cluster.worker_replicas() == minimum,
+        cooldown + 180,
+        2,
+    )
+    print(f"workers back to {minimum}", flush=True)
+
+
+def run_dashboard(cluster: Cluster) -> None:
+    """The dashboard API (through its Service, with the chart's token) lists the Backtest and the
+    study; the UI answers; MLflow has the runs."""
+    token = cluster.api_token()
+    for plural, names in (("backtests", {"sma-orcl", "e2e-matrix"}), ("optimizationstudies", {"e2e-sma-small"})):
+        listed = cluster.http("kubetrader-api", f"/api/v1/cluster/{plural}", token=token)
+        seen = {item.get("name") for item in listed.get("items", [])}
+        if not names <= seen:
+            raise ScenarioError(f"API /api/v1/cluster/{plural} lists {sorted(seen)}, expected {sorted(names)}")
+    health = cluster.http("kubetrader-dashboard", "/_stcore/health")
+    if str(health).strip() != "ok":
+        raise ScenarioError(f"dashboard /_stcore/health answered {health!r}")
+    experiments = cluster.http("kubetrader-mlflow", "/api/2.0/mlflow/experiments/search", body={"max_results": 100})
+    ids = [e["experiment_id"] for e in experiments.get("experiments", [])]
+    runs = cluster.http(
+        "kubetrader-mlflow", "/api/2.0/mlflow/runs/search", body={"experiment_ids": ids, "max_results": 200}
+    )
+    count = len(runs.get("runs", []))
+    if count < 4:
+        raise ScenarioError(
+            f"MLflow has {count} runs in {len(ids)} experiments, expected the matrix's 4 cells at least"
+        )
+    print(f"API lists the Backtests and the study; dashboard ok; MLflow has {count} runs", flush=True)
+
+
+_CONFIGS: dict[Path, Any] = {}
+
+
+def helm_config(cluster: Cluster) -> Any:
+    """One Helm configuration per cluster, kept for the run (its release storage: the cluster's
+    `helm_storage`; the sandbox uses Helm's `memory` driver, because Helm's Secret driver writes
+    protobuf, which the stand-in does not decode: it answers 415, and client-go does not fall back)."""
+    import helm_python
+
+    if cluster.kubeconfig not in _CONFIGS:
+        helm_python.disable_logging()
+        _CONFIGS[cluster.kubeconfig] = helm_python.Config(
+            kubeconfig_path=cluster.kubeconfig,
+            kube_context=cluster.context,
+            namespace=cluster.namespace,
+            storage_driver=cluster.helm_storage,
+        )
+    return _CONFIGS[cluster.kubeconfig]
+
+
+def no_crash_loops(cluster: Cluster) -> bool:
+    """True, or ScenarioError naming a container of the release that keeps restarting (with its log)."""
+    for pod in cluster.json("get", "pods", "-n", cluster.namespace)["items"]:
+        status = pod.get("status") or {}
+        for container in [*status.get("initContainerStatuses", []), *status.get("containerStatuses", [])]:
+            if container.get("restartCount", 0) >= CRASH_LOOP_RESTARTS:
+                name = pod["metadata"]["name"]
+                logs = cluster.kubectl("logs", name, "-c", container["name"], "--tail=20", check=False)
+                last = container.get("lastState", {}).get("terminated", {})
+                raise ScenarioError(
+                    f"pod {name} container {container['name']} is crash-looping "
+                    f"({container['restartCount']} restarts, last exit {last.get('exitCode')}):\n{logs}"
+                )
+    return True
+
+
+def workloads_ready(cluster: Cluster) -> bool | str:
+    """Every Deployment and StatefulSet of the release has all its replicas ready (a Deployment
+    with `replicas: 0` counts as ready)."""
+    pending = []
+    for kind in ("deployments", "statefulsets"):
+        for item in cluster.json("get", kind, "-n", cluster.namespace)["items"]:
+            want = item["spec"].get("replicas", 1)
+            have = (item.get("status") or {}).get("readyReplicas", 0)
+            if have < want:
+                pending.append(f"{kind}/{item['metadata']['name']} {have}/{want}")
+    no_crash_loops(cluster)
+    return not pending and bool(cluster.json("get", "deployments", "-n", cluster.namespace)["items"])
+
+
+def describe_pending(cluster: Cluster) -> str:
+    return cluster.kubectl("get", "pods", "-n", cluster.namespace, "-o", "wide", check=False)
+
+
+def helm(cluster: Cluster, action: str, chart_values: dict[str, Any] | None = None) -> Any:
+    """`helm install|upgrade RELEASE charts/kubetrader -n kubetrader` with the real Helm (4, Go SDK).
+
+    As `--disable-openapi-validation`: Helm's client-side check reads `/openapi/v2` as protobuf,
+    which the stand-in does not serve (JSON only); the objects are still validated, by the
+    server, as every write is (Helm 4 applies server-side with fieldValidation Strict)."""
+    import helm_python
+    from helm_python import _native
+    from helm_python.config import _loads_obj, _opts
+
+    config = helm_config(cluster)
+    chart = helm_python.Chart.load(CHART)
+    options = _opts(
+        namespace=cluster.namespace,
+        timeout_seconds=300,
+        create_namespace=True if action == "install" else None,
+        disable_openapi_validation=True,
+        # `--force-conflicts`: the upgrade takes back fields another manager changed since (the
+        # scenario stopped the operator with a patch of its replicas, which the chart sets).
+        force_conflicts=True if action == "upgrade" else None,
+    )
+    payload = _native.call_string(
+        f"helm_{action}",
+        config._raw(),
+        config._context_arg(None),
+        chart._raw(),
+        None,
+        RELEASE,
+        json.dumps(chart_values or cluster.values()),
+        options,
+    )
+    return _loads_obj(payload)
+
+
+def run_upgrade(cluster: Cluster) -> None:
+    """`helm upgrade` with a changed value keeps the API token Secret and the worker replica count."""
+    token = cluster.api_token()
+    password = cluster.json("get", "secret", "kubetrader-postgresql")["data"]["password"]
+    # The scaler would move the count meanwhile: the operator is stopped first (the upgrade
+    # brings it back: the chart sets its replicas), so the count seen after is Helm's doing.
+    cluster.set_replicas("kubetrader-operator", 0)
+    wait_for(
+        "the operator stopped",
+        lambda: not cluster.json("get", "pods", "-l", "app.kubernetes.io/component=operator")["items"],
+        120,
+    )
+    cluster.set_replicas("kubetrader-worker", 2)
+    wait_for(
+        "2 worker pods ready",
+        lambda: (cluster.json("get", "deployment", "kubetrader-worker").get("status") or {}).get("readyReplicas") == 2,
+        180,
+    )
+    values = cluster.values()
+    changed = {**values, "operator": {**values.get("operator", {}), "postingLevel": "WARNING"}}
+    helm(cluster, "upgrade", changed)
+    operator = cluster.json("get", "deployment", "kubetrader-operator")
+    env = {e["name"]: e.get("value") for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    if env.get("KUBETRADER_OPERATOR_POSTING_LEVEL") != "WARNING":
+        raise ScenarioError(
+            f"helm upgrade did not apply the changed value: {env.get('KUBETRADER_OPERATOR_POSTING_LEVEL')}"
+        )
+    if cluster.api_token() != token:
+        raise ScenarioError("helm upgrade replaced the API token Secret's value")
+    if cluster.json("get", "secret", "kubetrader-postgresql")["data"]["password"] != password:
+        raise ScenarioError("helm upgrade replaced the PostgreSQL password")
+    if cluster.worker_replicas() != 2:
+        raise ScenarioError(f"helm upgrade reset the worker replicas to {cluster.worker_replicas()}")
+    wait_for("every workload ready after the upgrade", lambda: workloads_ready(cluster), INSTALL_TIMEOUT)
+
+
+def run_uninstall(cluster: Cluster) -> None:
+    """`helm uninstall` keeps the CRDs, the PVCs and the generated Secrets (resource-policy keep)."""
+    helm_config(cluster).uninstall(RELEASE, timeout=300)
+    left = {
+        kind: [i["metadata"]["name"] for i in cluster.json("get", kind, "-n", cluster.namespace)["items"]]
+        for kind in ("deployments", "statefulsets", "services")
+    }
+    if any(left.values()):
+        raise ScenarioError(f"helm uninstall left workloads behind: {left}")
+    crds = {i["metadata"]["name"] for i in cluster.json("get", "crds")["items"]}
+    for crd in ("backtests.kubetrader.io", "optimizationstudies.kubetrader.io", "livedeployments.kubetrader.io"):
+        if crd not in crds:
+            raise ScenarioError(f"helm uninstall removed the CRD {crd}")
+    secrets = {i["metadata"]["name"] for i in cluster.json("get", "secrets")["items"]}
+    if not {"kubetrader-api-token", "kubetrader-postgresql"} <= secrets:
+        raise ScenarioError(f"helm uninstall removed generated Secrets: {sorted(secrets)}")
+    claims = {i["metadata"]["name"] for i in cluster.json("get", "pvc")["items"]}
+    if not {"kubetrader-data", "kubetrader-mlflow-artifacts"} <= claims:
+        raise ScenarioError(f"helm uninstall removed kept PVCs: {sorted(claims)}")
+    print(f"kept: CRDs, Secrets {sorted(secrets)}, PVCs {sorted(claims)}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tests.e2e.scenario", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kubeconfig", type=Path, required=True)
+    parser.add_argument("--context")
+    parser.add_argument("--namespace", default="kubetrader")
+    parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, of {', '.join(PHASES)}")
+    parser.add_argument("--access", choices=("nodeport", "pod"), default="nodeport", help="how Services are reached")
+    parser.add_argument(
+        "--values", type=Path, default=CHART / "ci" / "default-values.yaml", help="the release's values"
+    )
+    args = parser.parse_args(argv)
+    cluster = Cluster(args.kubeconfig, args.namespace, args.context, access=args.access, values_file=args.values)
+    return run(cluster, args.phases.split(","))
+
+
+def run(cluster: Cluster, phases: list[str], times: dict[str, float] | None = None) -> int:
+    times = {} if times is None else times
+    # As a user of the README's section would: the release's namespace as kubectl's default.
+    cluster.kubectl("config", "set-context", cluster.context or "--current", f"--namespace={cluster.namespace}")
+    steps: dict[str, Callable[[Cluster], None]] = {
+        "backtest": run_backtest,
+        "study": run_study,
+        "dashboard": run_dashboard,
+        "upgrade": run_upgrade,
+        "uninstall": run_uninstall,
+    }
+    for name in phases:
+        if name not in steps:
+            raise ScenarioError(f"unknown phase {name!r}: the phases are {', '.join(steps)}")
+        with phase(name, times):
+            steps[name](cluster)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
