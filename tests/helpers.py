@@ -6,7 +6,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -48,3 +48,20 @@ def wait_until(
                 return value
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout} s waiting for {what or condition!r}; last error: {last_error!r}")
+
+
+def cli_in_process(capsys: Any, *argv: str) -> tuple[int, str, str]:
+    """Run the `kubetrader` CLI in this process: (exit code, stdout, stderr) as pytest's `capsys` caught them.
+
+    In-process (not a subprocess) so a test that patches a broker or the environment reaches the
+    command; click exits only on an error, so no SystemExit means 0.
+    """
+    from kubetrader.cli.main import main
+
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from kubetrader.cli.main import main
 from kubetrader.data import DataStore, load_bars
 from kubetrader.data.bundled import bundled_dir
 from kubetrader.data.loader import clear_cache
 from kubetrader.errors import DataError
 from kubetrader.results.store import read_document
+from tests.helpers import cli_in_process
 
 BAD_BAR = "2010-07-26"
 
@@ -35,14 +35,7 @@ def _orcl_2010(tmp_path: Path, adj_close: str) -> Path:
     return path
 
 
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+_run = cli_in_process
 
 
 BAD_VALUES = [

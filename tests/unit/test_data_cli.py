@@ -6,19 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from kubetrader.cli.main import main
 from kubetrader.data.bundled import bundled_dir
+from tests.helpers import cli_in_process
 
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run the CLI in-process; (exit code, stdout, stderr)."""
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+_run = cli_in_process
 
 
 def test_import_then_list_shows_the_data_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,21 +9,12 @@ from typing import Any
 
 import pytest
 
-from kubetrader.cli.main import main
 from kubetrader.errors import SpecError
 from kubetrader.live.testing.instruments import con_id
 from kubetrader.symbols.resolve import ResolvedContract, load_contract, resolve
-from tests.helpers import free_port
+from tests.helpers import cli_in_process, free_port
 
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+_run = cli_in_process
 
 
 def test_resolve_stores_the_exact_contract_beside_the_data(

@@ -3,36 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from kubetrader.cli.main import main
 from kubetrader.errors import InfrastructureError, SpecError
 from kubetrader.symbols import FinnhubSymbols, finnhub_key
-from tests.helpers import free_port
-from tests.unit.finnhub_double import KEY, FinnhubDouble, finnhub_double
+from tests.helpers import cli_in_process, free_port
+from tests.unit.finnhub_double import KEY, FinnhubDouble
 
-
-@pytest.fixture
-def finnhub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FinnhubDouble]:
-    with finnhub_double() as double:
-        monkeypatch.setenv("FINNHUB_API_KEY", KEY)
-        monkeypatch.delenv("FINNHUB_API_KEY_FILE", raising=False)
-        monkeypatch.setenv("FINNHUB_API_URL", double.url)
-        monkeypatch.setenv("KUBETRADER_DATA_DIR", str(tmp_path / "data"))
-        yield double
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+_run = cli_in_process
 
 
 def test_search_shows_symbol_description_type_exchange_currency_and_figi(

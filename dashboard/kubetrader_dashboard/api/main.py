@@ -23,6 +23,7 @@ from kubetrader_dashboard.api.routers import (
     operations,
     studies,
     submissions,
+    symbols,
     trades,
 )
 from kubetrader_dashboard.services.container import Services
@@ -51,6 +52,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = Services.from_settings(settings)
     problems.install(app)
     limits.install(app, settings.max_body_bytes)
-    for module in (auth, backtests, trades, analytics, studies, live, submissions, mlflow, operations, logs):
+    for module in (auth, backtests, trades, analytics, studies, live, submissions, mlflow, operations, logs, symbols):
         app.include_router(module.router, prefix=API_PREFIX)
     return app

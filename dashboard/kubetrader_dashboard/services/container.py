@@ -19,6 +19,7 @@ from kubetrader_dashboard.services.queue import QueueService
 from kubetrader_dashboard.services.results import ResultStore
 from kubetrader_dashboard.services.studies import StudyService
 from kubetrader_dashboard.services.submissions import SubmissionService
+from kubetrader_dashboard.services.symbols import SymbolService
 from kubetrader_dashboard.settings import Settings
 
 
@@ -36,6 +37,7 @@ class Services:
     auth: Authenticator
     submit_limiter: RateLimiter
     login_limiter: RateLimiter
+    symbols: SymbolService
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -67,6 +69,7 @@ class Services:
             auth=Authenticator.from_settings(settings),
             submit_limiter=RateLimiter(settings.submit_rate_limit, settings.submit_rate_window_seconds),
             login_limiter=RateLimiter(settings.login_rate_limit, 60.0),
+            symbols=SymbolService(settings.data_dir),
         )
 
     def close(self) -> None:

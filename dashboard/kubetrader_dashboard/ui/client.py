@@ -38,6 +38,7 @@ from kubetrader_dashboard.models.operations import (
     StudyList,
     SubmissionState,
 )
+from kubetrader_dashboard.models.symbols import SymbolSearch
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -102,6 +103,9 @@ class ApiClient:
 
     def trades(self, **params: Any) -> Page[Trade]:
         return self._get(Page[Trade], "/trades", **params)
+
+    def symbol_search(self, query: str, *, exchange: str = "US", type_: str | None = None) -> SymbolSearch:
+        return self._get(SymbolSearch, "/symbols/search", q=query, exchange=exchange, type=type_)
 
     def rankings(self, **params: Any) -> Rankings:
         return self._get(Rankings, "/rankings", **params)

@@ -372,6 +372,7 @@ def backtests(client: ApiClient) -> None:
         st.info("No results match.")
     st.markdown("**Compare backtests**")
     _compare(client, "bt-compare")
+    _symbol_search(client)
     st.markdown("**Submit a Backtest**")
     with st.form("submit-backtest"):
         name = st.text_input("Name", "sma-orcl", key="submit-backtest-name")
@@ -385,6 +386,52 @@ def backtests(client: ApiClient) -> None:
         else:
             _submit(client, "Backtest", name, BacktestSpec, spec_doc)
     _running(client, "backtests")
+
+
+def _symbol_search(client: ApiClient) -> None:
+    """Find a symbol to backtest (Finnhub, through the API): the matches, and how to fetch its bars."""
+    st.markdown("**Find a symbol**")
+    with st.form("symbol-search"):
+        cols = st.columns([3, 1, 2])
+        query = cols[0].text_input("Name or ticker", key="sym-query")
+        exchange = cols[1].text_input("Exchange", "US", key="sym-exchange")
+        type_ = cols[2].selectbox("Type", ["", "Common Stock", "ETP", "ADR", "REIT"], key="sym-type")
+        searched = st.form_submit_button("Search")
+    if not (searched and query.strip()):
+        return
+    try:
+        found = client.symbol_search(query.strip(), exchange=exchange.strip().upper() or "US", type_=type_ or None)
+    except ApiError as exc:
+        _show_problem(exc)
+        return
+    if not found.available:
+        st.warning(f"Symbol search is not available: {found.reason}")
+        return
+    if not found.items:
+        st.info(f"No symbols match {found.query!r} on {found.exchange}.")
+        return
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "Symbol": m.symbol,
+                    "Description": m.description,
+                    "Type": m.type,
+                    "Exchange": m.exchange or "",
+                    "Currency": m.currency or "",
+                    "FIGI": m.figi or "",
+                }
+                for m in found.items
+            ]
+        ),
+        hide_index=True,
+    )
+    first = found.items[0].symbol
+    st.caption(
+        f"To backtest one: `kubetrader symbols resolve {first}` checks it against IB's contract details, "
+        f"`kubetrader data download {first} --start ... --end ...` fetches its bars; "
+        "then name it in `spec.data.symbols`."
+    )
 
 
 def _summary_frame(items: Any) -> pd.DataFrame:

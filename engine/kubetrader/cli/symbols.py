@@ -7,14 +7,16 @@ answers cached under the data directory, waits on a 429 said on stderr.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("KUBETRADER_DATA_DIR") or "data").resolve() / "cache" / "finnhub"
+    from kubetrader import defaults
+    from kubetrader.symbols import finnhub_cache_dir
+
+    return finnhub_cache_dir(defaults.data_dir())
 
 
 @click.group()

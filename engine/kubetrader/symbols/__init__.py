@@ -4,6 +4,6 @@
 tier's 60 requests a minute, paced and cached); `kubetrader symbols search` shows it.
 """
 
-from kubetrader.symbols.finnhub import FinnhubSymbols, SymbolMatch, finnhub_key
+from kubetrader.symbols.finnhub import FinnhubSymbols, SymbolMatch, finnhub_cache_dir, finnhub_key
 
-__all__ = ["FinnhubSymbols", "SymbolMatch", "finnhub_key"]
+__all__ = ["FinnhubSymbols", "SymbolMatch", "finnhub_cache_dir", "finnhub_key"]

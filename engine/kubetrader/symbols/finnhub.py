@@ -56,6 +56,11 @@ class SymbolMatch(BaseModel):
     figi: str | None = None
 
 
+def finnhub_cache_dir(data_dir: Path) -> Path:
+    """Where answers are cached: under the data directory, shared by the CLI and the dashboard's API."""
+    return Path(data_dir).resolve() / "cache" / "finnhub"
+
+
 def finnhub_key(environ: dict[str, str] | None = None) -> str:
     """The API key from FINNHUB_API_KEY or the file FINNHUB_API_KEY_FILE names; SpecError naming them if absent."""
     env = os.environ if environ is None else environ
