@@ -83,6 +83,6 @@ e2e:  ## Backtest -> Succeeded, a small OptimizationStudy -> Succeeded, dashboar
 	  || { $(KUBECTL) -n $(NAMESPACE) describe optimizationstudy/e2e-sma-small; exit 1; }
 	$(KUBECTL) -n $(NAMESPACE) get optimizationstudies
 	curl --fail --silent --show-error --retry 10 --retry-delay 3 --retry-all-errors $(DASHBOARD_URL)/_stcore/health; echo "  <- dashboard $(DASHBOARD_URL)"
-	curl --fail --silent --show-error --retry 10 --retry-delay 3 --retry-all-errors $(API_URL)/api/v1/health >/dev/null && echo "API $(API_URL) ok"
+	curl --fail --silent --show-error --retry 10 --retry-delay 3 --retry-all-errors $(API_URL)/api/v1/healthz >/dev/null && echo "API $(API_URL) ok"
 	curl --fail --silent --show-error --retry 10 --retry-delay 3 --retry-all-errors $(MLFLOW_URL)/health; echo "  <- MLflow $(MLFLOW_URL)"
 	@echo "e2e passed"
