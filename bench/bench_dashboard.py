@@ -35,6 +35,7 @@ STRATEGIES = [
 
 def write_results(directory: Path) -> float:
     from kubetrader.data import DataStore
+    from kubetrader.results.store import result_paths, write_document
     from kubetrader.runner import BacktestRunner
     from kubetrader.specs import parse_resource
 
@@ -50,8 +51,7 @@ def write_results(directory: Path) -> float:
     }
     resource = parse_resource(document)
     template = BacktestRunner(resource.spec, store=DataStore(directory / "data")).run().to_document("template")  # type: ignore[arg-type]
-    out = directory / "results" / "backtests"
-    out.mkdir(parents=True)
+    results_dir = directory / "results"
     rng = random.Random(1)
     started = time.perf_counter()
     for i in range(RESULTS):
@@ -66,7 +66,7 @@ def write_results(directory: Path) -> float:
                 "metrics": metrics,
             }
         )
-        (out / f"{result_id}.json").write_text(copy.model_dump_json())
+        write_document(copy, result_paths(results_dir, result_id).json)  # as the engine writes (and indexes) one
     return time.perf_counter() - started
 
 
@@ -132,7 +132,8 @@ def main() -> int:
             started = time.perf_counter()
             assert client.get("/api/v1/backtests", params={"limit": 1}).json()["total"] == RESULTS
             index_seconds = time.perf_counter() - started
-            print(f"first request (builds the index of {RESULTS} files): {index_seconds:.1f} s")
+            print(f"first request ({RESULTS} files the engine indexed as it wrote them): {index_seconds:.2f} s "
+                  f"(goal <= 2 s: {'ok' if index_seconds <= 2 else 'over'})")  # fmt: skip
             cases: list[tuple[str, Callable[[], object]]] = [
                 ("GET /backtests (newest 50)", lambda: client.get("/api/v1/backtests")),
                 ("GET /backtests sort=-sharpe_ratio", lambda: client.get("/api/v1/backtests?sort=-sharpe_ratio")),

@@ -292,7 +292,14 @@ class BacktestRunner:
             started_at=started_at,
             finished_at=_utc_now(),
             wall_seconds=time.perf_counter() - started,
+            extra={"bar_equity": _bar_equity(recorder)},
         )
+
+
+def _bar_equity(recorder: _Recorder) -> pd.Series:
+    """Equity at every bar (the daily curve keeps each day's last): walk-forward stitches
+    intraday out-of-sample windows at bar resolution (kubetrader.optimize.validation)."""
+    return pd.Series(np.asarray(recorder.values, dtype=np.float64), index=_bt_dates(np.asarray(recorder.times)))
 
 
 def _failure_message(path: str, exc: BaseException, cerebro: Any) -> str:

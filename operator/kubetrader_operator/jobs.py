@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
@@ -24,6 +25,7 @@ RESULTS_DIR = f"{DATA_DIR}/results"
 SCRATCH_DIR = "/tmp"
 TERMINATION_LOG = "/dev/termination-log"
 CONTAINER = "engine"
+REDIS_PASSWORD_VAR = "REDIS_PASSWORD"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,30 @@ class JobOptions:
     run_as_user: int
     data_pvc: str | None
     env: tuple[tuple[str, str], ...]
+    # (variable, Secret, key): env entries by secretKeyRef, placed before `env` so its values
+    # may say $(variable) and Kubernetes substitutes them in the pod.
+    secret_env: tuple[tuple[str, str, str], ...] = ()
+
+
+def pod_redis_url(url: str, *, password_secret: str | None) -> str:
+    """`url` as a pod spec may hold it: with the password in a Secret, `$(REDIS_PASSWORD)` in its place.
+
+    Kubernetes expands `$(VAR)` in env values from variables defined earlier in the list
+    (kubernetes.io/docs/tasks/inject-data-application/define-interdependent-environment-variables/),
+    so the Job's URL names the password without holding it. A user name (Redis ACL) is kept.
+    """
+    if not password_secret:
+        return url
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:$({REDIS_PASSWORD_VAR})@{host}"))
+
+
+def secret_env(options: JobOptions) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+        for name, secret, key in options.secret_env
+    ]
 
 
 def resource_document(kind: str, name: str, namespace: str, spec: SpecModel) -> dict[str, Any]:

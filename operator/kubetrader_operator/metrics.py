@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RECONCILES = Counter(
     "kubetrader_operator_reconciles_total",
@@ -23,6 +23,11 @@ DURATION = Histogram(
     "Time spent in one handler call.",
     ["kind", "handler"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+LIVE_STOP_BLOCKED = Gauge(
+    "kubetrader_operator_live_stop_blocked",
+    "1 while a LiveDeployment's emergency stop cannot be confirmed flat (its StopBlocked condition), else 0.",
+    ["namespace", "name"],
 )
 
 

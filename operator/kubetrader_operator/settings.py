@@ -44,6 +44,11 @@ class OperatorSettings(BaseSettings):
     data_pvc: str | None = Field(default=None, description="PVC mounted at /data (data cache and results).")
     mlflow_tracking_uri: str | None = None
     redis_url: str | None = None
+    # Redis requirepass (the chart's auth.redis): the operator's own redis_url has the password
+    # in it (Kubernetes substituted it in the operator's pod); the pods it creates get it from this
+    # Secret by secretKeyRef instead, and their URL says $(REDIS_PASSWORD) (jobs.pod_redis_url).
+    redis_password_secret: str | None = None
+    redis_password_key: str = "password"
 
     # Reconciliation.
     start_timeout_seconds: float = Field(default=600.0, gt=0, description="Job never started or vanished -> Failed.")

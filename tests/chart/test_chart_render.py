@@ -21,7 +21,15 @@ from tests.fixtures.chart import CHART_DIR, NAMESPACE, ROOT, RenderedChart, char
 SCENARIOS = chart_scenarios()
 KUBERNETES_VERSION = kubernetes_validate.latest_version()
 # Kinds of other projects' CRDs: kubernetes-validate ships only Kubernetes' own schemas.
-FOREIGN_KINDS = {"ScaledObject": "keda.sh/v1alpha1", "TriggerAuthentication": "keda.sh/v1alpha1"}
+# (The Prometheus Operator's kinds are validated against its CRDs in test_chart_monitoring.py.)
+FOREIGN_KINDS = {
+    "ScaledObject": "keda.sh/v1alpha1",
+    "TriggerAuthentication": "keda.sh/v1alpha1",
+    "ServiceMonitor": "monitoring.coreos.com/v1",
+    "PodMonitor": "monitoring.coreos.com/v1",
+    "PrometheusRule": "monitoring.coreos.com/v1",
+    "HTTPRoute": "gateway.networking.k8s.io/v1",
+}
 
 
 def test_every_expected_scenario_has_a_values_file() -> None:
@@ -159,10 +167,32 @@ def test_packaged_chart_carries_the_crds_through_the_symlink(tmp_path: Path) -> 
     assert packed == repository
 
 
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_notes_name_no_repository_file_and_the_real_docs_url(
+    scenario: str, rendered_chart_scenarios: dict[str, RenderedChart]
+) -> None:
+    notes = rendered_chart_scenarios[scenario].notes
+    # A user installing from a chart repository has no checkout: no examples/, charts/ or make.
+    assert not re.search(r"\bexamples/|\bcharts/|\bmake ", notes), notes
+    assert re.search(r"/api/v1/docs\b", notes)
+    assert not re.search(r":\d+/docs", notes)
+
+
 def test_notes_give_the_next_commands(rendered_chart_scenarios: dict[str, RenderedChart]) -> None:
+    from kubetrader.specs import BacktestSpec
+
     notes = rendered_chart_scenarios["default"].notes
-    assert "kubectl -n kubetrader apply -f examples/backtest-sma.yaml" in notes
+    assert "kubectl -n kubetrader apply -f - <<'EOF'" in notes
     assert "kubectl -n kubetrader get backtests" in notes
+    assert "helm test kubetrader -n kubetrader --logs" in notes
     assert "http://localhost:30080" in notes
+    assert "http://localhost:30800/api/v1/docs" in notes
+    # The inline Backtest is a valid one.
+    inline = notes.split("<<'EOF'\n", 1)[1].split("\n   EOF\n", 1)[0]
+    document = yaml.safe_load("\n".join(line.removeprefix("   ") for line in inline.splitlines()))
+    assert document["kind"] == "Backtest"
+    BacktestSpec.model_validate(document["spec"])
     external = rendered_chart_scenarios["external"].notes
     assert "port-forward svc/kubetrader-dashboard 8501:8501" in external
+    platform = rendered_chart_scenarios["platform"].notes
+    assert "https://kubetrader.example.com/api/v1/docs" in platform

@@ -11,8 +11,10 @@ from tests.fixtures.chart import RenderedChart, chart_scenarios
 
 SCENARIOS = chart_scenarios()
 FORBIDDEN_VERBS = {"escalate", "bind", "impersonate", "*"}
-# Pods that read or write custom resources; every other pod runs without an API token.
-API_CLIENT_COMPONENTS = {"operator", "api"}
+# Pods that talk to the API server (custom resources; the secrets hook Job creates the generated
+# Secrets under auth.generateWithHook); every other pod runs without an API token.
+API_CLIENT_COMPONENTS = {"operator", "api", "secrets-hook"}
+SECRETS_HOOK = "kubetrader-secrets-hook"
 
 
 def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
@@ -127,6 +129,17 @@ def test_secrets_are_readable_only_by_name_and_only_by_the_operator(
     allowed = set(rendered.values.get("operator", {}).get("readableSecrets", []))
     live = bool(rendered.values.get("live", {}).get("enabled"))
     secret_rules = [(w, r) for w, r in _rules(rendered) if "secrets" in r.get("resources", [])]
+    hook_rules = [r for w, r in secret_rules if w == f"Role/{SECRETS_HOOK}"]
+    secret_rules = [(w, r) for w, r in secret_rules if w != f"Role/{SECRETS_HOOK}"]
+    if rendered.values.get("auth", {}).get("generateWithHook"):
+        # get only the generated Secrets by name; create cannot be narrowed by name in RBAC
+        generated = {"kubetrader-postgresql", "kubetrader-api-token", "kubetrader-redis"}
+        assert {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]} in hook_rules
+        gets = [r for r in hook_rules if r["verbs"] == ["get"]]
+        assert gets and all(set(r["resourceNames"]) <= generated for r in gets), hook_rules
+        assert len(hook_rules) == 2 * len(gets)
+    else:
+        assert not hook_rules
     token_rules = [(w, r) for w, r in secret_rules if r == LIVE_TOKEN_SECRET_RULE]
     by_name = [(w, r) for w, r in secret_rules if r != LIVE_TOKEN_SECRET_RULE]
     for where, _rule in secret_rules:
@@ -153,7 +166,8 @@ def test_workers_jobs_and_datastores_are_bound_to_no_role(
         for binding in rendered.of_kind("RoleBinding", "ClusterRoleBinding")
         for subject in binding["subjects"]
     }
-    assert subjects == {"kubetrader-operator", "kubetrader-api"}
+    hook = {SECRETS_HOOK} if rendered.values.get("auth", {}).get("generateWithHook") else set()
+    assert subjects == {"kubetrader-operator", "kubetrader-api"} | hook
     worker = rendered.get("Deployment", "kubetrader-worker")["spec"]["template"]["spec"]
     assert worker["serviceAccountName"] == "kubetrader-engine"
 
@@ -209,30 +223,16 @@ def test_worker_pool_opts_in_to_the_operator_scaler_unless_keda_scales_it(
     assert trigger["metadata"]["valueLocation"] == "stats.pending"
 
 
-def test_datastores_accept_only_platform_pods(rendered_chart_scenarios: dict[str, RenderedChart]) -> None:
-    rendered = rendered_chart_scenarios["default"]
-    for component, port in (("redis", 6379), ("postgresql", 5432)):
-        policy = rendered.get("NetworkPolicy", f"kubetrader-{component}")
-        assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == component
-        (rule,) = policy["spec"]["ingress"]
-        assert rule["ports"] == [{"protocol": "TCP", "port": port}]
-        for peer in rule["from"]:
-            assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/part-of": "kubetrader"}
-    labelled = [
-        doc["metadata"]["name"]
-        for doc in rendered.of_kind("Deployment", "StatefulSet", "Job")
-        if doc["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/part-of") != "kubetrader"
-    ]
-    assert labelled == []
-
-
-def test_ib_gateway_is_reachable_only_from_live_runners(rendered_chart_scenarios: dict[str, RenderedChart]) -> None:
-    rendered = rendered_chart_scenarios["live"]
-    policies = [p for p in rendered.of_kind("NetworkPolicy") if p["metadata"]["name"] == "kubetrader-ib-gateway"]
-    assert {p["metadata"]["namespace"] for p in policies} == {"kubetrader", "trading"}
-    for policy in policies:
-        assert policy["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/component": "ib-gateway"}
-        assert policy["spec"]["ingress"] == [
-            {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/component": "live-runner"}}}]}
-        ]
-    assert not [p for p in rendered_chart_scenarios["default"].of_kind("NetworkPolicy") if "ib-gateway" in str(p)]
+def test_every_component_is_isolated_by_a_policy_selecting_its_own_labels(
+    rendered_chart_scenarios: dict[str, RenderedChart],
+) -> None:
+    """Who may reach whom is tests/operator_live/test_network_reachability.py's table; here: none is left open."""
+    for rendered in rendered_chart_scenarios.values():
+        selected = {
+            tuple(sorted(p["spec"]["podSelector"]["matchLabels"].items())) for p in rendered.of_kind("NetworkPolicy")
+        }
+        for kind_name, _ in rendered.pod_specs():
+            kind, name = kind_name.split("/")
+            workload = rendered.get(kind, name)
+            labels = (workload if kind == "Pod" else workload["spec"]["template"])["metadata"]["labels"]
+            assert any(set(s) <= set(labels.items()) for s in selected), f"{kind_name} in {rendered.scenario}"

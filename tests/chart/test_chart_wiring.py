@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.fixtures.chart import ROOT, RenderedChart, chart_scenarios
+from tests.fixtures.chart import ROOT, RenderedChart, chart_scenarios, expand_env
 
 SCENARIOS = chart_scenarios()
 BUNDLED_THIRD_PARTY = ("redis:", "postgres:")
@@ -39,6 +39,17 @@ def _containers(rendered: RenderedChart) -> list[tuple[str, dict[str, Any]]]:
 
 def _env(container: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+class _AnySecret(dict[tuple[str, str], str]):
+    """Every (Secret, key) holds a value naming itself, so an expanded URL shows where its password came from."""
+
+    def __missing__(self, ref: tuple[str, str]) -> str:
+        return f"{ref[0]}.{ref[1]}"
+
+
+def _expanded(container: dict[str, Any]) -> dict[str, str]:
+    return expand_env(container.get("env", []), _AnySecret())
 
 
 def test_chart_default_images_equal_images_env(rendered_chart_scenarios: dict[str, RenderedChart]) -> None:
@@ -96,6 +107,7 @@ def test_kind_node_image_is_pinned_to_a_release_with_network_policy_support() ->
 def test_operator_environment_names_are_fields_of_its_settings(
     scenario: str, rendered_chart_scenarios: dict[str, RenderedChart]
 ) -> None:
+    from kubetrader_operator.live.settings import LiveSettings
     from kubetrader_operator.scaling.handlers import ScalerSettings
     from kubetrader_operator.settings import OperatorSettings
     from kubetrader_operator.study.settings import StudySettings
@@ -103,7 +115,8 @@ def test_operator_environment_names_are_fields_of_its_settings(
     known = {f"KUBETRADER_OPERATOR_{name.upper()}" for name in OperatorSettings.model_fields}
     known |= {f"KUBETRADER_SCALER_{name.upper()}" for name in ScalerSettings.model_fields}
     known |= {f"KUBETRADER_OPERATOR_{name.upper()}" for name in StudySettings.model_fields}
-    known |= {"HOME"}
+    known |= {f"KUBETRADER_OPERATOR_LIVE_{name.upper()}" for name in LiveSettings.model_fields}
+    known |= {"HOME", "REDIS_PASSWORD"}  # from the Secret, substituted into KUBETRADER_OPERATOR_REDIS_URL
     rendered = rendered_chart_scenarios[scenario]
     operator = rendered.get("Deployment", "kubetrader-operator")["spec"]["template"]["spec"]["containers"][0]
     env = _env(operator)
@@ -118,7 +131,7 @@ def test_operator_settings_parse_from_the_rendered_environment(
 
     rendered = rendered_chart_scenarios[scenario]
     operator = rendered.get("Deployment", "kubetrader-operator")["spec"]["template"]["spec"]["containers"][0]
-    for name, value in _env(operator).items():
+    for name, value in _expanded(operator).items():
         monkeypatch.setenv(name, value)
     settings = OperatorSettings()
     engine_sa = "kubetrader-engine"
@@ -181,13 +194,14 @@ def test_dashboard_settings_accept_the_rendered_api_environment(
     from kubetrader_dashboard.settings import Settings
 
     api = rendered_chart_scenarios["default"].get("Deployment", "kubetrader-api")["spec"]["template"]["spec"]
-    env = _env(api["containers"][0])
+    env = _expanded(api["containers"][0])
     for name, value in env.items():
-        monkeypatch.setenv(name, value if isinstance(value, str) else "x" * 48)
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("KUBETRADER_API_TOKEN", "x" * 48)
     settings = Settings()
     assert settings.environment == "production"
     assert str(settings.results_dir) == "/data/results"
-    assert settings.redis_url == "redis://kubetrader-redis.kubetrader.svc:6379/0"
+    assert settings.redis_url == "redis://:kubetrader-redis.password@kubetrader-redis.kubetrader.svc:6379/0"
     assert settings.namespace == "kubetrader"
     ui = rendered_chart_scenarios["default"].get("Deployment", "kubetrader-dashboard")["spec"]["template"]["spec"]
     assert _env(ui["containers"][0])["FASTAPI_BACKEND_URL"] == "http://kubetrader-api.kubetrader.svc:8000"
@@ -205,11 +219,20 @@ def test_streamlit_runs_the_dashboard_app_of_the_installed_package(
     assert (ROOT / "dashboard" / app.removeprefix(prefix)).is_file()
 
 
-def test_generated_secrets_are_kept_across_upgrades_with_lookup() -> None:
+def test_generated_secrets_are_kept_across_upgrades_with_lookup(
+    rendered_chart_scenarios: dict[str, RenderedChart],
+) -> None:
     template = (ROOT / "charts" / "kubetrader" / "templates" / "secrets.yaml").read_text()
     helpers = (ROOT / "charts" / "kubetrader" / "templates" / "_helpers.tpl").read_text()
-    assert template.count('include "kubetrader.keptRandom"') == 2
+    assert template.count('include "kubetrader.keptRandom"') == 1  # one loop renders every generated Secret
     assert 'lookup "v1" "Secret"' in helpers
+    secrets = rendered_chart_scenarios["default"].of_kind("Secret")
+    assert {s["metadata"]["name"] for s in secrets} == {
+        "kubetrader-postgresql",
+        "kubetrader-api-token",
+        "kubetrader-redis",
+    }
+    assert all(s["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for s in secrets)
 
 
 def test_redis_keeps_every_task(rendered_chart_scenarios: dict[str, RenderedChart]) -> None:

@@ -27,9 +27,9 @@ pytestmark = pytest.mark.xdist_group("dashboard")
 APP = ROOT / "dashboard" / "kubetrader_dashboard" / "ui" / "app.py"
 
 
-def _settings(tmp_path: Path, **extra: Any) -> Any:
+def _settings(tmp_path: Path, users_file: Path | None = None, **extra: Any) -> Any:
     (tmp_path / "results" / "backtests").mkdir(parents=True, exist_ok=True)
-    return dashboard_settings(tmp_path / "results", None, None, data_dir=tmp_path / "data", **extra)
+    return dashboard_settings(tmp_path / "results", None, None, users_file, data_dir=tmp_path / "data", **extra)
 
 
 @pytest.fixture
@@ -118,12 +118,12 @@ def test_the_backtests_tab_search_box_shows_the_matches(
     from kubetrader_dashboard.api.main import create_app
     from kubetrader_dashboard.ui.signin import SESSION_KEY
 
-    with UvicornThread(create_app(_settings(tmp_path, users_file=dashboard_users)), free_port()) as server:
+    with UvicornThread(create_app(_settings(tmp_path, dashboard_users)), free_port()) as server:
         url = f"http://127.0.0.1:{server.server.config.port}"
         monkeypatch.setenv("FASTAPI_BACKEND_URL", url)
         at = AppTest.from_file(str(APP), default_timeout=120)
         with httpx.Client(base_url=url) as client:
-            at.session_state[SESSION_KEY] = sign_in(client, "viewer")
+            at.session_state[SESSION_KEY] = sign_in(client, "viewer")  # a search is a read
         at.run()
         at.radio(key="page").set_value("Backtests").run()
         at.text_input(key="sym-query").input("apple")

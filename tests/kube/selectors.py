@@ -107,6 +107,36 @@ def matches_labels(labels: dict[str, str], selector: str | None) -> bool:
     return all(r.matches(labels) for r in parse_labels(selector))
 
 
+_EXPRESSION_OPERATORS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
+
+
+def label_selector_requirements(selector: Obj | None) -> list[Requirement]:
+    """A metav1.LabelSelector (`matchLabels` and `matchExpressions`) as requirements.
+
+    As apimachinery's `metav1.LabelSelectorAsSelector`: the terms are ANDed; an empty selector
+    (`{}`) matches everything; `In`/`NotIn` need values, `Exists`/`DoesNotExist` must have none;
+    any other operator is refused.
+    """
+    requirements = [
+        Requirement(k, "=", (str(v),)) for k, v in sorted(((selector or {}).get("matchLabels") or {}).items())
+    ]
+    for expression in (selector or {}).get("matchExpressions") or []:
+        key, operator, values = expression.get("key"), expression.get("operator"), expression.get("values") or []
+        if operator not in _EXPRESSION_OPERATORS:
+            raise SelectorError(f"{operator!r} is not a valid label selector operator")
+        if operator in {"In", "NotIn"} and not values:
+            raise SelectorError(f"for 'in', 'notin' operators, values set can't be empty (key {key})")
+        if operator in {"Exists", "DoesNotExist"} and values:
+            raise SelectorError(f"values set must be empty for exists and does not exist (key {key})")
+        requirements.append(Requirement(str(key), _EXPRESSION_OPERATORS[operator], tuple(map(str, values))))
+    return requirements
+
+
+def matches_label_selector(labels: dict[str, str], selector: Obj | None) -> bool:
+    """A metav1.LabelSelector object against an object's labels (`{}` matches every object)."""
+    return all(r.matches(labels) for r in label_selector_requirements(selector))
+
+
 # ---- fields ------------------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ import yaml
 from kubetrader.specs.live import LiveDeploymentSpec
 from kubetrader_operator.labels import SPEC_HASH_ANNOTATION, child_name, label_value, stale_child
 from kubetrader_operator.live.builders import LIVE_LABEL, build_children
+from kubetrader_operator.live.settings import LiveSettings
 from tests.helpers import EXAMPLES
 from tests.kube.metadata import is_label_value
 
@@ -57,7 +58,11 @@ def test_only_a_child_of_the_same_owner_and_spec_is_adopted() -> None:
 
 def test_every_live_selector_matches_the_labels_of_what_it_selects_even_for_a_long_name() -> None:
     deployment = "paper-" + "x" * 70
-    built = {c["kind"]: c for c in build_children(PAPER, deployment, "trading", image="i", runner_port=8000, token="t")}
+    network = LiveSettings().network()
+    made = build_children(
+        PAPER, deployment, "trading", image="i", gateway_image="g", runner_port=8000, token="t", network=network
+    )
+    built = {c["kind"]: c for c in made}
     for kind in ("StatefulSet", "Deployment"):
         selector = built[kind]["spec"]["selector"]["matchLabels"]
         template = built[kind]["spec"]["template"]["metadata"]["labels"]

@@ -10,6 +10,8 @@ import yaml
 
 from kubetrader.specs.live import LiveDeploymentSpec, PromotionSpec
 from kubetrader_operator.live.builders import STOP_FINALIZER, build_children, names
+from kubetrader_operator.live.deputy import gateway_image
+from kubetrader_operator.live.settings import DEFAULT_GATEWAY_IMAGE, LiveSettings, PodPeer
 from kubetrader_operator.live.status import promotion_refusal, runner_unreachable_status, status_from_snapshot
 from tests.helpers import EXAMPLES
 
@@ -17,9 +19,20 @@ PAPER = LiveDeploymentSpec.model_validate(yaml.safe_load((EXAMPLES / "live-paper
 NOW = "2024-01-02T03:04:05Z"
 
 
+OPERATOR = PodPeer(namespace="kubetrader", labels={"app.kubernetes.io/component": "operator"})
+API = PodPeer(namespace="kubetrader", labels={"app.kubernetes.io/component": "api"})
+SETTINGS = LiveSettings(operator_pod=OPERATOR, api_pod=API)
+
+
 def children(spec: LiveDeploymentSpec = PAPER) -> dict[str, dict[str, Any]]:
-    built = build_children(spec, "sma-paper", "trading", image="engine:1", runner_port=8080, token="t0ken")
-    return {m["kind"] + ("/runner" if m["metadata"]["name"].endswith("-runner") else ""): m for m in built}
+    image = gateway_image(spec, SETTINGS.allowed_gateway_images)
+    built = build_children(
+        spec, "sma-paper", "trading", image="engine:1", gateway_image=image, runner_port=8080, token="t0ken",
+        network=SETTINGS.network(),
+    )  # fmt: skip
+    return {
+        m["kind"] + ("/runner" if m["metadata"]["name"].endswith(("-runner", "-runner-http")) else ""): m for m in built
+    }
 
 
 def test_every_child_is_valid_kubernetes_and_none_is_owned_by_the_live_deployment() -> None:
@@ -38,9 +51,17 @@ def test_gateway_takes_credentials_only_from_the_secret_and_trading_mode_from_th
     for var, key in (("TWS_USERID", "username"), ("TWS_PASSWORD", "password")):
         assert env[var] == {"name": var, "valueFrom": {"secretKeyRef": {"name": "ib-paper-credentials", "key": key}}}
     assert "VNC_SERVER_PASSWORD" not in env and [p["containerPort"] for p in container["ports"]] == [4004]
-    assert container["image"] == PAPER.gateway.image
-    security = container["securityContext"]
-    assert security["allowPrivilegeEscalation"] is False and security["capabilities"]["drop"] == ["ALL"]
+    assert container["image"] == DEFAULT_GATEWAY_IMAGE  # the spec names none: the operator's first allowed one
+
+
+def test_gateway_pod_is_non_root_without_added_capabilities() -> None:
+    """#21 finding 3: it added SETUID/SETGID/CHOWN and had no runAsNonRoot; the image runs as uid 1000."""
+    pod = children()["StatefulSet"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 1000
+    security = pod["containers"][0]["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False and security["runAsNonRoot"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
 
 
 def test_vnc_is_optional_and_live_mode_uses_the_live_relay_port() -> None:
@@ -77,14 +98,27 @@ def test_runner_is_one_recreated_restricted_pod_with_the_token_from_the_operator
     assert built["Secret"]["stringData"] == {"token": "t0ken"}
 
 
-def test_network_policy_admits_only_the_runner_and_the_operator_to_the_api_port() -> None:
-    policy = children()["NetworkPolicy"]["spec"]
-    assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway"
-    (rule,) = policy["ingress"]
+def test_network_policies_name_the_operators_namespace_and_isolate_both_pods_both_ways() -> None:
+    operator = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubetrader"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/component": "operator"}},
+    }
+    gateway = children()["NetworkPolicy"]["spec"]
+    assert gateway["policyTypes"] == ["Ingress", "Egress"]
+    (rule,) = gateway["ingress"]
     assert rule["ports"] == [{"protocol": "TCP", "port": 4004}]
-    selectors = [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
-    assert {"kubetrader.io/livedeployment": "sma-paper", "app.kubernetes.io/component": "runner"} in selectors
-    assert {"app.kubernetes.io/name": "kubetrader-operator"} in selectors
+    runner = {
+        "podSelector": {
+            "matchLabels": {"kubetrader.io/livedeployment": "sma-paper", "app.kubernetes.io/component": "runner"}
+        }
+    }
+    assert rule["from"] == [runner, operator]
+    ib = gateway["egress"][1]
+    assert ib["ports"] == [{"protocol": "TCP", "port": 4000}, {"protocol": "TCP", "port": 4001}]
+    assert ib["to"][0]["ipBlock"]["cidr"] == "0.0.0.0/0" and "10.0.0.0/8" in ib["to"][0]["ipBlock"]["except"]
+    http = children()["NetworkPolicy/runner"]["spec"]
+    assert http["policyTypes"] == ["Ingress", "Egress"]
+    assert http["ingress"][0]["from"][0] == operator and len(http["ingress"][0]["from"]) == 2
 
 
 def test_long_names_stay_deterministic_and_short_enough() -> None:

@@ -47,9 +47,22 @@ def live_env(
     monkeypatch.setenv("KUBETRADER_OPERATOR_LIVE_RUNNER_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("KUBETRADER_OPERATOR_LIVE_FLATTEN_WAIT_SECONDS", "10")
     monkeypatch.setenv("KUBETRADER_OPERATOR_LIVE_HTTP_TIMEOUT_SECONDS", "1")
+    monkeypatch.setenv("KUBETRADER_OPERATOR_LIVE_REFUSAL_RETRY_SECONDS", "0.5")
     get_live_settings.cache_clear()
+    kube_cluster.create(credentials_secret())
     yield kube_cluster
     get_live_settings.cache_clear()
+
+
+def credentials_secret(opt_in: str | None = NAME) -> dict[str, Any]:
+    """The IB credentials Secret the example names, opted in to the deployment (#21 finding 3)."""
+    annotations = {"kubetrader.io/live-deployments": opt_in} if opt_in else {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "ib-paper-credentials", "namespace": NS, "annotations": annotations},
+        "stringData": {"username": "paper-user", "password": "paper-pass"},
+    }
 
 
 def live_deployment() -> dict[str, Any]:
@@ -204,3 +217,43 @@ def test_closes_the_broker_rejects_block_the_stop_with_its_reason_in_the_conditi
         tws_peer.faults.rejects.clear()  # the broker accepts again: the next attempt confirms
         wait_until(lambda: live_env.get("LiveDeployment", NS, NAME) is None, timeout=40, what="the finalizer")
     assert tws_peer.positions() == {}
+
+
+def test_a_gateway_image_outside_the_allow_list_is_refused_with_a_failed_condition(
+    live_env: EmulatedCluster, operator_runner: Callable[[], Any]
+) -> None:
+    """#21 finding 3: any image could receive the IB credentials."""
+    doc = live_deployment()
+    doc["spec"]["gateway"]["image"] = "evil.example/ib-gateway@sha256:" + "0" * 64
+    with operator_runner():
+        live_env.create(doc)
+        failed = wait_until(lambda: condition(live_env, "Failed"), timeout=20, what="the Failed condition")
+        assert failed["status"] == "True" and failed["reason"] == "ImageNotAllowed"
+        assert "evil.example" in failed["message"] and "allowed gateway images" in failed["message"]
+        assert (live_env.get("LiveDeployment", NS, NAME) or {})["status"]["phase"] == "Failed"
+        assert live_env.get("StatefulSet", NS, GATEWAY) is None and live_env.get("Deployment", NS, RUNNER) is None
+
+
+def opt_in(cluster: EmulatedCluster, names: str) -> None:
+    patch = {"metadata": {"annotations": {"kubetrader.io/live-deployments": names}}}
+    cluster.patch("Secret", NS, "ib-paper-credentials", patch)
+
+
+def test_a_credentials_secret_that_does_not_opt_in_is_refused_until_it_names_the_deployment(
+    live_env: EmulatedCluster, operator_runner: Callable[[], Any]
+) -> None:
+    """#21 finding 3: any Secret of the namespace could be injected into the gateway."""
+    opt_in(live_env, "other")
+    with operator_runner():
+        live_env.create(live_deployment())
+        failed = wait_until(lambda: condition(live_env, "Failed"), timeout=20, what="the Failed condition")
+        assert failed["reason"] == "CredentialsNotAllowed"
+        assert "does not opt in to LiveDeployment sma-paper" in failed["message"]
+        assert "kubetrader.io/live-deployments=sma-paper" in failed["message"]
+        assert live_env.get("StatefulSet", NS, GATEWAY) is None
+        opt_in(live_env, f"other,{NAME}")
+        assert wait_until(lambda: live_env.get("StatefulSet", NS, GATEWAY), timeout=20, what="the gateway")
+        cleared = wait_until(
+            lambda: (c := condition(live_env, "Failed")) and c["status"] == "False" and c, timeout=20, what="Failed off"
+        )
+        assert cleared["reason"] == "ChildrenCreated"

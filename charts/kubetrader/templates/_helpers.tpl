@@ -56,13 +56,111 @@ app.kubernetes.io/part-of: kubetrader
 {{- printf "%s/%s:%s" $images.registry (index $images (index . 1)) $images.tag }}
 {{- end }}
 
-{{- define "kubetrader.imagePullSecrets" -}}
-{{- with .Values.images.pullSecrets }}
+{{/*
+Pod template metadata of a component: the chart's labels (which always win), then the component's
+podLabels, then global.podLabels; annotations likewise, after the template's own (checksums).
+Call with (list $ "component" $componentValues) or (list $ "component" $componentValues $annotations).
+*/}}
+{{- define "kubetrader.podMetadata" -}}
+{{- $root := index . 0 }}
+{{- $c := index . 2 | default dict }}
+{{- $own := dict }}
+{{- if gt (len .) 3 }}{{ $own = index . 3 }}{{ end }}
+{{- $labels := merge (include "kubetrader.labels" (list $root (index . 1)) | fromYaml) ($c.podLabels | default dict) ($root.Values.global.podLabels | default dict) }}
+{{- $annotations := merge (deepCopy $own) ($c.podAnnotations | default dict) ($root.Values.global.podAnnotations | default dict) }}
+labels:
+  {{- toYaml $labels | nindent 2 }}
+{{- with $annotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Scheduling of a component's pods, in the pod spec: image pull Secrets (images.pullSecrets plus the
+component's), nodeSelector (the component's keys over global's), tolerations (global's plus the
+component's), affinity and topologySpreadConstraints (the component's, else global's; a constraint
+without labelSelector gets this component's selector labels), priorityClassName.
+One helper for every workload, so a knob never works on one pod and not the next.
+Call with (list $ "component" $componentValues); $componentValues may be an empty dict.
+*/}}
+{{- define "kubetrader.podScheduling" -}}
+{{- $root := index . 0 }}
+{{- $component := index . 1 }}
+{{- $c := index . 2 | default dict }}
+{{- $g := $root.Values.global }}
+{{- with concat ($root.Values.images.pullSecrets | default list) ($c.imagePullSecrets | default list) | uniq }}
 imagePullSecrets:
-{{- range . }}
+  {{- range . }}
   - name: {{ . }}
+  {{- end }}
+{{- end }}
+{{- with merge (dict) ($c.nodeSelector | default dict) ($g.nodeSelector | default dict) }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with concat ($g.tolerations | default list) ($c.tolerations | default list) }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $c.affinity | default $g.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $c.topologySpreadConstraints | default $g.topologySpreadConstraints }}
+{{- $selector := dict "matchLabels" (include "kubetrader.selectorLabels" (list $root $component) | fromYaml) }}
+topologySpreadConstraints:
+  {{- range . }}
+  {{- $constraint := deepCopy . }}
+  {{- if not (hasKey $constraint "labelSelector") }}{{ $_ := set $constraint "labelSelector" $selector }}{{ end }}
+  - {{- toYaml $constraint | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- with $c.priorityClassName | default $g.priorityClassName }}
+priorityClassName: {{ . | quote }}
 {{- end }}
 {{- end }}
+
+{{/*
+The Service of a web component (api, dashboard, mlflow): type, annotations, NodePort,
+loadBalancerSourceRanges. Call with (list $ "component" $componentValues port).
+*/}}
+{{- define "kubetrader.webService" -}}
+{{- $root := index . 0 }}
+{{- $component := index . 1 }}
+{{- $s := (index . 2).service }}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "kubetrader.componentName" (list $root $component) }}
+  labels:
+    {{- include "kubetrader.labels" (list $root $component) | nindent 4 }}
+  {{- with $s.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  type: {{ $s.type }}
+  {{- if and (eq $s.type "LoadBalancer") $s.loadBalancerSourceRanges }}
+  loadBalancerSourceRanges:
+    {{- toYaml $s.loadBalancerSourceRanges | nindent 4 }}
+  {{- end }}
+  selector:
+    {{- include "kubetrader.selectorLabels" (list $root $component) | nindent 4 }}
+  ports:
+    - name: http
+      port: {{ index . 3 }}
+      targetPort: http
+      {{- if eq $s.type "NodePort" }}
+      nodePort: {{ $s.nodePort }}
+      {{- end }}
+{{- end }}
+
+{{/* The web components that get a Service, an optional Ingress and HTTPRoute, and a PDB: name -> port. */}}
+{{- define "kubetrader.webComponents" -}}
+{{- $web := dict "api" 8000 "dashboard" 8501 }}
+{{- if .Values.mlflow.enabled }}{{ $_ := set $web "mlflow" 5000 }}{{ end }}
+{{- toJson $web }}
 {{- end }}
 
 {{/* Pod securityContext meeting Pod Security "restricted". Call with a uid. */}}
@@ -104,17 +202,96 @@ seccompProfile:
 {{- default (include "kubetrader.componentName" (list . "data")) .Values.data.existingClaim }}
 {{- end }}
 
+{{/* The API token's Secret: auth.apiToken.existingSecret, api.existingTokenSecret, or the generated one. */}}
 {{- define "kubetrader.apiTokenSecret" -}}
-{{- default (include "kubetrader.componentName" (list . "api-token")) .Values.api.existingTokenSecret }}
+{{- coalesce .Values.auth.apiToken.existingSecret .Values.api.existingTokenSecret (include "kubetrader.componentName" (list . "api-token")) }}
+{{- end }}
+
+{{- define "kubetrader.apiTokenKey" -}}
+{{- .Values.auth.apiToken.key }}
+{{- end }}
+
+{{/* The env entry KUBETRADER_API_TOKEN from its Secret. */}}
+{{- define "kubetrader.apiTokenEnv" -}}
+- name: KUBETRADER_API_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "kubetrader.apiTokenSecret" . }}
+      key: {{ include "kubetrader.apiTokenKey" . }}
+{{- end }}
+
+{{/* Redis: is a password in use? "true" or "". The bundled Redis has one unless auth.redis.enabled
+is false; an external one when auth.redis.existingSecret names its Secret. */}}
+{{- define "kubetrader.redisAuth" -}}
+{{- if and .Values.auth.redis.enabled (or .Values.redis.enabled .Values.auth.redis.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{- define "kubetrader.redisSecret" -}}
+{{- default (include "kubetrader.componentName" (list . "redis")) .Values.auth.redis.existingSecret }}
+{{- end }}
+
+{{/* The env entry REDIS_PASSWORD from its Secret (nothing without a password); the URL below says
+$(REDIS_PASSWORD), which Kubernetes substitutes in the pod, so no manifest holds the password. */}}
+{{- define "kubetrader.redisPasswordEnv" -}}
+{{- if include "kubetrader.redisAuth" . }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "kubetrader.redisSecret" . }}
+      key: {{ .Values.auth.redis.key }}
+{{- end }}
+{{- end }}
+
+{{/* Finnhub's API key Secret (existing, or the chart's from auth.finnhub.apiKey); empty: none. */}}
+{{- define "kubetrader.finnhubSecret" -}}
+{{- if .Values.auth.finnhub.existingSecret }}
+{{- .Values.auth.finnhub.existingSecret }}
+{{- else if .Values.auth.finnhub.apiKey }}
+{{- include "kubetrader.componentName" (list . "finnhub") }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Secrets the chart generates (random, kept): a JSON list of {name, namespace, key, length,
+component}. secrets.yaml renders them with lookup; with auth.generateWithHook the hook Job
+creates them instead. The Redis password is needed in every namespace the operator's Jobs run in
+(a secretKeyRef reads the pod's own namespace), with the same value.
+*/}}
+{{- define "kubetrader.generatedSecrets" -}}
+{{- $out := list }}
+{{- if and .Values.postgresql.enabled (not .Values.auth.postgresql.existingSecret) }}
+{{- $out = append $out (dict "name" (include "kubetrader.componentName" (list . "postgresql")) "namespace" .Release.Namespace "key" .Values.auth.postgresql.key "length" 32 "component" "postgresql") }}
+{{- end }}
+{{- if not (or .Values.auth.apiToken.existingSecret .Values.api.existingTokenSecret) }}
+{{- $out = append $out (dict "name" (include "kubetrader.apiTokenSecret" .) "namespace" .Release.Namespace "key" .Values.auth.apiToken.key "length" 48 "component" "api") }}
+{{- end }}
+{{- if and (include "kubetrader.redisAuth" .) (not .Values.auth.redis.existingSecret) }}
+{{- $namespaces := list .Release.Namespace }}
+{{- if not .Values.operator.watchAllNamespaces }}
+{{- $namespaces = concat $namespaces (include "kubetrader.watchNamespaces" . | fromJsonArray) | uniq }}
+{{- end }}
+{{- range $namespaces }}
+{{- $out = append $out (dict "name" (include "kubetrader.redisSecret" $) "namespace" . "key" $.Values.auth.redis.key "length" 32 "component" "redis") }}
+{{- end }}
+{{- end }}
+{{- toJson $out }}
 {{- end }}
 
 {{/* Redis: the bundled server's URL, or the external one (required when the bundled one is off). */}}
 {{- define "kubetrader.redisUrl" -}}
+{{- $url := "" }}
 {{- if .Values.redis.enabled }}
-{{- printf "redis://%s.%s.svc:6379/0" (include "kubetrader.componentName" (list . "redis")) .Release.Namespace }}
+{{- $url = printf "redis://%s.%s.svc:6379/0" (include "kubetrader.componentName" (list . "redis")) .Release.Namespace }}
 {{- else }}
-{{- required "redis.external.url is required when redis.enabled is false" .Values.redis.external.url }}
+{{- $url = required "redis.external.url is required when redis.enabled is false" .Values.redis.external.url }}
 {{- end }}
+{{- if include "kubetrader.redisAuth" . }}
+{{- if regexMatch "^rediss?://[^/]*@" $url }}
+{{- fail (printf "redis.external.url %q holds credentials: drop them, auth.redis.existingSecret supplies the password" $url) }}
+{{- end }}
+{{- $url = regexReplaceAll "^(rediss?://)" $url "${1}:$(REDIS_PASSWORD)@" }}
+{{- end }}
+{{- $url }}
 {{- end }}
 
 {{/* PostgreSQL: host, port, user, password Secret and key. */}}
@@ -140,14 +317,14 @@ seccompProfile:
 
 {{- define "kubetrader.postgresSecret" -}}
 {{- if .Values.postgresql.enabled }}
-{{- include "kubetrader.componentName" (list . "postgresql") }}
+{{- default (include "kubetrader.componentName" (list . "postgresql")) .Values.auth.postgresql.existingSecret }}
 {{- else }}
 {{- required "postgresql.external.existingSecret is required when postgresql.enabled is false" .Values.postgresql.external.existingSecret }}
 {{- end }}
 {{- end }}
 
 {{- define "kubetrader.postgresPasswordKey" -}}
-{{- if .Values.postgresql.enabled }}password{{ else }}{{ .Values.postgresql.external.passwordKey }}{{ end }}
+{{- if .Values.postgresql.enabled }}{{ .Values.auth.postgresql.key }}{{ else }}{{ .Values.postgresql.external.passwordKey }}{{ end }}
 {{- end }}
 
 {{/* Is a PostgreSQL server configured at all (bundled or external)? "true" or "". */}}
@@ -199,6 +376,7 @@ seccompProfile:
 {{- end }}
 
 {{/* Look up a key of an existing Secret (kept across upgrades), or generate a new random value.
+Under `helm template` (no cluster) lookup finds nothing: a new value every render (see auth.generateWithHook).
 Call with (list $ "secret-name" "key" length). */}}
 {{- define "kubetrader.keptRandom" -}}
 {{- $root := index . 0 }}
@@ -208,4 +386,47 @@ Call with (list $ "secret-name" "key" length). */}}
 {{- else }}
 {{- randAlphaNum (index . 3) }}
 {{- end }}
+{{- end }}
+
+{{/* ---- NetworkPolicy peers (templates/networkpolicies.yaml, and the operator's live policies) ---- */}}
+
+{{/* Labels the operator puts on every pod it creates (kubetrader_operator.labels: MANAGED_BY, PART_OF). */}}
+{{- define "kubetrader.operatorChildLabels" -}}
+app.kubernetes.io/managed-by: kubetrader-operator
+app.kubernetes.io/part-of: kubetrader
+{{- end }}
+
+{{/* A component's pods in the release namespace, selected by namespace NAME (a label any other
+namespace cannot carry) and the component's selector labels. Call with (list $ "component"). */}}
+{{- define "kubetrader.componentPeer" -}}
+{{- $root := index . 0 -}}
+namespaceSelector:
+  matchLabels:
+    kubernetes.io/metadata.name: {{ $root.Release.Namespace }}
+podSelector:
+  matchLabels:
+    {{- include "kubetrader.selectorLabels" . | nindent 4 }}
+{{- end }}
+
+{{/* The same peer as JSON for the operator's live settings: {"namespace": ..., "labels": {...}}. */}}
+{{- define "kubetrader.componentPeerJson" -}}
+{{- $root := index . 0 -}}
+{{- toJson (dict "namespace" $root.Release.Namespace "labels" (include "kubetrader.selectorLabels" . | fromYaml)) }}
+{{- end }}
+
+{{/* The pods the operator creates (Backtest and study Jobs) in the namespaces it watches. With
+watchAllNamespaces that is any namespace: there only the labels tell them apart. */}}
+{{- define "kubetrader.operatorChildPeer" -}}
+{{- if .Values.operator.watchAllNamespaces -}}
+namespaceSelector: {}
+{{- else -}}
+namespaceSelector:
+  matchExpressions:
+    - key: kubernetes.io/metadata.name
+      operator: In
+      values: {{ include "kubetrader.watchNamespaces" . }}
+{{- end }}
+podSelector:
+  matchLabels:
+    {{- include "kubetrader.operatorChildLabels" . | nindent 4 }}
 {{- end }}

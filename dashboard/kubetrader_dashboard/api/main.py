@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from kubetrader import __version__
-from kubetrader_dashboard.api import limits, problems
+from kubetrader_dashboard.api import limits, metrics, problems
 from kubetrader_dashboard.api.routers import (
     analytics,
     auth,
@@ -52,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = Services.from_settings(settings)
     problems.install(app)
     limits.install(app, settings.max_body_bytes)
-    for module in (auth, backtests, trades, analytics, studies, live, submissions, mlflow, operations, logs, symbols):
+    metrics.install(app)
+    routers = (auth, backtests, trades, analytics, studies, live, submissions, mlflow, operations, logs, symbols)
+    for module in routers:
         app.include_router(module.router, prefix=API_PREFIX)
     return app

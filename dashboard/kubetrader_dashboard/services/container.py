@@ -34,10 +34,10 @@ class Services:
     live: LiveService
     submissions: SubmissionService
     logs: LogService
+    symbols: SymbolService
     auth: Authenticator
     submit_limiter: RateLimiter
     login_limiter: RateLimiter
-    symbols: SymbolService
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -66,10 +66,10 @@ class Services:
                 namespace=settings.namespace,
             ),
             logs=LogService(settings.results_dir, store, cluster),
+            symbols=SymbolService(settings.data_dir),
             auth=Authenticator.from_settings(settings),
             submit_limiter=RateLimiter(settings.submit_rate_limit, settings.submit_rate_window_seconds),
             login_limiter=RateLimiter(settings.login_rate_limit, 60.0),
-            symbols=SymbolService(settings.data_dir),
         )
 
     def close(self) -> None:

@@ -7,8 +7,11 @@ files and drops rows of removed ones. It runs when the directory's mtime moves (
 engine writes with a rename, which moves it) and at most every `RESCAN_SECONDS`
 otherwise, so an in-place rewrite is picked up too.
 
-The index is a cache: deleting it loses nothing, and a store on a read-only volume
-gets an in-memory one.
+The engine writes the rows as it writes each result (kubetrader.results.index), so on
+a store the engine filled the first request finds them all and parses nothing. When the
+index lives apart from the store (a read-only volume in the chart), it starts as a copy
+of the engine's. The index is a cache: deleting it loses nothing, and a store whose
+index cannot be opened gets an in-memory one.
 """
 
 from __future__ import annotations
@@ -20,46 +23,26 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from kubetrader.results import index
+from kubetrader.results.index import HEADLINE_COLUMNS
 from kubetrader.results.schema import ResultDocument
-from kubetrader.results.trades import is_closed
 from kubetrader.specs.metrics import METRIC_NAMES
 from kubetrader_dashboard.models.backtests import BacktestSummary, Trade
 
 log = logging.getLogger(__name__)
 
 RESCAN_SECONDS = 5.0
-INDEX_VERSION = 2  # 2: trades carry is_open (kubetrader.results.trades)
 DOCUMENT_CACHE_SIZE = 16
 
-SUMMARY_SORTS = ("finished_at", "started_at", "name", "strategy", "wall_seconds")
+SUMMARY_SORTS = ("finished_at", "started_at", "name", "strategy", "wall_seconds", *HEADLINE_COLUMNS)
 TRADE_SORTS = ("entry_time", "exit_time", "symbol", "pnl", "pnl_net", "commission", "size")
-
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS results (
-    id TEXT PRIMARY KEY, file TEXT NOT NULL, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL,
-    name TEXT, strategy TEXT, symbols TEXT, start TEXT, "end" TEXT, status TEXT, error TEXT,
-    started_at TEXT, finished_at TEXT, wall_seconds REAL, project TEXT, asset_class TEXT,
-    strategy_family TEXT, mlflow_run_id TEXT, metrics TEXT
-);
-CREATE INDEX IF NOT EXISTS results_finished ON results (finished_at);
-CREATE TABLE IF NOT EXISTS trades (
-    result_id TEXT NOT NULL, seq INTEGER NOT NULL, strategy TEXT, symbol TEXT, entry_time TEXT,
-    exit_time TEXT, entry_price REAL, exit_price REAL, size REAL, pnl REAL, pnl_net REAL,
-    commission REAL, bars_held INTEGER, is_open INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (result_id, seq)
-);
-CREATE INDEX IF NOT EXISTS trades_symbol ON trades (symbol, entry_time);
-CREATE TABLE IF NOT EXISTS broken (file TEXT PRIMARY KEY, mtime_ns INTEGER, size INTEGER, error TEXT);
-INSERT OR IGNORE INTO meta VALUES ('version', '{INDEX_VERSION}');
-"""
 
 
 class ResultNotFoundError(LookupError):
@@ -91,19 +74,6 @@ class TradeFilter:
     state: Literal["closed", "open", "all"] = "closed"
 
 
-def _tracking_levels(spec: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
-    """Project / asset class / strategy family from a bare spec or a whole custom resource."""
-    inner = spec.get("spec") if isinstance(spec.get("spec"), dict) and "kind" in spec else spec
-    tracking = inner.get("tracking") if isinstance(inner, dict) else None
-    if not isinstance(tracking, dict):
-        return None, None, None
-    return (
-        tracking.get("project"),
-        tracking.get("assetClass", tracking.get("asset_class")),
-        tracking.get("strategyFamily", tracking.get("strategy_family")),
-    )
-
-
 class ResultStore:
     """Read access to one result directory; thread-safe (uvicorn runs sync routes in a pool)."""
 
@@ -111,43 +81,42 @@ class ResultStore:
         self.results_dir = results_dir
         self.backtests_dir = results_dir / "backtests"
         self._lock = threading.RLock()
-        self._conn = self._open(index_path or results_dir / ".index.sqlite")
+        self._conn = self._open(index_path or index.index_path_for(results_dir))
         self._dir_mtime: int | None = None
         self._last_scan = 0.0
         self._documents: OrderedDict[tuple[str, int], ResultDocument] = OrderedDict()
 
-    @staticmethod
-    def _open(path: Path) -> sqlite3.Connection:
+    def _open(self, path: Path) -> sqlite3.Connection:
+        """The index at `path`, seeded from the engine's own index when `path` is a separate, empty copy."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            conn.executescript(_SCHEMA)
-            version = conn.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
-            if version is None or version[0] != str(INDEX_VERSION):
-                conn.close()
-                path.unlink(missing_ok=True)
-                return ResultStore._open(path)
+            conn = index.open_index(path)
         except (OSError, sqlite3.Error) as exc:
             log.warning("result index at %s unusable (%s); using an in-memory index", path, exc)
-            conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
-            conn.executescript(_SCHEMA)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
+            conn = index.open_index(":memory:")
+        shared = index.index_path_for(self.results_dir)
+        if path != shared and shared.exists() and conn.execute("SELECT count(*) FROM results").fetchone()[0] == 0:
+            self._seed(conn, shared)
         return conn
+
+    @staticmethod
+    def _seed(conn: sqlite3.Connection, shared: Path) -> None:
+        """Copy the engine's index (on a volume this process may only read) instead of parsing every file."""
+        try:
+            source = sqlite3.connect(f"{shared.resolve().as_uri()}?mode=ro", uri=True, timeout=index.BUSY_TIMEOUT)
+            try:
+                if source.execute("SELECT value FROM meta WHERE key = 'version'").fetchone() == (
+                    str(index.INDEX_VERSION),
+                ):
+                    source.backup(conn)
+            finally:
+                source.close()
+        except sqlite3.Error as exc:  # an index being written, or of another version: sync reads the files
+            log.info("result index at %s not copied (%s); reading the result files", shared, exc)
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._conn.execute("BEGIN")
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
 
     # -- keeping the index in step with the directory ---------------------------------
 
@@ -177,78 +146,23 @@ class ResultStore:
             }
             changed = [name for name, stamp in on_disk.items() if known.get(name) != stamp]
             removed = [name for name in known if name not in on_disk]
-            with self._transaction() as conn:
+            if not changed and not removed:
+                return 0
+            with index.transaction(self._conn) as conn:
                 for name in removed:
-                    self._forget(conn, name)
+                    index.forget(conn, name)
                 for name in changed:
-                    self._forget(conn, name)
                     self._index_file(conn, name, *on_disk[name])
             return len(changed)
 
-    @staticmethod
-    def _forget(conn: sqlite3.Connection, file: str) -> None:
-        conn.execute("DELETE FROM trades WHERE result_id IN (SELECT id FROM results WHERE file = ?)", (file,))
-        conn.execute("DELETE FROM results WHERE file = ?", (file,))
-        conn.execute("DELETE FROM broken WHERE file = ?", (file,))
-
     def _index_file(self, conn: sqlite3.Connection, file: str, mtime_ns: int, size: int) -> None:
-        path = self.backtests_dir / file
         try:
-            document = ResultDocument.model_validate_json(path.read_bytes())
+            document = ResultDocument.model_validate_json((self.backtests_dir / file).read_bytes())
         except (OSError, ValidationError, ValueError) as exc:
             # A half-written or foreign file must not hide the rest of the store.
-            conn.execute("INSERT OR REPLACE INTO broken VALUES (?, ?, ?, ?)", (file, mtime_ns, size, str(exc)[:500]))
+            index.record_broken(conn, file, mtime_ns, size, str(exc))
             return
-        meta = document.metadata
-        result_id = path.stem
-        project, asset_class, family = _tracking_levels(document.spec)
-        conn.execute("DELETE FROM trades WHERE result_id = ?", (result_id,))
-        conn.execute(
-            "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                result_id,
-                file,
-                mtime_ns,
-                size,
-                meta.name,
-                meta.strategy,
-                "," + ",".join(meta.symbols) + ",",
-                meta.start,
-                meta.end,
-                document.status,
-                document.error,
-                meta.started_at,
-                meta.finished_at,
-                meta.wall_seconds,
-                project,
-                asset_class,
-                family,
-                meta.mlflow_run_id,
-                json.dumps(document.metrics),
-            ),
-        )
-        conn.executemany(
-            "INSERT INTO trades VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [
-                (
-                    result_id,
-                    seq,
-                    meta.strategy,
-                    t.symbol,
-                    t.entry_time,
-                    t.exit_time,
-                    t.entry_price,
-                    t.exit_price,
-                    t.size,
-                    t.pnl,
-                    t.pnl_net,
-                    t.commission,
-                    t.bars_held,
-                    0 if is_closed(t) else 1,
-                )
-                for seq, t in enumerate(document.trades)
-            ],
-        )
+        index.index_document(conn, file, mtime_ns, size, document)
 
     # -- queries ------------------------------------------------------------------------
 
@@ -296,7 +210,6 @@ class ResultStore:
 
     @staticmethod
     def _summary(row: sqlite3.Row) -> BacktestSummary:
-        metrics = json.loads(row["metrics"])
         return BacktestSummary(
             id=row["id"],
             name=row["name"],
@@ -313,8 +226,7 @@ class ResultStore:
             asset_class=row["asset_class"],
             strategy_family=row["strategy_family"],
             mlflow_run_id=row["mlflow_run_id"],
-            **{name: metrics.get(name) for name in ("sharpe_ratio", "total_return", "max_drawdown", "cagr")},
-            num_trades=metrics.get("num_trades"),
+            **{name: row[name] for name in HEADLINE_COLUMNS},
         )
 
     def metric_rows(
@@ -333,7 +245,9 @@ class ResultStore:
                 rows = self._conn.execute(f"SELECT id, strategy, metrics FROM results{where}", args).fetchall()
             return [(row["id"], row["strategy"], json.loads(row["metrics"])) for row in rows]
         wanted = [name for name in dict.fromkeys(names) if name in METRIC_NAMES]  # known names only: no injection
-        columns = "".join(f", json_extract(metrics, '$.{name}')" for name in wanted)
+        columns = "".join(
+            f", {name}" if name in HEADLINE_COLUMNS else f", json_extract(metrics, '$.{name}')" for name in wanted
+        )
         with self._lock:
             tuples = self._conn.execute(f"SELECT id, strategy{columns} FROM results{where}", args).fetchall()
         return [(row[0], row[1], dict(zip(wanted, row[2:], strict=True))) for row in tuples]

@@ -129,6 +129,11 @@ def _live_spec(spec_json: str | None, **options: Any) -> Any:
 @click.option("--account-lease", envvar="KUBETRADER_ACCOUNT_LEASE", default=None,
               help="One trader per account: the key of the lease this runner must hold in the journal "
               "database to send (default with IB: the gateway's host:port; none with --replay).")  # fmt: skip
+@click.option("--gateway-deadline", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True,
+              help="Seconds the gateway may stay unreachable before the runner exits 3 with a report.")  # fmt: skip
+@click.option("--stall-fence", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="A runner whose loop stalled this long halts itself before sending again (the operator "
+              "takes over a hung runner after a longer deadline).")  # fmt: skip
 def run_cmd(
     spec_json: str | None,
     host: str,
@@ -145,6 +150,8 @@ def run_cmd(
     http_port: int | None,
     insecure_local: bool,
     account_lease: str | None,
+    gateway_deadline: float,
+    stall_fence: float,
     **options: Any,
 ) -> None:
     """Trade a strategy: through IB (paper or live) or, with --replay, on stored bars.
@@ -163,6 +170,7 @@ def run_cmd(
         replay_broker,
         run_deployment,
     )
+    from kubetrader.live.session import GatewayDownError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     spec = _live_spec(spec_json, **options)
@@ -177,14 +185,21 @@ def run_cmd(
     endpoint = None
     if http_port is not None:
         endpoint = Endpoint("127.0.0.1" if insecure_local else http_host, http_port, insecure_local)
-    session = run_deployment(
-        spec,
-        broker,
-        deployment=deployment,
-        journal_url=journal_url or f"sqlite:///kubetrader-live-{deployment}.db",
-        endpoint=endpoint,
-        lease_account=account_lease,
-    )
+    try:
+        session = run_deployment(
+            spec,
+            broker,
+            deployment=deployment,
+            journal_url=journal_url or f"sqlite:///kubetrader-live-{deployment}.db",
+            endpoint=endpoint,
+            lease_account=account_lease,
+            gateway_deadline=gateway_deadline,
+            stall_fence=stall_fence,
+        )
+    except GatewayDownError as exc:
+        click.echo(json.dumps({k: v for k, v in exc.report.items() if k != "prices"}, default=str))
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_RETRYABLE)
     click.echo(json.dumps({k: v for k, v in session.snapshot().items() if k != "prices"}, default=str))
 
 

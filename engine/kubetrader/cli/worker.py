@@ -43,6 +43,14 @@ log = logging.getLogger("kubetrader.worker")
     help="How long finished batches stay in Redis (7d, 12h; 0: until `kubetrader queue purge`).",
 )
 @click.option("--output-dir", default="results", show_default=True, type=click.Path(path_type=Path))
+@click.option(
+    "--metrics-port",
+    envvar="KUBETRADER_WORKER_METRICS_PORT",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics (tasks, durations, queue depth) on this port; 0: off.",
+)
 @click.option("--max-tasks", type=click.IntRange(min=1), default=None, help="Exit after this many tasks.")
 @click.option("--exit-when-idle", is_flag=True, help="Exit when the queue is empty instead of waiting.")
 @click.option("-v", "--verbose", is_flag=True)
@@ -55,6 +63,7 @@ def worker(
     grace_seconds: float,
     retention: str,
     output_dir: Path,
+    metrics_port: int,
     max_tasks: int | None,
     exit_when_idle: bool,
     verbose: bool,
@@ -65,6 +74,9 @@ def worker(
     )
     if concurrency > 1:
         from kubetrader.queue.local import worker_command
+
+        if metrics_port:  # one port per pod: the child processes would each want it
+            raise click.BadParameter("--metrics-port needs --concurrency 1 (one worker process per pod)")
 
         extra = ["--retention", retention] + (["--max-tasks", str(max_tasks)] if max_tasks else [])
         extra += ["--exit-when-idle"] if exit_when_idle else []
@@ -87,7 +99,16 @@ def worker(
     retention_seconds = parse_duration(retention, field="--retention")
     queue = WorkQueue.from_url(redis_url, prefix=prefix, lease_seconds=lease_seconds)
     set_retention(queue.redis, retention_seconds, prefix=prefix)
-    settings = WorkerSettings(lease_seconds=lease_seconds, grace_seconds=grace_seconds, output_dir=output_dir)
+    settings = WorkerSettings(
+        lease_seconds=lease_seconds,
+        grace_seconds=grace_seconds,
+        output_dir=output_dir,
+        queue_metrics=bool(metrics_port),
+    )
+    if metrics_port:
+        from kubetrader.queue import metrics
+
+        metrics.serve(metrics_port)
     the_worker = Worker(queue, load_handler(handler), settings=settings, on_stuck=restart_in_place)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -11,6 +11,8 @@ constant time). Without a token the server refuses to start, unless the caller
 explicitly asks for an insecure local endpoint (bound to loopback only).
 
 - `GET /healthz`: 200 while the process serves (a liveness probe; says nothing of IB).
+- `GET /metrics`: Prometheus gauges (connected, halted, stop blocked, PnL, open orders), no
+  token: aggregates only (`live.metrics`).
 - `GET /status` (alias `/state`): positions, PnL, open orders, halted, connected,
   last heartbeat, flat_confirmed_at.
 - `GET /journal?limit=N`: the newest N journal events (default 100, at most 1000),
@@ -164,10 +166,22 @@ def _handler_class(server: RunnerHTTPServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _reply_text(self, data: bytes) -> None:
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
         def _dispatch(self, method: str) -> None:
             parts = urlsplit(self.path)
             if parts.path == "/healthz" and method == "GET":
                 self._reply(HTTPStatus.OK, {"ok": True})
+                return
+            if parts.path == "/metrics" and method == "GET":
+                from kubetrader.live.metrics import render
+
+                self._reply_text(render(server.view.snapshot))
                 return
             if not check_token(server.token, self.headers.get("Authorization")):
                 self._reply(HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"})

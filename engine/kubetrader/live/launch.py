@@ -81,6 +81,8 @@ def run_deployment(
     token: str | None = None,
     health_interval: float = 30.0,
     lease_account: str | None = None,
+    gateway_deadline: float = 300.0,
+    stall_fence: float = 60.0,
 ) -> Session:
     """Trade until stopped (POST /stop, SIGTERM) or the replay ends; returns the finished session."""
     from kubetrader.live.journal import Journal
@@ -95,6 +97,8 @@ def run_deployment(
         health_interval=health_interval,
         mode=spec.mode,
         lease_account=lease_account,
+        gateway_deadline=gateway_deadline,
+        stall_fence=stall_fence,
     )
     session = Session(broker, journal, config)
     server = None

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubetrader.errors import InfrastructureError
 from kubetrader.live.broker import (
     Bar,
     BarUpdate,
@@ -75,6 +76,14 @@ class SessionConfig:
     # The runner's flatten (kubetrader.live.stop): `spec.stopPolicy.scope`, settling window.
     stop_scope: str = "strategy"
     settle_window: float = 1.5
+    # Seconds the gateway may stay unreachable before the runner gives up with exit 3 and a report
+    # (`--gateway-deadline`): the Deployment restarts it, the operator's stop can take over.
+    gateway_deadline: float = 300.0
+    # A runner whose own loop did not run for this long (a hung process, SIGSTOP, a stuck call)
+    # fences itself before it sends anything again: HALTED until `POST /resume`, because the
+    # operator may have taken over its account meanwhile (kubetrader_operator.live.stopping
+    # waits longer than this before it acts on a hung runner). See `_fenced`.
+    stall_fence: float = 60.0
 
     def stop_settings(self) -> StopSettings:
         """The runner never gives up on a flatten by time: it ends flat or blocked (rejects)."""
@@ -83,6 +92,14 @@ class SessionConfig:
             owned=frozenset(self.symbols), settle_window=self.settle_window,
             ref_prefix=f"{FLATTEN_PREFIX}-{self.deployment[:20]}",
         )  # fmt: skip
+
+
+class GatewayDownError(InfrastructureError):
+    """The gateway stayed unreachable past `SessionConfig.gateway_deadline`: exit 3 with the report."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class Session:
@@ -131,6 +148,9 @@ class Session:
         self.commands: queue.Queue[str] = queue.Queue()
         self._reconnect_at = 0.0
         self._reconnect_attempt = 0
+        self._down_since: float | None = None  # monotonic: when the connection was lost
+        self._loop_at = time.monotonic()  # the last time this session's loop ran (see `_fenced`)
+        self.stall_fenced: str | None = None  # why this runner fenced itself after a stall
         self._lock = threading.Lock()
         self._snapshot: dict[str, Any] = {}
         self.flat_confirmed_at: float | None = None
@@ -172,8 +192,33 @@ class Session:
         if self.lease is not None:
             self.lease.release()
 
+    def _check_stall(self) -> None:
+        """Fence this runner for good (until /resume) when its loop has not run for `stall_fence` s.
+
+        A runner that hangs while connected keeps its client id at the gateway, so the operator
+        cannot act under it; after its own deadline (longer than this limit) it acts under its
+        own client id instead. Whatever this runner does when it wakes up, its first step is
+        here, before any send: the gap since its loop last ran is over the limit, so it halts
+        and sends nothing, and the operator is the one flattener. (The monotonic clock keeps
+        running while a process is stopped.)
+        """
+        now = time.monotonic()
+        gap = now - self._loop_at
+        self._loop_at = now
+        if gap > self.config.stall_fence and self.stall_fenced is None and self._started:
+            self.stall_fenced = (f"stalled {gap:.1f} s (limit {self.config.stall_fence:g} s): the operator may "
+                                 "have taken over this account; nothing is sent until POST /resume")  # fmt: skip
+            self.risk.set_manual(TradingState.HALTED, self.stall_fenced)
+            if self.flattener is not None and self.flattener.report is None:
+                self.flattener = None  # its plan is from before the stall: another process may be closing
+            self.journal.note("stall_fenced", gap=round(gap, 3), limit=self.config.stall_fence)
+            log.error("FENCED: %s", self.stall_fenced)
+
     def _fenced(self) -> str | None:
-        """Why this runner may not send now (no valid account lease), or None."""
+        """Why this runner may not send now (stalled past its limit, no valid account lease), or None."""
+        self._check_stall()
+        if self.stall_fenced is not None:
+            return self.stall_fenced
         if self.lease is None or self.lease.valid():
             return None
         holder = self.lease.current()
@@ -190,6 +235,7 @@ class Session:
         self._restore_trading_state()
         self.reconcile()
         self._started = True
+        self._loop_at = time.monotonic()  # connecting may take long; the loop starts now
         self._observe()
         self._save_trading_state(force=True)
         for symbol in self.config.symbols:
@@ -435,6 +481,9 @@ class Session:
 
     def flatten(self) -> None:
         """Start the one flattener (kubetrader.live.stop), unless one is already at work."""
+        if self.stall_fenced is not None:
+            self.stop_blocked = self.stall_fenced  # another process may be flattening: never a second one
+            return
         if self.flattener is None or self.flattener.report is not None:
             self.stop_blocked = None
             self.flattener = Flattener(self.broker, self.config.stop_settings(), send=self._send_close)
@@ -460,13 +509,18 @@ class Session:
     # ------------------------------------------------------------ event loop
 
     def pump(self, timeout: float) -> None:
-        """Run broker I/O for up to `timeout` s, fold events in, keep the connection healthy."""
+        """Run broker I/O for up to `timeout` s, fold events in, keep the connection healthy.
+
+        Raises GatewayDownError once the gateway has been unreachable past `gateway_deadline`.
+        """
+        self._check_stall()
         self._renew_lease()
         self._handle_commands()
         if not self.connected:
             self._try_reconnect()
             if not self.connected:
                 self._publish()
+                self._give_up_when_down()
                 time.sleep(min(timeout, 0.05))
                 return
         if self.health.due():
@@ -585,10 +639,25 @@ class Session:
             self.cash -= fill.commission - charged
             self._commissions[fill.exec_id] = fill.commission
 
+    def _give_up_when_down(self) -> None:
+        """Past the deadline with no gateway: journal it and raise, so the process exits 3 with a report."""
+        if self._down_since is None:
+            return
+        down = time.monotonic() - self._down_since
+        if down <= self.config.gateway_deadline:
+            return
+        self.journal.note("gateway_down_exit", seconds=round(down, 1), deadline=self.config.gateway_deadline)
+        message = (f"GATEWAY DOWN for {down:.0f} s (deadline {self.config.gateway_deadline:g} s): the runner exits; "
+                   "positions and orders stay at the broker, to be reconciled by the next runner "
+                   "(or closed by the operator's emergency stop)")  # fmt: skip
+        raise GatewayDownError(message, self.snapshot())
+
     def _lost(self, reason: str) -> None:
         if self.connected:
             self.journal.note("connection_lost", reason=reason)
             log.warning("broker connection lost: %s", reason)
+        if self.connected or self._down_since is None:
+            self._down_since = time.monotonic()
         self.connected = False
         self.broker.disconnect()
         self._reconnect_at = time.monotonic()
@@ -606,6 +675,7 @@ class Session:
             self.reconcile()
             for symbol in self.config.symbols:
                 self.broker.subscribe_bars(symbol)
+            self._down_since = None
             self.journal.note("connection_restored", attempts=self._reconnect_attempt + 1)
         except BrokerUnavailableError as exc:
             self.connected = False
@@ -634,6 +704,7 @@ class Session:
                 # lifts the kill switch (and a reconciliation halt, once someone has looked);
                 # never the drawdown's halt for good or the day's daily-loss halt
                 self.risk.set_manual(TradingState.ACTIVE, "resumed")
+                self.stall_fenced = None  # someone has looked: the operator is done with the account
             elif command == "halt":
                 self.risk.set_manual(TradingState.REDUCING, "kill switch")
             elif command == "halt-cancel-entries":
@@ -680,6 +751,8 @@ class Session:
             "mode": self.config.mode,
             "connected": self.connected and not self.link_lost,
             "stop_blocked": self.stop_blocked,
+            "fenced": self.stall_fenced,
+            "published_at": time.time(),
             "last_health_ok": self.health.last_ok,
             "halted": self.halted,
             "lease_wait": self.lease_wait,

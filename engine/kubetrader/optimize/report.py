@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from kubetrader.optimize.overfitting import DeflatedSharpe
+
 log = logging.getLogger(__name__)
 
 
@@ -29,6 +31,9 @@ class StudyReport(BaseModel):
     best_params: dict[str, Any]
     best_trial: int | None
     deflated_sharpe: float | None = Field(default=None, description="P[best Sharpe > luck of N trials].")
+    deflated_sharpe_conventions: DeflatedSharpe | None = Field(
+        default=None, description="How the DSR was computed: trials, distinct trials, variance, per period."
+    )
     pbo: float | None = Field(default=None, description="Probability of backtest overfitting (CSCV).")
     confirmed_result: str | None = Field(default=None, description="Full result of the best params, re-run.")
     confirmed_metrics: dict[str, float | None] = Field(default_factory=dict)

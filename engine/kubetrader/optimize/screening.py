@@ -288,9 +288,10 @@ def candidate_points(spec: OptimizationStudySpec) -> list[dict[str, Any]] | None
     from kubetrader.optimize.space import grid, grid_size, parse_space
 
     space = parse_space({k: v.model_dump() for k, v in spec.space.items()})
-    if any(d.type == "float" and d.step is None for d in space.values()) or grid_size(space) > MAX_GRID_POINTS:
+    size = grid_size(space)  # None: a float without a step
+    if size is None or size > MAX_GRID_POINTS:
         return None
-    constraints = parse_constraints(spec.constraints, list(space))
+    constraints = parse_constraints(spec.constraints, space)
     return list(grid(space, constraints))
 
 
@@ -398,7 +399,7 @@ def _sampled(
     from kubetrader.optimize.space import parse_space, to_optuna_distributions
 
     space = parse_space({k: v.model_dump() for k, v in spec.space.items()})
-    constraints = parse_constraints(spec.constraints, list(space))
+    constraints = parse_constraints(spec.constraints, space)
     distributions = to_optuna_distributions(space)
     study = optuna.create_study(direction=spec.objective.direction, sampler=build_sampler(spec.sampler, space))
     points: list[dict[str, Any]] = []

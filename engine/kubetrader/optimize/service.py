@@ -14,16 +14,19 @@ import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from kubetrader import defaults
 from kubetrader.errors import StrategyError
 from kubetrader.optimize.evaluation import Evaluator, InProcessEvaluator
+from kubetrader.optimize.overfitting import DeflatedSharpe
 from kubetrader.optimize.report import StudyReport, write_study_artifacts
 from kubetrader.optimize.study import (
     ATTR_METRICS,
     StudyDriver,
     StudyProgress,
     default_storage_url,
+    feasible_trials,
     open_storage,
     trial_spec,
 )
@@ -112,8 +115,10 @@ def run_study(
         report.confirmed_result = str(outcome.paths.json)
         report.confirmed_metrics = dict(outcome.document.metrics)
         best_returns = list(outcome.document.returns)
-    report.deflated_sharpe = _deflated_sharpe(study, best_returns)
-    report.pbo = _pbo(driver)
+    dsr = deflated_sharpe_of_study(study, best_returns, driver.returns_by_trial())
+    report.deflated_sharpe = dsr.value
+    report.deflated_sharpe_conventions = dsr
+    report.pbo = pbo_of_driver(driver)
     if spec.backtest.tracking.enabled:
         report.mlflow_parent_run_id = _log_to_mlflow(spec, study, report, studies_dir)
     (studies_dir / f"{study_name}.json").write_text(report.model_dump_json(indent=2))
@@ -181,23 +186,40 @@ def _log_to_mlflow(spec: OptimizationStudySpec, study: object, report: StudyRepo
         return None
 
 
-def _deflated_sharpe(study: object, best_returns: list[float] | None) -> float | None:
-    """DSR of the best trial, with every complete trial's Sharpe as the trial population."""
+def deflated_sharpe_of_study(
+    study: object, best_returns: list[float] | None, trial_returns: dict[int, list[float]] | None = None
+) -> DeflatedSharpe:
+    """DSR of the best trial against the study's feasible complete trials, with its
+    conventions (kubetrader.optimize.overfitting.deflated_sharpe_report)."""
     import numpy as np
-    from optuna.trial import TrialState
 
-    from kubetrader.optimize.overfitting import deflated_sharpe_from_returns
+    from kubetrader.optimize.overfitting import deflated_sharpe_report
 
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))  # type: ignore[attr-defined]
+    trials = feasible_trials(study)
     sharpes = [t.user_attrs.get(ATTR_METRICS, {}).get("sharpe_ratio") for t in trials]
-    per_period = np.array([s / math.sqrt(252) for s in sharpes if isinstance(s, int | float)])
-    if best_returns is None or per_period.size < 2:
+    keep = [i for i, s in enumerate(sharpes) if isinstance(s, int | float) and math.isfinite(s)]
+    per_period = np.array([float(sharpes[i]) / math.sqrt(252) for i in keep])
+    points = [tuple(sorted(trials[i].params.items())) for i in keep]
+    return deflated_sharpe_report(
+        None if best_returns is None else np.asarray(best_returns, dtype=float),
+        per_period,
+        distinct_points=len(set(points)),
+        periods_per_year=252,
+        trial_returns=_returns_matrix(trial_returns or {}),
+    )
+
+
+def _returns_matrix(by_trial: dict[int, list[float]]) -> Any:
+    """(observations x trials) of the trials whose return series have the common length, or None."""
+    import numpy as np
+
+    series = [r for r in by_trial.values() if r]
+    if len(series) < 3 or len({len(r) for r in series}) != 1:
         return None
-    value = deflated_sharpe_from_returns(np.asarray(best_returns, dtype=float), per_period)
-    return None if math.isnan(value) else value
+    return np.array(series).T
 
 
-def _pbo(driver: StudyDriver) -> float | None:
+def pbo_of_driver(driver: StudyDriver) -> float | None:
     """PBO when this run evaluated enough trials with returns of equal length."""
     import numpy as np
 

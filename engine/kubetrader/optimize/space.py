@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from kubetrader.errors import SpecError
 from kubetrader.optimize.constraints import Constraint, feasible
-from kubetrader.specs.study import CategoricalParam, FloatParam, IntParam, ParamDef
+from kubetrader.specs.study import CategoricalParam, FloatParam, IntParam, ParamDef, grid_points
 
 Space = dict[str, ParamDef]
 _SPACE_ADAPTER: TypeAdapter[Space] = TypeAdapter(Space)
@@ -54,9 +53,9 @@ def param_values(definition: ParamDef) -> list[Any]:
         return list(range(definition.low, definition.high + 1, definition.step))
     if isinstance(definition, CategoricalParam):
         return list(definition.choices)
-    if definition.step is None:
+    count = definition.count
+    if definition.step is None or count is None:
         raise SpecError("space", "a float parameter needs a step for grid search")
-    count = math.floor((definition.high - definition.low) / definition.step + 1e-9) + 1
     return [round(definition.low + i * definition.step, 12) for i in range(count)]
 
 
@@ -69,8 +68,10 @@ def grid(space: Space, constraints: Sequence[Constraint] = ()) -> Iterator[dict[
             yield point
 
 
-def grid_size(space: Space) -> int:
-    return math.prod(len(param_values(d)) for d in space.values())
+def grid_size(space: Space) -> int | None:
+    """Points on the grid, counted without listing any (kubetrader.specs.study.grid_points); None when a
+    float parameter has no step."""
+    return grid_points(space)
 
 
 def to_optuna_distributions(space: Space) -> dict[str, Any]:

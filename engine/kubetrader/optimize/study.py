@@ -20,8 +20,14 @@ the driver adopts it and waits for its result; otherwise (the driver died inside
 trial is lost, none is failed by a crash, and none stays RUNNING forever. The journal's lock is forced
 after a few seconds untouched (a killed driver's lock), not Optuna's 30.
 
-Infeasible points (a constraint fails) are never backtested: they are told FAIL
-with the user attribute `infeasible` and do not count toward the trial budget.
+Infeasible points (a constraint fails) are never backtested and do not count toward
+the trial budget. They are told COMPLETE with a constraint violation
+(`Trial.set_constraint`, Optuna's own constraint handling since 5.0, which replaced
+`constraints_func`) and the user attribute `infeasible`: TPE then puts them among the
+bad trials and moves away from them (optuna/samplers/_tpe/sampler.py `_split_trials`),
+and `Study.best_trial` skips them. Told FAIL, as before, TPE ignored them and proposed
+the same infeasible points again until the study gave up. Their value (0.0) means
+nothing; every count, report and statistic leaves them out (`is_infeasible`).
 """
 
 from __future__ import annotations
@@ -37,8 +43,9 @@ from kubetrader import defaults
 from kubetrader.errors import SpecError
 from kubetrader.optimize.constraints import Constraint, feasible, parse_constraints
 from kubetrader.optimize.evaluation import Evaluation, Evaluator
-from kubetrader.optimize.space import Space, grid, param_values, parse_space, to_optuna_distributions
+from kubetrader.optimize.space import Space, grid, grid_size, param_values, parse_space, to_optuna_distributions
 from kubetrader.specs.backtest import BacktestSpec, StrategySpec
+from kubetrader.specs.limits import MAX_GRID_POINTS
 from kubetrader.specs.study import OptimizationStudySpec, SamplerSpec
 
 log = logging.getLogger(__name__)
@@ -48,6 +55,15 @@ JOURNAL_LOCK_GRACE_SECONDS = 3  # Optuna warns below 3
 ATTR_METRICS = "metrics"
 ATTR_RETRY_OF = "retry_of"
 ATTR_RESUMED = "resumed_after_crash"
+
+
+ATTR_INFEASIBLE = "infeasible"
+INFEASIBLE_VALUE = 0.0
+
+
+def is_infeasible(trial: Any) -> bool:
+    """An infeasible point (told COMPLETE with a violated constraint, or FAIL by older drivers)."""
+    return bool(trial.user_attrs.get(ATTR_INFEASIBLE))
 
 
 def trial_key(study_name: str, number: int) -> str:
@@ -117,7 +133,9 @@ def build_sampler(spec: SamplerSpec, space: Space) -> Any:
         return optuna.samplers.RandomSampler(seed=spec.seed)
     if spec.type == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=spec.seed, n_startup_trials=spec.startup_trials)
-    return optuna.samplers.GridSampler({name: param_values(d) for name, d in space.items()}, seed=spec.seed)
+    from kubetrader.optimize.samplers import grid_sampler
+
+    return grid_sampler({name: param_values(d) for name, d in space.items()}, spec.seed)
 
 
 def trial_spec(template: BacktestSpec, params: dict[str, Any]) -> BacktestSpec:
@@ -131,12 +149,11 @@ def check_feasible_space(space: Space, constraints: list[Constraint]) -> None:
     grids up to a million points, by sampling otherwise)."""
     if not constraints:
         return
-    if all(d.type != "float" or d.step is not None for d in space.values()):
-        size = math.prod(len(param_values(d)) for d in space.values())
-        if size <= 1_000_000:
-            if next(grid(space, constraints), None) is None:
-                raise SpecError("constraints", "the constraints exclude every point of the space")
-            return
+    size = grid_size(space)  # counted, not listed: a space's size is bounded per parameter only
+    if size is not None and size <= MAX_GRID_POINTS:
+        if next(grid(space, constraints), None) is None:
+            raise SpecError("constraints", "the constraints exclude every point of the space")
+        return
     import random
 
     rng = random.Random(0)
@@ -152,6 +169,13 @@ def check_feasible_space(space: Space, constraints: list[Constraint]) -> None:
         if feasible(point, constraints):
             return
     raise SpecError("constraints", "no feasible point found in 20000 random samples of the space")
+
+
+def feasible_trials(study: Any) -> list[Any]:
+    """The COMPLETE trials that are real evaluations (not infeasible points), in trial order."""
+    from optuna.trial import TrialState
+
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if not is_infeasible(t)]
 
 
 class StudyDriver:
@@ -174,7 +198,7 @@ class StudyDriver:
         self.on_progress = on_progress
         self.collect_timeout = collect_timeout
         self.space = parse_space({k: v.model_dump() for k, v in spec.space.items()})
-        self.constraints = parse_constraints(spec.constraints, list(self.space))
+        self.constraints = parse_constraints(spec.constraints, self.space)
         check_feasible_space(self.space, self.constraints)
         self._returns: dict[int, list[float]] = {}
         self._infeasible_streak = 0
@@ -268,8 +292,10 @@ class StudyDriver:
 
         params = dict(trial.params)
         if not feasible(params, self.constraints):
-            trial.set_user_attr("infeasible", True)
-            study.tell(trial, state=TrialState.FAIL)
+            trial.set_user_attr(ATTR_INFEASIBLE, True)
+            for number, constraint in enumerate(self.constraints):
+                trial.set_constraint(f"c{number}", 0.0 if feasible(params, [constraint]) else 1.0)
+            study.tell(trial, INFEASIBLE_VALUE, state=TrialState.COMPLETE)
             return False
         if hold:
             pending[trial_key(self.study_name, trial.number)] = trial
@@ -347,13 +373,12 @@ class StudyDriver:
         trials = study.get_trials(deepcopy=False)
         progress = StudyProgress()
         for t in trials:
-            if t.state == TrialState.COMPLETE:
+            if is_infeasible(t):
+                progress.infeasible += 1
+            elif t.state == TrialState.COMPLETE:
                 progress.done += 1
             elif t.state == TrialState.FAIL:
-                if t.user_attrs.get("infeasible"):
-                    progress.infeasible += 1
-                else:
-                    progress.failed += 1
+                progress.failed += 1
             elif t.state == TrialState.RUNNING:
                 progress.running += 1
         if progress.done:
@@ -362,10 +387,9 @@ class StudyDriver:
         return progress
 
     def _summary(self, study: Any) -> StudySummary:
-        from optuna.trial import TrialState
 
         progress = self._progress(study)
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        complete = feasible_trials(study)
         best = study.best_trial if complete else None
         return StudySummary(
             study_name=self.study_name,

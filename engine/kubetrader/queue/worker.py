@@ -37,6 +37,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from kubetrader.errors import FatalError, InfrastructureError
+from kubetrader.queue import metrics
 from kubetrader.queue.tasks import HandlerOutcome, Task
 from kubetrader.queue.workqueue import WorkQueue
 
@@ -67,6 +68,9 @@ class WorkerSettings(BaseModel):
         default=20.0, ge=0, description="On stop, how long the current task may run before it is released."
     )
     idle_wait_seconds: float = Field(default=1.0, gt=0, description="Longest wait for work before polling again.")
+    queue_metrics: bool = Field(
+        default=False, description="Refresh the queue-depth gauges with each heartbeat (when serving /metrics)."
+    )
     output_dir: Path = Path("results")
 
     @property
@@ -242,11 +246,13 @@ class Worker:
         if not finished.is_set() and not finished.wait(self.settings.grace_seconds):
             released = self.queue.release(task, self.worker_id)
             self.summary.released += 1
+            metrics.record_task("released", time.perf_counter() - started)
             log.warning("task %s still running after the grace period; released=%s", task.ref, released)
             return
         run_seconds = time.perf_counter() - started
         if outcome:
             status = self.queue.complete(task, self.worker_id, outcome[0], run_seconds=run_seconds)
+            metrics.record_task(status, run_seconds)
             if status == "duplicate":
                 self.summary.duplicates += 1
             else:
@@ -256,6 +262,7 @@ class Worker:
         fatal = is_fatal(exc)
         message = describe_error(exc)
         result = self.queue.fail(task, self.worker_id, message, fatal=fatal, run_seconds=run_seconds)
+        metrics.record_task(result, run_seconds)
         self.summary.failed += 1
         log.warning("task %s attempt %d failed (%s): %s", task.ref, task.attempt, result, exc)
 
@@ -270,6 +277,7 @@ class Worker:
         """
         message = f"timed out after {task.timeout_seconds:g} s (the task's execution deadline); the handler was stopped"
         result = self.queue.fail(task, self.worker_id, message, fatal=True, run_seconds=run_seconds)
+        metrics.record_task("timed_out", run_seconds)
         self.summary.failed += 1
         self.summary.timed_out += 1
         log.error("task %s %s (%s)", task.ref, message, result)
@@ -283,6 +291,7 @@ class Worker:
         with self._lock:
             self._state = state
             self._current = task
+        metrics.BUSY.set(1 if state == "busy" else 0)
         if changed:
             self._heartbeat()
 
@@ -320,5 +329,7 @@ class Worker:
                 ):
                     log.warning("lease on %s lost; its result will count only if it is the first", task.ref)
                 self._heartbeat()
+                if self.settings.queue_metrics:
+                    metrics.refresh_queue(self.queue.redis, self.queue.prefix)
             except Exception:  # Redis restarting: keep trying, the lease has slack for a few misses
                 log.warning("heartbeat failed", exc_info=True)

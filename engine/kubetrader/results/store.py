@@ -89,8 +89,23 @@ def atomic_write_text(path: Path, text: str) -> Path:
     return atomic_write(path, write)
 
 
-def write_document(document: ResultDocument, path: Path) -> Path:
-    return atomic_write_text(path, document.model_dump_json(indent=1))
+def write_document(document: ResultDocument, path: Path, *, index: bool = True) -> Path:
+    """Write the result JSON, then its row in the store's index (kubetrader.results.index), so readers
+    list it without parsing it."""
+    data = document.model_dump_json(indent=1).encode("utf-8")
+    stamp: list[os.stat_result] = []
+
+    def write(handle: IO[bytes]) -> None:
+        handle.write(data)
+        handle.flush()
+        stamp.append(os.fstat(handle.fileno()))  # the rename keeps mtime and size
+
+    atomic_write(path, write)
+    if index:
+        from kubetrader.results.index import index_written
+
+        index_written(path, stamp[0], document)
+    return path
 
 
 def read_document(path: Path | str) -> ResultDocument:

@@ -8,6 +8,14 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from kubetrader.specs.common import IMPORT_PATH_PATTERN, SYMBOL_PATTERN, Scalar, SpecModel
+from kubetrader.specs.limits import (
+    MAX_MATRIX_CELLS,
+    MAX_MATRIX_PARAMS,
+    MAX_MATRIX_STRATEGIES,
+    MAX_MATRIX_SYMBOLS,
+    MAX_MATRIX_VALUES,
+    MAX_STRATEGY_PARAMS,
+)
 
 Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN, description="Ticker as stored in the data store.")]
 ImportPath = Annotated[
@@ -27,6 +35,7 @@ class StrategySpec(SpecModel):
     path: ImportPath
     params: dict[str, Scalar] = Field(
         default_factory=dict,
+        max_length=MAX_STRATEGY_PARAMS,
         description="Strategy parameters; names and types are checked against the class.",
     )
 
@@ -145,9 +154,11 @@ class MatrixSpec(SpecModel):
     Empty lists mean "as in the base spec".
     """
 
-    symbols: list[Symbol] = Field(default_factory=list)
-    strategies: list[ImportPath] = Field(default_factory=list)
-    params: dict[str, list[Scalar]] = Field(default_factory=dict)
+    symbols: list[Symbol] = Field(default_factory=list, max_length=MAX_MATRIX_SYMBOLS)
+    strategies: list[ImportPath] = Field(default_factory=list, max_length=MAX_MATRIX_STRATEGIES)
+    params: dict[str, Annotated[list[Scalar], Field(max_length=MAX_MATRIX_VALUES)]] = Field(
+        default_factory=dict, max_length=MAX_MATRIX_PARAMS
+    )
     task_timeout_seconds: float | None = Field(
         default=None,
         gt=0,
@@ -155,6 +166,16 @@ class MatrixSpec(SpecModel):
         description="Execution deadline of one cell on a worker; past it the cell is stopped and dead-lettered. "
         "Default: 300 s plus 5 ms per bar and symbol.",
     )
+
+    @model_validator(mode="after")
+    def _bounded_cells(self) -> MatrixSpec:
+        """The cross product is counted, not built: every cell becomes a task (CEL cannot multiply a map)."""
+        cells = max(len(self.symbols), 1) * max(len(self.strategies), 1)
+        for values in self.params.values():
+            cells *= len(values)
+        if cells > MAX_MATRIX_CELLS:
+            raise ValueError(f"the matrix has {cells} cells; at most {MAX_MATRIX_CELLS} are allowed")
+        return self
 
 
 class BacktestSpec(SpecModel):

@@ -28,11 +28,18 @@ LIVE_REQUIRED_LIMITS = (
 
 
 class GatewaySpec(SpecModel):
-    image: str = Field(default="ghcr.io/gnzsnz/ib-gateway:stable", min_length=1)
+    image: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=r"^[^\s@]+@sha256:[0-9a-f]{64}$",
+        description="The IB Gateway image, pinned by digest; it must be one the operator allows "
+        "(its first allowed image when absent). A tag could move to an image that receives the credentials.",
+    )
     credentials_secret: str = Field(
         default="ib-credentials",
         pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
-        description="Name of the Secret with keys `username` and `password` (never the values here).",
+        description="Name of the Secret with keys `username` and `password` (never the values here). "
+        "It must opt in to this deployment: annotation `kubetrader.io/live-deployments` listing its name.",
     )
     kind: Literal["gateway", "tws"] = "gateway"
     port: int | None = Field(

@@ -2,21 +2,43 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from kubetrader.specs.backtest import BacktestSpec
 from kubetrader.specs.common import Scalar, SpecModel, did_you_mean
+from kubetrader.specs.limits import (
+    MAX_CHOICES,
+    MAX_CONSTRAINT_LENGTH,
+    MAX_CONSTRAINTS,
+    MAX_GRID_POINTS,
+    MAX_PARAM_VALUES,
+    MAX_SPACE_PARAMS,
+    PARAM_BOUND,
+)
 from kubetrader.specs.metrics import METRIC_NAMES
+
+
+def _check_values(count: int) -> None:
+    if count > MAX_PARAM_VALUES:
+        raise ValueError(
+            f"(high - low) / step + 1 is {count} values; at most {MAX_PARAM_VALUES} are allowed (raise the step)"
+        )
 
 
 class IntParam(SpecModel):
     type: Literal["int"]
-    low: int
-    high: int
-    step: int = Field(default=1, ge=1)
+    low: int = Field(ge=-PARAM_BOUND, le=PARAM_BOUND)
+    high: int = Field(ge=-PARAM_BOUND, le=PARAM_BOUND)
+    step: int = Field(default=1, ge=1, le=PARAM_BOUND)
     log: bool = False
+
+    @property
+    def count(self) -> int:
+        """How many values it takes on a grid, counted (never listed)."""
+        return (self.high - self.low) // self.step + 1
 
     @model_validator(mode="after")
     def _range(self) -> IntParam:
@@ -24,15 +46,23 @@ class IntParam(SpecModel):
             raise ValueError(f"high ({self.high}) must not be below low ({self.low})")
         if self.log and self.low <= 0:
             raise ValueError("log scale needs low > 0")
+        _check_values(self.count)
         return self
 
 
 class FloatParam(SpecModel):
     type: Literal["float"]
-    low: float
-    high: float
+    low: float = Field(ge=-PARAM_BOUND, le=PARAM_BOUND)
+    high: float = Field(ge=-PARAM_BOUND, le=PARAM_BOUND)
     step: float | None = Field(default=None, gt=0)
     log: bool = False
+
+    @property
+    def count(self) -> int | None:
+        """Values on a grid (None without a step: continuous)."""
+        if self.step is None:
+            return None
+        return math.floor((self.high - self.low) / self.step + 1e-9) + 1
 
     @model_validator(mode="after")
     def _range(self) -> FloatParam:
@@ -42,12 +72,18 @@ class FloatParam(SpecModel):
             raise ValueError("log scale needs low > 0")
         if self.log and self.step is not None:
             raise ValueError("step and log cannot be combined")
+        if self.count is not None:
+            _check_values(self.count)
         return self
 
 
 class CategoricalParam(SpecModel):
     type: Literal["categorical"]
-    choices: list[Scalar] = Field(min_length=1)
+    choices: list[Scalar] = Field(min_length=1, max_length=MAX_CHOICES)
+
+    @property
+    def count(self) -> int:
+        return len(self.choices)
 
 
 ParamDef = Annotated[IntParam | FloatParam | CategoricalParam, Field(discriminator="type")]
@@ -96,9 +132,11 @@ class ValidationSpec(SpecModel):
 
 class OptimizationStudySpec(SpecModel):
     backtest: BacktestSpec = Field(description="The Backtest every trial runs, with the trial's params merged in.")
-    space: dict[str, ParamDef] = Field(min_length=1)
-    constraints: list[Annotated[str, Field(max_length=200)]] = Field(
-        default_factory=list, description="Expressions over the parameters, e.g. 'fast < slow'."
+    space: dict[str, ParamDef] = Field(min_length=1, max_length=MAX_SPACE_PARAMS)
+    constraints: list[Annotated[str, Field(max_length=MAX_CONSTRAINT_LENGTH)]] = Field(
+        default_factory=list,
+        max_length=MAX_CONSTRAINTS,
+        description="Expressions over the parameters, e.g. 'fast < slow'.",
     )
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
     trials: int = Field(default=100, ge=1, le=100_000)
@@ -119,4 +157,21 @@ class OptimizationStudySpec(SpecModel):
             raise ValueError(f"parallelism ({self.parallelism}) must not exceed trials ({self.trials})")
         if self.backtest.matrix is not None:
             raise ValueError("backtest.matrix cannot be used in a study (the space is the matrix)")
+        if self.sampler.type == "grid":
+            size = grid_points(self.space)
+            if size is None:
+                raise ValueError("sampler 'grid' needs a step on every float parameter")
+            if size > MAX_GRID_POINTS:
+                raise ValueError(f"the grid has {size} points; sampler 'grid' takes at most {MAX_GRID_POINTS}")
         return self
+
+
+def grid_points(space: dict[str, ParamDef]) -> int | None:
+    """The number of grid points, counted without listing one (None: a float without a step)."""
+    size = 1
+    for definition in space.values():
+        count = definition.count
+        if count is None:
+            return None
+        size *= count
+    return size

@@ -13,14 +13,17 @@ from kubetrader_operator.jobs import (  # re-exported: the Backtest's names for 
     CONFIG_DIR,
     CONTAINER,
     DATA_DIR,
+    REDIS_PASSWORD_VAR,
     RESULTS_DIR,
     SCRATCH_DIR,
     TERMINATION_LOG,
     JobOptions,
     engine_args,
     engine_job,
+    pod_redis_url,
     resource_document,
     scratch_env,
+    secret_env,
     security_context,
     spec_config_map,
 )
@@ -69,7 +72,9 @@ def job_options(settings: OperatorSettings, annotations: dict[str, str]) -> JobO
     memory = override("memory")
     # The engine's own names: with KUBETRADER_REDIS_URL set, a matrix Backtest's Job drives a
     # campaign over the shared worker pool instead of running every cell itself.
-    env = [("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri), ("KUBETRADER_REDIS_URL", settings.redis_url)]
+    secret = settings.redis_password_secret
+    redis_url = pod_redis_url(settings.redis_url, password_secret=secret) if settings.redis_url else None
+    env = [("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri), ("KUBETRADER_REDIS_URL", redis_url)]
     return JobOptions(
         image=settings.image,
         image_pull_policy=settings.image_pull_policy,
@@ -84,6 +89,7 @@ def job_options(settings: OperatorSettings, annotations: dict[str, str]) -> JobO
         run_as_user=settings.run_as_user,
         data_pvc=settings.data_pvc,
         env=tuple((k, v) for k, v in env if v),
+        secret_env=((REDIS_PASSWORD_VAR, secret, settings.redis_password_key),) if secret and redis_url else (),
     )
 
 
@@ -107,6 +113,7 @@ def build_config_map(name: str, namespace: str, spec: BacktestSpec) -> dict[str,
 def build_job(name: str, namespace: str, spec: BacktestSpec, options: JobOptions) -> dict[str, Any]:
     """The batch/v1 Job running the engine once for this Backtest (see `jobs.engine_job`)."""
     env = [
+        *secret_env(options),
         {"name": "KUBETRADER_BACKTEST_NAME", "value": name},
         {"name": "KUBETRADER_NAMESPACE", "value": namespace},
         *scratch_env(),

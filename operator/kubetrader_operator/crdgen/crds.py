@@ -8,12 +8,15 @@ here, so the API server rejects it at `kubectl apply` time with a readable messa
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
 from kubetrader.specs import API_GROUP, API_VERSION, BacktestSpec, LiveDeploymentSpec, OptimizationStudySpec
+from kubetrader.specs.limits import MAX_PARAM_VALUES
 from kubetrader.specs.live import LIVE_REQUIRED_LIMITS
 from kubetrader_operator.crdgen.schema import Schema, model_schema
 from kubetrader_operator.crdgen.status import BacktestStatus, LiveDeploymentStatus, OptimizationStudyStatus
@@ -29,6 +32,15 @@ LIVE_LIMITS_MESSAGE = "mode 'live' needs every risk limit: " + ", ".join(
     "".join(w.capitalize() if i else w for i, w in enumerate(name.split("_"))) for name in LIVE_REQUIRED_LIMITS
 )
 PARALLELISM_MESSAGE = "parallelism must not exceed trials"
+PARAM_VALUES_MESSAGE = f"(high - low) / step + 1 must be at most {MAX_PARAM_VALUES} values (raise the step)"
+# One parameter's grid values, as kubetrader.specs.study counts them (a float without a step is continuous).
+# `double()` on both sides: the merged int/float schema types low/high as `number` (a double in the
+# API server's CEL), and an int in a stand-in's; the arithmetic is the same either way.
+PARAM_VALUES_RULE = (
+    "self.type == 'categorical' || (self.type == 'float' && !has(self.step)) || "
+    "(double(self.high) - double(self.low)) / (has(self.step) ? double(self.step) : 1.0) "
+    f"< {float(MAX_PARAM_VALUES)}"
+)
 NAME_MAX = LABEL_VALUE_MAX  # a name is a label value on the children
 CUSTOM_COMMISSION_MESSAGE = "commission model 'custom' needs perShare or percent"
 
@@ -111,6 +123,9 @@ def study_spec_schema() -> Schema:
     spec = model_schema(OptimizationStudySpec)
     _backtest_schema(spec["properties"]["backtest"])
     _add_rules(spec, _rule("self == oldSelf", STUDY_IMMUTABLE_MESSAGE))
+    # Per parameter (a CEL rule sees one map value); the grid's product over the parameters needs a
+    # fold CEL does not have, so the models check it (kubetrader.specs.limits).
+    _add_rules(spec["properties"]["space"]["additionalProperties"], _rule(PARAM_VALUES_RULE, PARAM_VALUES_MESSAGE))
     # Defaults are written out so the rule holds whether or not the server defaulted first.
     _add_rules(
         spec,
@@ -210,49 +225,62 @@ _SPEC_SCHEMAS = {
 }
 
 
+SCHEMA_HASH_ANNOTATION = f"{API_GROUP}/schema-sha256"
+
+
 def build_crd(kind: str) -> dict[str, Any]:
-    """The apiextensions.k8s.io/v1 CustomResourceDefinition of one kind."""
-    info = KINDS[kind]
+    """The apiextensions.k8s.io/v1 CustomResourceDefinition of one kind.
+
+    Its `kubetrader.io/schema-sha256` annotation is a hash of the spec: the chart compares it with
+    the CRD in the cluster and refuses to install over a stale one (Helm never upgrades CRDs).
+    """
+    spec = _crd_spec(kind)
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{info.plural}.{API_GROUP}"},
-        "spec": {
-            "group": API_GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "kind": info.kind,
-                "listKind": f"{info.kind}List",
-                "plural": info.plural,
-                "singular": info.kind.lower(),
-                "shortNames": [info.short_name],
-                "categories": [CATEGORY],
-            },
-            "versions": [
-                {
-                    "name": API_VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": list(info.columns),
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": (info.spec_model.__doc__ or info.kind).strip().splitlines()[0],
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": _SPEC_SCHEMAS[kind](),
-                                "status": status_schema(info.status_model),
-                            },
-                            "x-kubernetes-validations": [name_rule(info.kind)],
-                        }
-                    },
-                }
-            ],
+        "metadata": {"name": f"{KINDS[kind].plural}.{API_GROUP}", "annotations": {SCHEMA_HASH_ANNOTATION: digest}},
+        "spec": spec,
+    }
+
+
+def _crd_spec(kind: str) -> dict[str, Any]:
+    info = KINDS[kind]
+    return {
+        "group": API_GROUP,
+        "scope": "Namespaced",
+        "names": {
+            "kind": info.kind,
+            "listKind": f"{info.kind}List",
+            "plural": info.plural,
+            "singular": info.kind.lower(),
+            "shortNames": [info.short_name],
+            "categories": [CATEGORY],
         },
+        "versions": [
+            {
+                "name": API_VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": list(info.columns),
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "description": (info.spec_model.__doc__ or info.kind).strip().splitlines()[0],
+                        "required": ["spec"],
+                        "properties": {
+                            "apiVersion": {"type": "string"},
+                            "kind": {"type": "string"},
+                            "metadata": {"type": "object"},
+                            "spec": _SPEC_SCHEMAS[kind](),
+                            "status": status_schema(info.status_model),
+                        },
+                        "x-kubernetes-validations": [name_rule(info.kind)],
+                    }
+                },
+            }
+        ],
     }
 
 

@@ -7,13 +7,19 @@ finalizer runs, i.e. before the positions are closed, and background deletion ra
 the stop. Instead the children are found by label, protected by the operator's own
 finalizer (`STOP_FINALIZER`), and deleted explicitly once flat is confirmed.
 
-Security: the runner runs under the restricted Pod Security Standard. The gateway
-image (gnzsnz/ib-gateway) needs documented exceptions: it starts as root to run Xvfb,
-IBC and socat and writes to its home directory, so it cannot have runAsNonRoot or
-a read-only root filesystem; it still drops every capability but the ones it uses
-(SETUID/SETGID to switch to its `ibgateway` user), has no privilege escalation and
-the RuntimeDefault seccomp profile, and the NetworkPolicy admits only the runner
-(and the operator, for emergency stops) to its API port.
+Security: the runner runs under the restricted Pod Security Standard, and so does the
+gateway but for one documented exception. The gnzsnz/ib-gateway image runs as its own user
+(`USER 1000:1000`, `ibgateway`, in its Dockerfile: github.com/gnzsnz/ib-gateway-docker
+stable/Dockerfile), so the pod has runAsNonRoot, drops every capability and adds none. The
+exception: its start script writes IBC's config.ini and jts.ini from templates into the
+image's home directory, so the root filesystem stays writable (an emptyDir there would hide
+the installed gateway). Its image must be one of the operator's allowed (digest-pinned) images
+and its credentials a Secret that names this deployment (kubetrader_operator.live.deputy).
+
+Network: every pod here is isolated both ways. The gateway admits this deployment's runner and
+the operator's own pods (by namespace name: another namespace cannot imitate them) on its API
+port and reaches only DNS and IBKR's ports; the runner admits the operator and the API on its
+HTTP port and reaches only DNS and its own gateway.
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ import hashlib
 from typing import Any
 
 from kubetrader.specs.live import LiveDeploymentSpec
-from kubetrader_operator.labels import label_value
+from kubetrader_operator.labels import MANAGED_BY, MANAGER, PART_OF, label_value
+from kubetrader_operator.live.settings import LiveNetwork, PodPeer
 
 RUNNER_USER = 10001
+GATEWAY_USER = 1000  # the image's `ibgateway` user (USER 1000:1000 in its Dockerfile)
 STOP_FINALIZER = "kubetrader.io/live-stop"
 LIVE_LABEL = "kubetrader.io/livedeployment"
 COMPONENT = "app.kubernetes.io/component"
@@ -32,7 +40,8 @@ TOKEN_KEY = "token"
 # The gnzsnz/ib-gateway image relays its API (which accepts localhost only) with socat.
 SOCAT_PORTS = {"live": 4003, "paper": 4004}
 VNC_PORT = 5900
-OPERATOR_SELECTOR = {"app.kubernetes.io/name": "kubetrader-operator"}
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set on every namespace by the API server
+DNS_PORTS = ({"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53})
 
 
 def names(deployment: str) -> dict[str, str]:
@@ -43,6 +52,7 @@ def names(deployment: str) -> dict[str, str]:
         "runner": f"{base}-runner",
         "token": f"{base}-runner-token",
         "policy": f"{base}-gateway-api",
+        "runner-policy": f"{base}-runner-http",
     }
 
 
@@ -52,8 +62,8 @@ def _digest(text: str) -> str:
 
 def labels(deployment: str, component: str) -> dict[str, str]:
     return {
-        "app.kubernetes.io/managed-by": "kubetrader-operator",
-        "app.kubernetes.io/part-of": "kubetrader",
+        MANAGED_BY: MANAGER,
+        PART_OF: "kubetrader",
         COMPONENT: component,
         LIVE_LABEL: label_value(deployment),
     }
@@ -81,7 +91,10 @@ def gateway_target_port(spec: LiveDeploymentSpec) -> int:
     return SOCAT_PORTS[spec.mode] if spec.gateway.kind == "gateway" else spec.api_port
 
 
-def build_gateway_statefulset(spec: LiveDeploymentSpec, deployment: str, namespace: str) -> dict[str, Any]:
+def build_gateway_statefulset(
+    spec: LiveDeploymentSpec, deployment: str, namespace: str, *, image: str
+) -> dict[str, Any]:
+    """`image` is the allowed image the spec asked for (kubetrader_operator.live.deputy decides)."""
     n = names(deployment)
     secret = spec.gateway.credentials_secret
     env: list[dict[str, Any]] = [
@@ -112,11 +125,17 @@ def build_gateway_statefulset(spec: LiveDeploymentSpec, deployment: str, namespa
                 "spec": {
                     "automountServiceAccountToken": False,
                     "terminationGracePeriodSeconds": 60,
-                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": GATEWAY_USER,
+                        "runAsGroup": GATEWAY_USER,
+                        "fsGroup": GATEWAY_USER,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     "containers": [
                         {
                             "name": "ib-gateway",
-                            "image": spec.gateway.image,
+                            "image": image,
                             "env": env,
                             "ports": ports,
                             "readinessProbe": {
@@ -128,10 +147,12 @@ def build_gateway_statefulset(spec: LiveDeploymentSpec, deployment: str, namespa
                                 "requests": {"cpu": "250m", "memory": "768Mi"},
                                 "limits": {"cpu": "1", "memory": "1536Mi"},
                             },
-                            # Documented exception (module docstring): root start, writable home.
+                            # The one exception (module docstring): config written into the image's home.
                             "securityContext": {
                                 "allowPrivilegeEscalation": False,
-                                "capabilities": {"drop": ["ALL"], "add": ["SETUID", "SETGID", "CHOWN"]},
+                                "readOnlyRootFilesystem": False,
+                                "runAsNonRoot": True,
+                                "capabilities": {"drop": ["ALL"]},
                                 "seccompProfile": {"type": "RuntimeDefault"},
                             },
                         }
@@ -246,37 +267,84 @@ def build_runner_deployment(
     }
 
 
-def build_network_policy(spec: LiveDeploymentSpec, deployment: str, namespace: str) -> dict[str, Any]:
-    """Only this deployment's runner (and the operator, for emergency stops) reach the gateway's API port."""
-    n = names(deployment)
-    api_from = [
-        {"podSelector": {"matchLabels": {LIVE_LABEL: label_value(deployment), COMPONENT: "runner"}}},
-        {"namespaceSelector": {}, "podSelector": {"matchLabels": OPERATOR_SELECTOR}},
-    ]
-    ingress: list[dict[str, Any]] = [
-        {"from": api_from, "ports": [{"protocol": "TCP", "port": gateway_target_port(spec)}]}
-    ]
+def peer(pods: PodPeer) -> dict[str, Any]:
+    """A NetworkPolicy peer for pods of one named namespace (`namespaceSelector: {}` would admit any)."""
     return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _meta(n["policy"], namespace, deployment, "gateway"),
-        "spec": {
-            "podSelector": {"matchLabels": {LIVE_LABEL: label_value(deployment), COMPONENT: "gateway"}},
-            "policyTypes": ["Ingress"],
-            "ingress": ingress,  # VNC, when on, is reached with `kubectl port-forward` only
-        },
+        "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: pods.namespace}},
+        "podSelector": {"matchLabels": dict(pods.labels)},
     }
 
 
+def _selector(deployment: str, component: str) -> dict[str, Any]:
+    return {"matchLabels": {LIVE_LABEL: label_value(deployment), COMPONENT: component}}
+
+
+def _policy(name: str, namespace: str, deployment: str, component: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(name, namespace, deployment, component),
+        "spec": {"podSelector": _selector(deployment, component), "policyTypes": ["Ingress", "Egress"], **spec},
+    }
+
+
+def build_network_policy(
+    spec: LiveDeploymentSpec, deployment: str, namespace: str, network: LiveNetwork
+) -> dict[str, Any]:
+    """The gateway: its API port from this deployment's runner and the operator; out only to DNS and IBKR."""
+    api_from: list[dict[str, Any]] = [{"podSelector": _selector(deployment, "runner")}]
+    if network.operator_pod is not None:
+        api_from.append(peer(network.operator_pod))
+    egress: list[dict[str, Any]] = [{"to": [peer(network.dns_pod)], "ports": list(DNS_PORTS)}]
+    for target in network.gateway_egress:
+        block: dict[str, Any] = {"cidr": target.cidr}
+        if target.except_:
+            block["except"] = list(target.except_)
+        egress.append(
+            {"to": [{"ipBlock": block}], "ports": [{"protocol": target.protocol, "port": p} for p in target.ports]}
+        )
+    ingress = [{"from": api_from, "ports": [{"protocol": "TCP", "port": gateway_target_port(spec)}]}]
+    # VNC, when on, is reached with `kubectl port-forward` only (through the node, which policies let in)
+    return _policy(
+        names(deployment)["policy"], namespace, deployment, "gateway", {"ingress": ingress, "egress": egress}
+    )
+
+
+def build_runner_policy(
+    spec: LiveDeploymentSpec, deployment: str, namespace: str, network: LiveNetwork, *, port: int
+) -> dict[str, Any]:
+    """The runner: its HTTP port from the operator and the API; out only to DNS and its own gateway."""
+    http_from = [peer(p) for p in (network.operator_pod, network.api_pod) if p is not None]
+    ingress = [{"from": http_from, "ports": [{"protocol": "TCP", "port": port}]}] if http_from else []
+    egress = [
+        {"to": [peer(network.dns_pod)], "ports": list(DNS_PORTS)},
+        {
+            "to": [{"podSelector": _selector(deployment, "gateway")}],
+            "ports": [{"protocol": "TCP", "port": gateway_target_port(spec)}],
+        },
+    ]
+    name = names(deployment)["runner-policy"]
+    return _policy(name, namespace, deployment, "runner", {"ingress": ingress, "egress": egress})
+
+
 def build_children(
-    spec: LiveDeploymentSpec, deployment: str, namespace: str, *, image: str, runner_port: int, token: str
+    spec: LiveDeploymentSpec,
+    deployment: str,
+    namespace: str,
+    *,
+    image: str,
+    gateway_image: str,
+    runner_port: int,
+    token: str,
+    network: LiveNetwork,
 ) -> list[dict[str, Any]]:
-    """Every child, in creation order: policy and secret before the pods that need them."""
+    """Every child, in creation order: policies and secret before the pods that need them."""
     return [
-        build_network_policy(spec, deployment, namespace),
+        build_network_policy(spec, deployment, namespace, network),
+        build_runner_policy(spec, deployment, namespace, network, port=runner_port),
         build_token_secret(deployment, namespace, token),
         build_gateway_service(spec, deployment, namespace),
-        build_gateway_statefulset(spec, deployment, namespace),
+        build_gateway_statefulset(spec, deployment, namespace, image=gateway_image),
         build_runner_service(deployment, namespace, runner_port),
         build_runner_deployment(spec, deployment, namespace, image=image, port=runner_port),
     ]

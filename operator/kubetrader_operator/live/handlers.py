@@ -19,8 +19,9 @@ from pydantic import ValidationError
 from kubetrader.specs import API_GROUP, API_VERSION
 from kubetrader.specs.live import LiveDeploymentSpec
 from kubetrader_operator.conditions import Condition, now_iso, set_condition
-from kubetrader_operator.live import builders, kube_io, status, stopping
+from kubetrader_operator.live import builders, deputy, kube_io, status, stopping
 from kubetrader_operator.live.settings import get_live_settings
+from kubetrader_operator.metrics import LIVE_STOP_BLOCKED
 from kubetrader_operator.settings import get_settings
 
 RESOURCE = (API_GROUP, API_VERSION, "livedeployments")
@@ -36,6 +37,12 @@ def _conditions(body: kopf.Body) -> list[Condition]:
     return list((body.get("status") or {}).get("conditions") or [])
 
 
+def _current(body: kopf.Body, patch: kopf.Patch) -> list[Condition]:
+    """The conditions as this handler has left them so far (its patch), else as stored."""
+    patched = patch.status.get("conditions")
+    return list(patched) if patched is not None else _conditions(body)
+
+
 def _apply(patch: kopf.Patch, fields: dict[str, Any]) -> None:
     for key, value in fields.items():
         patch.status[key] = value
@@ -49,6 +56,13 @@ def _addresses(spec: LiveDeploymentSpec, name: str, namespace: str) -> tuple[str
     address = settings.gateway_address.format(service=n["gateway"], namespace=namespace, port=spec.api_port)
     host, _, port = address.rpartition(":")
     return url, host, int(port)
+
+
+def _fail(body: kopf.Body, patch: kopf.Patch, reason: str, message: str, *, generation: Any, now: str) -> None:
+    """A Failed condition with the reason, the phase it implies, and a warning Event."""
+    c = set_condition(_current(body, patch), status.FAILED, True, reason, message, generation=generation, now=now)
+    _apply(patch, {"conditions": c, "phase": status.derive_phase(c), "message": message})
+    kopf.warn(body, reason=reason, message=message)
 
 
 @kopf.on.resume(*RESOURCE, backoff=SETTINGS.backoff_seconds)
@@ -88,14 +102,29 @@ def create_children(body: kopf.Body, name: str, namespace: str | None, patch: ko
         if refusal is not None:
             kopf.warn(body, reason="PromotionRefused", message=refusal)
             raise kopf.TemporaryError(refusal, delay=30)
+    settings = get_live_settings()
+    refusal = deputy.image_refusal(spec, settings.allowed_gateway_images)
+    if refusal is not None:
+        _fail(body, patch, "ImageNotAllowed", refusal, generation=generation, now=now)
+        raise kopf.PermanentError(refusal)
+    secret = kube_io.read("Secret", namespace, spec.gateway.credentials_secret)
+    refusal = deputy.credentials_refusal(secret, spec, name)
+    if refusal is not None:  # the Secret may be annotated later: retried, the reason in status meanwhile
+        _fail(body, patch, "CredentialsNotAllowed", refusal, generation=generation, now=now)
+        raise kopf.TemporaryError(refusal, delay=settings.refusal_retry_seconds)
     token = kube_io.read_token(namespace, name) or secrets.token_urlsafe(32)
-    image = get_live_settings().runner_image or SETTINGS.image
+    image = settings.runner_image or SETTINGS.image
     for manifest in builders.build_children(
-        spec, name, namespace, image=image, runner_port=get_live_settings().runner_port, token=token
-    ):
+        spec, name, namespace, image=image, gateway_image=deputy.gateway_image(spec, settings.allowed_gateway_images),
+        runner_port=settings.runner_port, token=token, network=settings.network(),
+    ):  # fmt: skip
         _, created = kube_io.create_if_absent(manifest)
         if created:
             kopf.info(body, reason="Created", message=f"{manifest['kind']} {manifest['metadata']['name']}")
+    c = set_condition(
+        _current(body, patch), status.FAILED, False, "ChildrenCreated", "", generation=generation, now=now
+    )
+    _apply(patch, {"conditions": c, "phase": status.derive_phase(c), "message": None})
     patch.status["startTime"] = (body.get("status") or {}).get("startTime") or now
 
 
@@ -169,9 +198,11 @@ def emergency_stop_on_delete(body: kopf.Body, name: str, namespace: str | None, 
         c = set_condition(c, status.STOP_BLOCKED, True, reason, message, generation=generation, now=now)
         _apply(patch, {"conditions": c, "phase": status.derive_phase(c), "stopOutcome": message})
         kopf.warn(body, reason="EmergencyStopBlocked", message=message)
+        LIVE_STOP_BLOCKED.labels(namespace, name).set(1)
         raise kopf.TemporaryError(message, delay=delay)
     message = f"flat confirmed via {outcome.via}: {outcome.summary()}"
     c = set_condition(c, status.STOP_BLOCKED, False, "StopConfirmed", message, generation=generation, now=now)
     _apply(patch, {"conditions": c, "phase": status.derive_phase(c), "stopOutcome": message, "positions": {}})
     kopf.info(body, reason="EmergencyStopConfirmed", message=message)
+    LIVE_STOP_BLOCKED.labels(namespace, name).set(0)
     kube_io.release_children(namespace, name)

@@ -92,6 +92,7 @@ def release_children(namespace: str, deployment: str) -> None:
     for kind, name in (
         ("Deployment", n["runner"]),
         ("Service", n["runner"]),
+        ("NetworkPolicy", n["runner-policy"]),
         ("StatefulSet", n["gateway"]),
         ("Service", n["gateway"]),
         ("NetworkPolicy", n["policy"]),

@@ -7,9 +7,53 @@ gateway from wherever it runs: cluster DNS in production, loopback in tests.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# gnzsnz/ib-gateway 10.45.1j, by digest (an index digest recorded by two independent users of the
+# image); a tag such as `:stable` moves and would receive the IB credentials of whatever it points to.
+DEFAULT_GATEWAY_IMAGE = (
+    "ghcr.io/gnzsnz/ib-gateway@sha256:91165c0752ca534c0dad3c40683ae7c2745974d4d277651a90e90411ca609d8d"
+)
+# IBKR "Host and Ports Documentation" (ibkr.info, tag technical): TWS and IB Gateway reach IBKR's
+# servers on TCP 4000 and 4001 (SSL) "and will not operate on any other port". IBKR names hosts,
+# not addresses, so the default is every public IPv4 address on those ports (private ranges and
+# the link-local metadata range excepted); a cluster that knows IBKR's addresses narrows `cidr`.
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10")
+
+
+class PodPeer(BaseModel):
+    """Pods of one namespace, by labels: a NetworkPolicy peer that another namespace cannot imitate."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    namespace: str = Field(min_length=1, max_length=63)
+    labels: dict[str, str] = Field(min_length=1)
+
+
+class EgressTarget(BaseModel):
+    """Addresses outside the cluster (an ipBlock) and the ports a gateway may reach there."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    cidr: str
+    except_: tuple[str, ...] = Field(default=(), alias="except")
+    ports: tuple[int, ...] = Field(min_length=1)
+    protocol: Literal["TCP", "UDP"] = "TCP"
+
+
+class LiveNetwork(BaseModel):
+    """Who may talk to a deployment's gateway and runner, and where its gateway may connect."""
+
+    model_config = ConfigDict(frozen=True)
+    operator_pod: PodPeer | None = None
+    api_pod: PodPeer | None = None
+    dns_pod: PodPeer
+    gateway_egress: tuple[EgressTarget, ...]
+
+
+def _ib_endpoints() -> list[EgressTarget]:
+    return [EgressTarget.model_validate({"cidr": "0.0.0.0/0", "except": PRIVATE_RANGES, "ports": (4000, 4001)})]
 
 
 class LiveSettings(BaseSettings):
@@ -25,6 +69,30 @@ class LiveSettings(BaseSettings):
     poll_interval_seconds: float = Field(default=15.0, gt=0, description="Status poll of the runner.")
     http_timeout_seconds: float = Field(default=3.0, gt=0)
     max_backtest_age_days: int | None = Field(default=None, ge=1)
+
+    # ---- the operator is no deputy (issue 21): images, Secrets, network peers (JSON in env) ----
+    allowed_gateway_images: list[str] = Field(
+        default=[DEFAULT_GATEWAY_IMAGE],
+        min_length=1,
+        description="spec.gateway.image must be one of these; the first is the default.",
+    )
+    operator_pod: PodPeer | None = Field(
+        default=None, description="The operator's own pods: admitted to gateways (emergency stop) and runners."
+    )
+    api_pod: PodPeer | None = Field(default=None, description="The API's pods: admitted to runners' HTTP port.")
+    refusal_retry_seconds: float = Field(
+        default=30.0, gt=0, description="How soon a refused Secret or an unmet promotion gate is checked again."
+    )
+    dns_pod: PodPeer = PodPeer(namespace="kube-system", labels={"k8s-app": "kube-dns"})
+    gateway_egress: list[EgressTarget] = Field(default_factory=_ib_endpoints)
+
+    def network(self) -> LiveNetwork:
+        return LiveNetwork(
+            operator_pod=self.operator_pod,
+            api_pod=self.api_pod,
+            dns_pod=self.dns_pod,
+            gateway_egress=tuple(self.gateway_egress),
+        )
 
 
 @lru_cache(maxsize=1)

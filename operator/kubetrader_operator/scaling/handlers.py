@@ -23,17 +23,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kubetrader.errors import InfrastructureError
 from kubetrader.queue.server import redis_client
-from kubetrader.queue.stats import QueueStats, queue_stats
+from kubetrader.queue.stats import queue_stats
 from kubetrader.queue.workqueue import DEFAULT_PREFIX, WorkQueue
 from kubetrader_operator.scaling import kube_io
-from kubetrader_operator.scaling.metrics import (
-    DECISIONS,
-    DESIRED_REPLICAS,
-    QUEUE_HEALTH,
-    QUEUE_PENDING,
-    QUEUE_RUNNING,
-    QUEUE_THROUGHPUT,
-)
+from kubetrader_operator.scaling.metrics import DECISIONS, DESIRED_REPLICAS, record_queue
 from kubetrader_operator.scaling.rule import DELETION_COST_ANNOTATION, ScalingPolicy, decide, deletion_costs
 
 SCALE_LABEL = "kubetrader.io/scale-on-queue"
@@ -89,13 +82,6 @@ def _client(url: str) -> redis.Redis:
     return redis_client(url, retry_seconds=scaler_settings().interval_seconds)
 
 
-def record(stats: QueueStats, prefix: str) -> None:
-    QUEUE_PENDING.labels(prefix).set(stats.pending)
-    QUEUE_RUNNING.labels(prefix).set(stats.running)
-    QUEUE_HEALTH.labels(prefix).set(stats.health)
-    QUEUE_THROUGHPUT.labels(prefix).set(stats.throughput_per_min)
-
-
 @kopf.timer(
     "apps",
     "v1",
@@ -128,9 +114,10 @@ def scale_on_queue(
         # and an expired lease counted as "running" would hold the scaler at zero forever.
         WorkQueue(client, prefix=prefix).reap()
         stats = queue_stats(client, prefix=prefix)
+        memory = client.info("memory")
     except (redis.exceptions.RedisError, InfrastructureError) as exc:
         raise kopf.TemporaryError(f"cannot read the queue: {exc}", delay=scaler_settings().interval_seconds) from exc
-    record(stats, prefix)
+    record_queue(stats, prefix, memory)
 
     current = int(spec.get("replicas", 1))
     last_raw = annotations.get(LAST_BACKLOG_ANNOTATION)

@@ -1,13 +1,16 @@
-"""Prometheus metrics of the scaler; `kubetrader_queue_pending` is also what the KEDA trigger reads."""
+"""Prometheus metrics of the scaler. The queue's gauges (`kubetrader_queue_pending`, which the
+KEDA trigger also reads, running, dead, Redis memory) are the engine's (`kubetrader.queue.metrics`),
+defined once: the workers export the same names."""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-QUEUE_PENDING = Gauge("kubetrader_queue_pending", "Tasks waiting in the work queue.", ["prefix"])
-QUEUE_RUNNING = Gauge("kubetrader_queue_running", "Tasks leased to a worker.", ["prefix"])
-QUEUE_HEALTH = Gauge("kubetrader_queue_health", "Queue health score, 0 (broken) to 100.", ["prefix"])
-QUEUE_THROUGHPUT = Gauge("kubetrader_queue_throughput_per_minute", "Tasks finished per minute.", ["prefix"])
+from kubetrader.queue.metrics import QUEUE_HEALTH, QUEUE_PENDING, QUEUE_RUNNING, QUEUE_THROUGHPUT, record_queue
+
+__all__ = ["DECISIONS", "DESIRED_REPLICAS", "QUEUE_HEALTH", "QUEUE_PENDING", "QUEUE_RUNNING", "QUEUE_THROUGHPUT"]
+__all__ += ["record_queue"]
+
 DESIRED_REPLICAS = Gauge(
     "kubetrader_workers_desired_replicas", "Replicas the scaler wants.", ["namespace", "deployment"]
 )

@@ -20,6 +20,7 @@ from kubetrader_operator.jobs import (
     engine_job,
     resource_document,
     scratch_env,
+    secret_env,
     spec_config_map,
 )
 from kubetrader_operator.labels import COMPONENT, MANAGED_BY, MANAGER, PART_OF, child_name, label_value
@@ -92,6 +93,7 @@ def driver_env(
     )
     env = [
         *password,
+        *secret_env(options),
         {"name": "KUBETRADER_STUDY_NAME", "value": study_name_of(name, spec)},
         {"name": "KUBETRADER_NAMESPACE", "value": namespace},
         {"name": REDIS_ENV, "value": redis_url},
@@ -152,6 +154,6 @@ def parse_study_spec(raw: dict[str, Any]) -> OptimizationStudySpec:
     from kubetrader.optimize.study import check_feasible_space
 
     spec = OptimizationStudySpec.model_validate(raw)
-    constraints = parse_constraints(spec.constraints, list(spec.space))
+    constraints = parse_constraints(spec.constraints, spec.space)
     check_feasible_space(spec.space, constraints)
     return spec

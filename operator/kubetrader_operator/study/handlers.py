@@ -21,6 +21,7 @@ from kubetrader.specs import API_GROUP, API_VERSION
 from kubetrader_operator.backtest.builders import job_options
 from kubetrader_operator.backtest.status import waiting_status
 from kubetrader_operator.conditions import is_terminal, now_iso
+from kubetrader_operator.jobs import pod_redis_url
 from kubetrader_operator.labels import MANAGED_BY, MANAGER, owner_name
 from kubetrader_operator.metrics import FAILURES, measured
 from kubetrader_operator.settings import get_settings
@@ -131,7 +132,7 @@ def start_study(
             namespace,
             parsed,
             options,
-            redis_url=settings.redis_url,
+            redis_url=pod_redis_url(settings.redis_url, password_secret=settings.redis_password_secret),
             storage=storage,
             password_secret=study_settings.optuna_password_secret,
             password_key=study_settings.optuna_password_key,

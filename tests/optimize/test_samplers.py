@@ -1,0 +1,80 @@
+"""Every sampler reaches its trial budget: grid ends cleanly on an exhausted grid, TPE is not
+stalled by constraints (infeasible points are told to Optuna as constraint violations)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from kubetrader.optimize.evaluation import InProcessEvaluator
+from kubetrader.optimize.service import run_study
+from kubetrader.optimize.study import StudyDriver, open_storage
+from kubetrader.specs import BacktestSpec, OptimizationStudySpec
+
+BACKTEST: dict[str, Any] = {
+    "strategy": {"path": "strategies.sma_crossover.SMACrossover"},
+    "data": {"symbols": ["ORCL"], "start": "2010-01-01", "end": "2011-12-31"},
+}
+
+
+def quadratic(spec: BacktestSpec) -> tuple[dict[str, float | None], list[float]]:
+    """A trial that runs nothing: its value peaks at fast=23, slow=13, outside `fast < slow`."""
+    fast, slow = float(spec.strategy.params["fast"]), float(spec.strategy.params["slow"])  # type: ignore[arg-type]
+    value = -((fast - 23) ** 2) - (slow - 13) ** 2
+    return {"sharpe_ratio": value, "total_return": value / 100}, [value / 1e4] * 64
+
+
+def test_grid_sampler_with_more_trials_than_points_runs_the_whole_grid_and_reports(tmp_path: Path) -> None:
+    spec = OptimizationStudySpec.model_validate(
+        {
+            "backtest": BACKTEST,
+            "space": {
+                "fast": {"type": "int", "low": 5, "high": 15, "step": 5},
+                "slow": {"type": "int", "low": 30, "high": 40, "step": 10},
+            },
+            "trials": 10,
+            "sampler": {"type": "grid"},
+        }
+    )
+    report = run_study(
+        spec,
+        name="grid-all",
+        output_dir=tmp_path / "out",
+        storage_url=f"journal://{tmp_path / 'grid.log'}",
+        evaluator=InProcessEvaluator(run=quadratic),
+        confirm=False,
+    )
+    assert report.trials_complete == 6  # the whole 3 x 2 grid, then a clean stop
+    assert report.best_params == {"fast": 15, "slow": 30}
+    assert (tmp_path / "out" / "studies" / "grid-all.json").exists()
+
+
+def test_tpe_with_a_constraint_reaches_its_trial_count_without_repeating_infeasible_points(tmp_path: Path) -> None:
+    spec = OptimizationStudySpec.model_validate(
+        {
+            "backtest": BACKTEST,
+            "space": {"fast": {"type": "int", "low": 5, "high": 30}, "slow": {"type": "int", "low": 10, "high": 35}},
+            "constraints": ["fast < slow"],
+            "trials": 25,
+            "sampler": {"type": "tpe", "seed": 1, "startupTrials": 5},
+        }
+    )
+    driver = StudyDriver(
+        spec,
+        study_name="tpe-constrained",
+        storage_url=f"journal://{tmp_path / 'tpe.log'}",
+        evaluator=InProcessEvaluator(run=quadratic),
+    )
+    summary = driver.run()
+    assert summary.trials_complete == 25
+    assert summary.best_params["fast"] < summary.best_params["slow"]
+    import optuna
+
+    study = optuna.load_study(study_name="tpe-constrained", storage=open_storage(f"journal://{tmp_path / 'tpe.log'}"))
+    infeasible = Counter(
+        (t.params["fast"], t.params["slow"]) for t in study.get_trials(deepcopy=False) if t.user_attrs.get("infeasible")
+    )
+    assert summary.trials_infeasible == sum(infeasible.values())
+    assert summary.trials_infeasible < 100
+    assert max(infeasible.values(), default=0) <= 3  # the sampler learns where the constraint bites
