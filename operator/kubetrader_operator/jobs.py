@@ -71,18 +71,30 @@ def secret_env(options: JobOptions) -> list[dict[str, Any]]:
     ]
 
 
-def resource_document(kind: str, name: str, namespace: str, spec: SpecModel) -> dict[str, Any]:
-    """The resource as the engine reads it with `kubetrader run -f` (validated, defaults filled in)."""
+def resource_document(
+    kind: str, name: str, namespace: str, spec: SpecModel, *, uid: str | None = None
+) -> dict[str, Any]:
+    """The resource as the engine reads it with `kubetrader run -f` (validated, defaults filled in).
+
+    With `uid` (a study's), the engine keys the study's state by it (kubetrader.optimize.naming)."""
     return {
         "apiVersion": GROUP_VERSION,
         "kind": kind,
-        "metadata": {"name": name, "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace, **({"uid": uid} if uid else {})},
         "spec": spec.to_wire(),
     }
 
 
 def spec_config_map(
-    child: str, namespace: str, labels: dict[str, str], *, kind: str, name: str, spec: SpecModel, spec_file: str
+    child: str,
+    namespace: str,
+    labels: dict[str, str],
+    *,
+    kind: str,
+    name: str,
+    spec: SpecModel,
+    spec_file: str,
+    uid: str | None = None,
 ) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -93,7 +105,7 @@ def spec_config_map(
             "labels": labels,
             "annotations": {SPEC_HASH_ANNOTATION: spec_hash(spec)},
         },
-        "data": {spec_file: yaml.safe_dump(resource_document(kind, name, namespace, spec), sort_keys=False)},
+        "data": {spec_file: yaml.safe_dump(resource_document(kind, name, namespace, spec, uid=uid), sort_keys=False)},
     }
 
 

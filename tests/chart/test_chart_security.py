@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.chart import RenderedChart, chart_scenarios
+from tests.kube.network_policy import pods_from_manifests
 
 SCENARIOS = chart_scenarios()
 FORBIDDEN_VERBS = {"escalate", "bind", "impersonate", "*"}
@@ -236,8 +237,5 @@ def test_every_component_is_isolated_by_a_policy_selecting_its_own_labels(
         selected = {
             tuple(sorted(p["spec"]["podSelector"]["matchLabels"].items())) for p in rendered.of_kind("NetworkPolicy")
         }
-        for kind_name, _ in rendered.pod_specs():
-            kind, name = kind_name.split("/")
-            workload = rendered.get(kind, name)
-            labels = (workload if kind == "Pod" else workload["spec"]["template"])["metadata"]["labels"]
-            assert any(set(s) <= set(labels.items()) for s in selected), f"{kind_name} in {rendered.scenario}"
+        for pod in pods_from_manifests(rendered.documents, rendered.values.get("namespace", "kubetrader")):
+            assert any(set(s) <= set(pod.labels.items()) for s in selected), f"{pod.key} in {rendered.scenario}"

@@ -169,11 +169,18 @@ def test_studies_come_from_the_optuna_storage(api: httpx.Client, dashboard_api: 
     assert detail["best_so_far"][-1] == pytest.approx(study.best_value)
     assert set(detail["param_importance"]) == {"fast", "slow"}
     assert api.get("/studies/nope").status_code == 404
+    robust = api.get("/studies/sma-orcl-study/robustness").json()
+    assert robust["best"]["params"] == study.best_params and robust["top"][0]["value"] == pytest.approx(
+        study.best_value
+    )
+    assert {n["param"] for n in robust["neighbours"]} <= {"fast", "slow"}
+    assert robust["heatmap"]["x_param"] == "fast" and robust["heatmap"]["y_param"] == "slow"
+    assert api.get("/studies/nope/robustness").status_code == 404
 
 
-def test_unconfigured_sources_say_not_available(api: httpx.Client) -> None:
+def test_unconfigured_sources_say_not_available(api: httpx.Client, dashboard_api: RunningApi) -> None:
     assert api.get("/queue").json() == {"available": False, "reason": "KUBETRADER_REDIS_URL is not set", "stats": None}
-    live = api.get("/live").json()
+    live = api.get("/live", headers=dashboard_api.auth("trader")).json()  # live needs the trader role
     assert live["available"] is False and live["positions"] == []
     cluster = api.get("/cluster/backtests").json()
     assert cluster["available"] is False and "off" in cluster["reason"]

@@ -26,12 +26,12 @@ from kubetrader.live.launch import Endpoint, run_deployment
 from kubetrader.live.testing.tws_peer import TwsPeer, load_daily_bars
 from kubetrader.specs.live import LiveDeploymentSpec
 from strategies.base_strategy import BaseStrategy
-from tests.fixtures.dashboard import dashboard_settings
+from tests.fixtures.dashboard import API_TOKEN, dashboard_settings
 from tests.helpers import free_port, wait_until
 
 TOKEN = "runner-token-9f3Kq-dashboard-test"
 SHARES = 100
-BARS_LEFT = 40
+BARS_LEFT = 80  # 5-second bars: six complete 1-minute bars for the strategy (kubetrader.live.bars)
 
 
 class BuyThenRestingBid(BaseStrategy):
@@ -99,7 +99,11 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
         patch.setenv("KUBETRADER_STRATEGY_PREFIXES", f"strategies.,{__name__}.")
         thread = threading.Thread(target=trade, name="live-runner", daemon=True)
         thread.start()
-        running = Runner(f"http://127.0.0.1:{port}", peer, bars[-1].close)
+        # the runner aggregates the peer's 5-second bars to the spec's 1m (kubetrader.live.bars): the
+        # last price it knows is the close of the last COMPLETE minute (12 bars; sessions hold 4680)
+        last = len(bars) - 1
+        last -= (last + 1) % 12
+        running = Runner(f"http://127.0.0.1:{port}", peer, bars[last].close)
         try:
 
             def settled() -> bool:
@@ -137,9 +141,16 @@ def dashboard(tmp_path: Path, runner: Runner) -> Iterator[Callable[[str | None],
 
         def open_client(token: str | None) -> TestClient:
             settings = dashboard_settings(
-                tmp_path / "results", None, None, live_runner_url=runner.url, runner_token=token or ""
+                tmp_path / "results",
+                None,
+                None,
+                live_runner_url=runner.url,
+                runner_token=token or "",
+                api_token_role="trader",  # the live view needs the trader role
             )
-            return stack.enter_context(TestClient(create_app(settings)))
+            client = stack.enter_context(TestClient(create_app(settings)))
+            client.headers["Authorization"] = f"Bearer {API_TOKEN}"
+            return client
 
         yield open_client
 

@@ -154,8 +154,9 @@ def test_optimization_tab_shows_the_study_history_importance_and_best_params(
     study = optuna.load_study(study_name="sma-orcl-study", storage=dashboard_api.optuna_url)
     tab = _tab(app, "Optimization")
     assert _metrics(tab)["Complete"] == str(len(study.trials))
-    assert len(tab.get("plotly_chart")) == 2  # history and parameter importance
+    assert len(tab.get("plotly_chart")) == 3  # history, parameter importance and the robustness heatmap
     assert json.loads(tab.json[0].value) == study.best_params
+    assert "Plateau score" in _metrics(tab)
 
 
 def test_mlflow_tab_has_four_cards_the_table_three_charts_and_the_ui_link(

@@ -248,6 +248,8 @@ class KubeEmulator(KubernetesEmulator):
             "apps", "v1", "statefulsets", "StatefulSet", status=True, short_names=("sts",), categories=("all",)
         )
         self.register("events.k8s.io", "v1", "events", "Event", short_names=("ev",))
+        # NetworkPolicies are stored and served; tests.kube.network_policy evaluates them.
+        self.register("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short_names=("netpol",))
         for plural, kind, namespaced in RBAC_KINDS:
             self.register("rbac.authorization.k8s.io", "v1", plural, kind, namespaced=namespaced)
         self.register(

@@ -17,6 +17,7 @@ import yaml
 from kubetrader.live.broker import OrderRequest
 from kubetrader.live.ib_broker import IBBroker
 from kubetrader.live.testing.tws_peer import TwsPeer
+from kubetrader.specs.live import LiveDeploymentSpec
 from tests.helpers import EXAMPLES, free_port, wait_until
 from tests.kube.cluster import EmulatedCluster
 
@@ -41,8 +42,6 @@ def live_env(
 ) -> Iterator[EmulatedCluster]:
     from kubetrader_operator.live.settings import get_live_settings
 
-    assert kube_cluster.emulator is not None
-    kube_cluster.emulator.register("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy")
     monkeypatch.setenv("KUBETRADER_OPERATOR_LIVE_GATEWAY_ADDRESS", f"127.0.0.1:{tws_peer.port}")
     monkeypatch.setenv("KUBETRADER_OPERATOR_LIVE_RUNNER_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("KUBETRADER_OPERATOR_LIVE_FLATTEN_WAIT_SECONDS", "10")
@@ -257,3 +256,96 @@ def test_a_credentials_secret_that_does_not_opt_in_is_refused_until_it_names_the
             lambda: (c := condition(live_env, "Failed")) and c["status"] == "False" and c, timeout=20, what="Failed off"
         )
         assert cleared["reason"] == "ChildrenCreated"
+
+
+def runner_spec(cluster: EmulatedCluster) -> tuple[LiveDeploymentSpec, str | None]:
+    """The spec (and its generation) the runner's pod template hands to `kubetrader live run`."""
+    runner = cluster.get("Deployment", NS, RUNNER) or {}
+    template = runner["spec"]["template"]
+    env = {e["name"]: e.get("value") for e in template["spec"]["containers"][0]["env"]}
+    generation = (template["metadata"].get("annotations") or {}).get("kubetrader.io/spec-generation")
+    return LiveDeploymentSpec.model_validate_json(env["KUBETRADER_LIVE_SPEC"] or ""), generation
+
+
+def test_a_risk_edit_rolls_the_runner_with_the_new_limits_and_the_status_says_which_generation_runs(
+    live_env: EmulatedCluster, operator_runner: Callable[[], Any]
+) -> None:
+    """#15: `maxPositionSize` 100 -> 1 left the running runner unchanged while the resource showed 1."""
+    with operator_runner():
+        live_env.create(live_deployment())
+        wait_until(lambda: live_env.get("Deployment", NS, RUNNER), timeout=20, what="the runner")
+        spec, generation = runner_spec(live_env)
+        assert spec.risk.max_position_size == 100 and generation == "1"
+        live_env.patch("LiveDeployment", NS, NAME, {"spec": {"risk": {"maxPositionSize": 1}}})
+        wait_until(lambda: runner_spec(live_env)[1] == "2", timeout=20, what="the runner rolled to generation 2")
+        spec, _ = runner_spec(live_env)
+        assert spec.risk.max_position_size == 1  # the limit the new runner's risk engine enforces
+        status_ = wait_until(
+            lambda: (s := (live_env.get("LiveDeployment", NS, NAME) or {}).get("status") or {})
+            and s.get("runningGeneration") == 2 and s,
+            timeout=20, what="status.runningGeneration 2",
+        )  # fmt: skip
+        assert status_["observedGeneration"] == 2
+        applied = condition(live_env, "SpecApplied")
+        assert applied and applied["status"] == "True" and "generation 2" in applied["message"]
+        assert events(live_env, "RunnerRolled")
+
+
+def test_an_edit_with_on_update_flatten_closes_the_positions_before_the_runner_restarts(
+    live_env: EmulatedCluster, tws_peer: TwsPeer, operator_runner: Callable[[], Any]
+) -> None:
+    tws_peer.seed_position("ORCL", 100)
+    doc = live_deployment()
+    doc["spec"]["stopPolicy"]["onUpdate"] = "flatten"
+    with operator_runner():
+        live_env.create(doc)
+        wait_until(lambda: live_env.get("Deployment", NS, RUNNER), timeout=20, what="the runner")
+        tws_peer.set_down(True)
+        live_env.patch("LiveDeployment", NS, NAME, {"spec": {"risk": {"maxPositionSize": 1}}})
+        blocked = wait_until(
+            lambda: (c := condition(live_env, "SpecApplied")) and c["reason"] == "RollBlocked" and c, timeout=20,
+            what="the roll blocked while the gateway is down",
+        )  # fmt: skip
+        assert "NOT FLAT" in blocked["message"] and runner_spec(live_env)[1] == "1"  # the old spec still runs
+        tws_peer.set_down(False)
+        wait_until(lambda: runner_spec(live_env)[1] == "2", timeout=30, what="the roll after the flatten")
+        assert tws_peer.positions() == {}
+
+
+def test_a_gateway_policy_left_by_an_older_operator_is_brought_up_to_date(
+    live_env: EmulatedCluster, operator_runner: Callable[[], Any]
+) -> None:
+    """#21 finding 4: the old policy admitted a label from any namespace; a restart must not keep it."""
+    spoofable = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f"{NAME}-gateway-api", "namespace": NS},
+        "spec": {
+            "podSelector": {
+                "matchLabels": {"kubetrader.io/livedeployment": NAME, "app.kubernetes.io/component": "gateway"}
+            },
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "namespaceSelector": {},
+                            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "kubetrader-operator"}},
+                        }
+                    ]
+                }
+            ],
+        },
+    }
+    live_env.create(spoofable)
+    with operator_runner():
+        live_env.create(live_deployment())
+
+        def replaced() -> dict[str, Any] | None:
+            policy = live_env.get("NetworkPolicy", NS, f"{NAME}-gateway-api")
+            return policy if policy and "Egress" in policy["spec"]["policyTypes"] else None
+
+        updated = wait_until(replaced, timeout=30, what="the policy replaced")
+        peers = updated["spec"]["ingress"][0]["from"]
+        assert all(peer.get("namespaceSelector") != {} for peer in peers)
+        assert events(live_env, "Updated")

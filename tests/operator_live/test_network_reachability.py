@@ -130,6 +130,7 @@ EXPECTED: dict[str, set[str]] = {
     "api:8000": ANY_CLIENT - {"api"},  # a NodePort by default (30800): the API authenticates
     "dashboard:8501": ANY_CLIENT - {"dashboard"},  # the front end
     "operator:9090": ANY_CLIENT - {"operator"},  # metrics, for any Prometheus
+    "worker:9091": ANY_CLIENT - {"worker"},  # metrics, for any Prometheus (a PodMonitor)
     "kube-dns:53": ANY_CLIENT | {"mlflow", "gateway", "runner"},
     "ib-server:4000": ANY_CLIENT | {"gateway"},
     "ib-server:4001": ANY_CLIENT | {"gateway"},
@@ -166,6 +167,11 @@ def test_the_default_gateway_image_is_the_charts_first_allowed_image(live_chart:
 
     defaults = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
     assert defaults["live"]["gateway"]["allowedImages"][0] == DEFAULT_GATEWAY_IMAGE
+
+
+def test_the_chart_gives_the_operator_a_default_backtest_age(chart_live_settings: LiveSettings) -> None:
+    """#15: max_backtest_age_days was never set; the chart's default now reaches the operator."""
+    assert chart_live_settings.max_backtest_age_days == 90
 
 
 def test_the_live_runner_pod_monitor_selects_the_runner_pods_the_operator_creates(

@@ -92,3 +92,30 @@ def test_the_operators_default_age_applies_when_the_promotion_sets_none() -> Non
     assert promotion_refusal(promotion, old, live, now=NOW) is None
     refusal = promotion_refusal(promotion, old, live, now=NOW, max_age_days=90)
     assert refusal is not None and "older than 90 days" in refusal
+
+
+def test_edits_that_would_not_be_safe_on_a_running_deployment_are_refused_at_admission() -> None:
+    """#15 item 6: a gateway edit (account, image, port, client id) or a lost symbol needs a new resource."""
+    old = example("live-paper.yaml")
+    moved = copy.deepcopy(old)
+    moved["spec"]["gateway"]["credentialsSecret"] = "someone-elses-account"
+    assert any("spec.gateway is immutable" in e for e in admit(CRD, moved, old))
+    client = copy.deepcopy(old)
+    client["spec"]["gateway"]["clientId"] = 7
+    assert any("spec.gateway is immutable" in e for e in admit(CRD, client, old))
+    fewer = copy.deepcopy(old)
+    fewer["spec"]["symbols"] = ["NVDA"]
+    assert any("may gain symbols, not lose them" in e for e in admit(CRD, fewer, old))
+    safe = copy.deepcopy(old)
+    safe["spec"]["symbols"] = ["ORCL", "NVDA"]
+    safe["spec"]["risk"]["maxPositionSize"] = 1
+    safe["spec"]["stopPolicy"]["onUpdate"] = "flatten"
+    assert admit(CRD, safe, old) == []
+
+
+def test_a_gateway_image_must_be_pinned_by_digest_at_admission() -> None:
+    doc = example("live-paper.yaml")
+    doc["spec"]["gateway"]["image"] = "ghcr.io/gnzsnz/ib-gateway:stable"
+    assert any("spec.gateway.image" in e for e in admit(CRD, doc))
+    doc["spec"]["gateway"]["image"] = "ghcr.io/gnzsnz/ib-gateway@sha256:" + "a" * 64
+    assert admit(CRD, doc) == []

@@ -47,11 +47,14 @@ def _spec(**changes: Any) -> dict[str, Any]:
 
 
 def test_config_map_holds_the_validated_study_as_a_file_the_engine_reads() -> None:
-    config_map = build_config_map("sma-orcl-tuning", "research", SPEC)
+    uid = "6f1c0a2b-3d4e-4f50-8a6b-7c8d9e0f1a2b"
+    config_map = build_config_map("sma-orcl-tuning", "research", SPEC, uid=uid)
     kubernetes_validate.validate(config_map, "1.37", strict=True)
     document = yaml.safe_load(config_map["data"]["study.yaml"])
     assert document["kind"] == "OptimizationStudy"
     assert parse_resource(document).spec == SPEC
+    # the driver keys the study's state by namespace and uid (kubetrader.optimize.naming)
+    assert (document["metadata"]["namespace"], document["metadata"]["uid"]) == ("research", uid)
     assert config_map["metadata"]["name"] == "study-sma-orcl-tuning"
     assert config_map["metadata"]["labels"][STUDY_LABEL] == "sma-orcl-tuning"
 
@@ -68,7 +71,7 @@ def test_driver_job_runs_the_study_on_the_work_queue_with_the_operators_settings
     assert env["KUBETRADER_REDIS_URL"] == REDIS  # `run --redis` reads it
     assert env["KUBETRADER_OPTUNA_STORAGE"] == STORAGE  # `run --storage` reads it
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
-    assert env["KUBETRADER_STUDY_NAME"] == "sma-orcl-tuning"
+    assert "KUBETRADER_STUDY_NAME" not in env  # one source of the study's key: the spec file's metadata
     assert env["KUBETRADER_DATA_DIR"] == "/data"
     assert "KUBETRADER_OPTUNA_STORAGE" not in {
         e["name"] for e in _job()["spec"]["template"]["spec"]["containers"][0]["env"]

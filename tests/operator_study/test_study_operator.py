@@ -17,9 +17,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from kubetrader.optimize.naming import trial_batch
 from kubetrader.queue.local import local_workers
 from kubetrader.queue.server import redis_client
 from kubetrader.queue.stats import batch_stats
+from kubetrader_operator.study.builders import study_key_of
 from tests.helpers import EXAMPLES, wait_until
 from tests.kube.cluster import EmulatedCluster
 from tests.kube.emulator import Obj
@@ -28,7 +30,6 @@ from tests.kube.kubelet import FakeKubelet
 NS = "research"
 NAME = "tiny"
 JOB = "study-tiny"
-BATCH = "study-tiny"
 EXAMPLE = yaml.safe_load((EXAMPLES / "e2e" / "study-small.yaml").read_text())
 
 pytestmark = pytest.mark.slow
@@ -88,7 +89,7 @@ def test_applied_study_gets_a_valid_config_map_and_driver_job_owned_by_it(
 ) -> None:
     with operator_runner():
         study = kube_cluster.create(_study())
-        job = _wait(lambda: kube_cluster.get("Job", NS, JOB), timeout=20, what="the driver Job")
+        job = _wait(lambda: kube_cluster.get("Job", NS, JOB), timeout=60, what="the driver Job")
         config_map = kube_cluster.get("ConfigMap", NS, JOB)
         wait_until(lambda: _events(kube_cluster, "JobCreated"), timeout=10, what="a JobCreated event")
         status = _wait(lambda: _phase_is(kube_cluster, "Pending"), timeout=10, what="Pending")
@@ -116,7 +117,8 @@ def test_applied_study_gets_a_valid_config_map_and_driver_job_owned_by_it(
     assert {"name": "KUBETRADER_REDIS_URL", "value": study_env} in container["env"]
     accepted = _condition(status, "Accepted")
     assert (accepted["status"], accepted["reason"], accepted["observedGeneration"]) == ("True", "JobCreated", 1)
-    assert (status["job"]["name"], status["objective"], status["studyName"]) == (JOB, "sharpe_ratio", NAME)
+    key = f"{NS}.{NAME}.{study['metadata']['uid'].replace('-', '')[:8]}"  # namespace and uid: no tenant shares it
+    assert (status["job"]["name"], status["objective"], status["studyName"]) == (JOB, "sharpe_ratio", key)
     assert study["metadata"]["name"] == NAME
 
 
@@ -131,7 +133,7 @@ def test_study_runs_on_two_workers_with_progress_in_status_and_the_summarys_best
     worker_env = {"KUBETRADER_DATA_DIR": str(tmp_path / "worker-data")}
     with local_workers(study_env, 2, output_dir=tmp_path / "worker-results", env=worker_env), operator_runner():
         kube_cluster.create(_study())
-        wait_until(lambda: kube_cluster.get("Job", NS, JOB), timeout=20, what="the driver Job")
+        wait_until(lambda: kube_cluster.get("Job", NS, JOB), timeout=60, what="the driver Job")
         errors: list[BaseException] = []
 
         def kubelet() -> None:
@@ -183,10 +185,28 @@ def test_study_whose_constraints_exclude_every_point_fails_with_the_reason_and_n
     assert kube_cluster.get("Job", NS, JOB) is None
 
 
+def _running_pod(cluster: EmulatedCluster, job: Obj) -> None:
+    """The Job's pod, Running: first thing, so the operator's start timeout (6 s in tests) holds under load."""
+    ns = job["metadata"]["namespace"]
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": JOB, "uid": job["metadata"]["uid"], "controller": True}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"{JOB}-0", "namespace": ns, "labels": {"job-name": JOB}, "ownerReferences": [owner]},
+        "spec": job["spec"]["template"]["spec"],
+    }
+    cluster.create(pod)
+    cluster.patch("Pod", ns, f"{JOB}-0", {"status": {"phase": "Running"}}, subresource="status")
+    # and the Job's own status, as the Job controller writes it for a ready pod (the operator reads this)
+    started = {"startTime": job["metadata"]["creationTimestamp"], "active": 1, "ready": 1}
+    cluster.patch("Job", ns, JOB, {"status": started}, subresource="status")
+
+
 def _start_driver(cluster: EmulatedCluster, job: Obj, root: Path) -> subprocess.Popen[bytes]:
-    """Play kubelet for a pod that keeps running: the Job's container as a local process, and a Running Pod."""
+    """Play kubelet for a pod that keeps running: a Running Pod, and the Job's container as a local process."""
+    _running_pod(cluster, job)
     container = job["spec"]["template"]["spec"]["containers"][0]
-    config_map = cluster.get("ConfigMap", NS, JOB)
+    config_map = cluster.get("ConfigMap", job["metadata"]["namespace"], JOB)
     assert config_map is not None
     spec_dir, data_dir = root / "spec", root / "data"
     spec_dir.mkdir(parents=True)
@@ -199,17 +219,7 @@ def _start_driver(cluster: EmulatedCluster, job: Obj, root: Path) -> subprocess.
     env = {**os.environ, **{e["name"]: local(e["value"]) for e in container["env"]}, "HOME": str(root)}
     env.update(TMPDIR=str(root), MPLCONFIGDIR=str(root / "mpl"))
     argv = [str(Path(sys.executable).parent / "kubetrader"), *(local(a) for a in container["args"])]
-    process = subprocess.Popen(argv, env=env, cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": JOB, "uid": job["metadata"]["uid"], "controller": True}
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": f"{JOB}-0", "namespace": NS, "labels": {"job-name": JOB}, "ownerReferences": [owner]},
-        "spec": job["spec"]["template"]["spec"],
-    }
-    cluster.create(pod)
-    cluster.patch("Pod", NS, f"{JOB}-0", {"status": {"phase": "Running"}}, subresource="status")
-    return process
+    return subprocess.Popen(argv, env=env, cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 
 
 def test_deleting_a_study_stops_its_driver_and_cancels_its_queued_trials(
@@ -217,11 +227,11 @@ def test_deleting_a_study_stops_its_driver_and_cancels_its_queued_trials(
 ) -> None:
     client = redis_client(study_env)
     with operator_runner():
-        kube_cluster.create(_study())
-        job = _wait(lambda: kube_cluster.get("Job", NS, JOB), timeout=20, what="the driver Job")
+        batch = trial_batch(study_key_of(kube_cluster.create(_study())))
+        job = _wait(lambda: kube_cluster.get("Job", NS, JOB), timeout=60, what="the driver Job")
         driver = _start_driver(kube_cluster, job, tmp_path / "pod")
         try:  # no workers: the driver's first `parallelism` trials wait in the queue
-            wait_until(lambda: batch_stats(client, BATCH).queued == 2, timeout=30, what="2 queued trials")
+            wait_until(lambda: batch_stats(client, batch).queued == 2, timeout=30, what="2 queued trials")
             kube_cluster.delete("OptimizationStudy", NS, NAME)
             wait_until(lambda: kube_cluster.get("Job", NS, JOB) is None, timeout=20, what="the Job deleted")
             wait_until(lambda: not kube_cluster.select("Pod", NS), timeout=20, what="the driver pod deleted")
@@ -230,9 +240,68 @@ def test_deleting_a_study_stops_its_driver_and_cancels_its_queued_trials(
             driver.wait(20)
         wait_until(lambda: kube_cluster.get("OptimizationStudy", NS, NAME) is None, timeout=20, what="the study gone")
         stopped = wait_until(lambda: _events(kube_cluster, "Stopped"), timeout=10, what="a Stopped event")
-    stats = batch_stats(client, BATCH)
+    stats = batch_stats(client, batch)
     assert (stats.queued, stats.running, stats.cancelled) == (0, 0, 2)
-    assert BATCH in stopped[0]["message"]
+    assert batch in stopped[0]["message"]
     # the garbage collector deletes the study's ConfigMap after the study is gone, as on a cluster
     wait_until(lambda: kube_cluster.get("ConfigMap", NS, JOB) is None, timeout=10, what="the ConfigMap collected")
     client.close()
+
+
+OTHER_TENANT = "default"  # the other namespace the chart's test values watch
+
+
+def test_a_namesake_study_in_another_namespace_never_touches_the_first_ones_trials_or_best(
+    kube_cluster: EmulatedCluster, operator_runner: Callable[[], Any], study_env: str, tmp_path: Path
+) -> None:
+    """Issue 21 finding 6: studyName keyed the batch, the progress and the Optuna study globally, so tenant
+    B creating and deleting a study named like tenant A's cancelled A's queued trials and copied A's best
+    into B's status. Now the key holds the namespace and the uid (kubetrader.optimize.naming)."""
+    from kubetrader.optimize.progress import publish_progress
+    from kubetrader.optimize.study import StudyProgress
+
+    client = redis_client(study_env)
+    with operator_runner():
+        tenant_a = kube_cluster.create(_study())
+        batch_a = trial_batch(study_key_of(tenant_a))
+        job = _wait(lambda: kube_cluster.get("Job", NS, JOB), timeout=60, what="A's driver Job")
+        driver = _start_driver(kube_cluster, job, tmp_path / "pod-a")
+        try:  # no workers: A's first `parallelism` trials wait in the queue
+            wait_until(lambda: batch_stats(client, batch_a).queued == 2, timeout=60, what="A's 2 queued trials")
+            driver.kill()  # SIGKILL: A's trials stay queued, and its progress is ours to write
+            driver.wait(20)
+            best = StudyProgress(done=3, best_value=1.25, best_params={"fast": 7, "slow": 40})
+            publish_progress(client, study_key_of(tenant_a), best)  # what A's driver publishes after a result
+            wait_until(lambda: _status(kube_cluster).get("bestValue") == 1.25, timeout=60, what="A's best in status")
+
+            doc_b = _study()
+            doc_b["metadata"]["namespace"] = OTHER_TENANT
+            kube_cluster.create(doc_b)
+            job_b = _wait(lambda: kube_cluster.get("Job", OTHER_TENANT, JOB), timeout=60, what="B's driver Job")
+            tenant_b = _wait(lambda: kube_cluster.get("OptimizationStudy", OTHER_TENANT, NAME), timeout=60, what="B")
+            publish_progress(client, study_key_of(tenant_b), StudyProgress(done=1))  # B's own driver, no best yet
+
+            def b_status_with_its_own_progress() -> dict[str, Any] | None:
+                found = kube_cluster.get("OptimizationStudy", OTHER_TENANT, NAME) or {}
+                status = found.get("status") or {}
+                return status if status.get("trialsDone") == 1 else None
+
+            status_b = _wait(b_status_with_its_own_progress, timeout=60, what="B's status from B's progress")
+            kube_cluster.delete("OptimizationStudy", OTHER_TENANT, NAME)
+            stopped = wait_until(  # B's delete handler ran: it cancelled B's trials
+                lambda: [e for e in kube_cluster.select("Event", OTHER_TENANT) if e.get("reason") == "Stopped"],
+                timeout=60,
+                what="B stopped",
+            )
+            stats = batch_stats(client, batch_a)
+            status_a = _status(kube_cluster)
+        finally:
+            driver.terminate()
+            driver.wait(20)
+    client.close()
+    assert job_b["metadata"]["uid"] != job["metadata"]["uid"]
+    assert trial_batch(study_key_of(tenant_b)) in stopped[0]["message"]
+    assert (stats.queued, stats.cancelled) == (2, 0), stats  # B's delete cancelled none of A's trials
+    assert "bestValue" not in status_b and "bestParams" not in status_b, status_b  # A's best never reached B
+    assert status_b["studyName"] != status_a["studyName"]
+    assert (status_a["bestValue"], status_a["bestParams"], status_a["trialsDone"]) == (1.25, {"fast": 7, "slow": 40}, 3)

@@ -15,7 +15,7 @@ import pytest
 from kubetrader.optimize.progress import read_progress
 from kubetrader.optimize.queue_evaluator import queue_evaluator
 from kubetrader.optimize.service import run_study
-from kubetrader.optimize.study import open_storage, trial_spec
+from kubetrader.optimize.study import feasible_trials, open_storage, trial_spec
 from kubetrader.queue.server import redis_client
 from kubetrader.runner import BacktestRunner
 from kubetrader.specs import OptimizationStudySpec
@@ -36,7 +36,7 @@ STUDY: dict[str, Any] = {
 
 def _complete(storage_url: str, name: str) -> list[optuna.trial.FrozenTrial]:
     study = optuna.load_study(study_name=name, storage=open_storage(storage_url))
-    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return feasible_trials(study)  # infeasible points are told COMPLETE with a violated constraint
 
 
 @pytest.mark.slow

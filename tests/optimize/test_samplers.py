@@ -47,7 +47,16 @@ def test_grid_sampler_with_more_trials_than_points_runs_the_whole_grid_and_repor
     )
     assert report.trials_complete == 6  # the whole 3 x 2 grid, then a clean stop
     assert report.best_params == {"fast": 15, "slow": 30}
-    assert (tmp_path / "out" / "studies" / "grid-all.json").exists()
+    studies = tmp_path / "out" / "studies"
+    assert (studies / "grid-all.json").exists()
+    page = studies / report.artifacts["charts"]
+    assert 10_000 < page.stat().st_size < 1_000_000  # static charts: no 4.6 MB of plotly.js inline
+    assert "Plateau score" in page.read_text() and page.read_text().count("<img") >= 4
+    import pandas as pd
+
+    table = pd.read_csv(studies / report.artifacts["trials"])
+    assert len(table) == 6 and set(table["state"]) == {"COMPLETE"}
+    assert table.loc[table["value"].idxmax(), ["param_fast", "param_slow"]].tolist() == [15, 30]
 
 
 def test_tpe_with_a_constraint_reaches_its_trial_count_without_repeating_infeasible_points(tmp_path: Path) -> None:
@@ -78,3 +87,14 @@ def test_tpe_with_a_constraint_reaches_its_trial_count_without_repeating_infeasi
     assert summary.trials_infeasible == sum(infeasible.values())
     assert summary.trials_infeasible < 100
     assert max(infeasible.values(), default=0) <= 3  # the sampler learns where the constraint bites
+
+
+def test_a_median_pruner_is_refused_with_the_field_named_rather_than_ignored() -> None:
+    import pydantic
+    import pytest
+
+    with pytest.raises(pydantic.ValidationError) as caught:
+        OptimizationStudySpec.model_validate(
+            {"backtest": BACKTEST, "space": {"fast": {"type": "int", "low": 5, "high": 10}}, "pruner": "median"}
+        )
+    assert "pruner" in str(caught.value) and "not supported" in str(caught.value)

@@ -96,6 +96,9 @@ def test_out_of_sample_trades_add_up_to_the_stitched_equity_after_switch_costs(t
         assert (window.switch_cost > 0) == (window.switch_shares != 0)
     carried = [w for w in report.windows if w.switch_shares]
     assert carried, "the test needs a boundary where the position changes"
+    page = (out / report.artifacts["robustness"]).read_text()
+    assert page.count("<img") == 4 and len(page) < 1_000_000  # IS vs OOS, stability, scatter, equity + benchmark
+    assert all(w.deflated_sharpe is not None for w in report.windows)
 
 
 def test_intraday_windows_are_cut_at_bars_and_the_out_of_sample_curve_keeps_them(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ rotation, no drift). Copies of one Secret name in several namespaces (the Redis 
 the operator's Jobs) get the same value. Runs in the operator image (the `kubernetes` client).
 """
 
+import base64
 import json
 import os
 import secrets
@@ -22,7 +23,10 @@ ALPHABET = string.ascii_letters + string.digits  # URL-safe: the passwords go in
 def main() -> int:
     wanted = json.loads(os.environ["KUBETRADER_SECRETS"])
     labels = json.loads(os.environ.get("KUBETRADER_SECRET_LABELS", "{}"))
-    config.load_incluster_config()
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config()  # the hook Job's ServiceAccount
+    else:
+        config.load_kube_config()  # KUBECONFIG: the chart's tests run it against the emulated API
     core = client.CoreV1Api()
     values: dict[str, str] = {}
     existing: dict[tuple[str, str], bool] = {}
@@ -37,8 +41,6 @@ def main() -> int:
         existing[(item["namespace"], item["name"])] = True
         data = secret.data or {}
         if item["key"] in data:
-            import base64
-
             values.setdefault(item["name"], base64.b64decode(data[item["key"]]).decode())
     for item in wanted:
         where = f"{item['namespace']}/{item['name']}"
@@ -53,7 +55,7 @@ def main() -> int:
                 labels={**labels, "app.kubernetes.io/component": item["component"]},
             ),
             type="Opaque",
-            string_data={item["key"]: value},
+            data={item["key"]: base64.b64encode(value.encode()).decode()},
         )
         try:
             core.create_namespaced_secret(item["namespace"], body)

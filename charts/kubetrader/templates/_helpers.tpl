@@ -399,6 +399,12 @@ app.kubernetes.io/managed-by: kubetrader-operator
 app.kubernetes.io/part-of: kubetrader
 {{- end }}
 
+{{/* The live runner pods the operator creates (kubetrader_operator/live/builders.py `labels`). */}}
+{{- define "kubetrader.liveRunnerLabels" -}}
+{{ include "kubetrader.operatorChildLabels" . }}
+app.kubernetes.io/component: runner
+{{- end }}
+
 {{/* A component's pods in the release namespace, selected by namespace NAME (a label any other
 namespace cannot carry) and the component's selector labels. Call with (list $ "component"). */}}
 {{- define "kubetrader.componentPeer" -}}

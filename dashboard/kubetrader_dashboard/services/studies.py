@@ -6,6 +6,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from kubetrader.optimize.robustness import Robustness
+from kubetrader.optimize.study import is_infeasible
 from kubetrader_dashboard.models.operations import StudyDetail, StudyList, StudySummary, TrialRow
 
 IMPORTANCE_MIN_TRIALS = 4
@@ -117,8 +119,11 @@ class StudyService:
         best_so_far: list[float | None] = []
         rows = []
         for trial in trials:
-            improves = trial.value is not None and (
-                best is None or (trial.value > best if maximize else trial.value < best)
+            infeasible = is_infeasible(trial)  # told COMPLETE with a violated constraint: not an evaluation
+            improves = (
+                not infeasible
+                and trial.value is not None
+                and (best is None or (trial.value > best if maximize else trial.value < best))
             )
             if trial.state == TrialState.COMPLETE and improves:
                 best, best_params = trial.value, dict(trial.params)
@@ -126,8 +131,8 @@ class StudyService:
             rows.append(
                 TrialRow(
                     number=trial.number,
-                    state=trial.state.name,
-                    value=trial.value,
+                    state="INFEASIBLE" if infeasible else trial.state.name,
+                    value=None if infeasible else trial.value,
                     params=dict(trial.params),
                     started=trial.datetime_start.isoformat() if trial.datetime_start else None,
                     finished=trial.datetime_complete.isoformat() if trial.datetime_complete else None,
@@ -138,7 +143,7 @@ class StudyService:
             name=study.study_name,
             direction=study.direction.name.lower(),
             trials=len(trials),
-            complete=sum(t.state == TrialState.COMPLETE for t in trials),
+            complete=sum(t.state == TrialState.COMPLETE and not is_infeasible(t) for t in trials),
             running=sum(t.state == TrialState.RUNNING for t in trials),
             failed=sum(t.state == TrialState.FAIL for t in trials),
             pruned=sum(t.state == TrialState.PRUNED for t in trials),
@@ -147,6 +152,12 @@ class StudyService:
             started=min(starts).isoformat() if starts else None,
         )
         return summary, rows, best_so_far, study
+
+    def robustness(self, name: str) -> Robustness:
+        """The robustness view of a study (the engine's numbers, kubetrader.optimize.robustness)."""
+        from kubetrader.optimize.report import study_robustness
+
+        return study_robustness(self._load(name)[3])
 
     def detail(self, name: str) -> StudyDetail:
         import optuna

@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from kubetrader.optimize.robustness import Robustness
 from kubetrader.specs.common import GROUP_VERSION, SpecModel
 from kubetrader_dashboard.auth.roles import Identity
 from kubetrader_dashboard.models.auth import LoginRequest, SessionToken
@@ -133,6 +134,9 @@ class ApiClient:
 
     def study(self, name: str) -> StudyDetail:
         return self._get(StudyDetail, f"/studies/{name}")
+
+    def study_robustness(self, name: str) -> Robustness:
+        return self._get(Robustness, f"/studies/{name}/robustness")
 
     def cluster(self, plural: str) -> ClusterResources:
         try:

@@ -19,6 +19,7 @@ from kubetrader.specs import BacktestSpec, OptimizationStudySpec
 from kubetrader.specs.common import SpecModel
 from kubetrader_dashboard.ui import charts
 from kubetrader_dashboard.ui.client import ApiClient, ApiError
+from kubetrader_dashboard.ui.robustness import robustness_view
 
 HEADLINE = ("total_return", "cagr", "sharpe_ratio", "max_drawdown", "num_trades")
 COMPARE_METRICS = (
@@ -548,6 +549,7 @@ def optimization(client: ApiClient) -> None:
                 st.caption(f"Parameter importance: {detail.importance_note}")
             st.markdown("**Best parameters**")
             st.json(summary.best_params or {})
+            robustness_view(client, name)
     st.markdown("**Set up a study**")
     with st.form("submit-study"):
         head = st.columns(3)

@@ -18,12 +18,13 @@ import click
 from kubetrader.cli.options import backtest_spec_from_options, data_options, tracking_options
 from kubetrader.errors import EXIT_FATAL, KubetraderError, SpecError
 from kubetrader.specs import HEADLINE_METRICS, BacktestSpec, OptimizationStudySpec
+from kubetrader.specs.resources import Metadata
 
 SUMMARY_LIMIT = 4096
 
 
-def _load_resource(path: Path) -> tuple[str, BacktestSpec | OptimizationStudySpec]:
-    """(metadata.name, spec) of a Backtest or OptimizationStudy YAML file; SpecError naming the field otherwise."""
+def _load_resource(path: Path) -> tuple[Metadata, BacktestSpec | OptimizationStudySpec]:
+    """(metadata, spec) of a Backtest or OptimizationStudy YAML file; SpecError naming the field otherwise."""
     import yaml
     from pydantic import ValidationError
 
@@ -48,7 +49,7 @@ def _load_resource(path: Path) -> tuple[str, BacktestSpec | OptimizationStudySpe
         raise SpecError(field if problem else "resource", problem or str(exc)) from exc
     if not isinstance(resource.spec, BacktestSpec | OptimizationStudySpec):
         raise SpecError("kind", f"`kubetrader run` runs Backtest and OptimizationStudy resources, not {resource.kind}")
-    return resource.metadata.name, resource.spec
+    return resource.metadata, resource.spec
 
 
 def write_summary(path: Path | None, summary: dict[str, Any]) -> None:
@@ -216,10 +217,11 @@ def run(
 ) -> None:
     """Run a Backtest or OptimizationStudy YAML file locally (the same code path as the cluster's Job)."""
     try:
-        name, spec = _load_resource(file)
+        metadata, spec = _load_resource(file)
     except KubetraderError as exc:
         _fail_early(exc, name=file.stem, summary_file=summary_file, as_json=as_json)
         return
+    name = metadata.name
     if isinstance(spec, OptimizationStudySpec):
         from kubetrader.cli.optimize import run_study_resource
 
@@ -232,6 +234,8 @@ def run(
             workers=workers,
             redis_url=redis_url,
             storage=storage,
+            namespace=metadata.namespace,
+            uid=metadata.uid,
         )
         return
     if spec.matrix is not None and (workers or redis_url):

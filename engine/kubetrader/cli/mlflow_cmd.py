@@ -28,8 +28,15 @@ def sync(results_dir: Path, tracking_uri: str | None) -> None:
         click.echo(f"{outcome.result_id}\t{outcome.state}\t{detail}")
     logged = sum(o.state == "logged" for o in outcomes)
     click.echo(f"{logged} of {len(outcomes)} pending results logged")
-    if any(o.state == "pending" for o in outcomes):
-        raise InfrastructureError("MLflow still unreachable for some results; run sync again later")
+    from kubetrader.tracking.studies import sync_pending_studies
+
+    studies = sync_pending_studies(results_dir, tracking_uri=tracking_uri)
+    for study, run_id, message in studies:
+        click.echo(f"{study}\t{'logged' if run_id else 'pending'}\t{run_id or message}")
+    if studies:
+        click.echo(f"{sum(1 for _, r, _ in studies if r)} of {len(studies)} pending studies logged")
+    if any(o.state == "pending" for o in outcomes) or any(r is None for _, r, _ in studies):
+        raise InfrastructureError("MLflow still unreachable for some results or studies; run sync again later")
 
 
 @mlflow_group.command()

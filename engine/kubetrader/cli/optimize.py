@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from kubetrader.cli.options import backtest_spec_from_options, data_options, spec_error_from_validation
 from kubetrader.errors import SpecError
+from kubetrader.optimize.naming import study_key
 from kubetrader.optimize.report import StudyReport
 from kubetrader.specs import OptimizationStudySpec
 
@@ -147,6 +148,8 @@ def run_and_print(
     as_json: bool,
     lease_seconds: float = 30.0,
     trial_timeout: float | None = None,
+    namespace: str | None = None,
+    uid: str | None = None,
 ) -> StudyReport:
     """Run a study with a progress bar and print its report (shared with `run -f study.yaml`)."""
     from tqdm import tqdm
@@ -165,10 +168,17 @@ def run_and_print(
             bar.set_postfix(best=progress.best_value, running=progress.running, failed=progress.failed)
             bar.refresh()
 
-        queue_dir = _queue_dir(spec.study_name or name)
+        queue_dir = _queue_dir(study_key(name, study_name=spec.study_name, namespace=namespace, uid=uid))
         with evaluator_for(workers, redis_url, output, lease_seconds, trial_timeout, queue_dir) as evaluator:
             report = run_study(
-                spec, name=name, output_dir=output, storage_url=storage, evaluator=evaluator, on_progress=on_progress
+                spec,
+                name=name,
+                output_dir=output,
+                storage_url=storage,
+                evaluator=evaluator,
+                on_progress=on_progress,
+                namespace=namespace,
+                uid=uid,
             )
     if as_json:
         click.echo(report.model_dump_json(indent=2))
@@ -237,8 +247,13 @@ def run_study_resource(
     workers: int,
     redis_url: str | None,
     storage: str | None = None,
+    namespace: str | None = None,
+    uid: str | None = None,
 ) -> None:
     """`kubetrader run -f study.yaml`: a study (or, with validation.walkForward, a walk-forward run).
+
+    `namespace` and `uid` come from the file's metadata (the operator writes both): they key the
+    study's state (kubetrader.optimize.naming).
 
     The summary file gets the study's headline (the operator reads it as the driver Job's
     termination message); a failure is summarized too, then raised with its exit code.
@@ -265,6 +280,8 @@ def run_study_resource(
                     workers=workers,
                     redis_url=redis_url,
                     as_json=as_json,
+                    namespace=namespace,
+                    uid=uid,
                 )
                 summary = {
                     "name": name,

@@ -62,6 +62,29 @@ class ContractRef:
         return self.symbol if self.sec_type == "STK" else f"{self.local_symbol or self.symbol} ({self.sec_type})"
 
 
+# The order refs of an entry's broker-side protection (`Protection`): its stop and take-profit children.
+STOP_SUFFIX = "-sl"
+TAKE_PROFIT_SUFFIX = "-tp"
+
+
+def protected_entry(order_ref: str) -> str | None:
+    """The entry a protective child belongs to (`kt-...-sl` -> `kt-...`), or None for any other order."""
+    for suffix in (STOP_SUFFIX, TAKE_PROFIT_SUFFIX):
+        if order_ref.endswith(suffix):
+            return order_ref[: -len(suffix)]
+    return None
+
+
+@dataclass(frozen=True)
+class Protection:
+    """Children attached at the broker to an entry (`spec.risk.protectiveStop`): a stop, and a
+    take-profit in one OCA group with it. They only ever take the entry's exposure off."""
+
+    stop_price: float
+    take_profit_price: float | None = None
+    quantity: float | None = None  # the exposure the entry adds (None: its whole quantity)
+
+
 @dataclass(frozen=True)
 class OrderRequest:
     """What the runner asks for. `order_ref` is the idempotency key, sent as IB's orderRef."""
@@ -74,6 +97,7 @@ class OrderRequest:
     limit_price: float | None = None
     contract: ContractRef | None = None  # None: the stock `symbol`
     account: str = ""  # "" : the connection's account
+    protection: Protection | None = None  # broker-side stop / take-profit children (entries only)
 
     @property
     def signed_quantity(self) -> float:

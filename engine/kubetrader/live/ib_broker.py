@@ -20,6 +20,8 @@ from types import ModuleType
 from typing import Any, TypeVar, cast
 
 from kubetrader.live.broker import (
+    STOP_SUFFIX,
+    TAKE_PROFIT_SUFFIX,
     Bar,
     BarUpdate,
     BrokerEvent,
@@ -76,6 +78,9 @@ def _ensure_event_loop() -> None:
 
 class IBBroker:
     """`Broker` over one API connection (host, port, clientId) to TWS or IB Gateway."""
+
+    # reqRealTimeBars streams 5-second bars only; the session aggregates them to `spec.timeframe`
+    realtime_bar_seconds = 5
 
     def __init__(
         self, host: str, port: int, client_id: int, *, timeout: float = 5.0, account: str = "", currency: str = "USD"
@@ -273,11 +278,46 @@ class IBBroker:
             order.account = request.account or self.account
         if not self.is_connected():
             raise BrokerUnavailableError(f"placeOrder {request.order_ref}: not connected")
+        children = self._protective_children(request, order) if request.protection is not None else []
         try:
             trade = self._ib.placeOrder(contract, order)
+            for child in children:
+                child.parentId = order.orderId
+                self._ib.placeOrder(contract, child)
         except (ConnectionError, OSError) as exc:
             raise BrokerUnavailableError(f"placeOrder {request.order_ref}: {exc!r}") from exc
         return self._to_order(trade)
+
+    def _protective_children(self, request: OrderRequest, parent: Any) -> list[Any]:
+        """The bracket's children (IB "Bracket Orders", https://interactivebrokers.github.io/tws-api/bracket_order.html):
+        the parent and every child but the last go with transmit=False, so TWS holds them; the
+        last child's transmit=True sends the whole bracket at once, and no child can work (or
+        fill) before its parent is at the exchange. The stop and take-profit share one OCA group
+        with ocaType 1 (cancel the rest, with block: https://interactivebrokers.github.io/tws-api/oca.html),
+        so a fill of one cancels the other. GTC: the protection outlives the day and the runner."""
+        ib_insync = _ib_module()
+        protection = request.protection
+        assert protection is not None
+        exit_side = "SELL" if request.side == "BUY" else "BUY"
+        quantity = protection.quantity or request.quantity
+        stop = ib_insync.StopOrder(exit_side, quantity, protection.stop_price)
+        stop.orderRef = request.order_ref + STOP_SUFFIX
+        children = [stop]
+        if protection.take_profit_price is not None:
+            take = ib_insync.LimitOrder(exit_side, quantity, protection.take_profit_price)
+            take.orderRef = request.order_ref + TAKE_PROFIT_SUFFIX
+            children.insert(0, take)
+        for child in children:
+            child.tif = "GTC"
+            child.account = parent.account
+            child.transmit = False
+            if len(children) > 1:
+                child.ocaGroup = f"{request.order_ref}-oca"
+                child.ocaType = 1
+        children[-1].transmit = True
+        parent.transmit = False
+        parent.orderId = self._ib.client.getReqId()  # known before the children name it as their parent
+        return children
 
     def cancel_order(self, order_ref: str) -> None:
         if not self.is_connected():
@@ -413,6 +453,8 @@ class IBBroker:
     def _to_order(trade: Any, status: str | None = None) -> BrokerOrder:
         o, s = trade.order, trade.orderStatus
         limit = o.lmtPrice if o.orderType == "LMT" and o.lmtPrice < 1e300 else None
+        if o.orderType == "STP" and o.auxPrice < 1e300:
+            limit = o.auxPrice  # a stop's trigger price
         broker_id = str(o.permId) if o.permId else f"{o.clientId}/{o.orderId}"
         return BrokerOrder(
             order_ref=o.orderRef,

@@ -99,6 +99,8 @@ def run_deployment(
         lease_account=lease_account,
         gateway_deadline=gateway_deadline,
         stall_fence=stall_fence,
+        protection=spec.risk.protective_stop,
+        timeframe=spec.timeframe,
     )
     session = Session(broker, journal, config)
     server = None

@@ -19,11 +19,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubetrader.errors import InfrastructureError
+from kubetrader.live.bars import BarAggregator
 from kubetrader.live.broker import (
+    STOP_SUFFIX,
+    TAKE_PROFIT_SUFFIX,
     Bar,
     BarUpdate,
     Broker,
@@ -38,7 +41,9 @@ from kubetrader.live.broker import (
     OrderRequest,
     OrderUpdate,
     Position,
+    Protection,
     find_by_ref,
+    protected_entry,
 )
 from kubetrader.live.connection import HealthCheck, RetryPolicy, backoff_delays, connect_with_retry
 from kubetrader.live.journal import UNRESOLVED_STATES, Journal, reconcile_decision
@@ -47,6 +52,7 @@ from kubetrader.live.reconcile import account_differences
 from kubetrader.live.stop import Flattener, StopReport, StopSettings
 from kubetrader.risk import Origin, RiskEngine, TradingState, reduces_exposure
 from kubetrader.specs import RiskSpec
+from kubetrader.specs.live import ProtectiveStopSpec
 
 log = logging.getLogger(__name__)
 FLATTEN_PREFIX = "kt-flat"
@@ -84,6 +90,11 @@ class SessionConfig:
     # operator may have taken over its account meanwhile (kubetrader_operator.live.stopping
     # waits longer than this before it acts on a hung runner). See `_fenced`.
     stall_fence: float = 60.0
+    # `spec.timeframe`: a broker that streams 5-second bars (IB) has them aggregated to it on the
+    # exchange calendar (kubetrader.live.bars); None: bars as the broker gives them (a replay).
+    timeframe: str | None = None
+    # `spec.risk.protectiveStop`: a broker-side stop (and take-profit) attached to every entry.
+    protection: ProtectiveStopSpec | None = None
 
     def stop_settings(self) -> StopSettings:
         """The runner never gives up on a flatten by time: it ends flat or blocked (rejects)."""
@@ -142,6 +153,9 @@ class Session:
         self.finished = False
         self.connected = False
         self.bars: dict[str, deque[Bar]] = {s: deque() for s in config.symbols}
+        self.aggregators: dict[str, BarAggregator] = {}
+        if config.timeframe and getattr(broker, "realtime_bar_seconds", None):
+            self.aggregators = {s: BarAggregator(s, config.timeframe) for s in config.symbols}
         self.ended: set[str] = set()
         self.order_listeners: list[Callable[[BrokerOrder], None]] = []
         self.fill_listeners: list[Callable[[Fill, bool], None]] = []
@@ -255,7 +269,8 @@ class Session:
         counts = {"adopted": 0, "resent": 0, "expired": 0}
         known = {i.order_ref for i in self.journal.intents()}
         for fill in executions:
-            if fill.order_ref in known and self.journal.record_fill(fill):
+            ours = fill.order_ref in known or protected_entry(fill.order_ref) in known
+            if ours and self.journal.record_fill(fill):
                 self._apply_fill(fill)  # a fill missed while away (a cut, a crash): into the view first
         now = time.time()
         for intent in self.journal.unresolved():
@@ -448,8 +463,52 @@ class Session:
         self._send(request)
         return None
 
+    def _protect(self, request: OrderRequest) -> OrderRequest:
+        """Attach the broker-side stop (and take-profit) of `spec.risk.protectiveStop` to an entry.
+
+        An entry is an order that adds exposure on position plus working orders; it is protected
+        for the exposure it adds (the part beyond zero, for an order that flips). Exits get
+        nothing: they take exposure off. The children are not intents and never count in the
+        gate's position-with-working-orders (`working`): they can only reduce a position, and
+        counting them would free room for new entries while the position is still held.
+        """
+        spec = self.config.protection
+        if spec is None or request.protection is not None or request.order_ref.startswith(FLATTEN_PREFIX):
+            return request
+        held = self.positions.get(request.symbol)
+        position = (held.quantity if held else 0.0) + self.working(request.symbol, exclude=request.order_ref)
+        if reduces_exposure(position, request.signed_quantity):
+            return request
+        after = position + request.signed_quantity
+        added = abs(after) if position * after < 0 else abs(request.signed_quantity)
+        price = request.limit_price or self.prices.get(request.symbol) or 0.0
+        if price <= 0:
+            log.error("no reference price for %s: entry %s sent WITHOUT its protective stop", request.symbol,
+                      request.order_ref)  # fmt: skip
+            self.journal.note("unprotected", order_ref=request.order_ref, reason="no reference price")
+            return request
+        sign = 1.0 if request.side == "BUY" else -1.0
+        stop = round(price * (1 - sign * spec.stop_loss), 2)
+        take = round(price * (1 + sign * spec.take_profit), 2) if spec.take_profit is not None else None
+        return replace(request, protection=Protection(stop, take, added))
+
+    def _cancel_protection(self, symbol: str) -> None:
+        """A position reduced by anything but its own protection: cancel the symbol's protective
+        children, which were sized for the entry and would now close more than is held (and open
+        the other side). What remains is left without a broker-side stop: journaled, logged."""
+        refs = [i.order_ref + suffix for i in self.journal.intents() if i.symbol == symbol
+                for suffix in (STOP_SUFFIX, TAKE_PROFIT_SUFFIX)]  # fmt: skip
+        for ref in refs:
+            self.broker.cancel_order(ref)
+        held = self.positions.get(symbol)
+        if held is not None and held.quantity:
+            self.journal.note("protection_cancelled", symbol=symbol, remaining=held.quantity)
+            log.warning("%s: protective orders cancelled after a partial exit; %g held without a broker stop",
+                        symbol, held.quantity)  # fmt: skip
+
     def _send(self, request: OrderRequest) -> None:
         """Send a journaled intent that passed the gate. A connection error leaves it `pending` for reconcile."""
+        request = self._protect(request)
         self.risk.sent(time.monotonic())
         self._working[request.order_ref] = (request.symbol, request.signed_quantity, 0.0)
         try:
@@ -569,11 +628,12 @@ class Session:
 
     def _dispatch(self, event: BrokerEvent) -> None:
         if isinstance(event, BarUpdate):
-            bar = event.bar
-            if not self.delivering:
-                self.deliver(bar)
-            if bar.symbol in self.bars:
-                self.bars[bar.symbol].append(bar)
+            aggregator = self.aggregators.get(event.bar.symbol)
+            for bar in aggregator.add(event.bar) if aggregator is not None else [event.bar]:
+                if not self.delivering:
+                    self.deliver(bar)
+                if bar.symbol in self.bars:
+                    self.bars[bar.symbol].append(bar)
         elif isinstance(event, OrderUpdate):
             state = self.journal.apply_order(event.order)
             working = self._working.get(event.order.order_ref)
@@ -616,6 +676,7 @@ class Session:
     def _apply_fill(self, fill: Fill) -> None:
         signed = fill.quantity if fill.side == "BUY" else -fill.quantity
         old = self.positions.get(fill.symbol, Position(fill.symbol, 0.0, 0.0))
+        reduced = self.config.protection is not None and reduces_exposure(old.quantity, signed)
         qty = old.quantity + signed
         if qty == 0:
             avg = 0.0
@@ -630,6 +691,11 @@ class Session:
         self._commissions[fill.exec_id] = 0.0
         self._charge_commission(fill)
         self.journal.set_position(fill.symbol, qty, avg)
+        if reduced and protected_entry(fill.order_ref) is None and self.connected:
+            try:
+                self._cancel_protection(fill.symbol)
+            except BrokerUnavailableError as exc:
+                self.journal.note("protection_cancel_failed", symbol=fill.symbol, error=str(exc))
 
     def _charge_commission(self, fill: Fill) -> None:
         """Take a fill's commission out of cash once, when it becomes known (often a second report).

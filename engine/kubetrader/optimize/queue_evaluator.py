@@ -1,7 +1,7 @@
 """Trials over the work queue: the driver enqueues, workers (local processes or the
 cluster's pool) run them, results come back by task id.
 
-The batch of a trial is its study (`study-{name}`), so deleting a study cancels
+The batch of a trial is its study (`study-{key}`, kubetrader.optimize.naming), so deleting a study cancels
 exactly its queued trials, and a restarted driver finds the results of trials it
 submitted before it died. Lost workers are the queue's business (an expired lease
 puts the task back); the queue's dead-letter verdict (fatal error, or attempts
@@ -23,10 +23,12 @@ from kubetrader.specs.backtest import BacktestSpec
 
 def study_batch(key: str) -> str:
     """`sma-t12` -> `study-sma`: the batch of a trial key (keys are `{study}-t{number}`)."""
+    from kubetrader.optimize.naming import trial_batch
+
     study, sep, number = key.rpartition("-t")
     if not sep or not number.isdigit():
         raise ValueError(f"not a trial key: {key!r}")
-    return f"study-{study}"
+    return trial_batch(study)
 
 
 @dataclass

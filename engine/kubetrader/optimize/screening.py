@@ -101,6 +101,8 @@ def run_screened_study(
     self_check_points: int = 2,
     chunk: int = 512,
     workers: int | None = None,
+    namespace: str | None = None,
+    uid: str | None = None,
 ) -> StudyReport:
     """Screen with the twin, confirm the top `spec.confirm_top` on Backtrader, report Backtrader's results.
 
@@ -122,11 +124,14 @@ def run_screened_study(
             evaluator=evaluator,
             on_progress=on_progress,
             confirm=confirm,
+            namespace=namespace,
+            uid=uid,
         )
+    from kubetrader.optimize.naming import study_key
     from kubetrader.runner import BacktestRunner
     from kubetrader.vectorized import Bars, IndicatorCache
 
-    study_name = spec.study_name or name
+    study_name = study_key(name, study_name=spec.study_name, namespace=namespace, uid=uid)
     with contextlib.ExitStack() as stack:
         pool = None
         if evaluator is None:  # fork the workers first: before numba's and the warm-up thread's start

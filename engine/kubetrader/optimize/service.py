@@ -8,10 +8,8 @@ overfitting diagnostics, write the report and charts.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 from kubetrader import defaults
 from kubetrader.errors import StrategyError
 from kubetrader.optimize.evaluation import Evaluator, InProcessEvaluator
+from kubetrader.optimize.naming import study_key
 from kubetrader.optimize.overfitting import DeflatedSharpe
 from kubetrader.optimize.report import StudyReport, write_study_artifacts
 from kubetrader.optimize.study import (
@@ -51,8 +50,11 @@ def run_study(
     evaluator: Evaluator | None = None,
     on_progress: Callable[[StudyProgress], None] | None = None,
     confirm: bool = True,
+    namespace: str | None = None,
+    uid: str | None = None,
 ) -> StudyReport:
-    """Run (or resume) the study `spec.study_name or name` and report on it."""
+    """Run (or resume) the study keyed by `spec.study_name or name`, the namespace and the resource's uid
+    (kubetrader.optimize.naming), and report on it."""
     if spec.screen == "vectorized":  # the twin screens, Backtrader confirms (kubetrader.optimize.screening)
         from kubetrader.optimize.screening import run_screened_study
 
@@ -64,8 +66,10 @@ def run_study(
             evaluator=evaluator,
             on_progress=on_progress,
             confirm=confirm,
+            namespace=namespace,
+            uid=uid,
         )
-    study_name = spec.study_name or name
+    study_name = study_key(name, study_name=spec.study_name, namespace=namespace, uid=uid)
     storage_url = storage_url or default_storage_url(study_name, data_dir())
     evaluator = evaluator or InProcessEvaluator()
     publish = getattr(evaluator, "publish_progress", None)
@@ -83,6 +87,7 @@ def run_study(
         storage_url=storage_url,
         evaluator=evaluator,
         on_progress=on_progress,
+        returns_dir=output_dir / "studies" / f"{study_name}-returns",
     )
     summary = driver.run()
 
@@ -102,6 +107,7 @@ def run_study(
         best_params=summary.best_params,
         best_trial=summary.best_trial,
         artifacts=write_study_artifacts(study, studies_dir, study_name, summary.best_params),
+        spec=spec.to_wire(),
     )
     best_returns = summary.best_returns
     if confirm and summary.best_trial is not None:
@@ -114,6 +120,7 @@ def run_study(
             raise StrategyError(f"re-running the best parameters {summary.best_params} failed: {outcome.error}")
         report.confirmed_result = str(outcome.paths.json)
         report.confirmed_metrics = dict(outcome.document.metrics)
+        report.confirmed_run_id = outcome.document.metadata.mlflow_run_id
         best_returns = list(outcome.document.returns)
     dsr = deflated_sharpe_of_study(study, best_returns, driver.returns_by_trial())
     report.deflated_sharpe = dsr.value
@@ -126,63 +133,26 @@ def run_study(
 
 
 def _log_to_mlflow(spec: OptimizationStudySpec, study: object, report: StudyReport, studies_dir: Path) -> str | None:
-    """A parent run for the study, a child run per finished trial, the best one tagged.
+    """The study in MLflow, exactly once (kubetrader.tracking.studies). MLflow is a derived
+    record: when it cannot be reached the study's own files stand, a pending marker is
+    left for `kubetrader mlflow sync`, and the failure is logged rather than raised."""
+    from kubetrader.tracking import settings
+    from kubetrader.tracking.studies import log_study, study_params, write_pending
 
-    MLflow is a derived record: when it cannot be reached the study's own files stand,
-    and the failure is logged rather than raised.
-    """
-    import tempfile
-
-    from optuna.trial import TrialState
-
-    from kubetrader.tracking import ExperimentPath, start_parent_run, strategy_name
-
-    tracking = spec.backtest.tracking
-    path = ExperimentPath(
-        tracking.project, tracking.asset_class, tracking.strategy_family, strategy_name(spec.backtest.strategy.path)
-    )
-    trials = study.get_trials(deepcopy=False)  # type: ignore[attr-defined]
     try:
-        with start_parent_run(
-            path,
-            run_name=report.study_name,
-            params={
-                "study_name": report.study_name,
-                "metric": report.metric,
-                "direction": report.direction,
-                "trials": spec.trials,
-                "sampler": spec.sampler.type,
-                "space": json.dumps(spec.to_wire()["space"]),
-            },
-            tags={"kubetrader.study": report.study_name},
-        ) as parent:
-            best_child = None
-            for trial in trials:
-                if trial.state not in (TrialState.COMPLETE, TrialState.FAIL) or trial.user_attrs.get("infeasible"):
-                    continue
-                metrics = {k: float(v) for k, v in trial.user_attrs.get(ATTR_METRICS, {}).items()}
-                child = parent.log_child(
-                    params=trial.params,
-                    metrics=metrics,
-                    tags={"kubetrader.trial": str(trial.number)},
-                    status="FINISHED" if trial.state == TrialState.COMPLETE else "FAILED",
-                )
-                if trial.number == report.best_trial:
-                    best_child = child
-            summary = {"best_value": report.best_value, "deflated_sharpe": report.deflated_sharpe, "pbo": report.pbo}
-            parent.log(
-                metrics={k: float(v) for k, v in summary.items() if v is not None},
-                params={f"best_{k}": v for k, v in report.best_params.items()},
-            )
-            if best_child is not None:
-                parent.mark_best(best_child)
-            with tempfile.TemporaryDirectory() as tmp:
-                for relative in report.artifacts.values():
-                    shutil.copy(studies_dir / relative, Path(tmp) / relative)
-                parent.handle.client.log_artifacts(parent.run_id, tmp)
-            return parent.run_id
+        return log_study(
+            study,
+            report,
+            tracking=spec.backtest.tracking,
+            strategy_path=spec.backtest.strategy.path,
+            settings_params=study_params(spec, report.study_name),
+            studies_dir=studies_dir,
+        )
     except Exception as exc:  # MLflow down or refusing: the study itself stands
-        log.warning("study %s could not be logged to MLflow: %s", report.study_name, exc)
+        log.warning(
+            "study %s could not be logged to MLflow (kubetrader mlflow sync logs it later): %s", report.study_name, exc
+        )
+        write_pending(studies_dir, report.study_name, str(exc), settings.tracking_uri(None))
         return None
 
 

@@ -190,6 +190,7 @@ class StudyDriver:
         evaluator: Evaluator,
         on_progress: Callable[[StudyProgress], None] | None = None,
         collect_timeout: float = 0.5,
+        returns_dir: Path | None = None,
     ) -> None:
         self.spec = spec
         self.study_name = study_name
@@ -197,6 +198,7 @@ class StudyDriver:
         self.evaluator = evaluator
         self.on_progress = on_progress
         self.collect_timeout = collect_timeout
+        self.returns_dir = returns_dir
         self.space = parse_space({k: v.model_dump() for k, v in spec.space.items()})
         self.constraints = parse_constraints(spec.constraints, self.space)
         check_feasible_space(self.space, self.constraints)
@@ -311,8 +313,18 @@ class StudyDriver:
             room -= 1
 
     def returns_by_trial(self) -> dict[int, list[float]]:
-        """Daily returns of the trials evaluated by this driver (for PBO)."""
-        return dict(self._returns)
+        """Daily returns of the trials (for PBO and the effective number of trials): those this
+        driver evaluated, and with `returns_dir` those earlier drivers kept there (a resumed
+        study keeps its PBO)."""
+        found: dict[int, list[float]] = {}
+        if self.returns_dir is not None and self.returns_dir.is_dir():
+            import numpy as np
+
+            for path in self.returns_dir.glob("*.npy"):
+                if path.stem.isdigit():
+                    found[int(path.stem)] = [float(x) for x in np.load(path)]
+        found.update(self._returns)
+        return found
 
     def _submit(self, trial: Any, params: dict[str, Any], pending: dict[str, Any]) -> None:
         key = trial_key(self.study_name, trial.number)
@@ -336,7 +348,18 @@ class StudyDriver:
             return
         if evaluation.returns is not None:
             self._returns[trial.number] = evaluation.returns
+            self._keep_returns(trial.number, evaluation.returns)
         study.tell(trial, float(value), skip_if_finished=True)
+
+    def _keep_returns(self, number: int, returns: list[float]) -> None:
+        if self.returns_dir is None:
+            return
+        import numpy as np
+
+        self.returns_dir.mkdir(parents=True, exist_ok=True)
+        partial = self.returns_dir / f".{number}.tmp.npy"
+        np.save(partial, np.asarray(returns, dtype=np.float64))
+        partial.replace(self.returns_dir / f"{number}.npy")  # atomic: never half a file
 
     def _retry_once(self, study: Any, number: int) -> None:
         trial = study.trials[number]

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from kubetrader.errors import SpecError
 from kubetrader.optimize.evaluation import Evaluator, InProcessEvaluator
+from kubetrader.optimize.report import write_walk_forward_page
 from kubetrader.optimize.service import deflated_sharpe_of_study
 from kubetrader.optimize.service import pbo_of_driver as _pbo
 from kubetrader.optimize.stitching import Costs, Stitcher
@@ -193,6 +194,14 @@ def run_walk_forward(
     report.artifacts["plot"] = _plot(
         equity, benchmark, window_reports, out / f"{name}-oos.png", name, spec.backtest.broker.cash
     ).name
+    page = write_walk_forward_page(
+        report, equity, benchmark, out / f"{name}-robustness.html", spec.backtest.broker.cash
+    )
+    report.artifacts["robustness"] = page.name
+    if spec.backtest.tracking.enabled:
+        from kubetrader.tracking.studies import log_walk_forward
+
+        report.mlflow_run_id = log_walk_forward(spec, report, out)
     (out / f"{name}.json").write_text(json.dumps(report.model_dump(mode="json"), indent=2))
     return report
 

@@ -181,6 +181,7 @@ class Worker:
         beat_stop = threading.Event()
         beat = threading.Thread(target=self._beat_loop, args=(beat_stop,), name="heartbeat", daemon=True)
         self._heartbeat()
+        self._refresh_metrics()
         beat.start()
         redis_gone = False
         try:
@@ -207,6 +208,7 @@ class Worker:
             self._beat_wake.set()
             beat.join(timeout=5)
             self._state = "stopped"
+            metrics.BUSY.set(0)
             if not redis_gone:
                 try:
                     self.queue.forget_worker(self.worker_id)
@@ -315,6 +317,10 @@ class Worker:
             ttl_seconds=interval * 6,
         )
 
+    def _refresh_metrics(self) -> None:
+        if self.settings.queue_metrics:
+            metrics.refresh_queue(self.queue.redis, self.queue.prefix)
+
     def _beat_loop(self, beat_stop: threading.Event) -> None:
         while True:
             self._beat_wake.wait(self.settings.interval)
@@ -329,7 +335,6 @@ class Worker:
                 ):
                     log.warning("lease on %s lost; its result will count only if it is the first", task.ref)
                 self._heartbeat()
-                if self.settings.queue_metrics:
-                    metrics.refresh_queue(self.queue.redis, self.queue.prefix)
+                self._refresh_metrics()
             except Exception:  # Redis restarting: keep trying, the lease has slack for a few misses
                 log.warning("heartbeat failed", exc_info=True)

@@ -62,6 +62,11 @@ class StopPolicySpec(SpecModel):
         description="What a stop flattens: the stocks this deployment trades (strategy) or every position "
         "of the account (account). Orders are cancelled account-wide either way.",
     )
+    on_update: Literal["keep", "flatten"] = Field(
+        default="keep",
+        description="What a spec edit does before the runner restarts with the new spec: keep the positions "
+        "(the old runner stops on SIGTERM, the new one reconciles them from the broker) or flatten them first.",
+    )
 
 
 class PromotionSpec(SpecModel):
@@ -75,13 +80,47 @@ class PromotionSpec(SpecModel):
     )
 
 
+# ---------------------------------------------------------------- broker-side protection (issue #15, item 5)
+
+
+class ProtectiveStopSpec(SpecModel):
+    """A stop (and optionally a take-profit) held AT THE BROKER for every entry, so a dead runner
+    still has a stop at IB.
+
+    Each entry goes out as an IB bracket: the entry is the parent, a STP child (and an LMT
+    child for the take-profit, in one OCA group with the stop) is attached with `parentId`
+    and transmitted with it; the children work only once the entry fills, and a fill of one
+    cancels the other. Prices are fractions of the entry's reference price (its limit price,
+    else the last trade the strategy saw): `stopLoss: 0.05` puts a long entry's stop 5 % below.
+    """
+
+    stop_loss: float = Field(gt=0, lt=1, description="Stop distance from the entry's reference price (0.05 = 5 %).")
+    take_profit: float | None = Field(
+        default=None,
+        gt=0,
+        le=10,
+        description="Take-profit distance (0.1 = 10 %), OCA with the stop; none by default.",
+    )
+
+
+class LiveRiskSpec(RiskSpec):
+    """The backtest's risk limits, plus what only a broker can hold for a live deployment."""
+
+    protective_stop: ProtectiveStopSpec | None = Field(
+        default=None, description="Attach a broker-side stop (and take-profit) to every entry."
+    )
+
+
+# ----------------------------------------------------------------
+
+
 class LiveDeploymentSpec(SpecModel):
     strategy: StrategySpec
     symbols: list[Symbol] = Field(min_length=1, max_length=50)
     mode: Literal["paper", "live"] = "paper"
     timeframe: Timeframe = "1m"
     gateway: GatewaySpec = Field(default_factory=GatewaySpec)
-    risk: RiskSpec
+    risk: LiveRiskSpec
     stop_policy: StopPolicySpec = Field(default_factory=StopPolicySpec)
     promotion: PromotionSpec | None = None
 

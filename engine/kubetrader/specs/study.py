@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from kubetrader.specs.backtest import BacktestSpec
 from kubetrader.specs.common import Scalar, SpecModel, did_you_mean
@@ -142,7 +142,11 @@ class OptimizationStudySpec(SpecModel):
     trials: int = Field(default=100, ge=1, le=100_000)
     parallelism: int = Field(default=1, ge=1, le=1000)
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
-    pruner: Literal["none", "median"] = "none"
+    pruner: Literal["none", "median"] = Field(
+        default="none",
+        description="Only `none`: trials run whole on the worker pool and report no intermediate values, so a "
+        "median pruner would have nothing to prune on; `median` is refused rather than silently ignored.",
+    )
     resume: bool = Field(default=True, description="Reuse trials of a study with the same name.")
     study_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,128}$")
     screen: Literal["none", "vectorized"] = Field(
@@ -150,6 +154,16 @@ class OptimizationStudySpec(SpecModel):
     )
     confirm_top: int = Field(default=10, ge=1, le=1000)
     validation: ValidationSpec | None = None
+
+    @field_validator("pruner")
+    @classmethod
+    def _no_silent_pruner(cls, value: str) -> str:
+        if value != "none":
+            raise ValueError(
+                f"{value!r} is not supported: trials run whole on the worker pool and report no intermediate "
+                "values to prune on; use 'none'"
+            )
+        return value
 
     @model_validator(mode="after")
     def _parallelism_within_trials(self) -> OptimizationStudySpec:

@@ -46,6 +46,13 @@ CUSTOM_COMMISSION_MESSAGE = "commission model 'custom' needs perShare or percent
 
 
 LIVE_PROMOTION_MESSAGE = "mode 'live' needs spec.promotion.fromBacktest: a Succeeded Backtest of the same strategy"
+GATEWAY_IMMUTABLE_MESSAGE = (
+    "spec.gateway is immutable: another account, image, port or client id is a new LiveDeployment"
+)
+SYMBOLS_KEPT_MESSAGE = (
+    "spec.symbols may gain symbols, not lose them: a removed symbol's position would have no owner "
+    "(stop it with a new LiveDeployment)"
+)
 MODE_IMMUTABLE_MESSAGE = "spec.mode is immutable: paper <-> live needs a new LiveDeployment"
 
 
@@ -152,6 +159,9 @@ def live_spec_schema() -> Schema:
         _rule("(has(self.mode) ? self.mode : 'paper') == (has(oldSelf.mode) ? oldSelf.mode : 'paper')",
               MODE_IMMUTABLE_MESSAGE, fieldPath=".mode"),
     )  # fmt: skip
+    # Other edits roll the runner (kubetrader_operator.live.handlers.roll_runner); these would not be safe.
+    _add_rules(spec["properties"]["gateway"], _rule("self == oldSelf", GATEWAY_IMMUTABLE_MESSAGE))
+    _add_rules(spec["properties"]["symbols"], _rule("oldSelf.all(s, s in self)", SYMBOLS_KEPT_MESSAGE))
     return spec
 
 

@@ -106,6 +106,12 @@ class LiveDeploymentStatus(_StatusModel):
     equity: float | None = None
     open_orders: int | None = Field(default=None, ge=0)
     positions: dict[str, float] | None = None
+    running_generation: int | None = Field(
+        default=None,
+        ge=0,
+        description="The spec generation the runner's pod template carries (Recreate: the old runner is "
+        "gone before the new one starts); below metadata.generation while an edit is refused or rolling.",
+    )
     halt_reason: str | None = None
     stop_outcome: str | None = None
     last_heartbeat: str | None = Field(default=None, json_schema_extra={"format": "date-time"})

@@ -34,6 +34,7 @@ from kubetrader_operator.live.settings import LiveNetwork, PodPeer
 RUNNER_USER = 10001
 GATEWAY_USER = 1000  # the image's `ibgateway` user (USER 1000:1000 in its Dockerfile)
 STOP_FINALIZER = "kubetrader.io/live-stop"
+GENERATION_ANNOTATION = "kubetrader.io/spec-generation"  # on the runner's pod template: which spec it runs
 LIVE_LABEL = "kubetrader.io/livedeployment"
 COMPONENT = "app.kubernetes.io/component"
 TOKEN_KEY = "token"
@@ -197,9 +198,20 @@ def build_runner_service(deployment: str, namespace: str, port: int) -> dict[str
 
 
 def build_runner_deployment(
-    spec: LiveDeploymentSpec, deployment: str, namespace: str, *, image: str, port: int, journal_url: str | None = None
+    spec: LiveDeploymentSpec,
+    deployment: str,
+    namespace: str,
+    *,
+    image: str,
+    port: int,
+    generation: int | None = None,
+    journal_url: str | None = None,
 ) -> dict[str, Any]:
-    """One runner, `Recreate`: a rollout stops the old trader before the new one starts. Never two at once."""
+    """One runner, `Recreate`: a rollout stops the old trader before the new one starts. Never two at once.
+
+    The pod template carries the spec (KUBETRADER_LIVE_SPEC, the runner's risk limits included) and
+    its generation, so a spec edit is a new template: a rollout with the new spec.
+    """
     n = names(deployment)
     args = [
         "live", "run",
@@ -219,7 +231,10 @@ def build_runner_deployment(
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": {LIVE_LABEL: label_value(deployment), COMPONENT: "runner"}},
             "template": {
-                "metadata": {"labels": labels(deployment, "runner")},
+                "metadata": {
+                    "labels": labels(deployment, "runner"),
+                    "annotations": {GENERATION_ANNOTATION: str(generation or 0)},
+                },
                 "spec": {
                     "automountServiceAccountToken": False,
                     "terminationGracePeriodSeconds": 30,
@@ -337,6 +352,7 @@ def build_children(
     runner_port: int,
     token: str,
     network: LiveNetwork,
+    generation: int | None = None,
 ) -> list[dict[str, Any]]:
     """Every child, in creation order: policies and secret before the pods that need them."""
     return [
@@ -346,5 +362,12 @@ def build_children(
         build_gateway_service(spec, deployment, namespace),
         build_gateway_statefulset(spec, deployment, namespace, image=gateway_image),
         build_runner_service(deployment, namespace, runner_port),
-        build_runner_deployment(spec, deployment, namespace, image=image, port=runner_port),
+        build_runner_deployment(spec, deployment, namespace, image=image, port=runner_port, generation=generation),
     ]
+
+
+def running_generation(runner: dict[str, Any]) -> int | None:
+    """The spec generation a runner Deployment's pod template carries (None: made before generations)."""
+    annotations = ((runner.get("spec") or {}).get("template") or {}).get("metadata", {}).get("annotations") or {}
+    value = annotations.get(GENERATION_ANNOTATION)
+    return int(value) if value is not None and str(value).isdigit() else None

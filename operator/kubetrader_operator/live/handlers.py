@@ -65,6 +65,26 @@ def _fail(body: kopf.Body, patch: kopf.Patch, reason: str, message: str, *, gene
     kopf.warn(body, reason=reason, message=message)
 
 
+def _promotion_gate(
+    body: kopf.Body, spec: LiveDeploymentSpec, namespace: str, patch: kopf.Patch, *, generation: Any, now: str
+) -> str | None:
+    """`mode: live` only behind a matching, fresh Backtest: the Promoted condition, and the refusal if any."""
+    if spec.mode != "live" or spec.promotion is None:
+        return None
+    backtest = kube_io.read_backtest(namespace, spec.promotion.from_backtest)
+    refusal = status.promotion_refusal(
+        spec.promotion, backtest, spec, max_age_days=get_live_settings().max_backtest_age_days
+    )
+    c = set_condition(
+        _current(body, patch), status.PROMOTED, refusal is None, "BacktestGate" if refusal is None else "GateClosed",
+        refusal or f"Backtest {spec.promotion.from_backtest} passed the gate", generation=generation, now=now,
+    )  # fmt: skip
+    _apply(patch, {"conditions": c, "phase": status.derive_phase(c), "message": refusal})
+    if refusal is not None:
+        kopf.warn(body, reason="PromotionRefused", message=refusal)
+    return refusal
+
+
 @kopf.on.resume(*RESOURCE, backoff=SETTINGS.backoff_seconds)
 @kopf.on.create(*RESOURCE, backoff=SETTINGS.backoff_seconds)
 def create_children(body: kopf.Body, name: str, namespace: str | None, patch: kopf.Patch, **_: Any) -> None:
@@ -89,19 +109,9 @@ def create_children(body: kopf.Body, name: str, namespace: str | None, patch: ko
         )
         _apply(patch, {"conditions": c, "phase": status.derive_phase(c), "message": message})
         raise kopf.PermanentError(message)
-    if spec.mode == "live" and spec.promotion is not None:
-        backtest = kube_io.read_backtest(namespace, spec.promotion.from_backtest)
-        refusal = status.promotion_refusal(
-            spec.promotion, backtest, spec, max_age_days=get_live_settings().max_backtest_age_days
-        )
-        c = set_condition(
-            _conditions(body), status.PROMOTED, refusal is None, "BacktestGate" if refusal is None else "GateClosed",
-            refusal or f"Backtest {spec.promotion.from_backtest} passed the gate", generation=generation, now=now,
-        )  # fmt: skip
-        _apply(patch, {"conditions": c, "phase": status.derive_phase(c), "message": refusal})
-        if refusal is not None:
-            kopf.warn(body, reason="PromotionRefused", message=refusal)
-            raise kopf.TemporaryError(refusal, delay=30)
+    refusal = _promotion_gate(body, spec, namespace, patch, generation=generation, now=now)
+    if refusal is not None:
+        raise kopf.TemporaryError(refusal, delay=get_live_settings().refusal_retry_seconds)
     settings = get_live_settings()
     refusal = deputy.image_refusal(spec, settings.allowed_gateway_images)
     if refusal is not None:
@@ -116,16 +126,112 @@ def create_children(body: kopf.Body, name: str, namespace: str | None, patch: ko
     image = settings.runner_image or SETTINGS.image
     for manifest in builders.build_children(
         spec, name, namespace, image=image, gateway_image=deputy.gateway_image(spec, settings.allowed_gateway_images),
-        runner_port=settings.runner_port, token=token, network=settings.network(),
+        runner_port=settings.runner_port, token=token, network=settings.network(), generation=generation,
     ):  # fmt: skip
-        _, created = kube_io.create_if_absent(manifest)
+        existing, created = kube_io.create_if_absent(manifest)
         if created:
             kopf.info(body, reason="Created", message=f"{manifest['kind']} {manifest['metadata']['name']}")
+        elif manifest["kind"] == "NetworkPolicy" and existing.get("spec") != manifest["spec"]:
+            # Policies are safe to replace (no pod restarts): one made by an older operator (the
+            # spoofable `namespaceSelector: {}` of #21) is brought up to date on resume.
+            kube_io.patch("NetworkPolicy", namespace, manifest["metadata"]["name"], {"spec": manifest["spec"]})
+            kopf.info(body, reason="Updated", message=f"NetworkPolicy {manifest['metadata']['name']}")
     c = set_condition(
         _current(body, patch), status.FAILED, False, "ChildrenCreated", "", generation=generation, now=now
     )
     _apply(patch, {"conditions": c, "phase": status.derive_phase(c), "message": None})
     patch.status["startTime"] = (body.get("status") or {}).get("startTime") or now
+    runner = kube_io.read("Deployment", namespace, builders.names(name)["runner"])
+    _apply(patch, {"observedGeneration": generation, "runningGeneration": builders.running_generation(runner or {})})
+
+
+@kopf.on.update(*RESOURCE, field="spec", backoff=SETTINGS.backoff_seconds)
+def roll_runner(body: kopf.Body, name: str, namespace: str | None, patch: kopf.Patch, **_: Any) -> None:
+    """A spec edit the CRD admitted: the runner restarts with the new spec, safely.
+
+    The unsafe edits never get here (CEL: `mode`, `gateway`, removing a symbol). A live
+    deployment's edit must pass the promotion gate again, else the old runner keeps trading and
+    the status says which generation runs and why the new one does not. With
+    `stopPolicy.onUpdate: flatten` the positions are closed first (the stop sequence of a
+    delete, confirmed at the broker); with `keep` (default) the old runner stops on SIGTERM
+    (Recreate) and the new one reconciles the positions from the broker.
+    """
+    assert namespace is not None  # LiveDeployment is namespaced
+    if body.get("metadata", {}).get("deletionTimestamp"):
+        return  # the delete handler owns it now
+    generation = body.get("metadata", {}).get("generation")
+    now = now_iso()
+    try:
+        spec = _spec(body)
+    except ValidationError as exc:
+        message = f"invalid spec: {exc.errors()[0].get('msg')}"
+        _fail(body, patch, "InvalidSpec", message, generation=generation, now=now)
+        raise kopf.PermanentError(message) from exc
+    settings = get_live_settings()
+    runner = kube_io.read("Deployment", namespace, builders.names(name)["runner"])
+    if runner is None:
+        return  # nothing runs yet: the create handler (retrying) reads the new spec itself
+    if builders.running_generation(runner) == generation:
+        return  # already rolled (a retry after the patch)
+    refusal = _promotion_gate(body, spec, namespace, patch, generation=generation, now=now)
+    if refusal is not None:
+        _spec_applied(body, patch, False, "GateClosed", f"generation {generation} not applied: {refusal}", runner,
+                      generation=generation, now=now)  # fmt: skip
+        raise kopf.TemporaryError(refusal, delay=settings.refusal_retry_seconds)
+    if spec.stop_policy.on_update == "flatten":
+        outcome = _stop(spec, name, namespace)
+        if not outcome.flat:
+            message = f"generation {generation} waits: NOT FLAT, retrying: {outcome.summary()}"
+            _spec_applied(body, patch, False, "RollBlocked", message, runner, generation=generation, now=now)
+            kopf.warn(body, reason="RollBlocked", message=message)
+            raise kopf.TemporaryError(message, delay=spec.stop_policy.retry_seconds)
+    wanted = builders.build_runner_deployment(
+        spec, name, namespace, image=settings.runner_image or SETTINGS.image, port=settings.runner_port,
+        generation=generation,
+    )  # fmt: skip
+    rolled = kube_io.patch(
+        "Deployment", namespace, wanted["metadata"]["name"], {"spec": {"template": wanted["spec"]["template"]}}
+    )
+    message = f"runner restarted with generation {generation} ({spec.stop_policy.on_update} positions)"
+    _spec_applied(body, patch, True, "RunnerRolled", message, rolled, generation=generation, now=now)
+    kopf.info(body, reason="RunnerRolled", message=message)
+
+
+def _spec_applied(
+    body: kopf.Body, patch: kopf.Patch, applied: bool, reason: str, message: str, runner: dict[str, Any],
+    *, generation: Any, now: str,
+) -> None:  # fmt: skip
+    """SpecApplied, observedGeneration (this generation was acted on) and the generation the runner runs."""
+    c = set_condition(
+        _current(body, patch), status.SPEC_APPLIED, applied, reason, message, generation=generation, now=now
+    )
+    _apply(patch, {
+        "conditions": c, "phase": status.derive_phase(c), "message": None if applied else message,
+        "observedGeneration": generation, "runningGeneration": builders.running_generation(runner),
+    })  # fmt: skip
+
+
+def _stop(spec: LiveDeploymentSpec, name: str, namespace: str) -> stopping.StopOutcome:
+    """The stop sequence (kubetrader_operator.live.stopping) with this deployment's addresses; never raises."""
+    try:
+        url, host, port = _addresses(spec, name, namespace)
+        settings = get_live_settings()
+        return stopping.stop_everything(
+            runner_url=url,
+            token=kube_io.read_token(namespace, name),
+            gateway_host=host,
+            gateway_port=port,
+            client_id=settings.emergency_client_id,
+            wait=settings.flatten_wait_seconds,
+            http_timeout=settings.http_timeout_seconds,
+            flatten=spec.stop_policy.flatten,
+            cancel_orders=spec.stop_policy.cancel_orders,
+            runner_client_id=spec.gateway.client_id,
+            scope=spec.stop_policy.scope,
+            owned=frozenset(spec.symbols),
+        )
+    except Exception as exc:
+        return stopping.StopOutcome(False, "", f"stop attempt failed: {exc!r}")
 
 
 @kopf.timer(*RESOURCE, interval=LIVE.poll_interval_seconds, initial_delay=1.0, idle=0.0)
@@ -173,25 +279,7 @@ def emergency_stop_on_delete(body: kopf.Body, name: str, namespace: str | None, 
         _conditions(body), status.STOPPING, True, "Deleting", "cancelling orders and flattening positions",
         generation=generation, now=now,
     )  # fmt: skip
-    try:
-        url, host, port = _addresses(spec, name, namespace)
-        settings = get_live_settings()
-        outcome = stopping.stop_everything(
-            runner_url=url,
-            token=kube_io.read_token(namespace, name),
-            gateway_host=host,
-            gateway_port=port,
-            client_id=settings.emergency_client_id,
-            wait=settings.flatten_wait_seconds,
-            http_timeout=settings.http_timeout_seconds,
-            flatten=spec.stop_policy.flatten,
-            cancel_orders=spec.stop_policy.cancel_orders,
-            runner_client_id=spec.gateway.client_id,
-            scope=spec.stop_policy.scope,
-            owned=frozenset(spec.symbols),
-        )
-    except Exception as exc:
-        outcome = stopping.StopOutcome(False, "", f"stop attempt failed: {exc!r}")
+    outcome = _stop(spec, name, namespace)
     if not outcome.flat:
         message = f"NOT FLAT, retrying in {delay:g} s: {outcome.summary()}"
         reason = "FlattenRejected" if outcome.blocked else "StopNotConfirmed"  # the broker's reasons are in message

@@ -59,6 +59,14 @@ def create_if_absent(manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     return created, True
 
 
+def patch(kind: str, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch of a child (lists in it are replaced whole); the child must exist."""
+    patched = _call(_method(kind, "patch"), name, namespace, body)
+    if patched is None:
+        raise LookupError(f"{kind} {namespace}/{name} is gone")
+    return patched
+
+
 def read(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
     return _call(_method(kind, "read"), name, namespace)
 

@@ -20,6 +20,7 @@ HALTED = "Halted"
 STOPPING = "Stopping"
 STOP_BLOCKED = "StopBlocked"
 PROMOTED = "Promoted"
+SPEC_APPLIED = "SpecApplied"
 FAILED = "Failed"
 
 

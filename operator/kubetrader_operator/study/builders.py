@@ -1,7 +1,7 @@
 """Pure builders: a validated OptimizationStudySpec -> the ConfigMap and the driver Job.
 
 The driver is `kubetrader run -f study.yaml` (the command a user runs locally): it
-enqueues trials on the Redis work queue as batch `study-{studyName}`, keeps
+enqueues trials on the Redis work queue as batch `study-{key}`, keeps
 `parallelism` of them in flight while the shared worker pool (scaled on queue
 depth) runs them, publishes its progress to Redis, and writes a JSON summary to
 the termination message on exit. The Job's pod settings are the Backtest Job's:
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubetrader.optimize.naming import study_key
 from kubetrader.specs import OptimizationStudySpec
 from kubetrader_operator.jobs import (
     DATA_DIR,
@@ -32,14 +33,13 @@ REDIS_ENV = "KUBETRADER_REDIS_URL"
 STORAGE_ENV = "KUBETRADER_OPTUNA_STORAGE"
 
 
-def study_name_of(name: str, spec: OptimizationStudySpec) -> str:
-    """The Optuna study (and work-queue batch `study-{it}`) a resource runs: spec.studyName or its name."""
-    return spec.study_name or name
-
-
-def trial_batch(study_name: str) -> str:
-    """The work-queue batch of a study's trials (kubetrader.optimize.queue_evaluator.study_batch)."""
-    return f"study-{study_name}"
+def study_key_of(study: dict[str, Any]) -> str:
+    """The key of a study resource's state: its Optuna study, work-queue batch `study-{key}` and progress
+    (kubetrader.optimize.naming: namespace, spec.studyName or name, and the uid unless studyName is set)."""
+    metadata, spec = study["metadata"], study.get("spec") or {}
+    return study_key(
+        metadata["name"], study_name=spec.get("studyName"), namespace=metadata.get("namespace"), uid=metadata.get("uid")
+    )
 
 
 def study_child_name(study: str) -> str:
@@ -56,7 +56,8 @@ def study_document(name: str, namespace: str, spec: OptimizationStudySpec) -> di
     return resource_document("OptimizationStudy", name, namespace, spec)
 
 
-def build_config_map(name: str, namespace: str, spec: OptimizationStudySpec) -> dict[str, Any]:
+def build_config_map(name: str, namespace: str, spec: OptimizationStudySpec, *, uid: str) -> dict[str, Any]:
+    """The driver's study.yaml, with the resource's uid: the driver keys the study's state by it."""
     return spec_config_map(
         study_child_name(name),
         namespace,
@@ -65,6 +66,7 @@ def build_config_map(name: str, namespace: str, spec: OptimizationStudySpec) -> 
         name=name,
         spec=spec,
         spec_file=SPEC_FILE,
+        uid=uid,
     )
 
 
@@ -94,7 +96,6 @@ def driver_env(
     env = [
         *password,
         *secret_env(options),
-        {"name": "KUBETRADER_STUDY_NAME", "value": study_name_of(name, spec)},
         {"name": "KUBETRADER_NAMESPACE", "value": namespace},
         {"name": REDIS_ENV, "value": redis_url},
         *([{"name": STORAGE_ENV, "value": storage}] if storage else []),

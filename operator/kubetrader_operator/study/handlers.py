@@ -17,6 +17,7 @@ import kopf
 from pydantic import ValidationError
 
 from kubetrader.errors import SpecError
+from kubetrader.optimize.naming import trial_batch
 from kubetrader.specs import API_GROUP, API_VERSION
 from kubetrader_operator.backtest.builders import job_options
 from kubetrader_operator.backtest.status import waiting_status
@@ -32,8 +33,7 @@ from kubetrader_operator.study.builders import (
     build_job,
     parse_study_spec,
     study_child_name,
-    study_name_of,
-    trial_batch,
+    study_key_of,
 )
 from kubetrader_operator.study.settings import get_study_settings
 from kubetrader_operator.study.status import Transition, accepted_study_status, next_status, rejected_status
@@ -75,10 +75,6 @@ def _write_status(namespace: str, name: str, compute: Compute) -> None:
     raise kopf.TemporaryError(f"status of {namespace}/{name} kept changing under us", delay=1)
 
 
-def _study_name(name: str, spec: dict[str, Any]) -> str:
-    return str(spec.get("studyName") or name)
-
-
 def reconcile(namespace: str, name: str) -> None:
     """Bring the study's status in line with its driver Job, the Job's pods and the published progress."""
     redis_url = get_settings().redis_url
@@ -90,8 +86,7 @@ def reconcile(namespace: str, name: str) -> None:
         job_name = study_child_name(name)
         job = kube_io.read_job(namespace, job_name)
         pods = kube_io.list_job_pods(namespace, job_name) if job is not None else []
-        study_name = _study_name(name, study.get("spec") or {})
-        progress = redis_io.study_progress(redis_url, study_name) if redis_url else None
+        progress = redis_io.study_progress(redis_url, study_key_of(study)) if redis_url else None
         timeout = SETTINGS.start_timeout_seconds
         return next_status(study, job, pods, progress, now=now_iso(), start_timeout_seconds=timeout)
 
@@ -126,7 +121,7 @@ def start_study(
             raise _reject(body, namespace, name, "NoWorkQueue", message)
         study_settings = get_study_settings()
         storage = study_settings.optuna_storage
-        config_map = build_config_map(name, namespace, parsed)
+        config_map = build_config_map(name, namespace, parsed, uid=str(body.metadata.uid))
         job = build_job(
             name,
             namespace,
@@ -148,7 +143,7 @@ def start_study(
         job_name = created_job["metadata"]["name"]
         if created:
             kopf.info(body, reason="JobCreated", message=f"driver Job {job_name} created")
-        study_name, metric = study_name_of(name, parsed), parsed.objective.metric
+        study_name, metric = study_key_of(dict(body)), parsed.objective.metric
 
         def accepted(study: dict[str, Any]) -> tuple[dict[str, Any], None]:
             return accepted_study_status(study, job_name, study_name=study_name, metric=metric, now=now_iso()), None
@@ -192,7 +187,7 @@ def stop_study(
     assert namespace is not None
     with measured(KIND, "delete"):
         redis_url = get_settings().redis_url
-        study_name = _study_name(name, dict(spec))
+        study_name = study_key_of(dict(body))  # this resource's batch only: namespace and uid are in the key
         cancelled = redis_io.cancel_trials(redis_url, study_name) if redis_url else 0
         job_name = study_child_name(name)
         kube_io.delete_job(namespace, job_name)  # background propagation: its pods go too

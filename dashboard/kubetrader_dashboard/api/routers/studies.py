@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, status
 
+from kubetrader.optimize.robustness import Robustness
 from kubetrader_dashboard.api.deps import ReadAccess, ServicesDep, Submitter
 from kubetrader_dashboard.api.problems import PROBLEM_RESPONSES, ProblemError
 from kubetrader_dashboard.api.submit import submit
@@ -33,6 +34,19 @@ def get_study(services: ServicesDep, name: str) -> StudyDetail:
         raise ProblemError(503, "Not available", services.studies.missing_reason)
     try:
         return services.studies.detail(name)
+    except StudyStorageUnavailableError as exc:
+        raise ProblemError(503, "Not available", str(exc)) from None
+    except StudyNotFoundError:
+        raise ProblemError(404, "Not found", f"no study {name!r}") from None
+
+
+@router.get("/{name}/robustness", response_model=Robustness, dependencies=[ReadAccess])
+def get_study_robustness(services: ServicesDep, name: str) -> Robustness:
+    """The best point's neighbourhood, the plateau score, a 2-D heatmap and the top trials."""
+    if not services.studies.available:
+        raise ProblemError(503, "Not available", services.studies.missing_reason)
+    try:
+        return services.studies.robustness(name)
     except StudyStorageUnavailableError as exc:
         raise ProblemError(503, "Not available", str(exc)) from None
     except StudyNotFoundError:

@@ -54,6 +54,14 @@ class PeerOrder:
     held: bool = False  # accepted by TWS but not working (PreSubmitted window, 404 locate, 1100)
     cancel_pending: bool = False
     slices_left: int = 0
+    # Attached orders and OCA groups (IB "Attaching Orders", "One-Cancels-All"): a child works only
+    # once its parent has filled; a transmit=False order is held at TWS until a transmitted order
+    # of its bracket arrives; a fill in an OCA group cancels (ocaType 1) or reduces (2, 3) the rest.
+    aux_price: float | None = None  # a STP order's trigger price
+    parent_id: int = 0
+    oca_group: str = ""
+    oca_type: int = 0
+    transmit: bool = True
 
     @property
     def remaining(self) -> float:
@@ -90,7 +98,7 @@ def error(req_id: int, code: int, message: str) -> list[Field]:
 
 def order_status(o: PeerOrder) -> list[Field]:
     avg = o.avg_fill_price
-    return [3, o.order_id, o.status, o.filled, o.remaining, avg, o.perm_id, 0, avg, o.client_id, "", 0.0]
+    return [3, o.order_id, o.status, o.filled, o.remaining, avg, o.perm_id, o.parent_id, avg, o.client_id, "", 0.0]
 
 
 def execution(req_id: int, e: PeerExecution) -> list[Field]:
@@ -134,12 +142,12 @@ def contract_details(req_id: int, i: Instrument) -> list[Field]:
 def open_order(o: PeerOrder) -> list[Field]:
     head: list[Field] = [5, o.order_id, *o.instrument.block11()]
     body: list[Field] = [
-        o.action, o.quantity, o.order_type, o.limit_price, None, o.tif, "", o.account, "O", 0, o.order_ref,
-        o.client_id, o.perm_id, 0, 0, 0, "", "",  # ... outsideRth, hidden, discretionaryAmt, goodAfterTime, _
+        o.action, o.quantity, o.order_type, o.limit_price, o.aux_price, o.tif, o.oca_group, o.account, "O", 0,
+        o.order_ref, o.client_id, o.perm_id, 0, 0, 0, "", "",  # ... outsideRth, hidden, discretionaryAmt, ...
         "", "", "", "", "", "", "", None, "",  # fa*, modelCode, goodTillDate, rule80A, percentOffset, firm
         0, "", -1, 0, None, None, None, None, None,  # shortSaleSlot .. stockRangeUpper
-        0, 0, 0, 0, None, 0, 0, 0, None,  # displaySize .. nbboPriceCap
-        0, 0, None, 0, "", None,  # parentId, triggerMethod, volatility(+type), deltaNeutral type/aux
+        0, 0, 0, 0, None, o.oca_type, 0, 0, None,  # displaySize .. minQty, ocaType, .. nbboPriceCap
+        o.parent_id, 0, None, 0, "", None,  # parentId, triggerMethod, volatility(+type), deltaNeutral type/aux
     ]  # fmt: skip
     tail: list[Field] = [
         0, 0, None, None, None, None, "",  # continuousUpdate .. comboLegsDescrip

@@ -17,6 +17,7 @@ the bundled daily files in `examples/data/`.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import csv
 import datetime as dt
@@ -60,6 +61,32 @@ CONNECTIVITY = {
 
 PlaceFault = Literal["drop_before_ack", "drop_after_ack"]
 BookKey = tuple[str, int]  # (account, conId)
+
+
+def replay_epoch(index: int) -> int:
+    """The start (epoch s) of the `index`-th replayed 5-second bar: consecutive 5-second slots of
+    the NYSE's sessions from REPLAY_EPOCH (2024-01-02 09:30 New York) on, so a runner that
+    aggregates them on the exchange calendar (kubetrader.live.bars) sees session hours, as live."""
+    slots = _session_slots()
+    opening, first = slots[max(0, bisect.bisect_right(slots, (index, 1 << 62), key=lambda s: (s[1], 0)) - 1)]
+    return opening + REALTIME_BAR_SECONDS * (index - first)
+
+
+_SLOTS: list[tuple[int, int]] = []
+
+
+def _session_slots() -> list[tuple[int, int]]:
+    """(open epoch, index of its first slot) of every NYSE session of 2024 (early closes included): over
+    a million slots, more than the longest bundled file has bars."""
+    if not _SLOTS:
+        import exchange_calendars
+
+        cal = exchange_calendars.get_calendar("XNYS", start="2024-01-02", end="2024-12-31")
+        first = 0
+        for opening, closing in zip(cal.opens, cal.closes, strict=True):
+            _SLOTS.append((int(opening.timestamp()), first))
+            first += int((closing - opening).total_seconds()) // REALTIME_BAR_SECONDS
+    return _SLOTS
 
 
 @dataclass(frozen=True)
@@ -150,6 +177,7 @@ class TwsPeer:
         self._realized = 0.0
         self._bars: dict[str, list[ReplayBar]] = {}
         self._cursor: dict[str, int] = dict(replay_start or {})
+        self._price_override: dict[str, float] = {}  # set_price: a print that moves the market
         self._instruments: dict[int, Instrument] = {}
         self._orders: list[PeerOrder] = []
         self._executions: list[PeerExecution] = []
@@ -174,6 +202,7 @@ class TwsPeer:
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> TwsPeer:
+        _session_slots()  # here, not on the peer's loop: the calendar takes a moment to build
         self._thread = threading.Thread(target=self._run, name="tws-peer", daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
@@ -379,8 +408,26 @@ class TwsPeer:
         with self._lock:
             return [c.client_id for c in self._connections if c.client_id >= 0]
 
+    def set_price(self, symbol: str, price: float | None) -> None:
+        """Trade `symbol` at `price` from now on (None: back to the replay), and let resting orders
+        (limits, stops) react to it at once, as they would to a print at the exchange."""
+        with self._lock:
+            if price is None:
+                self._price_override.pop(symbol, None)
+            else:
+                self._price_override[symbol] = price
+
+        def trade() -> None:
+            for order in self._orders:
+                if order.is_open and order.instrument.bar_symbol == symbol:
+                    self._try_fill(order)
+
+        self._later(0, trade)
+
     def price(self, symbol: str) -> float:
         with self._lock:
+            if symbol in self._price_override:
+                return self._price_override[symbol]
             bars = self._symbol_bars(symbol)
             return bars[min(self._cursor.get(symbol, 0), len(bars) - 1)].close
 
@@ -609,6 +656,11 @@ class TwsPeer:
             account=account,
             status="PreSubmitted",
             held=True,
+            aux_price=float(f[20]) if f[20] else None,
+            oca_group=f[22],
+            transmit=f[27] != "0",
+            parent_id=int(f[28] or 0),
+            oca_type=int(f[47] or 0) if len(f) > 47 else 0,
         )
         self._next_perm_id += 1
         self._next_order_id = max(self._next_order_id, order_id + 1)
@@ -633,6 +685,11 @@ class TwsPeer:
                 self._later(self.faults.locate_delay, lambda: self._work(order))
                 return True
         self._notify_order(order)  # openOrder + PreSubmitted
+        if not order.transmit:
+            return True  # held at TWS, not transmitted, until a transmitted order of its bracket comes
+        if order.parent_id:
+            self._transmit_bracket(order)
+            return True
         if fault == "drop_after_ack":
             self._work(order)
             conn.writer.close()
@@ -645,10 +702,44 @@ class TwsPeer:
             self._work(order)
         return True
 
+    def _parent(self, order: PeerOrder) -> PeerOrder | None:
+        for parent in self._orders:
+            if parent.order_id == order.parent_id and parent.client_id == order.client_id:
+                return parent
+        return None
+
+    def _children(self, order: PeerOrder) -> list[PeerOrder]:
+        return [o for o in self._orders if o.parent_id == order.order_id and o.client_id == order.client_id]
+
+    def _transmit_bracket(self, child: PeerOrder) -> None:
+        """A transmitted child sends its whole bracket: the held parent and the held siblings (IB's
+        "Bracket Orders": the last child's transmit=True transmits the parent and the rest)."""
+        parent = self._parent(child)
+        if parent is None:
+            return  # TWS would reject a child of an unknown parent; ib_insync never sends one
+        for order in [parent, *self._children(parent)]:
+            order.transmit = True
+        if parent.is_open and parent.held:
+            if self.faults.presubmit_window > 0:
+                self._later(self.faults.presubmit_window, lambda: self._work(parent))
+            else:
+                self._work(parent)
+        elif parent.status == "Filled":
+            self._work(child)
+
     def _work(self, order: PeerOrder) -> None:
-        """The order reaches the exchange: Submitted, and fills if it can."""
-        if not order.is_open or order.cancel_pending or self.lost:
+        """The order reaches the exchange: Submitted, and fills if it can.
+
+        Not while untransmitted (transmit=False), and a child only once its parent has filled
+        ("attached orders ... are activated when the parent order fills"): until then it stays
+        PreSubmitted at TWS, and it is cancelled with its parent.
+        """
+        if not order.is_open or order.cancel_pending or self.lost or not order.transmit:
             return
+        if order.parent_id:
+            parent = self._parent(order)
+            if parent is not None and (parent.is_open or parent.filled <= 0):
+                return
         order.held = False
         order.status = "Submitted"
         self._notify_status(order)
@@ -683,6 +774,11 @@ class TwsPeer:
         if order.order_type == "LMT" and order.limit_price is not None:
             marketable = price <= order.limit_price if order.action == "BUY" else price >= order.limit_price
             if not marketable:
+                return
+        elif order.order_type == "STP" and order.aux_price is not None:
+            # a stop becomes a market order once the price trades through it (IB's STP)
+            triggered = price >= order.aux_price if order.action == "BUY" else price <= order.aux_price
+            if not triggered:
                 return
         elif order.order_type != "MKT":
             return
@@ -732,6 +828,7 @@ class TwsPeer:
         if order.remaining <= 0:
             order.status = "Filled"
             order.completed_time = _now_text()
+        self._one_cancels_all(order, shares)
         execution = PeerExecution(
             exec_id=f"0000e{self._next_exec:08d}.01",
             order=order,
@@ -753,9 +850,33 @@ class TwsPeer:
                 owner.send(*msg.open_order(order))
         snapshot = PeerPosition(pos.quantity, pos.avg_cost)
         self._later(self.faults.position_lag, lambda: self._report_position(key, snapshot))
+        if order.status == "Filled":
+            self._later(0, lambda: self._activate_children(order))
         for conn in self._connections:
             if conn.subscribed_account or conn.account_multi:
                 self._send_account(conn)
+
+    def _activate_children(self, parent: PeerOrder) -> None:
+        """The parent filled: its attached orders go to work."""
+        for child in self._children(parent):
+            self._work(child)
+
+    def _one_cancels_all(self, order: PeerOrder, shares: float) -> None:
+        """A fill in an OCA group: ocaType 1 cancels the other orders of the group, 2 and 3 reduce
+        them by the filled size (https://interactivebrokers.github.io/tws-api/oca.html)."""
+        if not order.oca_group:
+            return
+        for other in self._orders:
+            if other is order or other.oca_group != order.oca_group or other.account != order.account:
+                continue
+            if not other.is_open:
+                continue
+            if order.oca_type in (2, 3):
+                other.quantity = max(other.filled, other.quantity - shares)
+                if other.remaining > 0:
+                    self._notify_status(other)
+                    continue
+            self._set_cancelled(other)
 
     def _report_position(self, key: BookKey, pos: PeerPosition) -> None:
         """Position reports catch up with the truth, `faults.position_lag` after the execution."""
@@ -804,6 +925,14 @@ class TwsPeer:
         if owner is not None:
             self._notify_status(order, owner)
             self._error(owner, order.order_id, 202, "Order Canceled - reason:")
+        for child in self._children(order):
+            if not child.is_open:
+                continue
+            if order.filled <= 0:
+                self._set_cancelled(child)  # an entry cancelled before any fill takes its bracket with it
+            else:  # partly filled, then cancelled: the children protect what was filled
+                child.quantity = order.filled
+                self._work(child)
 
     # ---------------------------------------------------------------- market data
 
@@ -833,7 +962,7 @@ class TwsPeer:
                 for order in self._orders:
                     if order.instrument.bar_symbol == symbol and order.is_open:
                         self._try_fill(order)
-                epoch = REPLAY_EPOCH + REALTIME_BAR_SECONDS * index
+                epoch = replay_epoch(index)
                 wap = (bar.high + bar.low + bar.close) / 3
                 for conn in self._connections:
                     for req_id, sub_symbol in conn.realtime.items():
