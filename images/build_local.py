@@ -225,7 +225,7 @@ def smoke_operator(tag: str) -> None:
 
 
 def smoke_dashboard(tag: str) -> None:
-    """The image's own CMD serves the API; `/api/v1/health` answers from the host."""
+    """The image's own CMD serves the API; `/api/v1/healthz` answers from the host."""
     port = _free_port()
     argv = [str(port) if previous == "--port" else arg for previous, arg in _pairs(image_argv(tag))]
     container = run(["buildah", "from", "--pull-never", tag], capture=True).strip()
@@ -241,7 +241,7 @@ def smoke_dashboard(tag: str) -> None:
         deadline = time.monotonic() + 120
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2) as response:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/healthz", timeout=2) as response:
                     body = response.read().decode()
                 break
             except OSError as exc:
@@ -249,7 +249,7 @@ def smoke_dashboard(tag: str) -> None:
                     output = process.stdout.read() if process.stdout else ""
                     raise BuildError(f"dashboard smoke: the API did not answer ({exc})\n{output}") from exc
                 time.sleep(0.5)
-        print(f"  dashboard: {' '.join(argv)} answered /api/v1/health as {UID}: {body[:80]}")
+        print(f"  dashboard: {' '.join(argv)} answered /api/v1/healthz as {UID}: {body[:80]}")
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)

@@ -144,6 +144,7 @@ def test_every_credential_takes_an_existing_secret_and_then_none_is_generated() 
             "redis": {"existingSecret": "redis-creds"},
             "postgresql": {"existingSecret": "pg-creds", "key": "pg-password"},
             "finnhub": {"existingSecret": "finnhub", "key": "token"},
+            "session": {"existingSecret": "dashboard-session", "key": "signing-key"},
         }
     }
     rendered = _render(values)
@@ -159,6 +160,7 @@ def test_every_credential_takes_an_existing_secret_and_then_none_is_generated() 
         ("REDIS_PASSWORD", "redis-creds", "password"),
         ("POSTGRES_PASSWORD", "pg-creds", "pg-password"),
         ("FINNHUB_API_KEY", "finnhub", "token"),
+        ("KUBETRADER_SESSION_SECRET", "dashboard-session", "signing-key"),
     } == {r for r in refs if r[0] != "REDISCLI_AUTH"}
     keda = _render({**values, "keda": {"enabled": True}, "api": {"publicRead": False}})
     auth = keda.get("TriggerAuthentication", "kubetrader-worker")

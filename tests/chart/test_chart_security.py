@@ -134,7 +134,12 @@ def test_secrets_are_readable_only_by_name_and_only_by_the_operator(
     secret_rules = [(w, r) for w, r in secret_rules if w != f"Role/{SECRETS_HOOK}"]
     if rendered.values.get("auth", {}).get("generateWithHook"):
         # get only the generated Secrets by name; create cannot be narrowed by name in RBAC
-        generated = {"kubetrader-postgresql", "kubetrader-api-token", "kubetrader-redis"}
+        generated = {
+            "kubetrader-postgresql",
+            "kubetrader-api-token",
+            "kubetrader-redis",
+            "kubetrader-dashboard-session",
+        }
         assert {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]} in hook_rules
         gets = [r for r in hook_rules if r["verbs"] == ["get"]]
         assert gets and all(set(r["resourceNames"]) <= generated for r in gets), hook_rules

@@ -184,6 +184,9 @@ def test_external_scenario_points_everything_at_the_external_services(
         == "postgresql+psycopg2://kubetrader:$(POSTGRES_PASSWORD)@postgres.infra.svc:5432/optuna"
     )
     assert env["KUBETRADER_API_TOKEN"] == {"secretKeyRef": {"name": "kubetrader-api-token", "key": "token"}}
+    assert env["KUBETRADER_SESSION_SECRET"] == {
+        "secretKeyRef": {"name": "kubetrader-dashboard-session-key", "key": "secret"}
+    }
     assert not [d for d in rendered.of_kind("Secret")], "existing Secrets are used, none generated"
     assert not [d for d in rendered.of_kind("PersistentVolumeClaim")], "data.existingClaim is used"
 
@@ -231,6 +234,7 @@ def test_generated_secrets_are_kept_across_upgrades_with_lookup(
         "kubetrader-postgresql",
         "kubetrader-api-token",
         "kubetrader-redis",
+        "kubetrader-dashboard-session",
     }
     assert all(s["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for s in secrets)
 

@@ -203,14 +203,16 @@ def test_in_a_cluster_the_resource_is_built_from_the_validated_models_and_names_
 ) -> None:
     monkeypatch.setenv("KUBECONFIG", str(kube_cluster.kubeconfig))
     document = backtest_document(*DASHBOARD_RUNS[0])
-    document["metadata"].update(annotations={"team": "quant-research"}, labels={"desk": "equities"})
+    document["metadata"].update(
+        annotations={"team": "quant-research"}, labels={"desk": "equities", "kubetrader.io/helm-test": "true"}
+    )
     document["spec"]["strategy"]["params"] = {"fast": 10, "slow": 30}
     with _app(tmp_path, dashboard_users, kubernetes="auto") as client:
         accepted = client.post("/api/v1/backtests", json=document, headers=_bearer(sign_in(client, "researcher")))
     assert accepted.status_code == 202, accepted.text
     created = kube_cluster.get("Backtest", "default", document["metadata"]["name"])
     assert created["metadata"]["annotations"] == {"team": "quant-research", "kubetrader.io/submitted-by": "rita"}
-    assert created["metadata"]["labels"] == {"desk": "equities"}
+    assert created["metadata"]["labels"] == {"desk": "equities", "kubetrader.io/helm-test": "true"}
     assert created["spec"]["strategy"] == {
         "path": document["spec"]["strategy"]["path"],
         "params": {"fast": 10, "slow": 30},

@@ -86,7 +86,7 @@ def test_signing_in_through_the_form_submits_as_that_user(api: tuple[str, str], 
     assert [w.value for w in at.warning] == ["Not signed in (401 Unauthorized): wrong user name or password"]
     at.text_input(key="signin-password").input(USERS["rita"][1])
     _button(at, "Sign in").click().run()
-    assert any("Signed in as **rita** (researcher)" in c.value for c in at.sidebar.caption)
+    assert any("Signed in as **rita** (researcher)" in c.value for c in at.caption)
     at.radio(key="page").set_value("Backtests").run()
     _button(at, "Submit").click().run()
     assert [e.value for e in at.exception] == []

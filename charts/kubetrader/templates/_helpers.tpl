@@ -265,6 +265,9 @@ creates them instead. The Redis password is needed in every namespace the operat
 {{- if not (or .Values.auth.apiToken.existingSecret .Values.api.existingTokenSecret) }}
 {{- $out = append $out (dict "name" (include "kubetrader.apiTokenSecret" .) "namespace" .Release.Namespace "key" .Values.auth.apiToken.key "length" 48 "component" "api") }}
 {{- end }}
+{{- if not .Values.auth.session.existingSecret }}
+{{- $out = append $out (dict "name" (include "kubetrader.sessionSecret" .) "namespace" .Release.Namespace "key" .Values.auth.session.key "length" 48 "component" "api") }}
+{{- end }}
 {{- if and (include "kubetrader.redisAuth" .) (not .Values.auth.redis.existingSecret) }}
 {{- $namespaces := list .Release.Namespace }}
 {{- if not .Values.operator.watchAllNamespaces }}

@@ -62,8 +62,11 @@ class Authenticator:
     def from_settings(cls, settings: Settings) -> Authenticator:
         users_file = settings.users_file
         if users_file is None and settings.environment == "development" and settings.local_defaults:
-            users_file, password_file = ensure_local_admin(settings.data_dir / "dashboard")
-            log.warning("development sign-in: user 'admin', password in %s", password_file)
+            try:
+                users_file, password_file = ensure_local_admin(settings.data_dir / "dashboard")
+                log.warning("development sign-in: user 'admin', password in %s", password_file)
+            except OSError as exc:  # a read-only data directory (an image run as it is): no built-in login
+                log.warning("no local admin (cannot write %s: %s); set KUBETRADER_USERS_FILE", settings.data_dir, exc)
         secret = settings.session_secret.get_secret_value() or secrets.token_urlsafe(32)
         oidc = None
         if settings.oidc_issuer and settings.oidc_audience:

@@ -147,6 +147,12 @@ class SystemResources(BaseModel):
     disk_used_percent: float | None
 
 
+class Alive(BaseModel):
+    """The process answers: what probes and start-up scripts wait for (no detail, no sign-in)."""
+
+    status: Literal["ok"] = "ok"
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     components: list[ComponentHealth]

@@ -47,19 +47,22 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-# Label and annotation keys whose prefix (the part before "/") is one of these, or ends in one of
-# them, belong to the platform: the operator's per-resource overrides (kubetrader.io/cpu, ...),
+# Annotation keys whose prefix (the part before "/") is one of these, or ends in one of them,
+# belong to the platform: the operator's per-resource overrides (kubetrader.io/cpu, ...),
 # kopf's progress (kopf.kubetrader.io, kopf.zalando.org) and Kubernetes' reserved prefixes
 # (kubernetes.io, k8s.io: "reserved for Kubernetes core components", Kubernetes docs, "Well-Known
 # Labels, Annotations and Taints").
 RESERVED_PREFIXES = ("kubetrader.io", "kopf.zalando.org", "kubernetes.io", "k8s.io")
+# Labels: the operator reads none of ours from a resource (a `kubetrader.io/...` label, such as helm
+# test's `kubetrader.io/helm-test`, is a user's tag), so only kopf's and Kubernetes' are refused.
+RESERVED_LABEL_PREFIXES = ("kopf.zalando.org", "kubernetes.io", "k8s.io")
 SUBMITTED_BY = "kubetrader.io/submitted-by"
 METADATA_FIELDS = {"name", "namespace", "labels", "annotations"}
 
 
-def _reserved(key: str) -> bool:
+def _reserved(key: str, prefixes: tuple[str, ...]) -> bool:
     prefix = key.split("/", 1)[0] if "/" in key else ""
-    return any(prefix == p or prefix.endswith("." + p) for p in RESERVED_PREFIXES)
+    return any(prefix == p or prefix.endswith("." + p) for p in prefixes)
 
 
 def check_metadata(resource: Resource, namespace: str) -> None:
@@ -70,9 +73,12 @@ def check_metadata(resource: Resource, namespace: str) -> None:
         raise SpecError(f"metadata.{extras[0]}", "not accepted here: only name, labels and annotations are")
     if meta.namespace not in (None, namespace):
         raise SpecError("metadata.namespace", f"submissions go to {namespace!r}, not {meta.namespace!r}")
-    for field, values in (("labels", meta.labels), ("annotations", meta.annotations)):
+    for field, values, reserved in (
+        ("labels", meta.labels, RESERVED_LABEL_PREFIXES),
+        ("annotations", meta.annotations, RESERVED_PREFIXES),
+    ):
         for key in values:
-            if _reserved(key):
+            if _reserved(key, reserved):
                 raise SpecError(f"metadata.{field}.{key}", "reserved for the platform; a submission may not set it")
 
 

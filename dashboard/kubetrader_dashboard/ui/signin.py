@@ -83,8 +83,9 @@ def sign_in_form(client: ApiClient, *, expired: bool = False) -> None:
 
 
 def identity_bar(identity: Identity) -> None:
-    with st.sidebar:
-        st.caption(f"Signed in as **{identity.name}** ({identity.role})")
-        if identity.method == "session" and st.button("Sign out", key="sign-out"):
-            sign_out()
-            st.rerun()
+    """Who is signed in, above the pages (not in a sidebar: one would narrow every page)."""
+    left, right = st.columns([8, 1])
+    left.caption(f"Signed in as **{identity.name}** ({identity.role})")
+    if identity.method == "session" and right.button("Sign out", key="sign-out"):
+        sign_out()
+        st.rerun()
