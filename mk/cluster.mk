@@ -67,8 +67,9 @@ uninstall:  ## remove the release (CRDs, generated Secrets and PVCs are kept, as
 	$(call need,helm,install Helm >= 3.14: https://helm.sh/docs/intro/install/)
 	helm uninstall $(RELEASE) --kube-context kind-$(KIND_CLUSTER) --namespace $(NAMESPACE) --wait
 
-e2e: $(STAMP)  ## the README's cluster flow on kind (tests/e2e/scenario.py, the same file as e2e-sandbox)
+e2e:  ## the README's cluster flow on kind (tests/e2e/scenario.py, the same file as e2e-sandbox)
 	$(need-cluster)
+	@$(MAKE) --no-print-directory $(STAMP)  # after the tool check: a missing kubectl is said first
 	$(PYTHON) -m tests.e2e.scenario --kubeconfig $${KUBECONFIG:-$$HOME/.kube/config} --context kind-$(KIND_CLUSTER) \
 	  --namespace $(NAMESPACE) --values $(HELM_VALUES) --access nodeport --phases $(E2E_KIND_PHASES)
 	@echo "e2e passed"
