@@ -107,7 +107,13 @@ def test_a_runner_that_stalled_past_its_lease_is_fenced_and_cannot_send(peer: Tw
     first = runner(peer, url, "alpha", 1, term=1.0)
     first.start()
     pump(first, lambda: "ORCL" in first.prices, "a first bar")
-    time.sleep(1.2)  # a stall (GC pause, a frozen node) longer than the term: no renewals
+    # A stall (GC pause, a frozen node) longer than the term: no pump, so no renewals, until the
+    # stored lease has run out.
+    wait_until(
+        lambda: (held := first.lease.current()) is not None and held.expires_at <= time.time(),
+        timeout=5,
+        what="the stalled runner's lease to expire",
+    )
     second = runner(peer, url, "beta", 2, term=1.0)
     second.start()  # the lease expired: the second runner takes it
     try:
