@@ -137,17 +137,10 @@ def _log_to_mlflow(spec: OptimizationStudySpec, study: object, report: StudyRepo
     record: when it cannot be reached the study's own files stand, a pending marker is
     left for `kubetrader mlflow sync`, and the failure is logged rather than raised."""
     from kubetrader.tracking import settings
-    from kubetrader.tracking.studies import log_study, study_params, write_pending
+    from kubetrader.tracking.studies import log_study_of_spec, write_pending
 
     try:
-        return log_study(
-            study,
-            report,
-            tracking=spec.backtest.tracking,
-            strategy_path=spec.backtest.strategy.path,
-            settings_params=study_params(spec, report.study_name),
-            studies_dir=studies_dir,
-        )
+        return log_study_of_spec(study, report, spec, studies_dir=studies_dir)
     except Exception as exc:  # MLflow down or refusing: the study itself stands
         log.warning(
             "study %s could not be logged to MLflow (kubetrader mlflow sync logs it later): %s", report.study_name, exc

@@ -91,6 +91,20 @@ def log_study(
         return _log_study(study, report, tracking, strategy_path, settings_params, studies_dir, tracking_uri)
 
 
+def log_study_of_spec(study: Any, report: Any, spec: Any, *, studies_dir: Path, tracking_uri: str | None = None) -> str:
+    """`log_study` with what an OptimizationStudySpec says: its tracking, strategy and params (the
+    driver after a study and `kubetrader mlflow sync` after an outage log the same way)."""
+    return log_study(
+        study,
+        report,
+        tracking=spec.backtest.tracking,
+        strategy_path=spec.backtest.strategy.path,
+        settings_params=study_params(spec, report.study_name),
+        studies_dir=studies_dir,
+        tracking_uri=tracking_uri,
+    )
+
+
 def _log_study(
     study: Any,
     report: Any,
@@ -271,14 +285,8 @@ def sync_pending_studies(results_dir: Path, *, tracking_uri: str | None = None) 
         spec = OptimizationStudySpec.model_validate(report.spec)
         try:
             study = optuna.load_study(study_name=report.study_name, storage=open_storage(report.storage))
-            run_id = log_study(
-                study,
-                report,
-                tracking=spec.backtest.tracking,
-                strategy_path=spec.backtest.strategy.path,
-                settings_params=study_params(spec, report.study_name),
-                studies_dir=studies_dir,
-                tracking_uri=tracking_uri or body.get("tracking_uri"),
+            run_id = log_study_of_spec(
+                study, report, spec, studies_dir=studies_dir, tracking_uri=tracking_uri or body.get("tracking_uri")
             )
         except Exception as exc:
             outcomes.append((report.study_name, None, str(exc)[:300]))

@@ -96,11 +96,7 @@ def create_children(body: kopf.Body, name: str, namespace: str | None, patch: ko
         spec = _spec(body)
     except ValidationError as exc:
         message = f"invalid spec: {exc.errors()[0].get('msg')}"
-        c = set_condition(
-            _conditions(body), status.FAILED, True, "InvalidSpec", message, generation=generation, now=now
-        )
-        _apply(patch, {"conditions": c, "phase": status.derive_phase(c), "message": message})
-        kopf.warn(body, reason="InvalidSpec", message=message)
+        _fail(body, patch, "InvalidSpec", message, generation=generation, now=now)
         raise kopf.PermanentError(message) from exc
     if spec.mode == "live" and spec.promotion is None:  # the CRD's CEL refuses it too: never trade unpromoted
         message = "mode 'live' needs spec.promotion.fromBacktest"
