@@ -144,7 +144,8 @@ def test_delete_with_the_gateway_down_stays_terminating_with_an_alert_until_the_
         tws_peer.set_down(False)
         wait_until(lambda: live_env.get("LiveDeployment", NS, NAME) is None, timeout=30, what="the stop to complete")
         assert tws_peer.open_orders() == [] and tws_peer.positions() == {}
-        assert events(live_env, "EmergencyStopConfirmed")
+        # kopf posts events from its own queue, after the patch that a wait above saw
+        wait_until(lambda: events(live_env, "EmergencyStopConfirmed"), timeout=20, what="the EmergencyStopConfirmed event")
 
 
 def test_foreground_cascade_cannot_take_the_gateway_before_the_stop_is_confirmed(
@@ -288,7 +289,8 @@ def test_a_risk_edit_rolls_the_runner_with_the_new_limits_and_the_status_says_wh
         assert status_["observedGeneration"] == 2
         applied = condition(live_env, "SpecApplied")
         assert applied and applied["status"] == "True" and "generation 2" in applied["message"]
-        assert events(live_env, "RunnerRolled")
+        # kopf posts events from its own queue, after the patch that a wait above saw
+        wait_until(lambda: events(live_env, "RunnerRolled"), timeout=20, what="the RunnerRolled event")
 
 
 def test_an_edit_with_on_update_flatten_closes_the_positions_before_the_runner_restarts(
@@ -348,4 +350,5 @@ def test_a_gateway_policy_left_by_an_older_operator_is_brought_up_to_date(
         updated = wait_until(replaced, timeout=30, what="the policy replaced")
         peers = updated["spec"]["ingress"][0]["from"]
         assert all(peer.get("namespaceSelector") != {} for peer in peers)
-        assert events(live_env, "Updated")
+        # kopf posts events from its own queue, after the patch that a wait above saw
+        wait_until(lambda: events(live_env, "Updated"), timeout=20, what="the Updated event")
