@@ -17,6 +17,7 @@ import pytest
 
 from kubetrader.queue import NewTask, WorkQueue
 from kubetrader.queue.server import redis_client
+from kubetrader_operator.labels import KOPF_PREFIX
 from kubetrader_operator.scaling.handlers import LAST_BACKLOG_ANNOTATION
 from kubetrader_operator.scaling.rule import DELETION_COST_ANNOTATION
 from tests.fixtures.kube import TEST_OPERATOR_ENV
@@ -182,3 +183,26 @@ def queue_outcome() -> Any:
     from kubetrader.queue import HandlerOutcome
 
     return HandlerOutcome(metrics={"sharpe_ratio": 1.0})
+
+
+def test_a_stopped_operator_leaves_no_finalizer_on_the_worker_deployment(
+    kube_cluster: EmulatedCluster, scaler_operator: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    """`helm uninstall` deletes the operator and the worker Deployment together. kopf holds every
+    Deployment its timer serves with its finalizer, so the workers stayed Terminating forever
+    once the operator was gone (e2e-sandbox's uninstall phase). On a graceful exit the operator
+    takes the finalizer off; a deletion after that completes without it."""
+    finalizer = f"{KOPF_PREFIX}/finalizer"
+    kube_cluster.create(deployment())
+
+    def finalizers() -> list[str]:
+        obj = kube_cluster.get("Deployment", NS, WORKERS)
+        return list((obj or {}).get("metadata", {}).get("finalizers") or [])
+
+    log = tmp_path / "operator.log"
+    wait_until(lambda: finalizer in finalizers(), timeout=30, what=f"kopf's finalizer on the workers; log: {log}")
+    scaler_operator.terminate()  # SIGTERM, as the kubelet stops the operator's pod
+    assert scaler_operator.wait(30) == 0, log.read_text()
+    assert finalizer not in finalizers(), log.read_text()
+    kube_cluster.delete("Deployment", NS, WORKERS)
+    wait_until(lambda: kube_cluster.get("Deployment", NS, WORKERS) is None, timeout=10, what="the workers deleted")

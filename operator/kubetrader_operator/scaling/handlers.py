@@ -8,6 +8,13 @@ the pure rule, patches `spec.replicas`, records the decision as an Event and in
 Prometheus, and marks busy pods with a high deletion cost. The time backlog was
 last seen is kept in an annotation, so an operator restart does not reset the
 cooldown.
+
+kopf puts its finalizer on every Deployment a timer serves (timers must be stopped before their
+object goes: nolar/kopf#833, #548), and only a running operator removes it. `helm uninstall`
+deletes the operator and the worker Deployment together, so the operator was gone before it saw
+the worker's deletion and the worker Deployment stayed, Terminating, forever. On a graceful exit
+(SIGTERM: uninstall, upgrade, scale to 0) `release_on_exit` therefore takes the finalizer off
+every Deployment the scaler served; the next operator puts it back when it starts.
 """
 
 from __future__ import annotations
@@ -149,3 +156,22 @@ def scale_on_queue(
             have = (pod["metadata"].get("annotations") or {}).get(DELETION_COST_ANNOTATION)
             if have != wanted[pod_name]:
                 kube_io.annotate_pod(namespace, pod_name, {DELETION_COST_ANNOTATION: wanted[pod_name]})
+
+
+@kopf.index("apps", "v1", "deployments", labels={SCALE_LABEL: "true"})
+def scaled_deployments(name: str, namespace: str | None, **_: Any) -> dict[tuple[str, str], bool]:
+    """The Deployments the scaler serves (kopf fills it from the watch, before any handler)."""
+    return {(namespace or "default", name): True}
+
+
+@kopf.on.cleanup(id="release-scaled-deployments")
+def release_on_exit(*, settings: kopf.OperatorSettings, logger: kopf.Logger, **kwargs: Any) -> None:
+    """kopf runs cleanup handlers after its watchers have stopped, so nothing puts the finalizer
+    back in between (kopf/_core/reactor/running.py). kopf passes the index by its name."""
+    served: kopf.Index[tuple[str, str], bool] = kwargs["scaled_deployments"]
+    for namespace, name in list(served):
+        try:
+            if kube_io.release_deployment(namespace, name, settings.persistence.finalizer, SCALE_LABEL):
+                logger.info(f"released deployment {namespace}/{name} (the operator is exiting)")
+        except Exception as exc:  # one Deployment's trouble never keeps the others held
+            logger.warning(f"could not release deployment {namespace}/{name}: {exc}")

