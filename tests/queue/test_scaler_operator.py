@@ -17,7 +17,6 @@ import pytest
 
 from kubetrader.queue import NewTask, WorkQueue
 from kubetrader.queue.server import redis_client
-from kubetrader_operator.labels import KOPF_PREFIX
 from kubetrader_operator.scaling.handlers import LAST_BACKLOG_ANNOTATION
 from kubetrader_operator.scaling.rule import DELETION_COST_ANNOTATION
 from tests.fixtures.kube import TEST_OPERATOR_ENV
@@ -185,24 +184,22 @@ def queue_outcome() -> Any:
     return HandlerOutcome(metrics={"sharpe_ratio": 1.0})
 
 
-def test_a_stopped_operator_leaves_no_finalizer_on_the_worker_deployment(
-    kube_cluster: EmulatedCluster, scaler_operator: subprocess.Popen[str], tmp_path: Path
+def test_the_scaler_holds_no_finalizer_so_the_workers_are_deleted_without_the_operator(
+    kube_cluster: EmulatedCluster, redis_url: str, scaler_operator: subprocess.Popen[str], tmp_path: Path
 ) -> None:
-    """`helm uninstall` deletes the operator and the worker Deployment together. kopf holds every
-    Deployment its timer serves with its finalizer, so the workers stayed Terminating forever
-    once the operator was gone (e2e-sandbox's uninstall phase). On a graceful exit the operator
-    takes the finalizer off; a deletion after that completes without it."""
-    finalizer = f"{KOPF_PREFIX}/finalizer"
+    """`helm uninstall` deletes the operator, its Roles and the worker Deployment at once. kopf
+    held every Deployment its timer served with its finalizer, which only the running operator,
+    with its RBAC, could take off: the workers stayed Terminating forever (e2e-sandbox's
+    uninstall phase). The scaler's timer holds none, so a deletion completes with the operator gone."""
+    queue = WorkQueue(redis_client(redis_url))
+    queue.enqueue("campaign", [NewTask(id=f"t{i:02d}", spec={}) for i in range(12)])
     kube_cluster.create(deployment())
-
-    def finalizers() -> list[str]:
-        obj = kube_cluster.get("Deployment", NS, WORKERS)
-        return list((obj or {}).get("metadata", {}).get("finalizers") or [])
-
     log = tmp_path / "operator.log"
-    wait_until(lambda: finalizer in finalizers(), timeout=30, what=f"kopf's finalizer on the workers; log: {log}")
-    scaler_operator.terminate()  # SIGTERM, as the kubelet stops the operator's pod
-    assert scaler_operator.wait(30) == 0, log.read_text()
-    assert finalizer not in finalizers(), log.read_text()
+    wait_until(lambda: replicas(kube_cluster) == 3, timeout=30, what=f"the scaler at work (3 replicas); log: {log}")
+    obj = kube_cluster.get("Deployment", NS, WORKERS)
+    assert obj is not None
+    assert not obj["metadata"].get("finalizers"), obj["metadata"]
+    scaler_operator.kill()  # gone at once, as when its pod and its RBAC are deleted together
+    scaler_operator.wait(10)
     kube_cluster.delete("Deployment", NS, WORKERS)
     wait_until(lambda: kube_cluster.get("Deployment", NS, WORKERS) is None, timeout=10, what="the workers deleted")

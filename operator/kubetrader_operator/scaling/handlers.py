@@ -9,16 +9,19 @@ Prometheus, and marks busy pods with a high deletion cost. The time backlog was
 last seen is kept in an annotation, so an operator restart does not reset the
 cooldown.
 
-kopf puts its finalizer on every Deployment a timer serves (timers must be stopped before their
-object goes: nolar/kopf#833, #548), and only a running operator removes it. `helm uninstall`
-deletes the operator and the worker Deployment together, so the operator was gone before it saw
-the worker's deletion and the worker Deployment stayed, Terminating, forever. On a graceful exit
-(SIGTERM: uninstall, upgrade, scale to 0) `release_on_exit` therefore takes the finalizer off
-every Deployment the scaler served; the next operator puts it back when it starts.
+No finalizer: kopf puts its finalizer on every object a timer serves (so the timer is stopped
+before the object goes: nolar/kopf#833, #548), and only a running operator with its RBAC takes it
+off. `helm uninstall` deletes the operator, its Roles and the worker Deployment at once, so the
+worker Deployment stayed Terminating forever, on any cluster. The worker Deployment is Helm's,
+not ours: the timer is registered without the finalizer (`_serve_without_finalizer`). The cost
+kopf warns of, a timer left running for a deleted object, is made harmless: the timer acts only
+while the `scaled_deployments` index (kept by kopf from the watch) still holds that object's uid,
+so a stale timer never scales a Deployment re-created under the same name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from functools import lru_cache
 from typing import Any
@@ -105,8 +108,12 @@ def scale_on_queue(
     namespace: str | None,
     patch: kopf.Patch,
     logger: kopf.Logger,
-    **_: Any,
+    uid: str | None,
+    **kwargs: Any,
 ) -> None:
+    served: kopf.Index[tuple[str, str], str] = kwargs["scaled_deployments"]
+    if uid not in served.get((namespace or "default", name), ()):
+        return  # a timer kopf no longer stops: its Deployment is gone or replaced (module docstring)
     annotations = dict(meta.get("annotations") or {})
     try:
         policy = policy_from_annotations(annotations)
@@ -159,19 +166,23 @@ def scale_on_queue(
 
 
 @kopf.index("apps", "v1", "deployments", labels={SCALE_LABEL: "true"})
-def scaled_deployments(name: str, namespace: str | None, **_: Any) -> dict[tuple[str, str], bool]:
-    """The Deployments the scaler serves (kopf fills it from the watch, before any handler)."""
-    return {(namespace or "default", name): True}
+def scaled_deployments(name: str, namespace: str | None, uid: str | None, **_: Any) -> dict[tuple[str, str], str]:
+    """(namespace, name) -> uid of each Deployment the scaler serves, kept by kopf from the watch
+    (an entry goes when its object is deleted)."""
+    return {(namespace or "default", name): uid or ""}
 
 
-@kopf.on.cleanup(id="release-scaled-deployments")
-def release_on_exit(*, settings: kopf.OperatorSettings, logger: kopf.Logger, **kwargs: Any) -> None:
-    """kopf runs cleanup handlers after its watchers have stopped, so nothing puts the finalizer
-    back in between (kopf/_core/reactor/running.py). kopf passes the index by its name."""
-    served: kopf.Index[tuple[str, str], bool] = kwargs["scaled_deployments"]
-    for namespace, name in list(served):
-        try:
-            if kube_io.release_deployment(namespace, name, settings.persistence.finalizer, SCALE_LABEL):
-                logger.info(f"released deployment {namespace}/{name} (the operator is exiting)")
-        except Exception as exc:  # one Deployment's trouble never keeps the others held
-            logger.warning(f"could not release deployment {namespace}/{name}: {exc}")
+def _serve_without_finalizer(handler_id: str) -> None:
+    """The timer `handler_id` without kopf's finalizer (module docstring). kopf 1.45 hard-codes
+    `requires_finalizer=True` for timers (kopf/on.py) and has no option for it (nolar/kopf#896
+    asked, closed unmerged), so the registered handler is replaced by a copy saying False."""
+    spawning = kopf.get_default_registry()._spawning
+    found = [h for h in spawning._handlers if h.id == handler_id]
+    if len(found) != 1:
+        raise RuntimeError(f"kopf registry: expected one handler {handler_id!r}, found {len(found)}")
+    spawning._handlers = [
+        dataclasses.replace(h, requires_finalizer=False) if h.id == handler_id else h for h in spawning._handlers
+    ]
+
+
+_serve_without_finalizer("scale-on-queue")

@@ -74,3 +74,26 @@ def test_the_gateway_process_serves_ib_insync_and_stops_on_sigterm() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_service_port_other_than_its_target_port_is_redirected_in_the_endpoint_pod() -> None:
+    """The operator's gateway Service: port 4002 -> targetPort `api` (the container's 4004)."""
+    from tests.kube.node.agent import port_redirects
+
+    pod = {
+        "metadata": {"namespace": "kt", "labels": {"app": "gw"}},
+        "spec": {"containers": [{"ports": [{"name": "api", "containerPort": 4004}, {"containerPort": 5900}]}]},
+    }
+
+    def service(ns: str, selector: dict[str, str], ports: list[dict[str, object]]) -> dict[str, object]:
+        return {"metadata": {"name": "s", "namespace": ns}, "spec": {"selector": selector, "ports": ports}}
+
+    services = [
+        service("kt", {"app": "gw"}, [{"port": 4002, "targetPort": "api"}, {"port": 5900, "targetPort": 5900}]),
+        service(
+            "kt", {"app": "gw"}, [{"port": 80, "targetPort": 5900, "protocol": "TCP"}, {"port": 9, "targetPort": "x"}]
+        ),
+        service("kt", {"app": "other"}, [{"port": 1, "targetPort": 2}]),
+        service("elsewhere", {"app": "gw"}, [{"port": 3, "targetPort": 4}]),
+    ]
+    assert port_redirects(services, pod) == {("TCP", 4002, 4004), ("TCP", 80, 5900)}
