@@ -202,6 +202,20 @@ def run_backtest(cluster: Cluster) -> None:
     local = pool.submit(local_metrics, ROOT / "examples" / "backtest-sma.yaml")
     pool.shutdown(wait=False)
     cluster.kubectl("apply", "-f", "examples/backtest-sma.yaml")
+
+    def finished() -> str | None:
+        no_crash_loops(cluster)
+        phase = (cluster.json("get", "backtest", "sma-orcl").get("status") or {}).get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    # Polled first, so a Failed Backtest stops the run at once (`kubectl wait` would sit out its timeout).
+    try:
+        ended = wait_for("backtest sma-orcl Succeeded or Failed", finished, 300, 2)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{exc}\n{describe_pending(cluster)}") from None
+    if ended == "Failed":
+        seen = cluster.kubectl("get", "backtest/sma-orcl", "-o", "jsonpath={.status}", check=False)
+        raise ScenarioError(f"backtest sma-orcl Failed: {seen}\n{describe_pending(cluster)}")
     try:
         cluster.kubectl("wait", "--for=condition=Succeeded", "backtest/sma-orcl", "--timeout=5m", timeout=330)
     except ScenarioError as exc:
