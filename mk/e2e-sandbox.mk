@@ -3,7 +3,7 @@
 # (tests/e2e/scenario.py, the same file `make e2e` runs on kind), `helm upgrade`, `helm uninstall`.
 #   make e2e-sandbox                      (root: one network namespace per pod)
 #   make e2e-sandbox E2E_PHASES=backtest  (some phases only)
-E2E_PHASES ?= backtest,study,live,dashboard
+E2E_PHASES ?= backtest,study,live,dashboard,upgrade,uninstall
 E2E_SANDBOX_TIMEOUT ?= 1500
 
 .PHONY: e2e-sandbox

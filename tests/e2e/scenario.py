@@ -25,11 +25,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "kubetrader"
@@ -38,7 +41,7 @@ INSTALL_TIMEOUT = 600.0
 # A container restarted this often while the release comes up is a failed install, not a slow one.
 CRASH_LOOP_RESTARTS = 3
 KUBECTL = Path(sys.executable).parent / "kubectl"
-PHASES = ("backtest", "study", "dashboard", "upgrade", "uninstall")
+PHASES = ("backtest", "study", "live", "dashboard", "upgrade", "uninstall")
 
 
 class ScenarioError(AssertionError):
@@ -64,7 +67,7 @@ class Cluster:
     def values(self) -> dict[str, Any]:
         return dict(yaml.safe_load(self.values_file.read_text()) or {})
 
-    def kubectl(self, *args: str, timeout: float = 600, check: bool = True) -> str:
+    def kubectl(self, *args: str, timeout: float = 600, check: bool = True, stdin: str | None = None) -> str:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         if self.home is not None:
             env["HOME"] = str(self.home)
@@ -72,7 +75,9 @@ class Cluster:
         if self.context:
             command += ["--context", self.context]
         command += list(args)
-        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout, check=False)
+        done = subprocess.run(
+            command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout, check=False, input=stdin
+        )
         if check and done.returncode != 0:
             raise ScenarioError(f"kubectl {' '.join(args)} exited {done.returncode}: {done.stderr.strip()}")
         return done.stdout
@@ -147,15 +152,19 @@ def phase(name: str, times: dict[str, float]) -> Iterator[None]:
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 2.0) -> Any:
-    """Poll `check` until it returns something truthy; ScenarioError naming `what` on timeout."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise ScenarioError(f"timed out after {timeout:.0f} s waiting for {what} (last seen: {last!r})")
+    """Poll `check` until it returns something truthy (tests.helpers.wait_until); on the deadline a
+    ScenarioError naming `what`, the timeout and the last value seen. A ScenarioError raised by
+    `check` (a crash-looping pod, a failing kubectl) stops the wait at once."""
+    seen: list[Any] = [None]
+
+    def probe() -> Any:
+        seen[0] = check()
+        return seen[0]
+
+    try:
+        return wait_until(probe, timeout=timeout, interval=interval, what=what)
+    except TimeoutError:
+        raise ScenarioError(f"timed out after {timeout:.0f} s waiting for {what} (last seen: {seen[0]!r})") from None
 
 
 def local_metrics(spec: Path) -> dict[str, float | int]:
@@ -164,7 +173,7 @@ def local_metrics(spec: Path) -> dict[str, float | int]:
 
     with tempfile.TemporaryDirectory(prefix="e2e-local-") as tmp:
         summary = Path(tmp) / "summary.json"
-        subprocess.run(
+        done = subprocess.run(
             [
                 str(Path(sys.executable).parent / "kubetrader"),
                 "run",
@@ -175,25 +184,50 @@ def local_metrics(spec: Path) -> dict[str, float | int]:
                 "--summary-file",
                 str(summary),
             ],
-            check=True,
+            check=False,
             cwd=ROOT,
             capture_output=True,
+            text=True,
             timeout=600,
         )
+        if done.returncode != 0:
+            raise ScenarioError(f"kubetrader run -f {spec.name} exited {done.returncode}: {done.stderr[-2000:]}")
         return headline_metrics(json.loads(summary.read_text()))
 
 
 def run_backtest(cluster: Cluster) -> None:
     """`kubectl apply -f examples/backtest-sma.yaml` -> Succeeded, with the metrics of `kubetrader run -f`."""
+    # The local run meanwhile, on its own thread: the two take about as long.
+    pool = ThreadPoolExecutor(1, thread_name_prefix="local-run")
+    local = pool.submit(local_metrics, ROOT / "examples" / "backtest-sma.yaml")
+    pool.shutdown(wait=False)
     cluster.kubectl("apply", "-f", "examples/backtest-sma.yaml")
-    cluster.kubectl("wait", "--for=condition=Succeeded", "backtest/sma-orcl", "--timeout=5m", timeout=330)
+
+    def finished() -> str | None:
+        no_crash_loops(cluster)
+        phase = (cluster.json("get", "backtest", "sma-orcl").get("status") or {}).get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    # Polled first, so a Failed Backtest stops the run at once (`kubectl wait` would sit out its timeout).
+    try:
+        ended = wait_for("backtest sma-orcl Succeeded or Failed", finished, 300, 2)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{exc}\n{describe_pending(cluster)}") from None
+    if ended == "Failed":
+        seen = cluster.kubectl("get", "backtest/sma-orcl", "-o", "jsonpath={.status}", check=False)
+        raise ScenarioError(f"backtest sma-orcl Failed: {seen}\n{describe_pending(cluster)}")
+    try:
+        cluster.kubectl("wait", "--for=condition=Succeeded", "backtest/sma-orcl", "--timeout=5m", timeout=330)
+    except ScenarioError as exc:
+        seen = cluster.kubectl("get", "backtest/sma-orcl", "-o", "jsonpath={.status}", check=False)
+        raise ScenarioError(f"{exc}\nbacktest sma-orcl status: {seen}\n{describe_pending(cluster)}") from None
     table = cluster.kubectl("get", "backtests")
     print(table, end="", flush=True)
     backtest = cluster.json("get", "backtest", "sma-orcl")
     status = backtest.get("status") or {}
     if status.get("phase") != "Succeeded":
         raise ScenarioError(f"backtest sma-orcl: phase {status.get('phase')!r}, expected Succeeded: {status}")
-    expected = local_metrics(ROOT / "examples" / "backtest-sma.yaml")
+    expected = local.result(timeout=600)
     got = status.get("metrics") or {}
     if got != expected:
         raise ScenarioError(f"backtest sma-orcl: cluster metrics {got} differ from kubetrader run -f's {expected}")
@@ -259,6 +293,180 @@ def run_dashboard(cluster: Cluster) -> None:
             f"MLflow has {count} runs in {len(ids)} experiments, expected the matrix's 4 cells at least"
         )
     print(f"API lists the Backtests and the study; dashboard ok; MLflow has {count} runs", flush=True)
+
+
+LIVE = "sma-paper"  # examples/live-paper.yaml
+# Holds the gateway StatefulSet (and so its pod: the GC deletes dependents only once the owner is
+# gone) after the operator's stop deleted it, so the book is read at the broker itself.
+INSPECT_FINALIZER = "e2e.kubetrader.io/inspect"
+# A client id of the scenario's own at the gateway (the runner's is the spec's, the operator's 0-99).
+SCENARIO_CLIENT_ID = 917
+
+
+def _condition(obj: Any, kind: str) -> bool:
+    return any(
+        c.get("type") == kind and c.get("status") == "True" for c in (obj.get("status") or {}).get("conditions", [])
+    )
+
+
+def _gateway_book(host: str, port: int, *, buy: int = 0) -> tuple[list[Any], list[Any]]:
+    """(non-zero positions, open orders) at the gateway, read with the real ib_insync client
+    under the scenario's own client id; with `buy`, a market order for that many ORCL first
+    (filled before the book is read)."""
+    from ib_insync import IB, MarketOrder, Stock
+
+    ib = IB()
+    ib.connect(host, port, clientId=SCENARIO_CLIENT_ID, timeout=30, readonly=not buy)
+    try:
+        if buy:
+            trade = ib.placeOrder(Stock("ORCL", "SMART", "USD"), MarketOrder("BUY", buy))
+            deadline = time.monotonic() + 60
+            while not trade.isDone() and time.monotonic() < deadline:
+                ib.sleep(0.2)
+            if trade.orderStatus.status != "Filled":
+                raise ScenarioError(
+                    f"the scenario's BUY {buy} ORCL at the gateway: {trade.orderStatus.status}: {trade.log}"
+                )
+        positions = [p for p in ib.reqPositions() if p.position]
+        orders = list(ib.reqAllOpenOrders())
+        return positions, orders
+    finally:
+        ib.disconnect()
+
+
+def run_live(cluster: Cluster) -> None:
+    """`kubectl apply -f examples/live-paper.yaml` brings up the gateway and the runner; with a
+    position open at the broker, `kubectl delete livedeployment` ends confirmed flat there: no
+    position, no open order, asked at the gateway itself."""
+    # The README's `kubectl create secret generic`, made client-side and applied: kubectl sends
+    # `create` of a built-in kind as protobuf, which the stand-in does not decode (415).
+    secret = cluster.kubectl(
+        "create", "secret", "generic", "ib-paper-credentials", "--dry-run=client", "-o", "yaml",
+        "--from-literal=username=e2e-paper", "--from-literal=password=e2e-paper",
+    )  # fmt: skip
+    cluster.kubectl("apply", "-f", "-", stdin=secret)
+    cluster.kubectl("annotate", "secret", "ib-paper-credentials", f"kubetrader.io/live-deployments={LIVE}")
+    cluster.kubectl("apply", "-f", "examples/live-paper.yaml")
+
+    def connected() -> bool:
+        no_crash_loops(cluster)
+        live = cluster.json("get", "livedeployment", LIVE)
+        if _condition(live, "Failed"):
+            raise ScenarioError(f"livedeployment {LIVE} failed: {(live.get('status') or {}).get('message')}")
+        return _condition(live, "GatewayReady") and _condition(live, "Connected")
+
+    wait_for(f"livedeployment {LIVE}: gateway ready and the runner connected to it", connected, 300, 2)
+    print(
+        cluster.kubectl(
+            "get", "livedeployments,statefulsets,deployments", "-l", f"kubetrader.io/livedeployment={LIVE}"
+        ),
+        end="",
+        flush=True,
+    )
+    gateway = f"{LIVE}-gateway"
+    print("NetworkPolicies against the running pods (who may open a connection to whom):", flush=True)
+    check_reachability(cluster)
+    # The gateway pod's own address and port (the sandbox reaches pods; kind would need a port-forward).
+    host_ip = cluster.service_url(gateway)[0].removeprefix("http://").rsplit(":", 1)[0]
+    positions, _ = _gateway_book(host_ip, _pod_port(cluster, gateway), buy=10)
+    if not positions:
+        raise ScenarioError("no position at the gateway after the scenario's fill: the flat check would prove nothing")
+    print(f"at the gateway before the stop: {[(p.contract.symbol, p.position) for p in positions]}", flush=True)
+    cluster.kubectl(
+        "patch", f"statefulset/{gateway}", "--type=json",
+        "-p", json.dumps([{"op": "add", "path": "/metadata/finalizers/-", "value": INSPECT_FINALIZER}]),
+    )  # fmt: skip
+    cluster.kubectl("delete", "livedeployment", LIVE, "--timeout=300s", timeout=330)
+    events = cluster.kubectl("get", "events", "--field-selector", f"involvedObject.name={LIVE}")
+    if "EmergencyStopConfirmed" not in events:
+        raise ScenarioError(f"no EmergencyStopConfirmed event for {LIVE}:\n{events}")
+    positions, orders = _gateway_book(host_ip, _pod_port(cluster, gateway))
+    if positions or orders:
+        raise ScenarioError(
+            f"kubectl delete livedeployment ended NOT flat at the gateway: {positions}, open orders {orders}"
+        )
+    print("flat at the gateway after kubectl delete livedeployment: no position, no open order", flush=True)
+    held = cluster.json("get", "statefulset", gateway)
+    finalizers = list(held["metadata"].get("finalizers") or [])
+    index = finalizers.index(INSPECT_FINALIZER)
+    cluster.kubectl(
+        "patch", f"statefulset/{gateway}", "--type=json", "-p",
+        json.dumps([{"op": "test", "path": f"/metadata/finalizers/{index}", "value": INSPECT_FINALIZER},
+                    {"op": "remove", "path": f"/metadata/finalizers/{index}"}]),
+    )  # fmt: skip
+    wait_for(
+        f"the pods of {LIVE} gone",
+        lambda: not cluster.json("get", "pods", "-l", f"kubetrader.io/livedeployment={LIVE}")["items"],
+        120,
+    )
+
+
+# Who reaches the data stores, MLflow, the gateway, the runner and the API (port -> allowed
+# sources): the table tests/operator_live/test_network_reachability.py holds for the rendered
+# chart and the operator's builders, here asked of the objects the sandbox really runs.
+REACHED = ("redis:6379", "postgresql:5432", "mlflow:5000", "gateway:4004", "runner:8080", "api:8000")
+IMPOSTOR_NAMESPACE = "e2e-impostor"
+
+
+def _component(pod: Any) -> str:
+    component = pod["metadata"].get("labels", {}).get("app.kubernetes.io/component", pod["metadata"]["name"])
+    return {"backtest": "backtest-job", "study-driver": "study-job"}.get(component, component)
+
+
+def check_reachability(cluster: Cluster) -> dict[str, set[str]]:
+    """The stored NetworkPolicies evaluated (tests/kube/network_policy.py: Kubernetes' semantics)
+    against the pods that run, with their real labels (set by the controllers, the operator and
+    the Job controller), plus an impostor wearing the operator's labels in another namespace.
+    ScenarioError when a destination admits other sources than the expected table says for the
+    pods present. NetworkPolicies are evaluated, not enforced, in the sandbox's namespaces."""
+    from tests.kube import network_policy as np
+    from tests.operator_live.test_network_reachability import EXPECTED
+
+    policies = cluster.json("get", "networkpolicies", "-A")["items"]
+    pods = []
+    names: dict[str, str] = {}
+    for item in cluster.json("get", "pods")["items"]:
+        ports = tuple(
+            np.ContainerPort(int(p["containerPort"]), p.get("protocol") or "TCP", p.get("name"))
+            for c in item["spec"]["containers"]
+            for p in c.get("ports") or []
+        )
+        pod = np.Pod(item["metadata"]["name"], cluster.namespace, item["metadata"].get("labels") or {}, ports)
+        pods.append(pod)
+        names[pod.key] = _component(item)
+    operator = next(p for p in pods if names[p.key] == "operator")
+    impostor = np.Pod("impostor", IMPOSTOR_NAMESPACE, operator.labels)
+    names[impostor.key] = "impostor-elsewhere"
+    namespaces = np.namespace_labels(
+        {i["metadata"]["name"]: i["metadata"].get("labels") or {} for i in cluster.json("get", "namespaces")["items"]}
+        | {IMPOSTOR_NAMESPACE: {}}
+    )
+    flows = np.allowed_connections(policies, namespaces, [*pods, impostor], pods)
+    table: dict[str, set[str]] = {}
+    for source, destination, port in flows:
+        table.setdefault(f"{names[destination]}:{port}", set()).add(names[source])
+    present = set(names.values())
+    wrong = {}
+    for row in REACHED:
+        if row.split(":")[0] not in present:
+            raise ScenarioError(f"reachability: no {row.split(':')[0]} pod to check ({sorted(present)})")
+        expected = EXPECTED[row] & present
+        if table.get(row, set()) != expected:
+            wrong[row] = (sorted(table.get(row, set())), sorted(expected))
+    for row in REACHED:
+        print(f"  {row:<18} <- {', '.join(sorted(table.get(row, set()))) or '(nobody)'}", flush=True)
+    if wrong:
+        raise ScenarioError(
+            "NetworkPolicies against the running pods, destination: (allowed, expected):\n"
+            + "\n".join(f"{row}: {a} != {e}" for row, (a, e) in wrong.items())
+        )
+    return table
+
+
+def _pod_port(cluster: Cluster, statefulset: str) -> int:
+    """The gateway container's API port (the Service's targetPort `api`)."""
+    template = cluster.json("get", "statefulset", statefulset)["spec"]["template"]["spec"]["containers"][0]
+    return int(next(p["containerPort"] for p in template["ports"] if p["name"] == "api"))
 
 
 _CONFIGS: dict[Path, Any] = {}
@@ -385,26 +593,58 @@ def run_upgrade(cluster: Cluster) -> None:
     wait_for("every workload ready after the upgrade", lambda: workloads_ready(cluster), INSTALL_TIMEOUT)
 
 
+# What a release of the chart creates, asked of the cluster after `helm uninstall`.
+RELEASE_KINDS = (
+    "deployments", "statefulsets", "jobs", "services", "configmaps", "secrets", "serviceaccounts",
+    "roles", "rolebindings", "networkpolicies", "poddisruptionbudgets", "persistentvolumeclaims",
+)  # fmt: skip
+KEPT_SECRETS = {"kubetrader-api-token", "kubetrader-postgresql"}
+KEPT_CLAIMS = {"kubetrader-data", "kubetrader-mlflow-artifacts"}
+
+
 def run_uninstall(cluster: Cluster) -> None:
-    """`helm uninstall` keeps the CRDs, the PVCs and the generated Secrets (resource-policy keep)."""
+    """`helm uninstall` keeps the CRDs, the PVCs and the generated Secrets (`helm.sh/resource-policy:
+    keep`), and removes everything else of the release, its pods included."""
     helm_config(cluster).uninstall(RELEASE, timeout=300)
-    left = {
-        kind: [i["metadata"]["name"] for i in cluster.json("get", kind, "-n", cluster.namespace)["items"]]
-        for kind in ("deployments", "statefulsets", "services")
-    }
-    if any(left.values()):
-        raise ScenarioError(f"helm uninstall left workloads behind: {left}")
+
+    def release_objects() -> dict[str, list[str]]:
+        left: dict[str, list[str]] = {}
+        for kind in RELEASE_KINDS:
+            for item in cluster.json("get", kind)["items"]:
+                meta = item["metadata"]
+                if (meta.get("annotations") or {}).get("meta.helm.sh/release-name") != RELEASE:
+                    continue
+                if (meta.get("annotations") or {}).get("helm.sh/resource-policy") == "keep":
+                    continue
+                state = " (Terminating: finalizers " + ",".join(meta.get("finalizers") or []) + ")"
+                left.setdefault(kind, []).append(meta["name"] + (state if meta.get("deletionTimestamp") else ""))
+        return left
+
+    left: dict[str, list[str]] = {}
+
+    def removed() -> bool:
+        left.clear()
+        left.update(release_objects())
+        pods = cluster.json("get", "pods", "-l", f"app.kubernetes.io/instance={RELEASE}")["items"]
+        if pods:
+            left["pods"] = [p["metadata"]["name"] for p in pods]
+        return not left
+
+    try:
+        wait_for("the release's objects and pods gone after helm uninstall", removed, 120, 2)
+    except ScenarioError:
+        raise ScenarioError(f"helm uninstall left objects of the release behind: {left}") from None
     crds = {i["metadata"]["name"] for i in cluster.json("get", "crds")["items"]}
     for crd in ("backtests.kubetrader.io", "optimizationstudies.kubetrader.io", "livedeployments.kubetrader.io"):
         if crd not in crds:
             raise ScenarioError(f"helm uninstall removed the CRD {crd}")
     secrets = {i["metadata"]["name"] for i in cluster.json("get", "secrets")["items"]}
-    if not {"kubetrader-api-token", "kubetrader-postgresql"} <= secrets:
-        raise ScenarioError(f"helm uninstall removed generated Secrets: {sorted(secrets)}")
+    if not secrets >= KEPT_SECRETS:
+        raise ScenarioError(f"helm uninstall removed generated Secrets: {sorted(KEPT_SECRETS - secrets)}")
     claims = {i["metadata"]["name"] for i in cluster.json("get", "pvc")["items"]}
-    if not {"kubetrader-data", "kubetrader-mlflow-artifacts"} <= claims:
-        raise ScenarioError(f"helm uninstall removed kept PVCs: {sorted(claims)}")
-    print(f"kept: CRDs, Secrets {sorted(secrets)}, PVCs {sorted(claims)}", flush=True)
+    if not claims >= KEPT_CLAIMS:
+        raise ScenarioError(f"helm uninstall removed kept PVCs: {sorted(KEPT_CLAIMS - claims)}")
+    print(f"kept: CRDs, Secrets {sorted(KEPT_SECRETS)}, PVCs {sorted(KEPT_CLAIMS)}; the rest is gone", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -429,6 +669,7 @@ def run(cluster: Cluster, phases: list[str], times: dict[str, float] | None = No
     steps: dict[str, Callable[[Cluster], None]] = {
         "backtest": run_backtest,
         "study": run_study,
+        "live": run_live,
         "dashboard": run_dashboard,
         "upgrade": run_upgrade,
         "uninstall": run_uninstall,

@@ -182,3 +182,24 @@ def queue_outcome() -> Any:
     from kubetrader.queue import HandlerOutcome
 
     return HandlerOutcome(metrics={"sharpe_ratio": 1.0})
+
+
+def test_the_scaler_holds_no_finalizer_so_the_workers_are_deleted_without_the_operator(
+    kube_cluster: EmulatedCluster, redis_url: str, scaler_operator: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    """`helm uninstall` deletes the operator, its Roles and the worker Deployment at once. kopf
+    held every Deployment its timer served with its finalizer, which only the running operator,
+    with its RBAC, could take off: the workers stayed Terminating forever (e2e-sandbox's
+    uninstall phase). The scaler's timer holds none, so a deletion completes with the operator gone."""
+    queue = WorkQueue(redis_client(redis_url))
+    queue.enqueue("campaign", [NewTask(id=f"t{i:02d}", spec={}) for i in range(12)])
+    kube_cluster.create(deployment())
+    log = tmp_path / "operator.log"
+    wait_until(lambda: replicas(kube_cluster) == 3, timeout=30, what=f"the scaler at work (3 replicas); log: {log}")
+    obj = kube_cluster.get("Deployment", NS, WORKERS)
+    assert obj is not None
+    assert not obj["metadata"].get("finalizers"), obj["metadata"]
+    scaler_operator.kill()  # gone at once, as when its pod and its RBAC are deleted together
+    scaler_operator.wait(10)
+    kube_cluster.delete("Deployment", NS, WORKERS)
+    wait_until(lambda: kube_cluster.get("Deployment", NS, WORKERS) is None, timeout=10, what="the workers deleted")

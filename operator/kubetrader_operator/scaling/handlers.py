@@ -8,10 +8,20 @@ the pure rule, patches `spec.replicas`, records the decision as an Event and in
 Prometheus, and marks busy pods with a high deletion cost. The time backlog was
 last seen is kept in an annotation, so an operator restart does not reset the
 cooldown.
+
+No finalizer: kopf puts its finalizer on every object a timer serves (so the timer is stopped
+before the object goes: nolar/kopf#833, #548), and only a running operator with its RBAC takes it
+off. `helm uninstall` deletes the operator, its Roles and the worker Deployment at once, so the
+worker Deployment stayed Terminating forever, on any cluster. The worker Deployment is Helm's,
+not ours: the timer is registered without the finalizer (`_serve_without_finalizer`). The cost
+kopf warns of, a timer left running for a deleted object, is made harmless: the timer acts only
+while the `scaled_deployments` index (kept by kopf from the watch) still holds that object's uid,
+so a stale timer never scales a Deployment re-created under the same name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from functools import lru_cache
 from typing import Any
@@ -98,8 +108,12 @@ def scale_on_queue(
     namespace: str | None,
     patch: kopf.Patch,
     logger: kopf.Logger,
-    **_: Any,
+    uid: str | None,
+    **kwargs: Any,
 ) -> None:
+    served: kopf.Index[tuple[str, str], str] = kwargs["scaled_deployments"]
+    if uid not in served.get((namespace or "default", name), ()):
+        return  # a timer kopf no longer stops: its Deployment is gone or replaced (module docstring)
     annotations = dict(meta.get("annotations") or {})
     try:
         policy = policy_from_annotations(annotations)
@@ -149,3 +163,26 @@ def scale_on_queue(
             have = (pod["metadata"].get("annotations") or {}).get(DELETION_COST_ANNOTATION)
             if have != wanted[pod_name]:
                 kube_io.annotate_pod(namespace, pod_name, {DELETION_COST_ANNOTATION: wanted[pod_name]})
+
+
+@kopf.index("apps", "v1", "deployments", labels={SCALE_LABEL: "true"})
+def scaled_deployments(name: str, namespace: str | None, uid: str | None, **_: Any) -> dict[tuple[str, str], str]:
+    """(namespace, name) -> uid of each Deployment the scaler serves, kept by kopf from the watch
+    (an entry goes when its object is deleted)."""
+    return {(namespace or "default", name): uid or ""}
+
+
+def _serve_without_finalizer(handler_id: str) -> None:
+    """The timer `handler_id` without kopf's finalizer (module docstring). kopf 1.45 hard-codes
+    `requires_finalizer=True` for timers (kopf/on.py) and has no option for it (nolar/kopf#896
+    asked, closed unmerged), so the registered handler is replaced by a copy saying False."""
+    spawning = kopf.get_default_registry()._spawning
+    found = [h for h in spawning._handlers if h.id == handler_id]
+    if len(found) != 1:
+        raise RuntimeError(f"kopf registry: expected one handler {handler_id!r}, found {len(found)}")
+    spawning._handlers = [
+        dataclasses.replace(h, requires_finalizer=False) if h.id == handler_id else h for h in spawning._handlers
+    ]
+
+
+_serve_without_finalizer("scale-on-queue")

@@ -7,7 +7,8 @@ the controller manager and the kubelet are trusted components):
 2. a `pods.PodWorker` for each new Pod (bound to this node: `spec.nodeName` is set, the
    scheduler's part), stopped when its Pod is gone;
 3. each pod's hosts file: every Service's DNS names -> the address of a Ready pod it selects
-   (the endpoints controller and cluster DNS, see network.py).
+   (the endpoints controller and cluster DNS, see network.py), and in each pod a Service
+   selects, its `port` redirected to its `targetPort` where the two differ (kube-proxy's part).
 
     with NodeAgent(cluster, workdir, api_host=..., api_port=..., ca_cert=...) as agent:
         ...
@@ -70,6 +71,30 @@ def dns_names(services: list[Obj], pods: list[Obj], pod_namespace: str) -> dict[
                 for name in service_names(svc["metadata"]["name"], ns, pod_namespace):
                     names[f"{spec['hostname']}.{name}"] = pod["status"]["podIP"]
     return names
+
+
+def port_redirects(services: list[Obj], pod: Obj) -> frozenset[tuple[str, int, int]]:
+    """(protocol, Service port, container port) for each Service port selecting `pod` whose
+    target port (a number, or the name of one of the pod's container ports) is another number."""
+    ports = {
+        p["name"]: int(p["containerPort"])
+        for c in pod["spec"].get("containers", [])
+        for p in c.get("ports") or []
+        if p.get("name")
+    }
+    found = set()
+    for svc in services:
+        selector = (svc.get("spec") or {}).get("selector")
+        if svc["metadata"]["namespace"] != pod["metadata"]["namespace"] or not selector:
+            continue
+        if not _selects(selector, pod["metadata"].get("labels", {})):
+            continue
+        for port in svc["spec"].get("ports", []):
+            target = port.get("targetPort", port["port"])
+            number = int(target) if str(target).isdigit() else ports.get(str(target))
+            if number is not None and number != int(port["port"]):
+                found.add((port.get("protocol", "TCP"), int(port["port"]), number))
+    return frozenset(found)
 
 
 class NodeAgent:
@@ -141,3 +166,4 @@ class NodeAgent:
             if uid in live and worker.ip:
                 names = dns_names(services, pods, worker.namespace)
                 self.network.write_hosts(worker.key, worker.name, names)
+                self.network.set_port_redirects(worker.key, port_redirects(services, live[uid]))

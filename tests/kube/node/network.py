@@ -10,7 +10,10 @@ reachable server, so any other name fails at once. The hosts files are rewritten
 inode, so the bind mounts see it) whenever a Service's endpoints change.
 
 A Service's name resolves to the address of one ready Pod it selects (there is no kube-proxy, so
-no virtual cluster IP: the chart's Services all use `port == containerPort`).
+no virtual cluster IP). Where a Service's `port` differs from its `targetPort` (the operator's
+gateway Service: 4002 -> the image's socat port 4004), the endpoint pod's namespace redirects
+the Service port to the target port (iptables `nat PREROUTING REDIRECT`, `set_port_redirects`),
+as kube-proxy's DNAT would: a client connects to `name:port` and reaches the container.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class PodNetwork:
         self._free = [str(h) for h in hosts]
         self._lock = threading.Lock()
         self._pods: dict[str, tuple[str, str]] = {}  # pod key -> (netns, ip)
+        self._redirects: dict[str, frozenset[tuple[str, int, int]]] = {}  # pod key -> (protocol, port, target)
         self._seq = 0
         _ip("link", "add", self.bridge, "type", "bridge")
         _ip("addr", "add", f"{self.node_ip}/{self.subnet.prefixlen}", "dev", self.bridge)
@@ -98,6 +102,7 @@ class PodNetwork:
     def remove(self, key: str) -> None:
         with self._lock:
             found = self._pods.pop(key, None)
+            self._redirects.pop(key, None)
         if found is None:
             return
         netns, ip = found
@@ -129,6 +134,29 @@ class PodNetwork:
                 handle.seek(0)
                 handle.truncate()
                 handle.write(text)
+
+    def set_port_redirects(self, key: str, redirects: frozenset[tuple[str, int, int]]) -> None:
+        """In the pod's namespace, traffic arriving for each (protocol, Service port) goes to the
+        target port; rewritten only when the set changes."""
+        with self._lock:
+            found = self._pods.get(key)
+            if found is None or self._redirects.get(key, frozenset()) == redirects:
+                return
+        netns = found[0]
+        commands = [["iptables", "-t", "nat", "-F", "PREROUTING"]]
+        for protocol, port, target in sorted(redirects):
+            commands.append([
+                "iptables", "-t", "nat", "-A", "PREROUTING", "-p", protocol.lower(), "--dport", str(port),
+                "-j", "REDIRECT", "--to-ports", str(target),
+            ])  # fmt: skip
+        for command in commands:
+            done = subprocess.run(
+                ["ip", "netns", "exec", netns, *command], capture_output=True, text=True, check=False, timeout=30
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"{' '.join(command)} in {netns} failed: {done.stderr.strip()}")
+        with self._lock:
+            self._redirects[key] = redirects
 
     def close(self) -> None:
         for key in list(self._pods):

@@ -4,36 +4,28 @@ container's argv and environment as the kubelet does."""
 from __future__ import annotations
 
 import base64
-import json
 from pathlib import Path
 
 import pytest
-from dockerfile_parse import DockerfileParser
 
 from tests.kube.node import podspec
-from tests.kube.node.images import ImagePullError, known_images, repository, resolve
+from tests.kube.node.images import ImagePullError, dockerfile_final_stage, known_images, repository, resolve
 
 IMAGES_DIR = Path(__file__).resolve().parents[3] / "images"
-
-
-def _final_stage(path: Path) -> dict[str, str]:
-    """ENTRYPOINT, CMD and USER of the Dockerfile's last stage (what the image runs)."""
-    found: dict[str, str] = {}
-    for item in DockerfileParser(str(path)).structure:
-        if item["instruction"] == "FROM":
-            found = {}
-        elif item["instruction"] in {"ENTRYPOINT", "CMD", "USER"}:
-            found[item["instruction"]] = item["value"]
-    return found
 
 
 def test_each_kubetrader_image_runs_its_dockerfiles_entrypoint_and_cmd() -> None:
     images = {name: image for name, image in known_images().items() if image.dockerfile}
     assert {image.dockerfile for image in images.values()} == {p.name for p in IMAGES_DIR.glob("*.Dockerfile")}
+    engine = resolve("ghcr.io/kubetrader/engine:0.1.0", known_images())
+    assert (engine.entrypoint, engine.cmd, engine.user) == (("kubetrader",), ("--help",), 10001)
+    operator = resolve("ghcr.io/kubetrader/operator:0.1.0", known_images())
+    assert (operator.entrypoint, operator.cmd) == (("python", "-m", "kubetrader_operator"), ())
+    dashboard = resolve("ghcr.io/kubetrader/dashboard:0.1.0", known_images())
+    assert dashboard.entrypoint == ()
+    assert dashboard.cmd == ("python", "-m", "kubetrader_dashboard.api", "--host", "0.0.0.0", "--port", "8000")
     for name, image in images.items():
-        declared = _final_stage(IMAGES_DIR / str(image.dockerfile))
-        assert list(image.entrypoint) == json.loads(declared.get("ENTRYPOINT", "[]")), name
-        assert list(image.cmd) == json.loads(declared.get("CMD", "[]")), name
+        declared = dockerfile_final_stage(IMAGES_DIR / str(image.dockerfile))
         assert f"{image.user}:{image.user}" == declared["USER"], name
 
 
