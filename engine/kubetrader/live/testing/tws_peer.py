@@ -191,6 +191,7 @@ class TwsPeer:
         self._next_exec = 1
         self._fault: PlaceFault | None = None
         self.place_orders_received: list[tuple[int, int, str]] = []  # (clientId, orderId, orderRef)
+        self.modifications: list[tuple[str, float]] = []  # (orderRef, new size) of accepted modifications
         self.pacing_violations = 0
         self.historical_requests = 0
         self.unknown_messages: list[str] = []
@@ -482,6 +483,7 @@ class TwsPeer:
             self._positions.clear()
             self._reported.clear()
             self.place_orders_received.clear()
+            self.modifications.clear()
             self.faults = faults or PeerFaults()
             self.lost = False
             self.unresponsive = False
@@ -631,8 +633,9 @@ class TwsPeer:
         order_id = int(f[1])
         ref = f[26]
         self.place_orders_received.append((conn.client_id, order_id, ref))
-        if any(o.order_id == order_id and o.client_id == conn.client_id for o in self._orders):
-            self._error(conn, order_id, 103, "Duplicate order id")
+        existing = next((o for o in self._orders if o.order_id == order_id and o.client_id == conn.client_id), None)
+        if existing is not None:
+            self._modify(conn, existing, f)
             return True
         instrument = self._find_instrument(f[2:14])
         if instrument is None:
@@ -701,6 +704,36 @@ class TwsPeer:
         else:
             self._work(order)
         return True
+
+    def _modify(self, conn: Connection, order: PeerOrder, f: list[str]) -> None:
+        """placeOrder with the id of an order of this client: a modification (IB "Modifying Orders":
+        the same fields and orderId as the open order, except those to change; size, price and tif
+        are what may change, https://interactivebrokers.github.io/tws-api/modifying_orders.html).
+        A done order cannot be modified: 104 for a filled one, 103 (duplicate id) for the rest; a
+        different contract or side is 105 (https://interactivebrokers.github.io/tws-api/message_codes.html).
+        A size below what has filled is refused (TWS would not shrink an order under its fills)."""
+        if not order.is_open:
+            if order.status == "Filled":
+                self._error(conn, order.order_id, 104, "Can't modify a filled order")
+            else:
+                self._error(conn, order.order_id, 103, "Duplicate order id")
+            return
+        instrument = self._find_instrument(f[2:14])
+        same = instrument is not None and instrument.con_id == order.con_id
+        if not same or f[16] != order.action or f[18] != order.order_type:
+            self._error(conn, order.order_id, 105, "Order being modified does not match original order")
+            return
+        quantity = float(f[17])
+        if quantity < order.filled:
+            self._error(conn, order.order_id, 10147, f"OrderId {order.order_id}: size {quantity:g} is below "
+                        f"the filled {order.filled:g}")  # fmt: skip
+            return
+        order.quantity = quantity
+        order.limit_price = float(f[19]) if f[19] else None
+        order.aux_price = float(f[20]) if f[20] else None
+        order.tif = f[21] or order.tif
+        self.modifications.append((order.order_ref, quantity))
+        self._notify_order(order)  # openOrder + orderStatus with the new size
 
     def _parent(self, order: PeerOrder) -> PeerOrder | None:
         for parent in self._orders:
