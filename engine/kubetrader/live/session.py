@@ -96,6 +96,9 @@ class SessionConfig:
     timeframe: str | None = None
     # `spec.risk.protectiveStop`: a broker-side stop (and take-profit) attached to every entry.
     protection: ProtectiveStopSpec | None = None
+    # Warm-up from the broker's history before the first live bar: (IB durationStr, barSizeSetting),
+    # `kubetrader.live.bars.WARMUP[timeframe]`; None: the strategy starts cold.
+    warmup: tuple[str, str] | None = None
 
     def stop_settings(self) -> StopSettings:
         """The runner never gives up on a flatten by time: it ends flat or blocked (rejects)."""
@@ -159,6 +162,10 @@ class Session:
         self.finished = False
         self.connected = False
         self.bars: dict[str, deque[Bar]] = {s: deque() for s in config.symbols}
+        # The warm-up (`_warm_up`): history bars handed to the strategy before any live one, and
+        # the last one's time, so a live bar it already holds is not handed over twice.
+        self.history: dict[str, deque[Bar]] = {s: deque() for s in config.symbols}
+        self.history_end: dict[str, dt.datetime] = {}
         self.aggregators: dict[str, BarAggregator] = {}
         if config.timeframe and getattr(broker, "realtime_bar_seconds", None):
             self.aggregators = {s: BarAggregator(s, config.timeframe) for s in config.symbols}
@@ -258,9 +265,30 @@ class Session:
         self._loop_at = time.monotonic()  # connecting may take long; the loop starts now
         self._observe()
         self._save_trading_state(force=True)
+        self._warm_up()
         for symbol in self.config.symbols:
             self.broker.subscribe_bars(symbol)
         self._publish()
+
+    def _warm_up(self) -> None:
+        """The strategy's history, from the broker, up to the session before today (today's bar is
+        the live feed's: a daily bar asked for mid-session would be a partial one). A failed request
+        (pacing, a farm down) leaves that symbol cold, journaled: trading never waits on history."""
+        if self.config.warmup is None:
+            return
+        duration, bar_size = self.config.warmup
+        end = self._today() - dt.timedelta(days=1)
+        for symbol in self.config.symbols:
+            try:
+                bars = self.broker.historical_bars(symbol, end, duration, bar_size)
+            except BrokerUnavailableError as exc:
+                self.journal.note("warmup_failed", symbol=symbol, error=str(exc))
+                log.error("%s: no warm-up from history (%s): its indicators start cold", symbol, exc)
+                continue
+            self.history[symbol] = deque(bars)
+            if bars:
+                self.history_end[symbol] = bars[-1].time
+            self.journal.note("warmup", symbol=symbol, bars=len(bars), last=bars[-1].time.isoformat() if bars else None)
 
     def reconcile(self) -> dict[str, int]:
         """Make the journal agree with the broker: fresh queries, then one decision per unresolved intent.
@@ -683,6 +711,9 @@ class Session:
         if isinstance(event, BarUpdate):
             aggregator = self.aggregators.get(event.bar.symbol)
             for bar in aggregator.add(event.bar) if aggregator is not None else [event.bar]:
+                warmed = self.history_end.get(bar.symbol)
+                if warmed is not None and bar.time <= warmed:
+                    continue  # the history already held it
                 if not self.delivering:
                     self.deliver(bar)
                 if bar.symbol in self.bars:
