@@ -197,7 +197,7 @@ def test_a_market_exit_held_when_the_stop_triggers_is_not_filled_too(tws_peer: T
     try:
         price = session.prices["ORCL"]
         filled_entry(tws_peer, session, journal, "kt-r2")
-        tws_peer.faults.presubmit_window = 0.3  # the exit is held before it works
+        tws_peer.faults.presubmit_window = 1.0  # the exit is held before it works
         assert session.submit(OrderRequest("kt-r2x", "ORCL", "SELL", 100)) is None
         wait_until(lambda: any(o.order_ref == "kt-r2x" for o in tws_peer.orders()), what="the exit at the peer")
         tws_peer.set_price("ORCL", round(price * 0.94, 2))  # the stop triggers inside the window

@@ -39,19 +39,25 @@ def backtest_rows(start: dt.date, end: dt.date) -> list[tuple[Any, ...]]:
     return [row[:-1] for row in strategy.seen]
 
 
-def test_the_first_live_decision_and_every_bar_match_a_backtest_of_the_same_dates(journal: Journal) -> None:
-    daily = load_daily_bars("ORCL")
-    start = next(i for i, b in enumerate(daily) if b.date >= FIRST_LIVE) - 1  # the replay's "now"
+def warm_run(journal: Journal, strategy: type[Any], params: dict[str, Any]) -> tuple[Any, TwsPeer, int]:
+    """`strategy` run live on the dated replay of ORCL from FIRST_LIVE, warmed up from history; the
+    strategy, the (stopped) peer and the index of the replay's "now" (the last history bar)."""
+    start = next(i for i, b in enumerate(load_daily_bars("ORCL")) if b.date >= FIRST_LIVE) - 1
     with TwsPeer(port=free_port(), bar_interval=0.02, replay_start={"ORCL": start}, dated_sessions=True) as peer:
         config = SessionConfig(deployment="warm", symbols=["ORCL"], limits=RiskSpec(), timeframe="1d",
                                warmup=WARMUP["1d"])  # fmt: skip
         session = Session(IBBroker("127.0.0.1", peer.port, 1, timeout=5.0), journal, config)
         session.start()
         try:
-            probe = LiveRunner(session, SmaProbe, {"period": 20, "live_bars": LIVE_BARS}).run()
+            return LiveRunner(session, strategy, params).run(), peer, start
         finally:
             session.broker.disconnect()
-        assert peer.historical_requests == 1
+
+
+def test_the_first_live_decision_and_every_bar_match_a_backtest_of_the_same_dates(journal: Journal) -> None:
+    probe, peer, start = warm_run(journal, SmaProbe, {"period": 20, "live_bars": LIVE_BARS})
+    daily = load_daily_bars("ORCL")
+    assert peer.historical_requests == 1
     live = [row for row in probe.seen if row[-1]]
     assert len(live) == LIVE_BARS and live[0][0] == FIRST_LIVE
     history = [row for row in probe.seen if not row[-1]]
@@ -67,18 +73,8 @@ def test_the_first_live_decision_and_every_bar_match_a_backtest_of_the_same_date
 
 def test_no_order_leaves_on_a_warm_up_bar(journal: Journal) -> None:
     """A strategy that trades on every bar: only its live bars reach the broker."""
-    daily = load_daily_bars("ORCL")
-    start = next(i for i, b in enumerate(daily) if b.date >= FIRST_LIVE) - 1
-    with TwsPeer(port=free_port(), bar_interval=0.02, replay_start={"ORCL": start}, dated_sessions=True) as peer:
-        config = SessionConfig(deployment="warm2", symbols=["ORCL"], limits=RiskSpec(), timeframe="1d",
-                               warmup=WARMUP["1d"])  # fmt: skip
-        session = Session(IBBroker("127.0.0.1", peer.port, 1, timeout=5.0), journal, config)
-        session.start()
-        try:
-            LiveRunner(session, EveryBarBuyer, {"live_bars": 2}).run()
-        finally:
-            session.broker.disconnect()
-        sent = [o for o in peer.orders()]
+    _, peer, _ = warm_run(journal, EveryBarBuyer, {"live_bars": 2})
+    sent = peer.orders()
     assert 1 <= len(sent) <= 2 and len(journal.intents()) == len(sent)
 
 
