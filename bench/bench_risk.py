@@ -19,17 +19,12 @@ from kubetrader.live.broker import Bar, OrderRequest
 from kubetrader.live.journal import Journal
 from kubetrader.live.session import Session, SessionConfig
 from kubetrader.live.simulated import SimulatedBroker
+from kubetrader.live.testing.limits import every_limit
 from kubetrader.risk import RiskEngine
-from kubetrader.specs import RiskSpec
 
-LIMITS = RiskSpec(
-    max_position_size=1_000,
-    max_concentration=0.5,
-    max_daily_loss=0.05,
-    max_drawdown=0.2,
-    max_order_notional=50_000,
-    max_orders_per_minute=1_000_000,
-    max_price_deviation=0.1,
+# the tests' book of every limit, with room for the bench's many orders
+LIMITS = every_limit(
+    max_position_size=1_000, max_order_notional=50_000, max_orders_per_minute=1_000_000, max_price_deviation=0.1
 )
 
 

@@ -101,6 +101,7 @@ def test_download_cli_merges_without_duplicating_on_a_second_run(tws_peer: TwsPe
     assert first.returncode == 0, first.stderr
     orcl_days = expected_days("ORCL", dt.date(2011, 6, 1), dt.date(2012, 6, 30))
     assert f"ORCL: {orcl_days} bars in 2 requests, {orcl_days} new" in first.stdout
+    tws_peer.pacing_windows_pass()  # an identical request within 15 s is a pacing violation at IB
     second = subprocess.run(args, check=False, capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
     assert second.returncode == 0, second.stderr
     assert f"ORCL: {orcl_days} bars in 2 requests, 0 new" in second.stdout
@@ -121,3 +122,22 @@ def test_download_without_pacing_fails_loudly_instead_of_storing_a_partial_histo
     finally:
         broker.disconnect()
     assert not store.path("ORCL", "1d").exists()
+
+
+def test_the_peer_refuses_an_identical_historical_request_within_15_seconds_as_ib_does(tws_peer: TwsPeer) -> None:
+    """IB's pacing rules (historical_limitations.html): an identical request within 15 s is a violation
+    (error 162), whatever the 60-per-10-minutes count says. (The six-within-2-s rule is enforced too,
+    but a timed assertion would not hold on a loaded machine.)"""
+    from kubetrader.live.broker import BrokerUnavailableError
+
+    broker = IBBroker("127.0.0.1", tws_peer.port, 997, timeout=10)
+    broker.connect()
+    try:
+        assert broker.historical_bars("ORCL", dt.date(2012, 6, 29), "1 M", "1 day")
+        with pytest.raises(BrokerUnavailableError, match="pacing violation"):
+            broker.historical_bars("ORCL", dt.date(2012, 6, 29), "1 M", "1 day")
+        assert broker.historical_bars("ORCL", dt.date(2012, 5, 31), "1 M", "1 day")  # another end: not identical
+        tws_peer.pacing_windows_pass()
+        assert broker.historical_bars("ORCL", dt.date(2012, 6, 29), "1 M", "1 day")
+    finally:
+        broker.disconnect()

@@ -159,3 +159,91 @@ def test_a_runner_killed_after_its_entry_is_still_stopped_out_at_the_broker(tws_
     tws_peer.set_price("ORCL", round(stops[0].aux_price - 0.5, 2))
     wait_until(lambda: tws_peer.positions() == {}, what="the broker's stop to close the dead runner's position")
     assert tws_peer.open_orders() == []  # the take-profit went with it (OCA)
+
+
+def filled_entry(peer: TwsPeer, session: Session, journal: Journal, ref: str, quantity: float = 100) -> None:
+    assert session.submit(OrderRequest(ref, "ORCL", "BUY", quantity)) is None
+    pump_until(session, lambda: state(journal, ref) == "filled", "the entry's fill")
+    wait_until(lambda: {o.status for o in children(peer, ref).values()} == {"Submitted"}, what="the children working")
+
+
+def test_a_stop_that_triggers_while_the_exit_works_leaves_the_position_flat_never_flipped(
+    tws_peer: TwsPeer, journal: Journal
+) -> None:
+    session = protected_session(tws_peer, journal)
+    try:
+        price = session.prices["ORCL"]
+        filled_entry(tws_peer, session, journal, "kt-r1")
+        # the strategy's exit rests (a limit above the market) while the price falls through the stop
+        exit_price = round(price * 1.05, 2)
+        assert session.submit(OrderRequest("kt-r1x", "ORCL", "SELL", 100, "LMT", exit_price)) is None
+        exit_order = wait_until(lambda: next((o for o in tws_peer.open_orders() if o.order_ref == "kt-r1x"), None),
+                                what="the exit working")  # fmt: skip
+        tws_peer.set_price("ORCL", round(price * 0.94, 2))
+        wait_until(lambda: tws_peer.positions() == {}, what="the stop's fill")
+        assert exit_order.status == "Cancelled"  # reduced to nothing by the stop's fill, at the broker
+        tws_peer.set_price("ORCL", round(exit_price + 1, 2))  # the market comes back through the exit's limit
+        pump_until(session, lambda: state(journal, "kt-r1x") not in ("submitted", "pending"), "the exit's end")
+        assert tws_peer.positions() == {} and tws_peer.open_orders() == []
+        sold = sum(e.shares for e in tws_peer.executions() if e.order.action == "SELL")
+        assert sold == 100  # closed once, by the stop
+        assert exit_order.oca_group == children(tws_peer, "kt-r1")["sl"].oca_group  # one group: exit and stop
+    finally:
+        session.broker.disconnect()
+
+
+def test_a_market_exit_held_when_the_stop_triggers_is_not_filled_too(tws_peer: TwsPeer, journal: Journal) -> None:
+    session = protected_session(tws_peer, journal)
+    try:
+        price = session.prices["ORCL"]
+        filled_entry(tws_peer, session, journal, "kt-r2")
+        tws_peer.faults.presubmit_window = 1.0  # the exit is held before it works
+        assert session.submit(OrderRequest("kt-r2x", "ORCL", "SELL", 100)) is None
+        wait_until(lambda: any(o.order_ref == "kt-r2x" for o in tws_peer.orders()), what="the exit at the peer")
+        tws_peer.set_price("ORCL", round(price * 0.94, 2))  # the stop triggers inside the window
+        pump_until(session, lambda: state(journal, "kt-r2x") not in ("submitted", "pending"), "the exit's end")
+        wait_until(lambda: tws_peer.open_orders() == [], what="nothing left working")
+        assert tws_peer.positions() == {}
+        assert sum(e.shares for e in tws_peer.executions() if e.order.action == "SELL") == 100
+    finally:
+        session.broker.disconnect()
+
+
+def test_a_partial_exit_leaves_the_rest_under_a_broker_stop_of_its_size(tws_peer: TwsPeer, journal: Journal) -> None:
+    session = protected_session(tws_peer, journal)
+    try:
+        price = session.prices["ORCL"]
+        filled_entry(tws_peer, session, journal, "kt-p1")
+        tws_peer.faults.fill_slices = 2  # the exit fills in two executions
+        assert session.submit(OrderRequest("kt-p1x", "ORCL", "SELL", 40)) is None
+        pump_until(session, lambda: state(journal, "kt-p1x") == "filled", "the partial exit's fill")
+        kids = children(tws_peer, "kt-p1")
+        assert tws_peer.positions() == {"ORCL": 60}
+        assert (kids["sl"].status, kids["sl"].remaining) == ("Submitted", 60)
+        assert (kids["tp"].status, kids["tp"].remaining) == ("Submitted", 60)
+        pump_until(session, lambda: session.positions["ORCL"].quantity == 60, "the session's view")
+        tws_peer.set_price("ORCL", round(price * 0.94, 2))
+        wait_until(lambda: tws_peer.positions() == {}, what="the stop closing the rest")
+        assert tws_peer.open_orders() == [] and kids["sl"].filled == 60
+    finally:
+        session.broker.disconnect()
+
+
+def test_an_exit_from_outside_the_group_resizes_the_stop_in_place(tws_peer: TwsPeer, journal: Journal) -> None:
+    """A fill the group knows nothing of (here a second entry adding to the position: it gets no
+    bracket of its own) is followed by a modification of the stop's size, as IB allows."""
+    session = protected_session(tws_peer, journal)
+    try:
+        price = session.prices["ORCL"]
+        filled_entry(tws_peer, session, journal, "kt-g1")
+        assert session.submit(OrderRequest("kt-g2", "ORCL", "BUY", 50)) is None
+        pump_until(session, lambda: state(journal, "kt-g2") == "filled", "the second entry's fill")
+        assert children(tws_peer, "kt-g2") == {}  # one protection group per position
+        wait_until(lambda: children(tws_peer, "kt-g1")["sl"].remaining == 150, what="the stop grown to the position")
+        assert children(tws_peer, "kt-g1")["tp"].remaining == 150
+        assert ("kt-g1-sl", 150) in tws_peer.modifications
+        tws_peer.set_price("ORCL", round(price * 0.94, 2))
+        wait_until(lambda: tws_peer.positions() == {}, what="the stop closing all of it")
+        assert tws_peer.open_orders() == []
+    finally:
+        session.broker.disconnect()

@@ -10,6 +10,7 @@ from kubetrader.live.broker import BrokerOrder, BrokerUnavailableError
 from kubetrader.live.connection import HealthCheck, RetryPolicy, backoff_delays, connect_with_retry
 from kubetrader.live.journal import Intent, reconcile_decision
 from kubetrader.live.simulated import SimulatedBroker
+from kubetrader.live.testing.limits import every_limit
 from kubetrader.risk import RiskEngine, TradingState, reduces_exposure
 from kubetrader.specs import RiskSpec
 
@@ -21,16 +22,7 @@ def check(limits: RiskSpec, signed: float, *, position: float = 0.0, price: floa
 
 
 def test_order_within_every_limit_passes() -> None:
-    limits = RiskSpec(
-        max_position_size=100,
-        max_concentration=0.5,
-        max_daily_loss=0.05,
-        max_drawdown=0.2,
-        max_order_notional=5_000,
-        max_orders_per_minute=10,
-        max_price_deviation=0.05,
-    )
-    assert check(limits, 10, now=1000.0) is None
+    assert check(every_limit(), 10, now=1000.0) is None
 
 
 def test_non_positive_quantity_and_missing_price_are_refused() -> None:

@@ -177,3 +177,22 @@ def backtest(phase: str = "Succeeded", **metrics: float) -> dict[str, Any]:
 def test_promotion_gate(found: dict[str, Any] | None, expected: str | None) -> None:
     refusal = promotion_refusal(PromotionSpec(from_backtest="sma-orcl", min_sharpe=1.0, max_drawdown=0.2), found)
     assert refusal == expected if expected is None else (refusal is not None and expected in refusal)
+
+
+def test_the_hung_runner_deadline_is_a_setting_and_the_runners_fence_themselves_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert LiveSettings().runner_stall_fence_seconds == 60.0  # the default matches the runner's own
+    monkeypatch.setenv("KUBETRADER_OPERATOR_LIVE_HUNG_RUNNER_DEADLINE_SECONDS", "30")
+    settings = LiveSettings(operator_pod=OPERATOR, api_pod=API)
+    assert settings.hung_runner_deadline_seconds == 30.0 and settings.runner_stall_fence_seconds == 20.0
+    built = build_children(
+        PAPER, "sma-paper", "trading", image="engine:1", gateway_image=DEFAULT_GATEWAY_IMAGE, runner_port=8080,
+        token="t0ken", network=settings.network(), stall_fence=settings.runner_stall_fence_seconds,
+    )  # fmt: skip
+    runner = next(m for m in built if m["kind"] == "Deployment")
+    args = runner["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--stall-fence") + 1] == "20"
+    monkeypatch.setenv("KUBETRADER_OPERATOR_LIVE_HUNG_RUNNER_DEADLINE_SECONDS", "0")
+    with pytest.raises(ValueError, match="hung_runner_deadline_seconds"):
+        LiveSettings()

@@ -119,3 +119,61 @@ def test_a_gateway_image_must_be_pinned_by_digest_at_admission() -> None:
     assert any("spec.gateway.image" in e for e in admit(CRD, doc))
     doc["spec"]["gateway"]["image"] = "ghcr.io/gnzsnz/ib-gateway@sha256:" + "a" * 64
     assert admit(CRD, doc) == []
+
+
+def robust_backtest(**metrics: float) -> dict[str, Any]:
+    found = backtest()
+    found["status"]["metrics"].update(metrics)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("metrics", "expected"),
+    [
+        ({"deflatedSharpe": 0.97, "walkForwardEfficiency": 0.8}, None),
+        ({"deflatedSharpe": 0.62, "walkForwardEfficiency": 0.8}, "deflated Sharpe 0.620 is below the minimum 0.95"),
+        (
+            {"deflatedSharpe": 0.97, "walkForwardEfficiency": 0.3},
+            "walk-forward efficiency 0.300 is below the minimum 0.5",
+        ),
+        ({"walkForwardEfficiency": 0.8}, "reports no deflated Sharpe (status.metrics.deflatedSharpe)"),
+        ({"deflatedSharpe": 0.97}, "reports no walk-forward efficiency"),
+    ],
+)
+def test_the_gate_requires_the_robustness_minimums_the_promotion_sets(
+    metrics: dict[str, float], expected: str | None
+) -> None:
+    promotion = PromotionSpec(from_backtest="sma-orcl", min_deflated_sharpe=0.95, min_walk_forward_efficiency=0.5)
+    refusal = promotion_refusal(promotion, robust_backtest(**metrics), live_spec(timeframe="1m"), now=NOW)
+    assert refusal == expected if expected is None else (refusal is not None and expected in refusal)
+    # without a threshold the numbers are not required
+    assert (
+        promotion_refusal(PromotionSpec(from_backtest="sma-orcl"), backtest(), live_spec(timeframe="1m"), now=NOW)
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [("minDeflatedSharpe", 1.5, "less than or equal to 1"), ("minDeflatedSharpe", -0.1, "greater than or equal to 0"),
+     ("minWalkForwardEfficiency", 0, "greater than 0")],
+)  # fmt: skip
+def test_robustness_minimums_out_of_range_are_refused_by_pydantic_and_the_api_server(
+    field: str, value: float, problem: str
+) -> None:
+    doc = example("live-live.yaml")
+    doc["spec"]["promotion"][field] = value
+    errors = admit(CRD, doc)
+    assert any(f"spec.promotion.{field}" in e for e in errors), errors
+    with pytest.raises(ValueError, match=problem) as info:
+        LiveDeploymentSpec.model_validate(doc["spec"])
+    assert field in str(info.value)
+
+
+def test_a_backtests_robustness_numbers_reach_its_status_metrics() -> None:
+    from kubetrader_operator.backtest.status import headline_metrics
+
+    summary = {"metrics": {"sharpe_ratio": 1.2, "deflated_sharpe": 0.9, "walk_forward_efficiency": 0.7}}
+    assert headline_metrics(summary) == {"sharpeRatio": 1.2, "deflatedSharpe": 0.9, "walkForwardEfficiency": 0.7}
+    status_schema = load_crds()["Backtest"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    assert {"deflatedSharpe", "walkForwardEfficiency"} <= set(status_schema["properties"]["metrics"]["properties"])

@@ -32,6 +32,11 @@ from kubetrader.live.broker import Bar
 REALTIME_SECONDS = 5
 TIMEFRAME_SECONDS = {"1m": 60, "5m": 300, "1h": 3600, "1d": 0}  # 0: the whole session
 DEFAULT_CALENDAR = "XNYS"  # NYSE: the sessions of the US stocks traded through SMART
+# The runner's warm-up from IB history (`Session.start`): timeframe -> (durationStr, barSizeSetting)
+# of one reqHistoricalData (https://interactivebrokers.github.io/tws-api/historical_bars.html).
+# A year of daily bars readies any indicator a daily strategy of this project uses; intraday
+# timeframes have no warm-up yet (the peer holds daily data only).
+WARMUP: dict[str, tuple[str, str]] = {"1d": ("1 Y", "1 day")}
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,16 @@ class ExchangeCalendar:
             cal = exchange_calendars.get_calendar(self.name, start=start, end=end)
             self._calendar = cal
         return cal
+
+    def session_on(self, day: dt.date) -> TradingSession | None:
+        """The session of the date `day`, or None when the exchange does not trade that day."""
+        import pandas as pd
+
+        cal = self._cal(dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC))
+        label = pd.Timestamp(day)
+        if not cal.is_session(label):
+            return None
+        return TradingSession(cal.session_open(label).to_pydatetime(), cal.session_close(label).to_pydatetime())
 
     def session_of(self, when: dt.datetime) -> TradingSession | None:
         """The session trading at `when` (UTC), or None outside every session (nights, holidays)."""

@@ -75,6 +75,11 @@ def protected_entry(order_ref: str) -> str | None:
     return None
 
 
+def oca_group_of(entry_ref: str) -> str:
+    """The OCA group of an entry's protection, which the symbol's exits join (see `OrderRequest.oca_group`)."""
+    return f"{entry_ref}-oca"
+
+
 @dataclass(frozen=True)
 class Protection:
     """Children attached at the broker to an entry (`spec.risk.protectiveStop`): a stop, and a
@@ -98,6 +103,9 @@ class OrderRequest:
     contract: ContractRef | None = None  # None: the stock `symbol`
     account: str = ""  # "" : the connection's account
     protection: Protection | None = None  # broker-side stop / take-profit children (entries only)
+    # An exit of a protected position joins its protection's OCA group (`oca_group_of`): a fill of
+    # either reduces the other at the broker, so an exit and the stop never both close the position.
+    oca_group: str | None = None
 
     @property
     def signed_quantity(self) -> float:
@@ -250,6 +258,11 @@ class Broker(Protocol):
     def place_order(self, request: OrderRequest) -> BrokerOrder: ...
 
     def cancel_order(self, order_ref: str) -> None: ...
+
+    def resize(self, order_ref: str, remaining: float) -> bool:
+        """Make the open order `order_ref` work `remaining` more (its fills so far stay), in place
+        (IB: placeOrder with its orderId); False when no such order of ours is open."""
+        ...
 
     def global_cancel(self) -> None: ...
 

@@ -38,6 +38,7 @@ from kubetrader.live.broker import (
     OrderUpdate,
     Position,
     Side,
+    oca_group_of,
 )
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ CLIENT_ID_IN_USE = 326
 # ib_async #191/#217). 202 is the acknowledgement of our own cancel.
 FINAL_ORDER_ERRORS = frozenset({200, 201, 203, 321})
 CANCEL_ACK = 202
+# ocaType 2: the rest of the group is "proportionately reduced in size with block" on a fill
+# (https://interactivebrokers.github.io/tws-api/oca.html): a position's stop, take-profit and exits.
+OCA_REDUCE_WITH_BLOCK = 2
 # Where a contract routes when only its conId is known (flattening a position by conId).
 ROUTE = {"STK": "SMART", "OPT": "SMART", "CASH": "IDEALPRO"}
 # ib_insync throttles to MaxRequests per second itself; IB disconnects above 50 msg/s.
@@ -278,6 +282,12 @@ class IBBroker:
             order.account = request.account or self.account
         if not self.is_connected():
             raise BrokerUnavailableError(f"placeOrder {request.order_ref}: not connected")
+        if request.oca_group:
+            # an exit in its position's protection group: ocaType 2, "proportionately reduced in
+            # size with block" (https://interactivebrokers.github.io/tws-api/oca.html): its fills
+            # shrink the stop and take-profit to what is still held, and theirs shrink it
+            order.ocaGroup = request.oca_group
+            order.ocaType = OCA_REDUCE_WITH_BLOCK
         children = self._protective_children(request, order) if request.protection is not None else []
         try:
             trade = self._ib.placeOrder(contract, order)
@@ -294,7 +304,10 @@ class IBBroker:
         last child's transmit=True sends the whole bracket at once, and no child can work (or
         fill) before its parent is at the exchange. The stop and take-profit share one OCA group
         with ocaType 1 (cancel the rest, with block: https://interactivebrokers.github.io/tws-api/oca.html),
-        so a fill of one cancels the other. GTC: the protection outlives the day and the runner."""
+        with ocaType 2 (reduce with block, https://interactivebrokers.github.io/tws-api/oca.html):
+        a fill of one shrinks the other by its size, so a partial take-profit leaves the stop
+        sized to what is still held, and a full fill leaves nothing of the other.
+        GTC: the protection outlives the day and the runner."""
         ib_insync = _ib_module()
         protection = request.protection
         assert protection is not None
@@ -311,9 +324,8 @@ class IBBroker:
             child.tif = "GTC"
             child.account = parent.account
             child.transmit = False
-            if len(children) > 1:
-                child.ocaGroup = f"{request.order_ref}-oca"
-                child.ocaType = 1
+            child.ocaGroup = oca_group_of(request.order_ref)  # the exits of the position join it
+            child.ocaType = OCA_REDUCE_WITH_BLOCK
         children[-1].transmit = True
         parent.transmit = False
         parent.orderId = self._ib.client.getReqId()  # known before the children name it as their parent
@@ -325,6 +337,28 @@ class IBBroker:
         for trade in self._ib.openTrades():
             if trade.order.orderRef == order_ref:
                 self._ib.cancelOrder(trade.order)
+
+    def resize(self, order_ref: str, remaining: float) -> bool:
+        """IB's modification: placeOrder again with the open order's orderId and its fields, only the
+        size changed (https://interactivebrokers.github.io/tws-api/modifying_orders.html; only the
+        client that placed it can). The size is the total, so it is what has filled plus
+        `remaining`. `transmit` is set: a bracket child was held for its last sibling when it was
+        placed; its modification must go out."""
+        if not self.is_connected():
+            raise BrokerUnavailableError(f"modify {order_ref}: not connected")
+        for trade in self._ib.openTrades():
+            if trade.order.orderRef != order_ref or trade.order.clientId != self._ib.client.clientId:
+                continue
+            total = trade.orderStatus.filled + remaining
+            if trade.order.totalQuantity != total:
+                trade.order.totalQuantity = total
+                trade.order.transmit = True
+                try:
+                    self._ib.placeOrder(trade.contract, trade.order)
+                except (ConnectionError, OSError) as exc:
+                    raise BrokerUnavailableError(f"modify {order_ref}: {exc!r}") from exc
+            return True
+        return False
 
     def global_cancel(self) -> None:
         if not self.is_connected():

@@ -16,6 +16,7 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
+from kubetrader.live.bars import WARMUP
 from kubetrader.live.broker import Broker
 from kubetrader.live.http import TOKEN_ENV, RunnerHTTPServer, SessionView
 from kubetrader.live.session import Session, SessionConfig
@@ -101,6 +102,9 @@ def run_deployment(
         stall_fence=stall_fence,
         protection=spec.risk.protective_stop,
         timeframe=spec.timeframe,
+        # IB streams 5-second bars: warm the strategy up from IB's history first (a replay broker
+        # has no "before": its bars start where the backtest's do)
+        warmup=WARMUP.get(spec.timeframe) if getattr(broker, "realtime_bar_seconds", None) else None,
     )
     session = Session(broker, journal, config)
     server = None

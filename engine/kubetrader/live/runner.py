@@ -43,7 +43,12 @@ class BarPort:
         session.delivering = True
 
     def pending(self, symbol: str) -> bool:
-        return bool(self._session.bars[symbol])
+        return bool(self._session.history[symbol] or self._session.bars[symbol])
+
+    def history_bar(self, symbol: str) -> Bar | None:
+        """The next warm-up bar (`Session._warm_up`), or None once the history is spent."""
+        history = self._session.history[symbol]
+        return history.popleft() if history else None
 
     def next_bar(self, symbol: str, qcheck: float) -> Bar | bool | None:
         """The next bar, or False (ended), or None (nothing yet, still live)."""
@@ -118,9 +123,23 @@ class SessionFeed(bt.feed.DataBase):
         return bool(self.p.port.pending(self.p.symbol))
 
     def _load(self) -> bool | None:
+        """History first (status DELAYED, as backtrader's IBData backfills), then live bars (LIVE).
+        `SessionBroker` sends nothing on a bar that is not LIVE."""
+        bar = self.p.port.history_bar(self.p.symbol)
+        if bar is not None:
+            self._set(bar)
+            if self._laststatus != self.DELAYED:
+                self.put_notification(self.DELAYED)
+            return True
         bar = self.p.port.next_bar(self.p.symbol, self.p.qcheck)
         if not isinstance(bar, Bar):
             return bar
+        self._set(bar)
+        if self._laststatus != self.LIVE:
+            self.put_notification(self.LIVE)
+        return True
+
+    def _set(self, bar: Bar) -> None:
         self.lines.datetime[0] = bt.date2num(bar.time.replace(tzinfo=None))
         self.lines.open[0] = bar.open
         self.lines.high[0] = bar.high
@@ -128,9 +147,6 @@ class SessionFeed(bt.feed.DataBase):
         self.lines.close[0] = bar.close
         self.lines.volume[0] = bar.volume
         self.lines.openinterest[0] = 0.0
-        if self._laststatus != self.LIVE:
-            self.put_notification(self.LIVE)
-        return True
 
 
 class SessionBroker(bt.BrokerBase):
@@ -209,6 +225,12 @@ class SessionBroker(bt.BrokerBase):
         side: Side = "BUY" if order.isbuy() else "SELL"
         ref = make_order_ref(self.port.deployment, symbol, bt.num2date(bar_num), side, self._seq[(symbol, bar_num)])
         order_type: OrderType = "LMT" if order.exectype == bt.Order.Limit else "MKT"
+        if data._laststatus != data.LIVE:
+            # a warm-up (history) bar: the decision is in the past, nothing goes to the broker
+            order.addinfo(reason="warm-up bar: not sent")
+            order.reject(self)
+            self.notify(order)
+            return order
         if order.exectype not in (None, bt.Order.Market, bt.Order.Limit):
             order.reject(self)
             self.notify(order)

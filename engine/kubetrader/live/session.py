@@ -43,6 +43,7 @@ from kubetrader.live.broker import (
     Position,
     Protection,
     find_by_ref,
+    oca_group_of,
     protected_entry,
 )
 from kubetrader.live.connection import HealthCheck, RetryPolicy, backoff_delays, connect_with_retry
@@ -95,6 +96,9 @@ class SessionConfig:
     timeframe: str | None = None
     # `spec.risk.protectiveStop`: a broker-side stop (and take-profit) attached to every entry.
     protection: ProtectiveStopSpec | None = None
+    # Warm-up from the broker's history before the first live bar: (IB durationStr, barSizeSetting),
+    # `kubetrader.live.bars.WARMUP[timeframe]`; None: the strategy starts cold.
+    warmup: tuple[str, str] | None = None
 
     def stop_settings(self) -> StopSettings:
         """The runner never gives up on a flatten by time: it ends flat or blocked (rejects)."""
@@ -133,6 +137,11 @@ class Session:
         # journal (rebuilt from it by reconcile) so the gate's position-with-working-orders costs
         # no query per order.
         self._working: dict[str, tuple[str, float, float]] = {}
+        # `spec.risk.protectiveStop`: symbol -> the entry whose bracket children (stop, take-profit)
+        # protect the WHOLE position at the broker. One group per symbol, so every exit can join it
+        # (see `_protect`) and `_resize_protection` keeps it the size of the position.
+        self.guards: dict[str, str] = {}
+        self._grouped: set[str] = set()  # orders sent into a protection group: the broker rebalances for them
         # The trading state last written to the journal, and when (see `_save_trading_state`).
         self._saved_state: dict[str, Any] | None = None
         self._saved_at = 0.0
@@ -153,6 +162,10 @@ class Session:
         self.finished = False
         self.connected = False
         self.bars: dict[str, deque[Bar]] = {s: deque() for s in config.symbols}
+        # The warm-up (`_warm_up`): history bars handed to the strategy before any live one, and
+        # the last one's time, so a live bar it already holds is not handed over twice.
+        self.history: dict[str, deque[Bar]] = {s: deque() for s in config.symbols}
+        self.history_end: dict[str, dt.datetime] = {}
         self.aggregators: dict[str, BarAggregator] = {}
         if config.timeframe and getattr(broker, "realtime_bar_seconds", None):
             self.aggregators = {s: BarAggregator(s, config.timeframe) for s in config.symbols}
@@ -252,9 +265,30 @@ class Session:
         self._loop_at = time.monotonic()  # connecting may take long; the loop starts now
         self._observe()
         self._save_trading_state(force=True)
+        self._warm_up()
         for symbol in self.config.symbols:
             self.broker.subscribe_bars(symbol)
         self._publish()
+
+    def _warm_up(self) -> None:
+        """The strategy's history, from the broker, up to the session before today (today's bar is
+        the live feed's: a daily bar asked for mid-session would be a partial one). A failed request
+        (pacing, a farm down) leaves that symbol cold, journaled: trading never waits on history."""
+        if self.config.warmup is None:
+            return
+        duration, bar_size = self.config.warmup
+        end = self._today() - dt.timedelta(days=1)
+        for symbol in self.config.symbols:
+            try:
+                bars = self.broker.historical_bars(symbol, end, duration, bar_size)
+            except BrokerUnavailableError as exc:
+                self.journal.note("warmup_failed", symbol=symbol, error=str(exc))
+                log.error("%s: no warm-up from history (%s): its indicators start cold", symbol, exc)
+                continue
+            self.history[symbol] = deque(bars)
+            if bars:
+                self.history_end[symbol] = bars[-1].time
+            self.journal.note("warmup", symbol=symbol, bars=len(bars), last=bars[-1].time.isoformat() if bars else None)
 
     def reconcile(self) -> dict[str, int]:
         """Make the journal agree with the broker: fresh queries, then one decision per unresolved intent.
@@ -304,6 +338,11 @@ class Session:
         self._working = {
             i.order_ref: (i.symbol, i.request().signed_quantity, i.filled) for i in self.journal.unresolved()
         }
+        # a restarted runner finds its positions' protection where it lives: at the broker
+        self.guards = {
+            o.symbol: entry for o in open_orders
+            if o.order_ref.endswith(STOP_SUFFIX) and (entry := protected_entry(o.order_ref)) in known
+        }  # fmt: skip
         positions = self._check_account(positions)
         for symbol in set(self.journal.positions()) | set(self.positions):
             pos = self.positions.get(symbol)
@@ -464,23 +503,36 @@ class Session:
         return None
 
     def _protect(self, request: OrderRequest) -> OrderRequest:
-        """Attach the broker-side stop (and take-profit) of `spec.risk.protectiveStop` to an entry.
+        """Attach the broker-side stop (and take-profit) of `spec.risk.protectiveStop`, or join it.
 
-        An entry is an order that adds exposure on position plus working orders; it is protected
-        for the exposure it adds (the part beyond zero, for an order that flips). Exits get
-        nothing: they take exposure off. The children are not intents and never count in the
-        gate's position-with-working-orders (`working`): they can only reduce a position, and
-        counting them would free room for new entries while the position is still held.
+        One protection group per symbol (`guards`), sized to the whole position:
+        - an exit (it takes exposure off position plus working orders) joins the group's OCA
+          (ocaType 2, reduce): if the stop triggers while the exit works, the stop's fill shrinks
+          the exit by as much, and the exit's fills shrink the stop, so the two never close the
+          position twice (never a flip), and a partial exit leaves a stop of the rest;
+        - an entry on an unprotected symbol carries a new bracket, for the exposure it adds;
+        - an entry that adds to a protected position carries none: the group's stop grows to the
+          position when it fills (`_resize_protection`);
+        - an order that flips the position does both: it joins the old group (whose stop may
+          still close the old side first) and carries a bracket for the part beyond zero.
+        The children are not intents and never count in the gate's position-with-working-orders
+        (`working`): they can only reduce a position, and counting them would free room for new
+        entries while the position is still held.
         """
         spec = self.config.protection
         if spec is None or request.protection is not None or request.order_ref.startswith(FLATTEN_PREFIX):
             return request
         held = self.positions.get(request.symbol)
         position = (held.quantity if held else 0.0) + self.working(request.symbol, exclude=request.order_ref)
+        guard = self.guards.get(request.symbol)
+        group = oca_group_of(guard) if guard is not None else None
         if reduces_exposure(position, request.signed_quantity):
-            return request
+            return replace(request, oca_group=group)
         after = position + request.signed_quantity
-        added = abs(after) if position * after < 0 else abs(request.signed_quantity)
+        flips = position * after < 0
+        if guard is not None and not flips:
+            return request
+        added = abs(after) if flips else abs(request.signed_quantity)
         price = request.limit_price or self.prices.get(request.symbol) or 0.0
         if price <= 0:
             log.error("no reference price for %s: entry %s sent WITHOUT its protective stop", request.symbol,
@@ -490,21 +542,46 @@ class Session:
         sign = 1.0 if request.side == "BUY" else -1.0
         stop = round(price * (1 - sign * spec.stop_loss), 2)
         take = round(price * (1 + sign * spec.take_profit), 2) if spec.take_profit is not None else None
-        return replace(request, protection=Protection(stop, take, added))
+        return replace(request, protection=Protection(stop, take, added), oca_group=group if flips else None)
 
-    def _cancel_protection(self, symbol: str) -> None:
-        """A position reduced by anything but its own protection: cancel the symbol's protective
-        children, which were sized for the entry and would now close more than is held (and open
-        the other side). What remains is left without a broker-side stop: journaled, logged."""
-        refs = [i.order_ref + suffix for i in self.journal.intents() if i.symbol == symbol
-                for suffix in (STOP_SUFFIX, TAKE_PROFIT_SUFFIX)]  # fmt: skip
-        for ref in refs:
-            self.broker.cancel_order(ref)
-        held = self.positions.get(symbol)
-        if held is not None and held.quantity:
-            self.journal.note("protection_cancelled", symbol=symbol, remaining=held.quantity)
-            log.warning("%s: protective orders cancelled after a partial exit; %g held without a broker stop",
-                        symbol, held.quantity)  # fmt: skip
+    def _resize_protection(self, fill: Fill) -> None:
+        """After a fill in a protected symbol, the group's stop and take-profit work exactly what is
+        held on the side they protect (IB modifies an open order's size in place), and nothing held
+        there cancels them.
+
+        A fill of an order IN the group (an exit that joined it, the stop or take-profit) is
+        rebalanced by the broker itself (OCA reduce); resizing after it too would race the
+        broker's own reduction (a later fill shrinks the stop, then our older size arrives), so
+        then only the guard is forgotten once nothing is held. Fills from outside the group (an
+        entry adding to the position, an exit sent before the group existed) are ours to follow.
+        """
+        guard = self.guards[fill.symbol]
+        entry = self.journal.intent(guard)
+        held = self.positions.get(fill.symbol)
+        quantity = held.quantity if held else 0.0
+        protected = quantity if entry is None or entry.side == "BUY" else -quantity
+        in_group = fill.order_ref in self._grouped or protected_entry(fill.order_ref) is not None
+        if protected <= 0 and entry is not None and entry.state in UNRESOLVED_STATES:
+            return  # its entry still works: the children wait with it (a flip whose old side was stopped out)
+        if in_group:
+            if protected <= 0:
+                del self.guards[fill.symbol]
+            return
+        if protected <= 0:
+            for suffix in (STOP_SUFFIX, TAKE_PROFIT_SUFFIX):
+                self.broker.cancel_order(guard + suffix)
+            del self.guards[fill.symbol]
+            if quantity:
+                self.journal.note("protection_cancelled", symbol=fill.symbol, remaining=quantity)
+            return
+        if not self.broker.resize(guard + STOP_SUFFIX, protected):
+            del self.guards[fill.symbol]  # the stop is done (it filled meanwhile): the next entry gets a bracket
+            log.error("%s: %g held without a broker-side stop (the group's stop is no longer open)", fill.symbol,
+                      quantity)  # fmt: skip
+            self.journal.note("unprotected", symbol=fill.symbol, reason="the protective stop is no longer open")
+            return
+        self.broker.resize(guard + TAKE_PROFIT_SUFFIX, protected)
+        self.journal.note("protection_resized", symbol=fill.symbol, order_ref=guard, quantity=protected)
 
     def _send(self, request: OrderRequest) -> None:
         """Send a journaled intent that passed the gate. A connection error leaves it `pending` for reconcile."""
@@ -521,6 +598,10 @@ class Session:
             self.journal.set_state(request.order_ref, "rejected", reason=str(exc))
             self._working.pop(request.order_ref, None)
             return
+        if request.protection is not None:
+            self.guards[request.symbol] = request.order_ref
+        if request.oca_group is not None:
+            self._grouped.add(request.order_ref)
         self.journal.note("sent", order_ref=request.order_ref, broker_id=order.broker_id)
 
     def cancel(self, order_ref: str) -> None:
@@ -630,6 +711,9 @@ class Session:
         if isinstance(event, BarUpdate):
             aggregator = self.aggregators.get(event.bar.symbol)
             for bar in aggregator.add(event.bar) if aggregator is not None else [event.bar]:
+                warmed = self.history_end.get(bar.symbol)
+                if warmed is not None and bar.time <= warmed:
+                    continue  # the history already held it
                 if not self.delivering:
                     self.deliver(bar)
                 if bar.symbol in self.bars:
@@ -676,7 +760,6 @@ class Session:
     def _apply_fill(self, fill: Fill) -> None:
         signed = fill.quantity if fill.side == "BUY" else -fill.quantity
         old = self.positions.get(fill.symbol, Position(fill.symbol, 0.0, 0.0))
-        reduced = self.config.protection is not None and reduces_exposure(old.quantity, signed)
         qty = old.quantity + signed
         if qty == 0:
             avg = 0.0
@@ -691,11 +774,11 @@ class Session:
         self._commissions[fill.exec_id] = 0.0
         self._charge_commission(fill)
         self.journal.set_position(fill.symbol, qty, avg)
-        if reduced and protected_entry(fill.order_ref) is None and self.connected:
+        if fill.symbol in self.guards and self.connected:
             try:
-                self._cancel_protection(fill.symbol)
-            except BrokerUnavailableError as exc:
-                self.journal.note("protection_cancel_failed", symbol=fill.symbol, error=str(exc))
+                self._resize_protection(fill)
+            except BrokerUnavailableError as exc:  # reconcile after the reconnect resizes it again
+                self.journal.note("protection_resize_failed", symbol=fill.symbol, error=str(exc))
 
     def _charge_commission(self, fill: Fill) -> None:
         """Take a fill's commission out of cash once, when it becomes known (often a second report).

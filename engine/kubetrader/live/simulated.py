@@ -132,6 +132,14 @@ class SimulatedBroker:
         if order is not None and order.is_open:
             self._set(order, status="Cancelled")
 
+    def resize(self, order_ref: str, remaining: float) -> bool:
+        self._require(f"modify {order_ref}")
+        order = self._orders.get(order_ref)
+        if order is None or not order.is_open:
+            return False
+        self._set(order, quantity=order.filled + remaining)
+        return True
+
     def global_cancel(self) -> None:
         self._require("global cancel")
         for order in list(self._orders.values()):

@@ -78,6 +78,22 @@ class PromotionSpec(SpecModel):
         ge=1,
         description="The Backtest must have finished within this many days (default: the operator's).",
     )
+    # Thresholds on the Backtest's robustness numbers (status.metrics): a Backtest that reports
+    # none of them while one is required does not promote (the gate says which is missing).
+    min_deflated_sharpe: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Smallest allowed deflated Sharpe ratio (a probability: P[skill beyond the luck of the "
+        "trials], Bailey & Lopez de Prado 2014), from status.metrics.deflatedSharpe.",
+    )
+    min_walk_forward_efficiency: float | None = Field(
+        default=None,
+        gt=0,
+        le=10,
+        description="Smallest allowed walk-forward efficiency (out-of-sample over in-sample performance), "
+        "from status.metrics.walkForwardEfficiency.",
+    )
 
 
 # ---------------------------------------------------------------- broker-side protection (issue #15, item 5)

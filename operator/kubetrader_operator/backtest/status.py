@@ -30,6 +30,8 @@ SUMMARY_TO_METRICS = {
     "max_drawdown": "maxDrawdown",
     "cagr": "cagr",
     "num_trades": "numTrades",
+    "deflated_sharpe": "deflatedSharpe",
+    "walk_forward_efficiency": "walkForwardEfficiency",
 }
 # Job failure reason -> the Backtest's Failed reason
 JOB_FAILURE_REASONS = {

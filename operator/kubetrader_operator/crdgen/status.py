@@ -36,6 +36,9 @@ class HeadlineMetrics(_StatusModel):
     max_drawdown: float | None = None
     cagr: float | None = None
     num_trades: int | None = None
+    # Robustness numbers, when the run computed them (a LiveDeployment's promotion may require a minimum).
+    deflated_sharpe: float | None = None
+    walk_forward_efficiency: float | None = None
 
 
 class JobReference(_StatusModel):

@@ -206,11 +206,13 @@ def build_runner_deployment(
     port: int,
     generation: int | None = None,
     journal_url: str | None = None,
+    stall_fence: float = 60.0,
 ) -> dict[str, Any]:
     """One runner, `Recreate`: a rollout stops the old trader before the new one starts. Never two at once.
 
     The pod template carries the spec (KUBETRADER_LIVE_SPEC, the runner's risk limits included) and
-    its generation, so a spec edit is a new template: a rollout with the new spec.
+    its generation, so a spec edit is a new template: a rollout with the new spec. `stall_fence`
+    (`LiveSettings.runner_stall_fence_seconds`) is shorter than the operator's hung-runner deadline.
     """
     n = names(deployment)
     args = [
@@ -221,6 +223,7 @@ def build_runner_deployment(
         "--client-id", str(spec.gateway.client_id),
         "--http-port", str(port),
         "--journal-url", journal_url or f"sqlite:////journal/{deployment}.db",
+        "--stall-fence", f"{stall_fence:g}",
     ]  # fmt: skip
     return {
         "apiVersion": "apps/v1",
@@ -353,6 +356,7 @@ def build_children(
     token: str,
     network: LiveNetwork,
     generation: int | None = None,
+    stall_fence: float = 60.0,
 ) -> list[dict[str, Any]]:
     """Every child, in creation order: policies and secret before the pods that need them."""
     return [
@@ -362,7 +366,9 @@ def build_children(
         build_gateway_service(spec, deployment, namespace),
         build_gateway_statefulset(spec, deployment, namespace, image=gateway_image),
         build_runner_service(deployment, namespace, runner_port),
-        build_runner_deployment(spec, deployment, namespace, image=image, port=runner_port, generation=generation),
+        build_runner_deployment(
+            spec, deployment, namespace, image=image, port=runner_port, generation=generation, stall_fence=stall_fence
+        ),
     ]
 
 

@@ -69,6 +69,11 @@ class LiveSettings(BaseSettings):
     poll_interval_seconds: float = Field(default=15.0, gt=0, description="Status poll of the runner.")
     http_timeout_seconds: float = Field(default=3.0, gt=0)
     max_backtest_age_days: int | None = Field(default=None, ge=1)
+    hung_runner_deadline_seconds: float = Field(
+        default=90.0, gt=0,
+        description="How long the emergency stop waits on a runner that is connected but hung (it keeps its "
+        "client id at the gateway, its loop does not run) before it acts under its own client id.",
+    )  # fmt: skip
 
     # ---- the operator is no deputy (issue 21): images, Secrets, network peers (JSON in env) ----
     allowed_gateway_images: list[str] = Field(
@@ -85,6 +90,14 @@ class LiveSettings(BaseSettings):
     )
     dns_pod: PodPeer = PodPeer(namespace="kube-system", labels={"k8s-app": "kube-dns"})
     gateway_egress: list[EgressTarget] = Field(default_factory=_ib_endpoints)
+
+    @property
+    def runner_stall_fence_seconds(self) -> float:
+        """The runners' `--stall-fence`: two thirds of the hung-runner deadline, so a runner hung long
+        enough for the operator to take over has fenced itself (halted, sends nothing) before then;
+        one setting, so the two can never be configured the wrong way round (the default 90 s gives
+        the runner's own default of 60 s)."""
+        return self.hung_runner_deadline_seconds * 2 / 3
 
     def network(self) -> LiveNetwork:
         return LiveNetwork(

@@ -114,7 +114,8 @@ def promotion_refusal(
 
     The Backtest must have Succeeded, tested what will trade (strategy path, params, symbols,
     timeframe, when `live` is given), have finished within `promotion.maxBacktestAgeDays` (else
-    the operator's `max_age_days`), and meet the Sharpe and drawdown bounds.
+    the operator's `max_age_days`), and meet the Sharpe and drawdown bounds and, when required, the
+    minimum deflated Sharpe and walk-forward efficiency its status reports.
     """
     name = promotion.from_backtest
     if backtest is None:
@@ -148,6 +149,17 @@ def promotion_refusal(
             return f"Backtest {name} has no max drawdown"
         if abs(drawdown) > promotion.max_drawdown:
             return f"Backtest {name} max drawdown {abs(drawdown):.2%} exceeds {promotion.max_drawdown:.2%}"
+    for minimum, key, label in (
+        (promotion.min_deflated_sharpe, "deflatedSharpe", "deflated Sharpe"),
+        (promotion.min_walk_forward_efficiency, "walkForwardEfficiency", "walk-forward efficiency"),
+    ):
+        if minimum is None:
+            continue
+        value = metrics.get(key)
+        if value is None:
+            return f"Backtest {name} reports no {label} (status.metrics.{key}), and the promotion requires {minimum:g}"
+        if value < minimum:
+            return f"Backtest {name} {label} {value:.3f} is below the minimum {minimum:g}"
     return None
 
 

@@ -46,8 +46,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-# The default `hung_deadline`: longer than the runner's default `SessionConfig.stall_fence` (60 s),
-# so a runner hung this long has fenced itself by the time it could send again.
+# The default `hung_deadline` (the operator passes `LiveSettings.hung_runner_deadline_seconds`, and
+# gives its runners a `--stall-fence` of two thirds of it): longer than the runner's default
+# `SessionConfig.stall_fence` (60 s), so a runner hung this long has fenced itself by the time it
+# could send again.
 HUNG_DEADLINE_SECONDS = 90.0
 # Since when each runner (by URL) has been seen hung, across the kopf handler's retries. An
 # operator restart forgets it and waits the deadline again: the safe direction.

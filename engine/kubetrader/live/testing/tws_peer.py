@@ -120,6 +120,27 @@ def load_daily_bars(symbol: str, data_dir: Path = DEFAULT_DATA_DIR) -> list[Repl
     return bars
 
 
+def _session_bars(bar: ReplayBar) -> list[tuple[int, float, float, float, float, float]]:
+    """One daily bar as four 5-second bars inside its own NYSE session (epoch, o, h, l, c, v): the
+    open at the open, the high and the low in the morning, the close in the last 5 seconds before
+    the close, the volume split in whole shares; aggregated to 1d (kubetrader.live.bars) they are
+    the daily bar again. Real TWS sends one every 5 seconds; an aggregator does not need them all."""
+    from kubetrader.live.bars import REALTIME_SECONDS, calendar
+
+    session = calendar().session_on(bar.date)
+    if session is None:
+        return []  # the file has a bar on a day the exchange calendar says it was closed: no print
+    opening, closing = int(session.open.timestamp()), int(session.close.timestamp())
+    quarter = float(int(bar.volume // 4))
+    o, h, low, c = bar.open, bar.high, bar.low, bar.close
+    return [
+        (opening, o, o, o, o, bar.volume - 3 * quarter),
+        (opening + 1800, h, h, h, h, quarter),
+        (opening + 3600, low, low, low, low, quarter),
+        (closing - REALTIME_SECONDS, c, c, c, c, quarter),
+    ]
+
+
 @dataclass
 class PeerPosition:
     quantity: float = 0.0
@@ -162,12 +183,19 @@ class TwsPeer:
         replay_start: dict[str, int] | None = None,
         historical_limit: tuple[int, float] = (60, 600.0),
         faults: PeerFaults | None = None,
+        dated_sessions: bool = False,
     ) -> None:
         self.host = host
         self.port = port
         self.data_dir = data_dir
         self.bar_interval = bar_interval
         self.historical_limit = historical_limit
+        # Replay each daily bar on its own date, as 5-second bars inside that day's NYSE session
+        # (`_session_bars`), and answer reqHistoricalData only up to the replay's "now": a runner
+        # that aggregates to 1d gets the file's daily bars back, on their dates, after the history.
+        self.dated_sessions = dated_sessions
+        self._historical_recent: dict[tuple[str, ...], float] = {}  # identical requests (pacing)
+        self._historical_by_contract: dict[str, deque[float]] = {}
         self.faults = faults or PeerFaults()
         self.unresponsive = False
         self.lost = False  # 1100: TWS has no connection to IB; orders are held, not transmitted
@@ -191,6 +219,7 @@ class TwsPeer:
         self._next_exec = 1
         self._fault: PlaceFault | None = None
         self.place_orders_received: list[tuple[int, int, str]] = []  # (clientId, orderId, orderRef)
+        self.modifications: list[tuple[str, float]] = []  # (orderRef, new size) of accepted modifications
         self.pacing_violations = 0
         self.historical_requests = 0
         self.unknown_messages: list[str] = []
@@ -482,6 +511,7 @@ class TwsPeer:
             self._positions.clear()
             self._reported.clear()
             self.place_orders_received.clear()
+            self.modifications.clear()
             self.faults = faults or PeerFaults()
             self.lost = False
             self.unresponsive = False
@@ -631,8 +661,9 @@ class TwsPeer:
         order_id = int(f[1])
         ref = f[26]
         self.place_orders_received.append((conn.client_id, order_id, ref))
-        if any(o.order_id == order_id and o.client_id == conn.client_id for o in self._orders):
-            self._error(conn, order_id, 103, "Duplicate order id")
+        existing = next((o for o in self._orders if o.order_id == order_id and o.client_id == conn.client_id), None)
+        if existing is not None:
+            self._modify(conn, existing, f)
             return True
         instrument = self._find_instrument(f[2:14])
         if instrument is None:
@@ -701,6 +732,36 @@ class TwsPeer:
         else:
             self._work(order)
         return True
+
+    def _modify(self, conn: Connection, order: PeerOrder, f: list[str]) -> None:
+        """placeOrder with the id of an order of this client: a modification (IB "Modifying Orders":
+        the same fields and orderId as the open order, except those to change; size, price and tif
+        are what may change, https://interactivebrokers.github.io/tws-api/modifying_orders.html).
+        A done order cannot be modified: 104 for a filled one, 103 (duplicate id) for the rest; a
+        different contract or side is 105 (https://interactivebrokers.github.io/tws-api/message_codes.html).
+        A size below what has filled is refused (TWS would not shrink an order under its fills)."""
+        if not order.is_open:
+            if order.status == "Filled":
+                self._error(conn, order.order_id, 104, "Can't modify a filled order")
+            else:
+                self._error(conn, order.order_id, 103, "Duplicate order id")
+            return
+        instrument = self._find_instrument(f[2:14])
+        same = instrument is not None and instrument.con_id == order.con_id
+        if not same or f[16] != order.action or f[18] != order.order_type:
+            self._error(conn, order.order_id, 105, "Order being modified does not match original order")
+            return
+        quantity = float(f[17])
+        if quantity < order.filled:
+            self._error(conn, order.order_id, 10147, f"OrderId {order.order_id}: size {quantity:g} is below "
+                        f"the filled {order.filled:g}")  # fmt: skip
+            return
+        order.quantity = quantity
+        order.limit_price = float(f[19]) if f[19] else None
+        order.aux_price = float(f[20]) if f[20] else None
+        order.tif = f[21] or order.tif
+        self.modifications.append((order.order_ref, quantity))
+        self._notify_order(order)  # openOrder + orderStatus with the new size
 
     def _parent(self, order: PeerOrder) -> PeerOrder | None:
         for parent in self._orders:
@@ -962,30 +1023,31 @@ class TwsPeer:
                 for order in self._orders:
                     if order.instrument.bar_symbol == symbol and order.is_open:
                         self._try_fill(order)
-                epoch = replay_epoch(index)
-                wap = (bar.high + bar.low + bar.close) / 3
-                for conn in self._connections:
-                    for req_id, sub_symbol in conn.realtime.items():
-                        if sub_symbol == symbol:
-                            conn.send(50, 3, req_id, epoch, bar.open, bar.high, bar.low, bar.close, bar.volume, wap, 1)
+                if self.dated_sessions:
+                    prints = _session_bars(bar)
+                else:
+                    prints = [(replay_epoch(index), bar.open, bar.high, bar.low, bar.close, bar.volume)]
+                for epoch, o, h, low, c, v in prints:
+                    wap = (h + low + c) / 3
+                    for conn in self._connections:
+                        for req_id, sub_symbol in conn.realtime.items():
+                            if sub_symbol == symbol:
+                                conn.send(50, 3, req_id, epoch, o, h, low, c, v, wap, 1)
 
     def _historical(self, conn: Connection, f: list[str]) -> None:
         # reqHistoricalData: 20, reqId, contract(12), includeExpired, end, barSize, duration, useRTH, what, fmt, ...
         req_id, symbol, end_text, bar_size, duration = int(f[1]), f[3], f[15], f[16], f[17]
-        now = time.monotonic()
-        limit, window = self.historical_limit
-        while self._historical_times and now - self._historical_times[0] > window:
-            self._historical_times.popleft()
-        if len(self._historical_times) >= limit:
+        if self._historical_paced(symbol, tuple(f[2:18])):
             self._error(conn, req_id, 162, "Historical Market Data Service error message:pacing violation")
             return
-        self._historical_times.append(now)
         self.historical_requests += 1
         bars = self._symbol_bars(symbol)
         if bar_size != "1 day" or not bars:
             self._error(conn, req_id, 162, "Historical Market Data Service error message:HMDS query returned no data")
             return
         end = dt.datetime.strptime(end_text[:8], "%Y%m%d").date() if end_text else bars[-1].date
+        if self.dated_sessions:  # no bar from the replay's future: "now" is the bar it replayed last
+            end = min(end, bars[min(self._cursor.get(symbol, 0), len(bars) - 1)].date)
         count, unit = duration.split()
         days = int(count) * {"D": 1, "W": 7, "M": 31, "Y": 366}[unit]
         start = end - dt.timedelta(days=days)
@@ -995,6 +1057,34 @@ class TwsPeer:
             wap = (b.high + b.low + b.close) / 3
             fields += [b.date.strftime("%Y%m%d"), b.open, b.high, b.low, b.close, b.volume, wap, 1]
         conn.send(*fields)
+
+    def pacing_windows_pass(self) -> None:
+        """Forget the historical requests made so far, as if IB's pacing windows had all gone by."""
+        with self._lock:
+            self._historical_times.clear()
+            self._historical_recent.clear()
+            self._historical_by_contract.clear()
+
+    def _historical_paced(self, symbol: str, request: tuple[str, ...]) -> bool:
+        """IB's pacing rules for historical data (https://interactivebrokers.github.io/tws-api/historical_limitations.html):
+        a violation is "making identical historical data requests within 15 seconds", "making six
+        or more historical data requests for the same Contract, Exchange and Tick Type within two
+        seconds", or "making more than 60 requests within any ten minute period"
+        (`historical_limit`). A refused request counts for none of them."""
+        now = time.monotonic()
+        limit, window = self.historical_limit
+        while self._historical_times and now - self._historical_times[0] > window:
+            self._historical_times.popleft()
+        recent = self._historical_by_contract.setdefault(symbol, deque())
+        while recent and now - recent[0] > 2.0:
+            recent.popleft()
+        last = self._historical_recent.get(request)
+        if len(self._historical_times) >= limit or len(recent) >= 5 or (last is not None and now - last < 15.0):
+            return True
+        self._historical_times.append(now)
+        recent.append(now)
+        self._historical_recent[request] = now
+        return False
 
     # ---------------------------------------------------------------- account messages
 
