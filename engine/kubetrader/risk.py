@@ -39,9 +39,10 @@ from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from kubetrader.specs import RiskSpec
+if TYPE_CHECKING:  # only a type here: `live emergency-stop` imports this module and must not wait for pydantic
+    from kubetrader.specs import RiskSpec
 
 RATE_WINDOW_SECONDS = 60.0
 Origin = Literal["strategy", "operator"]

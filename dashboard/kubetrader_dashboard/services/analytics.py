@@ -25,6 +25,7 @@ from kubetrader_dashboard.models.backtests import (
     RankingRow,
     Rankings,
 )
+from kubetrader_dashboard.services.results import RankingValues
 
 HISTOGRAM_BINS = 40
 
@@ -138,59 +139,24 @@ def performance(result_id: str, document: ResultDocument) -> Performance:
 
 
 def rankings(
-    rows: Sequence[tuple[str, str, dict[str, float | None]]],
+    rows: Sequence[RankingValues],
     *,
     metric: str,
     group_by: str,
-    descending: bool,
-    limit: int,
 ) -> Rankings:
-    """Strategies (best and mean of `metric` over their results) or single results, best first."""
-
-    def value(metrics: dict[str, float | None], name: str = metric) -> float | None:
-        return _finite(metrics.get(name))
-
-    def sort_key(v: float | None) -> float:
-        if v is None:
-            return math.inf
-        return -v if descending else v
-
-    out: list[RankingRow] = []
-    if group_by == "result":
-        for result_id, strategy, metrics in rows:
-            out.append(
-                RankingRow(
-                    key=result_id,
-                    strategy=strategy,
-                    results=1,
-                    best=value(metrics),
-                    mean=value(metrics),
-                    best_result_id=result_id,
-                    sharpe_ratio=value(metrics, "sharpe_ratio"),
-                    total_return=value(metrics, "total_return"),
-                    max_drawdown=value(metrics, "max_drawdown"),
-                )
-            )
-    else:
-        groups: dict[str, list[tuple[str, dict[str, float | None]]]] = {}
-        for result_id, strategy, metrics in rows:
-            groups.setdefault(strategy, []).append((result_id, metrics))
-        for strategy, members in groups.items():
-            scored = [(value(m), rid, m) for rid, m in members if value(m) is not None]
-            scored.sort(key=lambda item: sort_key(item[0]))
-            best = scored[0] if scored else None
-            out.append(
-                RankingRow(
-                    key=strategy,
-                    strategy=strategy,
-                    results=len(members),
-                    best=best[0] if best else None,
-                    mean=statistics.fmean(v for v, _, _ in scored if v is not None) if scored else None,
-                    best_result_id=best[1] if best else None,
-                    sharpe_ratio=value(best[2], "sharpe_ratio") if best else None,
-                    total_return=value(best[2], "total_return") if best else None,
-                    max_drawdown=value(best[2], "max_drawdown") if best else None,
-                )
-            )
-    out.sort(key=lambda row: sort_key(row.best))
-    return Rankings(metric=metric, group_by="result" if group_by == "result" else "strategy", rows=out[:limit])
+    """The ranking rows the store grouped and ordered (`ResultStore.ranking_rows`), as the API's model."""
+    out = [
+        RankingRow(
+            key=key,
+            strategy=strategy,
+            results=count,
+            best=best,
+            mean=mean,
+            best_result_id=best_id,
+            sharpe_ratio=sharpe,
+            total_return=total,
+            max_drawdown=drawdown,
+        )
+        for key, strategy, count, best, mean, best_id, sharpe, total, drawdown in rows
+    ]
+    return Rankings(metric=metric, group_by="result" if group_by == "result" else "strategy", rows=out)

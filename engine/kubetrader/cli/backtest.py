@@ -4,6 +4,8 @@ Both build a BacktestSpec and hand it to `kubetrader.pipeline.execute`, the path
 operator's Jobs take too. `--summary-file` writes a short JSON also on failure: the
 Job passes `/dev/termination-log`, and the operator reads it as the container's
 termination message (Kubernetes keeps at most 4 KB of it).
+
+The spec models load when a file or the options are read, not at import: `--help` stays instant.
 """
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from kubetrader.cli.options import backtest_spec_from_options, data_options, tracking_options
 from kubetrader.errors import EXIT_FATAL, KubetraderError, SpecError
-from kubetrader.specs import HEADLINE_METRICS, BacktestSpec, OptimizationStudySpec
-from kubetrader.specs.resources import Metadata
+
+if TYPE_CHECKING:
+    from kubetrader.specs import BacktestSpec, OptimizationStudySpec
+    from kubetrader.specs.resources import Metadata
 
 SUMMARY_LIMIT = 4096
 
@@ -29,7 +33,7 @@ def _load_resource(path: Path) -> tuple[Metadata, BacktestSpec | OptimizationStu
     from pydantic import ValidationError
 
     from kubetrader.cli.options import spec_error_from_validation
-    from kubetrader.specs import parse_resource
+    from kubetrader.specs import BacktestSpec, OptimizationStudySpec, parse_resource
 
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -125,7 +129,7 @@ def _execute(
 
         if importlib.util.find_spec("quantstats") is None:  # refused before the run, like any bad option
             raise SpecError("--tearsheet", "quantstats is not installed: pip install 'kubetrader[quantstats]'")
-    outcome = execute(spec, name=name, output_dir=output, progress=not as_json)
+    outcome = execute(spec, name=name, output_dir=output, progress=not as_json, draw_aside=True)
     write_summary(summary_file, outcome.summary())
     _show(outcome, as_json=as_json)
     if tearsheet == "quantstats" and outcome.document is not None and outcome.paths is not None:
@@ -221,6 +225,8 @@ def run(
     except KubetraderError as exc:
         _fail_early(exc, name=file.stem, summary_file=summary_file, as_json=as_json)
         return
+    from kubetrader.specs import OptimizationStudySpec
+
     name = metadata.name
     if isinstance(spec, OptimizationStudySpec):
         from kubetrader.cli.optimize import run_study_resource
@@ -250,7 +256,7 @@ def _execute_campaign(
     """A matrix over the work queue (the cluster's path); the batch id is the spec's, so re-running resumes."""
     from kubetrader.cli.parallel import run_with_progress
     from kubetrader.queue.campaign import headline, write_report
-    from kubetrader.specs import spec_hash
+    from kubetrader.specs import HEADLINE_METRICS, spec_hash
 
     batch = f"{name}-{spec_hash(spec)[:10]}"
     result = run_with_progress(

@@ -31,10 +31,14 @@ def rankings(
     if metric not in METRIC_NAMES:
         message = f"unknown metric {metric!r}"
         raise ProblemError(422, "Invalid request", message, errors=[{"field": "metric", "message": message}])
-    shown = (metric, "sharpe_ratio", "total_return", "max_drawdown")
-    rows = services.store.metric_rows(ResultFilter(symbol=symbol, project=project), names=shown)
-    descending = metric not in MINIMIZED_METRICS
-    return analytics.rankings(rows, metric=metric, group_by=group_by, descending=descending, limit=limit)
+    rows = services.store.ranking_rows(
+        ResultFilter(symbol=symbol, project=project),
+        metric=metric,
+        descending=metric not in MINIMIZED_METRICS,
+        group_by=group_by,
+        limit=limit,
+    )
+    return analytics.rankings(rows, metric=metric, group_by=group_by)
 
 
 @router.get("/summary", response_model=DashboardSummary, dependencies=[ReadAccess])

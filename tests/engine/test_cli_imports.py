@@ -1,0 +1,73 @@
+"""What each command imports: start-up is most of a short command's time, so heavy libraries load
+only where they are used (bench/bench_cli.py measures the time; this keeps it from regressing).
+
+Each case runs the CLI in a fresh interpreter and reads `sys.modules` at its exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Run the CLI, then print the top-level packages imported, whatever the exit (atexit runs after SystemExit).
+PROBE = """
+import atexit, json, sys
+atexit.register(lambda: print("MODULES=" + json.dumps(sorted({m.partition(".")[0] for m in sys.modules}))))
+from kubetrader.cli.main import main
+main()
+"""
+
+NEVER_AT_START = {"mlflow", "optuna", "ib_insync", "eventkit", "redis", "sklearn", "scipy", "fastapi", "kopf"}
+
+
+def _imported(args: list[str], *, cwd: Path, env: dict[str, str]) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    line = next(line for line in done.stdout.splitlines() if line.startswith("MODULES="))
+    return set(json.loads(line.removeprefix("MODULES=")))
+
+
+@pytest.fixture
+def cli_env(bundled_store: Any) -> dict[str, str]:
+    return {**os.environ, "KUBETRADER_DATA_DIR": str(bundled_store.root), "MPLBACKEND": "Agg"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["run", "--help"], ["live", "--help"], ["live", "emergency-stop", "--help"], ["backtest", "--help"]],
+)
+def test_help_imports_nothing_heavy(args: list[str], cli_env: dict[str, str], tmp_path: Path) -> None:
+    imported = _imported(args, cwd=tmp_path, env=cli_env)
+    heavy = NEVER_AT_START | {"pandas", "numpy", "backtrader", "matplotlib", "pydantic", "pyarrow"}
+    assert not imported & heavy, f"`kubetrader {' '.join(args)}` imported {sorted(imported & heavy)}"
+
+
+def test_run_imports_no_tracking_optimizer_or_broker(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """A backtest with tracking off needs neither MLflow, Optuna, Redis nor ib_insync."""
+    imported = _imported(
+        ["run", "-f", str(ROOT / "examples/backtest-sma.yaml"), "--output", str(tmp_path / "out")],
+        cwd=tmp_path,
+        env=cli_env,
+    )
+    assert "backtrader" in imported  # the probe saw a real run
+    assert not imported & NEVER_AT_START, sorted(imported & NEVER_AT_START)
+
+
+def test_emergency_stop_path_imports_no_spec_models() -> None:
+    """The stop's modules (what `live emergency-stop` loads before its first cancel) need no pydantic."""
+    code = (
+        "import sys, kubetrader.live.stop, kubetrader.live.ib_broker, kubetrader.live.connection; "
+        "print(sorted({m.partition('.')[0] for m in sys.modules} & {'pydantic', 'pandas', 'mlflow', 'backtrader'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
