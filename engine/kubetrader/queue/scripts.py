@@ -206,28 +206,37 @@ return added
 """
 )
 
-# ARGV: prefix, worker, lease_ms, reap_limit. Returns the task hash (flat) or nil.
+# ARGV: prefix, worker, lease_ms, reap_limit, count. Leases up to `count` tasks to the worker in
+# priority order (a batched claim: one round trip for many short tasks); returns their hashes
+# (each flat), possibly none. Each is leased on its own, so a worker that dies holding them
+# gives every one back when its lease expires, as if it had claimed them one at a time.
 CLAIM = (
     PRELUDE
     + r"""
 local now = now_ms()
 reap(now, tonumber(ARGV[4]))
-while true do
-  local ref = redis.call('ZRANGE', p .. ':pending', 0, 0)[1]
-  if not ref then return false end
-  redis.call('ZREM', p .. ':pending', ref)
-  local tk = tkey(ref)
-  local batch = redis.call('HGET', tk, 'batch')
-  if batch then
-    redis.call('HINCRBY', tk, 'attempts', 1)
-    redis.call('HSET', tk, 'state', 'running', 'worker', ARGV[2], 'started_at', fmt(now))
-    redis.call('ZADD', p .. ':leases', fmt(now + tonumber(ARGV[3])), ref)
-    redis.call('SREM', bkey(batch, 'queued'), ref)
-    redis.call('SADD', bkey(batch, 'running'), ref)
-    redis.call('HSETNX', p .. ':batch:' .. batch, 'first_started_at', fmt(now))
-    return redis.call('HGETALL', tk)
+local want = tonumber(ARGV[5] or '1')
+local claimed = {}
+local deadline = fmt(now + tonumber(ARGV[3]))
+while #claimed < want do
+  local popped = redis.call('ZPOPMIN', p .. ':pending', want - #claimed)
+  if #popped == 0 then break end
+  for j = 1, #popped, 2 do
+    local ref = popped[j]
+    local tk = tkey(ref)
+    local batch = redis.call('HGET', tk, 'batch')
+    if batch then
+      redis.call('HINCRBY', tk, 'attempts', 1)
+      redis.call('HSET', tk, 'state', 'running', 'worker', ARGV[2], 'started_at', fmt(now))
+      redis.call('ZADD', p .. ':leases', deadline, ref)
+      redis.call('SREM', bkey(batch, 'queued'), ref)
+      redis.call('SADD', bkey(batch, 'running'), ref)
+      redis.call('HSETNX', p .. ':batch:' .. batch, 'first_started_at', fmt(now))
+      claimed[#claimed + 1] = redis.call('HGETALL', tk)
+    end
   end
 end
+return claimed
 """
 )
 
