@@ -216,7 +216,7 @@ class WorkQueue:
             self._claim(args=[self.prefix, worker, lease_ms, reap_limit, claim], client=pipe)
         replies = pipe.execute() if len(pipe) else []
         claimed = replies[len(finished)] if claim > 0 else []
-        tasks = [Task.from_hash(dict(zip(flat[::2], flat[1::2], strict=True))) for flat in claimed or []]
+        tasks = [Task.from_hash(json.loads(fields)) for fields in claimed or []]
         return [str(status) for status in replies[: len(finished)]], tasks
 
     def renew(self, task: Task, worker: str, *, lease_seconds: float | None = None) -> bool:
