@@ -28,22 +28,14 @@ from kubetrader.queue.lifecycle import purge_batch, set_retention
 from kubetrader.queue.local import local_workers
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+# One set-up for both queue benches: the data store, the campaign matrix, waiting for the workers.
+from bench_queue import STRATEGIES, SYMBOLS, campaign_spec, prepare_store, wait_for_workers  # noqa: E402
 
 
 def sizes(name: str, default: str) -> list[int]:
     return [int(x) for x in os.environ.get(name, default).split(",") if x.strip()]
-
-
-def wait_idle(queue: WorkQueue, count: int, timeout: float = 180) -> None:
-    from kubetrader.queue.stats import queue_stats
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stats = queue_stats(queue.redis, prefix=queue.prefix)
-        if sum(1 for w in stats.workers if w.alive and w.state == "idle") >= count:
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"{count} workers did not come up")
 
 
 def noop_run(root: Path, tasks: int, workers: int = 4) -> dict[str, float]:
@@ -52,7 +44,7 @@ def noop_run(root: Path, tasks: int, workers: int = 4) -> dict[str, float]:
         queue = WorkQueue.from_url(url, prefix="scale")
         set_retention(queue.redis, 0)
         with local_workers(url, workers, prefix="scale", handler="kubetrader.queue.handlers:noop", output_dir=root):
-            wait_idle(queue, workers)
+            wait_for_workers(queue, workers)
             baseline = int(queue.redis.info("memory")["used_memory"])
             started = time.perf_counter()
             queue.enqueue("noop", (NewTask(id=f"n{i}", spec={}) for i in range(tasks)))
@@ -78,8 +70,6 @@ def noop_run(root: Path, tasks: int, workers: int = 4) -> dict[str, float]:
 
 def campaign_run(root: Path, cells: int) -> dict[int, float]:
     """Wall time of `cells` real backtests (5 years of daily bars) on 1 and on 2 workers."""
-    from bench_queue import STRATEGIES, SYMBOLS, campaign_spec, prepare_store  # type: ignore[import-not-found]
-
     prepare_store(root / "data")
     os.environ["KUBETRADER_DATA_DIR"] = str(root / "data")
     per_pair = max(1, -(-cells // (len(SYMBOLS) * len(STRATEGIES))))
@@ -91,7 +81,7 @@ def campaign_run(root: Path, cells: int) -> dict[int, float]:
         for workers in (1, 2):
             queue = WorkQueue.from_url(url, prefix=f"camp{workers}")
             with local_workers(url, workers, prefix=f"camp{workers}", output_dir=root / "out"):
-                wait_idle(queue, workers)
+                wait_for_workers(queue, workers)
                 started = time.perf_counter()
                 queue.enqueue("cells", tasks)
                 stats = wait_for_batch(queue, "cells", poll=0.2)
@@ -160,7 +150,6 @@ def study_cost(root: Path, trials: int, sampler: str) -> float:
 
 
 def main() -> int:
-    sys.path.insert(0, str(HERE))
     noop_tasks = sizes("KUBETRADER_BENCH_NOOP_TASKS", "100000")[0]
     cells = sizes("KUBETRADER_BENCH_CAMPAIGN_CELLS", "1000")[0]
     trial_counts = sizes("KUBETRADER_BENCH_STUDY_TRIALS", "100,1000,5000")

@@ -62,3 +62,17 @@ def hang_when_asked(task: Task, context: TaskContext) -> HandlerOutcome:
 def bulky(task: Task, context: TaskContext) -> HandlerOutcome:
     """Succeeds with a 50 KB result, so a few hundred of them fill a small Redis."""
     return HandlerOutcome(metrics={"sharpe_ratio": 1.0}, data={"blob": "x" * 50_000})
+
+
+def counted(task: Task, context: TaskContext) -> HandlerOutcome:
+    """Records each run (the worker's id on the list `runs:{task id}`), then hangs when the task's
+    meta says `hang` and this worker was not started with KUBETRADER_TEST_NEVER_HANG; else succeeds.
+
+    The run lists are what "ran exactly once" is checked against, independently of the queue's books.
+    """
+    import os
+
+    context.queue.redis.rpush(f"runs:{task.id}", context.worker_id)
+    if task.meta.get("hang") and not os.environ.get("KUBETRADER_TEST_NEVER_HANG"):
+        return hang(task, context)
+    return succeed(task, context)

@@ -3,35 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 
 from kubetrader.queue import NewTask, TaskState, WorkQueue
 from kubetrader.queue.deadlines import default_task_timeout
-from kubetrader.queue.local import start_worker
 from kubetrader.queue.server import redis_client
 from kubetrader.queue.worker import Worker
 from kubetrader.specs import BacktestSpec
-from tests.helpers import ROOT, wait_until
+from tests.helpers import wait_until
 from tests.queue import handlers
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+from tests.queue.conftest import WorkerSpawner
 
 
 def test_a_worker_process_stops_a_hung_task_at_its_deadline_dead_letters_it_and_carries_on(
-    redis_url: str, processes: list[subprocess.Popen[bytes]]
+    redis_url: str, spawn: WorkerSpawner
 ) -> None:
     queue = WorkQueue(redis_client(redis_url))
     queue.enqueue(
@@ -41,10 +28,7 @@ def test_a_worker_process_stops_a_hung_task_at_its_deadline_dead_letters_it_and_
             NewTask(id="fine", spec={}, timeout_seconds=30),
         ],
     )
-    worker = start_worker(
-        redis_url, handler="tests.queue.handlers:hang_when_asked", lease_seconds=2, env={"PYTHONPATH": str(ROOT)}
-    )
-    processes.append(worker)
+    worker = spawn(redis_url, "hang_when_asked", lease_seconds=2)
     wait_until(lambda: len(queue.results("hung")) == 2, timeout=60, what="both results")
 
     stuck, fine = queue.result("hung", "stuck"), queue.result("hung", "fine")
@@ -67,7 +51,7 @@ def test_an_embedded_worker_times_a_hung_task_out_and_takes_the_next(redis_clien
 
 
 def test_a_campaign_report_names_every_cell_that_did_not_succeed_with_its_reason(
-    redis_url: str, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+    redis_url: str, tmp_path: Path, spawn: WorkerSpawner
 ) -> None:
     from kubetrader.queue.campaign import run_campaign
 
@@ -78,9 +62,7 @@ def test_a_campaign_report_names_every_cell_that_did_not_succeed_with_its_reason
             "matrix": {"params": {"fast": [5, 10], "hang": [False, True]}, "taskTimeoutSeconds": 1.5},
         }
     )
-    processes.append(
-        start_worker(redis_url, handler="tests.queue.handlers:hang_when_asked", env={"PYTHONPATH": str(ROOT)})
-    )
+    spawn(redis_url, "hang_when_asked")
     report = run_campaign(spec, name="c", batch="c", workers=0, redis_url=redis_url, output_dir=tmp_path)
     assert (report.succeeded, report.failed, report.cancelled) == (2, 2, 0)
     assert all(json_params(row.params)["hang"] for row in report.failures)

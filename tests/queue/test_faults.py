@@ -3,47 +3,21 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 
 from kubetrader.queue import HandlerOutcome, NewTask, TaskState, WorkQueue
-from kubetrader.queue.local import start_worker, stop_workers
+from kubetrader.queue.local import stop_workers
 from kubetrader.queue.server import redis_client
 from kubetrader.queue.worker import Worker, WorkerSettings
 from tests.fixtures.redis import RedisServerFactory
-from tests.helpers import ROOT, wait_until
+from tests.helpers import wait_until
 from tests.queue import handlers
+from tests.queue.conftest import WorkerSpawner
 
 PREFIX = "faults"
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def spawn(
-    url: str, handler: str, processes: list[subprocess.Popen[bytes]], **kwargs: object
-) -> subprocess.Popen[bytes]:
-    process = start_worker(
-        url,
-        handler=f"tests.queue.handlers:{handler}",
-        prefix=PREFIX,
-        env={"PYTHONPATH": str(ROOT)},
-        **kwargs,
-    )
-    processes.append(process)
-    return process
 
 
 def batch_of(n: int, **kwargs: object) -> list[NewTask]:
@@ -63,16 +37,16 @@ def holder_of(queue: WorkQueue, batch: str, n: int) -> str:
 
 
 def test_a_sigkilled_worker_s_task_is_rerun_after_its_lease_and_the_batch_yields_exactly_n_results(
-    redis_url: str, processes: list[subprocess.Popen[bytes]]
+    redis_url: str, spawn: WorkerSpawner
 ) -> None:
     queue = WorkQueue(redis_client(redis_url), prefix=PREFIX)
     queue.enqueue("kill", batch_of(6))
-    doomed = spawn(redis_url, "hang", processes, lease_seconds=1)
+    doomed = spawn(redis_url, "hang", prefix=PREFIX, lease_seconds=1)
     held = wait_until(lambda: holder_of(queue, "kill", 6), timeout=20, what="the hanging worker to hold a task")
 
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
-    spawn(redis_url, "succeed", processes, lease_seconds=1)
+    spawn(redis_url, "succeed", prefix=PREFIX, lease_seconds=1)
     wait_until(lambda: finished(queue, "kill", 6), timeout=30, what="all 6 results")
 
     results = queue.results("kill")
@@ -113,12 +87,12 @@ def test_restarting_redis_with_aof_loses_no_queued_running_or_finished_task(
 
 
 def test_a_worker_rides_out_a_redis_restart_in_the_middle_of_a_batch(
-    redis_server_factory: RedisServerFactory, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+    redis_server_factory: RedisServerFactory, tmp_path: Path, spawn: WorkerSpawner
 ) -> None:
     server = redis_server_factory(tmp_path / "aof", appendfsync="always")
     queue = WorkQueue(redis_client(server.url), prefix=PREFIX)
     queue.enqueue("ride", batch_of(4))
-    spawn(server.url, "hang_until_released", processes, lease_seconds=5)
+    spawn(server.url, "hang_until_released", prefix=PREFIX, lease_seconds=5)
     held = wait_until(lambda: holder_of(queue, "ride", 4), timeout=20, what="a task to be held")
 
     server.stop()
@@ -131,14 +105,14 @@ def test_a_worker_rides_out_a_redis_restart_in_the_middle_of_a_batch(
 
 
 def test_a_poison_task_is_dead_lettered_after_max_attempts_and_the_rest_of_the_batch_completes(
-    redis_url: str, processes: list[subprocess.Popen[bytes]]
+    redis_url: str, spawn: WorkerSpawner
 ) -> None:
     queue = WorkQueue(redis_client(redis_url), prefix=PREFIX)
     tasks = batch_of(6, max_attempts=3)
     tasks[2] = NewTask(id="t02", spec={}, meta={"poison": True}, max_attempts=3)
     tasks[4] = NewTask(id="t04", spec={}, meta={"fatal": True}, max_attempts=3)
     queue.enqueue("poison", tasks)
-    spawn(redis_url, "poison", processes, lease_seconds=2)
+    spawn(redis_url, "poison", prefix=PREFIX, lease_seconds=2)
     wait_until(lambda: finished(queue, "poison", 6), timeout=30, what="6 results")
 
     results = queue.results("poison")
@@ -151,11 +125,11 @@ def test_a_poison_task_is_dead_lettered_after_max_attempts_and_the_rest_of_the_b
 
 
 def test_sigterm_releases_a_task_still_running_after_the_grace_period_and_exits_0(
-    redis_url: str, processes: list[subprocess.Popen[bytes]]
+    redis_url: str, spawn: WorkerSpawner
 ) -> None:
     queue = WorkQueue(redis_client(redis_url), prefix=PREFIX)
     queue.enqueue("term", batch_of(1))
-    worker = spawn(redis_url, "hang", processes, lease_seconds=30, grace_seconds=0.5)
+    worker = spawn(redis_url, "hang", prefix=PREFIX, lease_seconds=30, grace_seconds=0.5)
     wait_until(lambda: holder_of(queue, "term", 1), timeout=20, what="the task to be held")
 
     assert stop_workers([worker], timeout=20) == [0]
@@ -165,11 +139,11 @@ def test_sigterm_releases_a_task_still_running_after_the_grace_period_and_exits_
 
 
 def test_sigterm_lets_a_task_that_finishes_within_the_grace_period_complete(
-    redis_url: str, processes: list[subprocess.Popen[bytes]]
+    redis_url: str, spawn: WorkerSpawner
 ) -> None:
     queue = WorkQueue(redis_client(redis_url), prefix=PREFIX)
     queue.enqueue("finish", batch_of(2))
-    worker = spawn(redis_url, "hang_until_released", processes, lease_seconds=30, grace_seconds=30)
+    worker = spawn(redis_url, "hang_until_released", prefix=PREFIX, lease_seconds=30, grace_seconds=30)
     held = wait_until(lambda: holder_of(queue, "finish", 2), timeout=20, what="the task to be held")
     worker.send_signal(signal.SIGTERM)
     wait_until(
@@ -198,13 +172,11 @@ def worker_pod() -> str:
     return default_worker_id()[0]
 
 
-def test_handler_outcome_round_trips_through_a_worker_process(
-    redis_url: str, processes: list[subprocess.Popen[bytes]]
-) -> None:
+def test_handler_outcome_round_trips_through_a_worker_process(redis_url: str, spawn: WorkerSpawner) -> None:
     queue = WorkQueue(redis_client(redis_url), prefix=PREFIX)
     queue.enqueue("proc", batch_of(3))
-    spawn(redis_url, "succeed", processes, extra=["--exit-when-idle"])
-    assert processes[-1].wait(30) == 0
+    worker = spawn(redis_url, "succeed", prefix=PREFIX, extra=["--exit-when-idle"])
+    assert worker.wait(30) == 0
     results = queue.results("proc")
     assert {k: r.metrics["sharpe_ratio"] for k, r in results.items()} == {"t00": 0.0, "t01": 0.1, "t02": 0.2}
     assert {r.result_path for r in results.values()} == {"t00.json", "t01.json", "t02.json"}
@@ -212,13 +184,13 @@ def test_handler_outcome_round_trips_through_a_worker_process(
     assert HandlerOutcome.model_validate({"metrics": {"x": 1.0}}).metrics == {"x": 1.0}
 
 
-def test_worker_concurrency_runs_several_processes_that_share_the_batch(
-    redis_url: str, processes: list[subprocess.Popen[bytes]]
-) -> None:
+def test_worker_concurrency_runs_several_processes_that_share_the_batch(redis_url: str, spawn: WorkerSpawner) -> None:
     queue = WorkQueue(redis_client(redis_url), prefix=PREFIX)
     queue.enqueue("many", batch_of(10))
     queue.enqueue("many", [NewTask(id="slow", spec={}, priority=9)])
-    supervisor = spawn(redis_url, "hang_until_released", processes, extra=["--concurrency", "2", "--exit-when-idle"])
+    supervisor = spawn(
+        redis_url, "hang_until_released", prefix=PREFIX, extra=["--concurrency", "2", "--exit-when-idle"]
+    )
     wait_until(lambda: holder_of(queue, "many", 10), timeout=30, what="the second process to take a normal task")
     queue.redis.set("release:slow", 1)
     for i in range(10):
@@ -227,3 +199,38 @@ def test_worker_concurrency_runs_several_processes_that_share_the_batch(
     results = queue.results("many")
     assert len(results) == 11
     assert len({r.worker for r in results.values()}) == 2  # two worker processes took part
+
+
+def test_a_worker_killed_holding_a_batch_claim_gives_back_all_k_tasks_and_each_runs_exactly_once_elsewhere(
+    redis_url: str, spawn: WorkerSpawner
+) -> None:
+    # t00 is quick, so the worker's next claim is a batch of --prefetch 4 (short tasks are batched);
+    # the first of the four hangs, so the worker dies running one and holding three it never started.
+    queue = WorkQueue(redis_client(redis_url), prefix=PREFIX)
+    queue.enqueue("held", [NewTask(id="t00", spec={})])
+    queue.enqueue("held", [NewTask(id=f"t{i:02d}", spec={}, meta={"hang": True}) for i in range(1, 5)])
+    doomed = spawn(redis_url, "counted", prefix=PREFIX, lease_seconds=1, extra=["--prefetch", "4"])
+    doomed_id = f"{worker_pod()}-{doomed.pid}"
+    batch = [f"t{i:02d}" for i in range(1, 5)]
+
+    def holds_all() -> bool:
+        fields = [queue.task_fields("held", task_id) for task_id in batch]
+        return all(f.get("state") == "running" and f.get("worker") == doomed_id for f in fields)
+
+    wait_until(holds_all, timeout=20, what="the worker to hold all 4 tasks of one claim")
+    assert [queue.redis.llen(f"runs:{task_id}") for task_id in batch] == [1, 0, 0, 0]  # one started, 3 held
+
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    rescuer = spawn(redis_url, "counted", prefix=PREFIX, lease_seconds=1, env={"KUBETRADER_TEST_NEVER_HANG": "1"})
+    rescuer_id = f"{worker_pod()}-{rescuer.pid}"
+    wait_until(lambda: finished(queue, "held", 5), timeout=30, what="all 5 results")
+
+    results = queue.results("held")
+    assert all(r.status == "succeeded" for r in results.values())
+    for task_id in batch:
+        assert results[task_id].worker == rescuer_id
+        assert results[task_id].attempts == 2  # the lost lease counted one attempt
+        assert queue.redis.lrange(f"runs:{task_id}", 0, -1).count(rescuer_id) == 1  # exactly once elsewhere
+        assert "lease expired" in queue.task_fields("held", task_id)["last_error"]
+    assert queue.redis.scard(queue.key("batch", "held", "done")) == 5

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 from click.testing import CliRunner
 
@@ -14,22 +11,12 @@ from kubetrader.cli.monitor import monitor
 from kubetrader.cli.queue_cmd import queue_group
 from kubetrader.queue import NewTask, WorkQueue
 from kubetrader.queue.lifecycle import memory_report, parse_duration, set_retention
-from kubetrader.queue.local import start_worker
 from kubetrader.queue.server import redis_client
 from kubetrader.queue.worker import Worker
 from tests.fixtures.redis import RedisServerFactory
-from tests.helpers import ROOT, wait_until
+from tests.helpers import wait_until
 from tests.queue import handlers
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+from tests.queue.conftest import WorkerSpawner
 
 
 def tasks(n: int, **kwargs: object) -> list[NewTask]:
@@ -99,7 +86,7 @@ def test_monitor_shows_redis_memory_and_each_batch_s_share(redis_client: redis.R
 
 
 def test_workers_back_off_on_a_full_redis_and_recover_after_a_purge_with_nothing_lost(
-    redis_server_factory: RedisServerFactory, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+    redis_server_factory: RedisServerFactory, tmp_path: Path, spawn: WorkerSpawner
 ) -> None:
     server = redis_server_factory(tmp_path / "redis", appendfsync="no")
     client = redis_client(server.url)
@@ -111,22 +98,20 @@ def test_workers_back_off_on_a_full_redis_and_recover_after_a_purge_with_nothing
     client.config_set("maxmemory-policy", "noeviction")
     client.config_set("maxmemory", str(int(client.info("memory")["used_memory"]) + 300_000))
     errors_before = script_errors(client)
-    env = {"PYTHONPATH": str(ROOT)}
-    for _ in range(2):
-        processes.append(start_worker(server.url, handler="tests.queue.handlers:bulky", env=env))
+    workers = [spawn(server.url, "bulky") for _ in range(2)]
 
     # a write refused inside a script counts as ERR (-OOM wrapped), a plain command as OOM
     wait_until(lambda: script_errors(client) >= errors_before + 6, timeout=60, what="workers to meet -OOM")
     stalled = len(queue.results("new"))
     assert stalled < 20
-    assert all(p.poll() is None for p in processes)  # backing off, not dead
+    assert all(p.poll() is None for p in workers)  # backing off, not dead
 
     out = CliRunner().invoke(queue_group, ["purge", "--redis", server.url, "--batch", "old"], catch_exceptions=False)
     assert "batch old: 100 tasks" in out.output
     wait_until(lambda: len(queue.results("new")) == 20, timeout=60, what="the new batch to finish after the purge")
     results = queue.results("new")
     assert all(r.status == "succeeded" and len(r.data["blob"]) == 50_000 for r in results.values())
-    assert all(p.poll() is None for p in processes)
+    assert all(p.poll() is None for p in workers)
 
 
 def script_errors(client: redis.Redis) -> int:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,33 +14,18 @@ import optuna
 import pytest
 
 from kubetrader.queue import WorkQueue
-from kubetrader.queue.local import start_worker
 from kubetrader.queue.retry import RETRY_SECONDS_ENV, RedisOutOfMemoryError, RedisUnavailableError
 from kubetrader.queue.server import RedisServer, redis_client
 from kubetrader.specs import BacktestSpec
 from tests.fixtures.redis import RedisServerFactory
 from tests.helpers import ROOT, wait_until
+from tests.queue.conftest import WorkerSpawner
 
 CAMPAIGN: dict[str, Any] = {
     "strategy": {"path": "strategies.sma_crossover.SMACrossover"},
     "data": {"symbols": ["ORCL"], "start": "2012-01-01", "end": "2012-12-31"},
     "matrix": {"symbols": ["ORCL", "GOOG", "NVDA"], "params": {"fast": [5, 10, 15, 20]}},
 }
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def spawn(url: str, handler: str, processes: list[subprocess.Popen[bytes]], **kwargs: Any) -> None:
-    env = {"PYTHONPATH": str(ROOT)}
-    processes.append(start_worker(url, handler=f"tests.queue.handlers:{handler}", env=env, **kwargs))
 
 
 class Background:
@@ -81,12 +66,12 @@ def restart_when(
 
 
 def test_a_campaign_driver_rides_out_a_redis_restart_and_gathers_exactly_n_results(
-    redis_server_factory: RedisServerFactory, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+    redis_server_factory: RedisServerFactory, tmp_path: Path, spawn: WorkerSpawner
 ) -> None:
     from kubetrader.queue.campaign import run_campaign
 
     server = redis_server_factory(tmp_path / "aof", appendfsync="always")
-    spawn(server.url, "slow_succeed", processes, lease_seconds=5)
+    spawn(server.url, "slow_succeed", lease_seconds=5)
     spec = BacktestSpec.model_validate(CAMPAIGN)
     driver = Background(
         lambda: run_campaign(spec, name="ride", batch="ride", workers=0, redis_url=server.url, output_dir=tmp_path)
@@ -100,7 +85,7 @@ def test_a_campaign_driver_rides_out_a_redis_restart_and_gathers_exactly_n_resul
 
 
 def test_a_study_driver_rides_out_a_redis_restart_and_every_trial_completes(
-    redis_server_factory: RedisServerFactory, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+    redis_server_factory: RedisServerFactory, tmp_path: Path, spawn: WorkerSpawner
 ) -> None:
     from kubetrader.optimize.queue_evaluator import queue_evaluator
     from kubetrader.optimize.service import run_study
@@ -109,7 +94,7 @@ def test_a_study_driver_rides_out_a_redis_restart_and_every_trial_completes(
 
     server = redis_server_factory(tmp_path / "aof", appendfsync="always")
     for _ in range(2):
-        spawn(server.url, "slow_succeed", processes, lease_seconds=5)
+        spawn(server.url, "slow_succeed", lease_seconds=5)
     spec = OptimizationStudySpec.model_validate(
         {
             "backtest": {k: v for k, v in CAMPAIGN.items() if k != "matrix"},

@@ -42,6 +42,13 @@ log = logging.getLogger("kubetrader.worker")
     show_default=True,
     help="How long finished batches stay in Redis (7d, 12h; 0: until `kubetrader queue purge`).",
 )
+@click.option(
+    "--prefetch",
+    default=64,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Most tasks one claim takes; short tasks are claimed in batches up to this, long ones one at a time.",
+)
 @click.option("--output-dir", default="results", show_default=True, type=click.Path(path_type=Path))
 @click.option(
     "--metrics-port",
@@ -62,6 +69,7 @@ def worker(
     lease_seconds: float,
     grace_seconds: float,
     retention: str,
+    prefetch: int,
     output_dir: Path,
     metrics_port: int,
     max_tasks: int | None,
@@ -78,7 +86,9 @@ def worker(
         if metrics_port:  # one port per pod: the child processes would each want it
             raise click.BadParameter("--metrics-port needs --concurrency 1 (one worker process per pod)")
 
-        extra = ["--retention", retention] + (["--max-tasks", str(max_tasks)] if max_tasks else [])
+        extra = ["--retention", retention, "--prefetch", str(prefetch)] + (
+            ["--max-tasks", str(max_tasks)] if max_tasks else []
+        )
         extra += ["--exit-when-idle"] if exit_when_idle else []
         extra += ["--verbose"] if verbose else []
         command = worker_command(
@@ -102,6 +112,7 @@ def worker(
     settings = WorkerSettings(
         lease_seconds=lease_seconds,
         grace_seconds=grace_seconds,
+        prefetch=prefetch,
         output_dir=output_dir,
         queue_metrics=bool(metrics_port),
     )

@@ -13,9 +13,10 @@ Key layout under a prefix `p` (a task's `ref` is "batch:id"):
     p:leases             ZSET  ref -> lease deadline (ms, server clock)
     p:dead               ZSET  ref -> time it was dead-lettered
     p:task:{ref}         HASH  id, batch, spec, meta, priority, score, max_attempts, attempts,
-                               state, worker, enqueued_at, started_at, finished_at, last_error,
-                               timeout_ms (execution deadline of one attempt; 0: none)
-    p:result:{ref}       HASH  the one result (TaskResult fields)
+                               state, worker, enqueued_at, started_at, last_error,
+                               timeout_ms (execution deadline of one attempt; 0: none);
+                               once finished only id, batch, state, attempts, worker, last_error
+    p:result:{ref}       HASH  the one result (TaskResult fields; empty ones left out)
     p:batch:{b}          HASH  created_at, total, cancelled, first_started_at, last_finished_at
     p:batch:{b}:{state}  SET   refs per state (tasks, queued, running, done, failed, cancelled)
     p:batch:{b}:events   LIST  task ids as they reach a terminal state (a wake-up, not the truth)
@@ -92,15 +93,26 @@ local function finish(ref, status, now, fields)
   redis.call('SREM', bkey(batch, 'queued'), ref)
   redis.call('SREM', bkey(batch, 'running'), ref)
   redis.call('SADD', bkey(batch, state), ref)
-  redis.call('HSET', tk, 'state', state, 'finished_at', fmt(now))
+  redis.call('HSET', tk, 'state', state)
   local t = redis.call('HMGET', tk, 'id', 'attempts', 'worker', 'enqueued_at', 'started_at', 'meta')
-  -- Compaction: a finished task is never claimed again, so its spec (the bulk of it) goes;
-  -- meta moves to the result. A re-run (--retry-failed) enqueues the spec afresh.
-  redis.call('HDEL', tk, 'spec', 'meta')
+  -- Compaction: a finished task is never claimed again, so what only a claim needs goes (the
+  -- spec, the bulk of it, and the scheduling fields); meta and the times move to the result,
+  -- which also leaves out empty fields (TaskResult.from_hash defaults them). The task keeps
+  -- id, batch, state, attempts, worker and last_error. A re-run (--retry-failed) enqueues afresh.
+  redis.call('HDEL', tk, 'spec', 'meta', 'priority', 'max_attempts', 'score', 'timeout_ms',
+    'enqueued_at', 'started_at', 'finished_at')
   redis.call('DEL', rkey(ref))
-  redis.call('HSET', rkey(ref), 'task_id', t[1], 'batch', batch, 'status', status, 'attempts', t[2],
-    'worker', t[3] or '', 'enqueued_at', t[4], 'started_at', t[5] or '', 'finished_at', fmt(now),
-    'meta', t[6] or '{}', unpack(fields))
+  local record = {'task_id', t[1], 'batch', batch, 'status', status, 'attempts', t[2],
+    'enqueued_at', t[4], 'finished_at', fmt(now)}
+  local optional = {'worker', t[3], 'started_at', t[5], 'meta', t[6], unpack(fields)}
+  for k = 1, #optional, 2 do
+    local v = optional[k + 1]
+    if v and v ~= '' and v ~= '{}' then
+      record[#record + 1] = optional[k]
+      record[#record + 1] = v
+    end
+  end
+  redis.call('HSET', rkey(ref), unpack(record))
   redis.call('RPUSH', bkey(batch, 'events'), t[1])
   local recent = p .. ':finished:ok'
   if state == 'failed' then
@@ -206,28 +218,42 @@ return added
 """
 )
 
-# ARGV: prefix, worker, lease_ms, reap_limit. Returns the task hash (flat) or nil.
+# ARGV: prefix, worker, lease_ms, reap_limit, count. Leases up to `count` tasks to the worker in
+# priority order (a batched claim: one round trip for many short tasks); returns their hashes,
+# each as one JSON object (one bulk string to parse, not a nested array: redis-py's pure-Python
+# reply parser cost more per task than the script), possibly none. Each is leased on its own, so
+# a worker that dies holding them gives every one back when its lease expires, as if it had
+# claimed them one at a time.
 CLAIM = (
     PRELUDE
     + r"""
 local now = now_ms()
 reap(now, tonumber(ARGV[4]))
-while true do
-  local ref = redis.call('ZRANGE', p .. ':pending', 0, 0)[1]
-  if not ref then return false end
-  redis.call('ZREM', p .. ':pending', ref)
-  local tk = tkey(ref)
-  local batch = redis.call('HGET', tk, 'batch')
-  if batch then
-    redis.call('HINCRBY', tk, 'attempts', 1)
-    redis.call('HSET', tk, 'state', 'running', 'worker', ARGV[2], 'started_at', fmt(now))
-    redis.call('ZADD', p .. ':leases', fmt(now + tonumber(ARGV[3])), ref)
-    redis.call('SREM', bkey(batch, 'queued'), ref)
-    redis.call('SADD', bkey(batch, 'running'), ref)
-    redis.call('HSETNX', p .. ':batch:' .. batch, 'first_started_at', fmt(now))
-    return redis.call('HGETALL', tk)
+local want = tonumber(ARGV[5] or '1')
+local claimed = {}
+local deadline = fmt(now + tonumber(ARGV[3]))
+while #claimed < want do
+  local popped = redis.call('ZPOPMIN', p .. ':pending', want - #claimed)
+  if #popped == 0 then break end
+  for j = 1, #popped, 2 do
+    local ref = popped[j]
+    local tk = tkey(ref)
+    local batch = redis.call('HGET', tk, 'batch')
+    if batch then
+      redis.call('HINCRBY', tk, 'attempts', 1)
+      redis.call('HSET', tk, 'state', 'running', 'worker', ARGV[2], 'started_at', fmt(now))
+      redis.call('ZADD', p .. ':leases', deadline, ref)
+      redis.call('SREM', bkey(batch, 'queued'), ref)
+      redis.call('SADD', bkey(batch, 'running'), ref)
+      redis.call('HSETNX', p .. ':batch:' .. batch, 'first_started_at', fmt(now))
+      local flat = redis.call('HGETALL', tk)
+      local fields = {}
+      for k = 1, #flat, 2 do fields[flat[k]] = flat[k + 1] end
+      claimed[#claimed + 1] = cjson.encode(fields)
+    end
   end
 end
+return claimed
 """
 )
 

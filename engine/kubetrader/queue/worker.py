@@ -30,6 +30,7 @@ import socket
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ from pydantic import BaseModel, Field, ValidationError
 from kubetrader.errors import FatalError, InfrastructureError
 from kubetrader.queue import metrics
 from kubetrader.queue.tasks import HandlerOutcome, Task
-from kubetrader.queue.workqueue import WorkQueue
+from kubetrader.queue.workqueue import Finished, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,18 @@ class WorkerSettings(BaseModel):
         default=20.0, ge=0, description="On stop, how long the current task may run before it is released."
     )
     idle_wait_seconds: float = Field(default=1.0, gt=0, description="Longest wait for work before polling again.")
+    prefetch: int = Field(
+        default=64,
+        ge=1,
+        le=1000,
+        description="Most tasks one claim takes (a batched claim); the worker takes fewer for longer tasks.",
+    )
+    prefetch_seconds: float = Field(
+        default=0.05,
+        ge=0,
+        description="How much work (by the average task time so far) a worker may hold beyond the running task,"
+        " and how long a finished result may wait to be reported with others. 0: one task at a time.",
+    )
     queue_metrics: bool = Field(
         default=False, description="Refresh the queue-depth gauges with each heartbeat (when serving /metrics)."
     )
@@ -158,6 +171,10 @@ class Worker:
         self._wake = threading.Event()
         self._beat_wake = threading.Event()
         self._current: Task | None = None
+        self._held: deque[Task] = deque()  # claimed ahead, not started
+        self._unreported: list[Finished] = []  # finished, to report with the next round trip
+        self._unreported_since = 0.0
+        self._avg_run: float | None = None
         self._state = "idle"
         self._started_at = str(int(time.time() * 1000))
         self._lock = threading.Lock()
@@ -177,7 +194,14 @@ class Worker:
     # ---- loop -------------------------------------------------------------------
 
     def run(self, *, max_tasks: int | None = None, exit_when_idle: bool = False) -> WorkerSummary:
-        """Claim and run tasks until stopped (or `max_tasks` claimed, or the queue is empty)."""
+        """Claim and run tasks until stopped (or `max_tasks` claimed, or the queue is empty).
+
+        Round trips are what limit short tasks, so a worker claims several at once when its
+        tasks are short (`claim_size`), and reports finished ones together with the next claim
+        (`WorkQueue.report`). Every task claimed ahead is leased and renewed like the running
+        one and given back (`release`) on a stop, so batching changes no guarantee: a worker
+        killed while holding K tasks loses their leases, and all K run again elsewhere.
+        """
         beat_stop = threading.Event()
         beat = threading.Thread(target=self._beat_loop, args=(beat_stop,), name="heartbeat", daemon=True)
         self._heartbeat()
@@ -186,20 +210,31 @@ class Worker:
         redis_gone = False
         try:
             while not self._stop.is_set():
-                if max_tasks is not None and self.summary.claimed >= max_tasks:
-                    break
-                task = self.queue.claim(self.worker_id, lease_seconds=self.settings.lease_seconds)
-                if task is None:
-                    if exit_when_idle:
+                if not self._held:
+                    room = None if max_tasks is None else max_tasks - self.summary.claimed
+                    if room is not None and room <= 0:
                         break
-                    self._set_state("idle", None)
-                    self.queue.wait_for_work(self.settings.idle_wait_seconds)
-                    continue
-                self.summary.claimed += 1
+                    want = self.claim_size() if room is None else min(self.claim_size(), room)
+                    tasks = self._flush(claim=want)
+                    if not tasks:
+                        if exit_when_idle:
+                            break
+                        self._set_state("idle", None)
+                        self.queue.wait_for_work(self.settings.idle_wait_seconds)
+                        continue
+                    self.summary.claimed += len(tasks)
+                    with self._lock:
+                        self._held.extend(tasks)
+                with self._lock:
+                    task = self._held.popleft()
                 self._set_state("busy", task)
                 self._process(task)
                 with self._lock:
                     self._current = None
+                if self._unreported and (
+                    not self._held or time.monotonic() - self._unreported_since >= self.settings.prefetch_seconds
+                ):
+                    self._flush()
         except InfrastructureError:
             redis_gone = True  # the client retried up to its deadline already; do not wait again
             raise
@@ -207,6 +242,8 @@ class Worker:
             beat_stop.set()
             self._beat_wake.set()
             beat.join(timeout=5)
+            if not redis_gone:
+                self._give_back()
             self._state = "stopped"
             metrics.BUSY.set(0)
             if not redis_gone:
@@ -215,6 +252,50 @@ class Worker:
                 except Exception:  # Redis gone at shutdown: the heartbeat will simply expire
                     log.warning("could not remove worker %s from the registry", self.worker_id, exc_info=True)
         return self.summary
+
+    def claim_size(self) -> int:
+        """How many tasks to claim: as many as fit in `prefetch_seconds` of work at the average
+        handler time so far (one until a task has been timed), at most `prefetch`.
+
+        Long tasks (backtests) are claimed one at a time, so no worker sits on work another
+        idle one could take; only short ones, where round trips dominate, are batched, and the
+        work held back is bounded by `prefetch_seconds`.
+        """
+        if self._avg_run is None or self.settings.prefetch_seconds <= 0:
+            return 1
+        fits = int(self.settings.prefetch_seconds / max(self._avg_run, 1e-6))
+        return max(1, min(self.settings.prefetch, fits))
+
+    def _flush(self, *, claim: int = 0) -> list[Task]:
+        """Report the results not yet reported and claim up to `claim` more, in one round trip."""
+        with self._lock:
+            finished, self._unreported = self._unreported, []
+        statuses, tasks = self.queue.report(
+            self.worker_id, finished, claim=claim, lease_seconds=self.settings.lease_seconds
+        )
+        for item, status in zip(finished, statuses, strict=True):
+            metrics.record_task(status, item.run_seconds)
+            if item.outcome is not None:
+                if status == "duplicate":
+                    self.summary.duplicates += 1
+                else:
+                    self.summary.succeeded += 1
+            else:
+                self.summary.failed += 1
+                log.warning("task %s attempt %d failed (%s): %s", item.task.ref, item.task.attempt, status, item.error)
+        return tasks
+
+    def _give_back(self) -> None:
+        """On the way out: report what finished, release what was claimed ahead and not started."""
+        try:
+            self._flush()
+            with self._lock:
+                held, self._held = list(self._held), deque()
+            if held:
+                self.queue.release_many(held, self.worker_id)
+                self.summary.released += len(held)
+        except Exception:  # Redis gone: the leases expire and the tasks run again elsewhere
+            log.warning("could not report or release the tasks %s held", self.worker_id, exc_info=True)
 
     def _process(self, task: Task) -> None:
         context = TaskContext(
@@ -252,21 +333,16 @@ class Worker:
             log.warning("task %s still running after the grace period; released=%s", task.ref, released)
             return
         run_seconds = time.perf_counter() - started
+        self._avg_run = run_seconds if self._avg_run is None else 0.8 * self._avg_run + 0.2 * run_seconds
         if outcome:
-            status = self.queue.complete(task, self.worker_id, outcome[0], run_seconds=run_seconds)
-            metrics.record_task(status, run_seconds)
-            if status == "duplicate":
-                self.summary.duplicates += 1
-            else:
-                self.summary.succeeded += 1
-            return
-        exc = error[0]
-        fatal = is_fatal(exc)
-        message = describe_error(exc)
-        result = self.queue.fail(task, self.worker_id, message, fatal=fatal, run_seconds=run_seconds)
-        metrics.record_task(result, run_seconds)
-        self.summary.failed += 1
-        log.warning("task %s attempt %d failed (%s): %s", task.ref, task.attempt, result, exc)
+            item = Finished(task=task, run_seconds=run_seconds, outcome=outcome[0])
+        else:
+            exc = error[0]
+            item = Finished(task=task, run_seconds=run_seconds, error=describe_error(exc), fatal=is_fatal(exc))
+        with self._lock:
+            if not self._unreported:
+                self._unreported_since = time.monotonic()
+            self._unreported.append(item)
 
     def _time_out(self, task: Task, *, run_seconds: float) -> None:
         """Dead-letter a task past its execution deadline, then get rid of its handler.
@@ -275,7 +351,8 @@ class Worker:
         verdict is final (fatal): the same cell would hang again. Python cannot stop
         a thread, so `on_stuck` does it: the CLI worker replaces its process image
         (`restart_in_place`); an embedded worker (tests) leaves the daemon thread
-        behind and carries on.
+        behind and carries on. Before that, the results not yet reported are reported
+        and the tasks claimed ahead given back: the new image would not know of them.
         """
         message = f"timed out after {task.timeout_seconds:g} s (the task's execution deadline); the handler was stopped"
         result = self.queue.fail(task, self.worker_id, message, fatal=True, run_seconds=run_seconds)
@@ -284,12 +361,15 @@ class Worker:
         self.summary.timed_out += 1
         log.error("task %s %s (%s)", task.ref, message, result)
         if self.on_stuck is not None:
+            self._give_back()
             self.on_stuck()
 
     # ---- heartbeat --------------------------------------------------------------
 
     def _set_state(self, state: str, task: Task | None) -> None:
-        changed = state != self._state or task is not None
+        # Published at once only when the state changes (the scaler must see a pod turn busy);
+        # the task a busy worker is on is refreshed by the periodic beat, not per task.
+        changed = state != self._state
         with self._lock:
             self._state = state
             self._current = task
@@ -329,11 +409,12 @@ class Worker:
                 return
             try:
                 with self._lock:
-                    task = self._current
-                if task is not None and not self.queue.renew(
-                    task, self.worker_id, lease_seconds=self.settings.lease_seconds
-                ):
-                    log.warning("lease on %s lost; its result will count only if it is the first", task.ref)
+                    current = [self._current] if self._current is not None else []
+                    held = [*current, *self._held, *(item.task for item in self._unreported)]
+                renewed = self.queue.renew_many(held, self.worker_id, lease_seconds=self.settings.lease_seconds)
+                for task, ok in zip(held, renewed, strict=True):
+                    if not ok:
+                        log.warning("lease on %s lost; its result will count only if it is the first", task.ref)
                 self._heartbeat()
                 self._refresh_metrics()
             except Exception:  # Redis restarting: keep trying, the lease has slack for a few misses

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import redis
@@ -40,6 +41,17 @@ _ENQUEUE_CHUNK = 500  # tasks per script call: keeps one call short so other cli
 
 CompleteOutcome = Literal["done", "duplicate", "missing"]
 FailOutcome = Literal["dead", "requeued", "cancelled", "ignored", "missing"]
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One finished attempt for `WorkQueue.report`: a success (`outcome`) or a failure (`error`)."""
+
+    task: Task
+    run_seconds: float
+    outcome: HandlerOutcome | None = None
+    error: str = ""
+    fatal: bool = False
 
 
 class WorkQueue:
@@ -161,35 +173,91 @@ class WorkQueue:
 
     def claim(self, worker: str, *, lease_seconds: float | None = None, reap_limit: int = 100) -> Task | None:
         """Take the highest-priority task and lease it to `worker`; first re-queue expired leases."""
-        lease_ms = int((lease_seconds or self.lease_seconds) * 1000)
-        flat = self._claim(args=[self.prefix, worker, lease_ms, reap_limit])
-        if not flat:
-            return None
-        return Task.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+        tasks = self.claim_many(worker, 1, lease_seconds=lease_seconds, reap_limit=reap_limit)
+        return tasks[0] if tasks else None
+
+    def claim_many(
+        self, worker: str, count: int, *, lease_seconds: float | None = None, reap_limit: int = 100
+    ) -> list[Task]:
+        """Lease up to `count` tasks to `worker` in one round trip, highest priority first.
+
+        Each task gets its own lease, renewed by the worker while it holds it, so one that
+        dies holding several gives every one back when the leases expire.
+        """
+        (tasks,) = self.report(worker, [], claim=count, lease_seconds=lease_seconds, reap_limit=reap_limit)[1:]
+        return tasks
+
+    def report(
+        self,
+        worker: str,
+        finished: Sequence[Finished],
+        *,
+        claim: int = 0,
+        lease_seconds: float | None = None,
+        reap_limit: int = 100,
+    ) -> tuple[list[str], list[Task]]:
+        """Record finished attempts and claim up to `claim` new tasks, all in one pipelined round trip.
+
+        Each record is the same script `complete` or `fail` runs (atomic per task, idempotent:
+        a repeat after a dropped connection answers `duplicate` / `ignored`), so batching changes
+        the number of round trips, not what any task goes through. Returns each record's
+        outcome (as `complete` / `fail` would) and the claimed tasks.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        for item in finished:
+            if item.outcome is not None:
+                self._complete(args=self._complete_args(item.task, worker, item.outcome, item.run_seconds), client=pipe)
+            else:
+                self._fail(
+                    args=self._fail_args(item.task, worker, item.error, item.fatal, item.run_seconds), client=pipe
+                )
+        if claim > 0:
+            lease_ms = int((lease_seconds or self.lease_seconds) * 1000)
+            self._claim(args=[self.prefix, worker, lease_ms, reap_limit, claim], client=pipe)
+        replies = pipe.execute() if len(pipe) else []
+        claimed = replies[len(finished)] if claim > 0 else []
+        tasks = [Task.from_hash(json.loads(fields)) for fields in claimed or []]
+        return [str(status) for status in replies[: len(finished)]], tasks
 
     def renew(self, task: Task, worker: str, *, lease_seconds: float | None = None) -> bool:
         """Extend the lease; False when it is no longer ours (expired and re-queued, or finished)."""
+        return self.renew_many([task], worker, lease_seconds=lease_seconds)[0]
+
+    def renew_many(self, tasks: Sequence[Task], worker: str, *, lease_seconds: float | None = None) -> list[bool]:
+        """Extend the leases of every task the worker holds (running or claimed ahead), one round trip."""
         lease_ms = int((lease_seconds or self.lease_seconds) * 1000)
-        return bool(self._renew(args=[self.prefix, task.ref, worker, lease_ms]))
+        pipe = self.redis.pipeline(transaction=False)
+        for task in tasks:
+            self._renew(args=[self.prefix, task.ref, worker, lease_ms], client=pipe)
+        return [bool(ok) for ok in pipe.execute()] if tasks else []
 
     def complete(self, task: Task, worker: str, outcome: HandlerOutcome, *, run_seconds: float) -> CompleteOutcome:
-        metrics = json.dumps(outcome.metrics, separators=(",", ":"))
-        data = json.dumps(outcome.data, separators=(",", ":"))
-        status = self._complete(
-            args=[self.prefix, task.ref, worker, metrics, outcome.result_path or "", f"{run_seconds:.6f}", data]
-        )
+        status = self._complete(args=self._complete_args(task, worker, outcome, run_seconds))
         return status
 
     def fail(self, task: Task, worker: str, error: str, *, fatal: bool, run_seconds: float) -> FailOutcome:
         """Record a failed attempt: dead-letter it when fatal or out of attempts, else re-queue it."""
-        status = self._fail(
-            args=[self.prefix, task.ref, worker, error[:4000], "1" if fatal else "0", f"{run_seconds:.6f}"]
-        )
+        status = self._fail(args=self._fail_args(task, worker, error, fatal, run_seconds))
         return status
+
+    def _complete_args(self, task: Task, worker: str, outcome: HandlerOutcome, run_seconds: float) -> list[str]:
+        metrics = json.dumps(outcome.metrics, separators=(",", ":"))
+        data = json.dumps(outcome.data, separators=(",", ":"))
+        return [self.prefix, task.ref, worker, metrics, outcome.result_path or "", f"{run_seconds:.6f}", data]
+
+    def _fail_args(self, task: Task, worker: str, error: str, fatal: bool, run_seconds: float) -> list[str]:
+        return [self.prefix, task.ref, worker, error[:4000], "1" if fatal else "0", f"{run_seconds:.6f}"]
 
     def release(self, task: Task, worker: str) -> bool:
         """Give the task back without spending an attempt (a worker told to stop)."""
-        return bool(self._release(args=[self.prefix, task.ref, worker]))
+        return self.release_many([task], worker)[0]
+
+    def release_many(self, tasks: Sequence[Task], worker: str) -> list[bool]:
+        """Give back tasks claimed ahead and not started (or interrupted), one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for task in tasks:
+            self._release(args=[self.prefix, task.ref, worker], client=pipe)
+        return [bool(ok) for ok in pipe.execute()] if tasks else []
 
     def reap(self, limit: int = 1000) -> int:
         """Re-queue (or dead-letter) expired leases now; claims do this anyway."""
