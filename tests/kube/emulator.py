@@ -262,14 +262,17 @@ class KubeEmulator(KubernetesEmulator):
             )
         self.register("", "v1", "namespaces", "Namespace", namespaced=False, status=True, short_names=("ns",))
         self.register("batch", "v1", "jobs", "Job", status=True, categories=("all",))
-        for plural, kind, short in (("deployments", "Deployment", "deploy"), ("statefulsets", "StatefulSet", "sts")):
+        for plural, kind, short_name in (
+            ("deployments", "Deployment", "deploy"),
+            ("statefulsets", "StatefulSet", "sts"),
+        ):
             self.register(
                 "apps",
                 "v1",
                 plural,
                 kind,
                 status=True,
-                short_names=(short,),
+                short_names=(short_name,),
                 categories=("all",),
                 subresources=("scale",),
             )
