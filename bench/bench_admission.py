@@ -59,47 +59,62 @@ def timed(http: urllib3.PoolManager, url: str, method: str, body: Any, headers: 
     return elapsed * 1000
 
 
-def measure(admission: bool) -> dict[str, list[float]]:
+WRITE_KINDS = ("create a Backtest", "create a Job", "patch a Backtest's status", "patch a Job's status")
+
+
+def measure() -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """(without admission, with admission): two emulators side by side, each write timed on one then
+    the other, so a change in the machine's load falls on both series alike."""
     example = yaml.safe_load((ROOT / "examples/backtest-sma.yaml").read_text())
     template = job("run")
     http = urllib3.PoolManager()
     headers = {"Content-Type": "application/json"}
-    results: dict[str, list[float]] = {}
+    results: tuple[dict[str, list[float]], dict[str, list[float]]] = ({}, {})
+    crds = list(load_crds().values())
     with (
-        tempfile.TemporaryDirectory() as tmp,
-        EmulatedCluster(load_crds().values(), workdir=Path(tmp), namespaces=[NS]) as cluster,
+        tempfile.TemporaryDirectory() as tmp_off,
+        tempfile.TemporaryDirectory() as tmp_on,
+        EmulatedCluster(crds, workdir=Path(tmp_off), namespaces=[NS]) as off,
+        EmulatedCluster(crds, workdir=Path(tmp_on), namespaces=[NS]) as on,
     ):
-        assert cluster.emulator is not None
-        cluster.emulator.admission_enabled = admission
-        base = cluster.admin_url  # the administrator's port: RBAC is not part of these numbers
+        assert off.emulator is not None and on.emulator is not None
+        off.emulator.admission_enabled = False
+        # the administrator's port: RBAC is not part of these numbers (bench_rbac.py times it)
+        bases = (off.admin_url, on.admin_url)
 
-        def series(name: str, write: Callable[[int], float]) -> None:
-            write(-1)  # warm-up (schemas loaded, programs compiled)
-            results[name] = [write(i) for i in range(WRITES)]
-
-        def create_backtest(i: int) -> float:
+        def create_backtest(base: str, i: int) -> float:
             doc = copy.deepcopy(example)
             doc["metadata"] = {"name": f"bt-{i + 1}", "namespace": NS}
             doc["spec"]["broker"]["cash"] = 100000 + i  # a new spec each time: CEL is not served from memory
             return timed(http, base + BACKTESTS + "?fieldValidation=Strict", "POST", doc, headers)
 
-        def create_job(i: int) -> float:
+        def create_job(base: str, i: int) -> float:
             manifest = copy.deepcopy(template)
             manifest["metadata"]["name"] = f"run-{i + 1}"
             return timed(http, base + JOBS + "?fieldValidation=Strict", "POST", manifest, headers)
 
-        def patch_backtest_status(i: int) -> float:
+        def patch_backtest_status(base: str, i: int) -> float:
             status = {"status": {"phase": "Running", "message": f"step {i}"}}
             return timed(http, f"{base}{BACKTESTS}/bt-{(i % WRITES) + 1}/status", "PATCH", status, MERGE)
 
-        def patch_job_status(i: int) -> float:
+        def patch_job_status(base: str, i: int) -> float:
             status = {"status": {"active": 1, "ready": i % 2}}
             return timed(http, f"{base}{JOBS}/run-{(i % WRITES) + 1}/status", "PATCH", status, MERGE)
 
-        series("create a Backtest", create_backtest)
-        series("create a Job", create_job)
-        series("patch a Backtest's status", patch_backtest_status)
-        series("patch a Job's status", patch_job_status)
+        writes: tuple[Callable[[str, int], float], ...] = (
+            create_backtest,
+            create_job,
+            patch_backtest_status,
+            patch_job_status,
+        )
+        for name, write in zip(WRITE_KINDS, writes, strict=True):
+            for base in bases:
+                write(base, -1)  # warm-up (schemas loaded, programs compiled)
+            for series in results:
+                series[name] = []
+            for i in range(WRITES):
+                for base, series in zip(bases, results, strict=True):
+                    series[name].append(write(base, i))
     return results
 
 
@@ -108,8 +123,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    off, on = measure(False), measure(True)
-    print(f"{WRITES} writes each over HTTP; milliseconds")
+    off, on = measure()
+    print(f"{WRITES} writes each over HTTP, with and without admission interleaved; milliseconds")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     print(f"{'write':<28}{'p50 off':>9}{'p50 on':>9}{'added p50':>11}{'p95 on':>9}")
     for name in on:
         added = statistics.median(on[name]) - statistics.median(off[name])

@@ -513,12 +513,68 @@ def _program(rule: str) -> Any:
     return _ENV.program(_ENV.compile(rule))
 
 
+_FIELD_CHAIN = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)(?![A-Za-z0-9_]|\s*\()")
+
+
+@functools.lru_cache(maxsize=512)
+def _read_paths(rule: str, variable: str) -> tuple[tuple[str, ...], ...] | None:
+    """The field paths of `variable` (`self` or `oldSelf`) a rule reads, or None when it uses the
+    value itself (`self == oldSelf`, `self.all(...)`, `x in self`, `self[0]`).
+
+    `self.metadata.name` reads ("metadata", "name"); a chain stops before a method call
+    (`self.name.startsWith(...)` reads ("name",)) or an index. Reading a projection that holds just
+    these paths gives the rule the same result (`has()` included), while the cache below is keyed
+    on far less than the whole object: the root rule `size(self.metadata.name) <= 63` no longer
+    converts and hashes every status and managedFields on each write.
+    """
+    paths: list[tuple[str, ...]] = []
+    for found in re.finditer(rf"(?<![A-Za-z0-9_.]){variable}(?![A-Za-z0-9_])", rule):
+        chain: list[str] = []
+        position = found.end()
+        while (field := _FIELD_CHAIN.match(rule, position)) is not None:
+            chain.append(field.group(1))
+            position = field.end()
+        if not chain:
+            return None  # the value itself, or a method called on it
+        paths.append(tuple(chain))
+    return tuple(paths)
+
+
+def _projection(value: Any, paths: tuple[tuple[str, ...], ...] | None) -> Any:
+    """`value` cut down to `paths` (the whole value for None); where a path meets a non-object the
+    part is kept whole, so a rule fails on it exactly as on the full value."""
+    if paths is None or not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for path in sorted(paths, key=len):
+        source: Any = value
+        target = out
+        for depth, key in enumerate(path):
+            if not isinstance(source, dict) or key not in source:
+                break
+            if depth == len(path) - 1 or not isinstance(source[key], dict):
+                target[key] = source[key]
+                break
+            existing = target.get(key)
+            if existing is not None and existing is source[key]:
+                break  # a shorter path already took it whole
+            target = target.setdefault(key, {})
+            source = source[key]
+    return out
+
+
+def _evaluate_rule(rule: str, value: Any, old: Any) -> bool | str:
+    """True, False, or the evaluation error's text, for `value` (and `old`, for a transition rule)."""
+    keyed_old = json.dumps(_projection(old, _read_paths(rule, "oldSelf")), sort_keys=True) if old is not None else ""
+    return _evaluate(rule, json.dumps(_projection(value, _read_paths(rule, "self")), sort_keys=True), keyed_old)
+
+
 @functools.lru_cache(maxsize=4096)
 def _evaluate(rule: str, value: str, old: str) -> bool | str:
-    """True, False, or the evaluation error's text.
+    """True, False, or the evaluation error's text (of the JSON of the parts the rule reads).
 
     A rule is a pure function of self (and oldSelf): its outcome is kept per JSON value, so the
-    many writes that leave a spec alone (status, finalizers) do not pay for cel-python again.
+    many writes that leave those parts alone (status, finalizers) do not pay for cel-python again.
     """
     activation = {"self": celpy.json_to_cel(json.loads(value))}
     if old:
@@ -608,7 +664,7 @@ def cel_causes(schema: Schema, value: Any, old: Any = _MISSING, path: str = "") 
             continue
         if unchanged and rule["rule"].strip() == "self == oldSelf":
             continue  # holds for an unchanged value: no need to ask cel-python
-        outcome = _evaluate(rule["rule"], json.dumps(value, sort_keys=True), json.dumps(old) if transition else "")
+        outcome = _evaluate_rule(rule["rule"], value, old if transition else None)
         if outcome is False:
             causes.append(_cel_failure(rule, schema, value, path, _rule_message(rule)))
         elif outcome is not True:

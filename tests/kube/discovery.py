@@ -30,7 +30,10 @@ from kmock import ResourceInfo, resource
 Obj = dict[str, Any]
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 # What each subresource the emulator serves answers to (the real server's verbs for them).
-SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "log": ["get"]}
+SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "log": ["get"], "scale": ["get", "patch", "update"]}
+# A subresource whose kind is not its parent's (installer.go sets the APIResource's group, version
+# and kind from the storage's GroupVersionKind): `deployments/scale` is an autoscaling/v1 Scale.
+SUBRESOURCE_KINDS = {"scale": ("autoscaling", "v1", "Scale")}
 
 
 def wants_aggregated(accept: str) -> bool:
@@ -113,15 +116,16 @@ def api_resource_list(kinds: Mapping[resource, ResourceInfo], group: str, versio
             entry["categories"] = sorted(info.categories)
         resources.append(entry)
         for sub in sorted(info.subresources):
-            resources.append(
-                {
-                    "name": f"{res.plural}/{sub}",
-                    "singularName": "",
-                    "namespaced": bool(info.namespaced),
-                    "kind": info.kind,
-                    "verbs": SUBRESOURCE_VERBS.get(sub, ["get"]),
-                }
-            )
+            line: Obj = {
+                "name": f"{res.plural}/{sub}",
+                "singularName": "",
+                "namespaced": bool(info.namespaced),
+                "kind": info.kind,
+                "verbs": SUBRESOURCE_VERBS.get(sub, ["get"]),
+            }
+            if sub in SUBRESOURCE_KINDS:
+                line["group"], line["version"], line["kind"] = SUBRESOURCE_KINDS[sub]
+            resources.append(line)
     return {
         "kind": "APIResourceList",
         "apiVersion": "v1",
@@ -130,7 +134,10 @@ def api_resource_list(kinds: Mapping[resource, ResourceInfo], group: str, versio
     }
 
 
-def _response_kind(res: resource, info: ResourceInfo) -> Obj:
+def _response_kind(res: resource, info: ResourceInfo, subresource: str | None = None) -> Obj:
+    if subresource in SUBRESOURCE_KINDS:
+        group, version, kind = SUBRESOURCE_KINDS[subresource]
+        return {"group": group, "version": version, "kind": kind}
     return {"group": res.group, "version": res.version, "kind": info.kind}
 
 
@@ -150,7 +157,7 @@ def _discovered_resource(res: resource, info: ResourceInfo) -> Obj:
         entry["subresources"] = [
             {
                 "subresource": sub,
-                "responseKind": _response_kind(res, info),
+                "responseKind": _response_kind(res, info, sub),
                 "verbs": SUBRESOURCE_VERBS.get(sub, ["get"]),
             }
             for sub in sorted(info.subresources)

@@ -42,12 +42,13 @@ import collections
 import contextlib
 import copy
 import datetime as dt
+import functools
 import json
 import math
 import secrets
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import aiohttp.web
 import attrs
@@ -56,7 +57,7 @@ from kmock import KubernetesEmulator, ResourceInfo, resource
 from kmock._internal import enums, parsing, rendering
 from kmock._internal.k8s import KubernetesError
 
-from tests.kube import apply, defaulting, discovery, events, openapi, paging, selectors, tables
+from tests.kube import apply, defaulting, discovery, events, openapi, paging, scale, selectors, tables
 from tests.kube.access import RBAC_KINDS, AccessControl
 from tests.kube.admission import Admission, Kind, Write, collect_warnings, field_validation, warning_headers
 from tests.kube.field_errors import ApiError, Obj
@@ -157,6 +158,23 @@ def _is_true(value: str | None) -> bool:
     return (value or "").lower() in {"true", "1"}
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _locked(
+    method: Callable[Concatenate[KubeEmulator, _P], _R],
+) -> Callable[Concatenate[KubeEmulator, _P], Awaitable[_R]]:
+    """The async entry of a synchronous write: the same call under the store's lock (one writer at a time)."""
+
+    @functools.wraps(method)
+    async def locked(self: KubeEmulator, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        async with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
 @attrs.define(kw_only=True)
 class KubeEmulator(KubernetesEmulator):
     """See the module docstring. Register kinds with `register()` or `register_builtin_kinds()`."""
@@ -197,6 +215,7 @@ class KubeEmulator(KubernetesEmulator):
     openapi: OpenAPI = attrs.field(factory=OpenAPI, init=False)
     logs: ContainerLogs = attrs.field(factory=ContainerLogs, init=False)  # pods/log (the kubelet writes)
     _printer_columns: dict[resource, list[Obj]] = attrs.field(factory=dict, init=False)  # CRDs' columns
+    _scale_paths: dict[resource, scale.ScalePaths] = attrs.field(factory=dict, init=False)  # kinds serving /scale
 
     # ---- kinds -------------------------------------------------------------------------
 
@@ -243,12 +262,21 @@ class KubeEmulator(KubernetesEmulator):
             )
         self.register("", "v1", "namespaces", "Namespace", namespaced=False, status=True, short_names=("ns",))
         self.register("batch", "v1", "jobs", "Job", status=True, categories=("all",))
-        self.register(
-            "apps", "v1", "deployments", "Deployment", status=True, short_names=("deploy",), categories=("all",)
-        )
-        self.register(
-            "apps", "v1", "statefulsets", "StatefulSet", status=True, short_names=("sts",), categories=("all",)
-        )
+        for plural, kind, short_name in (
+            ("deployments", "Deployment", "deploy"),
+            ("statefulsets", "StatefulSet", "sts"),
+        ):
+            self.register(
+                "apps",
+                "v1",
+                plural,
+                kind,
+                status=True,
+                short_names=(short_name,),
+                categories=("all",),
+                subresources=("scale",),
+            )
+            self._scale_paths[resource(group="apps", version="v1", plural=plural)] = scale.BUILTIN[("apps", plural)]
         self.register("events.k8s.io", "v1", "events", "Event", short_names=("ev",))
         # NetworkPolicies are stored and served; tests.kube.network_policy evaluates them.
         self.register("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short_names=("netpol",))
@@ -275,6 +303,9 @@ class KubeEmulator(KubernetesEmulator):
             res = resource(group=spec["group"], version=version["name"], plural=names["plural"])
             # apiextensions defaults a CRD version without printer columns to an Age column
             self._printer_columns[res] = version.get("additionalPrinterColumns") or [tables.AGE_COLUMN]
+            scale_paths = scale.crd_scale_paths(version)
+            if scale_paths is not None:
+                self._scale_paths[res] = scale_paths
             self.register(
                 spec["group"],
                 version["name"],
@@ -284,6 +315,7 @@ class KubeEmulator(KubernetesEmulator):
                 status="status" in (version.get("subresources") or {}),
                 short_names=tuple(names.get("shortNames", [])),
                 categories=tuple(names.get("categories", [])),
+                subresources=("scale",) if scale_paths is not None else (),
             )
 
     def _info(self, res: resource) -> ResourceInfo | None:
@@ -370,18 +402,6 @@ class KubeEmulator(KubernetesEmulator):
             self.gc.schedule()  # its dependents: the collector's work, after this DELETE has returned
 
     # ---- the write path ------------------------------------------------------------------
-
-    async def create_object(
-        self,
-        res: resource,
-        namespace: str | None,
-        body: Obj,
-        *,
-        field_manager: str | None = None,
-        validation: str | None = None,
-    ) -> Obj:
-        async with self._lock:
-            return self._create(res, namespace, body, field_manager=field_manager, validation=validation)
 
     def _admit(self, res: resource, obj: Obj, old: Obj | None, validation: str | None, **write: Any) -> Obj:
         """The admission chain (tests.kube.admission): the object to store, or an ApiError."""
@@ -509,12 +529,10 @@ class KubeEmulator(KubernetesEmulator):
         if current is None:
             new.setdefault("metadata", {})["name"] = name
             return self._create(res, namespace, new, validation=validation)
-        self._check_version(res, name, current, body)
-        # identity (uid, resourceVersion, ...) and status are not the apply's to change
-        new = self._admit(res, self._merge_allowed(res, current, new, None), current, validation, patch=True)
-        return self._commit(res, namespace, name, current, new, None)
+        # managedFields were recorded by apply.apply itself: none recorded again here
+        return self._write(res, namespace, name, current, new, body, validation=validation, patch=True)
 
-    async def update_object(
+    def _update(
         self,
         res: resource,
         namespace: str | None,
@@ -532,25 +550,98 @@ class KubeEmulator(KubernetesEmulator):
 
         `field_manager` records who owns what in managedFields (None: an internal write, not recorded).
         """
-        async with self._lock:
-            if content_type.startswith(apply.APPLY_PATCH) and subresource is None:
-                return self._apply(res, namespace, name, body, field_manager, force, validation)
-            current = self._current(res, namespace, name)
-            if current is None:
-                raise ApiError(404, "NotFound", f'{res.plural} "{name}" not found')
-            if replace:
-                wanted = copy.deepcopy(body)
-            elif content_type.startswith(JSON_PATCH):
-                try:
-                    wanted = json_patch(current, body)
-                except PatchTestFailedError as exc:
-                    raise ApiError(422, "Invalid", f"the server rejected our request: test failed: {exc}") from None
-            else:
-                wanted = merge_patch(current, body)
-            self._check_version(res, name, current, body)
-            new = self._merge_allowed(res, current, wanted, subresource)
-            new = self._admit(res, new, current, validation, patch=not replace, subresource=subresource)
-            return self._commit(res, namespace, name, current, new, field_manager, subresource)
+        if content_type.startswith(apply.APPLY_PATCH) and subresource is None:
+            return self._apply(res, namespace, name, body, field_manager, force, validation)
+        current = self._current(res, namespace, name)
+        if current is None:
+            raise ApiError(404, "NotFound", f'{res.plural} "{name}" not found')
+        if replace:
+            wanted = copy.deepcopy(body)
+        elif content_type.startswith(JSON_PATCH):
+            try:
+                wanted = json_patch(current, body)
+            except PatchTestFailedError as exc:
+                raise ApiError(422, "Invalid", f"the server rejected our request: test failed: {exc}") from None
+        else:
+            wanted = merge_patch(current, body)
+        return self._write(
+            res,
+            namespace,
+            name,
+            current,
+            wanted,
+            body,
+            validation=validation,
+            patch=not replace,
+            subresource=subresource,
+            field_manager=field_manager,
+        )
+
+    def _scale(
+        self,
+        res: resource,
+        namespace: str | None,
+        name: str,
+        body: Any,
+        *,
+        content_type: str = "application/merge-patch+json",
+        replace: bool = False,
+        validation: str | None = None,
+        field_manager: str | None = None,
+    ) -> Obj:
+        """PUT or PATCH of `.../scale` (tests.kube.scale): the parent's spec replicas, through `_write`."""
+        paths = self._scale_paths_of(res)
+        if content_type.startswith(apply.APPLY_PATCH):
+            raise ApiError(415, "UnsupportedMediaType", "server-side apply to /scale is not served by the emulated API")
+        current = self._current(res, namespace, name)
+        if current is None:
+            raise ApiError(404, "NotFound", f'{res.plural} "{name}" not found')
+        shown = scale.scale_of(current, paths)
+        if replace:
+            wanted = body
+        elif content_type.startswith(JSON_PATCH):
+            try:
+                wanted = json_patch(shown, body)
+            except PatchTestFailedError as exc:
+                raise ApiError(422, "Invalid", f"the server rejected our request: test failed: {exc}") from None
+        else:
+            wanted = merge_patch(shown, body)
+        new = scale.scaled(copy.deepcopy(current), wanted, paths)
+        stored = self._write(
+            res,
+            namespace,
+            name,
+            current,
+            new,
+            wanted,
+            validation=validation,
+            patch=not replace,
+            subresource="scale",
+            field_manager=field_manager,
+        )
+        return scale.scale_of(stored, paths)
+
+    def _write(
+        self,
+        res: resource,
+        namespace: str | None,
+        name: str,
+        current: Obj,
+        wanted: Obj,
+        body: Any,
+        *,
+        validation: str | None,
+        patch: bool,
+        subresource: str | None = None,
+        field_manager: str | None = None,
+    ) -> Obj:
+        """The one path of every update (PUT, PATCH of each type, apply, status): optimistic
+        concurrency, what this endpoint may change (identity never, status or the rest per
+        subresource), admission, then the store."""
+        self._check_version(res, name, current, body)
+        new = self._merge_allowed(res, current, wanted, subresource)
+        new = self._admit(res, new, current, validation, patch=patch, subresource=subresource)
+        return self._commit(res, namespace, name, current, new, field_manager, subresource)
 
     @staticmethod
     def _check_version(res: resource, name: str, current: Obj, body: Any) -> None:
@@ -613,11 +704,6 @@ class KubeEmulator(KubernetesEmulator):
             new["metadata"]["deletionTimestamp"] = current["metadata"]["deletionTimestamp"]
         return new
 
-    async def delete_object(self, res: resource, namespace: str | None, name: str, *, policy: str | None = None) -> Obj:
-        """DELETE with a propagation policy (None: the kind's default, see tests.kube.gc)."""
-        async with self._lock:
-            return self._delete(res, namespace, name, policy=policy)
-
     def _delete(self, res: resource, namespace: str | None, name: str, *, policy: str | None = None) -> Obj:
         current = self._current(res, namespace, name)
         if current is None:
@@ -636,6 +722,12 @@ class KubeEmulator(KubernetesEmulator):
         current["metadata"]["resourceVersion"] = self._next_revision()  # a deletion is a change too
         self._remove(res, namespace, name, current)
         return current
+
+    # The write path's async entries (what HTTP handlers, the test cluster and the node agent call).
+    create_object = _locked(_create)
+    update_object = _locked(_update)
+    scale_object = _locked(_scale)
+    delete_object = _locked(_delete)
 
     # ---- garbage collection ----------------------------------------------------------------
 
@@ -849,6 +941,33 @@ class KubeEmulator(KubernetesEmulator):
         except LogError as exc:
             raise ApiError(exc.code, "BadRequest", exc.message) from None
 
+    def _scale_paths_of(self, res: resource) -> scale.ScalePaths:
+        """Where a kind serving /scale keeps its replicas; 404 as the server answers for other kinds."""
+        paths = self._scale_paths.get(res)
+        if paths is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        return paths
+
+    async def _serve_scale(
+        self, request: rendering.Request, method: str, res: resource, validation: str | None, manager: str
+    ) -> aiohttp.web.StreamResponse:
+        """PUT or PATCH of `.../scale` (tests.kube.scale); 405 for other methods, as the server answers."""
+        self._scale_paths_of(res)
+        if request.name is None or method not in {"PUT", "PATCH"}:
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        data = request.data if request.data is not None else json.loads(request.text or "null")
+        found = await self.scale_object(
+            res,
+            request.namespace,
+            request.name,
+            data,
+            content_type=request.headers.get("Content-Type", "application/merge-patch+json"),
+            replace=method == "PUT",
+            validation=validation,
+            field_manager=manager,
+        )
+        return aiohttp.web.json_response(found)
+
     def _as_table(self, res: resource, found: Obj, include_object: str) -> Obj:
         """An object or a list as the Table `kubectl get` prints (tests.kube.tables)."""
         info = self._info(res)
@@ -997,6 +1116,8 @@ class KubeEmulator(KubernetesEmulator):
         try:
             if method == "GET" and request.subresource == "log":
                 return await self._serve_log(request)
+            if method == "GET" and request.subresource == "scale":
+                return aiohttp.web.json_response(scale.scale_of(self._fetch(request), self._scale_paths_of(res)))
             if method == "GET":
                 if _is_true(request.params.get("watch")):
                     return await self._watch(request)
@@ -1010,6 +1131,8 @@ class KubeEmulator(KubernetesEmulator):
             manager = request.params.get("fieldManager") or apply.manager_from_user_agent(
                 request.headers.get("User-Agent", "")
             )
+            if request.subresource == "scale":
+                return await self._serve_scale(request, method, res, validation, manager)
             if method == "POST" and request.name is None:
                 obj = await self.create_object(
                     res, request.namespace, request.data or {}, field_manager=manager, validation=validation

@@ -251,41 +251,38 @@ def _job_cells(job: Obj, now: dt.datetime) -> list[Cell]:
         state = "SuccessCriteriaMet"
     else:
         state = "Running"
-    containers = _containers(job)
-    return [
-        state,
-        completions,
-        duration,
-        _since(job["metadata"].get("creationTimestamp"), now),
-        ",".join(c["name"] for c in containers),
-        ",".join(c.get("image", "") for c in containers),
-        _selector(job),
-    ]
+    return [state, completions, duration, *_workload_tail(job, now, selector=True)]
 
 
-def _deployment_cells(obj: Obj, now: dt.datetime) -> list[Cell]:
+def _ready_replicas(obj: Obj) -> str:
+    """READY of a Deployment or StatefulSet: ready pods / wanted replicas (1 when unset)."""
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    return f"{int(status.get('readyReplicas', 0))}/{int(spec.get('replicas', 1))}"
+
+
+def _workload_tail(obj: Obj, now: dt.datetime, *, selector: bool) -> list[Cell]:
+    """The columns the workload printers end with: AGE, CONTAINERS, IMAGES (wide), SELECTOR (wide)."""
     containers = _containers(obj)
-    return [
-        f"{int(status.get('readyReplicas', 0))}/{int(spec.get('replicas', 1))}",
-        str(int(status.get("updatedReplicas", 0))),
-        str(int(status.get("availableReplicas", 0))),
+    cells: list[Cell] = [
         _since(obj["metadata"].get("creationTimestamp"), now),
         ",".join(c["name"] for c in containers),
         ",".join(c.get("image", "") for c in containers),
-        _selector(obj),
+    ]
+    return [*cells, _selector(obj)] if selector else cells
+
+
+def _deployment_cells(obj: Obj, now: dt.datetime) -> list[Cell]:
+    status = obj.get("status") or {}
+    return [
+        _ready_replicas(obj),
+        str(int(status.get("updatedReplicas", 0))),
+        str(int(status.get("availableReplicas", 0))),
+        *_workload_tail(obj, now, selector=True),
     ]
 
 
 def _statefulset_cells(obj: Obj, now: dt.datetime) -> list[Cell]:
-    spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    containers = _containers(obj)
-    return [
-        f"{int(status.get('readyReplicas', 0))}/{int(spec.get('replicas', 1))}",
-        _since(obj["metadata"].get("creationTimestamp"), now),
-        ",".join(c["name"] for c in containers),
-        ",".join(c.get("image", "") for c in containers),
-    ]
+    return [_ready_replicas(obj), *_workload_tail(obj, now, selector=False)]
 
 
 def _configmap_cells(obj: Obj, now: dt.datetime) -> list[Cell]:

@@ -404,3 +404,58 @@ def test_an_immutable_configmap_keeps_its_data(cluster: EmulatedCluster) -> None
             "field": "data",
         }
     ]
+
+
+# ---- CEL rules read only what they name (crd_validation._read_paths) ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rule", "paths"),
+    [
+        ("size(self.metadata.name) <= 63", (("metadata", "name"),)),
+        ("self.end > self.start", (("end",), ("start",))),
+        ("!has(self.model) || self.model != 'custom' || has(self.perShare)", (("model",), ("model",), ("perShare",))),
+        ("self.name.startsWith('a')", (("name",),)),  # a chain stops before a method call
+        ("self.items[0] == 1", (("items",),)),  # and before an index
+        ("self == oldSelf", None),  # the value itself
+        ("oldSelf.all(s, s in self)", None),
+        ("self.all(k, k != '')", None),  # a macro called on self
+    ],
+)
+def test_a_cel_rule_reads_the_paths_it_names(rule: str, paths: tuple[tuple[str, ...], ...] | None) -> None:
+    from tests.kube.crd_validation import _read_paths
+
+    assert _read_paths(rule, "self") == paths
+
+
+def _rules(schema: dict[str, Any], value: Any, old: Any) -> Iterator[tuple[str, Any, Any]]:
+    """(rule, the value at its node, the old value there) for every rule the documents reach."""
+    for rule in schema.get("x-kubernetes-validations") or []:
+        yield rule["rule"], value, old
+    if isinstance(value, dict):
+        for key, sub in (schema.get("properties") or {}).items():
+            if key in value:
+                yield from _rules(sub, value[key], old.get(key) if isinstance(old, dict) else None)
+
+
+def test_cel_outcomes_on_the_parts_a_rule_reads_equal_those_on_the_whole_value() -> None:
+    """The cache key is the projection: every rule of every CRD, on each example and on edits of it
+    (fields removed, an invalid value), has the outcome it has on the whole value."""
+    from tests.kube import crd_validation as cv
+
+    crds = {crd["spec"]["names"]["kind"]: cv.openapi_schema(crd) for crd in load_crds().values()}
+    checked = 0
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        if doc.get("kind") not in crds:
+            continue
+        edits = [doc, copy.deepcopy(doc), copy.deepcopy(doc)]
+        edits[1]["spec"].pop(next(iter(edits[1]["spec"])))
+        edits[2]["metadata"]["name"] = "x" * 70
+        for edit in edits:
+            for rule, value, old in _rules(crds[doc["kind"]], edit, doc):
+                transition = "oldSelf" in rule
+                whole = cv._evaluate(rule, json.dumps(value, sort_keys=True), json.dumps(old) if transition else "")
+                assert cv._evaluate_rule(rule, value, old if transition else None) == whole, rule
+                checked += 1
+    assert checked > 20

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.kube import http_call
 from tests.kube.cluster import EmulatedCluster
 from tests.kube.emulator import NAME_ALPHABET, NAME_SUFFIX_LENGTH
 
@@ -25,15 +26,8 @@ def cluster(tmp_path: Path) -> Iterator[EmulatedCluster]:
 
 
 def http(cluster: EmulatedCluster, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """One request; returns (status, decoded JSON body)."""
-    data = json.dumps(body).encode() if body is not None else None
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {cluster.admin_token}"}
-    request = urllib.request.Request(cluster.url + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    """One request as the administrator; returns (status, decoded JSON body)."""
+    return http_call.call(cluster.url, method, path, cluster.admin_token, body)
 
 
 def watch(cluster: EmulatedCluster, path: str) -> list[dict[str, Any]]:

@@ -3,9 +3,6 @@ request-to-attributes mapping, and authentication and RBAC over HTTP in the emul
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kube import authn, rbac
+from tests.kube import authn, http_call, rbac
 from tests.kube.cluster import EmulatedCluster
 
 OPERATOR = authn.service_account("kubetrader", "kubetrader-operator")
@@ -392,16 +389,7 @@ def cluster(tmp_path: Path) -> Iterator[EmulatedCluster]:
 
 
 def call(cluster: EmulatedCluster, method: str, path: str, token: str | None, body: Any = None) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json"}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(cluster.url + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return http_call.call(cluster.url, method, path, token, body)
 
 
 @pytest.mark.parametrize("token", [None, "not-a-token"])

@@ -261,3 +261,29 @@ def test_get_watch_prints_a_row_per_change(kube_cluster: EmulatedCluster, kubect
     finally:
         watching.kill()
         watching.communicate()
+
+
+def test_kubectl_scale_sets_replicas_through_the_scale_subresource(
+    kube_cluster: EmulatedCluster, kubectl: Kubectl
+) -> None:
+    template = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    kube_cluster.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": template},
+        }
+    )
+    assert kubectl("scale", "deployment/web", "--replicas=3").strip() == "deployment.apps/web scaled"
+    deployment = kube_cluster.get("Deployment", NS, "web")
+    assert deployment is not None and deployment["spec"]["replicas"] == 3
+    # A precondition kubectl checks against the Scale it reads first.
+    refused = kubectl.fails("scale", "deployment/web", "--current-replicas=2", "--replicas=1")
+    assert "Expected replicas to be 2, was 3" in refused
+    kubectl("scale", "deployment/web", "--current-replicas=3", "--replicas=0")
+    deployment = kube_cluster.get("Deployment", NS, "web")
+    assert deployment is not None and deployment["spec"]["replicas"] == 0
+    # kubectl reads every request it made through /scale (its -v=6 log names the path).
+    logged = kubectl.run("scale", "deployment/web", "--replicas=2", "-v=6").stderr
+    assert "/apis/apps/v1/namespaces/default/deployments/web/scale" in logged
