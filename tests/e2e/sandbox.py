@@ -97,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
                 scenario.run(cluster, [p for p in args.phases.split(",") if p], times)
                 if agent.error is not None:
                     raise ScenarioError(f"the node agent failed: {agent.error!r}")
-    except ScenarioError as exc:
-        print(f"e2e-sandbox FAILED: {exc}", file=sys.stderr, flush=True)
+    except (ScenarioError, KeyboardInterrupt) as exc:
+        # SIGTERM (make's `timeout`) or Ctrl-C unwinds here too: the times so far are printed.
+        what = str(exc) if isinstance(exc, ScenarioError) else "interrupted (the time limit, or Ctrl-C)"
+        print(f"e2e-sandbox FAILED: {what}", file=sys.stderr, flush=True)
         _print_times(times, started)
         print(f"{len(times) - 1} passed, 1 failed", flush=True)
         return 1
