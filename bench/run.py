@@ -1,9 +1,10 @@
 """`make bench`: run every bench/bench_*.py in turn; each prints its own table.
 
 Speed goals are measured here, never by timed assertions in tests. What the benches
-print is also written to bench/RESULTS.md, headed by the machine's core count and its
-load average before and after, so every figure quoted in the README comes from a file
-anyone can regenerate (`make bench`, or `python bench/run.py dashboard engine` for some).
+print is also written to bench/RESULTS.md, one section per bench headed by its date, the
+machine's core count and its load average before and after, so every figure quoted in the
+README comes from a file anyone can regenerate (`make bench`, or `python bench/run.py
+dashboard engine` for some: the sections of the benches not run are kept as they were).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import datetime as dt
 import io
 import os
 import platform
+import re
 import runpy
 import sys
 import time
@@ -43,17 +45,26 @@ def _load() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
+SECTION = re.compile(r"^## (\S+)\n.*?(?=^## |\Z)", re.S | re.M)
+
+
+def _sections(text: str) -> dict[str, str]:
+    """The per-bench sections of an existing RESULTS.md, by bench name."""
+    return {match.group(1): match.group(0).rstrip("\n") + "\n" for match in SECTION.finditer(text)}
+
+
 def main(argv: list[str]) -> int:
     wanted = set(argv)
     scripts = sorted(HERE.glob("bench_*.py"))
     failures = 0
-    load_before = _load()
-    tee = _Tee(sys.stdout)
-    with redirect_stdout(tee):
-        for script in scripts:
-            name = script.stem.removeprefix("bench_")
-            if wanted and name not in wanted:
-                continue
+    sections = _sections(RESULTS.read_text(encoding="utf-8")) if RESULTS.exists() else {}
+    for script in scripts:
+        name = script.stem.removeprefix("bench_")
+        if wanted and name not in wanted:
+            continue
+        load_before = _load()
+        tee = _Tee(sys.stdout)
+        with redirect_stdout(tee):
             print(f"\n=== {name} ===", flush=True)
             started = time.perf_counter()
             try:
@@ -65,13 +76,17 @@ def main(argv: list[str]) -> int:
                 failures += 1
                 print(f"benchmark {name} failed: {exc!r}")
             print(f"({name}: {time.perf_counter() - started:.1f} s)")
+        table = tee.copy.getvalue().strip("\n").removeprefix(f"=== {name} ===").strip("\n")
+        sections[name] = (
+            f"## {name}\n\n{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}: {os.cpu_count()} cores, "
+            f"load average (1/5/15 min) {load_before} before and {_load()} after, "
+            f"Python {platform.python_version()}.\n\n```\n{table}\n```\n"
+        )
     header = (
-        f"# Benchmark results\n\nWritten by `make bench` ({' '.join(sorted(wanted)) or 'every bench'}) on "
-        f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}: {os.cpu_count()} cores, "
-        f"load average (1/5/15 min) {load_before} before and {_load()} after, Python {platform.python_version()}.\n"
+        "# Benchmark results\n\nWritten by `make bench` (`python bench/run.py NAME...` rewrites only those sections). "
         "On a shared machine compare the ratios (each measured interleaved) rather than absolute times.\n\n"
     )
-    RESULTS.write_text(header + "```\n" + tee.copy.getvalue().strip("\n") + "\n```\n")
+    RESULTS.write_text(header + "\n".join(sections[name] for name in sorted(sections)))
     print(f"\nwritten to {RESULTS}")
     return 1 if failures else 0
 

@@ -8,8 +8,10 @@ the report is a pure function of the results, so it is tested without Redis.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -156,8 +158,6 @@ def run_campaign(
     was enqueued (a re-submitted batch adds only the cells it does not have yet; its
     dead-lettered cells keep their verdict unless `retry_failed`).
     """
-    import contextlib
-
     from kubetrader.queue.local import local_workers
     from kubetrader.queue.server import embedded_redis
     from kubetrader.queue.workqueue import DEFAULT_PREFIX
@@ -176,6 +176,8 @@ def run_campaign(
         url = redis_url or stack.enter_context(embedded_redis())
         if workers:
             stack.enter_context(local_workers(url, workers, prefix=prefix, output_dir=output_dir))
+        if artifacts == "compact" and top_k > 0:
+            _warm_up_pipeline()  # after the processes are started: no fork while the thread imports
         queue = WorkQueue.from_url(url, prefix=prefix)
         started = time.perf_counter()
         added = queue.enqueue(batch, tasks, retry_failed=retry_failed)
@@ -203,6 +205,20 @@ def run_campaign(
     if artifacts == "compact":
         result = _compact_output(result, tasks, name=name, output_dir=output_dir, top_k=top_k, report=report)
     return result
+
+
+def _warm_up_pipeline() -> None:
+    """Import the engine's run path (pandas, Backtrader: most of a second) on a daemon thread while this
+    process waits on Redis for the workers (which start and import the same themselves, in their own
+    processes); `_compact_output` then re-runs the top K without that wait. An import error surfaces
+    there, where the import is made again."""
+
+    def load() -> None:
+        with contextlib.suppress(ImportError):
+            import kubetrader.pipeline
+            import kubetrader.runner  # noqa: F401
+
+    threading.Thread(target=load, name="campaign-warm-up", daemon=True).start()
 
 
 def _compact_output(
