@@ -117,9 +117,10 @@ def test_rbac_has_no_wildcards_and_no_escalate_bind_or_impersonate(
         assert not {"roles", "clusterroles", "rolebindings", "clusterrolebindings"} & set(rule.get("resources", []))
 
 
-# The live runner's token Secret: created, read back and deleted by the operator, never listed or
-# watched (its name depends on each LiveDeployment, so it cannot be narrowed by resourceNames).
-LIVE_TOKEN_SECRET_RULE = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "delete"]}
+# The live runner's token Secret: created and deleted by the operator, never read (the token is
+# derived from the operator's key), listed or watched (its name depends on each LiveDeployment, so
+# it cannot be narrowed by resourceNames).
+LIVE_TOKEN_SECRET_RULE = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "delete"]}
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -139,6 +140,7 @@ def test_secrets_are_readable_only_by_name_and_only_by_the_operator(
             "kubetrader-api-token",
             "kubetrader-redis",
             "kubetrader-dashboard-session",
+            "kubetrader-operator-runner-key",  # live trading: the key runner tokens are derived from
         }
         assert {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]} in hook_rules
         gets = [r for r in hook_rules if r["verbs"] == ["get"]]

@@ -33,6 +33,13 @@ NEEDED_OFF_SCENARIO: dict[tuple[str, str, str], str] = {
 }
 
 
+# The live scenarios' chart values: the one credentials Secret they use is readable, by name.
+LIVE_VALUES = {
+    "live": {"enabled": True},
+    "operator": {"watchNamespaces": ["trading"], "readableSecrets": ["ib-paper-credentials"]},
+}
+
+
 def configurations() -> list[dict[str, Any]]:
     return list(chart_rbac.load_recording()["configurations"])
 
@@ -85,6 +92,41 @@ def test_the_recording_covers_every_operator_scenario_configuration() -> None:
     keys = {chart_rbac.values_key(c["values"]) for c in configurations()}
     assert keys == {
         chart_rbac.values_key({"operator": {"watchNamespaces": ["default", "research"]}}),
-        chart_rbac.values_key({"live": {"enabled": True}, "operator": {"watchNamespaces": ["trading"]}}),
+        chart_rbac.values_key(LIVE_VALUES),
         chart_rbac.values_key({}),
     }
+
+
+def _secret_request(verb: str, name: str = "", namespace: str = "trading") -> rbac.RequestAttributes:
+    path = f"/api/v1/namespaces/{namespace}/secrets" + (f"/{name}" if name else "")
+    return rbac.RequestAttributes(
+        verb=verb, path=path, resource_request=True, resource="secrets", namespace=namespace, name=name
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "namespace"),
+    [
+        (LIVE_VALUES, "trading"),
+        # watching every namespace: the readable Secrets are the release namespace's (rbac-operator.yaml)
+        ({**LIVE_VALUES, "operator": {"watchAllNamespaces": True, "readableSecrets": ["ib-paper-credentials"]}},
+         chart_rbac.NAMESPACE),
+    ],
+)  # fmt: skip
+def test_with_live_trading_the_operator_reads_only_the_secrets_the_chart_names(
+    values: dict[str, Any], namespace: str
+) -> None:
+    """The runner's token is derived, never read back: `get` reaches only operator.readableSecrets
+    (the IB credentials checked before a gateway gets them), never another Secret, and no list/watch."""
+    objects = chart_rbac.chart_objects(values)
+
+    def allowed(attributes: rbac.RequestAttributes) -> bool:
+        return rbac.authorize(chart_rbac.OPERATOR, attributes, objects).allowed
+
+    assert allowed(_secret_request("get", "ib-paper-credentials", namespace))
+    for other in ("sma-paper-runner-token", "kubetrader-postgresql", "someone-elses-secret"):
+        assert not allowed(_secret_request("get", other, namespace)), other
+    assert not allowed(_secret_request("list", "", namespace)) and not allowed(_secret_request("watch", "", namespace))
+    # What the operator still does with the runner's token Secret: create it, delete it after a stop.
+    assert allowed(_secret_request("create", "", namespace))
+    assert allowed(_secret_request("delete", "sma-paper-runner-token", namespace))

@@ -26,14 +26,16 @@ NAME = "sma-paper"
 GATEWAY = f"{NAME}-gateway"
 RUNNER = f"{NAME}-runner"
 FINALIZER = "kubetrader.io/live-stop"
+CREDENTIALS = "ib-paper-credentials"
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def operator_chart_values() -> dict[str, Any]:
-    """The operator runs under the chart's RBAC with live trading on, watching this namespace."""
-    return {"live": {"enabled": True}, "operator": {"watchNamespaces": [NS]}}
+    """The operator runs under the chart's RBAC with live trading on, watching this namespace, and
+    allowed to read the one credentials Secret the example names (and no other Secret)."""
+    return {"live": {"enabled": True}, "operator": {"watchNamespaces": [NS], "readableSecrets": [CREDENTIALS]}}
 
 
 @pytest.fixture

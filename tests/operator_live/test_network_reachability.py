@@ -53,7 +53,9 @@ def chart_live_settings(live_chart: RenderedChart, monkeypatch: pytest.MonkeyPat
     """The operator's live settings exactly as the chart's env makes them."""
     operator = live_chart.get("Deployment", "kubetrader-operator")
     env = operator["spec"]["template"]["spec"]["containers"][0]["env"]
-    live_env = {e["name"]: e["value"] for e in env if e["name"].startswith("KUBETRADER_OPERATOR_LIVE_")}
+    live_env = {
+        e["name"]: e["value"] for e in env if e["name"].startswith("KUBETRADER_OPERATOR_LIVE_") and "value" in e
+    }
     assert {"KUBETRADER_OPERATOR_LIVE_OPERATOR_POD", "KUBETRADER_OPERATOR_LIVE_API_POD"} <= set(live_env)
     for key, value in live_env.items():
         monkeypatch.setenv(key, value)

@@ -257,6 +257,11 @@ component}. secrets.yaml renders them with lookup; with auth.generateWithHook th
 creates them instead. The Redis password is needed in every namespace the operator's Jobs run in
 (a secretKeyRef reads the pod's own namespace), with the same value.
 */}}
+{{/* The operator's runner-token key (live trading): one generated Secret in the release namespace. */}}
+{{- define "kubetrader.runnerKeySecret" -}}
+{{- include "kubetrader.componentName" (list . "operator-runner-key") }}
+{{- end }}
+
 {{- define "kubetrader.generatedSecrets" -}}
 {{- $out := list }}
 {{- if and .Values.postgresql.enabled (not .Values.auth.postgresql.existingSecret) }}
@@ -267,6 +272,10 @@ creates them instead. The Redis password is needed in every namespace the operat
 {{- end }}
 {{- if not .Values.auth.session.existingSecret }}
 {{- $out = append $out (dict "name" (include "kubetrader.sessionSecret" .) "namespace" .Release.Namespace "key" .Values.auth.session.key "length" 48 "component" "api") }}
+{{- end }}
+{{- if .Values.live.enabled }}
+{{- /* the key each live runner's bearer token is derived from (operator env, never read over the API) */}}
+{{- $out = append $out (dict "name" (include "kubetrader.runnerKeySecret" .) "namespace" .Release.Namespace "key" "key" "length" 48 "component" "operator") }}
 {{- end }}
 {{- if and (include "kubetrader.redisAuth" .) (not .Values.auth.redis.existingSecret) }}
 {{- $namespaces := list .Release.Namespace }}

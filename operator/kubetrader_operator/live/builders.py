@@ -25,6 +25,7 @@ HTTP port and reaches only DNS and its own gateway.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from typing import Any
 
 from kubetrader.specs.live import LiveDeploymentSpec
@@ -77,8 +78,17 @@ def _meta(name: str, namespace: str, deployment: str, component: str, *, protect
     return meta
 
 
+def runner_token(key: str, namespace: str, deployment: str) -> str:
+    """The bearer token of one deployment's runner: HMAC-SHA256 of its namespace and name under the
+    operator's key. The operator derives it again whenever it calls the runner (/status, /flatten),
+    so it never reads the token Secret back: the chart grants it no `get` on Secrets beyond the
+    credentials named in operator.readableSecrets. A restart derives the same token; another
+    deployment's token cannot be derived without the key."""
+    return hmac.new(key.encode(), f"{namespace}/{deployment}".encode(), hashlib.sha256).hexdigest()
+
+
 def build_token_secret(deployment: str, namespace: str, token: str) -> dict[str, Any]:
-    """The bearer token the runner's endpoint requires; the operator reads it back to call /flatten."""
+    """The bearer token the runner's endpoint requires (env from this Secret); written, never read back."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",

@@ -34,6 +34,14 @@ def image_refusal(spec: LiveDeploymentSpec, allowed: Sequence[str]) -> str | Non
     return f"spec.gateway.image {image} is not one of the operator's allowed gateway images: {', '.join(allowed)}"
 
 
+def unreadable_credentials(spec: LiveDeploymentSpec) -> str:
+    """Why a credentials Secret the operator may not read (RBAC 403) is refused."""
+    return (
+        f"spec.gateway.credentialsSecret: the operator may not read Secret {spec.gateway.credentials_secret}: "
+        "list it in the chart's operator.readableSecrets"
+    )
+
+
 def credentials_refusal(secret: dict[str, Any] | None, spec: LiveDeploymentSpec, deployment: str) -> str | None:
     """Why the named Secret may not be handed to this deployment's gateway (None: it may)."""
     name = spec.gateway.credentials_secret

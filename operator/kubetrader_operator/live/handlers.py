@@ -10,7 +10,6 @@ confirms no order and no position. Only then are the children released.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 import kopf
@@ -27,6 +26,12 @@ from kubetrader_operator.settings import get_settings
 RESOURCE = (API_GROUP, API_VERSION, "livedeployments")
 SETTINGS = get_settings()
 LIVE = get_live_settings()
+
+
+def _runner_token(namespace: str, name: str) -> str | None:
+    """The runner's bearer token, derived from the operator's key (None: no key configured)."""
+    key = get_live_settings().runner_token_key
+    return builders.runner_token(key.get_secret_value(), namespace, name) if key is not None else None
 
 
 def _spec(body: kopf.Body) -> LiveDeploymentSpec:
@@ -113,12 +118,19 @@ def create_children(body: kopf.Body, name: str, namespace: str | None, patch: ko
     if refusal is not None:
         _fail(body, patch, "ImageNotAllowed", refusal, generation=generation, now=now)
         raise kopf.PermanentError(refusal)
-    secret = kube_io.read("Secret", namespace, spec.gateway.credentials_secret)
-    refusal = deputy.credentials_refusal(secret, spec, name)
+    try:
+        secret = kube_io.read_credentials(namespace, spec.gateway.credentials_secret)
+        refusal = deputy.credentials_refusal(secret, spec, name)
+    except PermissionError:
+        refusal = deputy.unreadable_credentials(spec)
     if refusal is not None:  # the Secret may be annotated later: retried, the reason in status meanwhile
         _fail(body, patch, "CredentialsNotAllowed", refusal, generation=generation, now=now)
         raise kopf.TemporaryError(refusal, delay=settings.refusal_retry_seconds)
-    token = kube_io.read_token(namespace, name) or secrets.token_urlsafe(32)
+    token = _runner_token(namespace, name)
+    if token is None:
+        message = "KUBETRADER_OPERATOR_LIVE_RUNNER_TOKEN_KEY is not set: no runner token can be derived"
+        _fail(body, patch, "NoRunnerTokenKey", message, generation=generation, now=now)
+        raise kopf.TemporaryError(message, delay=settings.refusal_retry_seconds)
     image = settings.runner_image or SETTINGS.image
     for manifest in builders.build_children(
         spec, name, namespace, image=image, gateway_image=deputy.gateway_image(spec, settings.allowed_gateway_images),
@@ -215,7 +227,7 @@ def _stop(spec: LiveDeploymentSpec, name: str, namespace: str) -> stopping.StopO
         settings = get_live_settings()
         return stopping.stop_everything(
             runner_url=url,
-            token=kube_io.read_token(namespace, name),
+            token=_runner_token(namespace, name),
             gateway_host=host,
             gateway_port=port,
             client_id=settings.emergency_client_id,
@@ -253,7 +265,7 @@ def poll_runner(body: kopf.Body, name: str, namespace: str | None, patch: kopf.P
     url = _addresses(spec, name, namespace)[0]
     try:
         snapshot = call_runner(
-            url, "/status", token=kube_io.read_token(namespace, name), timeout=get_live_settings().http_timeout_seconds
+            url, "/status", token=_runner_token(namespace, name), timeout=get_live_settings().http_timeout_seconds
         )
     except RunnerUnreachableError as exc:
         _apply(patch, status.runner_unreachable_status(c, str(exc), generation=generation, now=now))

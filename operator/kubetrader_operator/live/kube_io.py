@@ -6,7 +6,6 @@ runs sync handlers in its thread pool.
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
@@ -15,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kubetrader.specs import API_GROUP, API_VERSION
 from kubetrader_operator.kube import ConflictError, api_client
-from kubetrader_operator.live.builders import STOP_FINALIZER, TOKEN_KEY, names
+from kubetrader_operator.live.builders import STOP_FINALIZER, names
 
 LIVEDEPLOYMENTS = "livedeployments"
 # kind -> (API class, method suffix)
@@ -46,11 +45,17 @@ def _method(kind: str, verb: str) -> Any:
 
 
 def create_if_absent(manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """Create unless an object of that name exists (then adopt it, never replace it)."""
+    """Create unless an object of that name exists (then adopt it, never replace it).
+
+    A Secret that exists is not read back (the operator may create Secrets, not read them): the
+    runner's token in it was derived from the same key, so the manifest stands for it.
+    """
     kind, meta = manifest["kind"], manifest["metadata"]
     try:
         created = _call(_method(kind, "create"), meta["namespace"], manifest)
     except ConflictError:
+        if kind == "Secret":
+            return manifest, False
         existing = read(kind, meta["namespace"], meta["name"])
         if existing is None:
             raise
@@ -71,18 +76,25 @@ def read(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
     return _call(_method(kind, "read"), name, namespace)
 
 
-def read_token(namespace: str, deployment: str) -> str | None:
-    secret = read("Secret", namespace, names(deployment)["token"])
-    if secret is None:
-        return None
-    if (secret.get("stringData") or {}).get(TOKEN_KEY):  # the emulator keeps stringData as written
-        return str(secret["stringData"][TOKEN_KEY])
-    encoded = (secret.get("data") or {}).get(TOKEN_KEY)
-    return base64.b64decode(encoded).decode() if encoded else None
+def read_credentials(namespace: str, name: str) -> dict[str, Any] | None:
+    """The credentials Secret a LiveDeployment names; PermissionError when RBAC refuses the read
+    (the chart grants `get` only on the Secrets listed in operator.readableSecrets)."""
+    try:
+        return read("Secret", namespace, name)
+    except ApiException as exc:
+        if exc.status == 403:
+            raise PermissionError(name) from exc
+        raise
 
 
 def release(kind: str, namespace: str, name: str) -> None:
-    """Remove our stop finalizer (if there) and delete the object; absent is fine."""
+    """Remove our stop finalizer (if there) and delete the object; absent is fine.
+
+    A Secret carries no finalizer and is deleted without a read (the operator may not read it).
+    """
+    if kind == "Secret":
+        _call(_method(kind, "delete"), name, namespace, body=client.V1DeleteOptions(propagation_policy="Background"))
+        return
     current = read(kind, namespace, name)
     if current is None:
         return

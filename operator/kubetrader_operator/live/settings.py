@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # gnzsnz/ib-gateway 10.45.1j, by digest (an index digest recorded by two independent users of the
@@ -89,6 +89,11 @@ class LiveSettings(BaseSettings):
         default=30.0, gt=0, description="How soon a refused Secret or an unmet promotion gate is checked again."
     )
     dns_pod: PodPeer = PodPeer(namespace="kube-system", labels={"k8s-app": "kube-dns"})
+    runner_token_key: SecretStr | None = Field(
+        default=None,
+        description="The key each runner's bearer token is derived from (builders.runner_token); the chart "
+        "mounts it from the operator's one generated Secret, so no runner's token Secret is ever read.",
+    )
     gateway_egress: list[EgressTarget] = Field(default_factory=_ib_endpoints)
 
     @property
