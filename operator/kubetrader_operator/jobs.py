@@ -9,7 +9,7 @@ builder makes both, so a hardening of one is a hardening of the other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -18,6 +18,7 @@ import yaml
 from kubetrader.errors import EXIT_FATAL
 from kubetrader.specs import GROUP_VERSION, SpecModel, spec_hash
 from kubetrader_operator.labels import SPEC_HASH_ANNOTATION
+from kubetrader_operator.scheduling import PodScheduling, apply_scheduling
 
 CONFIG_DIR = "/etc/kubetrader"
 DATA_DIR = "/data"
@@ -48,6 +49,8 @@ class JobOptions:
     # (variable, Secret, key): env entries by secretKeyRef, placed before `env` so its values
     # may say $(variable) and Kubernetes substitutes them in the pod.
     secret_env: tuple[tuple[str, str, str], ...] = ()
+    # nodeSelector, tolerations, ... of the chart's operator.childPods (kubetrader_operator.scheduling)
+    scheduling: PodScheduling = field(default_factory=PodScheduling)
 
 
 def pod_redis_url(url: str, *, password_secret: str | None) -> str:
@@ -162,7 +165,7 @@ def engine_job(
         if options.data_pvc
         else {"name": "data", "emptyDir": {}}
     )
-    return {
+    job: dict[str, Any] = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
@@ -223,3 +226,5 @@ def engine_job(
             },
         },
     }
+    job["spec"]["template"] = apply_scheduling(job["spec"]["template"], options.scheduling)
+    return job

@@ -13,6 +13,8 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kubetrader_operator.scheduling import PodScheduling
+
 ANNOTATION_PREFIX = "kubetrader.io/"
 # annotation -> what it overrides for that one Backtest's Job
 OVERRIDE_ANNOTATIONS: dict[str, str] = {
@@ -49,6 +51,9 @@ class OperatorSettings(BaseSettings):
     # Secret by secretKeyRef instead, and their URL says $(REDIS_PASSWORD) (jobs.pod_redis_url).
     redis_password_secret: str | None = None
     redis_password_key: str = "password"
+    # Where every pod the operator creates may run (Jobs, live gateways and runners): the chart's
+    # operator.childPods over global, as JSON (kubetrader_operator.scheduling).
+    pod_scheduling: PodScheduling = Field(default_factory=PodScheduling)
 
     # Reconciliation.
     start_timeout_seconds: float = Field(default=600.0, gt=0, description="Job never started or vanished -> Failed.")

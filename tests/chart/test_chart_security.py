@@ -14,7 +14,8 @@ SCENARIOS = chart_scenarios()
 FORBIDDEN_VERBS = {"escalate", "bind", "impersonate", "*"}
 # Pods that talk to the API server (custom resources; the secrets hook Job creates the generated
 # Secrets under auth.generateWithHook); every other pod runs without an API token.
-API_CLIENT_COMPONENTS = {"operator", "api", "secrets-hook"}
+# helm-test: to delete the Backtest it submitted (its Role: get/delete of that one name, test_chart_helm_test.py)
+API_CLIENT_COMPONENTS = {"operator", "api", "secrets-hook", "helm-test"}
 SECRETS_HOOK = "kubetrader-secrets-hook"
 
 
@@ -175,7 +176,8 @@ def test_workers_jobs_and_datastores_are_bound_to_no_role(
         for subject in binding["subjects"]
     }
     hook = {SECRETS_HOOK} if rendered.values.get("auth", {}).get("generateWithHook") else set()
-    assert subjects == {"kubetrader-operator", "kubetrader-api"} | hook
+    # the helm test's own ServiceAccount: get/delete of its one Backtest (tests/chart/test_chart_helm_test.py)
+    assert subjects == {"kubetrader-operator", "kubetrader-api", "kubetrader-helm-test"} | hook
     worker = rendered.get("Deployment", "kubetrader-worker")["spec"]["template"]["spec"]
     assert worker["serviceAccountName"] == "kubetrader-engine"
 

@@ -122,3 +122,18 @@ def test_kubectl_delete_cascade_decides_whether_the_children_stay(
         assert child is not None and not child["metadata"].get("ownerReferences")  # orphaned, as the GC does
     else:
         wait_until(lambda: kube_cluster.get("ConfigMap", NS, "child") is None, timeout=10, what="child collected")
+
+
+def test_kubectl_apply_refuses_a_median_pruner_the_operator_could_not_run(
+    kube_cluster: EmulatedCluster, kubectl: Kubectl
+) -> None:
+    """Issue 22: the CRD listed `pruner: median`, so kubectl stored a study the operator then failed.
+    The CRD's enum now holds only what the model accepts; kube-apiserver names the field and the
+    supported values (its enum message: `Unsupported value: "median": supported values: "none"`)."""
+    doc = yaml.safe_load((EXAMPLES / "study-sma.yaml").read_text())
+    doc["metadata"]["name"] = "pruned"
+    doc["spec"]["pruner"] = "median"
+    stderr = kubectl.fails("apply", "-f", "-", stdin=yaml.safe_dump(doc))
+    assert 'The OptimizationStudy "pruned" is invalid' in stderr, stderr
+    assert 'spec.pruner: Unsupported value: "median"' in stderr and '"none"' in stderr, stderr
+    assert kube_cluster.get("OptimizationStudy", NS, "pruned") is None

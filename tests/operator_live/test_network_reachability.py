@@ -194,3 +194,80 @@ def test_the_live_runner_pod_monitor_selects_the_runner_pods_the_operator_create
     selected = {p.labels["app.kubernetes.io/component"] for p in pods if matches_label_selector(p.labels, selector)}
     assert selected == {"runner"}
     assert TRADING in monitor["spec"]["namespaceSelector"]["matchNames"]
+
+
+MONITORING = "monitoring"
+PROMETHEUS_LABELS = {"app.kubernetes.io/name": "prometheus"}
+SCRAPE_FROM = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING}},
+    "podSelector": {"matchLabels": PROMETHEUS_LABELS},
+}
+
+
+def test_prometheus_named_in_scrape_from_reaches_every_metrics_port_and_nothing_else(
+    live_chart: RenderedChart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 23: the runner's policy admitted only the operator and the API, and the API's (when
+    ClusterIP) only its own clients, so no Prometheus could scrape them. With monitoring.scrapeFrom
+    the chart's policies and the operator's (from the env the chart gives it) admit the scraper on
+    every metrics port: the operator's and the workers' only it, the API's and the runner's it besides
+    their clients. Its egress is not ours to limit; what it reaches is what the policies admit."""
+    from tests.fixtures.chart import parse_manifests, render_chart
+
+    values = {
+        **live_chart.values,
+        "api": {"service": {"type": "ClusterIP"}},
+        "monitoring": {"scrapeFrom": SCRAPE_FROM},
+    }
+    documents = parse_manifests(render_chart(values))
+    operator = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-operator"))
+    env = {e["name"]: e["value"] for e in operator["spec"]["template"]["spec"]["containers"][0]["env"] if "value" in e}
+    for key, value in env.items():
+        if key.startswith("KUBETRADER_OPERATOR_LIVE_"):
+            monkeypatch.setenv(key, value)
+    get_live_settings.cache_clear()
+    try:
+        settings = get_live_settings()
+    finally:
+        get_live_settings.cache_clear()
+    assert settings.metrics_scraper is not None
+    everything = [*documents, *operator_children(settings)]
+    pods = pods_from_manifests(everything, NAMESPACE)
+    prometheus = Pod("prometheus", MONITORING, PROMETHEUS_LABELS)
+    impostor = Pod("prometheus", "elsewhere", PROMETHEUS_LABELS)  # the labels, in another namespace
+    namespaces = namespace_labels([NAMESPACE, TRADING, MONITORING, "elsewhere", "kube-system"])
+    flows = allowed_connections(
+        policies_from_manifests(everything, NAMESPACE), namespaces, [prometheus, impostor, *pods], pods
+    )
+    names = {p.key: short(p) for p in pods}
+    reached = {f"{names[d]}:{port}" for s, d, port in flows if s == prometheus.key}
+    open_to_all = {f"{names[d]}:{port}" for s, d, port in flows if s == impostor.key}
+    metrics = {"operator:9090", "worker:9091", "runner:8080", "api:8000"}
+    assert reached - open_to_all == metrics  # every metrics port, and nothing another pod could not reach
+    assert open_to_all == {"dashboard:8501"}  # the front end, as for any client; no metrics port
+
+    def sources(row: str) -> set[str]:
+        return {names.get(s, s) for s, d, p in flows if f"{names[d]}:{p}" == row}
+
+    assert sources("operator:9090") == sources("worker:9091") == {prometheus.key}  # metrics only: the scraper alone
+    assert sources("runner:8080") == {"operator", "api", prometheus.key}
+    assert sources("api:8000") == {"dashboard", "helm-test", prometheus.key}
+
+
+def test_without_scrape_from_the_runner_and_a_cluster_ip_api_admit_no_scraper(
+    live_chart: RenderedChart, chart_live_settings: LiveSettings
+) -> None:
+    assert chart_live_settings.metrics_scraper is None
+    operator = live_chart.get("Deployment", "kubetrader-operator")
+    env = {e["name"] for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "KUBETRADER_OPERATOR_LIVE_METRICS_SCRAPER" not in env
+
+
+def test_scrape_from_with_one_selector_is_refused() -> None:
+    """An empty namespaceSelector admits every namespace: the chart refuses half a peer."""
+    import helm_python
+
+    from tests.fixtures.chart import render_chart
+
+    with pytest.raises(helm_python.HelmError, match="scrapeFrom"):
+        render_chart({"monitoring": {"scrapeFrom": {"podSelector": {"matchLabels": PROMETHEUS_LABELS}}}})

@@ -98,3 +98,48 @@ def test_a_median_pruner_is_refused_with_the_field_named_rather_than_ignored() -
             {"backtest": BACKTEST, "space": {"fast": {"type": "int", "low": 5, "high": 10}}, "pruner": "median"}
         )
     assert "pruner" in str(caught.value) and "not supported" in str(caught.value)
+
+
+def test_a_screened_study_tells_infeasible_points_as_constraint_violations_and_reaches_its_count(
+    monkeypatch: Any,
+) -> None:
+    """Issue 22 item 5 for `screen: vectorized`: the screen's in-memory study told infeasible points
+    FAIL, which TPE ignores, so it proposed the peak (23, 13), outside `fast < slow`, over and over.
+    The twin is replaced by the same quadratic the driver test uses; the sampler's path is taken
+    (one point per batch, as the driver asks)."""
+    import numpy as np
+    import optuna
+
+    from kubetrader.optimize import screening
+
+    def twin(spec: Any, points: list[dict[str, Any]], **_: Any) -> tuple[Any, Any]:
+        values = np.array([-((p["fast"] - 23) ** 2) - (p["slow"] - 13) ** 2 for p in points], dtype=float)
+        return values, values / 1e3
+
+    studies: list[Any] = []
+    create = optuna.create_study
+
+    def recording_create_study(*args: Any, **kwargs: Any) -> Any:
+        studies.append(create(*args, **kwargs))
+        return studies[-1]
+
+    monkeypatch.setattr(screening, "score", twin)
+    monkeypatch.setattr(optuna, "create_study", recording_create_study)
+    spec = OptimizationStudySpec.model_validate(
+        {
+            "backtest": BACKTEST,
+            "space": {"fast": {"type": "int", "low": 5, "high": 30}, "slow": {"type": "int", "low": 10, "high": 35}},
+            "constraints": ["fast < slow"],
+            "trials": 25,
+            "sampler": {"type": "tpe", "seed": 1, "startupTrials": 5},
+            "screen": "vectorized",
+        }
+    )
+    screen = screening.screen_points(spec, None, bars=None, cache=None, frames=None, chunk=1)
+    assert screen.mode == "sampler" and len(screen.points) == 25
+    assert all(p["fast"] < p["slow"] for p in screen.points)
+    (study,) = studies
+    infeasible = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("infeasible")]
+    assert all(t.state.name == "COMPLETE" and max(t.constraints.values()) > 0 for t in infeasible)
+    assert len(infeasible) < 100
+    assert max(Counter((t.params["fast"], t.params["slow"]) for t in infeasible).values(), default=0) <= 3

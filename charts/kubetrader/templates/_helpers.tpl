@@ -122,6 +122,39 @@ priorityClassName: {{ . | quote }}
 {{- end }}
 
 {{/*
+The scheduling of the pods the operator creates (operator.childPods over global, merged as
+kubetrader.podScheduling merges a component's keys), as JSON for KUBETRADER_OPERATOR_POD_SCHEDULING
+(kubetrader_operator.scheduling.PodScheduling reads it; topologySpreadConstraints are not passed:
+their selector would have to name each child's own labels).
+*/}}
+{{- define "kubetrader.childPodSchedulingJson" -}}
+{{- $g := .Values.global }}
+{{- $c := .Values.operator.childPods | default dict }}
+{{- toJson (dict
+  "nodeSelector" (merge (dict) ($c.nodeSelector | default dict) ($g.nodeSelector | default dict))
+  "tolerations" (concat ($g.tolerations | default list) ($c.tolerations | default list) | default list)
+  "affinity" ($c.affinity | default $g.affinity | default dict)
+  "priorityClassName" ($c.priorityClassName | default $g.priorityClassName | default "")
+  "imagePullSecrets" (concat (.Values.images.pullSecrets | default list) ($c.imagePullSecrets | default list) | uniq | default list)
+  "podLabels" (merge (dict) ($c.podLabels | default dict) ($g.podLabels | default dict))
+  "podAnnotations" (merge (dict) ($c.podAnnotations | default dict) ($g.podAnnotations | default dict))) }}
+{{- end }}
+
+{{/*
+The metrics scraper's NetworkPolicy peer (monitoring.scrapeFrom) as YAML, or nothing when unset.
+Both selectors or neither: one alone would admit every namespace (or every pod of it).
+*/}}
+{{- define "kubetrader.scrapePeer" -}}
+{{- $s := .Values.monitoring.scrapeFrom | default dict }}
+{{- if $s }}
+{{- if not (and $s.namespaceSelector $s.podSelector) }}
+{{- fail "monitoring.scrapeFrom: set both namespaceSelector and podSelector (non-empty), or neither: an empty selector admits everything" }}
+{{- end }}
+{{- toYaml (dict "namespaceSelector" $s.namespaceSelector "podSelector" $s.podSelector) }}
+{{- end }}
+{{- end }}
+
+{{/*
 The Service of a web component (api, dashboard, mlflow): type, annotations, NodePort,
 loadBalancerSourceRanges. Call with (list $ "component" $componentValues port).
 */}}

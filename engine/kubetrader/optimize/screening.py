@@ -8,8 +8,10 @@ only a filter; Backtrader stays the engine of record. The steps, exactly:
    study runs on Backtrader alone, as with `screen: none`, and says why in the log.
 2. Points: the whole feasible grid when every parameter is discrete (ints,
    categoricals, floats with a step) and the grid has at most `MAX_GRID_POINTS`
-   points; otherwise `trials` points from the study's sampler (TPE, random, ...)
-   in an in-memory Optuna study whose objective is the twin.
+   points; otherwise `trials` feasible points from the study's sampler (TPE, random,
+   ...) in an in-memory Optuna study whose objective is the twin. An infeasible proposal
+   is told as the study driver tells it (`study.tell_if_infeasible`: a constraint
+   violation TPE learns from), so a constrained study reaches its count.
 3. Scoring, `chunk` points at a time (memory stays bounded): equity curves from
    the twin, metrics from `compute_metrics_batch` (or `compute_metrics` per point
    for metrics that need the trade list). Points the strategy refuses score NaN.
@@ -56,10 +58,12 @@ from kubetrader.optimize.evaluation import Evaluation, Evaluator, InProcessEvalu
 from kubetrader.optimize.report import StudyReport, write_study_artifacts
 from kubetrader.optimize.study import (
     ATTR_METRICS,
+    MAX_INFEASIBLE_STREAK,
     StudyProgress,
     build_sampler,
     default_storage_url,
     open_storage,
+    tell_if_infeasible,
     trial_key,
     trial_spec,
 )
@@ -400,7 +404,7 @@ def _sampled(
     import optuna
     from optuna.trial import TrialState
 
-    from kubetrader.optimize.constraints import feasible, parse_constraints
+    from kubetrader.optimize.constraints import parse_constraints
     from kubetrader.optimize.space import parse_space, to_optuna_distributions
 
     space = parse_space({k: v.model_dump() for k, v in spec.space.items()})
@@ -417,12 +421,12 @@ def _sampled(
         asked: list[dict[str, Any]] = []
         while len(trials) < min(batch, spec.trials - len(points)):
             trial = study.ask(distributions)
-            if not feasible(dict(trial.params), constraints):
-                study.tell(trial, state=TrialState.FAIL)
+            if tell_if_infeasible(study, trial, constraints):  # as the study driver does: TPE learns from it
                 misses += 1
-                if misses > 20 * spec.trials + 2000:
-                    raise SpecError("constraints", "the sampler keeps proposing infeasible points")
+                if misses > MAX_INFEASIBLE_STREAK:
+                    raise SpecError("constraints", f"{MAX_INFEASIBLE_STREAK} infeasible proposals in a row")
                 continue
+            misses = 0
             trials.append(trial)
             asked.append(dict(trial.params))
         values, sharpes = score(spec, asked, bars=bars, cache=cache, frames=frames, chunk=chunk)

@@ -66,6 +66,22 @@ def is_infeasible(trial: Any) -> bool:
     return bool(trial.user_attrs.get(ATTR_INFEASIBLE))
 
 
+def tell_if_infeasible(study: Any, trial: Any, constraints: list[Constraint]) -> bool:
+    """Tell an asked trial that breaks a constraint as infeasible (see the module docstring) and
+    say so (True); leave a feasible one alone (False). The one path for every study that asks
+    Optuna for points: the driver's and the screened study's sampler (kubetrader.optimize.screening)."""
+    from optuna.trial import TrialState
+
+    params = dict(trial.params)
+    if feasible(params, constraints):
+        return False
+    trial.set_user_attr(ATTR_INFEASIBLE, True)
+    for number, constraint in enumerate(constraints):
+        trial.set_constraint(f"c{number}", 0.0 if feasible(params, [constraint]) else 1.0)
+    study.tell(trial, INFEASIBLE_VALUE, state=TrialState.COMPLETE)
+    return True
+
+
 def trial_key(study_name: str, number: int) -> str:
     """The evaluator's key of a trial: derived, not stored, so a restarted driver finds it."""
     return f"{study_name}-t{number}"
@@ -289,15 +305,9 @@ class StudyDriver:
                 raise SpecError("constraints", f"{MAX_INFEASIBLE_STREAK} infeasible proposals in a row")
 
     def _start(self, study: Any, trial: Any, pending: dict[str, Any], *, hold: bool = False) -> bool:
-        """Submit an asked trial (or hold it); an infeasible point is told FAIL `infeasible` instead (False)."""
-        from optuna.trial import TrialState
-
+        """Submit an asked trial (or hold it); an infeasible point is told as one instead (False)."""
         params = dict(trial.params)
-        if not feasible(params, self.constraints):
-            trial.set_user_attr(ATTR_INFEASIBLE, True)
-            for number, constraint in enumerate(self.constraints):
-                trial.set_constraint(f"c{number}", 0.0 if feasible(params, [constraint]) else 1.0)
-            study.tell(trial, INFEASIBLE_VALUE, state=TrialState.COMPLETE)
+        if tell_if_infeasible(study, trial, self.constraints):
             return False
         if hold:
             pending[trial_key(self.study_name, trial.number)] = trial

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -142,7 +142,7 @@ class OptimizationStudySpec(SpecModel):
     trials: int = Field(default=100, ge=1, le=100_000)
     parallelism: int = Field(default=1, ge=1, le=1000)
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
-    pruner: Literal["none", "median"] = Field(
+    pruner: Literal["none"] = Field(
         default="none",
         description="Only `none`: trials run whole on the worker pool and report no intermediate values, so a "
         "median pruner would have nothing to prune on; `median` is refused rather than silently ignored.",
@@ -155,10 +155,12 @@ class OptimizationStudySpec(SpecModel):
     confirm_top: int = Field(default=10, ge=1, le=1000)
     validation: ValidationSpec | None = None
 
-    @field_validator("pruner")
+    @field_validator("pruner", mode="before")
     @classmethod
-    def _no_silent_pruner(cls, value: str) -> str:
-        if value != "none":
+    def _no_silent_pruner(cls, value: Any) -> Any:
+        """Say why `median` is refused (a bare Literal would only say "should be 'none'"). The field's
+        only value is `none`, so the CRD's enum lists only it and kubectl refuses `median` at apply."""
+        if isinstance(value, str) and value != "none":
             raise ValueError(
                 f"{value!r} is not supported: trials run whole on the worker pool and report no intermediate "
                 "values to prune on; use 'none'"

@@ -90,6 +90,7 @@ def job_options(settings: OperatorSettings, annotations: dict[str, str]) -> JobO
         data_pvc=settings.data_pvc,
         env=tuple((k, v) for k, v in env if v),
         secret_env=((REDIS_PASSWORD_VAR, secret, settings.redis_password_key),) if secret and redis_url else (),
+        scheduling=settings.pod_scheduling,
     )
 
 

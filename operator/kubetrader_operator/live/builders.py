@@ -18,8 +18,9 @@ and its credentials a Secret that names this deployment (kubetrader_operator.liv
 
 Network: every pod here is isolated both ways. The gateway admits this deployment's runner and
 the operator's own pods (by namespace name: another namespace cannot imitate them) on its API
-port and reaches only DNS and IBKR's ports; the runner admits the operator and the API on its
-HTTP port and reaches only DNS and its own gateway.
+port and reaches only DNS and IBKR's ports; the runner admits the operator, the API and the
+metrics scraper (the chart's monitoring.scrapeFrom) on its HTTP port and reaches only DNS and
+its own gateway.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 from kubetrader.specs.live import LiveDeploymentSpec
 from kubetrader_operator.labels import MANAGED_BY, MANAGER, PART_OF, label_value
 from kubetrader_operator.live.settings import LiveNetwork, PodPeer
+from kubetrader_operator.scheduling import PodScheduling, apply_scheduling
 
 RUNNER_USER = 10001
 GATEWAY_USER = 1000  # the image's `ibgateway` user (USER 1000:1000 in its Dockerfile)
@@ -103,9 +105,10 @@ def gateway_target_port(spec: LiveDeploymentSpec) -> int:
 
 
 def build_gateway_statefulset(
-    spec: LiveDeploymentSpec, deployment: str, namespace: str, *, image: str
+    spec: LiveDeploymentSpec, deployment: str, namespace: str, *, image: str, scheduling: PodScheduling | None = None
 ) -> dict[str, Any]:
-    """`image` is the allowed image the spec asked for (kubetrader_operator.live.deputy decides)."""
+    """`image` is the allowed image the spec asked for (kubetrader_operator.live.deputy decides);
+    `scheduling`: where the pod may run (kubetrader_operator.scheduling)."""
     n = names(deployment)
     secret = spec.gateway.credentials_secret
     env: list[dict[str, Any]] = [
@@ -122,7 +125,7 @@ def build_gateway_statefulset(
         )
         ports.append({"name": "vnc", "containerPort": VNC_PORT, "protocol": "TCP"})
     pod_labels = labels(deployment, "gateway")
-    return {
+    gateway: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
         "metadata": _meta(n["gateway"], namespace, deployment, "gateway", protect=True),
@@ -172,6 +175,8 @@ def build_gateway_statefulset(
             },
         },
     }
+    gateway["spec"]["template"] = apply_scheduling(gateway["spec"]["template"], scheduling or PodScheduling())
+    return gateway
 
 
 def build_gateway_service(spec: LiveDeploymentSpec, deployment: str, namespace: str) -> dict[str, Any]:
@@ -217,6 +222,7 @@ def build_runner_deployment(
     generation: int | None = None,
     journal_url: str | None = None,
     stall_fence: float = 60.0,
+    scheduling: PodScheduling | None = None,
 ) -> dict[str, Any]:
     """One runner, `Recreate`: a rollout stops the old trader before the new one starts. Never two at once.
 
@@ -235,7 +241,7 @@ def build_runner_deployment(
         "--journal-url", journal_url or f"sqlite:////journal/{deployment}.db",
         "--stall-fence", f"{stall_fence:g}",
     ]  # fmt: skip
-    return {
+    runner: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _meta(n["runner"], namespace, deployment, "runner", protect=True),
@@ -293,6 +299,8 @@ def build_runner_deployment(
             },
         },
     }
+    runner["spec"]["template"] = apply_scheduling(runner["spec"]["template"], scheduling or PodScheduling())
+    return runner
 
 
 def peer(pods: PodPeer) -> dict[str, Any]:
@@ -341,8 +349,11 @@ def build_network_policy(
 def build_runner_policy(
     spec: LiveDeploymentSpec, deployment: str, namespace: str, network: LiveNetwork, *, port: int
 ) -> dict[str, Any]:
-    """The runner: its HTTP port from the operator and the API; out only to DNS and its own gateway."""
+    """The runner: its HTTP port from the operator, the API and the metrics scraper (for /metrics:
+    every other path needs the runner's token); out only to DNS and its own gateway."""
     http_from = [peer(p) for p in (network.operator_pod, network.api_pod) if p is not None]
+    if network.metrics_scraper is not None:
+        http_from.append(network.metrics_scraper.peer())
     ingress = [{"from": http_from, "ports": [{"protocol": "TCP", "port": port}]}] if http_from else []
     egress = [
         {"to": [peer(network.dns_pod)], "ports": list(DNS_PORTS)},
@@ -367,17 +378,21 @@ def build_children(
     network: LiveNetwork,
     generation: int | None = None,
     stall_fence: float = 60.0,
+    scheduling: PodScheduling | None = None,
 ) -> list[dict[str, Any]]:
-    """Every child, in creation order: policies and secret before the pods that need them."""
+    """Every child, in creation order: policies and secret before the pods that need them.
+
+    `scheduling`: where the gateway and runner pods may run (kubetrader_operator.scheduling)."""
     return [
         build_network_policy(spec, deployment, namespace, network),
         build_runner_policy(spec, deployment, namespace, network, port=runner_port),
         build_token_secret(deployment, namespace, token),
         build_gateway_service(spec, deployment, namespace),
-        build_gateway_statefulset(spec, deployment, namespace, image=gateway_image),
+        build_gateway_statefulset(spec, deployment, namespace, image=gateway_image, scheduling=scheduling),
         build_runner_service(deployment, namespace, runner_port),
         build_runner_deployment(
-            spec, deployment, namespace, image=image, port=runner_port, generation=generation, stall_fence=stall_fence
+            spec, deployment, namespace, image=image, port=runner_port, generation=generation,
+            stall_fence=stall_fence, scheduling=scheduling,
         ),
     ]
 

@@ -135,7 +135,7 @@ def create_children(body: kopf.Body, name: str, namespace: str | None, patch: ko
     for manifest in builders.build_children(
         spec, name, namespace, image=image, gateway_image=deputy.gateway_image(spec, settings.allowed_gateway_images),
         runner_port=settings.runner_port, token=token, network=settings.network(), generation=generation,
-        stall_fence=settings.runner_stall_fence_seconds,
+        stall_fence=settings.runner_stall_fence_seconds, scheduling=SETTINGS.pod_scheduling,
     ):  # fmt: skip
         existing, created = kube_io.create_if_absent(manifest)
         if created:
@@ -196,7 +196,7 @@ def roll_runner(body: kopf.Body, name: str, namespace: str | None, patch: kopf.P
             raise kopf.TemporaryError(message, delay=spec.stop_policy.retry_seconds)
     wanted = builders.build_runner_deployment(
         spec, name, namespace, image=settings.runner_image or SETTINGS.image, port=settings.runner_port,
-        generation=generation, stall_fence=settings.runner_stall_fence_seconds,
+        generation=generation, stall_fence=settings.runner_stall_fence_seconds, scheduling=SETTINGS.pod_scheduling,
     )  # fmt: skip
     rolled = kube_io.patch(
         "Deployment", namespace, wanted["metadata"]["name"], {"spec": {"template": wanted["spec"]["template"]}}

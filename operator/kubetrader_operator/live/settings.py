@@ -7,7 +7,7 @@ gateway from wherever it runs: cluster DNS in production, loopback in tests.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,12 +42,27 @@ class EgressTarget(BaseModel):
     protocol: Literal["TCP", "UDP"] = "TCP"
 
 
+class ScrapePeer(BaseModel):
+    """The metrics scraper (Prometheus): a NetworkPolicy peer as the chart's monitoring.scrapeFrom
+    writes it, label selectors of its namespace and of its pods. Both are required and must
+    select something: an empty selector would admit every namespace or every pod."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    namespace_selector: dict[str, Any] = Field(alias="namespaceSelector", min_length=1)
+    pod_selector: dict[str, Any] = Field(alias="podSelector", min_length=1)
+
+    def peer(self) -> dict[str, Any]:
+        return {"namespaceSelector": dict(self.namespace_selector), "podSelector": dict(self.pod_selector)}
+
+
 class LiveNetwork(BaseModel):
     """Who may talk to a deployment's gateway and runner, and where its gateway may connect."""
 
     model_config = ConfigDict(frozen=True)
     operator_pod: PodPeer | None = None
     api_pod: PodPeer | None = None
+    # admitted to the runner's HTTP port, whose /metrics it scrapes (every other path needs the token)
+    metrics_scraper: ScrapePeer | None = None
     dns_pod: PodPeer
     gateway_egress: tuple[EgressTarget, ...]
 
@@ -85,6 +100,9 @@ class LiveSettings(BaseSettings):
         default=None, description="The operator's own pods: admitted to gateways (emergency stop) and runners."
     )
     api_pod: PodPeer | None = Field(default=None, description="The API's pods: admitted to runners' HTTP port.")
+    metrics_scraper: ScrapePeer | None = Field(
+        default=None, description="Prometheus' pods (the chart's monitoring.scrapeFrom): admitted to runners' /metrics."
+    )
     refusal_retry_seconds: float = Field(
         default=30.0, gt=0, description="How soon a refused Secret or an unmet promotion gate is checked again."
     )
@@ -108,6 +126,7 @@ class LiveSettings(BaseSettings):
         return LiveNetwork(
             operator_pod=self.operator_pod,
             api_pod=self.api_pod,
+            metrics_scraper=self.metrics_scraper,
             dns_pod=self.dns_pod,
             gateway_egress=tuple(self.gateway_egress),
         )
