@@ -500,7 +500,8 @@ def no_crash_loops(cluster: Cluster) -> bool:
                 last = container.get("lastState", {}).get("terminated", {})
                 raise ScenarioError(
                     f"pod {name} container {container['name']} is crash-looping "
-                    f"({container['restartCount']} restarts, last exit {last.get('exitCode')}):\n{logs}"
+                    f"({container['restartCount']} restarts, last exit {last.get('exitCode')} "
+                    f"{last.get('reason', '')}: {last.get('message', '')!r}):\n{logs}"
                 )
     return True
 
