@@ -555,21 +555,12 @@ class KubeEmulator(KubernetesEmulator):
         current = self._current(res, namespace, name)
         if current is None:
             raise ApiError(404, "NotFound", f'{res.plural} "{name}" not found')
-        if replace:
-            wanted = copy.deepcopy(body)
-        elif content_type.startswith(JSON_PATCH):
-            try:
-                wanted = json_patch(current, body)
-            except PatchTestFailedError as exc:
-                raise ApiError(422, "Invalid", f"the server rejected our request: test failed: {exc}") from None
-        else:
-            wanted = merge_patch(current, body)
         return self._write(
             res,
             namespace,
             name,
             current,
-            wanted,
+            _patched(current, body, content_type, replace=replace),
             body,
             validation=validation,
             patch=not replace,
@@ -596,16 +587,7 @@ class KubeEmulator(KubernetesEmulator):
         current = self._current(res, namespace, name)
         if current is None:
             raise ApiError(404, "NotFound", f'{res.plural} "{name}" not found')
-        shown = scale.scale_of(current, paths)
-        if replace:
-            wanted = body
-        elif content_type.startswith(JSON_PATCH):
-            try:
-                wanted = json_patch(shown, body)
-            except PatchTestFailedError as exc:
-                raise ApiError(422, "Invalid", f"the server rejected our request: test failed: {exc}") from None
-        else:
-            wanted = merge_patch(shown, body)
+        wanted = _patched(scale.scale_of(current, paths), body, content_type, replace=replace)
         new = scale.scaled(copy.deepcopy(current), wanted, paths)
         stored = self._write(
             res,
@@ -1175,6 +1157,18 @@ class KubeEmulator(KubernetesEmulator):
             return aiohttp.web.json_response(obj)
         except ApiError as exc:
             return aiohttp.web.json_response(exc.status(), status=exc.code)
+
+
+def _patched(current: Obj, body: Any, content_type: str, *, replace: bool) -> Obj:
+    """What a PUT (`replace`) or a JSON / merge (strategic as merge) patch makes of `current` (a new object)."""
+    if replace:
+        return copy.deepcopy(body)
+    if content_type.startswith(JSON_PATCH):
+        try:
+            return json_patch(current, body)
+        except PatchTestFailedError as exc:
+            raise ApiError(422, "Invalid", f"the server rejected our request: test failed: {exc}") from None
+    return merge_patch(current, body)
 
 
 def _encode(events: list[Obj]) -> bytes:
