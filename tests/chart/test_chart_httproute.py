@@ -184,3 +184,17 @@ def test_the_schema_refuses_what_the_gateway_api_refuses(change: Any, field: str
     change(route)
     with pytest.raises(jsonschema.ValidationError, match=re.escape(field)):
         jsonschema.validate(route, HTTP_ROUTE)
+
+
+@pytest.mark.parametrize(
+    ("route", "field"),
+    [({"hostnames": ["API.example.com:443"]}, "hostnames"), ({"path": "/api v1"}, "path")],
+    ids=["hostname with port", "path with a space"],
+)
+def test_the_values_schema_refuses_what_the_httproute_crd_would(route: dict[str, Any], field: str) -> None:
+    """Refused at `helm install` naming the value, rather than by the API server mid-install."""
+    import helm_python
+
+    values = {"api": {"httpRoute": {"enabled": True, "parentRefs": [{"name": "public"}], **route}}}
+    with pytest.raises(helm_python.HelmValuesError, match=f"/api/httpRoute/{field}"):
+        render_chart(values)

@@ -14,13 +14,14 @@ import yaml
 
 from kubetrader.data import load_bars
 from kubetrader.metrics import compute_metrics
-from kubetrader.optimize.validation import run_walk_forward
+from kubetrader.optimize.naming import study_key
+from kubetrader.optimize.validation import WalkForwardReport, run_walk_forward
 from kubetrader.specs import OptimizationStudySpec
 
 STUDY: dict[str, Any] = {
     "backtest": {
         "strategy": {"path": "strategies.sma_crossover.SMACrossover"},
-        "data": {"symbols": ["ORCL"], "start": "2007-01-01", "end": "2011-12-31"},
+        "data": {"symbols": ["ORCL"], "start": "2008-01-01", "end": "2011-12-31"},  # three windows
     },
     "space": {
         "fast": {"type": "int", "low": 5, "high": 25, "step": 5},
@@ -33,13 +34,27 @@ STUDY: dict[str, Any] = {
 }
 
 
-def test_walk_forward_stitches_contiguous_out_of_sample_windows(tmp_path: Path) -> None:
+UID = "6f1c0a2b-3d4e-4f50-8a6b-7c8d9e0f1a2b"
+
+
+@pytest.fixture(scope="module")
+def walk_forward(tmp_path_factory: pytest.TempPathFactory) -> tuple[WalkForwardReport, Path]:
+    """One walk-forward run shared by the tests below (each re-ran the same study: twice the time),
+    keyed as the operator's Job keys it (its namespace and uid)."""
+    out = tmp_path_factory.mktemp("walkforward")
     spec = OptimizationStudySpec.model_validate(STUDY)
-    report = run_walk_forward(spec, name="wf", output_dir=tmp_path, data_dir=tmp_path / "data")
+    report = run_walk_forward(spec, name="wf", output_dir=out, data_dir=out / "data", namespace="research", uid=UID)
+    return report, out
+
+
+def test_walk_forward_stitches_contiguous_out_of_sample_windows(walk_forward: tuple[WalkForwardReport, Path]) -> None:
+    report, tmp_path = walk_forward
+    spec = OptimizationStudySpec.model_validate(STUDY)
     dates = [
         d.date().isoformat()
         for d in load_bars("ORCL", start=spec.backtest.data.start, end=spec.backtest.data.end).index
     ]
+    assert len(report.windows) == 3
     assert report.windows[0].out_of_sample[0] == dates[504]
     assert report.windows[-1].out_of_sample[1] == dates[-1]
     for before, after in zip(report.windows, report.windows[1:], strict=False):
@@ -55,12 +70,23 @@ def test_walk_forward_stitches_contiguous_out_of_sample_windows(tmp_path: Path) 
     assert (tmp_path / "walkforward" / report.artifacts["plot"]).stat().st_size > 5_000
 
 
-def test_walk_forward_window_value_is_the_metric_of_its_out_of_sample_returns(tmp_path: Path) -> None:
+def test_each_windows_study_is_keyed_by_the_study_key_of_its_resource(
+    walk_forward: tuple[WalkForwardReport, Path],
+) -> None:
+    """kubetrader.optimize.naming names window studies too: namespace and uid are in each one."""
+    report, _ = walk_forward
+    key = study_key("wf", namespace="research", uid=UID)
+    for window in report.windows:
+        assert window.study_name.startswith(f"{key}-w{window.index}-")
+
+
+def test_walk_forward_window_value_is_the_metric_of_its_out_of_sample_returns(
+    walk_forward: tuple[WalkForwardReport, Path],
+) -> None:
     import pandas as pd
 
-    spec = OptimizationStudySpec.model_validate(STUDY)
-    report = run_walk_forward(spec, name="wf2", output_dir=tmp_path, data_dir=tmp_path / "data")
-    curve = pd.read_csv(tmp_path / "walkforward" / "wf2-oos-equity.csv", index_col=0, parse_dates=True)["equity"]
+    report, tmp_path = walk_forward
+    curve = pd.read_csv(tmp_path / "walkforward" / "wf-oos-equity.csv", index_col=0, parse_dates=True)["equity"]
     first = report.windows[0]
     segment = curve[
         (curve.index.date >= pd.Timestamp(first.out_of_sample[0]).date())
@@ -74,7 +100,7 @@ def test_walk_forward_window_value_is_the_metric_of_its_out_of_sample_returns(tm
 
 def test_run_file_runs_a_study_and_writes_its_summary(tmp_path: Path) -> None:
     study = copy.deepcopy({k: v for k, v in STUDY.items() if k != "validation"})
-    study["backtest"]["data"] = {"symbols": ["ORCL"], "start": "2010-01-01", "end": "2011-12-31"}
+    study["backtest"]["data"] = {"symbols": ["ORCL"], "start": "2011-01-01", "end": "2011-12-31"}
     path = tmp_path / "study.yaml"
     path.write_text(
         yaml.safe_dump(

@@ -29,6 +29,7 @@ DAILY: dict[str, Any] = {
     "sampler": {"type": "random", "seed": 3},
     "validation": {"walkForward": {"inSample": 378, "outOfSample": 126}},
 }
+END = "2009-12-31"  # the re-run test's two years (DAILY's three for the trades test's four windows)
 
 
 @pytest.fixture(autouse=True)
@@ -37,9 +38,11 @@ def probes(monkeypatch: pytest.MonkeyPatch) -> None:
     RecordsBars.SEEN.clear()
 
 
-def spec_with(tag: str, **walk_forward: Any) -> OptimizationStudySpec:
+def spec_with(tag: str, end: str | None = None, **walk_forward: Any) -> OptimizationStudySpec:
     raw = copy.deepcopy(DAILY)
     raw["backtest"]["strategy"]["params"]["tag"] = tag
+    if end:
+        raw["backtest"]["data"]["end"] = end
     raw["validation"]["walkForward"].update(walk_forward)
     return OptimizationStudySpec.model_validate(raw)
 
@@ -57,11 +60,13 @@ def trial_runs(tag: str, report: WalkForwardReport) -> dict[int, list[list[pd.Ti
 
 
 def test_a_rerun_with_other_windows_runs_fresh_trials_inside_each_new_window(tmp_path: Path) -> None:
-    first = run_walk_forward(spec_with("long"), name="wf", output_dir=tmp_path, data_dir=tmp_path / "data")
-    assert all(len(runs) == 3 for runs in trial_runs("long", first).values())
+    # Two years: one 378-bar window, then two 252-bar ones (window 0 is where the old runs' trials were reused).
+    first = run_walk_forward(spec_with("long", END), name="wf", output_dir=tmp_path, data_dir=tmp_path / "data")
+    assert len(first.windows) == 1 and all(len(runs) == 3 for runs in trial_runs("long", first).values())
     second = run_walk_forward(
-        spec_with("short", inSample=252), name="wf", output_dir=tmp_path, data_dir=tmp_path / "data"
+        spec_with("short", END, inSample=252), name="wf", output_dir=tmp_path, data_dir=tmp_path / "data"
     )
+    assert len(second.windows) == 2
     runs = trial_runs("short", second)
     # Every window of the second definition ran its own trials, none inherited from the 378-bar windows.
     assert {w.index: len(r) for w, r in zip(second.windows, runs.values(), strict=True)} == {
@@ -74,7 +79,7 @@ def test_a_rerun_with_other_windows_runs_fresh_trials_inside_each_new_window(tmp
     # The same definition again resumes its own window studies: no new trials, the same answer.
     RecordsBars.SEEN.clear()
     third = run_walk_forward(
-        spec_with("short", inSample=252), name="wf", output_dir=tmp_path, data_dir=tmp_path / "data"
+        spec_with("short", END, inSample=252), name="wf", output_dir=tmp_path, data_dir=tmp_path / "data"
     )
     assert all(not r for r in trial_runs("short", third).values())
     assert third.out_of_sample_metrics["sharpe_ratio"] == second.out_of_sample_metrics["sharpe_ratio"]
@@ -104,7 +109,8 @@ def test_out_of_sample_trades_add_up_to_the_stitched_equity_after_switch_costs(t
 def test_intraday_windows_are_cut_at_bars_and_the_out_of_sample_curve_keeps_them(tmp_path: Path) -> None:
     raw = copy.deepcopy(DAILY)
     raw["backtest"]["strategy"]["params"]["tag"] = "intraday"
-    raw["backtest"]["data"] = {"symbols": ["IDX2006"], "timeframe": "5m", "start": "2006-01-01", "end": "2006-12-31"}
+    # 15 sessions of 5-minute bars (about 1,500): eight windows of 250 + 150 bars, each cut at a session
+    raw["backtest"]["data"] = {"symbols": ["IDX2006"], "timeframe": "5m", "start": "2006-01-01", "end": "2006-01-20"}
     raw["space"] = {
         "fast": {"type": "int", "low": 5, "high": 10, "step": 5},
         "slow": {"type": "int", "low": 20, "high": 40, "step": 20},

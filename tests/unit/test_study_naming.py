@@ -3,7 +3,7 @@ the walk-forward windows, so that two tenants' studies of the same name never sh
 
 from __future__ import annotations
 
-from kubetrader.optimize.naming import MAX_KEY, study_key, trial_batch
+from kubetrader.optimize.naming import MAX_KEY, study_key, trial_batch, window_study_key
 from kubetrader.optimize.queue_evaluator import study_batch
 from kubetrader.optimize.study import trial_key
 
@@ -41,3 +41,24 @@ def test_a_long_key_is_cut_with_a_digest_so_every_trial_key_fits_the_queue_ids()
 def test_the_trial_keys_batch_is_the_studys_batch() -> None:
     key = study_key("tiny", namespace="research", uid=UID_A)
     assert study_batch(trial_key(key, 12)) == trial_batch(key) == "study-research.tiny.6f1c0a2b"
+
+
+def test_a_walk_forward_windows_study_is_the_studys_key_plus_its_window_and_definition() -> None:
+    """Issue 22: window studies were named `{metadata.name}-w{i}-{digest}` in walkforward.py, without
+    the namespace and uid of `study_key`: two tenants' walk-forward studies of one name shared trials."""
+    definition = {"backtest": {"data": {"start": "2008-01-01", "end": "2009-06-30"}}, "space": {"fast": [5, 10]}}
+    key = study_key("wf", namespace="research", uid=UID_A)
+    window = window_study_key(key, 3, definition)
+    assert window.startswith("research.wf.6f1c0a2b-w3-")
+    assert window == window_study_key(key, 3, dict(definition))  # the same definition resumes its own study
+    assert window != window_study_key(key, 3, {**definition, "space": {"fast": [5, 20]}})
+    assert window != window_study_key(study_key("wf", namespace="tenant-b", uid=UID_B), 3, definition)
+    assert window_study_key(study_key("wf"), 0, definition).startswith("wf-w0-")  # a local run: the bare name
+
+
+def test_a_long_window_study_key_still_fits_the_queue_ids() -> None:
+    key = study_key("x", study_name="s" * 128, namespace="n" * 63, uid=UID_A)
+    window = window_study_key(key, 12, {"a": 1})
+    assert len(window) <= MAX_KEY and window.endswith("-w12-" + window.rsplit("-", 1)[1])
+    assert window != window_study_key(study_key("x", study_name="s" * 127 + "t", namespace="n" * 63), 12, {"a": 1})
+    assert len(trial_key(window, 99_999_999)) <= 128

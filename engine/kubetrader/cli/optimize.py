@@ -269,8 +269,9 @@ def run_study_resource(
         try:
             if spec.validation is not None and spec.validation.walk_forward is not None:
                 summary = _walk_forward(
-                    spec, name=name, output=output, as_json=as_json, workers=workers, redis_url=redis_url
-                )
+                    spec, name=name, output=output, as_json=as_json, workers=workers, redis_url=redis_url,
+                    namespace=namespace, uid=uid,
+                )  # fmt: skip
             else:
                 report = run_and_print(
                     spec,
@@ -308,14 +309,24 @@ def run_study_resource(
 
 
 def _walk_forward(
-    spec: OptimizationStudySpec, *, name: str, output: Path, as_json: bool, workers: int, redis_url: str | None
+    spec: OptimizationStudySpec,
+    *,
+    name: str,
+    output: Path,
+    as_json: bool,
+    workers: int,
+    redis_url: str | None,
+    namespace: str | None = None,
+    uid: str | None = None,
 ) -> dict[str, Any]:
     from kubetrader.optimize.service import data_dir
     from kubetrader.optimize.validation import run_walk_forward
     from kubetrader.results.report import metrics_table
 
     with evaluator_for(workers, redis_url, output, 30.0) as evaluator:
-        report = run_walk_forward(spec, name=name, output_dir=output, data_dir=data_dir(), evaluator=evaluator)
+        report = run_walk_forward(
+            spec, name=name, output_dir=output, data_dir=data_dir(), evaluator=evaluator, namespace=namespace, uid=uid
+        )
     if as_json:
         click.echo(report.model_dump_json(indent=2))
     else:

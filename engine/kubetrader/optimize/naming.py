@@ -1,5 +1,6 @@
 """The one name of a study's state: its Optuna study, the work-queue batch of its trials
-(`study-{key}`), its trial keys (`{key}-t{n}`), its progress key and its local journal file.
+(`study-{key}`), its trial keys (`{key}-t{n}`), its progress key and its local journal file;
+and the name of each walk-forward window's study (`window_study_key`), built on the same key.
 
 Why one function: the driver, the operator (cancelling trials, reading progress) and the
 walk-forward windows must agree on it, and two copies drift. Why these parts: a study's
@@ -26,6 +27,9 @@ driver looks under the new key (see README, "Studies in a cluster").
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
 
 MAX_KEY = 110  # + "-t" + a trial number (8 digits) <= 120 < the queue's 128-character ids
 _UID_PART = 8
@@ -50,3 +54,20 @@ def study_key(name: str, *, study_name: str | None = None, namespace: str | None
 def trial_batch(key: str) -> str:
     """The work-queue batch of a study's trials."""
     return f"study-{key}"
+
+
+def window_study_key(key: str, index: int, definition: Mapping[str, Any]) -> str:
+    """The Optuna study of walk-forward window `index` of the study keyed `key` (`study_key`).
+
+    `definition` holds the window's backtest (strategy, dates, costs), space, constraints,
+    objective and the hash of its bars: a re-run with other windows, data or space gets fresh
+    studies instead of resuming trials that saw other bars (a look-ahead, issue 22 finding 1);
+    the same definition resumes its own. Built on `study_key`, so a window's study carries the
+    namespace and uid like any other (two tenants' walk-forward studies of one name never
+    share trials), and stays within MAX_KEY: its trial keys fit the queue's ids.
+    """
+    digest = hashlib.sha256(json.dumps(definition, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    suffix = f"-w{index}-{digest}"
+    if len(key) + len(suffix) > MAX_KEY:
+        key = f"{key[: MAX_KEY - len(suffix) - 9]}.{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+    return f"{key}{suffix}"

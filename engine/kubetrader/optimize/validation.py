@@ -25,12 +25,13 @@ from pydantic import BaseModel, Field
 
 from kubetrader.errors import SpecError
 from kubetrader.optimize.evaluation import Evaluator, InProcessEvaluator
+from kubetrader.optimize.naming import study_key, window_study_key
 from kubetrader.optimize.report import write_walk_forward_page
 from kubetrader.optimize.service import deflated_sharpe_of_study
 from kubetrader.optimize.service import pbo_of_driver as _pbo
 from kubetrader.optimize.stitching import Costs, Stitcher
 from kubetrader.optimize.study import StudyDriver, default_storage_url, open_storage, trial_spec
-from kubetrader.optimize.walkforward import session_starts, snap_to_sessions, walk_forward_windows, window_study_name
+from kubetrader.optimize.walkforward import session_starts, snap_to_sessions, walk_forward_windows
 from kubetrader.specs.study import OptimizationStudySpec
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,11 @@ def run_walk_forward(
     output_dir: Path,
     data_dir: Path,
     evaluator: Evaluator | None = None,
+    namespace: str | None = None,
+    uid: str | None = None,
 ) -> WalkForwardReport:
+    """Walk forward `spec` (see the module docstring). `name`, `namespace` and `uid` key the
+    windows' studies as `kubetrader.optimize.naming` keys any study."""
     import pandas as pd
 
     from kubetrader.costs import commission_schedule
@@ -109,6 +114,7 @@ def run_walk_forward(
     window_reports: list[WindowReport] = []
     oos_benchmark: list[pd.Series] = []
     in_sample_metrics: list[dict[str, float | None]] = []
+    key = study_key(name, study_name=spec.study_name, namespace=namespace, uid=uid)
     for window in windows:
         is_first, is_last = times[window.in_start], times[window.in_end - 1]
         oos_first, oos_last = times[window.out_start], times[window.out_end - 1]
@@ -122,7 +128,7 @@ def run_walk_forward(
             }
         )
         definition = _window_definition(window_spec, bars, is_first, is_last)
-        study_name = window_study_name(name, window.index, definition)
+        study_name = window_study_key(key, window.index, definition)
         driver = StudyDriver(
             window_spec,
             study_name=study_name,

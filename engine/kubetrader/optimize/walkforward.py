@@ -16,9 +16,7 @@ data a session is one bar and nothing moves.
 from __future__ import annotations
 
 import bisect
-import hashlib
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,15 +81,3 @@ def snap_to_sessions(windows: Sequence[Window], session_starts: Sequence[int], n
 def session_starts(days: Sequence[Any]) -> list[int]:
     """Bar indices where a new session (calendar date of the bar) begins."""
     return [i for i, day in enumerate(days) if i == 0 or day != days[i - 1]]
-
-
-def window_study_name(name: str, index: int, definition: Mapping[str, Any]) -> str:
-    """The Optuna study of one window, keyed by everything that defines it.
-
-    `definition` holds the window's backtest (strategy, dates, costs), space,
-    constraints, objective and the hash of its bars: a re-run with other windows, data
-    or space gets fresh studies instead of resuming trials that saw other bars (a
-    look-ahead); the same definition resumes its own.
-    """
-    digest = hashlib.sha256(json.dumps(definition, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    return f"{name}-w{index}-{digest}"
