@@ -10,6 +10,7 @@ Run: .venv/bin/python bench/bench_live.py [repeats]. Prints a table; goal < 5 s 
 
 from __future__ import annotations
 
+import re
 import shutil
 import statistics
 import subprocess
@@ -26,8 +27,13 @@ from kubetrader.live.testing.tws_peer import DEFAULT_DATA_DIR, TwsPeer
 SYMBOLS = ["AAA", "BBB", "CCC", "DDD", "EEE"]
 
 
-def one_run(data_dir: Path, lag: float = 0.0, cli: bool = False) -> tuple[float, bool]:
-    """The stop alone; `lag` s of position-report lag at the peer; `cli`: the real CLI process."""
+Run = tuple[float, bool, str]  # seconds, confirmed flat (and flat at the peer), why not
+
+
+def one_run(data_dir: Path, lag: float = 0.0, cli: bool = False) -> Run:
+    """The stop alone; `lag` s of position-report lag at the peer; `cli`: the real CLI process.
+    A run that is not flat says why (the exit code and the report's message), so a "not flat"
+    in the table can be told apart: a timeout under load, a block, or a false flat."""
     with TwsPeer(data_dir=data_dir) as peer:
         peer.faults.position_lag = lag
         for symbol in SYMBOLS:
@@ -46,17 +52,26 @@ def one_run(data_dir: Path, lag: float = 0.0, cli: bool = False) -> tuple[float,
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             elapsed = time.perf_counter() - started
-            return elapsed, done.returncode == 0 and not peer.open_orders() and not peer.positions()
+            ok = done.returncode == 0 and not peer.open_orders() and not peer.positions()
+            return elapsed, ok, "" if ok else _why(done.returncode, done.stdout + done.stderr, peer)
         stopper = IBBroker("127.0.0.1", peer.port, 999)
         started = time.perf_counter()
         stopper.connect()
         report = emergency_stop(stopper, timeout=30)
         elapsed = time.perf_counter() - started
         stopper.disconnect()
-        return elapsed, report.flat and not peer.open_orders() and not peer.positions()
+        ok = report.flat and not peer.open_orders() and not peer.positions()
+        return elapsed, ok, "" if ok else _why(0 if report.flat else 3, report.message, peer)
 
 
-def operator_run(data_dir: Path, lag: float = 0.0) -> tuple[float, bool]:
+def _why(code: int, output: str, peer: TwsPeer) -> str:
+    """Exit code, the report's message (the CLI prints it as JSON) and what the peer holds."""
+    found = re.search(r'"message": "([^"]*)"', output)
+    message = found.group(1) if found else output.strip().splitlines()[-1:] or ["no output"]
+    return f"exit {code}: {message if isinstance(message, str) else message[0]}; peer holds {peer.positions()}"
+
+
+def operator_run(data_dir: Path, lag: float = 0.0) -> Run:
     """Delete -> finalizer gone, timed, with the real operator against the emulated API."""
     import copy
     import os
@@ -115,7 +130,8 @@ def operator_run(data_dir: Path, lag: float = 0.0) -> tuple[float, bool]:
                 while cluster.get("LiveDeployment", "bench", "bench") is not None:
                     time.sleep(0.005)
                 elapsed = time.perf_counter() - started
-            return elapsed, not peer.open_orders() and not peer.positions()
+            ok = not peer.open_orders() and not peer.positions()
+            return elapsed, ok, "" if ok else f"finalizer gone but the peer holds {peer.positions()}"
 
 
 def main() -> None:
@@ -137,11 +153,14 @@ def main() -> None:
     print(f"goal: < 5 s plus the settling window ({settle:g} s) = {5 + settle:g} s")
     print(f"{'case':<58} {'runs':>4} {'median s':>9} {'max s':>7} {'all flat':>8}")
     for case, runs in cases.items():
-        times = [t for t, _ in runs]
+        times = [t for t, _, _ in runs]
         print(
             f"{case:<58} {repeats:>4} {statistics.median(times):>9.3f} {max(times):>7.3f} "
-            f"{all(ok for _, ok in runs)!s:>8}"
+            f"{all(ok for _, ok, _ in runs)!s:>8}"
         )
+        for _, _, why in runs:
+            if why:
+                print(f"  not flat: {why}")
 
 
 if __name__ == "__main__":
