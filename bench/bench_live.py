@@ -10,12 +10,14 @@ Run: .venv/bin/python bench/bench_live.py [repeats]. Prints a table; goal < 5 s 
 
 from __future__ import annotations
 
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from kubetrader.live.broker import OrderRequest
@@ -26,8 +28,13 @@ from kubetrader.live.testing.tws_peer import DEFAULT_DATA_DIR, TwsPeer
 SYMBOLS = ["AAA", "BBB", "CCC", "DDD", "EEE"]
 
 
-def one_run(data_dir: Path, lag: float = 0.0, cli: bool = False) -> tuple[float, bool]:
-    """The stop alone; `lag` s of position-report lag at the peer; `cli`: the real CLI process."""
+Run = tuple[float, bool, str]  # seconds, confirmed flat (and flat at the peer), why not
+
+
+def one_run(data_dir: Path, lag: float = 0.0, cli: bool = False) -> Run:
+    """The stop alone; `lag` s of position-report lag at the peer; `cli`: the real CLI process.
+    A run that is not flat says why (the exit code and the report's message), so a "not flat"
+    in the table can be told apart: a timeout under load, a block, or a false flat."""
     with TwsPeer(data_dir=data_dir) as peer:
         peer.faults.position_lag = lag
         for symbol in SYMBOLS:
@@ -46,17 +53,26 @@ def one_run(data_dir: Path, lag: float = 0.0, cli: bool = False) -> tuple[float,
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             elapsed = time.perf_counter() - started
-            return elapsed, done.returncode == 0 and not peer.open_orders() and not peer.positions()
+            ok = done.returncode == 0 and not peer.open_orders() and not peer.positions()
+            return elapsed, ok, "" if ok else _why(done.returncode, done.stdout + done.stderr, peer)
         stopper = IBBroker("127.0.0.1", peer.port, 999)
         started = time.perf_counter()
         stopper.connect()
         report = emergency_stop(stopper, timeout=30)
         elapsed = time.perf_counter() - started
         stopper.disconnect()
-        return elapsed, report.flat and not peer.open_orders() and not peer.positions()
+        ok = report.flat and not peer.open_orders() and not peer.positions()
+        return elapsed, ok, "" if ok else _why(0 if report.flat else 3, report.message, peer)
 
 
-def operator_run(data_dir: Path, lag: float = 0.0) -> tuple[float, bool]:
+def _why(code: int, output: str, peer: TwsPeer) -> str:
+    """Exit code, the report's message (the CLI prints it as JSON) and what the peer holds."""
+    found = re.search(r'"message": "([^"]*)"', output)
+    message = found.group(1) if found else output.strip().splitlines()[-1:] or ["no output"]
+    return f"exit {code}: {message if isinstance(message, str) else message[0]}; peer holds {peer.positions()}"
+
+
+def operator_run(data_dir: Path, lag: float = 0.0) -> Run:
     """Delete -> finalizer gone, timed, with the real operator against the emulated API."""
     import copy
     import os
@@ -68,6 +84,7 @@ def operator_run(data_dir: Path, lag: float = 0.0) -> tuple[float, bool]:
     root = str(Path(__file__).resolve().parents[1])
     if sys.path[0] != root:
         sys.path.insert(0, root)  # the repo's tests package, before any installed one named `tests`
+    from tests.fixtures.live import paper_credentials_secret
     from tests.helpers import EXAMPLES, free_port
     from tests.kube.cluster import EmulatedCluster
     from tests.kube.crd_validation import load_crds
@@ -107,15 +124,21 @@ def operator_run(data_dir: Path, lag: float = 0.0) -> tuple[float, bool]:
             doc["spec"]["stopPolicy"]["retrySeconds"] = 0.5
             args = ["run", "--all-namespaces", "--standalone", "-m", "kubetrader_operator.main"]
             with KopfRunner(args, timeout=60):
+                cluster.create(paper_credentials_secret("bench", "bench"))  # the Secret opts in to it
                 cluster.create(doc)
+                deadline = time.monotonic() + 60
                 while cluster.get("StatefulSet", "bench", "bench-gateway") is None:
+                    if time.monotonic() > deadline:  # never wait forever on a deployment the operator refused
+                        status = (cluster.get("LiveDeployment", "bench", "bench") or {}).get("status")
+                        raise RuntimeError(f"no gateway StatefulSet after 60 s; status: {status}")
                     time.sleep(0.01)
                 started = time.perf_counter()
                 cluster.delete("LiveDeployment", "bench", "bench")
                 while cluster.get("LiveDeployment", "bench", "bench") is not None:
                     time.sleep(0.005)
                 elapsed = time.perf_counter() - started
-            return elapsed, not peer.open_orders() and not peer.positions()
+            ok = not peer.open_orders() and not peer.positions()
+            return elapsed, ok, "" if ok else f"finalizer gone but the peer holds {peer.positions()}"
 
 
 def main() -> None:
@@ -125,23 +148,32 @@ def main() -> None:
         for symbol in SYMBOLS:
             shutil.copy(source, Path(tmp) / f"{symbol.lower()}-data.txt")
         data = Path(tmp)
-        cases = {
-            "emergency stop, 10 orders + 5 positions (connect+confirm)": [one_run(data) for _ in range(repeats)],
-            "emergency stop, same book, 0.5 s position lag": [one_run(data, 0.5) for _ in range(repeats)],
-            "CLI process: kubetrader live emergency-stop": [one_run(data, cli=True) for _ in range(repeats)],
-            "CLI process, 0.5 s position lag": [one_run(data, 0.5, cli=True) for _ in range(repeats)],
-            "operator: delete -> confirmed flat -> finalizer gone": [operator_run(data) for _ in range(repeats)],
-            "operator: delete -> finalizer gone, 0.5 s position lag": [operator_run(data, 0.5) for _ in range(repeats)],
+        cases: dict[str, Callable[[], Run]] = {
+            "emergency stop, 10 orders + 5 positions (connect+confirm)": lambda: one_run(data),
+            "emergency stop, same book, 0.5 s position lag": lambda: one_run(data, 0.5),
+            "CLI process: kubetrader live emergency-stop": lambda: one_run(data, cli=True),
+            "CLI process, 0.5 s position lag": lambda: one_run(data, 0.5, cli=True),
+            "operator: delete -> confirmed flat -> finalizer gone": lambda: operator_run(data),
+            "operator: delete -> finalizer gone, 0.5 s position lag": lambda: operator_run(data, 0.5),
         }
-    settle = StopSettings().settle_window
-    print(f"goal: < 5 s plus the settling window ({settle:g} s) = {5 + settle:g} s")
-    print(f"{'case':<58} {'runs':>4} {'median s':>9} {'max s':>7} {'all flat':>8}")
-    for case, runs in cases.items():
-        times = [t for t, _ in runs]
-        print(
-            f"{case:<58} {repeats:>4} {statistics.median(times):>9.3f} {max(times):>7.3f} "
-            f"{all(ok for _, ok in runs)!s:>8}"
-        )
+        settle = StopSettings().settle_window
+        print(f"goal: < 5 s plus the settling window ({settle:g} s) = {5 + settle:g} s")
+        print(f"{'case':<58} {'runs':>4} {'median s':>9} {'max s':>7} {'all flat':>8}", flush=True)
+        for case, run in cases.items():
+            _print_case(case, [run() for _ in range(repeats)])
+
+
+def _print_case(case: str, runs: list[Run]) -> None:
+    """One row as soon as its runs are done (a long bench shows what it has)."""
+    times = [t for t, _, _ in runs]
+    print(
+        f"{case:<58} {len(runs):>4} {statistics.median(times):>9.3f} {max(times):>7.3f} "
+        f"{all(ok for _, ok, _ in runs)!s:>8}",
+        flush=True,
+    )
+    for _, _, why in runs:
+        if why:
+            print(f"  not flat: {why}", flush=True)
 
 
 if __name__ == "__main__":

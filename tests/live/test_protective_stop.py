@@ -247,3 +247,21 @@ def test_an_exit_from_outside_the_group_resizes_the_stop_in_place(tws_peer: TwsP
         assert tws_peer.open_orders() == []
     finally:
         session.broker.disconnect()
+
+
+def test_an_entry_after_its_positions_stop_was_cancelled_brings_a_stop_for_the_whole_position(
+    tws_peer: TwsPeer, journal: Journal
+) -> None:
+    session = protected_session(tws_peer, journal)
+    try:
+        filled_entry(tws_peer, session, journal, "kt-c1")
+        for suffix in ("-sl", "-tp"):  # the protection cancelled by hand (or by a stop keeping positions)
+            session.cancel("kt-c1" + suffix)
+        pump_until(session, lambda: "ORCL" not in session.guards, "the cancelled stop seen by the session")
+        assert session.submit(OrderRequest("kt-c2", "ORCL", "BUY", 50)) is None
+        pump_until(session, lambda: state(journal, "kt-c2") == "filled", "the new entry's fill")
+        wait_until(lambda: children(tws_peer, "kt-c2").get("sl") and children(tws_peer, "kt-c2")["sl"].remaining == 150,
+                   what="a stop for all 150 held")  # fmt: skip
+        assert children(tws_peer, "kt-c2")["sl"].status == "Submitted"
+    finally:
+        session.broker.disconnect()

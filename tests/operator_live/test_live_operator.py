@@ -18,6 +18,7 @@ from kubetrader.live.broker import OrderRequest
 from kubetrader.live.ib_broker import IBBroker
 from kubetrader.live.testing.tws_peer import TwsPeer
 from kubetrader.specs.live import LiveDeploymentSpec
+from tests.fixtures.live import paper_credentials_secret
 from tests.helpers import EXAMPLES, free_port, wait_until
 from tests.kube.cluster import EmulatedCluster
 
@@ -56,14 +57,7 @@ def live_env(
 
 
 def credentials_secret(opt_in: str | None = NAME) -> dict[str, Any]:
-    """The IB credentials Secret the example names, opted in to the deployment (#21 finding 3)."""
-    annotations = {"kubetrader.io/live-deployments": opt_in} if opt_in else {}
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "ib-paper-credentials", "namespace": NS, "annotations": annotations},
-        "stringData": {"username": "paper-user", "password": "paper-pass"},
-    }
+    return paper_credentials_secret(NS, opt_in)
 
 
 def live_deployment() -> dict[str, Any]:

@@ -719,6 +719,13 @@ class Session:
                 if bar.symbol in self.bars:
                     self.bars[bar.symbol].append(bar)
         elif isinstance(event, OrderUpdate):
+            order = event.order
+            if not order.is_open and order.order_ref.endswith(STOP_SUFFIX):
+                entry = protected_entry(order.order_ref)
+                if self.guards.get(order.symbol) == entry:
+                    # the group's stop is done (filled, cancelled by a stop or by hand): the next
+                    # entry carries a new bracket, sized by the fills to the whole position
+                    del self.guards[order.symbol]
             state = self.journal.apply_order(event.order)
             working = self._working.get(event.order.order_ref)
             if working is not None:

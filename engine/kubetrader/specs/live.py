@@ -105,8 +105,10 @@ class ProtectiveStopSpec(SpecModel):
 
     Each entry goes out as an IB bracket: the entry is the parent, a STP child (and an LMT
     child for the take-profit, in one OCA group with the stop) is attached with `parentId`
-    and transmitted with it; the children work only once the entry fills, and a fill of one
-    cancels the other. Prices are fractions of the entry's reference price (its limit price,
+    and transmitted with it; the children work only once the entry fills. One group per
+    position: the strategy's exits join it and a fill of any member reduces the rest (OCA
+    reduce), so a partial exit leaves a stop of what is held and an exit never fills beside
+    the stop. Prices are fractions of the entry's reference price (its limit price,
     else the last trade the strategy saw): `stopLoss: 0.05` puts a long entry's stop 5 % below.
     """
 
