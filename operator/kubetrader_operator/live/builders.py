@@ -391,8 +391,14 @@ def build_children(
         build_gateway_statefulset(spec, deployment, namespace, image=gateway_image, scheduling=scheduling),
         build_runner_service(deployment, namespace, runner_port),
         build_runner_deployment(
-            spec, deployment, namespace, image=image, port=runner_port, generation=generation,
-            stall_fence=stall_fence, scheduling=scheduling,
+            spec,
+            deployment,
+            namespace,
+            image=image,
+            port=runner_port,
+            generation=generation,
+            stall_fence=stall_fence,
+            scheduling=scheduling,
         ),
     ]
 
