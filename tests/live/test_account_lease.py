@@ -114,7 +114,9 @@ def test_a_runner_that_stalled_past_its_lease_is_fenced_and_cannot_send(peer: Tw
         timeout=5,
         what="the stalled runner's lease to expire",
     )
-    second = runner(peer, url, "beta", 2, term=1.0)
+    # The new holder's term is long: under load a 1 s term could run out before it pumps, and the
+    # stalled runner would then rightly take the lease back.
+    second = runner(peer, url, "beta", 2, term=30.0)
     second.start()  # the lease expired: the second runner takes it
     try:
         refused = entry(first, "stale")  # before the stalled runner's next renewal

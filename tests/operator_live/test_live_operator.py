@@ -244,15 +244,15 @@ def test_a_credentials_secret_that_does_not_opt_in_is_refused_until_it_names_the
     opt_in(live_env, "other")
     with operator_runner():
         live_env.create(live_deployment())
-        failed = wait_until(lambda: condition(live_env, "Failed"), timeout=20, what="the Failed condition")
+        failed = wait_until(lambda: condition(live_env, "Failed"), timeout=60, what="the Failed condition")
         assert failed["reason"] == "CredentialsNotAllowed"
         assert "does not opt in to LiveDeployment sma-paper" in failed["message"]
         assert "kubetrader.io/live-deployments=sma-paper" in failed["message"]
         assert live_env.get("StatefulSet", NS, GATEWAY) is None
         opt_in(live_env, f"other,{NAME}")
-        assert wait_until(lambda: live_env.get("StatefulSet", NS, GATEWAY), timeout=20, what="the gateway")
+        assert wait_until(lambda: live_env.get("StatefulSet", NS, GATEWAY), timeout=60, what="the gateway")
         cleared = wait_until(
-            lambda: (c := condition(live_env, "Failed")) and c["status"] == "False" and c, timeout=20, what="Failed off"
+            lambda: (c := condition(live_env, "Failed")) and c["status"] == "False" and c, timeout=60, what="Failed off"
         )
         assert cleared["reason"] == "ChildrenCreated"
 
@@ -279,14 +279,15 @@ def test_a_risk_edit_rolls_the_runner_with_the_new_limits_and_the_status_says_wh
         wait_until(lambda: runner_spec(live_env)[1] == "2", timeout=20, what="the runner rolled to generation 2")
         spec, _ = runner_spec(live_env)
         assert spec.risk.max_position_size == 1  # the limit the new runner's risk engine enforces
+        # runningGeneration can reach 2 (read from the rolled Deployment) a patch before the
+        # SpecApplied condition does: wait for both.
         status_ = wait_until(
             lambda: (s := (live_env.get("LiveDeployment", NS, NAME) or {}).get("status") or {})
-            and s.get("runningGeneration") == 2 and s,
-            timeout=20, what="status.runningGeneration 2",
+            and s.get("runningGeneration") == 2 and (c := condition(live_env, "SpecApplied"))
+            and c["status"] == "True" and "generation 2" in c["message"] and s,
+            timeout=60, what="status.runningGeneration 2 and SpecApplied for generation 2",
         )  # fmt: skip
         assert status_["observedGeneration"] == 2
-        applied = condition(live_env, "SpecApplied")
-        assert applied and applied["status"] == "True" and "generation 2" in applied["message"]
         # kopf posts events from its own queue, after the patch that a wait above saw
         wait_until(lambda: events(live_env, "RunnerRolled"), timeout=20, what="the RunnerRolled event")
 
