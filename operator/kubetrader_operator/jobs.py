@@ -48,6 +48,8 @@ class JobOptions:
     # (variable, Secret, key): env entries by secretKeyRef, placed before `env` so its values
     # may say $(variable) and Kubernetes substitutes them in the pod.
     secret_env: tuple[tuple[str, str, str], ...] = ()
+    # What the operator changed in the annotations' values (clamped to its maximums), for an Event.
+    notes: tuple[str, ...] = ()
 
 
 def pod_redis_url(url: str, *, password_secret: str | None) -> str:
