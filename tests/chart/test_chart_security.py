@@ -139,6 +139,9 @@ def test_secrets_are_readable_only_by_name_and_only_by_the_operator(
             "kubetrader-api-token",
             "kubetrader-redis",
             "kubetrader-dashboard-session",
+            "kubetrader-mlflow-auth",
+            "kubetrader-mlflow-server",
+            "kubetrader-study-signing",
         }
         assert {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]} in hook_rules
         gets = [r for r in hook_rules if r["verbs"] == ["get"]]

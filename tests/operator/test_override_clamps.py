@@ -80,13 +80,13 @@ def test_the_operator_says_with_an_event_that_it_clamped_an_override(
     kube_cluster: EmulatedCluster, operator_runner: Callable[[], Any]
 ) -> None:
     doc = copy.deepcopy(DOC)
-    doc["metadata"] = {"name": "greedy", "namespace": NS, "annotations": _annotations(memory="512Gi")}
+    doc["metadata"] = {"name": "sma-orcl", "namespace": NS, "annotations": _annotations(memory="512Gi")}
     with operator_runner():
         kube_cluster.create(doc)
-        job = wait_until(lambda: kube_cluster.get("Job", NS, "bt-greedy"), timeout=20, what="the Job")
+        job = wait_until(lambda: kube_cluster.get("Job", NS, "bt-sma-orcl"), timeout=60, what="the Job")
         events = wait_until(
             lambda: [e for e in kube_cluster.select("Event", NS) if e.get("reason") == "OverrideClamped"],
-            timeout=20,
+            timeout=60,
             what="an OverrideClamped event",
         )
     memory = job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]

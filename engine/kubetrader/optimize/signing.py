@@ -48,9 +48,17 @@ def _local_key() -> bytes:
     path = _user_key_file()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        key = secrets.token_hex(32)
+        partial = path.with_name(f".{KEY_FILE}.{os.getpid()}")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32))
+            out.write(key)
+        try:
+            os.link(partial, path)  # atomic, and never over a key another process made first
+        except FileExistsError:
+            pass
+        finally:
+            partial.unlink()
     return path.read_text().strip().encode()
 
 
