@@ -59,5 +59,6 @@ def test_only_study_drivers_get_the_signing_key() -> None:
         "tune", "research", STUDY, options, redis_url="redis://redis:6379/0", signing_secret="kubetrader-study-signing"
     )
     key = _env(study)[KEY_ENV]
-    assert key == {"name": KEY_ENV, "valueFrom": {"secretKeyRef": {"name": "kubetrader-study-signing", "key": "key"}}}
+    ref = {"name": "kubetrader-study-signing", "key": "key", "optional": True}  # only cmaes needs it
+    assert key == {"name": KEY_ENV, "valueFrom": {"secretKeyRef": ref}}
     assert KEY_ENV not in _env(build_backtest_job("sma", "research", BACKTEST, options))

@@ -96,8 +96,15 @@ def driver_env(
         if password_secret and storage
         else []
     )
+    # Optional: only `sampler: cmaes` needs the key, and refuses clearly without it
+    # (kubetrader.optimize.signing); a namespace without the Secret still runs the other samplers.
     signing: list[dict[str, Any]] = (
-        [{"name": SIGNING_ENV, "valueFrom": {"secretKeyRef": {"name": signing_secret, "key": signing_key}}}]
+        [
+            {
+                "name": SIGNING_ENV,
+                "valueFrom": {"secretKeyRef": {"name": signing_secret, "key": signing_key, "optional": True}},
+            }
+        ]
         if signing_secret
         else []
     )
