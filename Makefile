@@ -41,8 +41,10 @@ browser-deps:  ## Debian's Chromium for the browser test (installed when missing
 	  echo "installing chromium with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
-lock:  ## re-pin requirements/lock.txt from pyproject.toml
-	@$(PYTHON) -m uv pip compile pyproject.toml --extra dev --python-version 3.11 -q -o requirements/lock.txt
+lock:  ## re-pin requirements/lock.txt (dev) and runtime.txt (images) from pyproject.toml, with hashes
+	@$(PYTHON) -m uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -q -o requirements/lock.txt
+	@$(PYTHON) -m uv pip compile pyproject.toml requirements/build.in -c requirements/lock.txt --python-version 3.11 \
+	  --generate-hashes -q -o requirements/runtime.txt
 
 demo: $(STAMP)  ## the sample Backtest and a small study on bundled data (no cluster), logged to a local MLflow
 	$(BIN)/kubetrader run -f examples/backtest-sma.yaml --output results

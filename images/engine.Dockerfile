@@ -8,14 +8,17 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 WORKDIR /src
-COPY requirements/lock.txt requirements/lock.txt
+COPY requirements/runtime.txt requirements/runtime.txt
 COPY pyproject.toml README.md ./
 COPY engine/kubetrader engine/kubetrader
 COPY operator/kubetrader_operator operator/kubetrader_operator
 COPY dashboard/kubetrader_dashboard dashboard/kubetrader_dashboard
 COPY strategies strategies
-# The project's runtime dependencies at the versions pinned in the lock (dev tools stay out).
-RUN /opt/venv/bin/pip install --constraint requirements/lock.txt . \
+# The project's runtime dependencies exactly as pinned, each archive checked against its hash
+# (requirements/runtime.txt, `make lock`); then the project itself, built with the hatchling
+# installed from that file (no build isolation, so nothing unhashed is fetched to build it).
+RUN /opt/venv/bin/pip install --require-hashes --no-deps -r requirements/runtime.txt \
+ && /opt/venv/bin/pip install --no-deps --no-build-isolation . \
  && /opt/venv/bin/python -m compileall -q /opt/venv/lib/python3.11/site-packages/kubetrader /opt/venv/lib/python3.11/site-packages/strategies
 # matplotlib's font list, built once here: a Job's MPLCONFIGDIR is an empty scratch volume (the root
 # filesystem is read-only), where matplotlib would rescan every font on each start; the engine copies

@@ -8,13 +8,14 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 WORKDIR /src
-COPY requirements/lock.txt requirements/lock.txt
+COPY requirements/runtime.txt requirements/runtime.txt
 COPY pyproject.toml README.md ./
 COPY engine/kubetrader engine/kubetrader
 COPY operator/kubetrader_operator operator/kubetrader_operator
 COPY dashboard/kubetrader_dashboard dashboard/kubetrader_dashboard
 COPY strategies strategies
-RUN /opt/venv/bin/pip install --constraint requirements/lock.txt . \
+RUN /opt/venv/bin/pip install --require-hashes --no-deps -r requirements/runtime.txt \
+ && /opt/venv/bin/pip install --no-deps --no-build-isolation . \
  && /opt/venv/bin/python -m compileall -q /opt/venv/lib/python3.11/site-packages/kubetrader_operator
 
 FROM ${PYTHON_IMAGE}

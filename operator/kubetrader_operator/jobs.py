@@ -51,6 +51,8 @@ class JobOptions:
     secret_env: tuple[tuple[str, str, str], ...] = ()
     # nodeSelector, tolerations, ... of the chart's operator.childPods (kubetrader_operator.scheduling)
     scheduling: PodScheduling = field(default_factory=PodScheduling)
+    # What the operator changed in the annotations' values (clamped to its maximums), for an Event.
+    notes: tuple[str, ...] = ()
 
 
 def pod_redis_url(url: str, *, password_secret: str | None) -> str:

@@ -25,6 +25,10 @@ OVERRIDE_ANNOTATIONS: dict[str, str] = {
 }
 
 
+# A Kubernetes quantity (k8s.io/apimachinery/pkg/api/resource/quantity.go's grammar, no sign).
+QUANTITY_PATTERN = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
+
+
 class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KUBETRADER_OPERATOR_", frozen=True)
 
@@ -43,6 +47,12 @@ class OperatorSettings(BaseSettings):
     active_deadline_seconds: int = Field(default=6 * 3600, ge=1)
     ttl_seconds_after_finished: int = Field(default=24 * 3600, ge=0)
     run_as_user: int = Field(default=10001, ge=1)
+    # Ceilings of the override annotations (kubetrader_operator.overrides): a value above one is
+    # clamped to it, with a warning Event. The chart's operator.overrideLimits.
+    max_cpu: str = Field(default="8", pattern=QUANTITY_PATTERN)
+    max_memory: str = Field(default="16Gi", pattern=QUANTITY_PATTERN)
+    max_backoff_limit: int = Field(default=10, ge=0, le=1000)
+    max_active_deadline_seconds: int = Field(default=7 * 24 * 3600, ge=1)
     data_pvc: str | None = Field(default=None, description="PVC mounted at /data (data cache and results).")
     mlflow_tracking_uri: str | None = None
     redis_url: str | None = None
@@ -54,6 +64,13 @@ class OperatorSettings(BaseSettings):
     # Where every pod the operator creates may run (Jobs, live gateways and runners): the chart's
     # operator.childPods over global, as JSON (kubetrader_operator.scheduling).
     pod_scheduling: PodScheduling = Field(default_factory=PodScheduling)
+    # MLflow's basic-auth (the chart's auth.mlflow): the Jobs it creates get the user and password
+    # from this Secret by secretKeyRef as MLFLOW_TRACKING_USERNAME/PASSWORD, which MLflow's client
+    # sends as HTTP basic auth; no credentials in the tracking URI.
+    mlflow_auth_secret: str | None = None
+    mlflow_username: str | None = Field(default=None, description="The user, when the Secret holds only the password.")
+    mlflow_username_key: str = "username"
+    mlflow_password_key: str = "password"
 
     # Reconciliation.
     start_timeout_seconds: float = Field(default=600.0, gt=0, description="Job never started or vanished -> Failed.")

@@ -145,6 +145,8 @@ def test_every_credential_takes_an_existing_secret_and_then_none_is_generated() 
             "postgresql": {"existingSecret": "pg-creds", "key": "pg-password"},
             "finnhub": {"existingSecret": "finnhub", "key": "token"},
             "session": {"existingSecret": "dashboard-session", "key": "signing-key"},
+            "mlflow": {"existingSecret": "mlflow-creds"},
+            "studySigning": {"existingSecret": "study-signing", "key": "hmac"},
         }
     }
     rendered = _render(values)
@@ -161,6 +163,9 @@ def test_every_credential_takes_an_existing_secret_and_then_none_is_generated() 
         ("POSTGRES_PASSWORD", "pg-creds", "pg-password"),
         ("FINNHUB_API_KEY", "finnhub", "token"),
         ("KUBETRADER_SESSION_SECRET", "dashboard-session", "signing-key"),
+        ("MLFLOW_TRACKING_USERNAME", "mlflow-creds", "username"),
+        ("MLFLOW_TRACKING_PASSWORD", "mlflow-creds", "password"),
+        ("MLFLOW_FLASK_SERVER_SECRET_KEY", "mlflow-creds", "server-secret"),
     } == {r for r in refs if r[0] != "REDISCLI_AUTH"}
     keda = _render({**values, "keda": {"enabled": True}, "api": {"publicRead": False}})
     auth = keda.get("TriggerAuthentication", "kubetrader-worker")

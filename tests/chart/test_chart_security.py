@@ -142,6 +142,9 @@ def test_secrets_are_readable_only_by_name_and_only_by_the_operator(
             "kubetrader-redis",
             "kubetrader-dashboard-session",
             "kubetrader-operator-runner-key",  # live trading: the key runner tokens are derived from
+            "kubetrader-mlflow-auth",
+            "kubetrader-mlflow-server",
+            "kubetrader-study-signing",
         }
         assert {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]} in hook_rules
         gets = [r for r in hook_rules if r["verbs"] == ["get"]]

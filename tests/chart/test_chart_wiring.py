@@ -235,6 +235,9 @@ def test_generated_secrets_are_kept_across_upgrades_with_lookup(
         "kubetrader-api-token",
         "kubetrader-redis",
         "kubetrader-dashboard-session",
+        "kubetrader-mlflow-auth",
+        "kubetrader-mlflow-server",
+        "kubetrader-study-signing",
     }
     assert all(s["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for s in secrets)
 

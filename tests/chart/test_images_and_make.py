@@ -59,7 +59,10 @@ def test_image_is_multi_stage_on_slim_python_311_without_build_tools_in_the_fina
     copies = [ins["value"] for ins in final if ins["instruction"] == "COPY"]
     assert "--from=builder /opt/venv /opt/venv" in copies
     builder_runs = " ".join(ins["value"] for ins in _instructions(path)[: len(_instructions(path)) - len(final)])
-    assert "--constraint requirements/lock.txt" in builder_runs
+    # Supply chain (#21): every dependency archive checked against the hash in the runtime lock,
+    # and the project built with the hashed hatchling from it (nothing fetched unhashed).
+    assert "pip install --require-hashes --no-deps -r requirements/runtime.txt" in builder_runs
+    assert "pip install --no-deps --no-build-isolation ." in builder_runs
 
 
 @pytest.mark.parametrize("image", sorted(DOCKERFILES))

@@ -103,12 +103,16 @@ class Cluster:
             raise ScenarioError(f"service {name}: no ready endpoint among {[p['metadata']['name'] for p in pods]}")
         return f"http://{ready[0]['status']['podIP']}:{port['port']}", host
 
-    def http(self, service: str, path: str, *, token: str | None = None, body: Any = None) -> Any:
-        """GET (or POST `body`) a Service's path; the parsed JSON, or the text."""
+    def http(
+        self, service: str, path: str, *, token: str | None = None, basic: str | None = None, body: Any = None
+    ) -> Any:
+        """GET (or POST `body`) a Service's path; the parsed JSON, or the text. `basic`: `user:password`."""
         base, host = self.service_url(service)
         headers = {"Host": host, "Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        if basic:
+            headers["Authorization"] = "Basic " + base64.b64encode(basic.encode()).decode()
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -123,6 +127,11 @@ class Cluster:
             return json.loads(text)
         except ValueError:
             return text
+
+    def mlflow_credentials(self) -> str:
+        """`user:password` of MLflow's basic-auth (the chart's auth.mlflow: user `kubetrader`, generated password)."""
+        data = self.json("get", "secret", "kubetrader-mlflow-auth")["data"]["password"]
+        return "kubetrader:" + base64.b64decode(data).decode()
 
     def api_token(self) -> str:
         """The dashboard API's token, as the README reads it from the chart's Secret."""
@@ -282,10 +291,16 @@ def run_dashboard(cluster: Cluster) -> None:
     health = cluster.http("kubetrader-dashboard", "/_stcore/health")
     if str(health).strip() != "ok":
         raise ScenarioError(f"dashboard /_stcore/health answered {health!r}")
-    experiments = cluster.http("kubetrader-mlflow", "/api/2.0/mlflow/experiments/search", body={"max_results": 100})
+    mlflow_user = cluster.mlflow_credentials()
+    experiments = cluster.http(
+        "kubetrader-mlflow", "/api/2.0/mlflow/experiments/search", basic=mlflow_user, body={"max_results": 100}
+    )
     ids = [e["experiment_id"] for e in experiments.get("experiments", [])]
     runs = cluster.http(
-        "kubetrader-mlflow", "/api/2.0/mlflow/runs/search", body={"experiment_ids": ids, "max_results": 200}
+        "kubetrader-mlflow",
+        "/api/2.0/mlflow/runs/search",
+        basic=mlflow_user,
+        body={"experiment_ids": ids, "max_results": 200},
     )
     count = len(runs.get("runs", []))
     if count < 4:

@@ -284,17 +284,63 @@ $(REDIS_PASSWORD), which Kubernetes substitutes in the pod, so no manifest holds
 {{- end }}
 {{- end }}
 
+{{/* Does a URL carry credentials (user-info, or a secret query parameter as kubetrader.redaction
+names them)? "true" or "". Values are no place for them: they end up as plain env values. */}}
+{{- define "kubetrader.urlHasCredentials" -}}
+{{- if or (regexMatch "^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@" .) (regexMatch "(?i)[?&][^=&]*(password|passwd|pwd|token|key|secret|signature|sig|credential|auth)[^=&]*=" .) }}true{{ end }}
+{{- end }}
+
+{{/* MLflow authentication: "true" or "". The bundled server has it unless auth.mlflow.enabled is
+false; an external one when auth.mlflow.existingSecret names its user's Secret. */}}
+{{- define "kubetrader.mlflowAuth" -}}
+{{- if and .Values.auth.mlflow.enabled (or .Values.mlflow.enabled .Values.auth.mlflow.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{- define "kubetrader.mlflowAuthSecret" -}}
+{{- default (include "kubetrader.componentName" (list . "mlflow-auth")) .Values.auth.mlflow.existingSecret }}
+{{- end }}
+
+{{/* MLflow's client variables for basic auth (read by every MLflow client: worker, API, Jobs); the
+user name from existingSecret, or the plain auth.mlflow.username (a name, not a secret). */}}
+{{- define "kubetrader.mlflowAuthEnv" -}}
+{{- if include "kubetrader.mlflowAuth" . }}
+- name: MLFLOW_TRACKING_USERNAME
+{{- if .Values.auth.mlflow.existingSecret }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "kubetrader.mlflowAuthSecret" . }}
+      key: {{ .Values.auth.mlflow.usernameKey }}
+{{- else }}
+  value: {{ .Values.auth.mlflow.username | quote }}
+{{- end }}
+- name: MLFLOW_TRACKING_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "kubetrader.mlflowAuthSecret" . }}
+      key: {{ .Values.auth.mlflow.passwordKey }}
+{{- end }}
+{{- end }}
+
+{{/* The bundled MLflow server's CSRF key: in existingSecret, or a generated Secret of its own. */}}
+{{- define "kubetrader.mlflowServerSecret" -}}
+{{- default (include "kubetrader.componentName" (list . "mlflow-server")) .Values.auth.mlflow.existingSecret }}
+{{- end }}
+
+{{- define "kubetrader.studySigningSecret" -}}
+{{- default (include "kubetrader.componentName" (list . "study-signing")) .Values.auth.studySigning.existingSecret }}
+{{- end }}
+
+{{/* The operator's runner-token key (live trading): one generated Secret in the release namespace. */}}
+{{- define "kubetrader.runnerKeySecret" -}}
+{{- include "kubetrader.componentName" (list . "operator-runner-key") }}
+{{- end }}
+
 {{/*
 The Secrets the chart generates (random, kept): a JSON list of {name, namespace, key, length,
 component}. secrets.yaml renders them with lookup; with auth.generateWithHook the hook Job
 creates them instead. The Redis password is needed in every namespace the operator's Jobs run in
 (a secretKeyRef reads the pod's own namespace), with the same value.
 */}}
-{{/* The operator's runner-token key (live trading): one generated Secret in the release namespace. */}}
-{{- define "kubetrader.runnerKeySecret" -}}
-{{- include "kubetrader.componentName" (list . "operator-runner-key") }}
-{{- end }}
-
 {{- define "kubetrader.generatedSecrets" -}}
 {{- $out := list }}
 {{- if and .Values.postgresql.enabled (not .Values.auth.postgresql.existingSecret) }}
@@ -310,13 +356,26 @@ creates them instead. The Redis password is needed in every namespace the operat
 {{- /* the key each live runner's bearer token is derived from (operator env, never read over the API) */}}
 {{- $out = append $out (dict "name" (include "kubetrader.runnerKeySecret" .) "namespace" .Release.Namespace "key" "key" "length" 48 "component" "operator") }}
 {{- end }}
-{{- if and (include "kubetrader.redisAuth" .) (not .Values.auth.redis.existingSecret) }}
 {{- $namespaces := list .Release.Namespace }}
 {{- if not .Values.operator.watchAllNamespaces }}
 {{- $namespaces = concat $namespaces (include "kubetrader.watchNamespaces" . | fromJsonArray) | uniq }}
 {{- end }}
+{{- if and (include "kubetrader.redisAuth" .) (not .Values.auth.redis.existingSecret) }}
 {{- range $namespaces }}
 {{- $out = append $out (dict "name" (include "kubetrader.redisSecret" $) "namespace" . "key" $.Values.auth.redis.key "length" 32 "component" "redis") }}
+{{- end }}
+{{- end }}
+{{- if and (include "kubetrader.mlflowAuth" .) (not .Values.auth.mlflow.existingSecret) }}
+{{- range $namespaces }}
+{{- $out = append $out (dict "name" (include "kubetrader.mlflowAuthSecret" $) "namespace" . "key" $.Values.auth.mlflow.passwordKey "length" 32 "component" "mlflow") }}
+{{- end }}
+{{- if .Values.mlflow.enabled }}
+{{- $out = append $out (dict "name" (include "kubetrader.mlflowServerSecret" .) "namespace" .Release.Namespace "key" .Values.auth.mlflow.serverSecretKey "length" 48 "component" "mlflow") }}
+{{- end }}
+{{- end }}
+{{- if not .Values.auth.studySigning.existingSecret }}
+{{- range $namespaces }}
+{{- $out = append $out (dict "name" (include "kubetrader.studySigningSecret" $) "namespace" . "key" $.Values.auth.studySigning.key "length" 48 "component" "operator") }}
 {{- end }}
 {{- end }}
 {{- toJson $out }}
@@ -330,10 +389,10 @@ creates them instead. The Redis password is needed in every namespace the operat
 {{- else }}
 {{- $url = required "redis.external.url is required when redis.enabled is false" .Values.redis.external.url }}
 {{- end }}
-{{- if include "kubetrader.redisAuth" . }}
-{{- if regexMatch "^rediss?://[^/]*@" $url }}
-{{- fail (printf "redis.external.url %q holds credentials: drop them, auth.redis.existingSecret supplies the password" $url) }}
+{{- if include "kubetrader.urlHasCredentials" $url }}
+{{- fail "redis.external.url holds credentials: drop them, auth.redis.existingSecret supplies the password" }}
 {{- end }}
+{{- if include "kubetrader.redisAuth" . }}
 {{- $url = regexReplaceAll "^(rediss?://)" $url "${1}:$(REDIS_PASSWORD)@" }}
 {{- end }}
 {{- $url }}
@@ -398,6 +457,9 @@ creates them instead. The Redis password is needed in every namespace the operat
 {{- if .Values.mlflow.enabled }}
 {{- printf "http://%s.%s.svc:5000" (include "kubetrader.componentName" (list . "mlflow")) .Release.Namespace }}
 {{- else }}
+{{- if include "kubetrader.urlHasCredentials" .Values.mlflow.external.trackingUri }}
+{{- fail (printf "mlflow.external.trackingUri holds credentials: drop them, auth.mlflow.existingSecret supplies the user and password") }}
+{{- end }}
 {{- .Values.mlflow.external.trackingUri }}
 {{- end }}
 {{- end }}

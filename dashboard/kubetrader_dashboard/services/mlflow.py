@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from kubetrader import defaults
+from kubetrader.redaction import redact_uri
 from kubetrader_dashboard.models.common import Page
 from kubetrader_dashboard.models.mlflow import Comparison, ExperimentRow, MlflowOverview, RunComparison, RunRow
 
@@ -29,18 +29,6 @@ MANAGED_TAG = "kubetrader.managed"
 SHOWN_METRICS = ("sharpe_ratio", "total_return", "max_drawdown", "annual_volatility")
 PAGE_SIZE = 50_000  # mlflow's SEARCH_MAX_RESULTS_THRESHOLD
 WEEK_MS = 7 * 24 * 3600 * 1000
-
-
-def redact_uri(uri: str | None) -> str | None:
-    """A URI without user and password (`postgresql://u:p@h/db` -> `postgresql://***@h/db`)."""
-    if not uri:
-        return uri
-    parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    netloc = "***@" + host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class MlflowUnavailableError(RuntimeError):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubetrader.redaction import redact_uri
 from kubetrader_dashboard.models.operations import QueueView
-from kubetrader_dashboard.services.mlflow import redact_uri
 
 
 class QueueService:

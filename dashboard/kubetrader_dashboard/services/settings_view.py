@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
+from kubetrader.redaction import redact_uri
 from kubetrader_dashboard.models.operations import SettingEntry, SettingsView
-from kubetrader_dashboard.services.mlflow import redact_uri
 from kubetrader_dashboard.settings import Settings
 
 MASK = "********"

@@ -39,6 +39,45 @@ def sync(results_dir: Path, tracking_uri: str | None) -> None:
         raise InfrastructureError("MLflow still unreachable for some results or studies; run sync again later")
 
 
+@mlflow_group.command(context_settings={"ignore_unknown_options": True})
+@click.option(
+    "--auth-database-uri",
+    envvar="MLFLOW_AUTH_DATABASE_URI",
+    required=True,
+    help="SQLAlchemy URL of the auth app's user store (may be MLflow's own database).",
+)
+@click.option(
+    "--default-permission",
+    envvar="MLFLOW_AUTH_DEFAULT_PERMISSION",
+    type=click.Choice(["NO_PERMISSIONS", "READ", "EDIT", "MANAGE"]),
+    default="READ",
+    show_default=True,
+    help="What users may do with experiments they did not create.",
+)
+@click.option(
+    "--config-dir",
+    type=click.Path(path_type=Path),
+    envvar="TMPDIR",
+    default="/tmp",
+    show_default=True,
+    help="Where the auth app's ini is written (mode 0600).",
+)
+@click.argument("server_args", nargs=-1, type=click.UNPROCESSED)
+def serve(auth_database_uri: str, default_permission: str, config_dir: Path, server_args: tuple[str, ...]) -> None:
+    """`mlflow server --app-name basic-auth SERVER_ARGS...` with its settings written from the
+    environment (the admin: MLFLOW_AUTH_ADMIN_USERNAME / MLFLOW_AUTH_ADMIN_PASSWORD)."""
+    import os
+    import shutil
+    import sys
+
+    from kubetrader.tracking.auth_server import server_command, write_auth_config
+
+    config = write_auth_config(config_dir / "kubetrader-mlflow-auth", auth_database_uri, default_permission)
+    argv, env = server_command(config, server_args)
+    beside = Path(sys.executable).with_name("mlflow")  # this interpreter's MLflow, whatever PATH says
+    os.execve(str(beside) if beside.exists() else shutil.which("mlflow") or argv[0], argv, env)
+
+
 @mlflow_group.command()
 @click.option("--backend-store-uri", required=True, help="SQLAlchemy URL of MLflow's database.")
 def migrate(backend_store_uri: str) -> None:
@@ -55,7 +94,9 @@ def _database_uri(explicit: str | None) -> str:
 
     uri = explicit or settings.tracking_uri()
     if not settings.is_database_uri(uri):
-        raise click.UsageError(f"{uri} is a server; pass --backend-store-uri with the URL of its database")
+        raise click.UsageError(
+            f"{settings.marker_uri(uri)} is a server; pass --backend-store-uri with the URL of its database"
+        )
     return uri
 
 
@@ -94,5 +135,5 @@ def ui_hint(tracking_uri: str | None) -> None:
     from kubetrader.tracking import settings
 
     uri = settings.tracking_uri(tracking_uri)
-    click.echo(f"tracking store: {uri}")
+    click.echo(f"tracking store: {settings.marker_uri(uri)}")
     click.echo(settings.ui_command(uri))

@@ -13,6 +13,7 @@ from types import FrameType
 import click
 
 from kubetrader.queue.workqueue import DEFAULT_PREFIX
+from kubetrader.redaction import redact_uri
 
 log = logging.getLogger("kubetrader.worker")
 
@@ -128,7 +129,9 @@ def worker(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log.info("worker %s (pod %s) on %s, handler %s", the_worker.worker_id, the_worker.pod, redis_url, handler)
+    log.info(
+        "worker %s (pod %s) on %s, handler %s", the_worker.worker_id, the_worker.pod, redact_uri(redis_url), handler
+    )
     summary = the_worker.run(max_tasks=max_tasks, exit_when_idle=exit_when_idle)
     log.info("worker %s done: %s", the_worker.worker_id, summary.model_dump())
 

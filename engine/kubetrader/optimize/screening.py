@@ -410,7 +410,7 @@ def _sampled(
     space = parse_space({k: v.model_dump() for k, v in spec.space.items()})
     constraints = parse_constraints(spec.constraints, space)
     distributions = to_optuna_distributions(space)
-    study = optuna.create_study(direction=spec.objective.direction, sampler=build_sampler(spec.sampler, space))
+    study = optuna.create_study(direction=spec.objective.direction, sampler=build_sampler(spec.sampler, space, None))
     points: list[dict[str, Any]] = []
     objective: list[float] = []
     sharpe: list[float] = []

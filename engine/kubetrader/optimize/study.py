@@ -135,7 +135,8 @@ def open_storage(url: str) -> Any:
     return optuna.storages.RDBStorage(url, heartbeat_interval=None)
 
 
-def build_sampler(spec: SamplerSpec, space: Space) -> Any:
+def build_sampler(spec: SamplerSpec, space: Space, storage_url: str | None) -> Any:
+    """The sampler of `spec`; `storage_url` None for a study in this process's memory only."""
     import optuna
 
     if spec.type == "tpe":
@@ -148,7 +149,9 @@ def build_sampler(spec: SamplerSpec, space: Space) -> Any:
     if spec.type == "random":
         return optuna.samplers.RandomSampler(seed=spec.seed)
     if spec.type == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=spec.seed, n_startup_trials=spec.startup_trials)
+        from kubetrader.optimize.samplers import cmaes_sampler
+
+        return cmaes_sampler(seed=spec.seed, startup_trials=spec.startup_trials, storage_url=storage_url)
     from kubetrader.optimize.samplers import grid_sampler
 
     return grid_sampler({name: param_values(d) for name, d in space.items()}, spec.seed)
@@ -226,6 +229,7 @@ class StudyDriver:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = build_sampler(self.spec.sampler, self.space, self.storage_url)  # refusals before any storage I/O
         storage = open_storage(self.storage_url)
         if not self.spec.resume:
             existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
@@ -234,7 +238,7 @@ class StudyDriver:
         return optuna.create_study(
             study_name=self.study_name,
             storage=storage,
-            sampler=build_sampler(self.spec.sampler, self.space),
+            sampler=sampler,
             direction=self.spec.objective.direction,
             load_if_exists=True,
         )

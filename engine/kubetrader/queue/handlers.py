@@ -18,6 +18,7 @@ from functools import cache
 
 from kubetrader.errors import EXIT_RETRYABLE, FatalError, RetryableError
 from kubetrader.queue.tasks import HandlerOutcome, Task
+from kubetrader.queue.validation import check_name, under
 from kubetrader.queue.worker import TaskContext, TaskHandler, load_handler
 
 # task kind -> handler; import paths, so the queue does not import the optimizer until a trial arrives
@@ -53,12 +54,15 @@ def run_backtest(task: Task, context: TaskContext) -> HandlerOutcome:
     knows whether another attempt can help.
     """
     from kubetrader.pipeline import execute_one
+    from kubetrader.results.store import BACKTESTS_DIR
+    from kubetrader.runner import result_id
     from kubetrader.specs import BacktestSpec
 
     spec = BacktestSpec.model_validate(task.spec)  # a ValidationError is fatal (see worker.is_fatal)
     if task.meta.get("artifacts") == "compact":
         return _run_compact(task, context, spec)
-    name = str(task.meta.get("name") or task.batch)
+    name = check_name(task.meta.get("name") or task.batch, "meta.name")
+    under(context.output_dir, BACKTESTS_DIR, f"{result_id(name, spec)}.json")  # before anything is written
     outcome = execute_one(spec, name=name, output_dir=context.output_dir, report=bool(task.meta.get("report", False)))
     if outcome.status == "failed":
         error = outcome.error or "backtest failed"
@@ -86,6 +90,7 @@ def _run_compact(task: Task, context: TaskContext, spec: object) -> HandlerOutco
         if exc.exit_code == EXIT_RETRYABLE:
             raise RetryableError(str(exc)) from exc
         raise FatalError(str(exc)) from exc
+    under(context.output_dir, "campaigns", check_name(task.batch, "batch"), "cells", f"{check_name(task.id, 'id')}.npy")
     days = (np.asarray(result.equity.index.values, dtype="datetime64[D]")).astype(np.int64)
     path = write_cell_curve(
         context.output_dir, task.batch, task.id, context.worker_id, days, result.equity.to_numpy(dtype=float)

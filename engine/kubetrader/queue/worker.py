@@ -38,7 +38,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from kubetrader.errors import FatalError, InfrastructureError
-from kubetrader.queue import metrics
+from kubetrader.queue import metrics, validation
 from kubetrader.queue.tasks import HandlerOutcome, Task
 from kubetrader.queue.workqueue import Finished, WorkQueue
 
@@ -298,6 +298,13 @@ class Worker:
             log.warning("could not report or release the tasks %s held", self.worker_id, exc_info=True)
 
     def _process(self, task: Task) -> None:
+        refused = validation.refusal(task.batch, task.id, task.spec, task.meta)
+        if refused is not None:  # written to Redis by something other than our producers
+            result = self.queue.fail(task, self.worker_id, refused, fatal=True, run_seconds=0.0)
+            metrics.record_task(result, 0.0)
+            self.summary.failed += 1
+            log.error("task %s dead-lettered before running: %s", task.ref, refused)
+            return
         context = TaskContext(
             queue=self.queue, worker_id=self.worker_id, output_dir=self.settings.output_dir, stopping=self._stop
         )

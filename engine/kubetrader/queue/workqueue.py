@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import redis
 
-from kubetrader.queue import scripts
+from kubetrader.queue import scripts, validation
 from kubetrader.queue.tasks import HandlerOutcome, NewTask, Task, TaskResult, TaskState, task_ref
 
 DEFAULT_PREFIX = "kubetrader"
@@ -98,6 +98,7 @@ class WorkQueue:
         chunk: list[str] = []
         count = 0
         for task in tasks:
+            validation.check_task(batch, task.id, task.spec, task.meta)
             chunk += [
                 task.id,
                 str(task.priority),

@@ -46,7 +46,9 @@ def record_backtest(
     except Exception as exc:
         if settings.is_unreachable(exc):
             marker = write_pending_marker(document, Path(result_path), uri, reason=str(exc))
-            log.warning("MLflow at %s unreachable; result kept locally, pending marker %s", uri, marker)
+            log.warning(
+                "MLflow at %s unreachable; result kept locally, pending marker %s", settings.marker_uri(uri), marker
+            )
             return "pending", None
         log.exception("MLflow refused result %s", document.metadata.id)
         return "failed", None
@@ -126,7 +128,7 @@ def write_pending_marker(document: ResultDocument, result_path: Path, tracking_u
     body = {
         "result_id": document.metadata.id,
         "result_path": str(result_path.resolve()),
-        "tracking_uri": tracking_uri,
+        "tracking_uri": settings.marker_uri(tracking_uri),
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
         "reason": reason[:2000],
     }
@@ -163,7 +165,7 @@ def sync_pending(results_dir: Path, *, tracking_uri: str | None = None) -> list[
             outcomes.append(SyncOutcome(result_id, "failed", None, f"result file {result_path} is gone"))
             continue
         document = ResultDocument.model_validate_json(result_path.read_text())
-        uri = tracking_uri or body.get("tracking_uri")
+        uri = settings.uri_from_marker(tracking_uri, body.get("tracking_uri"))
         try:
             run_id = log_document(document, result_path, tracking_uri=uri)
         except Exception as exc:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from kubetrader import defaults
+from kubetrader.redaction import MASK, redact_uri
 
 # A backtest must not wait minutes for a dead tracking server (MLflow's defaults are
 # 7 retries with exponential back-off and a 120 s timeout): fail fast, keep the result
@@ -31,6 +32,26 @@ def local_tracking_uri(directory: Path | None = None) -> str:
 
 def tracking_uri(explicit: str | None = None) -> str:
     return database_uri(explicit or os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri())
+
+
+def marker_uri(uri: str | None) -> str | None:
+    """The tracking URI as a pending marker keeps it: without credentials (kubetrader.redaction).
+
+    A marker is a file on the shared results volume; a password in it would be readable by
+    every pod and user that reads results. `kubetrader mlflow sync` then takes the credentials
+    from its own environment (MLFLOW_TRACKING_URI, MLFLOW_TRACKING_USERNAME/PASSWORD).
+    """
+    return redact_uri(uri)
+
+
+def uri_from_marker(explicit: str | None, stored: str | None) -> str | None:
+    """The URI to sync a marker to: the explicit one, else the stored one unless it was redacted
+    (then this process's own MLFLOW_TRACKING_URI, which has the credentials)."""
+    if explicit:
+        return explicit
+    if stored and MASK in stored:
+        return os.environ.get("MLFLOW_TRACKING_URI") or None
+    return stored
 
 
 def database_uri(uri: str) -> str:

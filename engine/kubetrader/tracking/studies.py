@@ -258,7 +258,9 @@ def pending_marker(studies_dir: Path, study_name: str) -> Path:
 def write_pending(studies_dir: Path, study_name: str, reason: str, tracking_uri: str | None) -> Path:
     marker = pending_marker(studies_dir, study_name)
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"study": study_name, "reason": reason[:500], "tracking_uri": tracking_uri}))
+    marker.write_text(
+        json.dumps({"study": study_name, "reason": reason[:500], "tracking_uri": settings.marker_uri(tracking_uri)})
+    )
     return marker
 
 
@@ -286,7 +288,11 @@ def sync_pending_studies(results_dir: Path, *, tracking_uri: str | None = None) 
         try:
             study = optuna.load_study(study_name=report.study_name, storage=open_storage(report.storage))
             run_id = log_study_of_spec(
-                study, report, spec, studies_dir=studies_dir, tracking_uri=tracking_uri or body.get("tracking_uri")
+                study,
+                report,
+                spec,
+                studies_dir=studies_dir,
+                tracking_uri=settings.uri_from_marker(tracking_uri, body.get("tracking_uri")),
             )
         except Exception as exc:
             outcomes.append((report.study_name, None, str(exc)[:300]))

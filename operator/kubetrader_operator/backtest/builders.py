@@ -28,7 +28,8 @@ from kubetrader_operator.jobs import (  # re-exported: the Backtest's names for 
     spec_config_map,
 )
 from kubetrader_operator.labels import backtest_child_name, child_labels
-from kubetrader_operator.settings import ANNOTATION_PREFIX, OperatorSettings
+from kubetrader_operator.overrides import parse_overrides
+from kubetrader_operator.settings import OperatorSettings
 
 __all__ = [
     "CONFIG_DIR",
@@ -51,47 +52,48 @@ SPEC_FILE = "backtest.yaml"
 
 
 def job_options(settings: OperatorSettings, annotations: dict[str, str]) -> JobOptions:
-    """Settings plus the few per-Backtest overrides; a malformed override raises ValueError naming it."""
-
-    def override(key: str) -> str | None:
-        return annotations.get(ANNOTATION_PREFIX + key)
-
-    def integer(key: str, default: int, low: int) -> int:
-        raw = override(key)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError(f"annotation {ANNOTATION_PREFIX}{key}: {raw!r} is not an integer") from None
-        if value < low:
-            raise ValueError(f"annotation {ANNOTATION_PREFIX}{key}: must be at least {low}, got {value}")
-        return value
-
-    cpu = override("cpu")
-    memory = override("memory")
+    """Settings plus the few per-Backtest overrides, clamped to the operator's maximums (the
+    notes say what was clamped); a malformed override raises ValueError naming it."""
+    overrides = parse_overrides(settings, annotations)
     # The engine's own names: with KUBETRADER_REDIS_URL set, a matrix Backtest's Job drives a
     # campaign over the shared worker pool instead of running every cell itself.
     secret = settings.redis_password_secret
     redis_url = pod_redis_url(settings.redis_url, password_secret=secret) if settings.redis_url else None
     env = [("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri), ("KUBETRADER_REDIS_URL", redis_url)]
+    mlflow_plain, mlflow_secret = mlflow_auth_env(settings)
     return JobOptions(
         image=settings.image,
         image_pull_policy=settings.image_pull_policy,
         service_account=settings.service_account,
-        cpu_request=cpu or settings.cpu_request,
-        cpu_limit=cpu or settings.cpu_limit,
-        memory_request=memory or settings.memory_request,
-        memory_limit=memory or settings.memory_limit,
-        backoff_limit=integer("backoff-limit", settings.backoff_limit, 0),
-        active_deadline_seconds=integer("active-deadline-seconds", settings.active_deadline_seconds, 1),
+        cpu_request=overrides.cpu_request,
+        cpu_limit=overrides.cpu_limit,
+        memory_request=overrides.memory_request,
+        memory_limit=overrides.memory_limit,
+        backoff_limit=overrides.backoff_limit,
+        active_deadline_seconds=overrides.active_deadline_seconds,
         ttl_seconds_after_finished=settings.ttl_seconds_after_finished,
         run_as_user=settings.run_as_user,
         data_pvc=settings.data_pvc,
-        env=tuple((k, v) for k, v in env if v),
-        secret_env=((REDIS_PASSWORD_VAR, secret, settings.redis_password_key),) if secret and redis_url else (),
+        env=(*((k, v) for k, v in env if v), *mlflow_plain),
+        secret_env=(
+            *(((REDIS_PASSWORD_VAR, secret, settings.redis_password_key),) if secret and redis_url else ()),
+            *mlflow_secret,
+        ),
+        notes=overrides.notes,
         scheduling=settings.pod_scheduling,
     )
+
+
+def mlflow_auth_env(settings: OperatorSettings) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str, str], ...]]:
+    """MLflow's own client variables for basic auth (mlflow/environment_variables.py): (plain env,
+    secret env). The user is a plain value when the settings name it, else a key of the Secret."""
+    secret = settings.mlflow_auth_secret
+    if not (secret and settings.mlflow_tracking_uri):
+        return (), ()
+    password = ("MLFLOW_TRACKING_PASSWORD", secret, settings.mlflow_password_key)
+    if settings.mlflow_username:
+        return (("MLFLOW_TRACKING_USERNAME", settings.mlflow_username),), (password,)
+    return (), (("MLFLOW_TRACKING_USERNAME", secret, settings.mlflow_username_key), password)
 
 
 def backtest_document(name: str, namespace: str, spec: BacktestSpec) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubetrader.optimize.naming import study_key
+from kubetrader.optimize.signing import KEY_ENV as SIGNING_ENV
 from kubetrader.specs import OptimizationStudySpec
 from kubetrader_operator.jobs import (
     DATA_DIR,
@@ -85,6 +86,8 @@ def driver_env(
     storage: str | None,
     password_secret: str | None = None,
     password_key: str = "password",
+    signing_secret: str | None = None,
+    signing_key: str = "key",
 ) -> list[dict[str, Any]]:
     # Kubernetes expands $(POSTGRES_PASSWORD) in later values, so the storage URL can name the
     # password without holding it; the password itself comes from the Secret, in the pod only.
@@ -93,8 +96,21 @@ def driver_env(
         if password_secret and storage
         else []
     )
+    # Optional: only `sampler: cmaes` needs the key, and refuses clearly without it
+    # (kubetrader.optimize.signing); a namespace without the Secret still runs the other samplers.
+    signing: list[dict[str, Any]] = (
+        [
+            {
+                "name": SIGNING_ENV,
+                "valueFrom": {"secretKeyRef": {"name": signing_secret, "key": signing_key, "optional": True}},
+            }
+        ]
+        if signing_secret
+        else []
+    )
     env = [
         *password,
+        *signing,
         *secret_env(options),
         {"name": "KUBETRADER_NAMESPACE", "value": namespace},
         {"name": REDIS_ENV, "value": redis_url},
@@ -117,6 +133,8 @@ def build_job(
     storage: str | None = None,
     password_secret: str | None = None,
     password_key: str = "password",
+    signing_secret: str | None = None,
+    signing_key: str = "key",
 ) -> dict[str, Any]:
     """The batch/v1 Job running the study's driver.
 
@@ -139,6 +157,8 @@ def build_job(
             storage=storage,
             password_secret=password_secret,
             password_key=password_key,
+            signing_secret=signing_secret,
+            signing_key=signing_key,
         ),
         options=options,
     )

@@ -131,6 +131,8 @@ def start_study(
             storage=storage,
             password_secret=study_settings.optuna_password_secret,
             password_key=study_settings.optuna_password_key,
+            signing_secret=study_settings.study_signing_secret,
+            signing_key=study_settings.study_signing_key,
         )
         kopf.adopt([config_map, job], owner=body)
         try:
@@ -143,6 +145,8 @@ def start_study(
         job_name = created_job["metadata"]["name"]
         if created:
             kopf.info(body, reason="JobCreated", message=f"driver Job {job_name} created")
+            for note in options.notes:  # an override above the operator's maximum, clamped
+                kopf.warn(body, reason="OverrideClamped", message=note)
         study_name, metric = study_key_of(dict(body)), parsed.objective.metric
 
         def accepted(study: dict[str, Any]) -> tuple[dict[str, Any], None]:

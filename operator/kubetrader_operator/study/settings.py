@@ -26,6 +26,12 @@ class StudySettings(BaseSettings):
         "Kubernetes substitutes into the storage URL: the password never sits in the operator or a Job spec.",
     )
     optuna_password_key: str = "password"
+    study_signing_secret: str | None = Field(
+        default=None,
+        description="Secret whose key `study_signing_key` the driver gets as KUBETRADER_STUDY_SIGNING_KEY: the "
+        "HMAC key of the cmaes sampler's pickled state (kubetrader.optimize.signing); without it cmaes is refused.",
+    )
+    study_signing_key: str = "key"
     stop_wait_seconds: float = Field(
         default=60.0, gt=0, description="On delete: how long to wait for the driver pod to go before moving on."
     )
