@@ -68,8 +68,9 @@ def noop_run(root: Path, tasks: int, workers: int = 4) -> dict[str, float]:
     }
 
 
-def campaign_run(root: Path, cells: int) -> dict[int, float]:
-    """Wall time of `cells` real backtests (5 years of daily bars) on 1 and on 2 workers."""
+def campaign_run(root: Path, cells: int) -> tuple[dict[int, float], float]:
+    """Wall time of `cells` real backtests (5 years of daily bars) on 1 and on 2 workers, and the
+    Redis bytes one finished cell holds (its result: metrics, meta, times) until the retention."""
     prepare_store(root / "data")
     os.environ["KUBETRADER_DATA_DIR"] = str(root / "data")
     per_pair = max(1, -(-cells // (len(SYMBOLS) * len(STRATEGIES))))
@@ -77,18 +78,21 @@ def campaign_run(root: Path, cells: int) -> dict[int, float]:
     # More cells than the matrix holds: the same cells under distinct ids (each is a real backtest).
     tasks = [t.model_copy(update={"id": f"{t.id}-{k}"}) for k in range(per_pair) for t in tasks][:cells]
     walls: dict[int, float] = {}
+    per_cell = 0.0
     with embedded_redis(root / "redis-campaign") as url:
         for workers in (1, 2):
             queue = WorkQueue.from_url(url, prefix=f"camp{workers}")
             with local_workers(url, workers, prefix=f"camp{workers}", output_dir=root / "out"):
                 wait_for_workers(queue, workers)
+                baseline = int(queue.redis.info("memory")["used_memory"])
                 started = time.perf_counter()
                 queue.enqueue("cells", tasks)
                 stats = wait_for_batch(queue, "cells", poll=0.2)
                 walls[workers] = time.perf_counter() - started
+                per_cell = (int(queue.redis.info("memory")["used_memory"]) - baseline) / len(tasks)
                 if stats.failed:
                     raise RuntimeError(f"{stats.failed} cells failed")
-    return walls
+    return walls, per_cell
 
 
 def study_cost(root: Path, trials: int, sampler: str) -> float:
@@ -165,9 +169,13 @@ def main() -> int:
         )
         print("goals: >= 1000 tasks/s on 2 cores, <= 1024 B/task, no key left after the purge")
         print("(B after purge: the keyspace's hash table and client buffers, which Redis shrinks lazily)")
-        walls = campaign_run(root, cells)
-        print(f"\n{'real campaign':<28} {'1 worker s':>11} {'2 workers s':>12} {'cells/s (2)':>12} {'speed-up':>9}")
-        print(f"{cells:<28} {walls[1]:11.1f} {walls[2]:12.1f} {cells / walls[2]:12.2f} {walls[1] / walls[2]:8.2f}x")
+        walls, per_cell = campaign_run(root, cells)
+        head = f"{'real campaign':<20} {'1 worker s':>11} {'2 workers s':>12} {'cells/s (1)':>12} {'cells/s (2)':>12}"
+        print(f"\n{head} {'speed-up':>9} {'Redis B/cell':>13}")
+        print(
+            f"{cells:<20} {walls[1]:11.1f} {walls[2]:12.1f} {cells / walls[1]:12.2f} {cells / walls[2]:12.2f} "
+            f"{walls[1] / walls[2]:8.2f}x {per_cell:13.0f}"
+        )
         print("goal: speed-up >= 1.8x (needs 2 idle cores)")
         print(f"\n{'study driver':<28} " + " ".join(f"{n:>10}" for n in trial_counts))
         for sampler in ("tpe", "random"):

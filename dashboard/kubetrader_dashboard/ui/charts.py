@@ -1,15 +1,33 @@
-"""Plotly figures from the API's response models. Pure: models in, figures out."""
+"""Plotly figures from the API's response models. Pure: models in, figures out.
+
+Series go to plotly as numpy arrays, not lists: plotly validates a list element by element in
+Python (`to_scalar_or_list`), an array in one copy, and that validation was most of a page's
+render time with a few thousand points per chart. A missing value is NaN (drawn as a gap, sent
+to the browser as null, as None was).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import plotly.graph_objects as go
 
 from kubetrader.results.analysis import Rolling
 from kubetrader_dashboard.models.backtests import EquityCurve, HistogramBin, MonthlyReturn
 from kubetrader_dashboard.models.mlflow import ExperimentRow
 from kubetrader_dashboard.models.operations import StudyDetail
+
+
+def _values(values: Sequence[float | None], scale: float = 1.0) -> np.ndarray:
+    """A float array (None -> NaN), times `scale`."""
+    return np.array([np.nan if v is None else v for v in values], dtype=float) * scale
+
+
+def _labels(values: Sequence[str]) -> np.ndarray:
+    """Dates or names as an object array (plotly keeps the strings as they are)."""
+    return np.array(values, dtype=object)
+
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -21,16 +39,17 @@ def _layout(fig: go.Figure, title: str, *, height: int = 360) -> go.Figure:
 
 def equity_chart(curve: EquityCurve, title: str = "Equity curve") -> go.Figure:
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=curve.dates, y=curve.equity, name="strategy", mode="lines"))
+    dates = _labels(curve.dates)
+    fig.add_trace(go.Scatter(x=dates, y=_values(curve.equity), name="strategy", mode="lines"))
     if curve.benchmark_equity:
         fig.add_trace(
-            go.Scatter(x=curve.dates, y=curve.benchmark_equity, name="benchmark (buy and hold)", mode="lines")
+            go.Scatter(x=dates, y=_values(curve.benchmark_equity), name="benchmark (buy and hold)", mode="lines")
         )
     return _layout(fig, title)
 
 
 def drawdown_chart(dates: Sequence[str], drawdown: Sequence[float]) -> go.Figure:
-    fig = go.Figure(go.Scatter(x=list(dates), y=[100 * d for d in drawdown], fill="tozeroy", name="drawdown %"))
+    fig = go.Figure(go.Scatter(x=_labels(dates), y=_values(drawdown, 100), fill="tozeroy", name="drawdown %"))
     fig.update_yaxes(ticksuffix="%")
     return _layout(fig, "Drawdown", height=260)
 
@@ -95,11 +114,12 @@ def risk_adjusted_scatter(rows: Sequence[ExperimentRow]) -> go.Figure:
 def rolling_chart(rolling: Rolling) -> go.Figure:
     """Trailing Sharpe (left axis) and annualised volatility in percent (right axis)."""
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=rolling.dates, y=rolling.sharpe, name=f"Sharpe ({rolling.window} d)", mode="lines"))
+    dates = _labels(rolling.dates)
+    fig.add_trace(go.Scatter(x=dates, y=_values(rolling.sharpe), name=f"Sharpe ({rolling.window} d)", mode="lines"))
     fig.add_trace(
         go.Scatter(
-            x=rolling.dates,
-            y=[None if v is None else 100 * v for v in rolling.volatility],
+            x=dates,
+            y=_values(rolling.volatility, 100),
             name=f"volatility ({rolling.window} d)",
             mode="lines",
             yaxis="y2",
@@ -127,5 +147,5 @@ def normalized_equity(curves: Sequence[tuple[str, EquityCurve]]) -> go.Figure:
     fig = go.Figure()
     for label, curve in curves:
         start = curve.equity[0] if curve.equity else 1.0
-        fig.add_trace(go.Scatter(x=curve.dates, y=[v / start for v in curve.equity], name=label, mode="lines"))
+        fig.add_trace(go.Scatter(x=_labels(curve.dates), y=_values(curve.equity) / start, name=label, mode="lines"))
     return _layout(fig, "Growth of 1 (compared results)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Literal, TypeVar
 
 import httpx
+import streamlit as st
 from pydantic import BaseModel, TypeAdapter
 
 from kubetrader.optimize.robustness import Robustness
@@ -42,6 +43,13 @@ from kubetrader_dashboard.models.operations import (
 from kubetrader_dashboard.models.symbols import SymbolSearch
 
 M = TypeVar("M", bound=BaseModel)
+
+# One stored result's own reads (detail, equity, performance, trades) are the same for as long as
+# the result is: its id is the spec's hash, and a re-run of the spec writes the same result. So the
+# app fetches each once per RESULT_TTL_SECONDS, shared by every page and rerun of the signed-in user
+# (the key holds the credential: no user sees another's answers). Lists, summaries, and the state
+# of running work are always fetched afresh.
+RESULT_TTL_SECONDS = 30.0
 
 
 class ApiError(RuntimeError):
@@ -83,6 +91,12 @@ class ApiClient:
         clean = {k: v for k, v in params.items() if v not in (None, "")}
         return model.model_validate(self._request("GET", path, params=clean))
 
+    def _get_result(self, model: type[M], path: str, **params: Any) -> M:
+        """`_get` for a stored result's own reads, through the app's short cache (see RESULT_TTL_SECONDS)."""
+        clean = tuple(sorted((k, str(v)) for k, v in params.items() if v not in (None, "")))
+        token = self._http.headers.get("Authorization")
+        return model.model_validate(_cached_get(self, (self.base_url, token, path, clean)))
+
     # -- results -------------------------------------------------------------------------
     def summary(self) -> DashboardSummary:
         return self._get(DashboardSummary, "/summary")
@@ -91,16 +105,16 @@ class ApiClient:
         return self._get(Page[BacktestSummary], "/backtests", **params)
 
     def backtest(self, result_id: str) -> BacktestDetail:
-        return self._get(BacktestDetail, f"/backtests/{result_id}")
+        return self._get_result(BacktestDetail, f"/backtests/{result_id}")
 
     def equity(self, result_id: str) -> EquityCurve:
-        return self._get(EquityCurve, f"/backtests/{result_id}/equity")
+        return self._get_result(EquityCurve, f"/backtests/{result_id}/equity")
 
     def performance(self, result_id: str) -> Performance:
-        return self._get(Performance, f"/backtests/{result_id}/performance")
+        return self._get_result(Performance, f"/backtests/{result_id}/performance")
 
     def backtest_trades(self, result_id: str, **params: Any) -> Page[Trade]:
-        return self._get(Page[Trade], f"/backtests/{result_id}/trades", **params)
+        return self._get_result(Page[Trade], f"/backtests/{result_id}/trades", **params)
 
     def trades(self, **params: Any) -> Page[Trade]:
         return self._get(Page[Trade], "/trades", **params)
@@ -183,3 +197,12 @@ class ApiClient:
 
     def events(self, **params: Any) -> Events:
         return self._get(Events, "/events", **params)
+
+
+@st.cache_data(ttl=RESULT_TTL_SECONDS, max_entries=512, show_spinner=False)
+def _cached_get(_client: ApiClient, key: tuple[str, str | None, str, tuple[tuple[str, str], ...]]) -> Any:
+    """The JSON answer of a GET, cached by (API, credential, path, params); `_client` (not part of
+    the key: Streamlit skips arguments named with a leading underscore) only makes the request.
+    An error is raised, never cached."""
+    _base_url, _token, path, params = key
+    return _client._request("GET", path, params=dict(params))
