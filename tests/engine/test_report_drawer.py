@@ -30,6 +30,8 @@ def test_helper_draws_the_same_files_as_in_process(sma_orcl_result: Any, tmp_pat
         helper_pid = drawer._process.pid
         drawn = write_result(sma_orcl_result, name="sma", paths=aside, drawer=drawer)
         assert drawer._process is not None and drawer._process.pid == helper_pid  # ...and did not fall back
+        helper = drawer._process
+    assert helper.exitcode == 0  # it ended on its pipe's end, not killed after close()'s timeout
     assert drawn.artifacts == in_process.artifacts
     assert {"plot", "tearsheet"} <= set(drawn.artifacts)
     assert _files(aside) == _files(here)

@@ -34,8 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _serve(conn: Connection) -> None:
+def _serve(conn: Connection, parent_end: Connection) -> None:
     """The child: import the charting code now, then draw each job sent until the pipe closes."""
+    parent_end.close()  # the fork's copy of the parent's end: open here, it would keep the pipe from ever closing
     try:
         from kubetrader.results.report import warm_up, write_report
 
@@ -77,7 +78,7 @@ class ReportDrawer:
             return
         context = multiprocessing.get_context("fork")
         parent, child = context.Pipe()
-        process = context.Process(target=_serve, args=(child,), name="kubetrader-report", daemon=True)
+        process = context.Process(target=_serve, args=(child, parent), name="kubetrader-report", daemon=True)
         try:
             process.start()
         except OSError as exc:  # no memory or process slots for a fork: draw in this process
@@ -126,8 +127,9 @@ class ReportDrawer:
         if conn is not None:
             conn.close()
         if process is not None:
-            process.join(timeout=5)
+            process.join(timeout=5)  # it exits at once on the pipe's end
             if process.is_alive():
+                log.warning("report helper %s did not exit with its pipe closed; killed", process.pid)
                 process.kill()
                 process.join()
 
