@@ -145,7 +145,9 @@ def test_delete_with_the_gateway_down_stays_terminating_with_an_alert_until_the_
         wait_until(lambda: live_env.get("LiveDeployment", NS, NAME) is None, timeout=30, what="the stop to complete")
         assert tws_peer.open_orders() == [] and tws_peer.positions() == {}
         # kopf posts events from its own queue, after the patch that a wait above saw
-        wait_until(lambda: events(live_env, "EmergencyStopConfirmed"), timeout=20, what="the EmergencyStopConfirmed event")
+        wait_until(
+            lambda: events(live_env, "EmergencyStopConfirmed"), timeout=20, what="the EmergencyStopConfirmed event"
+        )
 
 
 def test_foreground_cascade_cannot_take_the_gateway_before_the_stop_is_confirmed(
