@@ -34,7 +34,6 @@ from kubetrader.specs import HEADLINE_METRICS, BacktestSpec, expand_matrix, spec
 
 if TYPE_CHECKING:
     from kubetrader.data import DataStore
-    from kubetrader.results.drawer import ReportDrawer
     from kubetrader.runner import BacktestResult
 
 log = logging.getLogger(__name__)
@@ -88,39 +87,11 @@ def execute(
     store: DataStore | None = None,
     report: bool = True,
     progress: bool = True,
-    draw_aside: bool = False,
 ) -> ExecutionOutcome:
-    """Run `spec` (one backtest, or each cell of its matrix) and write its results under `output_dir`.
-
-    `draw_aside`: draw the reports in a forked helper process, beside the run (kubetrader.results.drawer);
-    for single-threaded callers only (the CLI), never in a server that runs threads.
-    """
-    if not (report and draw_aside):
-        return _execute(spec, name=name, output_dir=output_dir, store=store, report=report, progress=progress)
-    import kubetrader.runner  # noqa: F401  (imported before the fork, so the helper does not import it again)
-    from kubetrader.results.drawer import ReportDrawer
-
-    with ReportDrawer() as drawer:
-        return _execute(
-            spec, name=name, output_dir=output_dir, store=store, report=report, progress=progress, drawer=drawer
-        )
-
-
-def _execute(
-    spec: BacktestSpec,
-    *,
-    name: str,
-    output_dir: Path | str,
-    store: DataStore | None,
-    report: bool,
-    progress: bool,
-    drawer: ReportDrawer | None = None,
-) -> ExecutionOutcome:
+    """Run `spec` (one backtest, or each cell of its matrix) and write its results under `output_dir`."""
     if spec.matrix is None:
-        return execute_one(spec, name=name, output_dir=output_dir, store=store, report=report, drawer=drawer)
-    return _execute_matrix(
-        spec, name=name, output_dir=output_dir, store=store, report=report, progress=progress, drawer=drawer
-    )
+        return execute_one(spec, name=name, output_dir=output_dir, store=store, report=report)
+    return _execute_matrix(spec, name=name, output_dir=output_dir, store=store, report=report, progress=progress)
 
 
 def execute_one(
@@ -130,7 +101,6 @@ def execute_one(
     output_dir: Path | str,
     store: DataStore | None = None,
     report: bool = True,
-    drawer: ReportDrawer | None = None,
 ) -> ExecutionOutcome:
     """Run one plain spec; never raises a KubetraderError (it is in the outcome), other errors propagate."""
     from kubetrader.results.runlog import capture
@@ -146,7 +116,7 @@ def execute_one(
         )  # fmt: skip
         try:
             result = BacktestRunner(spec, store=store).run()
-            document = write_result(result, name=name, paths=paths, report=report, drawer=drawer)
+            document = write_result(result, name=name, paths=paths, report=report)
         except KubetraderError as exc:
             # to the run's log (its handler also keeps logging's last-resort handler from printing it a second
             # time beside the CLI's "error:" line)
@@ -171,29 +141,16 @@ def execute_one(
     return ExecutionOutcome(rid, name, "succeeded", paths=paths, document=document)
 
 
-def write_result(
-    result: BacktestResult, *, name: str, paths: ResultPaths, report: bool = True, drawer: ReportDrawer | None = None
-) -> ResultDocument:
-    """CSVs, plot and tearsheet, then the JSON last: the JSON's presence means the set is complete.
-
-    With a `drawer`, the plot and tearsheet are drawn in its helper process while this one writes the CSVs.
-    """
+def write_result(result: BacktestResult, *, name: str, paths: ResultPaths, report: bool = True) -> ResultDocument:
+    """CSVs, then plot and tearsheet, then the JSON last: the JSON's presence means the set is complete."""
     artifacts = {"equity_csv": paths.equity_csv.name, "trades_csv": paths.trades_csv.name}
+    write_csvs(result, paths)
     document = result.to_document(name)
-    title = f"{name}: {result.spec.strategy.path}"
-    if report and drawer is not None:
-        drawer.draw_begin(document, result, paths, title)
-        try:
-            write_csvs(result, paths)
-        finally:
-            drawer.draw_end()  # also after a failed CSV write: the helper's answer is read before the next job
-    else:
-        write_csvs(result, paths)
-        if report:
-            from kubetrader.results.report import write_report
-
-            write_report(document, result, paths, title=title)
     if report:
+        from kubetrader.results.report import plot_equity, write_tearsheet
+
+        plot_equity(result, paths.plot, title=f"{name}: {result.spec.strategy.path}")
+        write_tearsheet(document, result, paths.plot, paths.tearsheet)
         artifacts |= {"plot": paths.plot.name, "tearsheet": paths.tearsheet.name}
     document = document.model_copy(update={"artifacts": artifacts})
     write_document(document, paths.json)
@@ -238,14 +195,13 @@ def _execute_matrix(
     store: DataStore | None,
     report: bool,
     progress: bool,
-    drawer: ReportDrawer | None = None,
 ) -> ExecutionOutcome:
     from tqdm import tqdm
 
     cells = expand_matrix(spec)
     outcomes: list[ExecutionOutcome] = []
     for _cell_id, cell in tqdm(cells, desc=name, unit="cell", disable=not progress):
-        outcomes.append(execute_one(cell, name=name, output_dir=output_dir, store=store, report=report, drawer=drawer))
+        outcomes.append(execute_one(cell, name=name, output_dir=output_dir, store=store, report=report))
     campaign_id = f"{name}-{spec_hash(spec)[:10]}"
     table = write_matrix_table(
         cells, outcomes, result_paths(output_dir, campaign_id).directory / f"{campaign_id}-matrix.csv"

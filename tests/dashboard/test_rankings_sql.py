@@ -18,7 +18,8 @@ STRATEGIES = ["strategies.a.A", "strategies.b.B", "strategies.c.C"]
 
 
 def _reference(documents: dict[str, Any], metric: str, *, descending: bool, group_by: str) -> list[tuple[Any, ...]]:
-    """The ranking by hand: each strategy's best result (first written among ties) and its mean."""
+    """The ranking by hand: each strategy's best result (the first in (strategy, id) order among ties) and its mean."""
+    documents = dict(sorted(documents.items(), key=lambda item: (item[1].metadata.strategy, item[0])))
 
     def value(metrics: dict[str, Any], name: str = metric) -> float | None:
         v = metrics.get(name)
@@ -44,7 +45,7 @@ def _reference(documents: dict[str, Any], metric: str, *, descending: bool, grou
                 rows.append((strategy, strategy, len(members), best, mean, rid, *(value(m, n) for n in _SHOWN)))
             else:
                 rows.append((strategy, strategy, len(members), None, None, None, None, None, None))
-    return sorted(rows, key=lambda r: order(r[3]))  # stable: ties keep the order written
+    return sorted(rows, key=lambda r: order(r[3]))  # stable: ties keep the (strategy, id) order
 
 
 _SHOWN = ("sharpe_ratio", "total_return", "max_drawdown")

@@ -279,11 +279,14 @@ class ResultStore:
     ) -> list[RankingValues]:
         """(key, strategy, results, best, mean, best result id, its sharpe, total return, max drawdown), best first.
 
-        Grouped, ranked and cut to `limit` in SQL (a window picks each strategy's best result):
-        building 10,000 rows in Python to keep 50 was most of a ranking. A result without the
-        metric counts in `results` but never wins; a strategy none of whose results has it
-        ranks last with no best. Ties go to the result indexed first. `mean` is `statistics.fmean`
-        of the values (an aggregate registered on the connection: SQLite's avg rounds differently).
+        Grouped, ranked and cut to `limit` in SQL: building 10,000 rows in Python to keep 50 was
+        most of a ranking. The best result of a strategy is the bare columns of its row holding the
+        max (min) value, which SQLite documents for an aggregate query with a single max() or min()
+        (https://sqlite.org/lang_select.html#bare_columns_in_an_aggregate_query). A result without
+        the metric counts in `results` but never wins; a strategy none of whose results has it ranks
+        last with no best. Ties go to the first in (strategy, id) order, the order the covering index
+        `results_headline` scans in. `mean` is `statistics.fmean` of the values (an aggregate
+        registered on the connection: SQLite's avg rounds differently).
         """
         self.sync()
         if metric not in METRIC_NAMES:  # a known name only: it becomes part of the SQL
@@ -292,26 +295,24 @@ class ResultStore:
         where = (where + " AND" if where else " WHERE") + " status = 'succeeded'"
         value = metric if metric in HEADLINE_COLUMNS else f"json_extract(metrics, '$.{metric}')"
         direction = "DESC" if descending else "ASC"
-        best_first = f"v IS NULL, v {direction}"
-        columns = f"rowid AS r, id, strategy, {value} AS v, sharpe_ratio, total_return, max_drawdown"
-        scored = f"SELECT {columns} FROM results{where}"
         if group_by == "result":
-            query = f"WITH scored AS ({scored}) SELECT id, strategy, 1, v, v, id, sharpe_ratio, total_return, "
-            query += f"max_drawdown FROM scored ORDER BY {best_first}, r LIMIT ?"
+            query = (
+                f"SELECT id, strategy, 1, {value} AS v, {value}, id, sharpe_ratio, total_return, max_drawdown "
+                f"FROM results{where} ORDER BY v IS NULL, v {direction}, strategy, id LIMIT ?"
+            )
         else:
             # a strategy none of whose results has the metric: no best result to show
             best_row = ", ".join(
-                f"CASE WHEN b.v IS NULL THEN NULL ELSE b.{name} END"
+                f"CASE WHEN best IS NULL THEN NULL ELSE {name} END"
                 for name in ("id", "sharpe_ratio", "total_return", "max_drawdown")
             )
-            query = f"""WITH scored AS ({scored}),
-                ranked AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY strategy ORDER BY {best_first}, r) AS place
-                           FROM scored),
-                grouped AS (SELECT strategy, count(*) AS n, kubetrader_fmean(v) AS mean, min(r) AS first
-                            FROM scored GROUP BY strategy)
-                SELECT g.strategy, g.strategy, g.n, b.v, g.mean, {best_row}
-                FROM grouped g JOIN ranked b ON b.strategy = g.strategy AND b.place = 1
-                ORDER BY b.v IS NULL, b.v {direction}, g.first LIMIT ?"""
+            query = f"""SELECT strategy, strategy, n, best, mean, {best_row} FROM (
+                    SELECT strategy, count(*) AS n, {"max" if descending else "min"}(v) AS best,
+                           kubetrader_fmean(v) AS mean, id, sharpe_ratio, total_return, max_drawdown
+                    FROM (SELECT strategy, id, {value} AS v, sharpe_ratio, total_return, max_drawdown
+                          FROM results{where} ORDER BY strategy, id)
+                    GROUP BY strategy)
+                ORDER BY best IS NULL, best {direction}, strategy LIMIT ?"""
         with self._lock:
             return [cast(RankingValues, tuple(row)) for row in self._conn.execute(query, [*args, limit]).fetchall()]
 

@@ -129,7 +129,7 @@ def _execute(
 
         if importlib.util.find_spec("quantstats") is None:  # refused before the run, like any bad option
             raise SpecError("--tearsheet", "quantstats is not installed: pip install 'kubetrader[quantstats]'")
-    outcome = execute(spec, name=name, output_dir=output, progress=not as_json, draw_aside=True)
+    outcome = execute(spec, name=name, output_dir=output, progress=not as_json)
     write_summary(summary_file, outcome.summary())
     _show(outcome, as_json=as_json)
     if tearsheet == "quantstats" and outcome.document is not None and outcome.paths is not None:

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from kubetrader.results.schema import ResultDocument
-    from kubetrader.results.store import ResultPaths
     from kubetrader.runner import BacktestResult
 
 
@@ -96,18 +95,6 @@ def plot_equity(result: BacktestResult, path: Path, *, title: str = "") -> Path:
     vol.set_ylabel("volatility %", color="#e67e22")
     atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=100))
     return path
-
-
-def write_report(document: ResultDocument, result: BacktestResult, paths: ResultPaths, *, title: str) -> None:
-    """The plot, then the tearsheet that embeds it (in a helper process or here: kubetrader.results.drawer)."""
-    plot_equity(result, paths.plot, title=title)
-    write_tearsheet(document, result, paths.plot, paths.tearsheet)
-
-
-def warm_up() -> None:
-    """Import what drawing needs (matplotlib's Figure and Agg canvas), ahead of the first chart."""
-    import matplotlib.backends.backend_agg
-    import matplotlib.figure  # noqa: F401
 
 
 def monthly_returns(equity: pd.Series) -> pd.DataFrame:
