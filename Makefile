@@ -64,7 +64,7 @@ lint: $(STAMP)  ## ruff, mypy and the import contracts
 test: $(STAMP) browser-deps lint pytest  ## the whole suite
 
 pytest: $(STAMP)
-	$(PYTHON) -m pytest -n 2 --dist loadgroup -q
+	$(PYTHON) -m pytest -n 2 --dist loadgroup -q --durations=25
 
 bench: $(STAMP)  ## benchmarks: printed tables, ratios side by side
 	$(PYTHON) bench/run.py
