@@ -621,6 +621,11 @@ KEPT_CLAIMS = {"kubetrader-data", "kubetrader-mlflow-artifacts"}
 def run_uninstall(cluster: Cluster) -> None:
     """`helm uninstall` keeps the CRDs, the PVCs and the generated Secrets (`helm.sh/resource-policy:
     keep`), and removes everything else of the release, its pods included."""
+    generated = KEPT_SECRETS | {
+        item["metadata"]["name"]
+        for item in cluster.json("get", "secrets")["items"]
+        if (item["metadata"].get("annotations") or {}).get("helm.sh/resource-policy") == "keep"
+    }
     helm_config(cluster).uninstall(RELEASE, timeout=300)
 
     def release_objects() -> dict[str, list[str]]:
@@ -655,12 +660,12 @@ def run_uninstall(cluster: Cluster) -> None:
         if crd not in crds:
             raise ScenarioError(f"helm uninstall removed the CRD {crd}")
     secrets = {i["metadata"]["name"] for i in cluster.json("get", "secrets")["items"]}
-    if not secrets >= KEPT_SECRETS:
-        raise ScenarioError(f"helm uninstall removed generated Secrets: {sorted(KEPT_SECRETS - secrets)}")
+    if not secrets >= generated:
+        raise ScenarioError(f"helm uninstall removed generated Secrets: {sorted(generated - secrets)}")
     claims = {i["metadata"]["name"] for i in cluster.json("get", "pvc")["items"]}
     if not claims >= KEPT_CLAIMS:
         raise ScenarioError(f"helm uninstall removed kept PVCs: {sorted(KEPT_CLAIMS - claims)}")
-    print(f"kept: CRDs, Secrets {sorted(KEPT_SECRETS)}, PVCs {sorted(KEPT_CLAIMS)}; the rest is gone", flush=True)
+    print(f"kept: CRDs, Secrets {sorted(generated)}, PVCs {sorted(KEPT_CLAIMS)}; the rest is gone", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
