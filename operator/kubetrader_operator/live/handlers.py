@@ -70,6 +70,16 @@ def _fail(body: kopf.Body, patch: kopf.Patch, reason: str, message: str, *, gene
     kopf.warn(body, reason=reason, message=message)
 
 
+def _valid_spec(body: kopf.Body, patch: kopf.Patch, *, generation: Any, now: str) -> LiveDeploymentSpec:
+    """The spec, or Failed (InvalidSpec, with pydantic's first message) and a permanent error: no retry helps."""
+    try:
+        return _spec(body)
+    except ValidationError as exc:
+        message = f"invalid spec: {exc.errors()[0].get('msg')}"
+        _fail(body, patch, "InvalidSpec", message, generation=generation, now=now)
+        raise kopf.PermanentError(message) from exc
+
+
 def _promotion_gate(
     body: kopf.Body, spec: LiveDeploymentSpec, namespace: str, patch: kopf.Patch, *, generation: Any, now: str
 ) -> str | None:
@@ -97,12 +107,7 @@ def create_children(body: kopf.Body, name: str, namespace: str | None, patch: ko
     assert namespace is not None  # LiveDeployment is namespaced
     generation = body.get("metadata", {}).get("generation")
     now = now_iso()
-    try:
-        spec = _spec(body)
-    except ValidationError as exc:
-        message = f"invalid spec: {exc.errors()[0].get('msg')}"
-        _fail(body, patch, "InvalidSpec", message, generation=generation, now=now)
-        raise kopf.PermanentError(message) from exc
+    spec = _valid_spec(body, patch, generation=generation, now=now)
     if spec.mode == "live" and spec.promotion is None:  # the CRD's CEL refuses it too: never trade unpromoted
         message = "mode 'live' needs spec.promotion.fromBacktest"
         c = set_condition(
@@ -170,12 +175,7 @@ def roll_runner(body: kopf.Body, name: str, namespace: str | None, patch: kopf.P
         return  # the delete handler owns it now
     generation = body.get("metadata", {}).get("generation")
     now = now_iso()
-    try:
-        spec = _spec(body)
-    except ValidationError as exc:
-        message = f"invalid spec: {exc.errors()[0].get('msg')}"
-        _fail(body, patch, "InvalidSpec", message, generation=generation, now=now)
-        raise kopf.PermanentError(message) from exc
+    spec = _valid_spec(body, patch, generation=generation, now=now)
     settings = get_live_settings()
     runner = kube_io.read("Deployment", namespace, builders.names(name)["runner"])
     if runner is None:
