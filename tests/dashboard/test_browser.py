@@ -224,8 +224,12 @@ PAGES = '[...document.querySelectorAll(\'[data-testid="stRadio"] [role="radiogro
 MAIN = "document.querySelector('[data-testid=\"stMain\"]')"
 
 
-def _open(browser: DevTools, index: int, label: str, ready: str) -> str:
-    """Click page `index`, wait until the app is idle and `ready` (a JS condition on `text`) holds.
+def _open(browser: DevTools, index: int, label: str, ready: str, wanted: list[str]) -> str:
+    """Click page `index`, wait until the app is idle, `ready` (a JS condition on `text`) holds and
+    every string of `wanted` is shown; fail naming the missing strings after the deadline.
+
+    Streamlit renders a page's elements one after another (a table below the charts can arrive
+    after the charts that `ready` waits for), so "idle and ready" alone raced the later elements.
 
     Returns the page's text, each metric card as `label: value` on a line of its own first."""
     browser.click(f"{PAGES}[{index}]")
@@ -241,9 +245,24 @@ def _open(browser: DevTools, index: int, label: str, ready: str) -> str:
         if (document.querySelectorAll('[data-testid="stException"]').length) return "EXCEPTION " + text;
         return ({ready}) ? text : null;
     }})()"""
-    text = wait_until(lambda: browser.evaluate(state_js), timeout=120, interval=0.5, what=f"page {label!r}")
+    last: list[str] = [""]
+
+    def shown() -> str | None:
+        text = browser.evaluate(state_js)
+        if text is None:
+            return None
+        last[0] = str(text)
+        if text.startswith("EXCEPTION"):
+            return str(text)
+        return str(text) if all(w in text for w in wanted) else None
+
+    try:
+        text = wait_until(shown, timeout=120, interval=0.5, what=f"page {label!r}")
+    except TimeoutError:
+        missing = [w for w in wanted if w not in last[0]]
+        raise AssertionError(f"{label}: {missing} not shown within 120 s; last text:\n{last[0][:4000]}") from None
     assert not text.startswith("EXCEPTION"), text[:3000]
-    return str(text)
+    return text
 
 
 def _sign_in_as_local_admin(browser: DevTools, demo: Demo) -> None:
@@ -311,7 +330,7 @@ def test_after_a_demo_every_page_shows_what_the_user_should_see(
     seen = {}
     for index, label in enumerate(labels):
         ready, wanted = expect.get(label, ("true", []))
-        text = _open(browser, index, label, ready)
+        text = _open(browser, index, label, ready, wanted)
         browser.screenshot(shots / f"{index + 1:02d}-{label.lower().replace(' ', '-')}.png")
         seen[label] = text
         missing = [w for w in wanted if w not in text]
