@@ -459,3 +459,38 @@ def test_cel_outcomes_on_the_parts_a_rule_reads_equal_those_on_the_whole_value()
                 assert cv._evaluate_rule(rule, value, old if transition else None) == whole, rule
                 checked += 1
     assert checked > 20
+
+
+@pytest.mark.parametrize(
+    ("rule", "value", "cause"),
+    [
+        # apiextensions-apiserver schema/cel/validation.go: "%v evaluating rule: %v" with cel-go's
+        # error text (common/types: "no such key: %v", "no such overload").
+        ("self.x > 1", {}, 'spec: Invalid value: "object": no such key: x evaluating rule: failed rule: self.x > 1'),
+        (
+            "self.x + 1 > 0",
+            {"x": "a"},
+            'spec: Invalid value: "object": no such overload evaluating rule: failed rule: self.x + 1 > 0',
+        ),
+        # The strings library kube-apiserver adds (ext.Strings): lowerAscii, split.
+        ("self.x.lowerAscii() == 'abc'", {"x": "aBc"}, None),
+        # A failed rule on an object shows no value (fieldErrorForReason omits maps and lists).
+        ("self.x.split(',').size() <= 2", {"x": "a,b,c"}, "spec: Invalid value: failed rule: self.x.split"),
+        ("self.x > 1.5", {"x": 2}, None),  # int against double: cross-type numeric comparison
+    ],
+)
+def test_a_cel_rule_that_fails_at_run_time_is_refused_with_cel_gos_words(
+    rule: str, value: dict[str, Any], cause: str | None
+) -> None:
+    from tests.kube import crd_validation as cv
+
+    schema = {
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+        "x-kubernetes-validations": [{"rule": rule}],
+    }
+    causes = [str(c) for c in cv.cel_causes(schema, value, path="spec")]
+    if cause is None:
+        assert causes == []
+    else:
+        assert len(causes) == 1 and causes[0].startswith(cause), causes
