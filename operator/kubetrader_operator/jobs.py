@@ -18,6 +18,7 @@ import yaml
 from kubetrader.errors import EXIT_FATAL
 from kubetrader.specs import GROUP_VERSION, SpecModel, spec_hash
 from kubetrader_operator.labels import SPEC_HASH_ANNOTATION
+from kubetrader_operator.overrides import Overrides
 from kubetrader_operator.scheduling import PodScheduling, apply_scheduling
 
 CONFIG_DIR = "/etc/kubetrader"
@@ -36,12 +37,8 @@ class JobOptions:
     image: str
     image_pull_policy: str
     service_account: str
-    cpu_request: str
-    cpu_limit: str
-    memory_request: str
-    memory_limit: str
-    backoff_limit: int
-    active_deadline_seconds: int
+    # cpu/memory, backoff limit and deadline after the annotations, with what was clamped (notes)
+    resources: Overrides
     ttl_seconds_after_finished: int
     run_as_user: int
     data_pvc: str | None
@@ -51,8 +48,6 @@ class JobOptions:
     secret_env: tuple[tuple[str, str, str], ...] = ()
     # nodeSelector, tolerations, ... of the chart's operator.childPods (kubetrader_operator.scheduling)
     scheduling: PodScheduling = field(default_factory=PodScheduling)
-    # What the operator changed in the annotations' values (clamped to its maximums), for an Event.
-    notes: tuple[str, ...] = ()
 
 
 def pod_redis_url(url: str, *, password_secret: str | None) -> str:
@@ -162,6 +157,7 @@ def engine_job(
     infrastructure) count toward backoffLimit and are retried.
     """
     pod_security, container_security = security_context(options)
+    knobs = options.resources
     data_volume: dict[str, Any] = (
         {"name": "data", "persistentVolumeClaim": {"claimName": options.data_pvc}}
         if options.data_pvc
@@ -177,8 +173,8 @@ def engine_job(
             "annotations": {SPEC_HASH_ANNOTATION: spec_hash(spec)},
         },
         "spec": {
-            "backoffLimit": options.backoff_limit,
-            "activeDeadlineSeconds": options.active_deadline_seconds,
+            "backoffLimit": knobs.backoff_limit,
+            "activeDeadlineSeconds": knobs.active_deadline_seconds,
             "ttlSecondsAfterFinished": options.ttl_seconds_after_finished,
             "podFailurePolicy": {
                 "rules": [
@@ -206,8 +202,8 @@ def engine_job(
                             "args": engine_args(spec_file),
                             "env": env,
                             "resources": {
-                                "requests": {"cpu": options.cpu_request, "memory": options.memory_request},
-                                "limits": {"cpu": options.cpu_limit, "memory": options.memory_limit},
+                                "requests": {"cpu": knobs.cpu_request, "memory": knobs.memory_request},
+                                "limits": {"cpu": knobs.cpu_limit, "memory": knobs.memory_limit},
                             },
                             "securityContext": container_security,
                             "terminationMessagePath": TERMINATION_LOG,

@@ -39,14 +39,16 @@ def test_values_above_the_maximums_are_clamped_and_each_is_noted() -> None:
     assert job["spec"]["activeDeadlineSeconds"] == 86400
     resources = job["spec"]["template"]["spec"]["containers"][0]["resources"]
     assert resources["limits"] == resources["requests"] == {"cpu": "4", "memory": "8Gi"}
-    assert len(options.notes) == 4
-    assert "annotation kubetrader.io/memory: 512Gi is above the operator's maximum 8Gi; clamped to 8Gi" in options.notes
-    assert any("kubetrader.io/backoff-limit: 1000000" in note for note in options.notes)
+    notes = options.resources.notes
+    assert len(notes) == 4
+    assert "annotation kubetrader.io/memory: 512Gi is above the operator's maximum 8Gi; clamped to 8Gi" in notes
+    assert any("kubetrader.io/backoff-limit: 1000000" in note for note in notes)
 
 
 def test_values_within_the_maximums_are_kept_without_a_note() -> None:
     options = job_options(SETTINGS, _annotations(backoff_limit="5", cpu="1500m", memory="8192Mi"))
-    assert (options.backoff_limit, options.cpu_limit, options.memory_limit, options.notes) == (5, "1500m", "8192Mi", ())
+    kept = options.resources
+    assert (kept.backoff_limit, kept.cpu_limit, kept.memory_limit, kept.notes) == (5, "1500m", "8192Mi", ())
 
 
 @pytest.mark.parametrize(

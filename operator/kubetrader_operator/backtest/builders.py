@@ -54,7 +54,6 @@ SPEC_FILE = "backtest.yaml"
 def job_options(settings: OperatorSettings, annotations: dict[str, str]) -> JobOptions:
     """Settings plus the few per-Backtest overrides, clamped to the operator's maximums (the
     notes say what was clamped); a malformed override raises ValueError naming it."""
-    overrides = parse_overrides(settings, annotations)
     # The engine's own names: with KUBETRADER_REDIS_URL set, a matrix Backtest's Job drives a
     # campaign over the shared worker pool instead of running every cell itself.
     secret = settings.redis_password_secret
@@ -65,12 +64,7 @@ def job_options(settings: OperatorSettings, annotations: dict[str, str]) -> JobO
         image=settings.image,
         image_pull_policy=settings.image_pull_policy,
         service_account=settings.service_account,
-        cpu_request=overrides.cpu_request,
-        cpu_limit=overrides.cpu_limit,
-        memory_request=overrides.memory_request,
-        memory_limit=overrides.memory_limit,
-        backoff_limit=overrides.backoff_limit,
-        active_deadline_seconds=overrides.active_deadline_seconds,
+        resources=parse_overrides(settings, annotations),
         ttl_seconds_after_finished=settings.ttl_seconds_after_finished,
         run_as_user=settings.run_as_user,
         data_pvc=settings.data_pvc,
@@ -79,7 +73,6 @@ def job_options(settings: OperatorSettings, annotations: dict[str, str]) -> JobO
             *(((REDIS_PASSWORD_VAR, secret, settings.redis_password_key),) if secret and redis_url else ()),
             *mlflow_secret,
         ),
-        notes=overrides.notes,
         scheduling=settings.pod_scheduling,
     )
 

@@ -115,7 +115,7 @@ def start_backtest(
         job_name = created_job["metadata"]["name"]
         if created:
             kopf.info(body, reason="JobCreated", message=f"Job {job_name} created")
-            for note in options.notes:  # an override above the operator's maximum, clamped
+            for note in options.resources.notes:  # an override above the operator's maximum, clamped
                 kopf.warn(body, reason="OverrideClamped", message=note)
         _write_status(namespace, name, lambda bt: (accepted_status(bt, job_name, now=now_iso()), None))
         reconcile(namespace, name)

@@ -145,7 +145,7 @@ def start_study(
         job_name = created_job["metadata"]["name"]
         if created:
             kopf.info(body, reason="JobCreated", message=f"driver Job {job_name} created")
-            for note in options.notes:  # an override above the operator's maximum, clamped
+            for note in options.resources.notes:  # an override above the operator's maximum, clamped
                 kopf.warn(body, reason="OverrideClamped", message=note)
         study_name, metric = study_key_of(dict(body)), parsed.objective.metric
 
