@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -20,6 +21,8 @@ from kubetrader.specs import API_GROUP, API_VERSION
 from kubetrader_operator.labels import stale_child
 
 BACKTESTS = "backtests"
+CONFLICT_RETRIES = 8
+T = TypeVar("T")
 
 
 class ConflictError(Exception):
@@ -136,10 +139,32 @@ def patch_custom_status(
     return result
 
 
+class StatusKeptChangingError(Exception):
+    """Every one of CONFLICT_RETRIES status writes lost the resourceVersion race."""
+
+
+def write_custom_status(
+    plural: str, namespace: str, name: str, compute: Callable[[dict[str, Any]], tuple[dict[str, Any], T | None]]
+) -> tuple[dict[str, Any], T] | None:
+    """Read, compute, patch with the read resourceVersion; on a conflict, read and compute again.
+
+    The one status write of Backtests and studies: whoever loses the race recomputes from what won,
+    so no update is lost. Returns (the object as read, the transition) when a write carried one (the
+    caller posts its Event), else None (gone, unchanged, or written without a transition)."""
+    for _ in range(CONFLICT_RETRIES):
+        current = read_custom(plural, namespace, name)
+        if current is None:
+            return None
+        status, transition = compute(current)
+        if status == (current.get("status") or {}):
+            return None
+        try:
+            patch_custom_status(plural, namespace, name, status, current["metadata"]["resourceVersion"])
+        except ConflictError:
+            continue
+        return (current, transition) if transition is not None else None
+    raise StatusKeptChangingError(f"status of {namespace}/{name} kept changing under us")
+
+
 def read_backtest(namespace: str, name: str) -> dict[str, Any] | None:
     return read_custom(BACKTESTS, namespace, name)
-
-
-def patch_backtest_status(namespace: str, name: str, status: dict[str, Any], resource_version: str) -> dict[str, Any]:
-    """Replace-by-merge the status, only if the Backtest is still at `resource_version` (else ConflictError)."""
-    return patch_custom_status(BACKTESTS, namespace, name, status, resource_version)

@@ -8,6 +8,7 @@ kopf's own progress lives in annotations (see `main.configure`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 import kopf
@@ -31,7 +32,6 @@ from kubetrader_operator.settings import get_settings
 KIND = "Backtest"
 RESOURCE = (API_GROUP, API_VERSION, "backtests")
 SETTINGS = get_settings()  # for the decorators, which are evaluated at import; handlers call get_settings()
-CONFLICT_RETRIES = 8
 
 
 def _event(backtest: dict[str, Any], transition: Transition) -> None:
@@ -43,23 +43,16 @@ def _event(backtest: dict[str, Any], transition: Transition) -> None:
         kopf.info(cast(kopf.Body, backtest), reason=transition.reason, message=transition.message)
 
 
-def _write_status(namespace: str, name: str, compute: Any) -> None:
-    """Read, compute, patch with the read resourceVersion; on a conflict, again."""
-    for _ in range(CONFLICT_RETRIES):
-        backtest = kube.read_backtest(namespace, name)
-        if backtest is None:
-            return
-        status, transition = compute(backtest)
-        if status == (backtest.get("status") or {}):
-            return
-        try:
-            kube.patch_backtest_status(namespace, name, status, backtest["metadata"]["resourceVersion"])
-        except kube.ConflictError:
-            continue
-        if transition is not None:
-            _event(backtest, transition)
-        return
-    raise kopf.TemporaryError(f"status of {namespace}/{name} kept changing under us", delay=1)
+def _write_status(
+    namespace: str, name: str, compute: Callable[[dict[str, Any]], tuple[dict[str, Any], Transition | None]]
+) -> None:
+    """kube.write_custom_status, its Event posted; a status that kept changing is retried by kopf."""
+    try:
+        written = kube.write_custom_status(kube.BACKTESTS, namespace, name, compute)
+    except kube.StatusKeptChangingError as exc:
+        raise kopf.TemporaryError(str(exc), delay=1) from exc
+    if written is not None:
+        _event(*written)
 
 
 def reconcile(namespace: str, name: str) -> None:

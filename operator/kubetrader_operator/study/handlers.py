@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from kubetrader.errors import SpecError
 from kubetrader.optimize.naming import trial_batch
 from kubetrader.specs import API_GROUP, API_VERSION
+from kubetrader_operator import kube
 from kubetrader_operator.backtest.builders import job_options
 from kubetrader_operator.backtest.status import waiting_status
 from kubetrader_operator.conditions import is_terminal, now_iso
@@ -42,7 +43,6 @@ KIND = "OptimizationStudy"
 RESOURCE = (API_GROUP, API_VERSION, "optimizationstudies")
 # Decorator arguments are read once, at import; everything else is read per call.
 SETTINGS = get_settings()
-CONFLICT_RETRIES = 8
 Compute = Callable[[dict[str, Any]], tuple[dict[str, Any], Transition | None]]
 
 
@@ -57,22 +57,13 @@ def _event(study: dict[str, Any], transition: Transition) -> None:
 
 
 def _write_status(namespace: str, name: str, compute: Compute) -> None:
-    """Read, compute, patch with the read resourceVersion; on a conflict, again."""
-    for _ in range(CONFLICT_RETRIES):
-        study = kube_io.read_study(namespace, name)
-        if study is None:
-            return
-        status, transition = compute(study)
-        if status == (study.get("status") or {}):
-            return
-        try:
-            kube_io.patch_study_status(namespace, name, status, study["metadata"]["resourceVersion"])
-        except kube_io.ConflictError:
-            continue
-        if transition is not None:
-            _event(study, transition)
-        return
-    raise kopf.TemporaryError(f"status of {namespace}/{name} kept changing under us", delay=1)
+    """kube.write_custom_status, its Event posted; a status that kept changing is retried by kopf."""
+    try:
+        written = kube.write_custom_status(kube_io.STUDIES, namespace, name, compute)
+    except kube.StatusKeptChangingError as exc:
+        raise kopf.TemporaryError(str(exc), delay=1) from exc
+    if written is not None:
+        _event(*written)
 
 
 def reconcile(namespace: str, name: str) -> None:
