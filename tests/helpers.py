@@ -65,3 +65,17 @@ def cli_in_process(capsys: Any, *argv: str) -> tuple[int, str, str]:
         code = int(exc.code or 0)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def assert_valid_children_owned_by(owner: dict[str, Any], *children: dict[str, Any]) -> None:
+    """Each child passes Kubernetes' own strict schema (1.37, as a real API server would check it)
+    and names `owner` (kind, name, uid) as its first ownerReference."""
+    import kubernetes_validate
+
+    for child in children:
+        clean = {k: v for k, v in child.items() if k != "status"}
+        clean["metadata"] = {k: v for k, v in child["metadata"].items() if k not in {"uid", "resourceVersion"}}
+        kubernetes_validate.validate(clean, "1.37", strict=True)
+        reference = child["metadata"]["ownerReferences"][0]
+        expected = (owner["kind"], owner["metadata"]["name"], owner["metadata"]["uid"])
+        assert (reference["kind"], reference["name"], reference["uid"]) == expected, child["metadata"]

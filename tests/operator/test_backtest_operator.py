@@ -11,11 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import pytest
 import yaml
 
-from tests.helpers import EXAMPLES, wait_until
+from tests.helpers import EXAMPLES, assert_valid_children_owned_by, wait_until
 from tests.kube.cluster import EmulatedCluster
 from tests.kube.kubelet import FakeKubelet
 
@@ -66,12 +65,7 @@ def test_applied_backtest_gets_a_valid_config_map_and_job_owned_by_it(
         wait_until(lambda: _events(kube_cluster, "JobCreated"), timeout=10, what="a JobCreated event")
         status = wait_until(lambda: _phase_is(kube_cluster, "Pending"), timeout=10, what="Pending")
     assert config_map is not None
-    for child in (job, config_map):
-        clean = {k: v for k, v in child.items() if k != "status"}
-        clean["metadata"] = {k: v for k, v in child["metadata"].items() if k not in {"uid", "resourceVersion"}}
-        kubernetes_validate.validate(clean, "1.37", strict=True)
-        owner = child["metadata"]["ownerReferences"][0]
-        assert (owner["kind"], owner["name"], owner["uid"]) == ("Backtest", "sma-orcl", backtest["metadata"]["uid"])
+    assert_valid_children_owned_by(backtest, job, config_map)
     document = yaml.safe_load(config_map["data"]["backtest.yaml"])
     assert document["spec"]["strategy"] == EXAMPLE["spec"]["strategy"]
     container = job["spec"]["template"]["spec"]["containers"][0]

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import pytest
 import yaml
 
@@ -22,7 +21,7 @@ from kubetrader.queue.local import local_workers
 from kubetrader.queue.server import redis_client
 from kubetrader.queue.stats import batch_stats
 from kubetrader_operator.study.builders import study_key_of
-from tests.helpers import EXAMPLES, wait_until
+from tests.helpers import EXAMPLES, assert_valid_children_owned_by, wait_until
 from tests.kube.cluster import EmulatedCluster
 from tests.kube.emulator import Obj
 from tests.kube.kubelet import FakeKubelet
@@ -94,12 +93,7 @@ def test_applied_study_gets_a_valid_config_map_and_driver_job_owned_by_it(
         wait_until(lambda: _events(kube_cluster, "JobCreated"), timeout=10, what="a JobCreated event")
         status = _wait(lambda: _phase_is(kube_cluster, "Pending"), timeout=10, what="Pending")
     assert config_map is not None
-    for child in (job, config_map):
-        clean = {k: v for k, v in child.items() if k != "status"}
-        clean["metadata"] = {k: v for k, v in child["metadata"].items() if k not in {"uid", "resourceVersion"}}
-        kubernetes_validate.validate(clean, "1.37", strict=True)
-        owner = child["metadata"]["ownerReferences"][0]
-        assert (owner["kind"], owner["name"], owner["uid"]) == ("OptimizationStudy", NAME, study["metadata"]["uid"])
+    assert_valid_children_owned_by(study, job, config_map)
     document = yaml.safe_load(config_map["data"]["study.yaml"])
     assert (document["kind"], document["spec"]["trials"], document["spec"]["parallelism"]) == (
         "OptimizationStudy",
