@@ -87,6 +87,9 @@ class GroupCommitBackend(BaseJournalBackend):
                 logs, self._group = self._group, None
                 if logs:
                     self._write(logs)
+                    # Read our lines back once: Optuna's reader seeks only to offsets it has seen,
+                    # and would otherwise re-read the whole file on every later read.
+                    self._known = self._group_start + sum(1 for _ in self._file.read_logs(self._group_start))
         finally:
             self._lock.release()
 
@@ -97,7 +100,6 @@ class GroupCommitBackend(BaseJournalBackend):
             f.write(text.encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
-        self._known += len(logs)
         self.writes += 1
 
 
