@@ -12,6 +12,12 @@ order once all are back. Each ask then sees the same history whatever the
 parallelism or the timing, so the same seed gives the same trials and best point.
 Without a seed results are told as they arrive (no worker waits for a straggler).
 
+Handing out trials fast. Every free slot is filled in one round of asks and every result that
+arrived is told in one round, and each round's storage writes are one journal append
+(kubetrader.optimize.journal; a round of asks lasts at most ASK_GROUP_SECONDS, so a slow sampler
+still feeds the first workers at once). The driver's own cost is then what Optuna's sampler costs
+per ask (bench/bench_queue_scale.py: trials/s per sampler and study size).
+
 Crash safety. Optuna's heartbeat only covers `optimize`, not ask/tell, so the driver
 recovers by itself: on start it looks at every trial left RUNNING by a previous
 driver. If the queue has its result, it is told; if its task is still in flight,
