@@ -119,3 +119,27 @@ def test_the_driver_writes_the_journal_once_per_round_not_once_per_storage_call(
     assert driver.storage.backend.writes <= 2 + 2 * 40
     lines = (tmp_path / "r.log").read_text().count("\n")
     assert lines >= 200 and driver.storage.backend.writes < lines / 2
+
+
+def test_a_seeded_batch_s_first_trials_are_submitted_while_the_rest_are_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one ask per group, the first trial of a batch of 8 reaches the workers when the journal
+    holds 1 trial, not after all 8 asks (a TPE ask over thousands of trials takes tens of ms)."""
+    import kubetrader.optimize.study as study_module
+
+    monkeypatch.setattr(study_module, "ASK_GROUP_SECONDS", 0.0)
+    url = f"journal://{tmp_path / 'p.log'}"
+    seen: list[int] = []
+
+    class Watching(ShuffledEvaluator):
+        def submit(self, key: str, spec: Any) -> None:
+            seen.append(len(optuna.load_study(study_name="pipe", storage=open_storage(url)).trials))
+            super().submit(key, spec)
+
+    spec = OptimizationStudySpec.model_validate(
+        {**SPEC, "trials": 16, "parallelism": 8, "constraints": [], "sampler": {"type": "random", "seed": 2}}
+    )
+    summary = StudyDriver(spec, study_name="pipe", storage_url=url, evaluator=Watching(8, 0), collect_timeout=0).run()
+    assert summary.trials_complete == 16
+    assert seen[:8] == list(range(1, 9))  # each trial submitted as soon as its ask is written

@@ -273,7 +273,9 @@ class StudyDriver:
             finished = progress.done + progress.failed
             if batched:
                 if not pending:  # a batch boundary: the next batch depends only on what was told so far
-                    self._ask(study, distributions, pending, self.spec.sampler.batch_size, finished, hold=True)
+                    self._ask(
+                        study, distributions, pending, self.spec.sampler.batch_size, finished, hold=True, room=room
+                    )
                 self._submit_held(pending, room - (len(pending) - len(arrived) - len(self._held)))
             else:
                 self._ask(study, distributions, pending, room - len(pending), finished)
@@ -309,19 +311,25 @@ class StudyDriver:
         finished: int,
         *,
         hold: bool = False,
+        room: int = 0,
     ) -> None:
         """Ask up to `count` feasible trials within the budget (infeasible ones are told at once) and
-        submit them, or with `hold` keep them for `_submit_held` (a batch larger than the parallelism).
+        submit them, or with `hold` keep them for `_submit_held` (a batch larger than the parallelism)
+        and submit up to `room` of them as they come.
 
         Asked in groups (`_ask_group`): each group's journal writes are one append, and its trials
         are submitted once that append is done, so a restarted driver never finds a task whose
-        trial the journal does not hold."""
+        trial the journal does not hold. A seeded batch's first trials run while the rest are asked:
+        what the batch holds does not depend on when its trials are submitted, only on what was
+        told before it."""
         wanted = min(count, self.spec.trials - finished - len(pending))
         started = 0
         while started < wanted:
             asked, exhausted = self._ask_group(study, distributions, wanted - started)
             for trial, params in asked:
                 self._take(trial, params, pending, hold=hold)
+            if hold and room:
+                self._submit_held(pending, room - (len(pending) - len(self._held)))
             started += len(asked)
             if exhausted:
                 return
