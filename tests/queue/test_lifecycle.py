@@ -117,3 +117,12 @@ def test_workers_back_off_on_a_full_redis_and_recover_after_a_purge_with_nothing
 def script_errors(client: redis.Redis) -> int:
     stats = client.info("errorstats")
     return sum(int(stats.get(name, {}).get("count", 0)) for name in ("errorstat_ERR", "errorstat_OOM"))
+
+
+def test_purge_drops_the_per_task_window_of_queues_from_before_it_was_bounded(redis_client: redis.Redis) -> None:
+    from kubetrader.queue.lifecycle import purge_older_than
+
+    redis_client.zadd("old:finished:ok", {f"b:t{i}#1": i for i in range(100)})
+    redis_client.zadd("old:finished:failed", {"b:x#1": 1})
+    assert purge_older_than(redis_client, 0, prefix="old").keys == 2
+    assert not redis_client.exists("old:finished:ok", "old:finished:failed")

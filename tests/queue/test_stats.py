@@ -7,8 +7,18 @@ import threading
 import redis
 
 from kubetrader.queue import NewTask, WorkQueue
-from kubetrader.queue.stats import QueueStats, health_score, queue_stats, stats_as_dict, throughput_per_min
+from kubetrader.queue.stats import (
+    QueueStats,
+    health_score,
+    queue_stats,
+    stats_as_dict,
+    throughput_per_min,
+    window_counts,
+    window_minutes,
+)
+from kubetrader.queue.tasks import HandlerOutcome
 from kubetrader.queue.worker import Worker, WorkerSettings
+from kubetrader.queue.workqueue import Finished
 from tests.helpers import wait_until
 from tests.queue import handlers
 
@@ -44,9 +54,9 @@ def test_live_workers_that_do_not_claim_pending_work_are_flagged() -> None:
 def test_throughput_counts_over_the_span_since_the_first_finish_but_at_least_10_s() -> None:
     now = 1_000_000
     assert throughput_per_min([], now) == 0
-    assert throughput_per_min([now - 30_000 + i for i in range(20)], now) == 40.0
-    assert throughput_per_min([now - 1000], now) == 6.0  # one task, 10 s floor
-    assert throughput_per_min([now - 400_000], now) == 0  # outside the 5-minute window
+    assert throughput_per_min([(now - 30_000, 12), (now - 20_000, 8)], now) == 40.0
+    assert throughput_per_min([(now - 1000, 1)], now) == 6.0  # one task, 10 s floor
+    assert throughput_per_min([(now - 400_000, 50)], now) == 0  # outside the 5-minute window
 
 
 def test_queue_stats_reports_depth_workers_busy_pods_and_batches(redis_client: redis.Redis) -> None:
@@ -83,3 +93,39 @@ def stats_when(client: redis.Redis, **expected: int) -> QueueStats | None:
     """The queue's stats once the given fields have the given values, else None (keep waiting)."""
     stats = queue_stats(client, prefix="st")
     return stats if all(getattr(stats, k) == v for k, v in expected.items()) else None
+
+
+def test_the_throughput_window_stays_small_however_many_tasks_finish(redis_client: redis.Redis) -> None:
+    """The 15-minute window is per-second counts in per-minute buckets that expire, so its Redis
+    memory depends on the seconds in the window, not on the task rate (one entry per finished task
+    held 90 MB at 1,000 tasks/s)."""
+    queue = WorkQueue(redis_client, prefix="win")
+    tasks = 3000
+    queue.enqueue("b", [NewTask(id=f"t{i}", spec={}) for i in range(tasks)])
+    failed = 0
+    while claimed := queue.claim_many("w1", 500):
+        finished = [Finished(task=t, run_seconds=0.0, outcome=HandlerOutcome()) for t in claimed[1:]]
+        finished.append(Finished(task=claimed[0], run_seconds=0.0, error="boom", fatal=True))
+        failed += 1
+        queue.report("w1", finished)
+    window = list(redis_client.scan_iter("win:finished*"))
+    assert window, "the window keeps its counts in Redis"
+    assert sum(int(redis_client.memory_usage(key) or 0) for key in window) <= 16 * 1024
+    assert all(0 < redis_client.pttl(key) <= 17 * 60_000 for key in window)  # gone once out of the window
+    stats = queue_stats(redis_client, prefix="win")
+    assert (stats.recent_done, stats.recent_failed) == (tasks - failed, failed)
+    assert stats.throughput_per_min > 0
+
+
+def test_window_counts_reads_the_per_second_fields_within_15_minutes() -> None:
+    now = 10_000 * 60_000 + 30_500  # second 30 of minute 10000
+    assert window_minutes(now)[0] == 10_000 - 15 and window_minutes(now)[-1] == 10_000
+    buckets = [
+        (10_000 - 15, {"ok:30": "7", "ok:31": "2"}),  # 15 min ago: second 30 is out, 31 is in
+        (10_000, {"ok:29": "3", "failed:30": "1", "other:1": "9"}),
+    ]
+    counts = window_counts(buckets, now)
+    assert counts == {
+        "ok": [((10_000 - 15) * 60_000 + 31_000, 2), (10_000 * 60_000 + 29_000, 3)],
+        "failed": [(10_000 * 60_000 + 30_000, 1)],
+    }

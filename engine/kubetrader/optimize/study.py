@@ -12,6 +12,12 @@ order once all are back. Each ask then sees the same history whatever the
 parallelism or the timing, so the same seed gives the same trials and best point.
 Without a seed results are told as they arrive (no worker waits for a straggler).
 
+Handing out trials fast. Every free slot is filled in one round of asks and every result that
+arrived is told in one round, and each round's storage writes are one journal append
+(kubetrader.optimize.journal; a round of asks lasts at most ASK_GROUP_SECONDS, so a slow sampler
+still feeds the first workers at once). The driver's own cost is then what Optuna's sampler costs
+per ask (bench/bench_queue_scale.py: trials/s per sampler and study size).
+
 Crash safety. Optuna's heartbeat only covers `optimize`, not ask/tell, so the driver
 recovers by itself: on start it looks at every trial left RUNNING by a previous
 driver. If the queue has its result, it is told; if its task is still in flight,
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +59,7 @@ log = logging.getLogger(__name__)
 
 MAX_INFEASIBLE_STREAK = 2000
 JOURNAL_LOCK_GRACE_SECONDS = 3  # Optuna warns below 3
+ASK_GROUP_SECONDS = 0.25  # one group of asks (one journal append, lock held): well under the lock's grace
 ATTR_METRICS = "metrics"
 ATTR_RETRY_OF = "retry_of"
 ATTR_RESUMED = "resumed_after_crash"
@@ -124,14 +132,16 @@ def open_storage(url: str) -> Any:
     import optuna
 
     if url.startswith("journal://"):
-        from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+        from optuna.storages.journal import JournalFileSymlinkLock
+
+        from kubetrader.optimize.journal import GroupCommitBackend, GroupedJournalStorage
 
         path = Path(url.removeprefix("journal://"))
         path.parent.mkdir(parents=True, exist_ok=True)
         # A journal write takes milliseconds, so a lock untouched for a few seconds was left
         # by a killed driver: Optuna's default grace of 30 s stalled every restart that long.
         lock = JournalFileSymlinkLock(str(path), grace_period=JOURNAL_LOCK_GRACE_SECONDS)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+        return GroupedJournalStorage(GroupCommitBackend(str(path), lock))
     return optuna.storages.RDBStorage(url, heartbeat_interval=None)
 
 
@@ -140,6 +150,9 @@ def build_sampler(spec: SamplerSpec, space: Space, storage_url: str | None) -> A
     import optuna
 
     if spec.type == "tpe":
+        from kubetrader.optimize.samplers import vectorized_tpe_log_ndtr
+
+        vectorized_tpe_log_ndtr()
         return optuna.samplers.TPESampler(
             seed=spec.seed,
             n_startup_trials=spec.startup_trials,
@@ -224,13 +237,14 @@ class StudyDriver:
         self._returns: dict[int, list[float]] = {}
         self._infeasible_streak = 0
         self._held: list[tuple[Any, dict[str, Any]]] = []  # asked, in the batch, not yet submitted
+        self.storage: Any = None  # the Optuna storage, once `run` opened it
 
     def _open(self) -> Any:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         sampler = build_sampler(self.spec.sampler, self.space, self.storage_url)  # refusals before any storage I/O
-        storage = open_storage(self.storage_url)
+        storage = self.storage = open_storage(self.storage_url)
         if not self.spec.resume:
             existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
             if self.study_name in existing:
@@ -244,6 +258,8 @@ class StudyDriver:
         )
 
     def run(self) -> StudySummary:
+        from kubetrader.optimize.journal import write_group
+
         study = self._open()
         distributions = to_optuna_distributions(self.space)
         pending: dict[str, Any] = {}  # key -> trial, submitted and not yet told
@@ -257,25 +273,29 @@ class StudyDriver:
             finished = progress.done + progress.failed
             if batched:
                 if not pending:  # a batch boundary: the next batch depends only on what was told so far
-                    self._ask(study, distributions, pending, self.spec.sampler.batch_size, finished, hold=True)
+                    self._ask(
+                        study, distributions, pending, self.spec.sampler.batch_size, finished, hold=True, room=room
+                    )
                 self._submit_held(pending, room - (len(pending) - len(arrived) - len(self._held)))
             else:
                 self._ask(study, distributions, pending, room - len(pending), finished)
             if not pending:
                 break
-            for evaluation in self.evaluator.collect(self.collect_timeout):
-                if evaluation.key not in pending or evaluation.key in arrived:
-                    continue  # a late duplicate of a trial already told
-                if batched:
-                    arrived[evaluation.key] = evaluation
-                else:
-                    self._tell(study, pending.pop(evaluation.key), evaluation)
-            if batched and len(arrived) == len(pending):
-                # Told in trial order, whichever worker finished first.
-                for key in sorted(pending, key=lambda k: pending[k].number):
-                    self._tell(study, pending[key], arrived[key])
-                pending.clear()
-                arrived.clear()
+            evaluations = self.evaluator.collect(self.collect_timeout)
+            with write_group(self.storage):  # every tell of this round in one journal append
+                for evaluation in evaluations:
+                    if evaluation.key not in pending or evaluation.key in arrived:
+                        continue  # a late duplicate of a trial already told
+                    if batched:
+                        arrived[evaluation.key] = evaluation
+                    else:
+                        self._tell(study, pending.pop(evaluation.key), evaluation)
+                if batched and len(arrived) == len(pending):
+                    # Told in trial order, whichever worker finished first.
+                    for key in sorted(pending, key=lambda k: pending[k].number):
+                        self._tell(study, pending[key], arrived[key])
+                    pending.clear()
+                    arrived.clear()
             progress = self._progress(study)
             progress.running = len(pending) - len(arrived) - len(self._held)
             if self.on_progress:
@@ -291,34 +311,80 @@ class StudyDriver:
         finished: int,
         *,
         hold: bool = False,
+        room: int = 0,
     ) -> None:
         """Ask up to `count` feasible trials within the budget (infeasible ones are told at once) and
-        submit them, or with `hold` keep them for `_submit_held` (a batch larger than the parallelism)."""
-        sampler = study.sampler
+        submit them, or with `hold` keep them for `_submit_held` (a batch larger than the parallelism)
+        and submit up to `room` of them as they come.
+
+        Asked in groups (`_ask_group`): each group's journal writes are one append, and its trials
+        are submitted once that append is done, so a restarted driver never finds a task whose
+        trial the journal does not hold. A seeded batch's first trials run while the rest are asked:
+        what the batch holds does not depend on when its trials are submitted, only on what was
+        told before it."""
         wanted = min(count, self.spec.trials - finished - len(pending))
         started = 0
         while started < wanted:
-            if hasattr(sampler, "is_exhausted") and sampler.is_exhausted(study):
+            asked, exhausted = self._ask_group(study, distributions, wanted - started)
+            for trial, params in asked:
+                self._take(trial, params, pending, hold=hold)
+            if hold and room:
+                self._submit_held(pending, room - (len(pending) - len(self._held)))
+            started += len(asked)
+            if exhausted:
                 return
-            if self._start(study, study.ask(distributions), pending, hold=hold):
-                self._infeasible_streak = 0
-                started += 1
-                continue
-            self._infeasible_streak += 1
-            if self._infeasible_streak > MAX_INFEASIBLE_STREAK:
-                raise SpecError("constraints", f"{MAX_INFEASIBLE_STREAK} infeasible proposals in a row")
+
+    def _ask_group(
+        self, study: Any, distributions: dict[str, Any], count: int
+    ) -> tuple[list[tuple[Any, dict[str, Any]]], bool]:
+        """Up to `count` feasible asked trials with their params, and whether the sampler ran out.
+
+        All of one group's asks (and the infeasible points told among them) are one journal append
+        (kubetrader.optimize.journal), and a group lasts at most ASK_GROUP_SECONDS, so when each ask
+        is slow (TPE over thousands of trials) the first trials reach the workers without waiting
+        for the last. Several asks before any tell is Optuna's batch optimization with the
+        ask-and-tell interface; TPE's constant liar (on by default, SamplerSpec.constant_liar)
+        counts the running trials among the bad ones so the batch does not crowd one spot
+        ("penalize running trials to avoid suggesting parameter configurations nearby",
+        https://optuna.readthedocs.io/en/latest/reference/samplers/generated/optuna.samplers.TPESampler.html;
+        batch asks: https://optuna.readthedocs.io/en/v3.6.2/tutorial/20_recipes/009_ask_and_tell.html).
+        """
+        sampler = study.sampler
+        asked: list[tuple[Any, dict[str, Any]]] = []
+        from kubetrader.optimize.journal import write_group
+
+        deadline = time.monotonic() + ASK_GROUP_SECONDS
+        with write_group(self.storage):
+            while len(asked) < count:
+                if hasattr(sampler, "is_exhausted") and sampler.is_exhausted(study):
+                    return asked, True
+                trial = study.ask(distributions)
+                params = dict(trial.params)
+                if tell_if_infeasible(study, trial, self.constraints):
+                    self._infeasible_streak += 1
+                    if self._infeasible_streak > MAX_INFEASIBLE_STREAK:
+                        raise SpecError("constraints", f"{MAX_INFEASIBLE_STREAK} infeasible proposals in a row")
+                else:
+                    self._infeasible_streak = 0
+                    asked.append((trial, params))
+                if time.monotonic() >= deadline:
+                    break
+        return asked, False
 
     def _start(self, study: Any, trial: Any, pending: dict[str, Any], *, hold: bool = False) -> bool:
         """Submit an asked trial (or hold it); an infeasible point is told as one instead (False)."""
         params = dict(trial.params)
         if tell_if_infeasible(study, trial, self.constraints):
             return False
+        self._take(trial, params, pending, hold=hold)
+        return True
+
+    def _take(self, trial: Any, params: dict[str, Any], pending: dict[str, Any], *, hold: bool) -> None:
         if hold:
             pending[trial_key(self.study_name, trial.number)] = trial
             self._held.append((trial, params))
         else:
             self._submit(trial, params, pending)
-        return True
 
     def _submit_held(self, pending: dict[str, Any], room: int) -> None:
         while self._held and room > 0:

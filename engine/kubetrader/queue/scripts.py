@@ -21,7 +21,9 @@ Key layout under a prefix `p` (a task's `ref` is "batch:id"):
     p:batch:{b}:{state}  SET   refs per state (tasks, queued, running, done, failed, cancelled)
     p:batch:{b}:events   LIST  task ids as they reach a terminal state (a wake-up, not the truth)
     p:batches            ZSET  batch -> created_at
-    p:finished:{ok,failed} ZSET ref#attempt -> finish time, last 15 min (throughput, failure rate)
+    p:finished:{minute}  HASH  ok:{s} / failed:{s} -> tasks that ended in second s (0-59) of that
+                               minute (unix minute); expires 15 min after the minute (throughput,
+                               failure rate): bounded by the window's seconds, not by the task rate
     p:counters           HASH  done, failed, retried (totals since the queue was created)
     p:workers            ZSET  worker id -> last heartbeat (dropped after 10 min);  p:worker:{id} HASH (expires)
     p:wake               LIST  tokens pushed on enqueue/requeue; idle workers BLPOP it
@@ -72,6 +74,18 @@ local function expire_if_complete(batch)
   redis.call('PEXPIRE', bk, ms)
 end
 
+-- The throughput window (stats.WINDOW_MS): one counter per second, in one hash per minute that
+-- expires once the minute has left the window. At most 120 small fields per hash, so Redis keeps
+-- it as a listpack: the window costs a few KB at any rate (one ZSET entry per task held ~100 B each).
+local WINDOW_MS = 900000
+local function count_finish(kind, now)
+  local second = math.floor(now / 1000)
+  local minute = math.floor(second / 60)
+  local key = p .. ':finished:' .. fmt(minute)
+  redis.call('HINCRBY', key, kind .. ':' .. fmt(second % 60), 1)
+  redis.call('PEXPIREAT', key, fmt((minute + 1) * 60000 + WINDOW_MS))
+end
+
 local function persist_batch(batch)
   local bk = p .. ':batch:' .. batch
   if redis.call('PTTL', bk) < 0 then return end
@@ -114,13 +128,12 @@ local function finish(ref, status, now, fields)
   end
   redis.call('HSET', rkey(ref), unpack(record))
   redis.call('RPUSH', bkey(batch, 'events'), t[1])
-  local recent = p .. ':finished:ok'
   if state == 'failed' then
-    recent = p .. ':finished:failed'
     redis.call('ZADD', p .. ':dead', fmt(now), ref)
+    count_finish('failed', now)
+  else
+    count_finish('ok', now)
   end
-  redis.call('ZADD', recent, fmt(now), ref .. '#' .. t[2])
-  redis.call('ZREMRANGEBYSCORE', recent, '-inf', fmt(now - 900000))
   redis.call('HINCRBY', p .. ':counters', state, 1)
   redis.call('HSET', p .. ':batch:' .. batch, 'last_finished_at', fmt(now))
   expire_if_complete(batch)

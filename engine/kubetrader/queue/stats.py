@@ -8,6 +8,7 @@ Everything except `queue_stats` itself is a pure function over numbers.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kubetrader.queue.workqueue import DEFAULT_PREFIX
 
+WINDOW_MS = 900_000  # recent successes and failures: the last 15 minutes (scripts.WINDOW_MS)
 THROUGHPUT_WINDOW_MS = 300_000  # tasks/min is measured over the last 5 minutes ...
 MIN_RATE_SPAN_MS = 10_000  # ... or since the first finish in that window, but over at least 10 s
 MAX_BATCHES = 20
@@ -85,17 +87,36 @@ class QueueStats(_Model):
         return {w.pod for w in self.workers if w.alive and w.task}
 
 
-def throughput_per_min(finish_times_ms: list[int], now_ms: int) -> float:
+def throughput_per_min(finishes: Sequence[tuple[int, int]], now_ms: int) -> float:
     """Tasks per minute over the window: count / span, span from the first finish seen (>= 10 s).
 
+    `finishes` are (start of a second in ms, tasks that ended in it), as the window keeps them.
     A young batch is not diluted by a 5-minute denominator, and a stopped one
     decays towards 0 as its last finishes age.
     """
-    recent = [t for t in finish_times_ms if t > now_ms - THROUGHPUT_WINDOW_MS]
+    recent = [(at, count) for at, count in finishes if at > now_ms - THROUGHPUT_WINDOW_MS and count > 0]
     if not recent:
         return 0.0
-    span_ms = max(now_ms - min(recent), MIN_RATE_SPAN_MS)
-    return len(recent) * 60_000 / span_ms
+    span_ms = max(now_ms - min(at for at, _ in recent), MIN_RATE_SPAN_MS)
+    return sum(count for _, count in recent) * 60_000 / span_ms
+
+
+def window_minutes(now_ms: int) -> list[int]:
+    """The unix minutes whose per-second counts can fall in the last 15 minutes (oldest first)."""
+    return list(range((now_ms - WINDOW_MS) // 60_000, now_ms // 60_000 + 1))
+
+
+def window_counts(buckets: Sequence[tuple[int, dict[str, str]]], now_ms: int) -> dict[str, list[tuple[int, int]]]:
+    """Per-second counts by kind (`ok`, `failed`) within the window, from the per-minute hashes the
+    queue's scripts write (`p:finished:{minute}`, fields `{kind}:{second}`)."""
+    found: dict[str, list[tuple[int, int]]] = {"ok": [], "failed": []}
+    for minute, fields in buckets:
+        for name, value in fields.items():
+            kind, _, second = name.partition(":")
+            at = (minute * 60 + int(second)) * 1000
+            if kind in found and at > now_ms - WINDOW_MS:
+                found[kind].append((at, int(value)))
+    return found
 
 
 def health_score(
@@ -150,18 +171,20 @@ def queue_stats(client: redis.Redis, *, prefix: str = DEFAULT_PREFIX, batches: i
 
     seconds, micros = client.time()
     now = int(seconds) * 1000 + int(micros) // 1000
-    window_start = now - 900_000
+    minutes = window_minutes(now)
     pipe = client.pipeline(transaction=False)
     pipe.zcard(key("pending"))
     pipe.zcard(key("leases"))
     pipe.zcard(key("dead"))
     pipe.hgetall(key("counters"))
-    pipe.zrangebyscore(key("finished", "ok"), window_start, "+inf", withscores=True)
-    pipe.zcount(key("finished", "failed"), window_start, "+inf")
-    pipe.zrangebyscore(key("finished", "failed"), now - THROUGHPUT_WINDOW_MS, "+inf", withscores=True)
     pipe.zrangebyscore(key("workers"), now - WORKER_FORGET_MS, "+inf")
     pipe.zrevrange(key("batches"), 0, batches - 1)
-    pending, running, dead, counters, ok_recent, failed_recent, failed_window, worker_ids, batch_ids = pipe.execute()
+    for minute in minutes:
+        pipe.hgetall(key("finished", str(minute)))
+    pending, running, dead, counters, worker_ids, batch_ids, *buckets = pipe.execute()
+    window = window_counts(list(zip(minutes, buckets, strict=True)), now)
+    recent_done = sum(count for _, count in window["ok"])
+    recent_failed = sum(count for _, count in window["failed"])
 
     pipe = client.pipeline(transaction=False)
     for worker in worker_ids:
@@ -179,16 +202,15 @@ def queue_stats(client: redis.Redis, *, prefix: str = DEFAULT_PREFIX, batches: i
         for i, bid in enumerate(batch_ids)
         if batch_replies[i * 6]  # a batch past its retention has expired; the index entry waits for a purge
     ]
-    finish_times = [int(score) for _, score in ok_recent] + [int(score) for _, score in failed_window]
-    rate = throughput_per_min(finish_times, now)
+    rate = throughput_per_min(window["ok"] + window["failed"], now)
     alive = sum(1 for w in workers if w.alive)
     health, reasons = health_score(
         pending=pending,
         running=running,
         workers_alive=alive,
         workers_stale=len(workers) - alive,
-        recent_done=len(ok_recent),
-        recent_failed=failed_recent,
+        recent_done=recent_done,
+        recent_failed=recent_failed,
         throughput_per_min=rate,
     )
     return QueueStats(
@@ -199,8 +221,8 @@ def queue_stats(client: redis.Redis, *, prefix: str = DEFAULT_PREFIX, batches: i
         done_total=int(counters.get("done", 0)),
         failed_total=int(counters.get("failed", 0)),
         retried_total=int(counters.get("retried", 0)),
-        recent_done=len(ok_recent),
-        recent_failed=failed_recent,
+        recent_done=recent_done,
+        recent_failed=recent_failed,
         throughput_per_min=round(rate, 3),
         workers=workers,
         batches=batch_stats,
