@@ -7,7 +7,8 @@ kubelet starts it: command, args and env expanded, Secrets resolved), or when th
 admit no one but the release's own pods to it (the evaluator in tests/kube/network_policy.py, with
 Kubernetes' semantics, against outsiders: an address outside the cluster, unlabelled pods in the
 release's namespace and another one, and a pod of another namespace wearing the target's labels).
-Anything else fails, naming the Service.
+Anything else fails, naming the Service. The default render, every ci/ scenario and an OIDC render
+are checked; a Secret a render names but does not hold (an existingSecret) is taken as the user's own.
 
 The evidence, per server (each a reason the server refuses an anonymous request):
 - kubetrader API: its own Settings, built from the container's env, in `production` with reads not
@@ -41,7 +42,15 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.fixtures.chart import NAMESPACE, RELEASE, WORKLOAD_KINDS, RenderedChart, expand_env, parse_manifests
+from tests.fixtures.chart import (
+    NAMESPACE,
+    RELEASE,
+    WORKLOAD_KINDS,
+    RenderedChart,
+    chart_scenarios,
+    expand_env,
+    parse_manifests,
+)
 from tests.fixtures.chart import render_chart as _render_templates
 from tests.kube.network_policy import (
     ContainerPort,
@@ -118,13 +127,23 @@ def targets(rendered: RenderedChart, service: dict[str, Any]) -> list[Target]:
     return found
 
 
-def _secrets(rendered: RenderedChart) -> dict[tuple[str, str], str]:
-    return {
-        (s["metadata"]["name"], key): base64.b64decode(value).decode()
-        for s in rendered.of_kind("Secret")
-        if _namespace(s) == NAMESPACE
-        for key, value in (s.get("data") or {}).items()
-    }
+class _Secrets(dict[tuple[str, str], str]):
+    """The release's Secrets; one it names but does not render (an existingSecret) is the user's
+    own, assumed to hold a value."""
+
+    def __missing__(self, key: tuple[str, str]) -> str:
+        return f"brought-by-the-user-{key[0]}-{key[1]}"
+
+
+def _secrets(rendered: RenderedChart) -> _Secrets:
+    return _Secrets(
+        {
+            (s["metadata"]["name"], key): base64.b64decode(value).decode()
+            for s in rendered.of_kind("Secret")
+            if _namespace(s) == NAMESPACE
+            for key, value in (s.get("data") or {}).items()
+        }
+    )
 
 
 def _environment(target: Target, secrets: dict[tuple[str, str], str]) -> dict[str, str]:
@@ -279,6 +298,14 @@ def test_no_service_of_the_default_render_is_reachable_without_authentication(
     assert failures == {}, "\n".join(f"{name}: {'; '.join(why)}" for name, why in failures.items())
 
 
+@pytest.mark.parametrize("scenario", chart_scenarios())
+def test_no_service_of_any_ci_scenario_is_reachable_without_authentication(
+    scenario: str, rendered_chart_scenarios: dict[str, RenderedChart], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failures = unauthenticated_services(rendered_chart_scenarios[scenario], monkeypatch)
+    assert failures == {}, "\n".join(f"{name}: {'; '.join(why)}" for name, why in failures.items())
+
+
 def test_every_default_service_is_accounted_for_by_its_server_or_its_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     """What lets each default Service pass, so a change that flips one (a server losing its
     authentication behind a policy that still saves it) shows up here."""
@@ -313,14 +340,7 @@ OIDC: dict[str, Any] = {
 
 def test_with_oidc_the_proxy_in_front_passes_too(monkeypatch: pytest.MonkeyPatch) -> None:
     oidc = {**OIDC, "auth": {**OIDC["auth"], "oidc": {**OIDC["auth"]["oidc"], "existingSecret": "oidc"}}}
-    chart = render(oidc)
-    brought = {  # auth.oidc.existingSecret: the user's own Secret, beside the release
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "oidc", "namespace": NAMESPACE},
-        "data": {k: base64.b64encode(b"x" * 32).decode() for k in ("client-secret", "cookie-secret")},
-    }
-    rendered = RenderedChart(chart.scenario, chart.values, chart.templates, [*chart.documents, brought])
+    rendered = render(oidc)
     proxies = [s for s in rendered.of_kind("Service") if "auth-proxy" in s["metadata"]["name"]]
     assert proxies, "auth.oidc renders the oauth2-proxy Service"
     assert {server_authentication(t, rendered, monkeypatch) for t in targets(rendered, proxies[0])} == {"oauth2-proxy"}
