@@ -1,8 +1,12 @@
-# syntax=docker/dockerfile:1
 # The operator image: `python -m kubetrader_operator` (kopf run, standalone, settings from
 # KUBETRADER_OPERATOR_* variables). Build from the repository root:
 #   docker build -f images/operator.Dockerfile -t $OPERATOR_IMAGE .
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# The base image, pinned by digest (the tag documents it): the official image's multi-platform
+# index as docker-library/repo-info records it, repos/python/remote/3.11-slim-bookworm.md at
+# commit 33a22f41ac7bf613bc03380b0317536a9a7fb5e8 (Python 3.11.16). The same in all three images
+# (tests/packaging/test_image_pins.py). No `# syntax=` directive: it would pull the
+# docker/dockerfile frontend image by tag, and nothing here needs more than the built-in one.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:0bee7276f83efd4a1ee05bbbf4281d95ed28e079220a9457f25a93e3f1e3c31b
 
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -131,8 +131,8 @@ EXPECTED: dict[str, set[str]] = {
     "mlflow:5000": {"api", "worker", "backtest-job", "study-job", "helm-test"},  # ClusterIP by default: who logs
     "api:8000": ANY_CLIENT - {"api"},  # a NodePort by default (30800): the API authenticates
     "dashboard:8501": ANY_CLIENT - {"dashboard"},  # the front end
-    "operator:9090": ANY_CLIENT - {"operator"},  # metrics, for any Prometheus
-    "worker:9091": ANY_CLIENT - {"worker"},  # metrics, for any Prometheus (a PodMonitor)
+    # operator:9090 and worker:9091 (metrics, served without authentication): no one, without a
+    # monitoring.scrapeFrom (tests/chart/test_chart_service_auth.py; with one, the test below)
     "kube-dns:53": ANY_CLIENT | {"mlflow", "gateway", "runner"},
     "ib-server:4000": ANY_CLIENT | {"gateway"},
     "ib-server:4001": ANY_CLIENT | {"gateway"},
@@ -185,7 +185,7 @@ def test_the_live_runner_pod_monitor_selects_the_runner_pods_the_operator_create
     from tests.fixtures.chart import parse_manifests, render_chart
     from tests.kube.selectors import matches_label_selector
 
-    values = {**live_chart.values, "monitoring": {"podMonitor": {"enabled": True}}}
+    values = {**live_chart.values, "monitoring": {"podMonitor": {"enabled": True}, "scrapeFrom": SCRAPE_FROM}}
     templates = render_chart(values)
     monitors = Rendered("live+podMonitor", values, templates, parse_manifests(templates)).of_kind("PodMonitor")
     monitor = next(m for m in monitors if m["metadata"]["name"].endswith("live-runner"))

@@ -57,6 +57,14 @@ app.kubernetes.io/part-of: kubetrader
 {{- end }}
 
 {{/*
+A third-party image (redis, postgresql): repository:tag@digest, or repository:tag with no digest.
+With both, the runtime pulls the digest and the tag only documents it.
+*/}}
+{{- define "kubetrader.externalImage" -}}
+{{- if .digest }}{{ printf "%s:%s@%s" .repository .tag .digest }}{{ else }}{{ printf "%s:%s" .repository .tag }}{{ end }}
+{{- end }}
+
+{{/*
 Pod template metadata of a component: the chart's labels (which always win), then the component's
 podLabels, then global.podLabels; annotations likewise, after the template's own (checksums).
 Call with (list $ "component" $componentValues) or (list $ "component" $componentValues $annotations).

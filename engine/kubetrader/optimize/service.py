@@ -135,13 +135,18 @@ def run_study(
 def _log_to_mlflow(spec: OptimizationStudySpec, study: object, report: StudyReport, studies_dir: Path) -> str | None:
     """The study in MLflow, exactly once (kubetrader.tracking.studies). MLflow is a derived
     record: when it cannot be reached the study's own files stand, a pending marker is
-    left for `kubetrader mlflow sync`, and the failure is logged rather than raised."""
+    left for `kubetrader mlflow sync`, and the failure is logged rather than raised. When it
+    refuses our credentials no marker is left (a retry fails the same way): the log says why."""
     from kubetrader.tracking import settings
     from kubetrader.tracking.studies import log_study_of_spec, write_pending
 
     try:
         return log_study_of_spec(study, report, spec, studies_dir=studies_dir)
     except Exception as exc:  # MLflow down or refusing: the study itself stands
+        reason = settings.refusal(exc)
+        if reason is not None:  # our credentials: a pending marker would be retried in vain for ever
+            log.error("study %s not logged to MLflow: %s", report.study_name, reason)
+            return None
         log.warning(
             "study %s could not be logged to MLflow (kubetrader mlflow sync logs it later): %s", report.study_name, exc
         )

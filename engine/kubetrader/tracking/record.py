@@ -38,12 +38,16 @@ def record_backtest(
 
     Returns ("logged", run id), ("pending", None) when the store is unreachable (a
     marker is written for `kubetrader mlflow sync`), or ("failed", None) when the store
-    refused the run (a bug to look at; retrying would not help).
+    refused the run: our credentials (logged with what to set) or a bug; retrying would not help.
     """
     uri = settings.tracking_uri(tracking_uri)
     try:
         run_id = log_document(document, Path(result_path), tracking_uri=uri)
     except Exception as exc:
+        reason = settings.refusal(exc)
+        if reason is not None:
+            log.error("MLflow at %s refused result %s: %s", settings.marker_uri(uri), document.metadata.id, reason)
+            return "failed", None
         if settings.is_unreachable(exc):
             marker = write_pending_marker(document, Path(result_path), uri, reason=str(exc))
             log.warning(
@@ -169,8 +173,9 @@ def sync_pending(results_dir: Path, *, tracking_uri: str | None = None) -> list[
         try:
             run_id = log_document(document, result_path, tracking_uri=uri)
         except Exception as exc:
+            reason = settings.refusal(exc)
             state: TrackingState = "pending" if settings.is_unreachable(exc) else "failed"
-            outcomes.append(SyncOutcome(result_id, state, None, str(exc)[:300]))
+            outcomes.append(SyncOutcome(result_id, state, None, reason or str(exc)[:300]))
             continue
         updated = document.model_copy(
             update={"metadata": document.metadata.model_copy(update={"tracking": "logged", "mlflow_run_id": run_id})}

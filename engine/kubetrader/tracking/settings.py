@@ -120,18 +120,56 @@ def short_http_timeouts() -> Iterator[None]:
             os.environ.pop(name, None)
 
 
-def is_unreachable(exc: BaseException) -> bool:
-    """Did this fail because the tracking store could not be reached (vs. a refused request)?
-
-    MLflow wraps connection errors in MlflowException without `from`, so the cause is
-    found on the implicit context chain.
-    """
-    import requests
-
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and its causes. MLflow wraps connection errors in MlflowException without
+    `from`, so the cause is found on the implicit context chain too."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def refusal(exc: BaseException) -> str | None:
+    """Why the tracking server turned our credentials away (HTTP 401 or 403), or None.
+
+    Wrong or missing credentials are no transient fault: retrying later (a pending marker) would
+    fail the same way for ever, so callers fail the tracking at once with this reason. MLflow's
+    REST client raises MlflowException with the error code of the HTTP status
+    (mlflow/utils/rest_utils.py `verify_rest_response`; 401 UNAUTHENTICATED, 403 PERMISSION_DENIED).
+    """
+    from mlflow.exceptions import MlflowException
+
+    for current in _chain(exc):
+        if not isinstance(current, MlflowException):
+            continue
+        status = current.get_http_status_code()
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        if status == 401:
+            signed = f"the user {user!r} with MLFLOW_TRACKING_PASSWORD" if user else "no credentials"
+            return (
+                f"MLflow refused the sign-in (HTTP 401, {signed}): set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD to a user of the tracking server (the chart: auth.mlflow)"
+            )
+        if status == 403:
+            return (
+                f"MLflow denied the user {user!r} (HTTP 403): it may not write to this experiment; "
+                "grant it EDIT (or sign in as the experiment's owner)"
+            )
+    return None
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Did this fail because the tracking store could not be reached (vs. a refused request)?
+
+    A refusal of our credentials (`refusal`) is not: the server answered.
+    """
+    import requests
+
+    if refusal(exc) is not None:
+        return False
+    for current in _chain(exc):
         if isinstance(current, requests.ConnectionError | requests.Timeout | ConnectionError | TimeoutError):
             return True
         if type(current).__name__ == "OperationalError":  # sqlalchemy: database down or locked
@@ -139,5 +177,4 @@ def is_unreachable(exc: BaseException) -> bool:
         text = str(current)
         if "Max retries exceeded" in text or "Connection refused" in text or "timeout exception" in text:
             return True
-        current = current.__cause__ or current.__context__
     return False

@@ -202,7 +202,7 @@ def log_walk_forward(spec: Any, report: Any, out_dir: Path, tracking_uri: str | 
         with settings.short_http_timeouts():
             return _log_walk_forward(spec, report, out_dir, tracking_uri)
     except Exception as exc:  # MLflow is a derived record: the walk-forward's files stand
-        log.warning("walk-forward %s could not be logged to MLflow: %s", report.name, exc)
+        log.warning("walk-forward %s could not be logged to MLflow: %s", report.name, settings.refusal(exc) or exc)
         return None
 
 
@@ -295,7 +295,7 @@ def sync_pending_studies(results_dir: Path, *, tracking_uri: str | None = None) 
                 tracking_uri=settings.uri_from_marker(tracking_uri, body.get("tracking_uri")),
             )
         except Exception as exc:
-            outcomes.append((report.study_name, None, str(exc)[:300]))
+            outcomes.append((report.study_name, None, settings.refusal(exc) or str(exc)[:300]))
             continue
         report.mlflow_parent_run_id = run_id
         report_path.write_text(report.model_dump_json(indent=2))
