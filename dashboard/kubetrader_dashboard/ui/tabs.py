@@ -376,7 +376,8 @@ def backtests(client: ApiClient) -> None:
             st.warning(f"Not valid JSON: {exc}")
         else:
             _submit(client, "Backtest", name, BacktestSpec, spec_doc)
-    _running(client, "backtests", view.submissions, view.cluster)
+    # A Backtest submitted in this run is not in the page's answer (asked for before): then ask afresh.
+    _running(client, "backtests", None if sent else view.submissions, view.cluster)
 
 
 def _backtest_panel(client: ApiClient, panel: BacktestPanel) -> None:
@@ -488,17 +489,23 @@ def _submit(client: ApiClient, kind: Any, name: str, model: type[SpecModel], spe
     st.success(f"Submitted {state.kind} {state.name} ({state.target}): submission {state.id}")
 
 
-def _running(client: ApiClient, plural: str, submissions: Sequence[SubmissionState], cluster: ClusterResources) -> None:
+def _running(
+    client: ApiClient, plural: str, submissions: Sequence[SubmissionState] | None, cluster: ClusterResources
+) -> None:
     """The submissions (refreshing themselves while any is running) and the cluster's resources.
 
-    `submissions` is what the page's own call returned; the fragment's own reruns (which run it
-    alone, not the page) fetch afresh. The page's answer is handed over in the session state,
-    which the full run sets and the fragment takes, so a fragment rerun never draws it again.
+    `submissions` is what the page's own call returned (None: fetch them); the fragment's own
+    reruns (which run it alone, not the page) fetch afresh. The page's answer is handed over in the
+    session state, which the full run sets and the fragment takes, so a fragment rerun never draws
+    it again.
     """
     st.markdown("**Submissions and their status**")
     flag = f"running-{plural}"
     handed = f"{flag}-page-answer"
-    st.session_state[handed] = list(submissions)
+    if submissions is None:
+        st.session_state.pop(handed, None)
+    else:
+        st.session_state[handed] = list(submissions)
 
     def draw() -> None:
         answer = st.session_state.pop(handed, None)
