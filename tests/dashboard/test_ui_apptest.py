@@ -146,6 +146,63 @@ def test_backtests_tab_lists_results_shows_detail_and_offers_a_form(app: AppTest
     app.run()
 
 
+def test_the_backtests_and_performance_pages_each_make_one_api_call(
+    app: AppTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nine calls a render made the Backtests page slow at 10,000 results (bench/bench_dashboard.py);
+    each page now asks for what it shows in one (GET /pages/...), with the app's caches empty."""
+    import streamlit as st
+
+    from kubetrader_dashboard.ui import client as ui_client
+
+    calls: list[str] = []
+    send = ui_client.ApiClient._send
+
+    def counted(self: Any, method: str, path: str, **kwargs: Any) -> bytes:
+        calls.append(path)
+        return send(self, method, path, **kwargs)
+
+    monkeypatch.setattr(ui_client.ApiClient, "_send", counted)
+    for label, path in (("Backtests", "/pages/backtests"), ("Performance", "/pages/performance")):
+        _tab(app, "Settings")
+        st.cache_data.clear()
+        calls.clear()
+        _tab(app, label)
+        assert calls == [path], label
+
+
+def test_the_backtest_detail_shows_its_spec_only_when_asked(app: AppTest, dashboard_api: RunningApi) -> None:
+    tab = _tab(app, "Backtests")
+    assert tab.json == [] or not len(tab.json), "the closed expander draws nothing (and fetches nothing)"
+    chosen = tab.selectbox(key="bt-detail").value
+    app.session_state["bt-spec"] = True  # the user opens "Spec and metrics"
+    opened = app.run()
+    (shown,) = opened.json
+    document = dashboard_api.stores.documents[chosen]
+    assert json.loads(shown.proto.body)["spec"]["strategy"] == document.spec["strategy"]
+    app.session_state["bt-spec"] = False
+    app.run()
+
+
+def test_the_backtest_detail_follows_the_select_box(app: AppTest, dashboard_api: RunningApi) -> None:
+    from kubetrader import formatting as fmt
+
+    documents = dashboard_api.stores.documents
+    tab = _tab(app, "Backtests")
+    box = tab.selectbox(key="bt-detail")
+    first, last = box.value, box.options[-1]
+    assert last.endswith(")") and len(box.options) == len(documents)
+    box.set_value(last)
+    chosen = app.run()
+    result_id = chosen.selectbox(key="bt-detail").value
+    assert result_id != first and last.endswith(f"({result_id})")
+    total = fmt.metric_label("total_return")
+    assert documents[first].metrics["total_return"] != documents[result_id].metrics["total_return"]
+    assert _metrics(chosen)[total] == fmt.metric_value("total_return", documents[result_id].metrics["total_return"])
+    trades = int(documents[result_id].metrics["num_trades"])
+    assert any(f"({trades} closed round trips)" in m.value for m in chosen.markdown)
+
+
 def test_optimization_tab_shows_the_study_history_importance_and_best_params(
     app: AppTest, dashboard_api: RunningApi
 ) -> None:

@@ -91,6 +91,8 @@ def test_signing_in_through_the_form_submits_as_that_user(api: tuple[str, str], 
     _button(at, "Submit").click().run()
     assert [e.value for e in at.exception] == []
     # (The success message is not asserted: the list of running submissions reruns the page at once.)
+    listed = [f.value for f in at.dataframe if "target" in f.value.columns]  # the submissions table
+    assert [list(f["name"]) for f in listed] == [["sma-orcl"]], "the submission just made is listed"
     created = kube_cluster.get("Backtest", "default", "sma-orcl")
     assert created["metadata"]["annotations"] == {"kubetrader.io/submitted-by": "rita"}
     assert [s["name"] for s in _submissions(url, token)] == ["sma-orcl"]

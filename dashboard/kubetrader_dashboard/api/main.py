@@ -21,6 +21,7 @@ from kubetrader_dashboard.api.routers import (
     logs,
     mlflow,
     operations,
+    pages,
     studies,
     submissions,
     symbols,
@@ -53,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     limits.install(app, settings.max_body_bytes)
     metrics.install(app)
-    routers = (auth, backtests, trades, analytics, studies, live, submissions, mlflow, operations, logs, symbols)
+    routers = (auth, backtests, pages, trades, analytics, studies, live, submissions, mlflow, operations, logs, symbols)
     for module in routers:
         app.include_router(module.router, prefix=API_PREFIX)
     return app

@@ -25,6 +25,7 @@ from kubetrader_dashboard.models.backtests import (
     RankingRow,
     Rankings,
 )
+from kubetrader_dashboard.models.pages import Research
 from kubetrader_dashboard.services.results import RankingValues
 
 HISTOGRAM_BINS = 40
@@ -107,16 +108,32 @@ def _correlation(a: Sequence[float], b: Sequence[float]) -> float | None:
         return None
 
 
+def grouped_metrics(metrics: dict[str, float | None]) -> dict[str, dict[str, float | None]]:
+    """The engine's metrics by group (`specs.metrics`), each finite or None."""
+    return {group: {name: _finite(metrics.get(name)) for name in names} for group, names in METRIC_GROUPS.items()}
+
+
+def research(document: ResultDocument) -> Research:
+    """The research tables of one result (the same on the Performance and Backtests pages)."""
+    grouped = grouped_metrics(document.metrics)
+    return Research(
+        strategy_metrics={name: v for values in grouped.values() for name, v in values.items()},
+        benchmark_metrics=analysis.benchmark_metrics(document.dates, document.benchmark_returns),
+        top_drawdowns=analysis.top_drawdowns(document.dates, document.equity),
+        costs=analysis.cost_settings(document.spec),
+    )
+
+
 def performance(result_id: str, document: ResultDocument) -> Performance:
     metrics = document.metrics
-    grouped = {group: {name: _finite(metrics.get(name)) for name in names} for group, names in METRIC_GROUPS.items()}
     strategy_return = _finite(metrics.get("total_return"))
     bench_return = _finite(metrics.get("benchmark_return"))
     if bench_return is None and document.benchmark_returns:
         bench_return = compound(v for v in document.benchmark_returns if math.isfinite(v))
+    tables = research(document)
     return Performance(
         id=result_id,
-        metrics=grouped,
+        metrics=grouped_metrics(metrics),
         benchmark=BenchmarkComparison(
             strategy_return=strategy_return,
             benchmark_return=bench_return,
@@ -132,9 +149,9 @@ def performance(result_id: str, document: ResultDocument) -> Performance:
         dates=document.dates,
         drawdown=drawdown(document.equity),
         rolling=analysis.rolling(document.dates, document.returns),
-        top_drawdowns=analysis.top_drawdowns(document.dates, document.equity),
-        benchmark_metrics=analysis.benchmark_metrics(document.dates, document.benchmark_returns),
-        costs=analysis.cost_settings(document.spec),
+        top_drawdowns=tables.top_drawdowns,
+        benchmark_metrics=tables.benchmark_metrics,
+        costs=tables.costs,
     )
 
 

@@ -20,6 +20,8 @@ def main() -> None:
     # Read per run, not cached: the environment is the configuration, and tests change it.
     settings = Settings()
     token = signin.credential()
+    # Not closed at the end of the run: its connections are the app's (see ui/client.py), and a
+    # page's live fragment keeps calling through it after this run ends.
     client = ApiClient(settings.fastapi_backend_url, token=token)
     st.title("kubetrader")
     try:
@@ -45,8 +47,6 @@ def main() -> None:
             st.error(f"{label}: API error {exc}")
     except ApiError as exc:
         st.error(f"API error {exc}")
-    finally:
-        client.close()
 
 
 main()

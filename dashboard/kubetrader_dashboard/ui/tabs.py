@@ -7,7 +7,7 @@ not an error); `st.error` is kept for the API failing.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -15,8 +15,12 @@ import streamlit as st
 from pydantic import ValidationError
 
 from kubetrader import formatting as fmt
+from kubetrader.results.analysis import DrawdownEpisode
 from kubetrader.specs import BacktestSpec, OptimizationStudySpec
 from kubetrader.specs.common import SpecModel
+from kubetrader_dashboard.models.backtests import BacktestSummary
+from kubetrader_dashboard.models.operations import ClusterResources, SubmissionState
+from kubetrader_dashboard.models.pages import BacktestPanel, ResultChoice
 from kubetrader_dashboard.ui import charts
 from kubetrader_dashboard.ui.client import ApiClient, ApiError
 from kubetrader_dashboard.ui.robustness import robustness_view
@@ -106,17 +110,6 @@ def _live(render: Any, *, running: bool, key: str) -> None:
 
 def _show_problem(error: ApiError) -> None:
     st.error(f"API error: {error}")
-
-
-def _result_choices(client: ApiClient, key: str) -> str | None:
-    """A select box of stored results (newest first); returns the chosen id."""
-    page = client.backtests(limit=200, sort="-finished_at", status="succeeded")
-    if not page.items:
-        st.info("No backtest results in the store yet: submit one on the Backtests tab.")
-        return None
-    labels = {f"{b.name} · {b.strategy.rsplit('.', 1)[-1]} · {','.join(b.symbols)} ({b.id})": b.id for b in page.items}
-    choice = st.selectbox("Backtest", list(labels), key=key)
-    return labels[choice] if choice else None
 
 
 # -- 1 Dashboard ----------------------------------------------------------------------------
@@ -231,11 +224,21 @@ def trade_log(client: ApiClient) -> None:
 
 # -- 4 Performance --------------------------------------------------------------------------
 def performance(client: ApiClient) -> None:
-    result_id = _result_choices(client, "performance-result")
-    if result_id is None:
+    key = "performance-result"
+    # One call: the choices and the chosen result's analytics (the one the select box holds, else the newest).
+    view = client.performance_page(st.session_state.get(key))
+    if not view.choices:
+        st.info("No backtest results in the store yet: submit one on the Backtests tab.")
         return
-    perf = client.performance(result_id)
-    curve = client.equity(result_id)
+    labels = {
+        c.id: f"{c.name} · {c.strategy.rsplit('.', 1)[-1]} · {','.join(c.symbols)} ({c.id})" for c in view.choices
+    }
+    result_id = st.selectbox("Backtest", list(labels), format_func=labels.__getitem__, key=key)
+    if view.performance is None or view.performance.id != result_id:  # the box chose other than the API did
+        view = client.performance_page(result_id)
+    perf, curve = view.performance, view.equity
+    if perf is None or curve is None:
+        return
     bench = perf.benchmark
     cols = st.columns(6)
     cols[0].metric("Strategy return", fmt.percent(bench.strategy_return))
@@ -251,7 +254,8 @@ def performance(client: ApiClient) -> None:
     if perf.rolling is not None:
         st.plotly_chart(charts.rolling_chart(perf.rolling), key="performance-rolling")
     st.plotly_chart(charts.monthly_heatmap(perf.monthly_returns), key="performance-monthly")
-    _research_tables(perf)
+    strategy = {name: v for values in perf.metrics.values() for name, v in values.items()}
+    _research_tables(strategy, perf.benchmark_metrics, perf.top_drawdowns, perf.costs)
     st.markdown("**Metrics**")
     groups = st.columns(len(perf.metrics))
     for col, (group, values) in zip(groups, perf.metrics.items(), strict=False):
@@ -259,15 +263,16 @@ def performance(client: ApiClient) -> None:
         col.dataframe(_metric_frame(values, ("Value", values)), hide_index=True, key=f"m-{group}")
 
 
-def _research_tables(perf: Any) -> None:
+def _research_tables(
+    strategy: Mapping[str, float | None],
+    benchmark: Mapping[str, float | None],
+    top_drawdowns: Sequence[DrawdownEpisode],
+    cost_settings: Mapping[str, str],
+) -> None:
     """Strategy beside benchmark, the five deepest drawdowns, and the run's costs."""
     versus, drawdowns, costs = st.columns([3, 4, 2])
     versus.markdown("**Strategy and benchmark**")
-    strategy = {name: v for values in perf.metrics.values() for name, v in values.items()}
-    versus.dataframe(
-        _metric_frame(perf.benchmark_metrics, ("Strategy", strategy), ("Benchmark", perf.benchmark_metrics)),
-        hide_index=True,
-    )
+    versus.dataframe(_metric_frame(benchmark, ("Strategy", strategy), ("Benchmark", benchmark)), hide_index=True)
     drawdowns.markdown("**Top 5 drawdowns**")
     drawdowns.dataframe(
         pd.DataFrame(
@@ -279,13 +284,13 @@ def _research_tables(perf: Any) -> None:
                     "Depth": fmt.percent(e.depth),
                     "Days": fmt.count(e.days),
                 }
-                for e in perf.top_drawdowns
+                for e in top_drawdowns
             ]
         ),
         hide_index=True,
     )
     costs.markdown("**Costs and slippage**")
-    costs.dataframe(pd.DataFrame([{"Setting": k, "Value": v} for k, v in perf.costs.items()]), hide_index=True)
+    costs.dataframe(pd.DataFrame([{"Setting": k, "Value": v} for k, v in cost_settings.items()]), hide_index=True)
 
 
 # -- 5 Analytics ----------------------------------------------------------------------------
@@ -311,13 +316,13 @@ def analytics(client: ApiClient) -> None:
     )  # fmt: skip
     st.dataframe(frame, hide_index=True)
     st.markdown("**Compare results**")
-    _compare(client, "compare-results")
+    _compare(client, "compare-results", client.backtests(limit=200, sort="-sharpe_ratio", status="succeeded").items)
 
 
-def _compare(client: ApiClient, key: str) -> None:
-    """Two to five results side by side: growth of 1 overlaid, headline metrics in columns."""
-    page = client.backtests(limit=200, sort="-sharpe_ratio", status="succeeded")
-    options = {f"{b.name} ({b.id})": b.id for b in page.items}
+def _compare(client: ApiClient, key: str, choices: Sequence[ResultChoice | BacktestSummary]) -> None:
+    """Two to five of `choices` side by side: growth of 1 overlaid, headline metrics in columns.
+    The chosen results are read only once chosen (and through the client's cache)."""
+    options = {f"{b.name} ({b.id})": b.id for b in choices}
     chosen = st.multiselect("Pick 2 to 5 results", list(options), max_selections=5, key=key)
     if len(chosen) < 2:
         st.caption("Pick two or more results to compare them.")
@@ -339,40 +344,25 @@ def backtests(client: ApiClient) -> None:
     name = cols[0].text_input("Name contains", key="bt-name").strip() or None
     status = cols[1].selectbox("Status", ["", "succeeded", "failed"], key="bt-status") or None
     page_no = int(cols[2].number_input("Page", min_value=1, value=1, step=1, key="bt-page"))
-    page = client.backtests(name=name, status=status, limit=50, offset=50 * (page_no - 1))
+    query = {"name": name, "status": status, "limit": 50, "offset": 50 * (page_no - 1)}
+    # One call for the page: the list, the result in detail (the one the select box holds when it
+    # is on this page, else the page's first), the results to compare, the submissions.
+    view = client.backtests_page(**query, detail=st.session_state.get("bt-detail"))
+    page = view.results
     st.caption(f"{page.total} results; page {page_no} of {max(1, -(-page.total // 50))}")
     if page.items:
         st.dataframe(_summary_frame(page.items), hide_index=True)
-        labels = {f"{b.name} ({b.id})": b.id for b in page.items}
-        chosen = st.selectbox("Detail", list(labels), key="bt-detail")
-        if chosen:
-            result_id = labels[chosen]
-            detail = client.backtest(result_id)
-            curve = client.equity(result_id)
-            cards = st.columns(5)
-            for col, name in zip(
-                cards, ("total_return", "cagr", "sharpe_ratio", "max_drawdown", "num_trades"), strict=True
-            ):
-                _metric_card(col, name, detail.metrics.get(name))
-            st.plotly_chart(charts.equity_chart(curve), key="bt-equity")
-            st.plotly_chart(charts.drawdown_chart(curve.dates, curve.drawdown), key="bt-drawdown")
-            perf = client.performance(result_id)
-            if perf.rolling is not None:
-                st.plotly_chart(charts.rolling_chart(perf.rolling), key="bt-rolling")
-            _research_tables(perf)
-            trades = client.backtest_trades(result_id, limit=500)
-            st.markdown(f"**Trades** ({fmt.count(trades.total)} closed round trips)")
-            st.dataframe(_trade_frame(trades.items), hide_index=True, column_config=TRADE_COLUMNS)
-            if detail.open_positions:
-                held = client.backtest_trades(result_id, state="open")
-                st.markdown(f"**Open at the end** ({held.total}; not trades, PnL unrealised at the last close)")
-                st.dataframe(_trade_frame(held.items), hide_index=True, column_config=TRADE_COLUMNS)
-            with st.expander("Spec and metrics"):
-                st.json({"spec": detail.spec, "metrics": detail.metrics})
+        labels = {b.id: f"{b.name} ({b.id})" for b in page.items}
+        chosen = st.selectbox("Detail", list(labels), format_func=labels.__getitem__, key="bt-detail")
+        panel = view.detail
+        if chosen and (panel is None or panel.id != chosen):  # the box chose other than the API did
+            panel = client.backtests_page(**query, detail=chosen).detail
+        if panel is not None:
+            _backtest_panel(client, panel)
     else:
         st.info("No results match.")
     st.markdown("**Compare backtests**")
-    _compare(client, "bt-compare")
+    _compare(client, "bt-compare", view.compare_choices)
     _symbol_search(client)
     st.markdown("**Submit a Backtest**")
     with st.form("submit-backtest"):
@@ -386,7 +376,33 @@ def backtests(client: ApiClient) -> None:
             st.warning(f"Not valid JSON: {exc}")
         else:
             _submit(client, "Backtest", name, BacktestSpec, spec_doc)
-    _running(client, "backtests")
+    # A Backtest submitted in this run is not in the page's answer (asked for before): then ask afresh.
+    _running(client, "backtests", None if sent else view.submissions, view.cluster)
+
+
+def _backtest_panel(client: ApiClient, panel: BacktestPanel) -> None:
+    """One result in detail: headline cards, equity and drawdown, rolling Sharpe, research tables, trades."""
+    cards = st.columns(5)
+    for col, metric in zip(cards, HEADLINE, strict=True):
+        _metric_card(col, metric, panel.metrics.get(metric))
+    st.plotly_chart(charts.equity_chart(panel.equity), key="bt-equity")
+    st.plotly_chart(charts.drawdown_chart(panel.equity.dates, panel.equity.drawdown), key="bt-drawdown")
+    if panel.rolling is not None:
+        st.plotly_chart(charts.rolling_chart(panel.rolling), key="bt-rolling")
+    research = panel.research
+    _research_tables(research.strategy_metrics, research.benchmark_metrics, research.top_drawdowns, research.costs)
+    trades = panel.trades
+    st.markdown(f"**Trades** ({fmt.count(trades.total)} closed round trips)")
+    st.dataframe(_trade_frame(trades.items), hide_index=True, column_config=TRADE_COLUMNS)
+    held = panel.open_positions
+    if held.total:
+        st.markdown(f"**Open at the end** ({held.total}; not trades, PnL unrealised at the last close)")
+        st.dataframe(_trade_frame(held.items), hide_index=True, column_config=TRADE_COLUMNS)
+    # Drawn only when open (the expander reruns the page when toggled): the spec is read then.
+    spec = st.expander("Spec and metrics", key="bt-spec", on_change="rerun")
+    if spec.open:
+        detail = client.backtest(panel.id)
+        spec.json({"spec": detail.spec, "metrics": detail.metrics})
 
 
 def _symbol_search(client: ApiClient) -> None:
@@ -473,12 +489,27 @@ def _submit(client: ApiClient, kind: Any, name: str, model: type[SpecModel], spe
     st.success(f"Submitted {state.kind} {state.name} ({state.target}): submission {state.id}")
 
 
-def _running(client: ApiClient, plural: str) -> None:
+def _running(
+    client: ApiClient, plural: str, submissions: Sequence[SubmissionState] | None, cluster: ClusterResources
+) -> None:
+    """The submissions (refreshing themselves while any is running) and the cluster's resources.
+
+    `submissions` is what the page's own call returned (None: fetch them); the fragment's own
+    reruns (which run it alone, not the page) fetch afresh. The page's answer is handed over in the
+    session state, which the full run sets and the fragment takes, so a fragment rerun never draws
+    it again.
+    """
     st.markdown("**Submissions and their status**")
     flag = f"running-{plural}"
+    handed = f"{flag}-page-answer"
+    if submissions is None:
+        st.session_state.pop(handed, None)
+    else:
+        st.session_state[handed] = list(submissions)
 
     def draw() -> None:
-        submissions = client.submissions()
+        answer = st.session_state.pop(handed, None)
+        submissions = client.submissions() if answer is None else answer
         running = any(s.state in ("queued", "running", "created") for s in submissions)
         if submissions:
             frame = pd.DataFrame([s.model_dump() for s in submissions])
@@ -492,7 +523,6 @@ def _running(client: ApiClient, plural: str) -> None:
             st.rerun()  # start (or stop) refreshing this fragment
 
     _live(draw, running=st.session_state.get(flag, False), key=flag)
-    cluster = client.cluster(plural)
     if cluster.available:
         st.markdown(f"**{plural} in the cluster**")
         st.dataframe(pd.DataFrame([r.model_dump(exclude={"conditions"}) for r in cluster.items]), hide_index=True)
