@@ -24,7 +24,7 @@ from kubetrader.live.ib_broker import IBBroker
 from kubetrader.live.journal import Journal
 from kubetrader.live.stop import StopReport, StopSettings, emergency_stop
 from kubetrader.live.testing.faults import RejectRule
-from kubetrader.live.testing.instruments import option
+from kubetrader.live.testing.instruments import con_id, future, fx, option
 from kubetrader.live.testing.tws_peer import TwsPeer
 from tests.helpers import ROOT, free_port, wait_until
 from tests.live.test_live_ib import make_session, pump_until
@@ -121,6 +121,46 @@ def test_an_option_position_is_closed_on_its_own_contract(tws_peer: TwsPeer) -> 
     sent = sorted((o.instrument.sec_type, o.action, o.quantity) for o in closes)
     assert sent == [("OPT", "BUY", 3), ("STK", "SELL", 100)]
     assert call.con_id in {o.con_id for o in closes}
+
+
+def test_futures_fx_and_a_second_accounts_stock_close_on_their_own_contracts_and_routes(tws_peer: TwsPeer) -> None:
+    es = tws_peer.seed_position(future("ES", "202503", underlying="ORCL"), -2)
+    eur = tws_peer.seed_position(fx("EUR", "USD", 1.1), 25000)
+    tws_peer.seed_position("NVDA", 70, account="DU0000002")
+    tws_peer.faults.position_lag = 0.3
+    report = stop(tws_peer)
+    check_invariants(tws_peer, report)
+    assert report.flat, report
+    closes = {
+        (o.account, o.con_id): (o.instrument.sec_type, o.exchange, o.action, o.quantity)
+        for o in tws_peer.orders()
+        if o.order_ref.startswith("kt-estop")
+    }
+    assert closes == {  # one close each, on its conId, in its account, routed where the type trades
+        ("DU0000001", es.con_id): ("FUT", "CME", "BUY", 2),
+        ("DU0000001", eur.con_id): ("CASH", "IDEALPRO", "SELL", 25000),
+        ("DU0000002", con_id("NVDA")): ("STK", "SMART", "SELL", 70),
+    }
+    assert tws_peer.pacing_violations == 0  # the extra reads near the end stay inside IB's 50 messages a second
+
+
+def test_warnings_on_the_closes_and_an_order_message_storm_end_flat_with_one_close_each(tws_peer: TwsPeer) -> None:
+    tws_peer.seed_position("ORCL", 300)
+    tws_peer.seed_position("NVDA", -120)
+    tws_peer.seed_position("YHOO", 80)
+    tws_peer.faults.rejects += [  # warnings: TWS keeps each order working (faults.REJECT_MESSAGES)
+        RejectRule(399, symbol="ORCL", remaining=1),
+        RejectRule(404, symbol="NVDA", remaining=1),
+        RejectRule(2137, symbol="YHOO", remaining=1),
+    ]
+    tws_peer.faults.duplicate_status = 25  # every orderStatus 26 times
+    tws_peer.faults.presubmit_window = 0.2
+    tws_peer.faults.position_lag = 0.3
+    report = stop(tws_peer)
+    check_invariants(tws_peer, report)
+    assert report.flat, report
+    assert closes_per_contract(tws_peer) == {"ORCL": 1, "NVDA": 1, "YHOO": 1}  # a warning is no reject: no resend
+    assert report.rejects == {} and report.blocked == {}
 
 
 def test_strategy_scope_closes_only_what_the_deployment_trades_and_lists_the_rest(tws_peer: TwsPeer) -> None:
