@@ -259,6 +259,29 @@ def test_the_runner_flattens_with_its_ledger_under_lag_and_reports_connected_fal
         session.broker.disconnect()
 
 
+def test_the_runners_flatten_under_permanent_rejects_blocks_with_the_reason_and_then_sends_nothing(
+    tws_peer: TwsPeer, journal: Journal
+) -> None:
+    """Issue #14: the runner kept resending every 0.25 s after the operator had given up."""
+    session = make_session(tws_peer, journal, client_id=5)
+    try:
+        session.submit(OrderRequest("kt-in", "ORCL", "BUY", 100))
+        pump_until(session, lambda: tws_peer.positions() == {"ORCL": 100}, "the entry")
+        tws_peer.faults.rejects.append(RejectRule(201, symbol="ORCL"))
+        session.commands.put("flatten")
+        pump_until(session, lambda: session.stop_blocked is not None, "the flatten to block", timeout=30)
+        assert session.stop_blocked is not None and "201" in session.stop_blocked
+        assert "Order rejected" in session.snapshot()["stop_blocked"]
+        closes = [o for o in tws_peer.orders() if o.order_ref.startswith("kt-flat")]
+        assert len(closes) == StopSettings().max_rejects  # then blocked: bounded, no order storm
+        for _ in range(40):  # two seconds more of the runner's loop: past every backoff step
+            session.pump(0.05)
+        assert len([o for o in tws_peer.orders() if o.order_ref.startswith("kt-flat")]) == len(closes)
+        assert tws_peer.positions() == {"ORCL": 100} and session.flat_confirmed_at is None  # never "flat"
+    finally:
+        session.broker.disconnect()
+
+
 def test_the_cli_survives_a_socket_cut_mid_stop_and_confirms_flat(tws_peer: TwsPeer) -> None:
     tws_peer.seed_position("ORCL", 300)
     tws_peer.faults.position_lag = 0.5
