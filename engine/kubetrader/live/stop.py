@@ -89,8 +89,11 @@ class StopSettings:
     timeout: float = 30.0  # math.inf for the runner: it keeps going until flat or blocked
     poll_interval: float = 0.05
     query_interval: float = 0.25  # three requests a round: well inside IB's 50 messages a second
-    # an extra round no sooner than this after the last: when our closes are all done, or when the
-    # settling window is spanned between two rounds (`_schedule_read`); at most ~30 messages a second
+    # An extra round no sooner than this after the last: when our closes are all done, or when the
+    # settling window is spanned between two rounds (`_schedule_read`). Three requests a round: at
+    # most 30 a second, under TWS's 50 (error 100 past it: tws-api/message_codes.html) and under
+    # the throttle IBBroker sets on ib_insync (MAX_REQUESTS_PER_SECOND). It moves no condition of
+    # "flat": the window is still judged by `Ledger.settled_flat` on the reads' own times.
     early_read_gap: float = 0.1
     settle_window: float = 1.5  # must exceed the broker's position-report lag (stop_ledger's guarantee)
     settle_reads: int = 3
