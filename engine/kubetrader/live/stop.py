@@ -10,7 +10,9 @@ How it decides (the ledger and its guarantee: `kubetrader.live.stop_ledger`):
 1. Read the broker (positions, executions), then `reqGlobalCancel`: every client's
    orders go first, exits included, so a stop-loss cannot fill against the close.
 2. Every round (`query_interval`): fresh reqAllOpenOrders, reqPositions, reqExecutions;
-   the events in between (execDetails, orderStatus, errors) fold in as they come.
+   the events in between (execDetails, orderStatus, errors) fold in as they come. A round
+   comes early (`early_read_gap`) when the last close is done, and at the moment the
+   settling window will be spanned: a stop ends up to a round sooner, on the same test.
 3. Per contract (IB conId, per account): when nothing of ours works on it, no order is
    open at the broker, and the ledger's expected position agrees with the report, send
    ONE market order that closes it, on that contract. A disagreement waits (the report
