@@ -6,10 +6,14 @@ through the operator: `kubectl delete livedeployment` on the emulated API -> kop
 handler -> gateway (runner unreachable) -> confirmed flat -> finalizer gone.
 
 Run: .venv/bin/python bench/bench_live.py [repeats]. Prints a table; goal < 5 s plus the settling window.
+Columns "stop" and "rest": the stop's own time (its report's `seconds`: cancel, close,
+settle) and the rest of the case's time (for the CLI: interpreter start-up, imports,
+connect, exit), medians; the settling window is inside "stop".
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import statistics
@@ -26,9 +30,12 @@ from kubetrader.live.stop import StopSettings, emergency_stop
 from kubetrader.live.testing.tws_peer import DEFAULT_DATA_DIR, TwsPeer
 
 SYMBOLS = ["AAA", "BBB", "CCC", "DDD", "EEE"]
+TOKEN_KEY = "KUBETRADER_OPERATOR_LIVE_RUNNER_TOKEN_KEY"
 
 
-Run = tuple[float, bool, str]  # seconds, confirmed flat (and flat at the peer), why not
+Run = tuple[
+    float, bool, str, float | None
+]  # seconds, confirmed flat (and at the peer), why not, the stop's own seconds
 
 
 def one_run(data_dir: Path, lag: float = 0.0, cli: bool = False) -> Run:
@@ -54,7 +61,8 @@ def one_run(data_dir: Path, lag: float = 0.0, cli: bool = False) -> Run:
             )  # fmt: skip
             elapsed = time.perf_counter() - started
             ok = done.returncode == 0 and not peer.open_orders() and not peer.positions()
-            return elapsed, ok, "" if ok else _why(done.returncode, done.stdout + done.stderr, peer)
+            why = "" if ok else _why(done.returncode, done.stdout + done.stderr, peer)
+            return elapsed, ok, why, _report_seconds(done.stdout)
         stopper = IBBroker("127.0.0.1", peer.port, 999)
         started = time.perf_counter()
         stopper.connect()
@@ -62,7 +70,15 @@ def one_run(data_dir: Path, lag: float = 0.0, cli: bool = False) -> Run:
         elapsed = time.perf_counter() - started
         stopper.disconnect()
         ok = report.flat and not peer.open_orders() and not peer.positions()
-        return elapsed, ok, "" if ok else _why(0 if report.flat else 3, report.message, peer)
+        return elapsed, ok, "" if ok else _why(0 if report.flat else 3, report.message, peer), report.seconds
+
+
+def _report_seconds(stdout: str) -> float | None:
+    """The stop's own seconds from the report the CLI prints as its first line (JSON)."""
+    try:
+        return float(json.loads(stdout.splitlines()[0])["seconds"])
+    except (IndexError, ValueError, KeyError):
+        return None
 
 
 def _why(code: int, output: str, peer: TwsPeer) -> str:
@@ -84,6 +100,7 @@ def operator_run(data_dir: Path, lag: float = 0.0) -> Run:
     root = str(Path(__file__).resolve().parents[1])
     if sys.path[0] != root:
         sys.path.insert(0, root)  # the repo's tests package, before any installed one named `tests`
+    from tests.fixtures.kube import TEST_OPERATOR_ENV
     from tests.fixtures.live import paper_credentials_secret
     from tests.helpers import EXAMPLES, free_port
     from tests.kube.cluster import EmulatedCluster
@@ -110,6 +127,10 @@ def operator_run(data_dir: Path, lag: float = 0.0) -> Run:
                     "KUBETRADER_OPERATOR_LIVE_GATEWAY_ADDRESS": f"127.0.0.1:{peer.port}",
                     "KUBETRADER_OPERATOR_LIVE_RUNNER_URL": f"http://127.0.0.1:{free_port()}",
                     "KUBETRADER_OPERATOR_LIVE_HTTP_TIMEOUT_SECONDS": "1",
+                    # what the chart mounts from its generated runner-key Secret (the operator refuses without)
+                    "KUBETRADER_OPERATOR_LIVE_RUNNER_TOKEN_KEY": TEST_OPERATOR_ENV[
+                        "KUBETRADER_OPERATOR_LIVE_RUNNER_TOKEN_KEY"
+                    ],
                 }
             )
             kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(cluster.kubeconfig)
@@ -138,11 +159,12 @@ def operator_run(data_dir: Path, lag: float = 0.0) -> Run:
                     time.sleep(0.005)
                 elapsed = time.perf_counter() - started
             ok = not peer.open_orders() and not peer.positions()
-            return elapsed, ok, "" if ok else f"finalizer gone but the peer holds {peer.positions()}"
+            return elapsed, ok, "" if ok else f"finalizer gone but the peer holds {peer.positions()}", None
 
 
 def main() -> None:
-    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    args = sys.argv[1:] if __name__ == "__main__" else []
+    repeats = int(args[0]) if args and args[0].isdigit() else 5  # `bench/run.py live` passes "live"
     with tempfile.TemporaryDirectory() as tmp:
         source = next(DEFAULT_DATA_DIR.glob("orcl-*.txt"))
         for symbol in SYMBOLS:
@@ -158,20 +180,28 @@ def main() -> None:
         }
         settle = StopSettings().settle_window
         print(f"goal: < 5 s plus the settling window ({settle:g} s) = {5 + settle:g} s")
-        print(f"{'case':<58} {'runs':>4} {'median s':>9} {'max s':>7} {'all flat':>8}", flush=True)
+        print(
+            f"{'case':<58} {'runs':>4} {'median s':>9} {'max s':>7} {'stop':>5} {'rest':>5} {'all flat':>8}", flush=True
+        )
         for case, run in cases.items():
             _print_case(case, [run() for _ in range(repeats)])
 
 
 def _print_case(case: str, runs: list[Run]) -> None:
     """One row as soon as its runs are done (a long bench shows what it has)."""
-    times = [t for t, _, _ in runs]
+    times = [t for t, _, _, _ in runs]
+    stops = [s for _, _, _, s in runs if s is not None]
+    stop, rest = (
+        (f"{statistics.median(stops):.2f}", f"{statistics.median(t - s for t, _, _, s in runs if s is not None):.2f}")
+        if stops
+        else ("-", "-")
+    )
     print(
-        f"{case:<58} {len(runs):>4} {statistics.median(times):>9.3f} {max(times):>7.3f} "
-        f"{all(ok for _, ok, _ in runs)!s:>8}",
+        f"{case:<58} {len(runs):>4} {statistics.median(times):>9.3f} {max(times):>7.3f} {stop:>5} {rest:>5} "
+        f"{all(ok for _, ok, _, _ in runs)!s:>8}",
         flush=True,
     )
-    for _, _, why in runs:
+    for _, _, why, _ in runs:
         if why:
             print(f"  not flat: {why}", flush=True)
 

@@ -24,7 +24,7 @@ from kubetrader.live.ib_broker import IBBroker
 from kubetrader.live.journal import Journal
 from kubetrader.live.stop import StopReport, StopSettings, emergency_stop
 from kubetrader.live.testing.faults import RejectRule
-from kubetrader.live.testing.instruments import option
+from kubetrader.live.testing.instruments import con_id, future, fx, option
 from kubetrader.live.testing.tws_peer import TwsPeer
 from tests.helpers import ROOT, free_port, wait_until
 from tests.live.test_live_ib import make_session, pump_until
@@ -123,6 +123,46 @@ def test_an_option_position_is_closed_on_its_own_contract(tws_peer: TwsPeer) -> 
     assert call.con_id in {o.con_id for o in closes}
 
 
+def test_futures_fx_and_a_second_accounts_stock_close_on_their_own_contracts_and_routes(tws_peer: TwsPeer) -> None:
+    es = tws_peer.seed_position(future("ES", "202503", underlying="ORCL"), -2)
+    eur = tws_peer.seed_position(fx("EUR", "USD", 1.1), 25000)
+    tws_peer.seed_position("NVDA", 70, account="DU0000002")
+    tws_peer.faults.position_lag = 0.3
+    report = stop(tws_peer)
+    check_invariants(tws_peer, report)
+    assert report.flat, report
+    closes = {
+        (o.account, o.con_id): (o.instrument.sec_type, o.exchange, o.action, o.quantity)
+        for o in tws_peer.orders()
+        if o.order_ref.startswith("kt-estop")
+    }
+    assert closes == {  # one close each, on its conId, in its account, routed where the type trades
+        ("DU0000001", es.con_id): ("FUT", "CME", "BUY", 2),
+        ("DU0000001", eur.con_id): ("CASH", "IDEALPRO", "SELL", 25000),
+        ("DU0000002", con_id("NVDA")): ("STK", "SMART", "SELL", 70),
+    }
+    assert tws_peer.pacing_violations == 0  # the extra reads near the end stay inside IB's 50 messages a second
+
+
+def test_warnings_on_the_closes_and_an_order_message_storm_end_flat_with_one_close_each(tws_peer: TwsPeer) -> None:
+    tws_peer.seed_position("ORCL", 300)
+    tws_peer.seed_position("NVDA", -120)
+    tws_peer.seed_position("YHOO", 80)
+    tws_peer.faults.rejects += [  # warnings: TWS keeps each order working (faults.REJECT_MESSAGES)
+        RejectRule(399, symbol="ORCL", remaining=1),
+        RejectRule(404, symbol="NVDA", remaining=1),
+        RejectRule(2137, symbol="YHOO", remaining=1),
+    ]
+    tws_peer.faults.duplicate_status = 25  # every orderStatus 26 times
+    tws_peer.faults.presubmit_window = 0.2
+    tws_peer.faults.position_lag = 0.3
+    report = stop(tws_peer)
+    check_invariants(tws_peer, report)
+    assert report.flat, report
+    assert closes_per_contract(tws_peer) == {"ORCL": 1, "NVDA": 1, "YHOO": 1}  # a warning is no reject: no resend
+    assert report.rejects == {} and report.blocked == {}
+
+
 def test_strategy_scope_closes_only_what_the_deployment_trades_and_lists_the_rest(tws_peer: TwsPeer) -> None:
     call = tws_peer.seed_position(option("ORCL", "20250117", 30.0, "C"), 2)
     tws_peer.seed_position("ORCL", 100)
@@ -215,6 +255,29 @@ def test_the_runner_flattens_with_its_ledger_under_lag_and_reports_connected_fal
         pump_until(session, lambda: session.flat_confirmed_at is not None, "the flatten to confirm", timeout=15)
         assert tws_peer.positions() == {} and tws_peer.open_orders() == []
         assert sum(1 for o in tws_peer.orders() if o.order_ref.startswith("kt-flat")) == 1
+    finally:
+        session.broker.disconnect()
+
+
+def test_the_runners_flatten_under_permanent_rejects_blocks_with_the_reason_and_then_sends_nothing(
+    tws_peer: TwsPeer, journal: Journal
+) -> None:
+    """Issue #14: the runner kept resending every 0.25 s after the operator had given up."""
+    session = make_session(tws_peer, journal, client_id=5)
+    try:
+        session.submit(OrderRequest("kt-in", "ORCL", "BUY", 100))
+        pump_until(session, lambda: tws_peer.positions() == {"ORCL": 100}, "the entry")
+        tws_peer.faults.rejects.append(RejectRule(201, symbol="ORCL"))
+        session.commands.put("flatten")
+        pump_until(session, lambda: session.stop_blocked is not None, "the flatten to block", timeout=30)
+        assert session.stop_blocked is not None and "201" in session.stop_blocked
+        assert "Order rejected" in session.snapshot()["stop_blocked"]
+        closes = [o for o in tws_peer.orders() if o.order_ref.startswith("kt-flat")]
+        assert len(closes) == StopSettings().max_rejects  # then blocked: bounded, no order storm
+        for _ in range(40):  # two seconds more of the runner's loop: past every backoff step
+            session.pump(0.05)
+        assert len([o for o in tws_peer.orders() if o.order_ref.startswith("kt-flat")]) == len(closes)
+        assert tws_peer.positions() == {"ORCL": 100} and session.flat_confirmed_at is None  # never "flat"
     finally:
         session.broker.disconnect()
 

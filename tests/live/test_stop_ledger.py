@@ -44,6 +44,23 @@ def test_a_lagging_report_never_makes_it_flat_before_the_window_has_seen_zero() 
     assert ledger.settled_flat({KEY}, 2.2, window=1.0, reads=3)
 
 
+def test_flat_is_due_one_window_after_the_first_zero_read_and_the_last_execution_and_no_sooner() -> None:
+    ledger = ledger_long()
+    ledger.sent("close-1", KEY, -100, now=0.0)
+    assert ledger.flat_due({KEY}, window=1.0) is None  # a close working: nothing is settling
+    ledger.execution(fill("e1", "SELL", 100), now=0.1)
+    ledger.record(read(0.2, 100))  # the report lags the fill
+    assert ledger.flat_due({KEY}, window=1.0) is None
+    ledger.record(read(0.6, 0))
+    ledger.record(read(0.9, 0))
+    due = ledger.flat_due({KEY}, window=1.0)
+    assert due == 1.6
+    ledger.record(read(1.59, 0))
+    assert not ledger.settled_flat({KEY}, 1.59, window=1.0, reads=3)  # a read before it cannot end the stop
+    ledger.record(read(due, 0))
+    assert ledger.settled_flat({KEY}, due, window=1.0, reads=3)  # one at it can
+
+
 def test_an_open_order_or_a_lost_link_inside_the_window_resets_the_streak() -> None:
     ledger = ledger_long(0)
     for t, opened, link in ((0.0, 0, True), (0.5, 1, True), (1.0, 0, True), (1.5, 0, False), (2.0, 0, True)):

@@ -114,6 +114,24 @@ def test_delete_cancels_orders_and_flattens_positions_before_the_finalizer_goes(
         assert live_env.get("Deployment", NS, RUNNER) is None
 
 
+def test_delete_under_the_default_strategy_scope_keeps_what_the_strategy_does_not_trade_and_says_so(
+    live_env: EmulatedCluster, tws_peer: TwsPeer, operator_runner: Callable[[], Any]
+) -> None:
+    open_book(tws_peer)  # ORCL (traded) and NVDA (not), with orders resting
+    doc = live_deployment()
+    del doc["spec"]["stopPolicy"]["scope"]  # the default: strategy
+    with operator_runner():
+        live_env.create(doc)
+        wait_until(lambda: live_env.get("StatefulSet", NS, GATEWAY), timeout=20, what="the gateway")
+        live_env.delete("LiveDeployment", NS, NAME)
+        wait_until(lambda: live_env.get("LiveDeployment", NS, NAME) is None, timeout=30, what="the finalizer to go")
+    assert tws_peer.positions() == {"NVDA": -50}  # left alone, not the strategy's
+    assert tws_peer.open_orders() == []  # orders are cancelled account-wide either way
+    assert [o.instrument.symbol for o in tws_peer.orders() if not o.order_ref.startswith("kt-rest")] == ["ORCL"]
+    confirmed = events(live_env, "EmergencyStopConfirmed")
+    assert confirmed and "out of scope and kept" in confirmed[-1]["message"] and "NVDA" in confirmed[-1]["message"]
+
+
 def test_delete_with_the_gateway_down_stays_terminating_with_an_alert_until_the_gateway_returns(
     live_env: EmulatedCluster, tws_peer: TwsPeer, operator_runner: Callable[[], Any]
 ) -> None:

@@ -216,11 +216,29 @@ class Ledger:
         expected == 0 == reported for every in-scope contract."""
         if self.working() or any(abs(self.expected(c)) > EPSILON for c in contracts):
             return False
+        streak = self._zero_streak()
+        if len(streak) < reads:
+            return False
+        return streak[0].at - streak[-1].at >= window and now - self.last_execution_at >= window
+
+    def flat_due(self, contracts: set[Key], window: float) -> float | None:
+        """The earliest time a read can complete `settled_flat`'s window, given the zero streak the
+        latest reads began; None when nothing is settling (working, expected not zero, no streak).
+        A read then, rather than at the next round, ends a stop up to one round sooner; the
+        conditions themselves are `settled_flat`'s, unchanged."""
+        if self.working() or any(abs(self.expected(c)) > EPSILON for c in contracts):
+            return None
+        streak = self._zero_streak()
+        if not streak:
+            return None
+        return max(streak[-1].at, self.last_execution_at) + window
+
+    def _zero_streak(self) -> list[Read]:
+        """The latest reads, newest first, back to the last one that saw a position, an open order
+        or the link down."""
         streak: list[Read] = []
         for read in reversed(self.reads):
             if not read.link_up or read.open_orders or any(abs(q) > EPSILON for q in read.positions.values()):
                 break
             streak.append(read)
-        if len(streak) < reads:
-            return False
-        return streak[0].at - streak[-1].at >= window and now - self.last_execution_at >= window
+        return streak

@@ -62,6 +62,7 @@ class PeerOrder:
     oca_group: str = ""
     oca_type: int = 0
     transmit: bool = True
+    exchange: str = "SMART"  # where the client routed it (SMART, the future's exchange, IDEALPRO)
 
     @property
     def remaining(self) -> float:

@@ -669,6 +669,12 @@ class TwsPeer:
         if instrument is None:
             self._error(conn, order_id, 200, "No security definition has been found for the request")
             return True
+        if not f[9]:
+            # an order needs its exchange even when the conId names the contract: TWS answers
+            # "321 Error validating request.-'bF' : cause - Missing order exchange." and drops it
+            # (reported against a real gateway: StrateQueue/StrateQueue#20, ranaroussi/qtpylib#50)
+            self._error(conn, order_id, 321, "Error validating request.-'bF' : cause - Missing order exchange.")
+            return True
         account = f[23] or ACCOUNT
         if account not in ACCOUNTS:
             self._error(conn, order_id, 321, f"Error validating request:-'bw' : cause - Invalid account {account}")
@@ -685,6 +691,7 @@ class TwsPeer:
             tif=f[21] or "DAY",
             order_ref=ref,
             account=account,
+            exchange=f[9],
             status="PreSubmitted",
             held=True,
             aux_price=float(f[20]) if f[20] else None,
