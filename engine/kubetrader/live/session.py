@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubetrader.errors import InfrastructureError
-from kubetrader.live.bars import BarAggregator
+from kubetrader.live.bars import DEFAULT_CALENDAR, TIMEFRAME_SECONDS, BarAggregator, calendar
 from kubetrader.live.broker import (
     STOP_SUFFIX,
     TAKE_PROFIT_SUFFIX,
@@ -47,6 +47,7 @@ from kubetrader.live.broker import (
     protected_entry,
 )
 from kubetrader.live.connection import HealthCheck, RetryPolicy, backoff_delays, connect_with_retry
+from kubetrader.live.download import Pacer, WarmupPlan, paced_request, page_back
 from kubetrader.live.journal import UNRESOLVED_STATES, Journal, reconcile_decision
 from kubetrader.live.lease import AccountLease
 from kubetrader.live.reconcile import account_differences
@@ -96,9 +97,11 @@ class SessionConfig:
     timeframe: str | None = None
     # `spec.risk.protectiveStop`: a broker-side stop (and take-profit) attached to every entry.
     protection: ProtectiveStopSpec | None = None
-    # Warm-up from the broker's history before the first live bar: (IB durationStr, barSizeSetting),
-    # `kubetrader.live.bars.WARMUP[timeframe]`; None: the strategy starts cold.
-    warmup: tuple[str, str] | None = None
+    # Warm-up from the broker's history before the first live bar (`kubetrader.live.download.WARMUP`
+    # [timeframe]: chunks within IB's limits, paced); None: the strategy starts cold.
+    warmup: WarmupPlan | None = None
+    # The exchange calendar live bars are cut on (kubetrader.live.bars); XNYS for US stocks.
+    calendar: str = DEFAULT_CALENDAR
 
     def stop_settings(self) -> StopSettings:
         """The runner never gives up on a flatten by time: it ends flat or blocked (rejects)."""
@@ -172,7 +175,9 @@ class Session:
         self.history_end: dict[str, dt.datetime] = {}
         self.aggregators: dict[str, BarAggregator] = {}
         if config.timeframe and getattr(broker, "realtime_bar_seconds", None):
-            self.aggregators = {s: BarAggregator(s, config.timeframe) for s in config.symbols}
+            cal = calendar(config.calendar)
+            self.aggregators = {s: BarAggregator(s, config.timeframe, cal) for s in config.symbols}
+        self.pacer = Pacer()  # IB's historical-data pacing, for the warm-up
         self.ended: set[str] = set()
         self.order_listeners: list[Callable[[BrokerOrder], None]] = []
         self.fill_listeners: list[Callable[[Fill, bool], None]] = []
@@ -275,24 +280,58 @@ class Session:
         self._publish()
 
     def _warm_up(self) -> None:
-        """The strategy's history, from the broker, up to the session before today (today's bar is
-        the live feed's: a daily bar asked for mid-session would be a partial one). A failed request
-        (pacing, a farm down) leaves that symbol cold, journaled: trading never waits on history."""
-        if self.config.warmup is None:
+        """The strategy's history, from the broker, before its first live bar: requests within IB's
+        duration limit for the bar size, paced, paging back from now (`page_back`); daily bars up to
+        the session before today (today's bar is the live feed's: a daily bar asked for mid-session
+        would be a partial one), intraday ones up to now, less a bar still forming. A failed request
+        (a farm down, pacing past every retry) leaves that symbol cold, journaled: trading never
+        waits on history."""
+        plan = self.config.warmup
+        if plan is None:
             return
-        duration, bar_size = self.config.warmup
-        end = self._today() - dt.timedelta(days=1)
+        daily = plan.resolution.timeframe == "1d"
+        now = self.clock()
         for symbol in self.config.symbols:
             try:
-                bars = self.broker.historical_bars(symbol, end, duration, bar_size)
+                end = self._today() - dt.timedelta(days=1) if daily else None
+                bars = page_back(self.broker, symbol, plan.resolution, plan.requests, self.pacer, now=now, end=end)
             except BrokerUnavailableError as exc:
                 self.journal.note("warmup_failed", symbol=symbol, error=str(exc))
                 log.error("%s: no warm-up from history (%s): its indicators start cold", symbol, exc)
                 continue
+            if not daily:
+                size = dt.timedelta(seconds=TIMEFRAME_SECONDS[plan.resolution.timeframe])
+                bars = [b for b in bars if b.time + size <= now]  # IB's answer ends with the bar now forming
             self.history[symbol] = deque(bars)
             if bars:
                 self.history_end[symbol] = bars[-1].time
             self.journal.note("warmup", symbol=symbol, bars=len(bars), last=bars[-1].time.isoformat() if bars else None)
+
+    def _completed(self, partial: Bar) -> Bar:
+        """The first live bar began before the subscription: IB's history has all of it (the warm-up
+        left it out while it was still forming), so the strategy gets that, as a backtest would; one
+        paced request, ending at the bar's end. Without it (no warm-up, the request failed, not there
+        yet) the partial bar is handed over, journaled."""
+        plan = self.config.warmup
+        found: Bar | None = None
+        error = "no warm-up configured"
+        if plan is not None:
+            res = plan.resolution
+            size = TIMEFRAME_SECONDS[res.timeframe]
+            end: dt.date = partial.time + dt.timedelta(seconds=size) if size else partial.time.date()
+            try:  # from the runner's loop: a pacing violation is not waited out here (no retry)
+                got, _ = paced_request(self.broker, self.pacer, partial.symbol, end, res.duration, res.bar_size,
+                                       retries=0)  # fmt: skip
+                found = next((b for b in got if b.time == partial.time), None)
+                error = "" if found else "not in the broker's history yet"
+            except BrokerUnavailableError as exc:
+                error = str(exc)
+        self.journal.note("partial_bar", symbol=partial.symbol, time=partial.time.isoformat(),
+                          from_history=found is not None, error=error or None)  # fmt: skip
+        if found is None:
+            log.warning("%s: the first live bar (%s) began before the subscription: handed over partial (%s)",
+                        partial.symbol, partial.time, error)  # fmt: skip
+        return found or partial
 
     def reconcile(self) -> dict[str, int]:
         """Make the journal agree with the broker: fresh queries, then one decision per unresolved intent.
@@ -771,10 +810,12 @@ class Session:
     def _dispatch(self, event: BrokerEvent) -> None:
         if isinstance(event, BarUpdate):
             aggregator = self.aggregators.get(event.bar.symbol)
-            for bar in aggregator.add(event.bar) if aggregator is not None else [event.bar]:
-                warmed = self.history_end.get(bar.symbol)
-                if warmed is not None and bar.time <= warmed:
+            for done in aggregator.add(event.bar) if aggregator is not None else [event.bar]:
+                warmed = self.history_end.get(done.symbol)
+                if warmed is not None and done.time <= warmed:
                     continue  # the history already held it
+                partial = aggregator is not None and done.time in aggregator.partial
+                bar = self._completed(done) if partial else done
                 if not self.delivering:
                     self.deliver(bar)
                 if bar.symbol in self.bars:
