@@ -23,7 +23,8 @@ class SmaProbe(bt.Strategy):
     """Records every bar it is handed and its decision (a close crossing its SMA), so a live run and a
     backtest of the same dates can be compared bar by bar; stops after `live_bars` live bars."""
 
-    params: tuple[tuple[str, Any], ...] = (("period", 20), ("live_bars", 0))
+    # intraday: stamp rows with the bar's datetime (UTC, naive), not its date
+    params: tuple[tuple[str, Any], ...] = (("period", 20), ("live_bars", 0), ("intraday", False))
 
     def __init__(self) -> None:
         self.sma = bt.ind.SMA(self.data.close, period=self.p.period)
@@ -34,7 +35,8 @@ class SmaProbe(bt.Strategy):
         d = self.data
         decision = "buy" if self.cross[0] > 0 else "sell" if self.cross[0] < 0 else "hold"
         live = d._laststatus == d.LIVE
-        self.seen.append((d.datetime.date(0), d.open[0], d.high[0], d.low[0], d.close[0], d.volume[0],
+        stamp = d.datetime.datetime(0) if self.p.intraday else d.datetime.date(0)
+        self.seen.append((stamp, d.open[0], d.high[0], d.low[0], d.close[0], d.volume[0],
                           self.sma[0], decision, live))  # fmt: skip
         if live and self.p.live_bars and sum(1 for row in self.seen if row[-1]) >= self.p.live_bars:
             self.env.runstop()

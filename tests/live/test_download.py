@@ -60,6 +60,23 @@ def test_pacer_waits_for_the_window_and_for_the_per_contract_burst_limit() -> No
     assert slept == [pytest.approx(2.01), pytest.approx(8.0)]
 
 
+def test_pacer_holds_an_identical_request_for_15_seconds_and_backs_off_after_a_violation() -> None:
+    """IB's third rule: no identical request within 15 s (a retry after a violation is one)."""
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    pacer = Pacer(clock=lambda: clock[0], sleep=sleep)
+    same = ("A", "", "1 D", "1 min")
+    pacer.record("A", same)
+    assert pacer.delay("A", same) == pytest.approx(15.0)
+    assert pacer.delay("A", ("A", "20060103-09:05:00", "1 D", "1 min")) == 0.0  # another end: not identical
+    clock[0] = 15.5
+    assert pacer.delay("A", same) == 0.0
+    assert [pacer.back_off(n) for n in range(7)] == [15.0, 30.0, 60.0, 120.0, 240.0, 480.0, 600.0]
+
+
 @pytest.fixture
 def strict_peer() -> Iterator[TwsPeer]:
     """A peer whose HMDS allows only 3 requests a second: the download must pace itself."""
@@ -118,7 +135,15 @@ def test_download_without_pacing_fails_loudly_instead_of_storing_a_partial_histo
     broker.connect()
     try:
         with pytest.raises(BrokerUnavailableError, match=r"IB error 162.*pacing violation"):
-            download(broker, ["ORCL"], dt.date(2008, 1, 1), dt.date(2012, 12, 31), DAILY, store, pacer=Pacer(100))
+            download(
+                broker,
+                ["ORCL"],
+                dt.date(2008, 1, 1),
+                dt.date(2012, 12, 31),
+                DAILY,
+                store,
+                pacer=Pacer(100, violation_retries=0),
+            )
     finally:
         broker.disconnect()
     assert not store.path("ORCL", "1d").exists()

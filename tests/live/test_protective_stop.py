@@ -229,22 +229,24 @@ def test_a_partial_exit_leaves_the_rest_under_a_broker_stop_of_its_size(tws_peer
         session.broker.disconnect()
 
 
-def test_an_exit_from_outside_the_group_resizes_the_stop_in_place(tws_peer: TwsPeer, journal: Journal) -> None:
-    """A fill the group knows nothing of (here a second entry adding to the position: it gets no
-    bracket of its own) is followed by a modification of the stop's size, as IB allows."""
+def test_an_add_brings_a_bracket_for_the_whole_position_which_takes_the_group_over(
+    tws_peer: TwsPeer, journal: Journal
+) -> None:
+    """A second entry adding to the position carries a bracket sized to all of it, in the position's
+    OCA group; once the add has filled it is the group's, and the first bracket is cancelled (the
+    moment-by-moment coverage: tests/live/test_protective_add.py)."""
     session = protected_session(tws_peer, journal)
     try:
-        price = session.prices["ORCL"]
         filled_entry(tws_peer, session, journal, "kt-g1")
         assert session.submit(OrderRequest("kt-g2", "ORCL", "BUY", 50)) is None
         pump_until(session, lambda: state(journal, "kt-g2") == "filled", "the second entry's fill")
-        assert children(tws_peer, "kt-g2") == {}  # one protection group per position
-        wait_until(lambda: children(tws_peer, "kt-g1")["sl"].remaining == 150, what="the stop grown to the position")
-        assert children(tws_peer, "kt-g1")["tp"].remaining == 150
-        assert ("kt-g1-sl", 150) in tws_peer.modifications
-        tws_peer.set_price("ORCL", round(price * 0.94, 2))
+        wait_until(lambda: children(tws_peer, "kt-g1")["sl"].status == "Cancelled", what="the first bracket gone")
+        kids = children(tws_peer, "kt-g2")
+        assert kids["sl"].remaining == kids["tp"].remaining == 150
+        assert kids["sl"].oca_group == children(tws_peer, "kt-g1")["sl"].oca_group
+        tws_peer.set_price("ORCL", round(kids["sl"].aux_price - 0.01, 2))
         wait_until(lambda: tws_peer.positions() == {}, what="the stop closing all of it")
-        assert tws_peer.open_orders() == []
+        wait_until(lambda: tws_peer.open_orders() == [], what="nothing left working")
     finally:
         session.broker.disconnect()
 

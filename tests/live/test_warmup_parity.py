@@ -16,7 +16,7 @@ from typing import Any
 import backtrader as bt
 
 from kubetrader.data import load_bars
-from kubetrader.live.bars import WARMUP
+from kubetrader.live.download import WARMUP
 from kubetrader.live.ib_broker import IBBroker
 from kubetrader.live.journal import Journal
 from kubetrader.live.runner import LiveRunner

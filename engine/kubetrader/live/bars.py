@@ -13,7 +13,10 @@ live, cut where the backtest's are:
 - intraday bars are labelled by their start in UTC, as IB's historical bars (and so the
   store's IB downloads) are;
 - a bar is complete, and handed over, when the 5-second bar that ends at its end arrives,
-  or the first 5-second bar after it (a quiet last interval).
+  or the first 5-second bar after it (a quiet last interval);
+- the first bar after a subscription made in the middle of it lacks its beginning: it is
+  handed over all the same, and its label noted in `partial` (the session takes that bar
+  from IB's history instead, `Session._completed`).
 
 Sessions come from `exchange_calendars` (a well-kept library with each exchange's
 holidays and early closes; XNYS for the US stocks the bundled data holds). Pure: bars in,
@@ -32,11 +35,6 @@ from kubetrader.live.broker import Bar
 REALTIME_SECONDS = 5
 TIMEFRAME_SECONDS = {"1m": 60, "5m": 300, "1h": 3600, "1d": 0}  # 0: the whole session
 DEFAULT_CALENDAR = "XNYS"  # NYSE: the sessions of the US stocks traded through SMART
-# The runner's warm-up from IB history (`Session.start`): timeframe -> (durationStr, barSizeSetting)
-# of one reqHistoricalData (https://interactivebrokers.github.io/tws-api/historical_bars.html).
-# A year of daily bars readies any indicator a daily strategy of this project uses; intraday
-# timeframes have no warm-up yet (the peer holds daily data only).
-WARMUP: dict[str, tuple[str, str]] = {"1d": ("1 Y", "1 day")}
 
 
 @dataclass(frozen=True)
@@ -130,6 +128,8 @@ class BarAggregator:
         self._session: TradingSession | None = None
         self._bar: list[float] | None = None  # open, high, low, close, volume
         self.last: dt.datetime | None = None  # the start of the last 5-second bar taken
+        self.first: dt.datetime | None = None  # the start of the first 5-second bar taken
+        self.partial: set[dt.datetime] = set()  # labels of bars handed over without their beginning
 
     def add(self, bar: Bar) -> list[Bar]:
         """Fold in one 5-second bar (its start in UTC); returns the bars it completes, oldest first."""
@@ -137,6 +137,8 @@ class BarAggregator:
         if self.last is not None and when <= self.last:
             return []  # a repeat (a resubscription replays the latest bar): never counted twice
         self.last = when
+        if self.first is None:
+            self.first = when
         done: list[Bar] = []
         session = self.calendar.session_of(when)
         if session is None:
@@ -160,5 +162,7 @@ class BarAggregator:
             return []
         o, h, low, c, v = self._bar
         out = Bar(self.symbol, label(self._key[0], self.timeframe, self._session), o, h, low, c, v)
+        if self.first is not None and self._key[0] < self.first:
+            self.partial.add(out.time)  # begun before the first 5-second bar this aggregator saw
         self._bar, self._key, self._session = None, None, None
         return [out]

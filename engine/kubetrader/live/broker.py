@@ -28,6 +28,11 @@ class BrokerUnavailableError(InfrastructureError):
     """The broker did not answer (socket down, gateway hung, request timed out)."""
 
 
+class PacingViolationError(BrokerUnavailableError):
+    """IB refused a historical data request for its pacing rules (error 162, "... pacing violation"):
+    the same request may be made again once the pacing windows have moved on."""
+
+
 class OrderRejectedError(Exception):
     """The broker refused an order (unknown contract, duplicate id, ...)."""
 
@@ -88,6 +93,10 @@ class Protection:
     stop_price: float
     take_profit_price: float | None = None
     quantity: float | None = None  # the exposure the entry adds (None: its whole quantity)
+    # The children's OCA group; None: the entry's own (`oca_group_of(order_ref)`). An add to a
+    # protected position puts children sized to the whole position into the position's group, so
+    # they cover the add the moment it fills and never close more than is held (see `Session._protect`).
+    oca_group: str | None = None
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from kubetrader.live.broker import (
     OrderRejectedError,
     OrderRequest,
     OrderUpdate,
+    PacingViolationError,
     Position,
     Side,
     oca_group_of,
@@ -240,8 +241,13 @@ class IBBroker:
         return [self._to_fill(f) for f in fills]
 
     def historical_bars(self, symbol: str, end: dt.date | None, duration: str, bar_size: str) -> list[Bar]:
+        """Bars of `bar_size` over `duration` back from `end`: a date (its end, TWS's time zone), an
+        aware datetime (sent in IB's UTC form "yyyymmdd-hh:mm:ss"), or None (now)."""
         contract = self._contract(symbol)
-        end_text = end.strftime("%Y%m%d 23:59:59") if end else ""
+        if isinstance(end, dt.datetime):
+            end_text = end.astimezone(dt.UTC).strftime("%Y%m%d-%H:%M:%S")
+        else:
+            end_text = end.strftime("%Y%m%d 23:59:59") if end else ""
         try:
             rows = self._run(
                 self._api().reqHistoricalDataAsync(contract, end_text, duration, bar_size, "TRADES", True, 1),
@@ -250,7 +256,9 @@ class IBBroker:
         except _ib_module().RequestError as exc:
             if exc.code == 162 and "returned no data" in exc.message:
                 return []  # a range with no trading (holidays, before the listing) is empty, not an error
-            # pacing violations and the rest: retryable, and never a silently partial download
+            if exc.code == 162 and "pacing violation" in exc.message:
+                raise PacingViolationError(f"reqHistoricalData {symbol}: IB error {exc.code}: {exc.message}") from exc
+            # the rest: retryable, and never a silently partial download
             raise BrokerUnavailableError(f"reqHistoricalData {symbol}: IB error {exc.code}: {exc.message}") from exc
         bars = []
         for r in rows:
@@ -324,7 +332,7 @@ class IBBroker:
             child.tif = "GTC"
             child.account = parent.account
             child.transmit = False
-            child.ocaGroup = oca_group_of(request.order_ref)  # the exits of the position join it
+            child.ocaGroup = protection.oca_group or oca_group_of(request.order_ref)  # the exits join it
             child.ocaType = OCA_REDUCE_WITH_BLOCK
         children[-1].transmit = True
         parent.transmit = False

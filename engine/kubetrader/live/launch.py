@@ -16,8 +16,8 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
-from kubetrader.live.bars import WARMUP
 from kubetrader.live.broker import Broker
+from kubetrader.live.download import WARMUP
 from kubetrader.live.http import TOKEN_ENV, RunnerHTTPServer, SessionView
 from kubetrader.live.session import Session, SessionConfig
 from kubetrader.specs.live import LiveDeploymentSpec

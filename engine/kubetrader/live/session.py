@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubetrader.errors import InfrastructureError
-from kubetrader.live.bars import BarAggregator
+from kubetrader.live.bars import DEFAULT_CALENDAR, TIMEFRAME_SECONDS, BarAggregator, calendar
 from kubetrader.live.broker import (
     STOP_SUFFIX,
     TAKE_PROFIT_SUFFIX,
@@ -47,6 +47,7 @@ from kubetrader.live.broker import (
     protected_entry,
 )
 from kubetrader.live.connection import HealthCheck, RetryPolicy, backoff_delays, connect_with_retry
+from kubetrader.live.download import Pacer, WarmupPlan, paced_request, page_back
 from kubetrader.live.journal import UNRESOLVED_STATES, Journal, reconcile_decision
 from kubetrader.live.lease import AccountLease
 from kubetrader.live.reconcile import account_differences
@@ -96,9 +97,11 @@ class SessionConfig:
     timeframe: str | None = None
     # `spec.risk.protectiveStop`: a broker-side stop (and take-profit) attached to every entry.
     protection: ProtectiveStopSpec | None = None
-    # Warm-up from the broker's history before the first live bar: (IB durationStr, barSizeSetting),
-    # `kubetrader.live.bars.WARMUP[timeframe]`; None: the strategy starts cold.
-    warmup: tuple[str, str] | None = None
+    # Warm-up from the broker's history before the first live bar (`kubetrader.live.download.WARMUP`
+    # [timeframe]: chunks within IB's limits, paced); None: the strategy starts cold.
+    warmup: WarmupPlan | None = None
+    # The exchange calendar live bars are cut on (kubetrader.live.bars); XNYS for US stocks.
+    calendar: str = DEFAULT_CALENDAR
 
     def stop_settings(self) -> StopSettings:
         """The runner never gives up on a flatten by time: it ends flat or blocked (rejects)."""
@@ -141,6 +144,10 @@ class Session:
         # protect the WHOLE position at the broker. One group per symbol, so every exit can join it
         # (see `_protect`) and `_resize_protection` keeps it the size of the position.
         self.guards: dict[str, str] = {}
+        # symbol -> an add to a protected position whose bracket (sized to the whole position, in the
+        # group's OCA) takes over the group once the add has filled (see `_protect`, `_hand_over`)
+        self.successors: dict[str, str] = {}
+        self._successor_fills: dict[str, float] = {}  # the successor's filled quantity so far
         self._grouped: set[str] = set()  # orders sent into a protection group: the broker rebalances for them
         # The trading state last written to the journal, and when (see `_save_trading_state`).
         self._saved_state: dict[str, Any] | None = None
@@ -168,7 +175,9 @@ class Session:
         self.history_end: dict[str, dt.datetime] = {}
         self.aggregators: dict[str, BarAggregator] = {}
         if config.timeframe and getattr(broker, "realtime_bar_seconds", None):
-            self.aggregators = {s: BarAggregator(s, config.timeframe) for s in config.symbols}
+            cal = calendar(config.calendar)
+            self.aggregators = {s: BarAggregator(s, config.timeframe, cal) for s in config.symbols}
+        self.pacer = Pacer()  # IB's historical-data pacing, for the warm-up
         self.ended: set[str] = set()
         self.order_listeners: list[Callable[[BrokerOrder], None]] = []
         self.fill_listeners: list[Callable[[Fill, bool], None]] = []
@@ -271,24 +280,58 @@ class Session:
         self._publish()
 
     def _warm_up(self) -> None:
-        """The strategy's history, from the broker, up to the session before today (today's bar is
-        the live feed's: a daily bar asked for mid-session would be a partial one). A failed request
-        (pacing, a farm down) leaves that symbol cold, journaled: trading never waits on history."""
-        if self.config.warmup is None:
+        """The strategy's history, from the broker, before its first live bar: requests within IB's
+        duration limit for the bar size, paced, paging back from now (`page_back`); daily bars up to
+        the session before today (today's bar is the live feed's: a daily bar asked for mid-session
+        would be a partial one), intraday ones up to now, less a bar still forming. A failed request
+        (a farm down, pacing past every retry) leaves that symbol cold, journaled: trading never
+        waits on history."""
+        plan = self.config.warmup
+        if plan is None:
             return
-        duration, bar_size = self.config.warmup
-        end = self._today() - dt.timedelta(days=1)
+        daily = plan.resolution.timeframe == "1d"
+        now = self.clock()
         for symbol in self.config.symbols:
             try:
-                bars = self.broker.historical_bars(symbol, end, duration, bar_size)
+                end = self._today() - dt.timedelta(days=1) if daily else None
+                bars = page_back(self.broker, symbol, plan.resolution, plan.requests, self.pacer, now=now, end=end)
             except BrokerUnavailableError as exc:
                 self.journal.note("warmup_failed", symbol=symbol, error=str(exc))
                 log.error("%s: no warm-up from history (%s): its indicators start cold", symbol, exc)
                 continue
+            if not daily:
+                size = dt.timedelta(seconds=TIMEFRAME_SECONDS[plan.resolution.timeframe])
+                bars = [b for b in bars if b.time + size <= now]  # IB's answer ends with the bar now forming
             self.history[symbol] = deque(bars)
             if bars:
                 self.history_end[symbol] = bars[-1].time
             self.journal.note("warmup", symbol=symbol, bars=len(bars), last=bars[-1].time.isoformat() if bars else None)
+
+    def _completed(self, partial: Bar) -> Bar:
+        """The first live bar began before the subscription: IB's history has all of it (the warm-up
+        left it out while it was still forming), so the strategy gets that, as a backtest would; one
+        paced request, ending at the bar's end. Without it (no warm-up, the request failed, not there
+        yet) the partial bar is handed over, journaled."""
+        plan = self.config.warmup
+        found: Bar | None = None
+        error = "no warm-up configured"
+        if plan is not None:
+            res = plan.resolution
+            size = TIMEFRAME_SECONDS[res.timeframe]
+            end: dt.date = partial.time + dt.timedelta(seconds=size) if size else partial.time.date()
+            try:  # from the runner's loop: a pacing violation is not waited out here (no retry)
+                got, _ = paced_request(self.broker, self.pacer, partial.symbol, end, res.duration, res.bar_size,
+                                       retries=0)  # fmt: skip
+                found = next((b for b in got if b.time == partial.time), None)
+                error = "" if found else "not in the broker's history yet"
+            except BrokerUnavailableError as exc:
+                error = str(exc)
+        self.journal.note("partial_bar", symbol=partial.symbol, time=partial.time.isoformat(),
+                          from_history=found is not None, error=error or None)  # fmt: skip
+        if found is None:
+            log.warning("%s: the first live bar (%s) began before the subscription: handed over partial (%s)",
+                        partial.symbol, partial.time, error)  # fmt: skip
+        return found or partial
 
     def reconcile(self) -> dict[str, int]:
         """Make the journal agree with the broker: fresh queries, then one decision per unresolved intent.
@@ -339,10 +382,15 @@ class Session:
             i.order_ref: (i.symbol, i.request().signed_quantity, i.filled) for i in self.journal.unresolved()
         }
         # a restarted runner finds its positions' protection where it lives: at the broker
-        self.guards = {
-            o.symbol: entry for o in open_orders
-            if o.order_ref.endswith(STOP_SUFFIX) and (entry := protected_entry(o.order_ref)) in known
-        }  # fmt: skip
+        # (a stop whose entry still works is an add's bracket waiting to take the group over)
+        unresolved = {i.order_ref for i in self.journal.unresolved()}
+        stops = [(o.symbol, entry) for o in open_orders
+                 if o.order_ref.endswith(STOP_SUFFIX) and (entry := protected_entry(o.order_ref)) in known]  # fmt: skip
+        self.guards = {symbol: entry for symbol, entry in stops if entry not in unresolved}
+        self.successors = {symbol: entry for symbol, entry in stops if entry in unresolved and symbol in self.guards}
+        self.guards.update({symbol: entry for symbol, entry in stops if symbol not in self.guards})
+        self._successor_fills = {e: sum(f.quantity for f in executions if f.order_ref == e)
+                                 for e in self.successors.values()}  # fmt: skip
         positions = self._check_account(positions)
         for symbol in set(self.journal.positions()) | set(self.positions):
             pos = self.positions.get(symbol)
@@ -510,9 +558,15 @@ class Session:
           (ocaType 2, reduce): if the stop triggers while the exit works, the stop's fill shrinks
           the exit by as much, and the exit's fills shrink the stop, so the two never close the
           position twice (never a flip), and a partial exit leaves a stop of the rest;
-        - an entry on an unprotected symbol carries a new bracket, for the exposure it adds;
-        - an entry that adds to a protected position carries none: the group's stop grows to the
-          position when it fills (`_resize_protection`);
+        - an entry on an unprotected symbol carries a new bracket for all that is held after it (a
+          position whose stop was cancelled is covered again at once, not after a resize);
+        - an entry that adds to a protected position carries a bracket for the WHOLE position after
+          it (held + the add), in the group's OCA: IB activates it the moment the add fills, so the
+          add is never unprotected for a round trip, and while the old stop still works too the
+          two never close more than is held (ocaType 2: a fill of either shrinks the other by as
+          much, so together they close at most the larger). Once the add has filled, its bracket
+          takes the group over and the old one is cancelled (`_hand_over`). Sized on what is held,
+          not on working orders: the group's exits shrink it at the broker as they fill;
         - an order that flips the position does both: it joins the old group (whose stop may
           still close the old side first) and carries a bracket for the part beyond zero.
         The children are not intents and never count in the gate's position-with-working-orders
@@ -530,9 +584,14 @@ class Session:
             return replace(request, oca_group=group)
         after = position + request.signed_quantity
         flips = position * after < 0
-        if guard is not None and not flips:
-            return request
-        added = abs(after) if flips else abs(request.signed_quantity)
+        joins = guard is not None and not flips  # an add to a protected position
+        held_qty = held.quantity if held else 0.0
+        if flips:
+            added = abs(after)
+        elif held_qty * request.signed_quantity > 0:  # adds to a position held unprotected or protected
+            added = abs(held_qty + request.signed_quantity)
+        else:
+            added = abs(request.signed_quantity)
         price = request.limit_price or self.prices.get(request.symbol) or 0.0
         if price <= 0:
             log.error("no reference price for %s: entry %s sent WITHOUT its protective stop", request.symbol,
@@ -542,7 +601,8 @@ class Session:
         sign = 1.0 if request.side == "BUY" else -1.0
         stop = round(price * (1 - sign * spec.stop_loss), 2)
         take = round(price * (1 + sign * spec.take_profit), 2) if spec.take_profit is not None else None
-        return replace(request, protection=Protection(stop, take, added), oca_group=group if flips else None)
+        protection = Protection(stop, take, added, oca_group=group if joins else None)
+        return replace(request, protection=protection, oca_group=group if flips else None)
 
     def _resize_protection(self, fill: Fill) -> None:
         """After a fill in a protected symbol, the group's stop and take-profit work exactly what is
@@ -556,6 +616,10 @@ class Session:
         entry adding to the position, an exit sent before the group existed) are ours to follow.
         """
         guard = self.guards[fill.symbol]
+        successor = self.successors.get(fill.symbol)
+        if fill.order_ref == successor and self._successor_done(successor):
+            self._hand_over(fill.symbol, guard, successor)
+            return
         entry = self.journal.intent(guard)
         held = self.positions.get(fill.symbol)
         quantity = held.quantity if held else 0.0
@@ -565,7 +629,7 @@ class Session:
             return  # its entry still works: the children wait with it (a flip whose old side was stopped out)
         if in_group:
             if protected <= 0:
-                del self.guards[fill.symbol]
+                self._guard_done(fill.symbol)
             return
         if protected <= 0:
             for suffix in (STOP_SUFFIX, TAKE_PROFIT_SUFFIX):
@@ -583,6 +647,40 @@ class Session:
         self.broker.resize(guard + TAKE_PROFIT_SUFFIX, protected)
         self.journal.note("protection_resized", symbol=fill.symbol, order_ref=guard, quantity=protected)
 
+    def _guard_done(self, symbol: str) -> None:
+        """The group's bracket is done: a pending add's bracket (in the same OCA group) is the group's
+        now; with none, the symbol is unprotected until the next entry brings a bracket."""
+        successor = self.successors.pop(symbol, None)
+        if successor is not None:
+            self.guards[symbol] = successor
+        else:
+            self.guards.pop(symbol, None)
+
+    def _successor_done(self, ref: str) -> bool:
+        """Has the add `ref` filled completely (IB then works its children)?"""
+        intent = self.journal.intent(ref)
+        return intent is not None and self._successor_fills.get(ref, 0.0) >= intent.quantity
+
+    def _hand_over(self, symbol: str, old: str, new: str) -> None:
+        """The add `new` has filled and IB works its bracket: it becomes the group's protection, sized
+        to what is held now (a concurrent fill may have moved it), and the old bracket is cancelled.
+        The resize goes first: until the cancel lands both work, in one OCA group, so the position is
+        covered throughout and never twice (a fill of either shrinks the other)."""
+        self.successors.pop(symbol, None)
+        self._successor_fills.pop(new, None)
+        self.guards[symbol] = new
+        entry = self.journal.intent(new)
+        held = self.positions.get(symbol)
+        quantity = held.quantity if held else 0.0
+        protected = quantity if entry is None or entry.side == "BUY" else -quantity
+        if protected > 0 and not self.broker.resize(new + STOP_SUFFIX, protected):
+            log.error("%s: the add's protective stop is no longer open", symbol)
+        elif protected > 0:
+            self.broker.resize(new + TAKE_PROFIT_SUFFIX, protected)
+        for suffix in (STOP_SUFFIX, TAKE_PROFIT_SUFFIX):
+            self.broker.cancel_order(old + suffix)
+        self.journal.note("protection_handed_over", symbol=symbol, old=old, new=new, quantity=protected)
+
     def _send(self, request: OrderRequest) -> None:
         """Send a journaled intent that passed the gate. A connection error leaves it `pending` for reconcile."""
         request = self._protect(request)
@@ -598,7 +696,9 @@ class Session:
             self.journal.set_state(request.order_ref, "rejected", reason=str(exc))
             self._working.pop(request.order_ref, None)
             return
-        if request.protection is not None:
+        if request.protection is not None and request.protection.oca_group is not None:
+            self.successors[request.symbol] = request.order_ref  # takes the group over once it fills
+        elif request.protection is not None:
             self.guards[request.symbol] = request.order_ref
         if request.oca_group is not None:
             self._grouped.add(request.order_ref)
@@ -710,10 +810,12 @@ class Session:
     def _dispatch(self, event: BrokerEvent) -> None:
         if isinstance(event, BarUpdate):
             aggregator = self.aggregators.get(event.bar.symbol)
-            for bar in aggregator.add(event.bar) if aggregator is not None else [event.bar]:
-                warmed = self.history_end.get(bar.symbol)
-                if warmed is not None and bar.time <= warmed:
+            for done in aggregator.add(event.bar) if aggregator is not None else [event.bar]:
+                warmed = self.history_end.get(done.symbol)
+                if warmed is not None and done.time <= warmed:
                     continue  # the history already held it
+                partial = aggregator is not None and done.time in aggregator.partial
+                bar = self._completed(done) if partial else done
                 if not self.delivering:
                     self.deliver(bar)
                 if bar.symbol in self.bars:
@@ -723,9 +825,10 @@ class Session:
             if not order.is_open and order.order_ref.endswith(STOP_SUFFIX):
                 entry = protected_entry(order.order_ref)
                 if self.guards.get(order.symbol) == entry:
-                    # the group's stop is done (filled, cancelled by a stop or by hand): the next
-                    # entry carries a new bracket, sized by the fills to the whole position
-                    del self.guards[order.symbol]
+                    # the group's stop is done (filled, cancelled by a stop or by hand): a pending add's
+                    # bracket (in the same group) is now the group's; else the next entry carries a
+                    # new bracket, sized by the fills to the whole position
+                    self._guard_done(order.symbol)
             state = self.journal.apply_order(event.order)
             working = self._working.get(event.order.order_ref)
             if working is not None:
@@ -781,6 +884,8 @@ class Session:
         self._commissions[fill.exec_id] = 0.0
         self._charge_commission(fill)
         self.journal.set_position(fill.symbol, qty, avg)
+        if fill.order_ref == self.successors.get(fill.symbol):
+            self._successor_fills[fill.order_ref] = self._successor_fills.get(fill.order_ref, 0.0) + fill.quantity
         if fill.symbol in self.guards and self.connected:
             try:
                 self._resize_protection(fill)

@@ -26,11 +26,12 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from kubetrader.live.testing import history as hmds
 from kubetrader.live.testing import messages as msg
 from kubetrader.live.testing.faults import FINAL_REJECT_CODES, REJECT_MESSAGES, PeerFaults
 from kubetrader.live.testing.instruments import Field, Instrument, con_id, stock
@@ -120,6 +121,21 @@ def load_daily_bars(symbol: str, data_dir: Path = DEFAULT_DATA_DIR) -> list[Repl
     return bars
 
 
+def _interval_prints(bar: hmds.IntradayBar) -> list[tuple[int, float, float, float, float, float]]:
+    """One intraday bar as four 5-second bars inside its own interval (as `_session_bars` does for a
+    day): aggregated to the bar's size on its grid (kubetrader.live.bars) they are the bar again."""
+    start = int(bar.start.timestamp())
+    third = bar.seconds // 3 // REALTIME_BAR_SECONDS * REALTIME_BAR_SECONDS
+    quarter = float(int(bar.volume // 4))
+    o, h, low, c = bar.open, bar.high, bar.low, bar.close
+    return [
+        (start, o, o, o, o, bar.volume - 3 * quarter),
+        (start + third, h, h, h, h, quarter),
+        (start + 2 * third, low, low, low, low, quarter),
+        (start + bar.seconds - REALTIME_BAR_SECONDS, c, c, c, c, quarter),
+    ]
+
+
 def _session_bars(bar: ReplayBar) -> list[tuple[int, float, float, float, float, float]]:
     """One daily bar as four 5-second bars inside its own NYSE session (epoch, o, h, l, c, v): the
     open at the open, the high and the low in the morning, the close in the last 5 seconds before
@@ -184,6 +200,7 @@ class TwsPeer:
         historical_limit: tuple[int, float] = (60, 600.0),
         faults: PeerFaults | None = None,
         dated_sessions: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.host = host
         self.port = port
@@ -194,6 +211,9 @@ class TwsPeer:
         # (`_session_bars`), and answer reqHistoricalData only up to the replay's "now": a runner
         # that aggregates to 1d gets the file's daily bars back, on their dates, after the history.
         self.dated_sessions = dated_sessions
+        # The clock of the pacing rules (a test may share a fake one with the client's Pacer). An
+        # intraday symbol (history.INTRADAY) is always replayed on its own dated bars.
+        self.clock = clock
         self._historical_recent: dict[tuple[str, ...], float] = {}  # identical requests (pacing)
         self._historical_by_contract: dict[str, deque[float]] = {}
         self.faults = faults or PeerFaults()
@@ -203,7 +223,7 @@ class TwsPeer:
         self._lock = threading.RLock()
         self._cash = cash
         self._realized = 0.0
-        self._bars: dict[str, list[ReplayBar]] = {}
+        self._bars: dict[str, list[ReplayBar] | list[hmds.IntradayBar]] = {}
         self._cursor: dict[str, int] = dict(replay_start or {})
         self._price_override: dict[str, float] = {}  # set_price: a print that moves the market
         self._instruments: dict[int, Instrument] = {}
@@ -222,7 +242,16 @@ class TwsPeer:
         self.modifications: list[tuple[str, float]] = []  # (orderRef, new size) of accepted modifications
         self.pacing_violations = 0
         self.historical_requests = 0
+        self.historical_log: list[tuple[str, str, str, str]] = []  # (symbol, end, duration, bar size) answered
+        self.refused_historical: list[tuple[str, str, int]] = []  # (bar size, duration, error code)
         self.unknown_messages: list[str] = []
+        # Called under the lock after every step that may change the books (a message handled, a
+        # timer, a replayed bar): a test's invariant checked at every moment the peer can be seen in.
+        self.watchers: list[Callable[[], None]] = []
+        # The first bar streamed for a symbol misses its first `mid_bar_join` 5-second prints, as a
+        # subscription made in the middle of a bar does (reqRealTimeBars starts with the next 5 s).
+        self.mid_bar_join = 0
+        self._stepping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
@@ -294,7 +323,8 @@ class TwsPeer:
             with self._lock:
                 if generation != self._generation:
                     return  # scheduled before a reset(): it belongs to another day's books
-                action()
+                with self._step():
+                    action()
             for conn in list(self._connections):
                 if not conn.writer.is_closing():
                     with contextlib.suppress(RuntimeError):  # the loop closed under a stopping peer
@@ -544,7 +574,7 @@ class TwsPeer:
                     conn.send(*msg.error(-1, 100, "Max rate of messages per second has been exceeded."))
                     await writer.drain()
                     continue
-                with self._lock:
+                with self._lock, self._step():
                     keep_open = self._handle(conn, fields)
                 await writer.drain()
                 if not keep_open:
@@ -566,6 +596,21 @@ class TwsPeer:
             conn.recent.pop()  # a refused message does not count
             return True
         return False
+
+    @contextlib.contextmanager
+    def _step(self) -> Iterator[None]:
+        """One step of the peer (a message, a timer, a bar), the watchers called once at its end: a
+        timer run at once inside another step (`_later(0, ...)`) is part of that step."""
+        if self._stepping:
+            yield
+            return
+        self._stepping = True
+        try:
+            yield
+        finally:
+            self._stepping = False
+        for watcher in self.watchers:
+            watcher()
 
     def _error(self, conn: Connection, req_id: int, code: int, message: str) -> None:
         conn.send(*msg.error(req_id, code, message))
@@ -1004,9 +1049,12 @@ class TwsPeer:
 
     # ---------------------------------------------------------------- market data
 
-    def _symbol_bars(self, symbol: str) -> list[ReplayBar]:
+    def _symbol_bars(self, symbol: str) -> list[ReplayBar] | list[hmds.IntradayBar]:
         if symbol not in self._bars:
-            self._bars[symbol] = load_daily_bars(symbol, self.data_dir) if symbol else []
+            if symbol in hmds.INTRADAY:
+                self._bars[symbol] = hmds.load_intraday_bars(symbol)
+            else:
+                self._bars[symbol] = load_daily_bars(symbol, self.data_dir) if symbol else []
         return self._bars[symbol]
 
     def _ensure_stream(self, symbol: str) -> None:
@@ -1017,9 +1065,10 @@ class TwsPeer:
     async def _stream(self, symbol: str) -> None:
         """Advance the replay of `symbol` one bar per `bar_interval` and publish it as a 5-second bar."""
         bars = self._symbol_bars(symbol)
+        first = True
         while True:
             await asyncio.sleep(self.bar_interval)
-            with self._lock:
+            with self._lock, self._step():
                 if self.lost or symbol in self.faults.halted:
                     continue  # no bars from a halted symbol, nor while TWS has lost IB
                 index = self._cursor.get(symbol, 0) + 1
@@ -1030,10 +1079,14 @@ class TwsPeer:
                 for order in self._orders:
                     if order.instrument.bar_symbol == symbol and order.is_open:
                         self._try_fill(order)
-                if self.dated_sessions:
+                if isinstance(bar, hmds.IntradayBar):
+                    prints = _interval_prints(bar)
+                elif self.dated_sessions:
                     prints = _session_bars(bar)
                 else:
                     prints = [(replay_epoch(index), bar.open, bar.high, bar.low, bar.close, bar.volume)]
+                if first:
+                    prints, first = prints[self.mid_bar_join :], False
                 for epoch, o, h, low, c, v in prints:
                     wap = (h + low + c) / 3
                     for conn in self._connections:
@@ -1044,25 +1097,55 @@ class TwsPeer:
     def _historical(self, conn: Connection, f: list[str]) -> None:
         # reqHistoricalData: 20, reqId, contract(12), includeExpired, end, barSize, duration, useRTH, what, fmt, ...
         req_id, symbol, end_text, bar_size, duration = int(f[1]), f[3], f[15], f[16], f[17]
+        refusal = hmds.check_request(bar_size, duration)
+        if refusal is not None:  # IB validates the request before it counts it for pacing
+            self.refused_historical.append((bar_size, duration, refusal.code))
+            self._error(conn, req_id, refusal.code, refusal.message)
+            return
         if self._historical_paced(symbol, tuple(f[2:18])):
-            self._error(conn, req_id, 162, "Historical Market Data Service error message:pacing violation")
+            self.refused_historical.append((bar_size, duration, 162))
+            self._error(conn, req_id, 162, hmds.PACING_VIOLATION)
             return
         self.historical_requests += 1
+        self.historical_log.append((symbol, end_text, duration, bar_size))
         bars = self._symbol_bars(symbol)
+        if bars and isinstance(bars[0], hmds.IntradayBar):
+            self._intraday_historical(conn, req_id, symbol, end_text, duration, bar_size)
+            return
         if bar_size != "1 day" or not bars:
-            self._error(conn, req_id, 162, "Historical Market Data Service error message:HMDS query returned no data")
+            self._error(conn, req_id, 162, hmds.NO_DATA)
             return
         end = dt.datetime.strptime(end_text[:8], "%Y%m%d").date() if end_text else bars[-1].date
         if self.dated_sessions:  # no bar from the replay's future: "now" is the bar it replayed last
             end = min(end, bars[min(self._cursor.get(symbol, 0), len(bars) - 1)].date)
-        count, unit = duration.split()
-        days = int(count) * {"D": 1, "W": 7, "M": 31, "Y": 366}[unit]
+        days = max(1, (hmds.duration_seconds(duration) or 0) // hmds.DAY)
         start = end - dt.timedelta(days=days)
         chosen = [b for b in bars if start < b.date <= end]
         fields: list[Field] = [17, req_id, start.strftime("%Y%m%d"), end.strftime("%Y%m%d"), len(chosen)]
         for b in chosen:
             wap = (b.high + b.low + b.close) / 3
             fields += [b.date.strftime("%Y%m%d"), b.open, b.high, b.low, b.close, b.volume, wap, 1]
+        conn.send(*fields)
+
+    def _intraday_historical(
+        self, conn: Connection, req_id: int, symbol: str, end_text: str, duration: str, bar_size: str
+    ) -> None:
+        """An intraday symbol's bars (history.intraday_answer), up to the replay's "now": the end of
+        the bar it replayed last. Dates as "yyyymmdd hh:mm:ss UTC" (formatDate 1 with a zone)."""
+        bars = self._symbol_bars(symbol)
+        assert isinstance(bars[0], hmds.IntradayBar)
+        last = bars[min(self._cursor.get(symbol, 0), len(bars) - 1)]
+        assert isinstance(last, hmds.IntradayBar)
+        now = last.start + dt.timedelta(seconds=last.seconds)
+        chosen = hmds.intraday_answer(bars, bar_size, hmds.parse_end(end_text), duration, now)
+        if not chosen:
+            self._error(conn, req_id, 162, hmds.NO_DATA)
+            return
+        stamp = "%Y%m%d %H:%M:%S UTC"
+        fields: list[Field] = [17, req_id, chosen[0].start.strftime(stamp), now.strftime(stamp), len(chosen)]
+        for b in chosen:
+            wap = (b.high + b.low + b.close) / 3
+            fields += [b.start.strftime(stamp), b.open, b.high, b.low, b.close, b.volume, wap, 1]
         conn.send(*fields)
 
     def pacing_windows_pass(self) -> None:
@@ -1078,7 +1161,7 @@ class TwsPeer:
         or more historical data requests for the same Contract, Exchange and Tick Type within two
         seconds", or "making more than 60 requests within any ten minute period"
         (`historical_limit`). A refused request counts for none of them."""
-        now = time.monotonic()
+        now = self.clock()
         limit, window = self.historical_limit
         while self._historical_times and now - self._historical_times[0] > window:
             self._historical_times.popleft()
