@@ -1,6 +1,6 @@
 """`execute`: run a Backtest spec and write everything it produced; the one path the CLI and Jobs share.
 
-One spec: run -> result JSON, equity and trades CSVs, equity/drawdown PNG, HTML
+One spec: run -> result JSON, equity and trades CSVs, equity/drawdown SVG, HTML
 tearsheet -> MLflow when tracking is on. A matrix spec: its cells one after the
 other (with a progress bar) and a consolidated table; the distributed path runs the
 same `execute_one` per cell on workers.
@@ -149,7 +149,8 @@ def write_result(result: BacktestResult, *, name: str, paths: ResultPaths, repor
     if report:
         from kubetrader.results.report import plot_equity, write_tearsheet
 
-        plot_equity(result, paths.plot, title=f"{name}: {result.spec.strategy.path}")
+        title = f"{name}: {result.spec.strategy.path}"
+        plot_equity(document, paths.plot, title=title, benchmark=result.spec.benchmark_symbol)
         write_tearsheet(document, result, paths.plot, paths.tearsheet)
         artifacts |= {"plot": paths.plot.name, "tearsheet": paths.tearsheet.name}
     document = document.model_copy(update={"artifacts": artifacts})
