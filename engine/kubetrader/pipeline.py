@@ -1,7 +1,9 @@
 """`execute`: run a Backtest spec and write everything it produced; the one path the CLI and Jobs share.
 
-One spec: run -> result JSON, equity and trades CSVs, equity/drawdown PNG, HTML
-tearsheet -> MLflow when tracking is on. A matrix spec: its cells one after the
+One spec: run -> result JSON, equity and trades CSVs, equity/drawdown SVG, HTML
+tearsheet -> MLflow when tracking is on: now (`tracking="now"`, the workers' and the
+optimizer's way), or later (`tracking="later"`: only a pending marker, logged afterwards by
+`kubetrader mlflow sync`, so a Job exits as soon as its result is written). A matrix spec: its cells one after the
 other (with a progress bar) and a consolidated table; the distributed path runs the
 same `execute_one` per cell on workers.
 
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     from kubetrader.runner import BacktestResult
 
 log = logging.getLogger(__name__)
+
+TrackingMode = Literal["now", "later"]
 
 
 @dataclass
@@ -87,11 +91,14 @@ def execute(
     store: DataStore | None = None,
     report: bool = True,
     progress: bool = True,
+    tracking: TrackingMode = "now",
 ) -> ExecutionOutcome:
     """Run `spec` (one backtest, or each cell of its matrix) and write its results under `output_dir`."""
     if spec.matrix is None:
-        return execute_one(spec, name=name, output_dir=output_dir, store=store, report=report)
-    return _execute_matrix(spec, name=name, output_dir=output_dir, store=store, report=report, progress=progress)
+        return execute_one(spec, name=name, output_dir=output_dir, store=store, report=report, tracking=tracking)
+    return _execute_matrix(
+        spec, name=name, output_dir=output_dir, store=store, report=report, progress=progress, tracking=tracking
+    )
 
 
 def execute_one(
@@ -101,8 +108,12 @@ def execute_one(
     output_dir: Path | str,
     store: DataStore | None = None,
     report: bool = True,
+    tracking: TrackingMode = "now",
 ) -> ExecutionOutcome:
-    """Run one plain spec; never raises a KubetraderError (it is in the outcome), other errors propagate."""
+    """Run one plain spec; never raises a KubetraderError (it is in the outcome), other errors propagate.
+
+    With tracking on, `tracking="later"` leaves the MLflow run to `kubetrader mlflow sync` (the
+    result says `tracking: pending`) instead of logging it before returning."""
     from kubetrader.results.runlog import capture
     from kubetrader.runner import BacktestRunner, result_id
 
@@ -116,7 +127,7 @@ def execute_one(
         )  # fmt: skip
         try:
             result = BacktestRunner(spec, store=store).run()
-            document = write_result(result, name=name, paths=paths, report=report)
+            document = write_result(result, name=name, paths=paths, report=report, queue_tracking=spec.tracking.enabled)
         except KubetraderError as exc:
             # to the run's log (its handler also keeps logging's last-resort handler from printing it a second
             # time beside the CLI's "error:" line)
@@ -135,24 +146,38 @@ def execute_one(
             document.metadata.wall_seconds,
             ", ".join(f"{n} {document.metrics.get(n)}" for n in HEADLINE_METRICS),
         )
-        if spec.tracking.enabled:
+        if spec.tracking.enabled and tracking == "now":
             document = _track(document, paths)
+        if spec.tracking.enabled:
             run_log.info("tracking: %s %s", document.metadata.tracking, document.metadata.mlflow_run_id or "")
     return ExecutionOutcome(rid, name, "succeeded", paths=paths, document=document)
 
 
-def write_result(result: BacktestResult, *, name: str, paths: ResultPaths, report: bool = True) -> ResultDocument:
-    """CSVs, then plot and tearsheet, then the JSON last: the JSON's presence means the set is complete."""
+def write_result(
+    result: BacktestResult, *, name: str, paths: ResultPaths, report: bool = True, queue_tracking: bool = False
+) -> ResultDocument:
+    """CSVs, then plot and tearsheet, then the JSON last: the JSON's presence means the set is complete.
+
+    With `queue_tracking`, the MLflow pending marker is written before the JSON, which then says
+    `tracking: pending`: from the moment the result exists, nothing can lose its run (a crash
+    before MLflow leaves the marker to `kubetrader mlflow sync`)."""
     artifacts = {"equity_csv": paths.equity_csv.name, "trades_csv": paths.trades_csv.name}
     write_csvs(result, paths)
     document = result.to_document(name)
     if report:
         from kubetrader.results.report import plot_equity, write_tearsheet
 
-        plot_equity(result, paths.plot, title=f"{name}: {result.spec.strategy.path}")
+        title = f"{name}: {result.spec.strategy.path}"
+        plot_equity(document, paths.plot, title=title, benchmark=result.spec.benchmark_symbol)
         write_tearsheet(document, result, paths.plot, paths.tearsheet)
         artifacts |= {"plot": paths.plot.name, "tearsheet": paths.tearsheet.name}
     document = document.model_copy(update={"artifacts": artifacts})
+    if queue_tracking:
+        from kubetrader.tracking.record import queue_backtest
+
+        queue_backtest(document, paths.json)
+        metadata = document.metadata.model_copy(update={"tracking": "pending"})
+        document = document.model_copy(update={"metadata": metadata})
     write_document(document, paths.json)
     return document
 
@@ -178,6 +203,7 @@ def failed_document(spec: BacktestSpec, *, name: str, error: str) -> ResultDocum
 
 
 def _track(document: ResultDocument, paths: ResultPaths) -> ResultDocument:
+    """Log the result now (its pending marker is already there) and record the outcome in the JSON."""
     from kubetrader.tracking import record_backtest
 
     state, run_id = record_backtest(document, paths.json)
@@ -195,13 +221,16 @@ def _execute_matrix(
     store: DataStore | None,
     report: bool,
     progress: bool,
+    tracking: TrackingMode,
 ) -> ExecutionOutcome:
     from tqdm import tqdm
 
     cells = expand_matrix(spec)
     outcomes: list[ExecutionOutcome] = []
     for _cell_id, cell in tqdm(cells, desc=name, unit="cell", disable=not progress):
-        outcomes.append(execute_one(cell, name=name, output_dir=output_dir, store=store, report=report))
+        outcomes.append(
+            execute_one(cell, name=name, output_dir=output_dir, store=store, report=report, tracking=tracking)
+        )
     campaign_id = f"{name}-{spec_hash(spec)[:10]}"
     table = write_matrix_table(
         cells, outcomes, result_paths(output_dir, campaign_id).directory / f"{campaign_id}-matrix.csv"

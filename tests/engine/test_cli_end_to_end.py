@@ -44,7 +44,8 @@ def test_run_example_yaml_writes_results_and_short_summary(bundled_store: Any, t
     for name in document.artifacts.values():
         assert (result.parent / name).stat().st_size > 0
     tearsheet = (result.parent / document.artifacts["tearsheet"]).read_text()
-    assert "data:image/png;base64," in tearsheet and "Monthly returns" in tearsheet
+    assert "<svg" in tearsheet and "Monthly returns" in tearsheet  # the chart inline (kubetrader.results.chart)
+    assert document.artifacts["plot"].endswith("-equity.svg")
 
 
 def test_backtest_options_with_json_and_a_failing_symbol_exits_2_with_summary(

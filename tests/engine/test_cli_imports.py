@@ -52,15 +52,18 @@ def test_help_imports_nothing_heavy(args: list[str], cli_env: dict[str, str], tm
     assert not imported & heavy, f"`kubetrader {' '.join(args)}` imported {sorted(imported & heavy)}"
 
 
-def test_run_imports_no_tracking_optimizer_or_broker(cli_env: dict[str, str], tmp_path: Path) -> None:
-    """A backtest with tracking off needs neither MLflow, Optuna, Redis nor ib_insync."""
+def test_run_imports_no_tracking_optimizer_broker_or_plotting_library(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """A backtest with tracking off needs neither MLflow, Optuna, Redis nor ib_insync; and its chart is
+    written as SVG without matplotlib (whose import cost more than a plain Backtrader script's run)."""
     imported = _imported(
         ["run", "-f", str(ROOT / "examples/backtest-sma.yaml"), "--output", str(tmp_path / "out")],
         cwd=tmp_path,
         env=cli_env,
     )
     assert "backtrader" in imported  # the probe saw a real run
-    assert not imported & NEVER_AT_START, sorted(imported & NEVER_AT_START)
+    assert list((tmp_path / "out" / "backtests").glob("*-equity.svg"))
+    never = NEVER_AT_START | {"matplotlib", "PIL", "plotly"}
+    assert not imported & never, sorted(imported & never)
 
 
 def test_emergency_stop_path_imports_no_spec_models() -> None:

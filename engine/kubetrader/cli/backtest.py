@@ -6,11 +6,20 @@ Job passes `/dev/termination-log`, and the operator reads it as the container's
 termination message (Kubernetes keeps at most 4 KB of it).
 
 The spec models load when a file or the options are read, not at import: `--help` stays instant.
+
+MLflow is off the run's critical path by default (`--tracking-mode background`): the result and
+its pending marker are written, the command prints and exits, and a detached
+`kubetrader mlflow sync --result-id ID` logs the run (once; kubetrader.tracking.record). In a
+container the sync dies with the container's main process, so a Job leaves the marker to the
+cluster's `kubetrader mlflow sync` (`--tracking-mode later` says so without trying). `wait` logs
+before exiting, as a script that reads the run id from the output wants.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +34,7 @@ if TYPE_CHECKING:
     from kubetrader.specs.resources import Metadata
 
 SUMMARY_LIMIT = 4096
+TRACKING_MODES = ("background", "wait", "later")
 
 
 def _load_resource(path: Path) -> tuple[Metadata, BacktestSpec | OptimizationStudySpec]:
@@ -71,7 +81,7 @@ def write_summary(path: Path | None, summary: dict[str, Any]) -> None:
         click.echo(f"warning: cannot write summary to {path}: {exc}", err=True)
 
 
-def _show(outcome: Any, *, as_json: bool) -> None:
+def _show(outcome: Any, *, as_json: bool, background: bool = False) -> None:
     from kubetrader.results.report import metrics_table
 
     if as_json:
@@ -99,7 +109,9 @@ def _show(outcome: Any, *, as_json: bool) -> None:
         click.echo(f"{meta.strategy} on {', '.join(meta.symbols)}  {used}  ({meta.wall_seconds:.2f} s)\n")
         click.echo(metrics_table(document.metrics))
         click.echo(f"\nrisk events: {len(document.risk_events)}")
-        if meta.tracking != "off":
+        if meta.tracking == "pending" and background:
+            click.echo("mlflow:      logging in the background (kubetrader mlflow sync)")
+        elif meta.tracking != "off":
             click.echo(f"mlflow:      {meta.tracking} {meta.mlflow_run_id or ''}")
         directory = outcome.paths.directory
         click.echo(f"result:      {outcome.paths.json}")
@@ -121,6 +133,7 @@ def _execute(
     as_json: bool,
     summary_file: Path | None,
     tearsheet: str = "native",
+    tracking_mode: str = "background",
 ) -> None:
     from kubetrader.pipeline import execute
 
@@ -129,19 +142,48 @@ def _execute(
 
         if importlib.util.find_spec("quantstats") is None:  # refused before the run, like any bad option
             raise SpecError("--tearsheet", "quantstats is not installed: pip install 'kubetrader[quantstats]'")
-    outcome = execute(spec, name=name, output_dir=output, progress=not as_json)
+    later = tracking_mode != "wait"
+    outcome = execute(spec, name=name, output_dir=output, progress=not as_json, tracking="later" if later else "now")
     write_summary(summary_file, outcome.summary())
-    _show(outcome, as_json=as_json)
+    pending = [o.id for o in (outcome.cells or [outcome]) if o.document and o.document.metadata.tracking == "pending"]
+    background = tracking_mode == "background" and bool(pending)
+    _show(outcome, as_json=as_json, background=background)
     if tearsheet == "quantstats" and outcome.document is not None and outcome.paths is not None:
         from kubetrader.results.report import write_quantstats_tearsheet
 
         path = write_quantstats_tearsheet(outcome.document, outcome.paths.directory / f"{outcome.id}-quantstats.html")
         if not as_json:
             click.echo(f"{'quantstats:':<12} {path}")
+    if background:
+        sync_in_background(output, pending)
     if outcome.status == "failed":
         if not as_json:
             click.echo(f"error: {outcome.error}", err=True)
         sys.exit(outcome.exit_code or EXIT_FATAL)
+
+
+def sync_in_background(output: Path, result_ids: list[str]) -> subprocess.Popen[bytes]:
+    """Start `kubetrader mlflow sync` for these results, detached (its own session, no terminal),
+    and return without waiting: this process may exit at once. Its output goes to the pending
+    markers' directory (`sync.log`); whatever it cannot log keeps its marker."""
+    from kubetrader.results.store import result_paths
+    from kubetrader.tracking.record import PENDING_DIR
+
+    directory = result_paths(output, "-").directory / PENDING_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "kubetrader.cli.main", "mlflow", "sync", "--results", str(output)]
+    for result_id in result_ids:
+        command += ["--result-id", result_id]
+    with (directory / "sync.log").open("ab") as log_file:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # not killed with this terminal's process group (Ctrl-C after exit)
+            close_fds=True,
+            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true")},
+        )
 
 
 def _fail_early(exc: KubetraderError, *, name: str, summary_file: Path | None, as_json: bool) -> None:
@@ -169,6 +211,15 @@ _output = click.option(
     help="Directory for results (written to OUTPUT/backtests/).",
 )
 _json = click.option("--json", "as_json", is_flag=True, help="Print the summary JSON instead of the table.")
+_tracking_mode = click.option(
+    "--tracking-mode",
+    type=click.Choice(TRACKING_MODES),
+    envvar="KUBETRADER_TRACKING_MODE",
+    default="background",
+    show_default=True,
+    help="With tracking on: log to MLflow after exiting (background), before exiting (wait), or leave "
+    "it to `kubetrader mlflow sync` (later). The result is written first in every mode.",
+)
 _summary = click.option(
     "--summary-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -209,6 +260,7 @@ _summary = click.option(
     show_default=True,
     help="Backtest: also write QuantStats' HTML report ({id}-quantstats.html; needs kubetrader[quantstats]).",
 )
+@_tracking_mode
 def run(
     file: Path,
     output: Path,
@@ -218,6 +270,7 @@ def run(
     redis_url: str | None,
     storage: str | None,
     tearsheet: str,
+    tracking_mode: str,
 ) -> None:
     """Run a Backtest or OptimizationStudy YAML file locally (the same code path as the cluster's Job)."""
     try:
@@ -247,7 +300,15 @@ def run(
     if spec.matrix is not None and (workers or redis_url):
         _execute_campaign(name, spec, output=output, summary_file=summary_file, workers=workers, redis_url=redis_url)
         return
-    _execute(name, spec, output=output, as_json=as_json, summary_file=summary_file, tearsheet=tearsheet)
+    _execute(
+        name,
+        spec,
+        output=output,
+        as_json=as_json,
+        summary_file=summary_file,
+        tearsheet=tearsheet,
+        tracking_mode=tracking_mode,
+    )
 
 
 def _execute_campaign(
@@ -301,12 +362,14 @@ def _execute_campaign(
 @_output
 @_json
 @_summary
+@_tracking_mode
 def backtest(
     strategy: str,
     output: Path,
     as_json: bool,
     summary_file: Path | None,
     name: str | None,
+    tracking_mode: str,
     **options: Any,
 ) -> None:
     """Run one backtest from command-line options."""
@@ -320,4 +383,4 @@ def backtest(
     except KubetraderError as exc:
         _fail_early(exc, name=result_name, summary_file=summary_file, as_json=as_json)
         return
-    _execute(result_name, spec, output=output, as_json=as_json, summary_file=summary_file)
+    _execute(result_name, spec, output=output, as_json=as_json, summary_file=summary_file, tracking_mode=tracking_mode)

@@ -17,12 +17,14 @@ def mlflow_group() -> None:
 @mlflow_group.command()
 @click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
 @click.option("--tracking-uri", help="Where to log (default: where each result was meant to go).")
-def sync(results_dir: Path, tracking_uri: str | None) -> None:
-    """Log the results that were kept locally because MLflow was unreachable (each exactly once)."""
+@click.option("--result-id", "result_ids", multiple=True, help="Only this result (repeatable; default: all pending).")
+def sync(results_dir: Path, tracking_uri: str | None, result_ids: tuple[str, ...]) -> None:
+    """Log the results waiting for MLflow (left for later, or kept when it was unreachable), each
+    exactly once. Safe to run at any time and in several places at once, e.g. as a CronJob."""
     from kubetrader.errors import InfrastructureError
     from kubetrader.tracking import sync_pending
 
-    outcomes = sync_pending(results_dir, tracking_uri=tracking_uri)
+    outcomes = sync_pending(results_dir, tracking_uri=tracking_uri, result_ids=result_ids or None)
     for outcome in outcomes:
         detail = outcome.run_id or outcome.message
         click.echo(f"{outcome.result_id}\t{outcome.state}\t{detail}")
@@ -30,7 +32,7 @@ def sync(results_dir: Path, tracking_uri: str | None) -> None:
     click.echo(f"{logged} of {len(outcomes)} pending results logged")
     from kubetrader.tracking.studies import sync_pending_studies
 
-    studies = sync_pending_studies(results_dir, tracking_uri=tracking_uri)
+    studies = [] if result_ids else sync_pending_studies(results_dir, tracking_uri=tracking_uri)
     for study, run_id, message in studies:
         click.echo(f"{study}\t{'logged' if run_id else 'pending'}\t{run_id or message}")
     if studies:

@@ -1,7 +1,7 @@
 """Human-readable views of a result: the metrics grouped and formatted, an equity and
-drawdown PNG, and a self-contained HTML tearsheet.
+drawdown chart (SVG, kubetrader.results.chart), and a self-contained HTML tearsheet.
 
-The tearsheet is plain HTML with the PNG embedded (base64) and the monthly returns
+The tearsheet is plain HTML with the chart embedded inline and the monthly returns
 as a coloured table: it opens offline, weighs ~100 KB and takes a few tens of
 milliseconds. quantstats' HTML report was considered and not used: it recomputes
 every metric under its own definitions (which differ from ours on purpose, see
@@ -12,7 +12,6 @@ self-contained.
 
 from __future__ import annotations
 
-import base64
 import html
 import math
 import tempfile
@@ -53,48 +52,41 @@ def metrics_table(metrics: dict[str, float | None]) -> str:
     return "\n".join(lines)
 
 
-def drawdown(equity: pd.Series) -> pd.Series:
-    return equity / equity.cummax() - 1.0
+def equity_chart(document: ResultDocument, *, title: str = "", benchmark: str = "") -> str:
+    """The result's chart as SVG (kubetrader.results.chart): equity with the benchmark's buy-and-hold
+    scaled to the same start, drawdown, and rolling Sharpe with volatility on its right axis."""
+    from kubetrader.results import chart
+
+    equity = document.equity
+    lines = [chart.Line(equity, chart.BLUE, 1.2, "strategy")]
+    if document.benchmark_returns is not None and equity:
+        bench = chart.growth(equity[0], document.benchmark_returns)
+        lines.append(chart.Line(bench, chart.GREY, 0.9, f"{benchmark} buy & hold".strip()))
+    rolled = analysis.rolling([], document.returns)
+    panels = [
+        chart.Panel(lines, "equity", weight=3, legend=True),
+        chart.Panel([chart.Line([100 * v for v in chart.drawdown(equity)], chart.RED, fill=True)], "drawdown %",
+                    percent=True),
+        chart.Panel(
+            [
+                chart.Line(rolled.sharpe, chart.BLUE, 0.9),
+                chart.Line([None if v is None else 100 * v for v in rolled.volatility], chart.ORANGE, 0.8,
+                           right_axis=True),
+            ],
+            f"Sharpe ({rolled.window} d)",
+            right_label="volatility %",
+            zero_line=True,
+        ),
+    ]  # fmt: skip
+    meta = document.metadata
+    return chart.render(document.dates, panels, title=title or f"{meta.strategy} on {', '.join(meta.symbols)}")
 
 
-def plot_equity(result: BacktestResult, path: Path, *, title: str = "") -> Path:
-    """Equity (with the benchmark's buy-and-hold, scaled to the same start) over drawdown, as a PNG."""
-    import pandas as pd
+def plot_equity(document: ResultDocument, path: Path, *, title: str = "", benchmark: str = "") -> Path:
+    """Write `equity_chart` to `path` (an .svg)."""
+    from kubetrader.results.store import atomic_write_text
 
-    from kubetrader.charts import figure
-    from kubetrader.results.store import atomic_write
-
-    equity = result.equity
-    index = pd.DatetimeIndex(equity.index)
-    dates = index.tz_convert(None) if index.tz is not None else index
-    fig = figure(figsize=(10, 7.5))
-    top, bottom, roll = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1, 1]})
-    # Fixed margins: the constrained-layout solver was a fifth of the chart's cost on every run.
-    fig.subplots_adjust(left=0.1, right=0.92, top=0.95, bottom=0.05, hspace=0.1)
-    top.plot(dates, equity.to_numpy(), color="#1f5fa8", linewidth=1.2, label="strategy")
-    if result.benchmark_returns is not None:
-        bench = (1 + result.benchmark_returns.reindex(equity.index).fillna(0.0)).cumprod() * float(equity.iloc[0])
-        top.plot(
-            dates, bench.to_numpy(), color="#999999", linewidth=0.9, label=f"{result.spec.benchmark_symbol} buy & hold"
-        )
-    top.set_ylabel("equity")
-    top.set_title(title or f"{result.spec.strategy.path} on {', '.join(result.spec.data.symbols)}", fontsize=11)
-    top.grid(alpha=0.3)
-    top.legend(loc="upper left", frameon=False)
-    dd = drawdown(equity)
-    bottom.fill_between(dates, dd.to_numpy() * 100, 0, color="#c0392b", alpha=0.5, linewidth=0)
-    bottom.set_ylabel("drawdown %")
-    bottom.grid(alpha=0.3)
-    rolled = analysis.rolling([], equity.pct_change().fillna(0.0).to_list())
-    roll.plot(dates, [float("nan") if v is None else v for v in rolled.sharpe], color="#1f5fa8", linewidth=0.9)
-    roll.set_ylabel(f"Sharpe ({rolled.window} d)")
-    roll.axhline(0, color="#999999", linewidth=0.6)
-    roll.grid(alpha=0.3)
-    vol = roll.twinx()
-    vol.plot(dates, [float("nan") if v is None else 100 * v for v in rolled.volatility], color="#e67e22", linewidth=0.8)
-    vol.set_ylabel("volatility %", color="#e67e22")
-    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=100))
-    return path
+    return atomic_write_text(path, equity_chart(document, title=title, benchmark=benchmark))
 
 
 def monthly_returns(equity: pd.Series) -> pd.DataFrame:
@@ -143,7 +135,7 @@ h1{font-size:20px;margin-bottom:4px} h2{font-size:16px;margin-top:28px;border-bo
 td,th{padding:3px 8px;text-align:right} th{text-align:left;font-weight:600}
 .headline td{font-size:18px;font-weight:600;padding:4px 18px} .headline th{color:#666;font-weight:400;padding:0 18px}
 .groups{display:flex;flex-wrap:wrap;gap:24px} .groups table td:first-child{text-align:left;color:#444}
-.monthly td{min-width:44px;text-align:center}
+.monthly td{min-width:44px;text-align:center} .chart svg{max-width:100%;height:auto}
 """
 
 
@@ -193,7 +185,7 @@ def write_tearsheet(document: ResultDocument, result: BacktestResult, plot: Path
     for group, names in METRIC_GROUPS.items():
         rows = "".join(f"<tr>{_metric_cell(n, metrics.get(n))}</tr>" for n in names)
         groups.append(f"<div><h3>{group_label(group)}</h3><table>{rows}</table></div>")
-    image = base64.b64encode(plot.read_bytes()).decode() if plot.exists() else ""
+    image = plot.read_text(encoding="utf-8") if plot.exists() else ""
     closed, still_open = closed_frame(result.trades), open_frame(result.trades)
     shown = closed.tail(25)
     params = ", ".join(f"{k}={v}" for k, v in result.spec.strategy.params.items()) or "defaults"
@@ -227,8 +219,7 @@ def write_tearsheet(document: ResultDocument, result: BacktestResult, plot: Path
 spec {meta.spec_hash[:12]} &middot; data {meta.data_hash[:12]} &middot; kubetrader {meta.package_version},
 Backtrader {meta.backtrader_version} &middot; {len(document.risk_events)} risk events</div>
 <h2>Headline</h2><table class="headline"><tr>{headline}</tr><tr>{headline_values}</tr></table>
-<h2>Equity, drawdown, rolling Sharpe and volatility</h2><img alt="equity and drawdown" style="max-width:100%"
- src="data:image/png;base64,{image}">
+<h2>Equity, drawdown, rolling Sharpe and volatility</h2><div class="chart">{image}</div>
 <h2>Monthly returns</h2>{_monthly_html(monthly_returns(result.equity))}
 <div class="groups">
 <div><h2>Strategy and benchmark ({html.escape(result.spec.benchmark_symbol)} buy &amp; hold)</h2>

@@ -46,7 +46,7 @@ class ResultPaths:
 
     @property
     def plot(self) -> Path:
-        return self.directory / f"{self.id}-equity.png"
+        return self.directory / f"{self.id}-equity.svg"
 
     @property
     def tearsheet(self) -> Path:
@@ -57,8 +57,13 @@ class ResultPaths:
         """The engine's log of the run (kubetrader.results.runlog)."""
         return self.directory / f"{self.id}.log"
 
+    @property
+    def legacy_plot(self) -> Path:
+        """The PNG that results written before the SVG chart had (removed with the others on a re-run)."""
+        return self.directory / f"{self.id}-equity.png"
+
     def artifacts(self) -> list[Path]:
-        return [self.equity_csv, self.trades_csv, self.plot, self.tearsheet]
+        return [self.equity_csv, self.trades_csv, self.plot, self.tearsheet, self.legacy_plot]
 
 
 def result_paths(output_dir: Path | str, result_id: str) -> ResultPaths:

@@ -1,21 +1,28 @@
-"""Recording a backtest in MLflow, and catching up later when the store was unreachable.
+"""Recording a backtest in MLflow, now or later, and catching up when the store was unreachable.
 
-MLflow is a derived record, never the only copy: the result JSON and its files
-are written first, by the pipeline. When the tracking store cannot be reached,
-the backtest still succeeds, a pending marker is left beside the result, and
-`kubetrader mlflow sync` logs it later. Every run carries its result id as a tag
-and is looked up before logging, so a result is logged exactly once however many
-times it is recorded or synced.
+MLflow is a derived record, never the only copy: the result JSON and its files are written
+first, by the pipeline, and then a pending marker beside the result says "log me" before any
+MLflow call. The marker goes only once the run is logged, so a crash at any point between the
+two steps loses nothing: `kubetrader mlflow sync` finds the marker and logs the result. That is
+also how logging leaves a Job's critical path (`queue_backtest`): the Job writes its result and
+the marker, exits, and the run is logged by a sync afterwards (`kubetrader run --tracking-mode`).
+
+Exactly once: every run carries its result id as a tag and is looked up before logging (a run
+left half-logged by a crash is deleted first), and a marker is synced under an exclusive lock on
+it, so two syncs at once (a background one and a CronJob's) cannot both log the same result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -34,29 +41,45 @@ _COMPLETE = ("FINISHED", "FAILED")
 def record_backtest(
     document: ResultDocument, result_path: Path, *, tracking_uri: str | None = None
 ) -> tuple[TrackingState, str | None]:
-    """Log a finished (or failed) backtest; never raises.
+    """Log a finished (or failed) backtest now; never raises.
 
-    Returns ("logged", run id), ("pending", None) when the store is unreachable (a
-    marker is written for `kubetrader mlflow sync`), or ("failed", None) when the store
-    refused the run: our credentials (logged with what to set) or a bug; retrying would not help.
+    The pending marker is written first and removed once the run is logged, so a process killed
+    in between leaves the result to `kubetrader mlflow sync`. Returns ("logged", run id),
+    ("pending", None) when the store is unreachable (the marker stays, with the reason), or
+    ("failed", None) when the store refused the run: our credentials (logged with what to set) or
+    a bug; retrying would not help, so no marker is left.
     """
     uri = settings.tracking_uri(tracking_uri)
-    try:
-        run_id = log_document(document, Path(result_path), tracking_uri=uri)
-    except Exception as exc:
-        reason = settings.refusal(exc)
-        if reason is not None:
-            log.error("MLflow at %s refused result %s: %s", settings.marker_uri(uri), document.metadata.id, reason)
-            return "failed", None
-        if settings.is_unreachable(exc):
-            marker = write_pending_marker(document, Path(result_path), uri, reason=str(exc))
-            log.warning(
-                "MLflow at %s unreachable; result kept locally, pending marker %s", settings.marker_uri(uri), marker
-            )
+    marker = write_pending_marker(document, Path(result_path), uri, reason="logging")
+    with _exclusive(marker) as held:
+        if held is None:  # a sync is logging this very result: it finishes the job
             return "pending", None
-        log.exception("MLflow refused result %s", document.metadata.id)
-        return "failed", None
+        try:
+            run_id = log_document(document, Path(result_path), tracking_uri=uri)
+        except Exception as exc:
+            if settings.is_unreachable(exc):
+                write_pending_marker(document, Path(result_path), uri, reason=str(exc))
+                log.warning(
+                    "MLflow at %s unreachable; result kept locally, pending marker %s",
+                    settings.marker_uri(uri),
+                    marker,
+                )
+                return "pending", None
+            marker.unlink(missing_ok=True)
+            if (reason := settings.refusal(exc)) is not None:  # our credentials: say what to set
+                log.error("MLflow at %s refused result %s: %s", settings.marker_uri(uri), document.metadata.id, reason)
+            else:
+                log.exception("MLflow refused result %s", document.metadata.id)
+            return "failed", None
+        marker.unlink(missing_ok=True)
     return "logged", run_id
+
+
+def queue_backtest(document: ResultDocument, result_path: Path, *, tracking_uri: str | None = None) -> Path:
+    """Leave the result for a later `kubetrader mlflow sync` (no MLflow call, no MLflow import):
+    the marker, returned, is all a sync needs. The caller records `tracking: pending` in the JSON."""
+    uri = settings.tracking_uri(tracking_uri)
+    return write_pending_marker(document, Path(result_path), uri, reason="queued: logged by `kubetrader mlflow sync`")
 
 
 def log_document(document: ResultDocument, result_path: Path, *, tracking_uri: str | None = None) -> str:
@@ -147,43 +170,80 @@ def pending_markers(results_dir: Path) -> list[Path]:
 @dataclass(frozen=True)
 class SyncOutcome:
     result_id: str
-    state: TrackingState
+    state: TrackingState | Literal["busy"]
     run_id: str | None
     message: str = ""
 
 
-def sync_pending(results_dir: Path, *, tracking_uri: str | None = None) -> list[SyncOutcome]:
-    """Log every pending result under `results_dir`, then update its JSON and drop its marker.
+def sync_pending(
+    results_dir: Path, *, tracking_uri: str | None = None, result_ids: Sequence[str] | None = None
+) -> list[SyncOutcome]:
+    """Log every pending result under `results_dir` (or only those of `result_ids`), then mark its
+    JSON logged and drop its marker.
 
-    A result that still cannot be logged keeps its marker. Logging is idempotent (result
-    id tag), so a sync interrupted after logging but before removing the marker is safe.
+    A result that still cannot be logged keeps its marker. A marker another sync holds is skipped
+    ("busy"): that sync logs it. Logging is idempotent (result id tag), so a sync interrupted after
+    logging but before removing the marker is safe.
     """
+    wanted = set(result_ids) if result_ids is not None else None
     outcomes = []
     for marker in pending_markers(results_dir):
-        body = json.loads(marker.read_text())
-        result_path = Path(body["result_path"])
-        if not result_path.is_file():
-            result_path = marker.parent.parent / f"{body['result_id']}.json"
-        result_id = str(body["result_id"])
-        if not result_path.is_file():
-            outcomes.append(SyncOutcome(result_id, "failed", None, f"result file {result_path} is gone"))
+        if wanted is not None and marker.stem not in wanted:
             continue
-        document = ResultDocument.model_validate_json(result_path.read_text())
-        uri = settings.uri_from_marker(tracking_uri, body.get("tracking_uri"))
-        try:
-            run_id = log_document(document, result_path, tracking_uri=uri)
-        except Exception as exc:
-            reason = settings.refusal(exc)
-            state: TrackingState = "pending" if settings.is_unreachable(exc) else "failed"
-            outcomes.append(SyncOutcome(result_id, state, None, reason or str(exc)[:300]))
-            continue
-        updated = document.model_copy(
-            update={"metadata": document.metadata.model_copy(update={"tracking": "logged", "mlflow_run_id": run_id})}
-        )
-        _atomic_write(result_path, updated.model_dump_json(indent=1))
-        marker.unlink()
-        outcomes.append(SyncOutcome(result_id, "logged", run_id))
+        with _exclusive(marker) as held:
+            if held is None:
+                outcomes.append(SyncOutcome(marker.stem, "busy", None, "another sync holds this marker"))
+                continue
+            if not marker.exists():  # synced by the one that held it before us
+                continue
+            outcomes.append(_sync_marker(marker, tracking_uri))
     return outcomes
+
+
+@contextlib.contextmanager
+def _exclusive(marker: Path) -> Iterator[object | None]:
+    """An exclusive, non-blocking flock on a lock file beside the marker (the marker itself is
+    replaced and unlinked, so it cannot carry the lock); None when another process has it."""
+    lock_path = marker.with_name(f".{marker.name}.lock")
+    try:
+        handle = lock_path.open("a")
+    except FileNotFoundError:  # the marker directory went with the last marker
+        yield None
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield None
+            return
+        try:
+            yield handle
+        finally:
+            if not marker.exists():
+                lock_path.unlink(missing_ok=True)
+
+
+def _sync_marker(marker: Path, tracking_uri: str | None) -> SyncOutcome:
+    from kubetrader.results.store import write_document
+
+    body = json.loads(marker.read_text())
+    result_path = Path(body["result_path"])
+    if not result_path.is_file():
+        result_path = marker.parent.parent / f"{body['result_id']}.json"
+    result_id = str(body["result_id"])
+    if not result_path.is_file():
+        return SyncOutcome(result_id, "failed", None, f"result file {result_path} is gone")
+    document = ResultDocument.model_validate_json(result_path.read_text())
+    uri = settings.uri_from_marker(tracking_uri, body.get("tracking_uri"))
+    try:
+        run_id = log_document(document, result_path, tracking_uri=uri)
+    except Exception as exc:
+        state: TrackingState = "pending" if settings.is_unreachable(exc) else "failed"
+        return SyncOutcome(result_id, state, None, settings.refusal(exc) or str(exc)[:300])
+    metadata = document.metadata.model_copy(update={"tracking": "logged", "mlflow_run_id": run_id})
+    write_document(document.model_copy(update={"metadata": metadata}), result_path)
+    marker.unlink()
+    return SyncOutcome(result_id, "logged", run_id)
 
 
 def _atomic_write(path: Path, text: str) -> None:
