@@ -373,3 +373,16 @@ def test_removing_an_authentication_setting_fails_the_check_naming_the_service(
     values, expected = WEAKENED[case]
     failures = unauthenticated_services(render(values), monkeypatch)
     assert set(failures) == expected, failures
+
+
+def test_a_dashboard_holding_the_platform_token_fails_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """#21 finding 1 as it was: the Streamlit pod had KUBETRADER_API_TOKEN and added it to every API
+    call, so whoever reached its NodePort acted as the platform. No value brings that back; the
+    render is edited as that old template wrote it."""
+    rendered = render({})
+    dashboard = rendered.get("Deployment", "kubetrader-dashboard")
+    (container,) = dashboard["spec"]["template"]["spec"]["containers"]
+    token = {"secretKeyRef": {"name": "kubetrader-api-token", "key": "token"}}
+    container["env"].append({"name": "KUBETRADER_API_TOKEN", "valueFrom": token})
+    failures = unauthenticated_services(rendered, monkeypatch)
+    assert set(failures) == {"kubetrader-dashboard"}, failures
