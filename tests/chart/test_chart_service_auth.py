@@ -44,6 +44,7 @@ import pytest
 
 from tests.fixtures.chart import (
     NAMESPACE,
+    PINNED_AUTH_PROXY,
     RELEASE,
     WORKLOAD_KINDS,
     RenderedChart,
@@ -334,7 +335,7 @@ OIDC: dict[str, Any] = {
     "auth": {
         "oidc": {"enabled": True, "issuerUrl": "https://issuer.example.com", "clientId": "kubetrader"},
     },
-    "authProxy": {"redirectUrl": "https://kubetrader.example.com/oauth2/callback"},
+    "authProxy": {"redirectUrl": "https://kubetrader.example.com/oauth2/callback", "image": PINNED_AUTH_PROXY},
 }
 
 

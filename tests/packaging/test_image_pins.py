@@ -19,7 +19,15 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from tests.fixtures.chart import CHART_DIR, ROOT, chart_scenarios, parse_manifests, render_chart, scenario_values
+from tests.fixtures.chart import (
+    CHART_DIR,
+    PINNED_AUTH_PROXY,
+    ROOT,
+    chart_scenarios,
+    parse_manifests,
+    render_chart,
+    scenario_values,
+)
 
 DOCKERFILES = sorted((ROOT / "images").glob("*.Dockerfile"))
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
@@ -31,13 +39,8 @@ OIDC = {
             "clientId": "kubetrader",
             "existingSecret": "oidc",
         }
-    }
-}
-# Images no trustworthy digest could be found for. oauth2-proxy is not an official Docker Hub
-# image, so docker-library/repo-info (which records the official images' digests) has none, and
-# no registry is reachable from where this was written. Strict: pinning it turns this red too.
-BLOCKED = {
-    "quay.io/oauth2-proxy/oauth2-proxy:v7.12.0": "no recorded digest (quay.io, not in docker-library/repo-info)",
+    },
+    "authProxy": {"image": PINNED_AUTH_PROXY},
 }
 
 
@@ -115,13 +118,7 @@ def every_image() -> dict[str, str]:
 IMAGES = every_image()
 
 
-@pytest.mark.parametrize(
-    "image",
-    [
-        pytest.param(image, marks=pytest.mark.xfail(strict=True, reason=BLOCKED[image])) if image in BLOCKED else image
-        for image in sorted(IMAGES)
-    ],
-)
+@pytest.mark.parametrize("image", sorted(IMAGES))
 def test_every_image_is_pinned_by_digest_or_built_here(image: str) -> None:
     assert DIGEST.search(image) or image in ours(), f"{image} ({IMAGES[image]}) is pulled by tag: pin it by digest"
 
@@ -131,7 +128,24 @@ def test_the_gathering_sees_every_kind_of_image() -> None:
     ours, the proxy and the gateway."""
     names = {re.split(r"[:@]", image.rsplit("/", 1)[-1])[0] for image in IMAGES}
     assert {"python", "redis", "postgres", "engine", "operator", "dashboard", "oauth2-proxy", "ib-gateway"} <= names
-    assert set(BLOCKED) <= set(IMAGES), "a BLOCKED entry no image uses any more"
+
+
+@pytest.mark.parametrize(
+    ("image", "refusal"),
+    [
+        ("", "authProxy.image is required with auth.oidc.enabled"),
+        ("quay.io/oauth2-proxy/oauth2-proxy:v7.12.0", "authProxy.image"),  # a tag: the schema's pattern
+        ("quay.io/oauth2-proxy/oauth2-proxy@sha256:abc", "authProxy.image"),  # not a whole digest
+    ],
+)
+def test_oidc_refuses_an_auth_proxy_that_is_not_pinned_by_digest(image: str, refusal: str) -> None:
+    """No digest of oauth2-proxy could be verified here (quay.io; docker-library/repo-info records
+    only official Docker Hub images), so the chart ships none and refuses a tag: the proxy that
+    sees every session is never pulled by a name that can move."""
+    import helm_python
+
+    with pytest.raises((helm_python.HelmRenderError, helm_python.HelmValuesError), match=refusal):
+        render_chart({**OIDC, "authProxy": {"image": image}})
 
 
 def test_the_three_dockerfiles_share_one_pinned_base() -> None:
