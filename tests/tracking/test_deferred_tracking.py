@@ -79,7 +79,7 @@ def test_run_writes_its_result_and_exits_without_mlflow_then_sync_logs_it_exactl
 
     uri = local_mlflow_uri()
     [outcome] = sync_pending(tmp_path / "out", tracking_uri=uri)
-    assert (outcome.result_id, outcome.state) == (summary["id"], "logged")
+    assert (outcome.name, outcome.state) == (summary["id"], "logged")
     synced = read_document(result)
     assert (synced.metadata.tracking, synced.metadata.mlflow_run_id) == ("logged", outcome.run_id)
     assert synced.metrics == document.metrics

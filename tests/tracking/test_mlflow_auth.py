@@ -22,7 +22,7 @@ from kubetrader.errors import SpecError
 from kubetrader.tracking.auth_server import auth_config_text
 from kubetrader.tracking.record import record_backtest
 from tests.fixtures.mlflow import MlflowServer, python_environment
-from tests.helpers import free_port
+from tests.helpers import cli_in_process, free_port
 from tests.tracking.documents import write_backtest
 
 USER = "kubetrader"
@@ -131,6 +131,7 @@ def test_refused_credentials_fail_the_tracking_with_the_reason_instead_of_pendin
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
     case: str,
 ) -> None:
     """A 401/403 gave no reason ("MLflow refused result X"), and a study, or a marker synced with
@@ -168,6 +169,11 @@ def test_refused_credentials_fail_the_tracking_with_the_reason_instead_of_pendin
     assert (outcome.state, outcome.run_id) == ("failed", None)
     assert status in outcome.message and words in outcome.message
     assert marker.exists()
+    # The command says so too: exit 2 (fix the credentials), not 3 ("unreachable, run again later").
+    code, out, _ = cli_in_process(capsys, "mlflow", "sync", "--results", str(tmp_path / "results"),
+                                  "--tracking-uri", auth_server.url)  # fmt: skip
+    assert code == 2 and f"bt-refused-{case}\tfailed\t" in out and words in out, out
+    assert marker.exists()
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", USER)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
     (logged,) = sync_pending(tmp_path / "results", tracking_uri=auth_server.url)
@@ -200,8 +206,9 @@ def test_a_study_whose_credentials_are_refused_leaves_no_pending_marker_and_says
     marker = pending_marker(tmp_path / "studies", "refused")
     marker.parent.mkdir()
     marker.write_text(json.dumps({"study": "refused", "reason": "down"}))
-    [(study, run_id, why)] = sync_pending_studies(tmp_path, tracking_uri=auth_server.url)
-    assert (study, run_id) == ("refused", None) and "401" in why and "MLFLOW_TRACKING_USERNAME" in why
+    [refused] = sync_pending_studies(tmp_path, tracking_uri=auth_server.url)
+    assert (refused.name, refused.state, refused.run_id) == ("refused", "failed", None)
+    assert "401" in refused.message and "MLFLOW_TRACKING_USERNAME" in refused.message and marker.exists()
 
 
 def test_the_auth_settings_file_is_private_and_holds_no_admin_password(auth_server: _AuthServer) -> None:

@@ -111,7 +111,7 @@ def test_server_down_keeps_the_result_and_sync_logs_it_exactly_once(tmp_path: Pa
     assert json.loads(marker.read_text())["result_path"] == str(result_path.resolve())
 
     outcomes = sync_pending(results, tracking_uri=mlflow_server_url)
-    assert [(o.result_id, o.state) for o in outcomes] == [("bt-offline-1", "logged")]
+    assert [(o.name, o.state) for o in outcomes] == [("bt-offline-1", "logged")]
     assert not marker.exists()
     synced = json.loads(result_path.read_text())["metadata"]
     assert synced["tracking"] == "logged" and synced["mlflow_run_id"] == outcomes[0].run_id

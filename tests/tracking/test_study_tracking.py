@@ -124,8 +124,9 @@ def test_a_study_run_while_mlflow_is_down_is_logged_once_by_sync_even_after_an_i
     marker = pending_marker(tmp_path / "studies", "down")
     assert marker.is_file()
     uri = local_mlflow_uri()
-    [(study, parent_id, message)] = sync_pending_studies(tmp_path, tracking_uri=uri)
-    assert (study, message) == ("down", "logged") and not marker.exists()
+    [synced] = sync_pending_studies(tmp_path, tracking_uri=uri)
+    parent_id = synced.run_id
+    assert (synced.name, synced.state) == ("down", "logged") and parent_id and not marker.exists()
     assert json.loads((tmp_path / "studies" / "down.json").read_text())["mlflow_parent_run_id"] == parent_id
 
     # A sync killed half-way: the parent left RUNNING, one child RUNNING, one never logged.
@@ -137,8 +138,8 @@ def test_a_study_run_while_mlflow_is_down_is_logged_once_by_sync_even_after_an_i
     client.update_run(children[0].info.run_id, status="RUNNING")
     client.delete_run(children[1].info.run_id)
     marker.write_text(json.dumps({"study": "down", "reason": "killed", "tracking_uri": uri}))
-    [(_, again, _)] = sync_pending_studies(tmp_path, tracking_uri=uri)
-    assert again == parent_id
+    [again] = sync_pending_studies(tmp_path, tracking_uri=uri)
+    assert again.run_id == parent_id
     parents, children = study_runs(uri, "down")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert sorted(int(c.data.tags["kubetrader.trial"]) for c in children) == list(range(8))

@@ -20,24 +20,26 @@ def mlflow_group() -> None:
 @click.option("--result-id", "result_ids", multiple=True, help="Only this result (repeatable; default: all pending).")
 def sync(results_dir: Path, tracking_uri: str | None, result_ids: tuple[str, ...]) -> None:
     """Log the results waiting for MLflow (left for later, or kept when it was unreachable), each
-    exactly once. Safe to run at any time and in several places at once, e.g. as a CronJob."""
-    from kubetrader.errors import InfrastructureError
-    from kubetrader.tracking import sync_pending
+    exactly once. Safe to run at any time and in several places at once, e.g. as a CronJob.
 
-    outcomes = sync_pending(results_dir, tracking_uri=tracking_uri, result_ids=result_ids or None)
-    for outcome in outcomes:
-        detail = outcome.run_id or outcome.message
-        click.echo(f"{outcome.result_id}\t{outcome.state}\t{detail}")
-    logged = sum(o.state == "logged" for o in outcomes)
-    click.echo(f"{logged} of {len(outcomes)} pending results logged")
+    Exit 0 when all are logged, 3 when some wait on an unreachable store (run it again later), 2
+    when the store refused some (credentials; each line says what to set): retrying cannot help."""
+    from kubetrader.errors import FatalError, InfrastructureError
+    from kubetrader.tracking import sync_pending
     from kubetrader.tracking.studies import sync_pending_studies
 
+    results = sync_pending(results_dir, tracking_uri=tracking_uri, result_ids=result_ids or None)
     studies = [] if result_ids else sync_pending_studies(results_dir, tracking_uri=tracking_uri)
-    for study, run_id, message in studies:
-        click.echo(f"{study}\t{'logged' if run_id else 'pending'}\t{run_id or message}")
-    if studies:
-        click.echo(f"{sum(1 for _, r, _ in studies if r)} of {len(studies)} pending studies logged")
-    if any(o.state == "pending" for o in outcomes) or any(r is None for _, r, _ in studies):
+    for kind, outcomes in (("results", results), ("studies", studies)):
+        for outcome in outcomes:
+            click.echo(f"{outcome.name}\t{outcome.state}\t{outcome.run_id or outcome.message}")
+        if outcomes or kind == "results":
+            logged = sum(o.state == "logged" for o in outcomes)
+            click.echo(f"{logged} of {len(outcomes)} pending {kind} logged")
+    states = {o.state for o in [*results, *studies]}
+    if "failed" in states:
+        raise FatalError("MLflow refused some results or studies (see each line): fix that, then sync again")
+    if "pending" in states:
         raise InfrastructureError("MLflow still unreachable for some results or studies; run sync again later")
 
 

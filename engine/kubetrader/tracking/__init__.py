@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from kubetrader.tracking.client import ParentRun, log_run, start_parent_run
 from kubetrader.tracking.naming import ExperimentPath, strategy_name
+from kubetrader.tracking.outcomes import SyncOutcome, TrackingState
 from kubetrader.tracking.projects import ProjectManager
-from kubetrader.tracking.record import TrackingState, record_backtest, sync_pending
+from kubetrader.tracking.record import record_backtest, sync_pending
 from kubetrader.tracking.settings import tracking_uri, ui_command
 
 __all__ = [
     "ExperimentPath",
     "ParentRun",
     "ProjectManager",
+    "SyncOutcome",
     "TrackingState",
     "log_run",
     "record_backtest",

@@ -23,17 +23,15 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from kubetrader.results.schema import ResultDocument
 from kubetrader.tracking import client as mlflow_io
 from kubetrader.tracking import flatten, naming, settings
+from kubetrader.tracking.outcomes import SyncOutcome, TrackingState
 
 log = logging.getLogger(__name__)
 
-TrackingState = Literal["logged", "pending", "failed"]
 PENDING_DIR = "tracking-pending"
 _COMPLETE = ("FINISHED", "FAILED")
 
@@ -165,14 +163,6 @@ def write_pending_marker(document: ResultDocument, result_path: Path, tracking_u
 
 def pending_markers(results_dir: Path) -> list[Path]:
     return sorted(Path(results_dir).rglob(f"{PENDING_DIR}/*.json"))
-
-
-@dataclass(frozen=True)
-class SyncOutcome:
-    result_id: str
-    state: TrackingState | Literal["busy"]
-    run_id: str | None
-    message: str = ""
 
 
 def sync_pending(

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubetrader.tracking import naming, settings
 from kubetrader.tracking.client import ensure_experiment, get_client, log_artifacts, log_batch
+from kubetrader.tracking.outcomes import SyncOutcome, TrackingState
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -264,25 +265,29 @@ def write_pending(studies_dir: Path, study_name: str, reason: str, tracking_uri:
     return marker
 
 
-def sync_pending_studies(results_dir: Path, *, tracking_uri: str | None = None) -> list[tuple[str, str | None, str]]:
-    """Log every study whose report has a pending marker: (study, parent run id or None, message)."""
+def sync_pending_studies(results_dir: Path, *, tracking_uri: str | None = None) -> list[SyncOutcome]:
+    """Log every study whose report has a pending marker; `run_id` is the study's parent run.
+
+    A study that still cannot be logged keeps its marker: "pending" when the store is unreachable,
+    "failed" when it refused us (credentials: the message says what to set) or the report is
+    unusable."""
     import optuna
 
     from kubetrader.optimize.report import StudyReport
     from kubetrader.optimize.study import open_storage
     from kubetrader.specs import OptimizationStudySpec
 
-    outcomes: list[tuple[str, str | None, str]] = []
+    outcomes: list[SyncOutcome] = []
     for marker in sorted(Path(results_dir).rglob(f"{PENDING_DIR}/*.json")):
         body = json.loads(marker.read_text())
         studies_dir = marker.parent.parent
         report_path = studies_dir / f"{body['study']}.json"
         if not report_path.is_file():
-            outcomes.append((body["study"], None, f"report {report_path} is gone"))
+            outcomes.append(SyncOutcome(body["study"], "failed", None, f"report {report_path} is gone"))
             continue
         report = StudyReport.model_validate_json(report_path.read_text())
         if report.spec is None:
-            outcomes.append((report.study_name, None, "the report has no spec to log it with"))
+            outcomes.append(SyncOutcome(report.study_name, "failed", None, "the report has no spec to log it with"))
             continue
         spec = OptimizationStudySpec.model_validate(report.spec)
         try:
@@ -295,12 +300,13 @@ def sync_pending_studies(results_dir: Path, *, tracking_uri: str | None = None) 
                 tracking_uri=settings.uri_from_marker(tracking_uri, body.get("tracking_uri")),
             )
         except Exception as exc:
-            outcomes.append((report.study_name, None, settings.refusal(exc) or str(exc)[:300]))
+            state: TrackingState = "pending" if settings.is_unreachable(exc) else "failed"
+            outcomes.append(SyncOutcome(report.study_name, state, None, settings.refusal(exc) or str(exc)[:300]))
             continue
         report.mlflow_parent_run_id = run_id
         report_path.write_text(report.model_dump_json(indent=2))
         marker.unlink()
-        outcomes.append((report.study_name, run_id, "logged"))
+        outcomes.append(SyncOutcome(report.study_name, "logged", run_id))
     return outcomes
 
 
