@@ -143,6 +143,8 @@ def main() -> int:
                 ("GET /backtests offset=9000", lambda: client.get("/api/v1/backtests?offset=9000")),
                 ("GET /trades (all results)", lambda: client.get("/api/v1/trades?symbol=ORCL&sort=-pnl_net")),
                 ("GET /rankings", lambda: client.get("/api/v1/rankings")),
+                ("GET /pages/backtests (the Backtests page)", lambda: client.get("/api/v1/pages/backtests")),
+                ("GET /pages/performance (the Performance page)", lambda: client.get("/api/v1/pages/performance")),
                 ("GET /mlflow/overview (cached)", lambda: client.get("/api/v1/mlflow/overview")),
                 ("GET /mlflow/overview project=LoadA", lambda: client.get("/api/v1/mlflow/overview?project=LoadA")),
                 ("GET /mlflow/runs status=FAILED", lambda: client.get("/api/v1/mlflow/runs?status=FAILED")),

@@ -25,7 +25,6 @@ from kubetrader_dashboard.models.backtests import (
     BacktestSummary,
     DashboardSummary,
     EquityCurve,
-    Performance,
     Rankings,
     Trade,
 )
@@ -33,7 +32,6 @@ from kubetrader_dashboard.models.common import Page
 from kubetrader_dashboard.models.logs import Events, LogSources, LogText
 from kubetrader_dashboard.models.mlflow import Comparison, MlflowOverview, RunRow
 from kubetrader_dashboard.models.operations import (
-    ClusterResources,
     Health,
     LiveState,
     QueueView,
@@ -133,12 +131,6 @@ class ApiClient:
     def equity(self, result_id: str) -> EquityCurve:
         return self._get_result(EquityCurve, f"/backtests/{result_id}/equity")
 
-    def performance(self, result_id: str) -> Performance:
-        return self._get_result(Performance, f"/backtests/{result_id}/performance")
-
-    def backtest_trades(self, result_id: str, **params: Any) -> Page[Trade]:
-        return self._get_result(Page[Trade], f"/backtests/{result_id}/trades", **params)
-
     def backtests_page(self, **params: Any) -> BacktestsPage:
         """The Backtests page in one call: the list is fresh on each rerun, as every list is."""
         return self._get(BacktestsPage, "/pages/backtests", **params)
@@ -181,14 +173,6 @@ class ApiClient:
 
     def study_robustness(self, name: str) -> Robustness:
         return self._get(Robustness, f"/studies/{name}/robustness")
-
-    def cluster(self, plural: str) -> ClusterResources:
-        try:
-            return self._get(ClusterResources, f"/cluster/{plural}")
-        except ApiError as exc:
-            if exc.status != 403:
-                raise
-            return ClusterResources(available=False, reason=exc.detail)
 
     def live(self) -> LiveState:
         """The live runner's state; for a user below the trader role, "not available" and why."""
