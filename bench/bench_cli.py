@@ -84,6 +84,16 @@ def _time(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]
     return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def _settle(results: Path, timeout: float = 300.0) -> None:
+    """Wait (untimed) for the background MLflow sync of a tracked run to finish: its CPU must not
+    land on the next command of the interleaving. Its marker goes when the run is logged."""
+    deadline = time.monotonic() + timeout
+    while any(results.rglob("tracking-pending/*.json")):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the background MLflow sync under {results} did not finish in {timeout:.0f} s")
+        time.sleep(0.1)
+
+
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="kt-bench-cli-"))
     try:
@@ -117,11 +127,13 @@ def main() -> None:
         }  # fmt: skip
         for cmd in commands.values():  # warm-up: bytecode, the data store's first registration
             _time(cmd, ROOT, env)
+            _settle(work / "tracked")
         walls: dict[str, list[float]] = {label: [] for label in commands}
         cpus: dict[str, list[float]] = {label: [] for label in commands}
         for _ in range(RUNS):
             for label, cmd in commands.items():
                 wall, cpu = _time(cmd, ROOT, env)
+                _settle(work / "tracked")
                 walls[label].append(wall)
                 cpus[label].append(cpu)
         wall_median = {label: statistics.median(values) for label, values in walls.items()}
