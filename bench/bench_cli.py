@@ -6,6 +6,8 @@ Interleaved runs of each command (so the machine's load hits them alike), median
   plain Backtrader script of the same strategy with five analyzers, what a user would write
   instead (goal: at most 1.0x), reading the CSV with Backtrader's own feed (the ratios' base) or
   through pandas;
+- the same run with MLflow tracking on (a local SQLite store), logged before the command exits
+  (`--tracking-mode wait`) and after it (`background`, the default: a detached `mlflow sync`);
 - `kubetrader live emergency-stop --help`, the import cost of the stop path (the stop itself
   needs a gateway);
 - `kubetrader parallel` of one cell (its own Redis and one worker): the fixed overhead of the
@@ -82,21 +84,41 @@ def _time(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]
     return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def _settle(results: Path, timeout: float = 300.0) -> None:
+    """Wait (untimed) for the background MLflow sync of a tracked run to finish: its CPU must not
+    land on the next command of the interleaving. Its marker goes when the run is logged."""
+    deadline = time.monotonic() + timeout
+    while any(results.rglob("tracking-pending/*.json")):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the background MLflow sync under {results} did not finish in {timeout:.0f} s")
+        time.sleep(0.1)
+
+
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="kt-bench-cli-"))
     try:
-        env = {**os.environ, "KUBETRADER_DATA_DIR": str(work / "data"), "MLFLOW_TRACKING_URI": f"file:{work}/mlruns"}
+        env = {
+            **os.environ,
+            "KUBETRADER_DATA_DIR": str(work / "data"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow.db",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+        }
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         script = work / "plain.py"
         script.write_text(PLAIN_SCRIPT)
         orcl = str(ROOT / "examples/data/orcl-1995-2014.txt")
         run_cmd = [*KUBETRADER, "run", "-f", str(ROOT / "examples/backtest-sma.yaml"), "-o", str(work / "results")]
+        tracked = work / "backtest-sma-tracked.yaml"
+        tracked.write_text((ROOT / "examples/backtest-sma.yaml").read_text().replace("enabled: false", "enabled: true"))
+        tracked_cmd = [*KUBETRADER, "run", "-f", str(tracked), "-o", str(work / "tracked")]
         commands = {
             "kubetrader --help": [*KUBETRADER, "--help"],
             "import kubetrader.cli.backtest": [sys.executable, "-c", "import kubetrader.cli.backtest"],
             "plain Backtrader script, 5 analyzers": [sys.executable, str(script), orcl, "csv"],
             "plain script, 5 analyzers, pandas feed": [sys.executable, str(script), orcl, "pandas"],
             "kubetrader run -f examples/backtest-sma.yaml": run_cmd,
+            "  with tracking, MLflow before exit (wait)": [*tracked_cmd, "--tracking-mode", "wait"],
+            "  with tracking, MLflow after exit (default)": tracked_cmd,
             "kubetrader live emergency-stop --help": [*KUBETRADER, "live", "emergency-stop", "--help"],
             "kubetrader parallel, 1 cell": [
                 *KUBETRADER, "parallel", "--symbols", "ORCL", "--strategies", "strategies.sma_crossover.SMACrossover",
@@ -105,11 +127,13 @@ def main() -> None:
         }  # fmt: skip
         for cmd in commands.values():  # warm-up: bytecode, the data store's first registration
             _time(cmd, ROOT, env)
+            _settle(work / "tracked")
         walls: dict[str, list[float]] = {label: [] for label in commands}
         cpus: dict[str, list[float]] = {label: [] for label in commands}
         for _ in range(RUNS):
             for label, cmd in commands.items():
                 wall, cpu = _time(cmd, ROOT, env)
+                _settle(work / "tracked")
                 walls[label].append(wall)
                 cpus[label].append(cpu)
         wall_median = {label: statistics.median(values) for label, values in walls.items()}

@@ -143,6 +143,7 @@ def test_background_mode_returns_first_and_the_detached_sync_logs_the_run(
     uri = local_mlflow_uri()
     spec = _tracked_backtest(tmp_path / "bt.yaml", "Background")
     env = python_environment(KUBETRADER_DATA_DIR=str(bundled_store.root), MLFLOW_TRACKING_URI=uri)
+    env.pop("KUBERNETES_SERVICE_HOST", None)  # on a machine, not in a pod (see the test below)
     done, imported = _run_cli(
         ["run", "-f", str(spec), "-o", "out", "--summary-file", "summary.json"], cwd=tmp_path, env=env
     )
@@ -177,3 +178,23 @@ def test_a_marker_another_sync_holds_is_left_to_it(
         assert _runs(uri, marker.stem) == []
     [outcome] = sync_pending(tmp_path / "out", tracking_uri=uri)
     assert outcome.state == "logged" and not marker.exists()
+
+
+def test_in_a_pod_the_default_leaves_the_run_to_the_cluster_s_sync_instead_of_a_doomed_background_one(
+    tmp_path: Path, bundled_store: Any, local_mlflow_uri: Callable[[], str]
+) -> None:
+    """A container's processes end with its main one, so a Job starts no background sync: it exits
+    with its result and marker written, for the cluster's `kubetrader mlflow sync`."""
+    uri = local_mlflow_uri()
+    spec = _tracked_backtest(tmp_path / "bt.yaml", "Pod")
+    env = python_environment(
+        KUBETRADER_DATA_DIR=str(bundled_store.root), MLFLOW_TRACKING_URI=uri, KUBERNETES_SERVICE_HOST="10.96.0.1"
+    )
+    done, imported = _run_cli(["run", "-f", str(spec), "-o", "out"], cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "pending: `kubetrader mlflow sync` logs it" in done.stdout
+    assert "mlflow" not in imported
+    [marker] = pending_markers(tmp_path / "out")
+    assert not (marker.parent / "sync.log").exists()  # no background sync was started
+    [outcome] = sync_pending(tmp_path / "out", tracking_uri=uri)
+    assert outcome.state == "logged" and len(_runs(uri, marker.stem)) == 1

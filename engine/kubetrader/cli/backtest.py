@@ -10,9 +10,9 @@ The spec models load when a file or the options are read, not at import: `--help
 MLflow is off the run's critical path by default (`--tracking-mode background`): the result and
 its pending marker are written, the command prints and exits, and a detached
 `kubetrader mlflow sync --result-id ID` logs the run (once; kubetrader.tracking.record). In a
-container the sync dies with the container's main process, so a Job leaves the marker to the
-cluster's `kubetrader mlflow sync` (`--tracking-mode later` says so without trying). `wait` logs
-before exiting, as a script that reads the run id from the output wants.
+pod a background process dies with the container's main process, so there (KUBERNETES_SERVICE_HOST
+is set in every pod) `background` means `later`: the Job leaves the marker to the cluster's
+`kubetrader mlflow sync`. `wait` logs before exiting, as a script that reads the run id wants.
 """
 
 from __future__ import annotations
@@ -111,6 +111,8 @@ def _show(outcome: Any, *, as_json: bool, background: bool = False) -> None:
         click.echo(f"\nrisk events: {len(document.risk_events)}")
         if meta.tracking == "pending" and background:
             click.echo("mlflow:      logging in the background (kubetrader mlflow sync)")
+        elif meta.tracking == "pending":
+            click.echo("mlflow:      pending: `kubetrader mlflow sync` logs it")
         elif meta.tracking != "off":
             click.echo(f"mlflow:      {meta.tracking} {meta.mlflow_run_id or ''}")
         directory = outcome.paths.directory
@@ -142,6 +144,8 @@ def _execute(
 
         if importlib.util.find_spec("quantstats") is None:  # refused before the run, like any bad option
             raise SpecError("--tearsheet", "quantstats is not installed: pip install 'kubetrader[quantstats]'")
+    if tracking_mode == "background" and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        tracking_mode = "later"  # in a pod: a detached sync would be killed with the container
     later = tracking_mode != "wait"
     outcome = execute(spec, name=name, output_dir=output, progress=not as_json, tracking="later" if later else "now")
     write_summary(summary_file, outcome.summary())
