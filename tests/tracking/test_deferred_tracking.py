@@ -180,21 +180,22 @@ def test_a_marker_another_sync_holds_is_left_to_it(
     assert outcome.state == "logged" and not marker.exists()
 
 
-def test_in_a_pod_the_default_leaves_the_run_to_the_cluster_s_sync_instead_of_a_doomed_background_one(
+def test_in_a_pod_the_default_logs_the_run_before_the_job_exits_instead_of_a_doomed_background_sync(
     tmp_path: Path, bundled_store: Any, local_mlflow_uri: Callable[[], str]
 ) -> None:
-    """A container's processes end with its main one, so a Job starts no background sync: it exits
-    with its result and marker written, for the cluster's `kubetrader mlflow sync`."""
+    """A container's processes end with its main one, and the chart runs no sync of its own (a
+    Job's results may be on an emptyDir): a Job starts no background sync and leaves no marker
+    behind; it logs its run after the result is written and before it exits."""
     uri = local_mlflow_uri()
     spec = _tracked_backtest(tmp_path / "bt.yaml", "Pod")
     env = python_environment(
         KUBETRADER_DATA_DIR=str(bundled_store.root), MLFLOW_TRACKING_URI=uri, KUBERNETES_SERVICE_HOST="10.96.0.1"
     )
-    done, imported = _run_cli(["run", "-f", str(spec), "-o", "out"], cwd=tmp_path, env=env)
+    done, _ = _run_cli(["run", "-f", str(spec), "-o", "out"], cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
-    assert "pending: `kubetrader mlflow sync` logs it" in done.stdout
-    assert "mlflow" not in imported
-    [marker] = pending_markers(tmp_path / "out")
-    assert not (marker.parent / "sync.log").exists()  # no background sync was started
-    [outcome] = sync_pending(tmp_path / "out", tracking_uri=uri)
-    assert outcome.state == "logged" and len(_runs(uri, marker.stem)) == 1
+    assert pending_markers(tmp_path / "out") == []
+    assert not list((tmp_path / "out").rglob("sync.log"))  # no background sync was started
+    [result] = [p for p in (tmp_path / "out" / "backtests").glob("*.json")]
+    document = json.loads(result.read_text())
+    assert document["metadata"]["tracking"] == "logged" and document["metadata"]["mlflow_run_id"]
+    assert len(_runs(uri, result.stem)) == 1
