@@ -131,8 +131,14 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
         done = subprocess.run([cli, "run", "-f", name, "--output", "results"], cwd=root, env=env, check=False,
                               capture_output=True, text=True, timeout=300)  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
+    # `kubetrader run` logs to MLflow after it exits (a detached `kubetrader mlflow sync`): the
+    # demo's runs are all in MLflow once its pending markers are gone.
+    from kubetrader.tracking.record import pending_markers
+
+    wait_until(lambda: not pending_markers(root / "results"), timeout=240, what="the background MLflow sync")
     (result,) = [p for p in (root / "results" / "backtests").glob("sma-orcl-*.json")]
     document = ResultDocument.model_validate_json(result.read_bytes())
+    assert document.metadata.tracking == "logged", document.metadata
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'data' / 'mlflow.db'}")
