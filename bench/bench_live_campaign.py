@@ -21,7 +21,7 @@ import sys
 import time
 from collections import Counter
 
-from kubetrader.live.testing.campaign import run, scenario, violations
+from kubetrader.live.testing.campaign import Scenario, run, scenario, violations
 from kubetrader.live.testing.tws_peer import TwsPeer
 
 
@@ -32,6 +32,7 @@ def main() -> None:
     ran = 0
     latencies: list[float] = []
     blocked: Counter[str] = Counter()
+    causes: Counter[str] = Counter()  # why a stop that did not end flat could not: the scenario's design
     problems: list[tuple[int, list[str]]] = []
     false_flats = 0
     started = time.perf_counter()
@@ -54,13 +55,15 @@ def main() -> None:
             else:
                 # the reason without the numbers that differ run to run
                 blocked[re.sub(r"[0-9.]+", "#", outcome.report.message)[:110]] += 1
+                causes[_cause(outcome.scenario)] += 1
     print(f"{'seeds':<28} {ran} of {seeds}" + (" (time budget reached)" if ran < seeds else ""))
     print(f"{'false flats (goal 0)':<28} {false_flats}")
     print(f"{'invariant violations':<28} {len(problems)}")
     for seed, found in problems[:10]:
         print(f"  seed {seed}: {'; '.join(found)}")
     print(f"{'confirmed flat':<28} {len(latencies)}")
-    print(f"{'not flat (blocked/timeout)':<28} {sum(blocked.values())}")
+    print(f"{'not flat (blocked/timeout)':<28} {sum(blocked.values())}: " + ", ".join(
+        f"{n} {cause}" for cause, n in causes.most_common()))  # fmt: skip
     for reason, n in blocked.most_common(8):
         print(f"  {n:>4} x {reason}")
     if latencies:
@@ -68,6 +71,15 @@ def main() -> None:
         spread = f"p50 {q[49]:.2f}  p90 {q[89]:.2f}  p99 {q[98]:.2f}  max {max(latencies):.2f}"
         print(f"{'stop latency s (flat)':<28} {spread}")
     print(f"{'wall time s':<28} {time.perf_counter() - started:.0f}")
+
+
+def _cause(s: Scenario) -> str:
+    """What in a scenario lets its stop end NOT flat (a violation when nothing does)."""
+    if s.permanent_reject:
+        return "with every close of a symbol rejected (201)"
+    if s.halt and s.unhalt_after is None:
+        return "with a halt that never lifts"
+    return "that could have finished (violations)"
 
 
 if __name__ == "__main__":

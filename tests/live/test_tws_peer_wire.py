@@ -87,3 +87,23 @@ def test_execution_commission_and_position_decode() -> None:
     assert name == "commissionReport" and report.execId == "0000e1.01"
     name, args = decode(msg.position("DU0000002", o.instrument, -3, 150.0))
     assert name == "position" and args[0] == "DU0000002" and args[1].conId == o.instrument.con_id and args[2] == -3
+
+
+def test_the_peer_refuses_messages_past_50_a_second_with_error_100(tws_peer: Any) -> None:
+    """TWS's pacing (https://interactivebrokers.github.io/tws-api/message_codes.html, 100: "Max rate
+    of messages per second has been exceeded"): with ib_insync's own throttle off, a burst is refused."""
+    import ib_insync
+
+    ib = ib_insync.IB()
+    codes: list[int] = []
+    ib.errorEvent += lambda _req_id, code, _message, _contract: codes.append(code)
+    ib.connect("127.0.0.1", tws_peer.port, clientId=77, timeout=5)
+    try:
+        ib.client.MaxRequests = 0  # no client-side throttle: the gateway must enforce the limit
+        for _ in range(80):
+            ib.client.reqCurrentTime()
+        ib.sleep(0.5)
+    finally:
+        ib.disconnect()
+    assert tws_peer.pacing_violations > 0
+    assert 100 in codes
