@@ -146,3 +146,32 @@ def test_a_partly_filled_add_is_uncovered_only_by_its_filled_part_until_the_resi
     finally:
         tws_peer.watchers.clear()
         session.broker.disconnect()
+
+
+def test_a_restarted_runner_finds_the_waiting_add_bracket_and_hands_over_when_the_add_fills(
+    tws_peer: TwsPeer, journal: Journal
+) -> None:
+    """The runner dies with an add working: the next one (same journal and client id) rebuilds the
+    group from the broker, the filled entry's bracket guarding and the add's waiting, and hands over
+    when the add fills."""
+    first = protected_session(tws_peer, journal)
+    watch = CoverageWatch(tws_peer, "ORCL")
+    try:
+        price = first.prices["ORCL"]
+        filled_entry(tws_peer, first, journal, "kt-d1")
+        assert first.submit(OrderRequest("kt-d2", "ORCL", "BUY", 20, "LMT", round(price * 0.97, 2))) is None
+        wait_until(lambda: len(children(tws_peer, "kt-d2")) == 2, what="the add's bracket at the peer")
+    finally:
+        first.broker.disconnect()
+    second = protected_session(tws_peer, journal, pin=False)  # the price stays where the first runner left it
+    try:
+        assert second.guards == {"ORCL": "kt-d1"} and second.successors == {"ORCL": "kt-d2"}
+        tws_peer.set_price("ORCL", round(price * 0.965, 2))  # the add's limit: it fills; the first stop does not
+        pump_until(second, lambda: second.guards.get("ORCL") == "kt-d2", "the hand-over to the add's bracket")
+        wait_until(lambda: {o.status for o in children(tws_peer, "kt-d1").values()} == {"Cancelled"},
+                   what="the first bracket cancelled")  # fmt: skip
+        assert children(tws_peer, "kt-d2")["sl"].remaining == 120
+        assert watch.uncovered() == [] and watch.over_protected() == []
+    finally:
+        tws_peer.watchers.clear()
+        second.broker.disconnect()

@@ -31,7 +31,8 @@ from tests.live.test_live_ib import pump_until, state
 PROTECTION = ProtectiveStopSpec(stop_loss=0.05, take_profit=0.1)
 
 
-def protected_session(peer: TwsPeer, journal: Journal, limits: RiskSpec | None = None) -> Session:
+def protected_session(peer: TwsPeer, journal: Journal, limits: RiskSpec | None = None, *, pin: bool = True) -> Session:
+    """A session with `PROTECTION`, started, with a first bar; `pin`: the peer's price held at that bar's."""
     broker = IBBroker("127.0.0.1", peer.port, 1, timeout=3.0)
     config = SessionConfig(
         deployment="test", symbols=["ORCL"], limits=limits or RiskSpec(), health_interval=0.5,
@@ -40,7 +41,8 @@ def protected_session(peer: TwsPeer, journal: Journal, limits: RiskSpec | None =
     session = Session(broker, journal, config)
     session.start()
     pump_until(session, lambda: "ORCL" in session.prices, "a first bar")
-    peer.set_price("ORCL", session.prices["ORCL"])  # the replay would walk through a 5 % stop in a second
+    if pin:
+        peer.set_price("ORCL", session.prices["ORCL"])  # the replay would walk through a 5 % stop in a second
     return session
 
 

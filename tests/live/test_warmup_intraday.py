@@ -9,7 +9,9 @@ of the longest allowed duration, paced, and makes a refused request again after 
 The peer replays the bundled 5-minute bars of IDX2006 on their own timestamps, each as 5-second
 bars inside its 5 minutes, and answers historical requests only up to the replay's "now". The
 live bars are cut on a round-the-clock calendar ("24/7": the file's own 5-minute grid, UTC), so
-a backtest of the store's 5-minute bars of the same dates must see the same bars, bar by bar.
+a backtest of the store's 5-minute bars of the same dates (for 1h: resampled to UTC hours) must
+see the same bars, bar by bar. (1m: the peer has no 1-minute data; its plan is checked against
+IB's limits only.)
 """
 
 from __future__ import annotations
@@ -122,8 +124,13 @@ def test_an_hourly_warmup_pages_back_a_month_at_a_time() -> None:
     assert [(d, s) for _, _, d, s in peer.historical_log] == [("1 M", "1 hour")] * 2
 
 
-def backtest_rows(start: dt.date, end: dt.date) -> list[tuple[Any, ...]]:
+def backtest_rows(start: dt.date, end: dt.date, timeframe: str) -> list[tuple[Any, ...]]:
+    """The probe's rows in a backtest of the store's 5-minute bars; hourly: those bars resampled to
+    UTC hours (labelled by their start), the only hourly bars of these dates there are."""
     frame = load_bars(SYMBOL, timeframe="5m", start=start, end=end)
+    if timeframe == "1h":
+        ohlcv = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+        frame = frame.resample("1h", label="left", closed="left").agg(ohlcv).dropna()
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(bt.feeds.PandasData(dataname=frame.tz_localize(None)))
     cerebro.addstrategy(SmaProbe, period=20, intraday=True)
@@ -131,9 +138,10 @@ def backtest_rows(start: dt.date, end: dt.date) -> list[tuple[Any, ...]]:
     return [row[:-1] for row in strategy.seen]
 
 
+@pytest.mark.parametrize("timeframe", ["5m", "1h"])
 @pytest.mark.parametrize("mid_bar_join", [0, 2], ids=["subscribed-at-a-bar-start", "subscribed-mid-bar"])
-def test_the_5m_warmup_and_the_first_live_decision_match_a_backtest_of_the_same_dates(
-    journal: Journal, mid_bar_join: int
+def test_the_intraday_warmup_and_the_first_live_decision_match_a_backtest_of_the_same_dates(
+    journal: Journal, mid_bar_join: int, timeframe: str
 ) -> None:
     """Subscribed mid-bar, the first live bar misses its beginning (the warm-up left it out while it
     was forming): the session takes it from IB's history once it has ended, so the strategy's
@@ -142,8 +150,8 @@ def test_the_5m_warmup_and_the_first_live_decision_match_a_backtest_of_the_same_
     start = next(i for i, b in enumerate(bars) if b.start >= FIRST_LIVE) - 1  # the replay's "now"
     with TwsPeer(port=free_port(), bar_interval=0.02, replay_start={SYMBOL: start}) as peer:
         peer.mid_bar_join = mid_bar_join
-        config = SessionConfig(deployment="warm5", symbols=[SYMBOL], limits=RiskSpec(), timeframe="5m",
-                               warmup=WARMUP["5m"], calendar="24/7")  # fmt: skip
+        config = SessionConfig(deployment="warm", symbols=[SYMBOL], limits=RiskSpec(), timeframe=timeframe,
+                               warmup=WARMUP[timeframe], calendar="24/7")  # fmt: skip
         session = Session(IBBroker("127.0.0.1", peer.port, 1, timeout=10.0), journal, config)
         session.start()
         try:
@@ -151,15 +159,18 @@ def test_the_5m_warmup_and_the_first_live_decision_match_a_backtest_of_the_same_
         finally:
             session.broker.disconnect()
     # within IB's limit; and one more for the first live bar when it began before the subscription
-    assert [(d, s) for _, _, d, s in peer.historical_log] == [("1 W", "5 mins")] * (3 if mid_bar_join else 2)
+    res = WARMUP[timeframe].resolution
+    requests = [(d, s) for _, _, d, s in peer.historical_log]
+    assert requests == [(res.duration, res.bar_size)] * (3 if mid_bar_join else 2)
     partial = journal.events("partial_bar")
     assert [e["detail"]["from_history"] for e in partial] == ([True] if mid_bar_join else [])
     live = [row for row in probe.seen if row[-1]]
     history = [row for row in probe.seen if not row[-1]]
     assert len(live) == LIVE_BARS and live[0][0] == FIRST_LIVE.replace(tzinfo=None)
-    assert history[-1][0] == bars[start].start.replace(tzinfo=None)  # the history ends where the live feed starts
-    assert history[0][0].date() <= dt.date(2006, 1, 4)  # two weeks back
-    expected = backtest_rows(dt.date(2006, 1, 2), live[-1][0].date())
+    last_history = FIRST_LIVE - dt.timedelta(minutes=5 if timeframe == "5m" else 60)
+    assert history[-1][0] == last_history.replace(tzinfo=None)  # the history ends where the live feed starts
+    assert history[0][0].date() <= dt.date(2006, 1, 4)  # two weeks (two months) back: the file's start
+    expected = backtest_rows(dt.date(2006, 1, 2), live[-1][0].date(), timeframe)
     got = [row[:-1] for row in probe.seen]
     first = next(i for i, row in enumerate(expected) if row[0] == got[0][0])
     assert got == expected[first : first + len(got)]  # bar by bar: times, OHLCV, SMA, decision

@@ -878,8 +878,28 @@ class TwsPeer:
         for _ in range(1 + self.faults.duplicate_status):
             owner.send(*msg.order_status(order))
 
+    def _blocked(self, order: PeerOrder) -> bool:
+        """OCA "with block" (ocaType 1 and 2: "overfill protection - only one order routed at a time"):
+        while another order of the group is filling (slices still to come), this one waits; ocaType 3
+        ("without block") does not, so its orders may overfill (https://interactivebrokers.github.io/tws-api/oca.html)."""
+        if not order.oca_group:
+            return False
+        return any(
+            other is not order and other.oca_group == order.oca_group and other.account == order.account
+            and other.is_open and other.slices_left > 0 and other.oca_type in (1, 2)
+            for other in self._orders
+        )  # fmt: skip
+
+    def _unblock(self, order: PeerOrder) -> None:
+        """`order` has stopped filling: the orders of its group it blocked may fill now (at the price now)."""
+        if not order.oca_group or order.oca_type not in (1, 2):
+            return
+        for other in self._orders:
+            if other is not order and other.oca_group == order.oca_group and other.is_open:
+                self._try_fill(other)
+
     def _try_fill(self, order: PeerOrder) -> None:
-        if not order.is_open or order.held or self.lost or order.slices_left:
+        if not order.is_open or order.held or self.lost or order.slices_left or self._blocked(order):
             return
         if order.instrument.bar_symbol in self.faults.halted:
             return  # a halted symbol trades nothing: market orders rest too
@@ -902,6 +922,7 @@ class TwsPeer:
     def _fill_slice(self, order: PeerOrder, price: float) -> None:
         if not order.is_open or self.lost:
             order.slices_left = 0
+            self._unblock(order)
             return
         slices = order.slices_left
         shares = order.remaining if slices <= 1 else max(1.0, float(int(order.remaining / slices)))
@@ -913,6 +934,7 @@ class TwsPeer:
             self._later(interval, lambda: self._fill_slice(order, self.instrument_price(order.instrument)))
         else:
             order.slices_left = 0
+            self._unblock(order)
 
     def _execute(self, order: PeerOrder, shares: float, price: float) -> None:
         instrument = order.instrument
@@ -1030,9 +1052,12 @@ class TwsPeer:
             self._set_cancelled(order)
 
     def _set_cancelled(self, order: PeerOrder) -> None:
+        was_filling = order.slices_left > 0
         order.status = "Cancelled"
         order.cancel_pending = False
         order.slices_left = 0
+        if was_filling:
+            self._unblock(order)
         order.completed_time = _now_text()
         owner = self._owner(order)
         if owner is not None:
