@@ -21,9 +21,15 @@ COPY strategies strategies
 # The project's runtime dependencies exactly as pinned, each archive checked against its hash
 # (requirements/runtime.txt, `make lock`); then the project itself, built with the hatchling
 # installed from that file (no build isolation, so nothing unhashed is fetched to build it).
-RUN /opt/venv/bin/pip install --require-hashes --no-deps -r requirements/runtime.txt \
- && /opt/venv/bin/pip install --no-deps --no-build-isolation . \
- && /opt/venv/bin/python -m compileall -q /opt/venv/lib/python3.11/site-packages/kubetrader /opt/venv/lib/python3.11/site-packages/strategies
+# Then the bytecode of the whole venv, once: a Job's root filesystem is read-only, so a module
+# without valid bytecode here is compiled again by every Job (#20). Hash-based and unchecked
+# (https://docs.python.org/3.11/library/compileall.html, --invalidation-mode;
+# https://docs.python.org/3.11/reference/import.html#cached-bytecode-invalidation): valid whatever
+# the image tooling does to mtimes, and no source is read to check it, as nothing in the image
+# changes after the build. pip compiles nothing (its .pyc are timestamp-based); -f rewrites any.
+RUN /opt/venv/bin/pip install --require-hashes --no-deps -r requirements/runtime.txt --no-compile \
+ && /opt/venv/bin/pip install --no-deps --no-build-isolation . --no-compile \
+ && /opt/venv/bin/python -m compileall -q -f -j 0 --invalidation-mode unchecked-hash /opt/venv
 # matplotlib's font list, built once here: a Job's MPLCONFIGDIR is an empty scratch volume (the root
 # filesystem is read-only), where matplotlib would rescan every font on each start; the engine copies
 # this list into it (kubetrader.charts). Same paths in both stages, so the list is valid in the image.
@@ -33,6 +39,9 @@ FROM ${PYTHON_IMAGE}
 # A fixed non-root uid/gid (the chart's runAsUser and the operator's run_as_user default).
 RUN groupadd --gid 10001 kubetrader \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin kubetrader
+# The base image's standard library, compiled the same way (the official python images ship it
+# without bytecode: https://github.com/docker-library/python/issues/615), as root before USER.
+RUN python -m compileall -q -f -j 0 --invalidation-mode unchecked-hash $(python -c 'print(__import__("sysconfig").get_path("stdlib"))')
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /opt/kubetrader/matplotlib /opt/kubetrader/matplotlib
 # The bundled sample data, so the examples run on a fresh cluster; imported and downloaded

@@ -3,6 +3,7 @@
 # each image as uid 10001 (images/build_local.py says what each smoke run checks).
 #   make images-local                 # all three
 #   make images-local IMAGES_LOCAL=engine
+# then `python bench/run.py image` times the engine image's cold start as a Job runs it (bench/bench_image.py).
 
 IMAGES_LOCAL ?= engine operator dashboard
 
