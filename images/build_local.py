@@ -216,7 +216,9 @@ def smoke_operator(tag: str) -> None:
         "import kopf, kubetrader_operator.main\n"
         "from kubetrader_operator.__main__ import kopf_args\n"
         "registry = kopf.get_default_registry()\n"
-        "count = sum(len(list(r.get_all_handlers())) for r in (registry._changing, registry._resuming))\n"
+        # kopf keeps one sub-registry per handler family (_changing, _spawning, _watching, ...): count them all.
+        "subs = [v for v in vars(registry).values() if hasattr(v, 'get_all_handlers')]\n"
+        "count = sum(len(list(r.get_all_handlers())) for r in subs)\n"
         "assert count > 0, 'no kopf handlers registered'\n"
         "print(count, 'handlers;', ' '.join(kopf_args()))\n"
     )
