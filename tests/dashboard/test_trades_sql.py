@@ -104,3 +104,30 @@ def test_the_trade_log_answers_are_the_documents_trades(store: ResultStore, dash
         assert sorted((t.result_id, t.entry_time, t.pnl_net) for t in items) == expected, flt
         values = [t.pnl_net for t in items if t.pnl_net is not None]
         assert values == sorted(values, reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"sort": "-bogus"}, "sort"),
+        ({"start": "2013-1-1"}, "start"),
+        ({"end": "yesterday"}, "end"),
+        ({"limit": 0}, "limit"),
+        ({"offset": -1}, "offset"),
+        ({"state": "closing"}, "state"),
+    ],
+)
+def test_a_bad_trade_log_query_is_a_problem_naming_its_field(
+    tmp_path: Path, params: dict[str, Any], field: str
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from kubetrader_dashboard.api.main import create_app
+    from tests.fixtures.dashboard import dashboard_settings
+
+    with TestClient(create_app(dashboard_settings(tmp_path, None, None))) as client:
+        response = client.get("/api/v1/trades", params=params)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    # FastAPI's own checks name it with its place (`query.start`), the route's (the sort key) bare
+    assert [error["field"].removeprefix("query.") for error in response.json()["errors"]] == [field]
