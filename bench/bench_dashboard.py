@@ -5,13 +5,19 @@ template; the 10,000 result files are copies of it under names `synthetic-load-N
 the strategy cycled and the headline metrics drawn at random, and the 10,000 MLflow runs
 carry random metrics. They measure speed only; no number in them means anything.
 
-Sizes: BENCH_DASHBOARD_RESULTS, BENCH_DASHBOARD_RUNS (default 10,000 each). The page renders:
-BENCH_DASHBOARD_UI_ROUNDS sessions (default 5); BENCH_DASHBOARD_PROFILE=DIR writes a pyinstrument
-profile of each render there (where a page's time goes).
+Sizes: BENCH_DASHBOARD_RESULTS, BENCH_DASHBOARD_RUNS (default 10,000 each). Logging one run through
+MlflowClient takes 50-250 ms here (three commits), so only the first BENCH_DASHBOARD_LOGGED runs
+(default 500) are logged so; the rest are copies of them made with SQL in MLflow's own tables (runs,
+tags, metrics, latest_metrics; new run ids, start times and metric values drawn again): the same
+rows MLflow writes, in a minute instead of half an hour. BENCH_DASHBOARD_DATA=DIR keeps the load
+data there and reuses it on the next run (same sizes). The page renders: BENCH_DASHBOARD_UI_ROUNDS
+sessions (default 5); BENCH_DASHBOARD_PROFILE=DIR writes a pyinstrument profile of each render and
+of one call of each API query there (where the time goes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import statistics
@@ -27,6 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 RESULTS = int(os.environ.get("BENCH_DASHBOARD_RESULTS", "10000"))
 RUNS = int(os.environ.get("BENCH_DASHBOARD_RUNS", "10000"))
+LOGGED = min(RUNS, int(os.environ.get("BENCH_DASHBOARD_LOGGED", "500")))
+DATA_DIR = os.environ.get("BENCH_DASHBOARD_DATA")
 REPEAT = 50
 BENCH_TOKEN = "bench-token-0123456789abcdef0123"  # the API's machine token (every route needs a credential)
 STRATEGIES = [
@@ -90,7 +98,7 @@ def write_runs(directory: Path) -> tuple[str, float]:
             experiments.append(client.create_experiment(name, tags=tags))
     started = time.perf_counter()
     now = int(time.time() * 1000)
-    for i in range(RUNS):
+    for i in range(LOGGED):
         run = client.create_run(experiments[i % len(experiments)], start_time=now - rng.randint(0, 30) * 86_400_000)
         metrics = [
             Metric(key, rng.gauss(mu, sd), now, 0)
@@ -98,7 +106,83 @@ def write_runs(directory: Path) -> tuple[str, float]:
         ]
         client.log_batch(run.info.run_id, metrics=metrics, tags=[RunTag("synthetic", "load-data")])
         client.set_terminated(run.info.run_id, "FAILED" if i % 50 == 0 else "FINISHED")
+    copy_runs(directory / "mlflow.db", RUNS - LOGGED)
     return uri, time.perf_counter() - started
+
+
+def copy_runs(db: Path, copies: int) -> None:
+    """`copies` more runs, copied in SQL from the logged ones (round robin): every row of a run in
+    MLflow's tables under a new run id, its start time and metric values drawn again."""
+    import sqlite3
+    import uuid
+
+    conn = sqlite3.connect(db)
+    rng = random.Random(3)
+    templates = [row[0] for row in conn.execute("SELECT run_uuid FROM runs ORDER BY run_uuid")]
+    now = int(time.time() * 1000)
+    tables = {
+        table: [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+        for table in ("runs", "tags", "params", "metrics", "latest_metrics")
+    }
+
+    def column(table: str, name: str) -> str:
+        if name == "run_uuid":
+            return ":new"
+        if table == "runs" and name in ("start_time", "end_time"):
+            return ":start" if name == "start_time" else ":start + (end_time - start_time)"
+        return "value * :factor" if table.endswith("metrics") and name == "value" else name
+
+    statements = [
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(column(table, c) for c in columns)} "
+        f"FROM {table} WHERE run_uuid = :old"
+        for table, columns in tables.items()
+    ]
+    with conn:
+        for i in range(copies):
+            args = {"old": templates[i % len(templates)], "new": uuid.uuid4().hex,
+                    "start": now - rng.randint(0, 30) * 86_400_000, "factor": rng.uniform(0.5, 1.5)}  # fmt: skip
+            for statement in statements:
+                conn.execute(statement, args)
+    conn.close()
+
+
+def load_data(directory: Path) -> str:
+    """The load data in `directory` (made now, or reused when a run with the same sizes left it there)."""
+    sizes, marker = f"{RESULTS} results, {RUNS} runs ({LOGGED} logged)", directory / "load-data.txt"
+    uri = f"sqlite:///{directory / 'mlflow.db'}"
+    if marker.exists():
+        if marker.read_text() != sizes:
+            raise SystemExit(f"{directory} holds load data of other sizes ({marker.read_text()}); want {sizes}")
+        print(f"synthetic load data: reused from {directory}: {sizes}")
+        return uri
+    directory.mkdir(parents=True, exist_ok=True)
+    write_seconds = write_results(directory)
+    uri, runs_seconds = write_runs(directory)
+    print(f"synthetic load data: {RESULTS} result files in {write_seconds:.1f} s, {RUNS} MLflow runs "
+          f"({LOGGED} logged through MlflowClient, the rest copied in SQL) in {runs_seconds:.1f} s")  # fmt: skip
+    marker.write_text(sizes)
+    return uri
+
+
+def profile_api(directory: Path, services: Any) -> None:
+    """A pyinstrument profile of one call of the slow queries' service methods, in this thread (the
+    test client serves routes in threads of its own, which a profiler started here does not see)."""
+    from pyinstrument import Profiler
+
+    from kubetrader_dashboard.services.results import TradeFilter
+
+    directory.mkdir(parents=True, exist_ok=True)
+    calls: dict[str, Callable[[], object]] = {
+        "api-trades": lambda: services.store.trades(TradeFilter(symbol="ORCL"), sort="-pnl_net", limit=100, offset=0),
+        "api-mlflow-refresh": lambda: services.mlflow.overview(refresh=True),
+    }
+    for name, call in calls.items():
+        call()
+        profiler = Profiler(interval=0.0005)
+        profiler.start()
+        call()
+        profiler.stop()
+        (directory / f"{name}.txt").write_text(profiler.output_text(unicode=False, color=False))
 
 
 def measure(call: Callable[[], object], repeat: int = REPEAT) -> tuple[float, float, float]:
@@ -120,12 +204,10 @@ def main() -> int:
     from kubetrader_dashboard.api.main import create_app
     from kubetrader_dashboard.settings import Settings
 
-    with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
+    kept = contextlib.nullcontext(DATA_DIR) if DATA_DIR else None
+    with kept or tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
         directory = Path(tmp)
-        write_seconds = write_results(directory)
-        uri, runs_seconds = write_runs(directory)
-        print(f"synthetic load data: {RESULTS} result files in {write_seconds:.1f} s, {RUNS} MLflow runs in "
-              f"{runs_seconds:.1f} s")  # fmt: skip
+        uri = load_data(directory)
         settings = Settings(results_dir=directory / "results", mlflow_tracking_uri=uri, kubernetes="off",
                             redis_url=None, optuna_storage=None, live_runner_url=None,
                             local_defaults=False, api_token=BENCH_TOKEN)  # fmt: skip
@@ -149,6 +231,8 @@ def main() -> int:
                 ("GET /mlflow/overview project=LoadA", lambda: client.get("/api/v1/mlflow/overview?project=LoadA")),
                 ("GET /mlflow/runs status=FAILED", lambda: client.get("/api/v1/mlflow/runs?status=FAILED")),
             ]  # fmt: skip
+            if PROFILE_DIR:
+                profile_api(Path(PROFILE_DIR), client.app.state.services)  # type: ignore[attr-defined]
             rows = [(label, *measure(call)) for label, call in cases]
             # A fresh snapshot reads every run: seconds at 10,000 runs, so only a few repeats.
             refresh = measure(lambda: client.get("/api/v1/mlflow/overview?refresh=true"), repeat=5)
