@@ -14,6 +14,7 @@ it): its buy-and-hold returns come straight from its closes.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,11 +23,13 @@ from typing import TYPE_CHECKING, Any
 import backtrader as bt
 import numpy as np
 import pandas as pd
+from pydantic import TypeAdapter
 
 from kubetrader.costs import build_broker
 from kubetrader.data.inputs import describe_inputs
 from kubetrader.errors import KubetraderError, StrategyError
 from kubetrader.gate import GatedBroker
+from kubetrader.results.daily import DailyColumns, daily_columns
 from kubetrader.results.provenance import result_metadata
 from kubetrader.results.schema import DatasetRecord, OrderRecord, ResultDocument, RiskEvent, TradeRecord
 from kubetrader.risk import RiskEngine
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
 _BT_EPOCH_DAYS = 719163.0
 _NS_PER_DAY = 86_400_000_000_000
 TRADE_COLUMNS: tuple[str, ...] = tuple(TradeRecord.model_fields)
+_TRADE_RECORDS = TypeAdapter(list[TradeRecord])
 _FINAL_STATUSES = frozenset({"Completed", "Canceled", "Margin", "Rejected", "Expired"})
 
 
@@ -175,18 +179,19 @@ class BacktestResult:
 
         return closed_frame(self.trades)
 
+    @functools.cached_property
+    def daily(self) -> DailyColumns:
+        """Dates, returns, exposure and benchmark per day, computed once for the JSON and the equity CSV."""
+        return daily_columns(self.equity, self.exposure, self.benchmark_returns)
+
     def to_document(self, name: str, *, artifacts: dict[str, str] | None = None) -> ResultDocument:
         """The versioned result document; the id is `result_id(name, spec)`."""
-        equity = self.equity
-        index = pd.DatetimeIndex(equity.index)
-        dates = [str(d) for d in np.datetime_as_string(index.tz_convert(None).to_numpy(), unit="D")]
-        returns = equity.pct_change().fillna(0.0).to_numpy().tolist()
+        daily = self.daily
+        dates = daily.dates
         bench = None
-        if self.benchmark_returns is not None:
-            bench = self.benchmark_returns.reindex(equity.index).fillna(0.0).to_numpy().tolist()
-        trades = [
-            TradeRecord(**_nan_to_none({str(k): v for k, v in row.items()})) for row in self.trades.to_dict("records")
-        ]
+        if daily.benchmark is not None:
+            bench = np.where(np.isnan(daily.benchmark), 0.0, daily.benchmark).tolist()
+        trades = _TRADE_RECORDS.validate_python(_trade_rows(self.trades))
         metadata = result_metadata(
             self.spec,
             name=name,
@@ -204,8 +209,8 @@ class BacktestResult:
             spec=self.spec.to_wire(),
             metrics=self.metrics,
             dates=dates,
-            equity=equity.to_numpy().tolist(),
-            returns=returns,
+            equity=daily.equity.tolist(),
+            returns=daily.returns.tolist(),
             benchmark_returns=bench,
             trades=trades,
             orders=self.orders,
@@ -338,9 +343,12 @@ def _benchmark_returns(frame: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.Serie
     return aligned.pct_change().fillna(0.0).rename("benchmark")
 
 
-def _nan_to_none(row: dict[str, Any]) -> dict[str, Any]:
-    """pandas turns None into NaN in mixed columns; the document wants null."""
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+def _trade_rows(trades: pd.DataFrame) -> list[dict[str, Any]]:
+    """The frame's rows as dicts of Python values, NaN as None (pandas turns None into NaN in mixed
+    columns; the document wants null). Column by column: `to_dict("records")` boxes every cell."""
+    names = [str(name) for name in trades.columns]
+    columns = [[None if isinstance(v, float) and math.isnan(v) else v for v in trades[name].tolist()] for name in names]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def _iso(num: float) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from kubetrader.results.csvtext import cells, csv_text, float_cells
 from kubetrader.results.schema import ResultDocument
 
 if TYPE_CHECKING:
@@ -117,29 +118,28 @@ def read_document(path: Path | str) -> ResultDocument:
     return ResultDocument.model_validate_json(Path(path).read_bytes())
 
 
-def equity_frame(result: BacktestResult) -> pd.DataFrame:
-    """Date, equity, return, exposure and benchmark return per day."""
-    import pandas as pd
+def equity_csv(result: BacktestResult) -> str:
+    """Date, equity, return, exposure and benchmark return per day: the CSV pandas' `to_csv` wrote
+    of that frame, byte for byte, from the result's daily columns (kubetrader.results.csvtext)."""
+    daily = result.daily
+    header = ["date", "equity", "return", "exposure"]
+    columns = [daily.dates, float_cells(daily.equity), float_cells(daily.returns)]
+    columns.append(float_cells(daily.exposure))
+    if daily.benchmark is not None:
+        header.append("benchmark_return")
+        columns.append(float_cells(daily.benchmark))
+    return csv_text(header, columns)
 
-    equity = result.equity
-    frame = pd.DataFrame(
-        {
-            "equity": equity,
-            "return": equity.pct_change().fillna(0.0),
-            "exposure": result.exposure.reindex(equity.index),
-        }
-    )
-    if result.benchmark_returns is not None:
-        frame["benchmark_return"] = result.benchmark_returns.reindex(equity.index)
-    frame.index = pd.DatetimeIndex(equity.index).strftime("%Y-%m-%d")
-    frame.index.name = "date"
-    return frame
+
+def trades_csv(trades: pd.DataFrame) -> str:
+    """One row per round trip, TradeRecord's columns (as `trades.to_csv(index=False)` wrote them)."""
+    names = [str(name) for name in trades.columns]
+    return csv_text(names, [cells(trades[name].tolist()) for name in names])
 
 
 def write_csvs(result: BacktestResult, paths: ResultPaths) -> None:
-    equity = equity_frame(result)
-    atomic_write_text(paths.equity_csv, equity.to_csv())
-    atomic_write_text(paths.trades_csv, result.trades.to_csv(index=False))
+    atomic_write_text(paths.equity_csv, equity_csv(result))
+    atomic_write_text(paths.trades_csv, trades_csv(result.trades))
 
 
 def remove_stale(paths: ResultPaths) -> None:
