@@ -106,21 +106,28 @@ class _Recorder(bt.Analyzer):
         self.open_trades: dict[int, Any] = {}
         self.closed_trades: list[Any] = []
 
+    def start(self) -> None:
+        # Looked up once: per bar, `self.strategy.broker`, `data.datetime` and `data.close` each go through
+        # Backtrader's descriptors, a few percent of a daily run. The broker has started (its positions
+        # exist) before the strategies and their analyzers start (Cerebro.runstrategies).
+        self._broker = self.strategy.broker
+        self._feeds = [(data, data.lines.datetime, data.lines.close) for data in self.datas]
+
     def notify_cashvalue(self, cash: float, value: float) -> None:
-        datas = self.datas
-        broker = self.strategy.broker
-        if len(datas) == 1:
-            data = datas[0]
-            self.times.append(data.datetime[0])
-            size = broker.getposition(data).size
-            self.gross.append(abs(size) * data.close[0] if size else 0.0)
+        getposition = self._broker.getposition
+        feeds = self._feeds
+        if len(feeds) == 1:
+            data, when, close = feeds[0]
+            self.times.append(when[0])
+            size = getposition(data).size
+            self.gross.append(abs(size) * close[0] if size else 0.0)
         else:
-            self.times.append(max(d.datetime[0] for d in datas if len(d)))
+            self.times.append(max(when[0] for data, when, _ in feeds if len(data)))
             gross = 0.0
-            for data in datas:
-                size = broker.getposition(data).size
+            for data, _, close in feeds:
+                size = getposition(data).size
                 if size:
-                    gross += abs(size) * data.close[0]
+                    gross += abs(size) * close[0]
             self.gross.append(gross)
         self.values.append(value)
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kubetrader.results.csvtext import float_cells
 from kubetrader.results.schema import TradeRecord
 from kubetrader.results.store import equity_csv, trades_csv
 from kubetrader.runner import TRADE_COLUMNS, BacktestResult
@@ -125,3 +126,15 @@ def test_no_trades_and_all_open_trades_are_written_as_pandas_wrote_them(sma_orcl
     assert empty.to_document("files").trades == []
     open_only = _edge_result(sma_orcl_result).trades.iloc[[1]].reset_index(drop=True)
     assert trades_csv(open_only) == open_only.to_csv(index=False)
+
+
+def test_float_cells_are_python_reprs_at_every_magnitude() -> None:
+    rng = np.random.default_rng(20)
+    # most around the switch to exponent notation (1e-4 and 1e16), the rest anywhere a float can be
+    exponents = np.concatenate([rng.uniform(-6, 18, 900_000), rng.uniform(-320, 307, 100_000)])
+    values = rng.standard_normal(exponents.size) * 10.0**exponents
+    edges = [0.0, -0.0, 1e-4, -1e-4, np.nextafter(1e-4, 0), 1e16, np.nextafter(1e16, 0), -1e16, 5e-324]
+    values = np.concatenate([values, edges, [1.7976931348623157e308, np.nan, np.inf, -np.inf]])
+    expected = ["" if math.isnan(v) else repr(v) for v in values.tolist()]
+    assert float_cells(values) == expected
+    assert float_cells(np.array([])) == []

@@ -4,7 +4,7 @@ Dates, equity, returns, exposure and the benchmark's returns on the equity's day
 arrays and Python strings: both writers used to rebuild them from pandas (a `pct_change`, a
 `reindex`, a `strftime` over 5,000 days each), which cost more than every metric together.
 The values are the same as pandas': `returns` is `equity.pct_change().fillna(0.0)` to the bit
-(a division and a subtraction per day, in the same order), tests/unit/test_result_csv.py checks it.
+(a division and a subtraction per day, in the same order), tests/engine/test_result_files.py checks it.
 """
 
 from __future__ import annotations
