@@ -138,3 +138,19 @@ def test_float_cells_are_python_reprs_at_every_magnitude() -> None:
     expected = ["" if math.isnan(v) else repr(v) for v in values.tolist()]
     assert float_cells(values) == expected
     assert float_cells(np.array([])) == []
+
+
+def test_feed_dates_are_backtraders_date2num() -> None:
+    """FrameFeed's vectorized dates of daily bars are `bt.date2num`'s to the bit, before 1970 too."""
+    import backtrader as bt
+
+    from kubetrader.runner import _date_nums, _one_stamp_per_midnight
+
+    daily = pd.DatetimeIndex(["1965-03-01", "1969-12-31", "1970-01-01", "2014-12-31", "2024-02-29"])
+    intraday = pd.DatetimeIndex(["1969-12-31 23:59:59.123456", "2020-01-02 09:30", "2020-01-02 16:00"])
+    for index in (daily, intraday):
+        assert _date_nums(index) == [bt.date2num(d) for d in index.to_pydatetime()]
+    assert _one_stamp_per_midnight(daily) and _one_stamp_per_midnight(daily.tz_localize("America/New_York"))
+    assert not _one_stamp_per_midnight(intraday)
+    assert not _one_stamp_per_midnight(daily[[0, 0, 1]])  # a repeated day
+    assert not _one_stamp_per_midnight(daily[::-1])  # not increasing: the caller's own check decides
