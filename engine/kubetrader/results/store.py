@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from kubetrader.results.csvtext import cells, csv_text, float_cells
 from kubetrader.results.schema import ResultDocument
 
 if TYPE_CHECKING:
@@ -121,6 +120,8 @@ def read_document(path: Path | str) -> ResultDocument:
 def equity_csv(result: BacktestResult) -> str:
     """Date, equity, return, exposure and benchmark return per day: the CSV pandas' `to_csv` wrote
     of that frame, byte for byte, from the result's daily columns (kubetrader.results.csvtext)."""
+    from kubetrader.results.csvtext import csv_text, float_cells  # numpy: only where results are written
+
     daily = result.daily
     header = ["date", "equity", "return", "exposure"]
     columns = [daily.dates, float_cells(daily.equity), float_cells(daily.returns)]
@@ -133,6 +134,8 @@ def equity_csv(result: BacktestResult) -> str:
 
 def trades_csv(trades: pd.DataFrame) -> str:
     """One row per round trip, TradeRecord's columns (as `trades.to_csv(index=False)` wrote them)."""
+    from kubetrader.results.csvtext import cells, csv_text
+
     names = [str(name) for name in trades.columns]
     return csv_text(names, [cells(trades[name].tolist()) for name in names])
 
