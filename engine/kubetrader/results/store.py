@@ -117,29 +117,32 @@ def read_document(path: Path | str) -> ResultDocument:
     return ResultDocument.model_validate_json(Path(path).read_bytes())
 
 
-def equity_frame(result: BacktestResult) -> pd.DataFrame:
-    """Date, equity, return, exposure and benchmark return per day."""
-    import pandas as pd
+def equity_csv(result: BacktestResult) -> str:
+    """Date, equity, return, exposure and benchmark return per day: the CSV pandas' `to_csv` wrote
+    of that frame, byte for byte, from the result's daily columns (kubetrader.results.csvtext)."""
+    from kubetrader.results.csvtext import csv_text, float_cells  # numpy: only where results are written
 
-    equity = result.equity
-    frame = pd.DataFrame(
-        {
-            "equity": equity,
-            "return": equity.pct_change().fillna(0.0),
-            "exposure": result.exposure.reindex(equity.index),
-        }
-    )
-    if result.benchmark_returns is not None:
-        frame["benchmark_return"] = result.benchmark_returns.reindex(equity.index)
-    frame.index = pd.DatetimeIndex(equity.index).strftime("%Y-%m-%d")
-    frame.index.name = "date"
-    return frame
+    daily = result.daily
+    header = ["date", "equity", "return", "exposure"]
+    columns = [daily.dates, float_cells(daily.equity), float_cells(daily.returns)]
+    columns.append(float_cells(daily.exposure))
+    if daily.benchmark is not None:
+        header.append("benchmark_return")
+        columns.append(float_cells(daily.benchmark))
+    return csv_text(header, columns)
+
+
+def trades_csv(trades: pd.DataFrame) -> str:
+    """One row per round trip, TradeRecord's columns (as `trades.to_csv(index=False)` wrote them)."""
+    from kubetrader.results.csvtext import cells, csv_text
+
+    names = [str(name) for name in trades.columns]
+    return csv_text(names, [cells(trades[name].tolist()) for name in names])
 
 
 def write_csvs(result: BacktestResult, paths: ResultPaths) -> None:
-    equity = equity_frame(result)
-    atomic_write_text(paths.equity_csv, equity.to_csv())
-    atomic_write_text(paths.trades_csv, result.trades.to_csv(index=False))
+    atomic_write_text(paths.equity_csv, equity_csv(result))
+    atomic_write_text(paths.trades_csv, trades_csv(result.trades))
 
 
 def remove_stale(paths: ResultPaths) -> None:
