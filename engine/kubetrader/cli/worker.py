@@ -18,6 +18,10 @@ from kubetrader.redaction import redact_uri
 
 log = logging.getLogger("kubetrader.worker")
 
+# The idle wait is a BLPOP, and redis-py does not lengthen the socket's read timeout for a blocking
+# command (`server.redis_client`: 30 s): a longer wait would end in a TimeoutError, not in a poll.
+MAX_IDLE_WAIT_SECONDS = 20.0
+
 
 @click.command()
 @click.option("--redis", "redis_url", envvar="KUBETRADER_REDIS_URL", required=True, help="redis://host:port/db")
@@ -51,6 +55,13 @@ log = logging.getLogger("kubetrader.worker")
     type=click.IntRange(1, 1000),
     help="Most tasks one claim takes; short tasks are claimed in batches up to this, long ones one at a time.",
 )
+@click.option(
+    "--idle-wait-seconds",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0, max=MAX_IDLE_WAIT_SECONDS, min_open=True),
+    help="Longest wait for work on an empty queue before polling again (an enqueue or a stop ends it at once).",
+)
 @click.option("--output-dir", default="results", show_default=True, type=click.Path(path_type=Path))
 @click.option(
     "--metrics-port",
@@ -72,6 +83,7 @@ def worker(
     grace_seconds: float,
     retention: str,
     prefetch: int,
+    idle_wait_seconds: float,
     output_dir: Path,
     metrics_port: int,
     max_tasks: int | None,
@@ -88,9 +100,8 @@ def worker(
         if metrics_port:  # one port per pod: the child processes would each want it
             raise click.BadParameter("--metrics-port needs --concurrency 1 (one worker process per pod)")
 
-        extra = ["--retention", retention, "--prefetch", str(prefetch)] + (
-            ["--max-tasks", str(max_tasks)] if max_tasks else []
-        )
+        extra = ["--retention", retention, "--prefetch", str(prefetch), "--idle-wait-seconds", str(idle_wait_seconds)]
+        extra += ["--max-tasks", str(max_tasks)] if max_tasks else []
         extra += ["--exit-when-idle"] if exit_when_idle else []
         extra += ["--verbose"] if verbose else []
         command = worker_command(
@@ -115,6 +126,7 @@ def worker(
         lease_seconds=lease_seconds,
         grace_seconds=grace_seconds,
         prefetch=prefetch,
+        idle_wait_seconds=idle_wait_seconds,
         output_dir=output_dir,
         queue_metrics=bool(metrics_port),
     )
