@@ -172,11 +172,18 @@ def run_campaign(
         task_timeout=task_timeout,
         artifacts=artifacts,
     )
+    # Every cell is in the top K, and only our own workers can reach the Redis we start: they write the
+    # full files as they run each cell (`handlers.run_backtest`, `full_files`), where this process would
+    # otherwise run the cell a second time for them. (Workers of a cluster's Redis may write to a volume
+    # this process does not see.)
+    full_in_workers = artifacts == "compact" and redis_url is None and workers > 0 and len(tasks) <= top_k
+    if full_in_workers:
+        tasks = [task.model_copy(update={"meta": {**task.meta, "full_files": True}}) for task in tasks]
     with contextlib.ExitStack() as stack:
         url = redis_url or stack.enter_context(embedded_redis())
         if workers:
             stack.enter_context(local_workers(url, workers, prefix=prefix, output_dir=output_dir))
-        if artifacts == "compact" and top_k > 0:
+        if artifacts == "compact" and top_k > 0 and not full_in_workers:
             _warm_up_pipeline()  # after the processes are started: no fork while the thread imports
         queue = WorkQueue.from_url(url, prefix=prefix)
         started = time.perf_counter()
@@ -203,7 +210,7 @@ def run_campaign(
         unfinished_reason=unfinished_reason,
     )
     if artifacts == "compact":
-        result = _compact_output(result, tasks, name=name, output_dir=output_dir, top_k=top_k, report=report)
+        result = _compact_output(result, tasks, results, name=name, output_dir=output_dir, top_k=top_k, report=report)
     return result
 
 
@@ -222,10 +229,17 @@ def _warm_up_pipeline() -> None:
 
 
 def _compact_output(
-    result: CampaignReport, tasks: list[NewTask], *, name: str, output_dir: Path, top_k: int, report: bool
+    result: CampaignReport,
+    tasks: list[NewTask],
+    results: dict[str, TaskResult],
+    *,
+    name: str,
+    output_dir: Path,
+    top_k: int,
+    report: bool,
 ) -> CampaignReport:
-    """Gather the cells into the batch's Parquet file, then write full result files for the top K only."""
-    from kubetrader.pipeline import execute_one
+    """Gather the cells into the batch's Parquet file, then write full result files for the top K only
+    (unless the worker that ran a cell wrote them: `full_files`)."""
     from kubetrader.queue.artifacts import write_batch_file
 
     rows: list[dict[str, Any]] = []
@@ -240,10 +254,16 @@ def _compact_output(
     for rank, row in enumerate(result.ranking):
         full_path = None
         if rank < top_k:
-            outcome = execute_one(
-                BacktestSpec.model_validate(specs[row.task_id]), name=name, output_dir=output_dir, report=report
-            )
-            full_path = str(outcome.paths.json) if outcome.paths else None
+            written = results[row.task_id].data.get("result_json")
+            if isinstance(written, str):
+                full_path = written
+            else:
+                from kubetrader.pipeline import execute_one
+
+                outcome = execute_one(
+                    BacktestSpec.model_validate(specs[row.task_id]), name=name, output_dir=output_dir, report=report
+                )
+                full_path = str(outcome.paths.json) if outcome.paths else None
         ranking.append(row.model_copy(update={"result_path": full_path}))
     failures = [row.model_copy(update={"result_path": None}) for row in result.failures]
     return result.model_copy(update={"ranking": ranking, "failures": failures, "batch_file": str(path)})
