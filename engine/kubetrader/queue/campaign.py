@@ -183,8 +183,8 @@ def run_campaign(
         url = redis_url or stack.enter_context(embedded_redis())
         if workers:
             stack.enter_context(local_workers(url, workers, prefix=prefix, output_dir=output_dir))
-        if artifacts == "compact" and top_k > 0 and not full_in_workers:
-            _warm_up_pipeline()  # after the processes are started: no fork while the thread imports
+        if artifacts == "compact":  # after the processes are started: no fork while the thread imports
+            _warm_up(COMPACT_MODULES if full_in_workers or top_k == 0 else (*COMPACT_MODULES, *RERUN_MODULES))
         queue = WorkQueue.from_url(url, prefix=prefix)
         started = time.perf_counter()
         added = queue.enqueue(batch, tasks, retry_failed=retry_failed)
@@ -214,16 +214,23 @@ def run_campaign(
     return result
 
 
-def _warm_up_pipeline() -> None:
-    """Import the engine's run path (pandas, Backtrader: most of a second) on a daemon thread while this
-    process waits on Redis for the workers (which start and import the same themselves, in their own
-    processes); `_compact_output` then re-runs the top K without that wait. An import error surfaces
-    there, where the import is made again."""
+# What `_compact_output` imports: for the batch's Parquet file pyarrow, and pandas, which pyarrow 25 imports
+# on its first `pa.array` when it is installed (0.5 s and more); and the engine's run path (Backtrader) when
+# it runs the top K again itself.
+COMPACT_MODULES = ("pandas", "pyarrow.parquet", "kubetrader.queue.artifacts")
+RERUN_MODULES = ("kubetrader.pipeline", "kubetrader.runner")
+
+
+def _warm_up(modules: tuple[str, ...]) -> None:
+    """Import `modules` on a daemon thread while this process waits on Redis for the workers (which start
+    and run the cells in their own processes), so `_compact_output` does not wait for them afterwards.
+    An import error surfaces there, where the import is made again."""
+    import importlib
 
     def load() -> None:
-        with contextlib.suppress(ImportError):
-            import kubetrader.pipeline
-            import kubetrader.runner  # noqa: F401
+        for module in modules:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(module)
 
     threading.Thread(target=load, name="campaign-warm-up", daemon=True).start()
 
