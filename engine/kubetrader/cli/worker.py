@@ -13,7 +13,7 @@ from types import FrameType
 
 import click
 
-from kubetrader.queue.workqueue import DEFAULT_PREFIX
+from kubetrader.queue.defaults import DEFAULT_PREFIX
 from kubetrader.redaction import redact_uri
 
 log = logging.getLogger("kubetrader.worker")
@@ -120,6 +120,9 @@ def worker(
     from kubetrader.queue.workqueue import WorkQueue
 
     retention_seconds = parse_duration(retention, field="--retention")
+    # The handler first: its warm-up (importing the engine, most of the worker's start-up) needs no Redis, so
+    # a local campaign starts its workers before its Redis (`local.local_queue`) and the two overlap.
+    task_handler = load_handler(handler)
     queue = WorkQueue.from_url(redis_url, prefix=prefix, lease_seconds=lease_seconds)
     set_retention(queue.redis, retention_seconds, prefix=prefix)
     settings = WorkerSettings(
@@ -134,7 +137,7 @@ def worker(
         from kubetrader.queue import metrics
 
         metrics.serve(metrics_port)
-    the_worker = Worker(queue, load_handler(handler), settings=settings, on_stuck=restart_in_place)
+    the_worker = Worker(queue, task_handler, settings=settings, on_stuck=restart_in_place)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stop claiming, %.0f s grace for the running task", signum, grace_seconds)

@@ -137,6 +137,7 @@ def run_campaign(
     batch: str,
     workers: int,
     redis_url: str | None = None,
+    local_url: str | None = None,
     prefix: str | None = None,
     priority: int = 0,
     max_attempts: int = 3,
@@ -154,12 +155,12 @@ def run_campaign(
     `kubetrader parallel` and `kubetrader run -f matrix.yaml --workers N`.
 
     Without `redis_url` a local Redis (AOF on) is started for the duration; `workers`
-    local worker processes help either way. `on_start(cells, added, url)` is told what
-    was enqueued (a re-submitted batch adds only the cells it does not have yet; its
-    dead-lettered cells keep their verdict unless `retry_failed`).
+    local worker processes help either way. `local_url`: that Redis, with its `workers`, was
+    started by the caller already (`local.local_queue`), to overlap their start-up with its own.
+    `on_start(cells, added, url)` is told what was enqueued (a re-submitted batch adds only the
+    cells it does not have yet; its dead-lettered cells keep their verdict unless `retry_failed`).
     """
-    from kubetrader.queue.local import local_workers
-    from kubetrader.queue.server import embedded_redis
+    from kubetrader.queue.local import local_queue, local_workers
     from kubetrader.queue.workqueue import DEFAULT_PREFIX
 
     prefix = prefix or DEFAULT_PREFIX
@@ -180,9 +181,14 @@ def run_campaign(
     if full_in_workers:
         tasks = [task.model_copy(update={"meta": {**task.meta, "full_files": True}}) for task in tasks]
     with contextlib.ExitStack() as stack:
-        url = redis_url or stack.enter_context(embedded_redis())
-        if workers:
-            stack.enter_context(local_workers(url, workers, prefix=prefix, output_dir=output_dir))
+        if local_url is not None:
+            url = local_url
+        elif redis_url is None:
+            url = stack.enter_context(local_queue(workers, prefix=prefix, output_dir=output_dir))
+        else:
+            url = redis_url
+            if workers:
+                stack.enter_context(local_workers(url, workers, prefix=prefix, output_dir=output_dir))
         if artifacts == "compact":  # after the processes are started: no fork while the thread imports
             _warm_up(COMPACT_MODULES if full_in_workers or top_k == 0 else (*COMPACT_MODULES, *RERUN_MODULES))
         queue = WorkQueue.from_url(url, prefix=prefix)

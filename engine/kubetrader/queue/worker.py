@@ -44,8 +44,6 @@ from kubetrader.queue.workqueue import Finished, WorkQueue
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HANDLER = "kubetrader.queue.handlers:dispatch"
-
 
 @dataclass
 class TaskContext:

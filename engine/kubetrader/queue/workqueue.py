@@ -34,10 +34,12 @@ from typing import Any, Literal
 import redis
 
 from kubetrader.queue import scripts, validation
+from kubetrader.queue.defaults import DEFAULT_PREFIX
 from kubetrader.queue.tasks import HandlerOutcome, NewTask, Task, TaskResult, TaskState, task_ref
 
-DEFAULT_PREFIX = "kubetrader"
 _ENQUEUE_CHUNK = 500  # tasks per script call: keeps one call short so other clients are not starved
+
+__all__ = ["DEFAULT_PREFIX", "Finished", "WorkQueue"]
 
 CompleteOutcome = Literal["done", "duplicate", "missing"]
 FailOutcome = Literal["dead", "requeued", "cancelled", "ignored", "missing"]
