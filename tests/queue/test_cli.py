@@ -135,3 +135,17 @@ def test_a_failed_cell_of_a_campaign_within_its_top_k_leaves_no_full_files(
     succeeded = Path(summary["ranking"][0]["result_path"])
     assert succeeded.exists() and summary["failures"][0]["result_path"] is None
     assert [path.name for path in (tmp_path / "backtests").iterdir() if not path.name.startswith(succeeded.stem)] == []
+
+
+def test_parallel_can_start_its_workers_before_it_loads_redis_py_or_the_task_models() -> None:
+    # `kubetrader parallel` starts its own Redis's workers from `queue.local` first thing, so that their
+    # start-up overlaps with the driver's imports: the command's module and that one must stay light.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, kubetrader.cli.parallel, kubetrader.queue.local; "
+        "print(sorted({m.partition('.')[0] for m in sys.modules} & {'redis', 'pydantic', 'pandas', 'numpy'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

@@ -39,8 +39,6 @@ from kubetrader.queue.tasks import HandlerOutcome, NewTask, Task, TaskResult, Ta
 
 _ENQUEUE_CHUNK = 500  # tasks per script call: keeps one call short so other clients are not starved
 
-__all__ = ["DEFAULT_PREFIX", "Finished", "WorkQueue"]
-
 CompleteOutcome = Literal["done", "duplicate", "missing"]
 FailOutcome = Literal["dead", "requeued", "cancelled", "ignored", "missing"]
 
