@@ -13,6 +13,11 @@ Interleaved runs of each command (so the machine's load hits them alike), median
 - `kubetrader parallel` of one cell (its own Redis and one worker): the fixed overhead of the
   queue path (goal: at most 1.5 s).
 Also how long `import kubetrader.cli.backtest` (what `run` loads before it reads the file) takes.
+
+`KT_BENCH_CLI_ONLY=parallel` runs only the rows whose label contains that text (and the plain script,
+the ratios' base); `KT_BENCH_CLI_BASE=/path/to/another/checkout` adds a "(base)" row for each
+kubetrader row, the same command on that tree's code, interleaved with this tree's: a before/after
+on one machine's load.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = int(os.environ.get("KT_BENCH_CLI_RUNS", "5"))
+ONLY = os.environ.get("KT_BENCH_CLI_ONLY", "")
+BASE = os.environ.get("KT_BENCH_CLI_BASE", "")
 KUBETRADER = [sys.executable, "-m", "kubetrader.cli.main"]
 
 # What a user writes instead of the platform: the same crossover, Backtrader's own CSV feed, IB-like
@@ -69,6 +76,27 @@ print("final value", cerebro.broker.getvalue())
 for name in ("sharpe", "drawdown", "returns", "trades", "sqn"):
     print(name, dict(getattr(strategy.analyzers, name).get_analysis()))
 """
+
+
+Run = tuple[list[str], Path, dict[str, str]]  # command, working directory, environment
+
+
+def _with_base(commands: dict[str, list[str]], env: dict[str, str]) -> dict[str, Run]:
+    """Each command with its tree and environment: the rows `ONLY` selects, and with `BASE` each kubetrader
+    row again on that tree's code (its engine first on the path; same interpreter, data and output)."""
+    plain_label = "plain Backtrader script, 5 analyzers"
+    runs: dict[str, Run] = {}
+    for label, cmd in commands.items():
+        if ONLY and ONLY not in label and label != plain_label:
+            continue
+        runs[label] = (cmd, ROOT, env)
+        if BASE and cmd[:3] == KUBETRADER:
+            base = Path(BASE).resolve()
+            path = os.pathsep.join([str(base / "engine"), str(base), env.get("PYTHONPATH", "")])
+            base_cmd = [str(base / part.removeprefix(f"{ROOT}/")) if part.startswith(f"{ROOT}/examples") else part
+                        for part in cmd]  # fmt: skip
+            runs[f"{label} (base)"] = (base_cmd, base, {**env, "PYTHONPATH": path})
+    return runs
 
 
 def _time(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
@@ -125,14 +153,15 @@ def main() -> None:
                 "--workers", "1", "--output", str(work / "parallel"),
             ],
         }  # fmt: skip
-        for cmd in commands.values():  # warm-up: bytecode, the data store's first registration
-            _time(cmd, ROOT, env)
+        runs = _with_base(commands, env)
+        for cmd, cwd, cmd_env in runs.values():  # warm-up: bytecode, the data store's first registration
+            _time(cmd, cwd, cmd_env)
             _settle(work / "tracked")
-        walls: dict[str, list[float]] = {label: [] for label in commands}
-        cpus: dict[str, list[float]] = {label: [] for label in commands}
+        walls: dict[str, list[float]] = {label: [] for label in runs}
+        cpus: dict[str, list[float]] = {label: [] for label in runs}
         for _ in range(RUNS):
-            for label, cmd in commands.items():
-                wall, cpu = _time(cmd, ROOT, env)
+            for label, (cmd, cwd, cmd_env) in runs.items():
+                wall, cpu = _time(cmd, cwd, cmd_env)
                 _settle(work / "tracked")
                 walls[label].append(wall)
                 cpus[label].append(cpu)
@@ -145,7 +174,7 @@ def main() -> None:
         }
         print(f"whole processes, medians of {RUNS} interleaved runs after a warm-up; ratios to the plain script\n")
         print(f"{'command':<46}{'wall':>8}{'ratio':>8}{'CPU':>8}{'ratio':>8}{'goal':>11}")
-        for label in commands:
+        for label in runs:
             wall, cpu = wall_median[label], cpu_median[label]
             wall_ratio, cpu_ratio = wall / wall_median[plain_label], cpu / cpu_median[plain_label]
             print(f"{label:<46}{wall:>7.2f}s{wall_ratio:>8.2f}{cpu:>7.2f}s{cpu_ratio:>8.2f}{goals.get(label, ''):>11}")

@@ -157,6 +157,53 @@ def test_sigterm_lets_a_task_that_finishes_within_the_grace_period_complete(
     assert queue.task_state("finish", "t01" if held == "t00" else "t00") == TaskState.QUEUED
 
 
+# The idle waits below are the longest the worker allows (20 s), twice the bound the tests give a stop:
+# a stop noticed only when the wait times out (the code before `WorkQueue.interrupt_wait`) overruns it
+# every time, whatever the machine's load; one that ends the wait takes a round trip.
+LONG_IDLE_WAIT = 20.0
+STOP_BOUND = LONG_IDLE_WAIT / 2
+
+
+def in_blpop(queue: WorkQueue) -> bool:
+    """Some client of the server is blocked in BLPOP right now (the worker's state says "idle" before it is)."""
+    return any(client.get("cmd") == "blpop" for client in queue.redis.client_list())
+
+
+def test_stop_ends_an_idle_worker_s_wait_for_work_at_once_and_leaves_no_wake_key(redis_url: str) -> None:
+    queue = WorkQueue(redis_client(redis_url), prefix=PREFIX)  # the workers' client (30 s socket timeout)
+    settings = WorkerSettings(idle_wait_seconds=LONG_IDLE_WAIT)
+    worker = Worker(queue, handlers.succeed, settings=settings, worker_id="idle")
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    wait_until(lambda: in_blpop(queue), what="the worker blocked in its wait for work")
+
+    worker.stop()
+    thread.join(STOP_BOUND)
+    assert not thread.is_alive(), "the stopped worker is still in its wait for work"
+    assert queue.redis.exists(queue.key("wake", "idle"), queue.key("worker", "idle")) == 0
+
+
+def test_sigterm_stops_an_idle_worker_process_without_waiting_out_its_idle_wait(
+    redis_url: str, spawn: WorkerSpawner
+) -> None:
+    queue = WorkQueue(redis_client(redis_url), prefix=PREFIX)
+    worker = spawn(redis_url, "succeed", prefix=PREFIX, extra=["--idle-wait-seconds", str(LONG_IDLE_WAIT)])
+    wait_until(lambda: in_blpop(queue), timeout=30, what="the worker blocked in its wait for work")
+
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(STOP_BOUND) == 0
+    assert queue.redis.zcard(queue.key("workers")) == 0
+
+
+def test_a_worker_woken_to_stop_leaves_the_shared_wake_tokens_to_the_others(redis_client: redis.Redis) -> None:
+    queue = WorkQueue(redis_client, prefix=PREFIX)
+    queue.redis.lpush(queue.key("wake"), "1")  # an enqueue's hint for whichever worker is idle
+    queue.interrupt_wait("stopping")
+    queue.wait_for_work(LONG_IDLE_WAIT, worker="stopping")
+    assert queue.redis.llen(queue.key("wake")) == 1
+    assert queue.redis.llen(queue.key("wake", "stopping")) == 0
+
+
 def test_a_handler_crash_is_recorded_and_the_worker_keeps_going(redis_client: redis.Redis) -> None:
     queue = WorkQueue(redis_client, prefix=PREFIX)
     queue.enqueue("crash", [NewTask(id="boom", spec={}, meta={"poison": True}, max_attempts=1), *batch_of(2)])

@@ -7,6 +7,7 @@ enqueues and waits, for the cluster's workers (add `--workers N` to help locally
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import sys
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kubetrader.cli.options import backtest_spec_from_options, greedy_option, split_words
-from kubetrader.queue.workqueue import DEFAULT_PREFIX
+from kubetrader.queue.defaults import DEFAULT_PREFIX
 
 if TYPE_CHECKING:
     from kubetrader.queue.campaign import CampaignReport
@@ -94,8 +95,41 @@ def parallel(
     no_progress: bool,
 ) -> None:
     """Run every strategy on every symbol in parallel and rank them by Sharpe."""
+    if workers is None:
+        workers = 0 if redis_url else os.cpu_count() or 1
+    with contextlib.ExitStack() as stack:
+        local_url = None
+        if redis_url is None:
+            # Our own Redis and workers before anything else: a worker spends most of its start-up importing
+            # the engine, which so overlaps with this process's own imports and preparation (0.3-0.5 s).
+            from kubetrader.queue.local import local_queue
 
-    from kubetrader.queue.campaign import headline, write_report
+            local_url = stack.enter_context(local_queue(workers, prefix=prefix, output_dir=output.parent))
+        result = _run_campaign(
+            symbols, strategies, start=start, end=end, timeframe=timeframe, cash=cash, commission=commission,
+            slippage_bps=slippage_bps, name=name, batch=batch, workers=workers, redis_url=redis_url,
+            local_url=local_url, prefix=prefix, priority=priority, max_attempts=max_attempts,
+            retry_failed=retry_failed, artifacts=artifacts, top_k=top_k, report=report, output_dir=output.parent,
+            timeout=timeout, task_timeout=task_timeout, show_progress=not no_progress,
+        )  # fmt: skip
+    _print_report(result, output)
+
+
+def _run_campaign(
+    symbols: tuple[str, ...],
+    strategies: tuple[str, ...],
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    timeframe: str,
+    cash: float,
+    commission: str,
+    slippage_bps: float,
+    name: str,
+    batch: str | None,
+    **options: Any,
+) -> CampaignReport:
+    """The campaign's spec from the command's options, run over the queue."""
     from kubetrader.specs import MatrixSpec
 
     paths = split_words(strategies)
@@ -111,26 +145,13 @@ def parallel(
     )
     spec = base.model_copy(update={"matrix": MatrixSpec(symbols=list(base.data.symbols), strategies=paths)})
     batch = batch or f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    if workers is None:
-        workers = 0 if redis_url else os.cpu_count() or 1
-    result = run_with_progress(
-        spec,
-        name=name,
-        batch=batch,
-        workers=workers,
-        redis_url=redis_url,
-        prefix=prefix,
-        priority=priority,
-        max_attempts=max_attempts,
-        retry_failed=retry_failed,
-        artifacts=artifacts,
-        top_k=top_k,
-        report=report,
-        output_dir=output.parent,
-        timeout=timeout,
-        task_timeout=task_timeout,
-        show_progress=not no_progress,
-    )
+    return run_with_progress(spec, name=name, batch=batch, **options)
+
+
+def _print_report(result: CampaignReport, output: Path) -> None:
+    """The CSV and JSON, and the summary on the terminal; exit 1 when a cell failed or was cancelled."""
+    from kubetrader.queue.campaign import headline, write_report
+
     csv_path, json_path = write_report(result, output)
     avg = f"{result.avg_seconds_per_backtest:.3f} s" if result.avg_seconds_per_backtest is not None else "-"
     click.echo(

@@ -13,10 +13,14 @@ from types import FrameType
 
 import click
 
-from kubetrader.queue.workqueue import DEFAULT_PREFIX
+from kubetrader.queue.defaults import DEFAULT_PREFIX
 from kubetrader.redaction import redact_uri
 
 log = logging.getLogger("kubetrader.worker")
+
+# The idle wait is a BLPOP, and redis-py does not lengthen the socket's read timeout for a blocking
+# command (`server.redis_client`: 30 s): a longer wait would end in a TimeoutError, not in a poll.
+MAX_IDLE_WAIT_SECONDS = 20.0
 
 
 @click.command()
@@ -51,6 +55,13 @@ log = logging.getLogger("kubetrader.worker")
     type=click.IntRange(1, 1000),
     help="Most tasks one claim takes; short tasks are claimed in batches up to this, long ones one at a time.",
 )
+@click.option(
+    "--idle-wait-seconds",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0, max=MAX_IDLE_WAIT_SECONDS, min_open=True),
+    help="Longest wait for work on an empty queue before polling again (an enqueue or a stop ends it at once).",
+)
 @click.option("--output-dir", default="results", show_default=True, type=click.Path(path_type=Path))
 @click.option(
     "--metrics-port",
@@ -72,6 +83,7 @@ def worker(
     grace_seconds: float,
     retention: str,
     prefetch: int,
+    idle_wait_seconds: float,
     output_dir: Path,
     metrics_port: int,
     max_tasks: int | None,
@@ -88,9 +100,8 @@ def worker(
         if metrics_port:  # one port per pod: the child processes would each want it
             raise click.BadParameter("--metrics-port needs --concurrency 1 (one worker process per pod)")
 
-        extra = ["--retention", retention, "--prefetch", str(prefetch)] + (
-            ["--max-tasks", str(max_tasks)] if max_tasks else []
-        )
+        extra = ["--retention", retention, "--prefetch", str(prefetch), "--idle-wait-seconds", str(idle_wait_seconds)]
+        extra += ["--max-tasks", str(max_tasks)] if max_tasks else []
         extra += ["--exit-when-idle"] if exit_when_idle else []
         extra += ["--verbose"] if verbose else []
         command = worker_command(
@@ -109,12 +120,16 @@ def worker(
     from kubetrader.queue.workqueue import WorkQueue
 
     retention_seconds = parse_duration(retention, field="--retention")
+    # The handler first: its warm-up (importing the engine, most of the worker's start-up) needs no Redis, so
+    # a local campaign starts its workers before its Redis (`local.local_queue`) and the two overlap.
+    task_handler = load_handler(handler)
     queue = WorkQueue.from_url(redis_url, prefix=prefix, lease_seconds=lease_seconds)
     set_retention(queue.redis, retention_seconds, prefix=prefix)
     settings = WorkerSettings(
         lease_seconds=lease_seconds,
         grace_seconds=grace_seconds,
         prefetch=prefetch,
+        idle_wait_seconds=idle_wait_seconds,
         output_dir=output_dir,
         queue_metrics=bool(metrics_port),
     )
@@ -122,7 +137,7 @@ def worker(
         from kubetrader.queue import metrics
 
         metrics.serve(metrics_port)
-    the_worker = Worker(queue, load_handler(handler), settings=settings, on_stuck=restart_in_place)
+    the_worker = Worker(queue, task_handler, settings=settings, on_stuck=restart_in_place)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stop claiming, %.0f s grace for the running task", signum, grace_seconds)

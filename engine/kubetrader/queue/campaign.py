@@ -137,6 +137,7 @@ def run_campaign(
     batch: str,
     workers: int,
     redis_url: str | None = None,
+    local_url: str | None = None,
     prefix: str | None = None,
     priority: int = 0,
     max_attempts: int = 3,
@@ -154,12 +155,12 @@ def run_campaign(
     `kubetrader parallel` and `kubetrader run -f matrix.yaml --workers N`.
 
     Without `redis_url` a local Redis (AOF on) is started for the duration; `workers`
-    local worker processes help either way. `on_start(cells, added, url)` is told what
-    was enqueued (a re-submitted batch adds only the cells it does not have yet; its
-    dead-lettered cells keep their verdict unless `retry_failed`).
+    local worker processes help either way. `local_url`: that Redis, with its `workers`, was
+    started by the caller already (`local.local_queue`), to overlap their start-up with its own.
+    `on_start(cells, added, url)` is told what was enqueued (a re-submitted batch adds only the
+    cells it does not have yet; its dead-lettered cells keep their verdict unless `retry_failed`).
     """
-    from kubetrader.queue.local import local_workers
-    from kubetrader.queue.server import embedded_redis
+    from kubetrader.queue.local import local_queue, local_workers
     from kubetrader.queue.workqueue import DEFAULT_PREFIX
 
     prefix = prefix or DEFAULT_PREFIX
@@ -172,12 +173,24 @@ def run_campaign(
         task_timeout=task_timeout,
         artifacts=artifacts,
     )
+    # Every cell is in the top K, and only our own workers can reach the Redis we start: they write the
+    # full files as they run each cell (`handlers.run_backtest`, `full_files`), where this process would
+    # otherwise run the cell a second time for them. (Workers of a cluster's Redis may write to a volume
+    # this process does not see.)
+    full_in_workers = artifacts == "compact" and redis_url is None and workers > 0 and len(tasks) <= top_k
+    if full_in_workers:
+        tasks = [task.model_copy(update={"meta": {**task.meta, "full_files": True}}) for task in tasks]
     with contextlib.ExitStack() as stack:
-        url = redis_url or stack.enter_context(embedded_redis())
-        if workers:
-            stack.enter_context(local_workers(url, workers, prefix=prefix, output_dir=output_dir))
-        if artifacts == "compact" and top_k > 0:
-            _warm_up_pipeline()  # after the processes are started: no fork while the thread imports
+        if local_url is not None:
+            url = local_url
+        elif redis_url is None:
+            url = stack.enter_context(local_queue(workers, prefix=prefix, output_dir=output_dir))
+        else:
+            url = redis_url
+            if workers:
+                stack.enter_context(local_workers(url, workers, prefix=prefix, output_dir=output_dir))
+        if artifacts == "compact":  # after the processes are started: no fork while the thread imports
+            _warm_up(COMPACT_MODULES if full_in_workers or top_k == 0 else (*COMPACT_MODULES, *RERUN_MODULES))
         queue = WorkQueue.from_url(url, prefix=prefix)
         started = time.perf_counter()
         added = queue.enqueue(batch, tasks, retry_failed=retry_failed)
@@ -203,29 +216,43 @@ def run_campaign(
         unfinished_reason=unfinished_reason,
     )
     if artifacts == "compact":
-        result = _compact_output(result, tasks, name=name, output_dir=output_dir, top_k=top_k, report=report)
+        result = _compact_output(result, tasks, results, name=name, output_dir=output_dir, top_k=top_k, report=report)
     return result
 
 
-def _warm_up_pipeline() -> None:
-    """Import the engine's run path (pandas, Backtrader: most of a second) on a daemon thread while this
-    process waits on Redis for the workers (which start and import the same themselves, in their own
-    processes); `_compact_output` then re-runs the top K without that wait. An import error surfaces
-    there, where the import is made again."""
+# What `_compact_output` imports: for the batch's Parquet file pyarrow, and pandas, which pyarrow 25 imports
+# on its first `pa.array` when it is installed (0.5 s and more); and the engine's run path (Backtrader) when
+# it runs the top K again itself.
+COMPACT_MODULES = ("pandas", "pyarrow.parquet", "kubetrader.queue.artifacts")
+RERUN_MODULES = ("kubetrader.pipeline", "kubetrader.runner")
+
+
+def _warm_up(modules: tuple[str, ...]) -> None:
+    """Import `modules` on a daemon thread while this process waits on Redis for the workers (which start
+    and run the cells in their own processes), so `_compact_output` does not wait for them afterwards.
+    An import error surfaces there, where the import is made again."""
+    import importlib
 
     def load() -> None:
-        with contextlib.suppress(ImportError):
-            import kubetrader.pipeline
-            import kubetrader.runner  # noqa: F401
+        for module in modules:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(module)
 
     threading.Thread(target=load, name="campaign-warm-up", daemon=True).start()
 
 
 def _compact_output(
-    result: CampaignReport, tasks: list[NewTask], *, name: str, output_dir: Path, top_k: int, report: bool
+    result: CampaignReport,
+    tasks: list[NewTask],
+    results: dict[str, TaskResult],
+    *,
+    name: str,
+    output_dir: Path,
+    top_k: int,
+    report: bool,
 ) -> CampaignReport:
-    """Gather the cells into the batch's Parquet file, then write full result files for the top K only."""
-    from kubetrader.pipeline import execute_one
+    """Gather the cells into the batch's Parquet file, then write full result files for the top K only
+    (unless the worker that ran a cell wrote them: `full_files`)."""
     from kubetrader.queue.artifacts import write_batch_file
 
     rows: list[dict[str, Any]] = []
@@ -240,10 +267,16 @@ def _compact_output(
     for rank, row in enumerate(result.ranking):
         full_path = None
         if rank < top_k:
-            outcome = execute_one(
-                BacktestSpec.model_validate(specs[row.task_id]), name=name, output_dir=output_dir, report=report
-            )
-            full_path = str(outcome.paths.json) if outcome.paths else None
+            written = results[row.task_id].data.get("result_json")
+            if isinstance(written, str):
+                full_path = written
+            else:
+                from kubetrader.pipeline import execute_one
+
+                outcome = execute_one(
+                    BacktestSpec.model_validate(specs[row.task_id]), name=name, output_dir=output_dir, report=report
+                )
+                full_path = str(outcome.paths.json) if outcome.paths else None
         ranking.append(row.model_copy(update={"result_path": full_path}))
     failures = [row.model_copy(update={"result_path": None}) for row in result.failures]
     return result.model_copy(update={"ranking": ranking, "failures": failures, "batch_file": str(path)})

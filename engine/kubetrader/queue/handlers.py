@@ -49,7 +49,9 @@ def run_backtest(task: Task, context: TaskContext) -> HandlerOutcome:
     (also draw the plot and the HTML tearsheet; off by default because a campaign
     of hundreds of cells should not spend its time in matplotlib), `returns` (send
     the daily returns back in the result's `data`, for an optimizer's overfitting
-    statistics).
+    statistics), `artifacts: compact` (a campaign's cell: the metrics and a small equity
+    curve, `_run_compact`), with `full_files` also the full result files, whose JSON's path
+    goes back in `data["result_json"]` (a small campaign whose every cell is in its top K).
     An engine failure is raised with its class (fatal or retryable) so the queue
     knows whether another attempt can help.
     """
@@ -59,12 +61,17 @@ def run_backtest(task: Task, context: TaskContext) -> HandlerOutcome:
     from kubetrader.specs import BacktestSpec
 
     spec = BacktestSpec.model_validate(task.spec)  # a ValidationError is fatal (see worker.is_fatal)
-    if task.meta.get("artifacts") == "compact":
+    compact = task.meta.get("artifacts") == "compact"
+    if compact and not task.meta.get("full_files"):
         return _run_compact(task, context, spec)
     name = check_name(task.meta.get("name") or task.batch, "meta.name")
     under(context.output_dir, BACKTESTS_DIR, f"{result_id(name, spec)}.json")  # before anything is written
     outcome = execute_one(spec, name=name, output_dir=context.output_dir, report=bool(task.meta.get("report", False)))
     if outcome.status == "failed":
+        if compact and outcome.paths is not None:
+            # a compact campaign has full files for its best cells only, never for a failed one
+            for path in (outcome.paths.json, outcome.paths.log):
+                path.unlink(missing_ok=True)
         error = outcome.error or "backtest failed"
         if outcome.exit_code == EXIT_RETRYABLE:
             raise RetryableError(error)
@@ -73,6 +80,11 @@ def run_backtest(task: Task, context: TaskContext) -> HandlerOutcome:
     data: dict[str, object] = {}
     if task.meta.get("returns") and outcome.document is not None:
         data["returns"] = list(outcome.document.returns)
+    if compact and outcome.document is not None:
+        # the full files, and the curve the driver gathers like any compact cell's (`_cell_curve`)
+        data["result_json"] = result_path
+        document = outcome.document
+        result_path = _cell_curve(task, context, document.dates, document.equity)
     return HandlerOutcome(metrics=outcome.metrics, result_path=result_path, data=data)
 
 
@@ -81,7 +93,6 @@ def _run_compact(task: Task, context: TaskContext, spec: object) -> HandlerOutco
     import numpy as np
 
     from kubetrader.errors import KubetraderError
-    from kubetrader.queue.artifacts import write_cell_curve
     from kubetrader.runner import BacktestRunner
 
     try:
@@ -90,12 +101,25 @@ def _run_compact(task: Task, context: TaskContext, spec: object) -> HandlerOutco
         if exc.exit_code == EXIT_RETRYABLE:
             raise RetryableError(str(exc)) from exc
         raise FatalError(str(exc)) from exc
-    under(context.output_dir, "campaigns", check_name(task.batch, "batch"), "cells", f"{check_name(task.id, 'id')}.npy")
-    days = (np.asarray(result.equity.index.values, dtype="datetime64[D]")).astype(np.int64)
-    path = write_cell_curve(
-        context.output_dir, task.batch, task.id, context.worker_id, days, result.equity.to_numpy(dtype=float)
+    days = np.asarray(result.equity.index.values, dtype="datetime64[D]")
+    return HandlerOutcome(
+        metrics=dict(result.metrics), result_path=_cell_curve(task, context, days, result.equity.to_numpy(dtype=float))
     )
-    return HandlerOutcome(metrics=dict(result.metrics), result_path=str(path.resolve()))
+
+
+def _cell_curve(task: Task, context: TaskContext, days: object, equity: object) -> str:
+    """Write the cell's equity curve (days: anything `datetime64[D]` takes, such as ISO dates) where the driver
+    gathers it; its path. From the run's series or from its result document (the same UTC days and floats:
+    `BacktestResult.to_document`), the curve is the same."""
+    import numpy as np
+
+    from kubetrader.queue.artifacts import write_cell_curve
+
+    under(context.output_dir, "campaigns", check_name(task.batch, "batch"), "cells", f"{check_name(task.id, 'id')}.npy")
+    day_numbers = np.asarray(days, dtype="datetime64[D]").astype(np.int64)
+    values = np.asarray(equity, dtype=float)
+    path = write_cell_curve(context.output_dir, task.batch, task.id, context.worker_id, day_numbers, values)
+    return str(path.resolve())
 
 
 def warm_up() -> None:

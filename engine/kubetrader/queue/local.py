@@ -16,8 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from kubetrader.queue.children import die_with_parent
-from kubetrader.queue.worker import DEFAULT_HANDLER
-from kubetrader.queue.workqueue import DEFAULT_PREFIX
+from kubetrader.queue.defaults import DEFAULT_HANDLER, DEFAULT_PREFIX
 
 
 def worker_command(
@@ -76,6 +75,25 @@ def stop_workers(processes: Sequence[subprocess.Popen[bytes]], *, timeout: float
             process.kill()
             codes.append(process.wait())
     return codes
+
+
+@contextlib.contextmanager
+def local_queue(count: int, **kwargs: object) -> Iterator[str]:
+    """A Redis of our own (AOF on, in a temporary folder) and `count` worker processes on it; its URL.
+
+    The workers are started first: most of a worker's start-up is importing the engine, which needs no
+    Redis (`kubetrader worker` loads its handler before it connects), so Redis starts meanwhile instead of
+    before. On the way out the workers are stopped first (they report or give back their tasks), then Redis.
+    """
+    from kubetrader.queue.server import RedisServer, embedded_folder
+
+    with contextlib.ExitStack() as stack:
+        server = RedisServer(stack.enter_context(embedded_folder()))
+        stack.callback(server.stop)
+        if count:
+            stack.enter_context(local_workers(server.url, count, **kwargs))
+        server.start()
+        yield server.url
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ Key layout under a prefix `p` (a task's `ref` is "batch:id"):
     p:counters           HASH  done, failed, retried (totals since the queue was created)
     p:workers            ZSET  worker id -> last heartbeat (dropped after 10 min);  p:worker:{id} HASH (expires)
     p:wake               LIST  tokens pushed on enqueue/requeue; idle workers BLPOP it
+    p:wake:{worker}      LIST  a token that ends that worker's idle BLPOP when it is told to stop (expires)
     p:seq                STRING FIFO sequence number
     p:config             HASH  retention_ms: how long a finished batch's keys live (set by workers)
 

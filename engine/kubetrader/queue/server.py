@@ -26,12 +26,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
-
-import redis
+from typing import TYPE_CHECKING, Literal
 
 from kubetrader.errors import InfrastructureError
 from kubetrader.queue.children import die_with_parent, pid_alive
+
+if TYPE_CHECKING:
+    import redis
 
 Fsync = Literal["always", "everysec", "no"]
 
@@ -127,6 +128,8 @@ class RedisServer:
         return self
 
     def _wait_ready(self) -> None:
+        import redis  # here, not at import: `queue.local` starts the workers before it loads redis-py
+
         deadline = time.monotonic() + self.start_timeout
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
         try:
@@ -196,11 +199,18 @@ def embedded_redis(data_dir: Path | str | None = None, *, appendfsync: Fsync = "
         with RedisServer(Path(data_dir), appendfsync=appendfsync) as server:
             yield server.url
         return
+    with embedded_folder() as folder, RedisServer(folder, appendfsync=appendfsync) as server:
+        yield server.url
+
+
+@contextlib.contextmanager
+def embedded_folder() -> Iterator[Path]:
+    """A temporary folder for a local Redis's append-only file, owned by this process, removed on exit
+    (and by the next one to start, if this process is killed first)."""
     _remove_orphaned_folders()
     with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX) as tmp:
         (Path(tmp) / OWNER_FILE).write_text(str(os.getpid()))
-        with RedisServer(Path(tmp), appendfsync=appendfsync) as server:
-            yield server.url
+        yield Path(tmp)
 
 
 TEMP_PREFIX = "kubetrader-redis-"
@@ -233,6 +243,8 @@ def redis_client(
     the queue's retry policy (`retry.DeadlineRetry`): connection errors and OOM are retried with
     backoff for `retry_seconds` (default `KUBETRADER_REDIS_RETRY_SECONDS`, 60 s), then raised
     as a one-line `InfrastructureError`."""
+    import redis
+
     from kubetrader.queue.retry import DeadlineRetry
     from kubetrader.queue.retry import retry_seconds as default_retry_seconds
 

@@ -44,8 +44,6 @@ from kubetrader.queue.workqueue import Finished, WorkQueue
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HANDLER = "kubetrader.queue.handlers:dispatch"
-
 
 @dataclass
 class TaskContext:
@@ -220,7 +218,7 @@ class Worker:
                         if exit_when_idle:
                             break
                         self._set_state("idle", None)
-                        self.queue.wait_for_work(self.settings.idle_wait_seconds)
+                        self.queue.wait_for_work(self.settings.idle_wait_seconds, worker=self.worker_id)
                         continue
                     self.summary.claimed += len(tasks)
                     with self._lock:
@@ -409,12 +407,18 @@ class Worker:
             metrics.refresh_queue(self.queue.redis, self.queue.prefix)
 
     def _beat_loop(self, beat_stop: threading.Event) -> None:
+        interrupted = False
         while True:
             self._beat_wake.wait(self.settings.interval)
             self._beat_wake.clear()
             if beat_stop.is_set():
                 return
             try:
+                if self._stop.is_set() and not interrupted:
+                    # `stop` may run in a signal handler, which must not use the Redis connection the main
+                    # thread is blocked on; this thread ends that idle wait for it, on a connection of its own.
+                    self.queue.interrupt_wait(self.worker_id)
+                    interrupted = True
                 with self._lock:
                     current = [self._current] if self._current is not None else []
                     held = [*current, *self._held, *(item.task for item in self._unreported)]

@@ -34,9 +34,9 @@ from typing import Any, Literal
 import redis
 
 from kubetrader.queue import scripts, validation
+from kubetrader.queue.defaults import DEFAULT_PREFIX
 from kubetrader.queue.tasks import HandlerOutcome, NewTask, Task, TaskResult, TaskState, task_ref
 
-DEFAULT_PREFIX = "kubetrader"
 _ENQUEUE_CHUNK = 500  # tasks per script call: keeps one call short so other clients are not starved
 
 CompleteOutcome = Literal["done", "duplicate", "missing"]
@@ -264,9 +264,28 @@ class WorkQueue:
         """Re-queue (or dead-letter) expired leases now; claims do this anyway."""
         return int(self._reap(args=[self.prefix, limit]))
 
-    def wait_for_work(self, timeout: float) -> None:
-        """Block until something was enqueued or re-queued, or `timeout` s passed."""
-        self.redis.blpop([self.key("wake")], timeout=max(timeout, 0.01))
+    def wait_for_work(self, timeout: float, *, worker: str | None = None) -> None:
+        """Block until something was enqueued or re-queued, or `timeout` s passed, or (with `worker`)
+        `interrupt_wait(worker)` was called.
+
+        The worker's own key comes first: BLPOP pops from the first non-empty key, so a worker woken
+        to stop does not also take a shared token another idle worker could use.
+        """
+        keys = [self.key("wake", worker), self.key("wake")] if worker else [self.key("wake")]
+        self.redis.blpop(keys, timeout=max(timeout, 0.01))
+
+    def interrupt_wait(self, worker: str) -> None:
+        """End `worker`'s idle wait now (its stop): a token on its own wake key.
+
+        A signal cannot end a blocking read (Python retries the system call after the handler, PEP 475),
+        so without this a stopped worker noticed its stop only when BLPOP timed out. The token outlives
+        the call (a worker between two waits finds it at the next one) and expires, or goes with
+        `forget_worker`.
+        """
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.lpush(self.key("wake", worker), "stop")
+        pipe.pexpire(self.key("wake", worker), 60_000)
+        pipe.execute()
 
     def heartbeat(self, worker: str, fields: dict[str, str], *, ttl_seconds: float) -> None:
         flat = [item for pair in fields.items() for item in pair]
@@ -274,7 +293,7 @@ class WorkQueue:
 
     def forget_worker(self, worker: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(self.key("worker", worker))
+        pipe.delete(self.key("worker", worker), self.key("wake", worker))
         pipe.zrem(self.key("workers"), worker)
         pipe.execute()
 
