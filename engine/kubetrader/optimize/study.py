@@ -150,10 +150,10 @@ def build_sampler(spec: SamplerSpec, space: Space, storage_url: str | None) -> A
     import optuna
 
     if spec.type == "tpe":
-        from kubetrader.optimize.samplers import vectorized_tpe_log_ndtr
+        from kubetrader.optimize.samplers import MemoizedTPESampler, vectorized_tpe_log_ndtr
 
         vectorized_tpe_log_ndtr()
-        return optuna.samplers.TPESampler(
+        return MemoizedTPESampler(
             seed=spec.seed,
             n_startup_trials=spec.startup_trials,
             multivariate=spec.multivariate,
