@@ -38,7 +38,8 @@ def tell(study: optuna.Study, trial: optuna.Trial) -> None:
     elif p["x"] % 13 == 0:
         study.tell(trial, -100.0)  # ties
     else:
-        study.tell(trial, -((p["x"] - 50) ** 2) - (p["y"] - 1) ** 2 + (p["c"] == "b") + p["step"] + (p["x"] > 150) * 9e3)
+        peaks = -((p["x"] - 50) ** 2) - (p["y"] - 1) ** 2 + (p["x"] > 150) * 9e3
+        study.tell(trial, peaks + (p["c"] == "b") + p["step"])
 
 
 def proposals(sampler: optuna.samplers.BaseSampler, storage: Any, trials: int, batch: int) -> list[dict[str, Any]]:

@@ -165,9 +165,9 @@ class GroupedJournalStorage(JournalStorage):
         prefix = self._finished.setdefault(study_id, _FinishedPrefix())
         while prefix.count < len(ids) and trials[ids[prefix.count]].state.is_finished():
             trial = trials[ids[prefix.count]]
-            for wanted, kept in prefix.by_states.items():
+            for wanted, filtered in prefix.by_states.items():
                 if wanted is None or trial.state in wanted:
-                    kept.append(trial)
+                    filtered.append(trial)
             prefix.count += 1
         kept = prefix.by_states.get(key)
         if kept is None:

@@ -46,7 +46,7 @@ class _Column:
     def __init__(self, dtype: type) -> None:
         self.items: list[Any] = []
         self._dtype = dtype
-        self._array = np.asarray([], dtype=dtype)
+        self._array: np.ndarray = np.asarray([], dtype=dtype)
 
     def array(self) -> np.ndarray:
         if len(self._array) != len(self.items):
@@ -133,7 +133,7 @@ class MemoizedTPESampler(optuna.samplers.TPESampler):
     ) -> dict[str, Any]:
         if study._is_multi_objective():
             return super()._sample(study, trial, search_space)
-        states = (TrialState.COMPLETE, TrialState.PRUNED)
+        states: tuple[TrialState, ...] = (TrialState.COMPLETE, TrialState.PRUNED)
         if self._constant_liar:
             states += (TrialState.RUNNING,)
         trials = study._get_trials(deepcopy=False, states=states, use_cache=not self._constant_liar)
