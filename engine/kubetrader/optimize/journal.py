@@ -23,9 +23,11 @@ lock objects.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Container, Generator, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from optuna.storages.journal import (
@@ -35,6 +37,7 @@ from optuna.storages.journal import (
     JournalFileSymlinkLock,
     JournalStorage,
 )
+from optuna.trial import FrozenTrial, TrialState
 
 JournalLock = JournalFileSymlinkLock | JournalFileOpenLock
 
@@ -103,12 +106,75 @@ class GroupCommitBackend(BaseJournalBackend):
         self.writes += 1
 
 
+@dataclass
+class _FinishedPrefix:
+    """A study's leading trials that are all finished (so never change again), filtered per states."""
+
+    count: int = 0
+    by_states: dict[frozenset[TrialState] | None, list[FrozenTrial]] = field(default_factory=dict)
+
+
 class GroupedJournalStorage(JournalStorage):
-    """`JournalStorage` on a `GroupCommitBackend`, with its `group()` at hand."""
+    """`JournalStorage` on a `GroupCommitBackend`, with its `group()` at hand, whose
+    `get_all_trials` does not re-filter the finished trials on every call.
+
+    Why: an ask reads the study's trials three times (the waiting trials, the search space, TPE's
+    history) and Optuna's journal filters every trial by state each time, in Python: a fifth of a
+    TPE ask at 5,000 trials once the sampler's own per-trial work was gone (MemoizedTPESampler). A
+    finished trial never changes (the journal's replay ignores or refuses updates to it,
+    `_trial_exists_and_updatable` in optuna/storages/journal/_storage.py) and a study's trials
+    are only ever appended, so the longest run of finished trials from the first is filtered once
+    and kept; the trials after it (the running ones and what came after) are read afresh on every
+    call, so every state is as exact as Optuna's. Uses the replay's protected fields only where
+    they have the layout this was checked on (Optuna 5.0); otherwise Optuna's own method.
+    """
 
     def __init__(self, backend: GroupCommitBackend) -> None:
         super().__init__(backend)
         self.backend = backend
+        self._finished: dict[int, _FinishedPrefix] = {}
+
+    def get_all_trials(
+        self, study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        replay = self._replay_result
+        trial_ids = getattr(replay, "_study_id_to_trial_ids", None)
+        trials = getattr(replay, "_trials", None)
+        if not isinstance(trial_ids, dict) or not isinstance(trials, dict):
+            return super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
+        key = None if states is None else frozenset(states)  # type: ignore[call-overload]
+        with self._thread_lock:
+            self._sync_with_backend()
+            known = study_id in getattr(replay, "_studies", {})
+            found: list[FrozenTrial] = []
+            if known:
+                found = self._cached_trials(study_id, trial_ids[study_id], trials, key)
+        if not known:  # a deleted or unknown study: Optuna's own answer (KeyError), outside our lock
+            return super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
+        return copy.deepcopy(found) if deepcopy else found
+
+    def _cached_trials(
+        self,
+        study_id: int,
+        ids: list[int],
+        trials: dict[int, FrozenTrial],
+        key: frozenset[TrialState] | None,
+    ) -> list[FrozenTrial]:
+        """The study's trials in `key`'s states, in trial order: the finished lead as kept, then
+        the rest read now."""
+        prefix = self._finished.setdefault(study_id, _FinishedPrefix())
+        while prefix.count < len(ids) and trials[ids[prefix.count]].state.is_finished():
+            trial = trials[ids[prefix.count]]
+            for wanted, filtered in prefix.by_states.items():
+                if wanted is None or trial.state in wanted:
+                    filtered.append(trial)
+            prefix.count += 1
+        kept = prefix.by_states.get(key)
+        if kept is None:
+            head = (trials[i] for i in ids[: prefix.count])
+            kept = prefix.by_states[key] = [t for t in head if key is None or t.state in key]
+        tail = (trials[i] for i in ids[prefix.count :])
+        return kept + [t for t in tail if key is None or t.state in key]
 
     def group(self) -> contextlib.AbstractContextManager[None]:
         return self.backend.group()

@@ -3,12 +3,16 @@ CMA-ES state that is signed before Optuna unpickles it."""
 
 from __future__ import annotations
 
+import math
 import pickle
 import secrets
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
 
 from kubetrader.errors import FatalError
 from kubetrader.optimize import signing
@@ -34,6 +38,201 @@ def vectorized_tpe_log_ndtr() -> bool:
         return False
     _truncnorm._log_ndtr = scipy.special.log_ndtr
     return True
+
+
+class _Column:
+    """A list that only grows, with its NumPy copy made again only after it grew."""
+
+    def __init__(self, dtype: type) -> None:
+        self.items: list[Any] = []
+        self._dtype = dtype
+        self._array: np.ndarray = np.asarray([], dtype=dtype)
+
+    def array(self) -> np.ndarray:
+        if len(self._array) != len(self.items):
+            self._array = np.asarray(self.items, dtype=self._dtype)
+        return self._array
+
+
+class _FinishedTrials:
+    """What TPE reads of each COMPLETE trial, read once: its number, value, constraint score and
+    parameters, and per (parameter, distribution) the internal representation as a column.
+
+    A finished trial never changes (Optuna refuses updates to it), so a row is final once filled.
+    Rows are keyed by trial id and belong to one study of one storage (reset on another).
+    `lead` remembers the leading run of the study's trial list that held only finished trials
+    at the last ask (its length, its COMPLETE rows, its last trial): those stay where they are
+    (finished trials never leave the list, and a trial that enters it before them shifts the last
+    one, which the identity check sees), so the next ask reads only the trials after them."""
+
+    def __init__(self) -> None:
+        self.owner: tuple[Any, int] | None = None
+        self.row: dict[int, int] = {}
+        self.number = _Column(int)
+        self.value = _Column(float)
+        self.score = _Column(float)
+        self.params: list[dict[str, Any]] = []
+        self._columns: dict[tuple[str, BaseDistribution], _Column] = {}
+        self.lead: tuple[int, list[int], FrozenTrial | None] = (0, [], None)
+
+    def reset_for(self, study: optuna.Study) -> None:
+        owner = (study._storage, study._study_id)
+        if self.owner is None or self.owner[0] is not owner[0] or self.owner[1] != owner[1]:
+            self.__init__()  # type: ignore[misc]
+            self.owner = owner
+
+    def add(self, trial: FrozenTrial) -> int:
+        found = self.row.get(trial._trial_id)
+        if found is not None:
+            return found
+        found = self.row[trial._trial_id] = len(self.params)
+        self.number.items.append(trial.number)
+        self.value.items.append(float(trial.value))  # type: ignore[arg-type]
+        # Optuna's `_get_infeasible_trial_score` (optuna/samplers/_tpe/sampler.py), once per trial.
+        self.score.items.append(sum(v for v in trial.constraints.values() if v > 0))
+        self.params.append(trial.params)
+        return found
+
+    def column(self, name: str, distribution: BaseDistribution) -> np.ndarray:
+        """Internal values of `name` for every row, NaN where a trial lacks it (no distribution
+        has NaN among its internal values: Optuna refuses NaN parameters)."""
+        column = self._columns.setdefault((name, distribution), _Column(float))
+        for params in self.params[len(column.items) :]:
+            value = params.get(name)
+            column.items.append(math.nan if value is None else float(distribution.to_internal_repr(value)))
+        return column.array()
+
+
+class MemoizedTPESampler(optuna.samplers.TPESampler):
+    """Optuna's TPE with the same proposals, at a fraction of the cost per ask over many trials.
+
+    Why: profiled over a journal study of 1,000 and 5,000 trials, two thirds of an ask went to
+    Python work done again for every past trial on every ask: splitting them into good and bad
+    (`_split_trials` reads each trial's constraints from its system attributes) and turning their
+    parameters into TPE's internal representation (`_get_internal_repr`); the storage's own trial
+    retrieval was under a tenth, the Parzen estimators' fit and the candidates' evaluation (NumPy)
+    a sixth. Here a finished trial is read once (`_FinishedTrials`) and the split is NumPy over
+    its columns; running trials (the constant liar's, at most the worker count) are read each ask
+    as Optuna does. The estimators, the candidates and the RNG draws are Optuna's own calls in
+    Optuna's order on equal inputs, so a seed gives exactly the trials TPESampler gives
+    (tests/optimize/test_samplers.py compares them trial by trial). Studies this split does not
+    cover (several objectives, pruned trials) go through Optuna's own `_sample`.
+
+    Built on `TPESampler._sample`, a protected method (optuna/samplers/_tpe/sampler.py, Optuna 5.0),
+    whose body this replaces step for step: `_split_trials` (stable sorts, the same tie order),
+    `_build_parzen_estimator` for one objective (no predetermined weights), then
+    `_compute_acquisition_func` and `_compare`.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._finished = _FinishedTrials()
+
+    def _sample(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if study._is_multi_objective():
+            return super()._sample(study, trial, search_space)
+        states: tuple[TrialState, ...] = (TrialState.COMPLETE, TrialState.PRUNED)
+        if self._constant_liar:
+            states += (TrialState.RUNNING,)
+        trials = study._get_trials(deepcopy=False, states=states, use_cache=not self._constant_liar)
+        finished = self._finished
+        finished.reset_for(study)
+        start, lead_rows, last = finished.lead
+        if not (start <= len(trials) and (start == 0 or trials[start - 1] is last)):
+            start, lead_rows = 0, []  # something entered the list before the lead: read it all
+        rows = list(lead_rows)
+        running: list[FrozenTrial] = []
+        known = finished.row
+        lead = start  # the list's leading finished trials, as far as this ask has seen
+        for position in range(start, len(trials)):
+            t = trials[position]
+            if t.state == TrialState.COMPLETE:
+                row = known.get(t._trial_id)
+                rows.append(finished.add(t) if row is None else row)
+                if lead == position:
+                    lead += 1
+            elif t.state == TrialState.RUNNING:
+                if t.number != trial.number:  # the constant liar leaves out the trial being asked
+                    running.append(t)
+            else:
+                return super()._sample(study, trial, search_space)  # pruned: Optuna's own split
+        if lead > start:
+            finished.lead = (lead, rows[: len(lead_rows) + lead - start], trials[lead - 1])
+        if self._gamma is None:
+            self._gamma = optuna.samplers._tpe.sampler.default_gamma
+        below, above = self._split(np.asarray(rows, dtype=int), self._gamma(len(rows)), study)
+        mpe_below = self._estimator(self._observations(below, [], search_space), search_space)
+        mpe_above = self._estimator(self._observations(above, running, search_space, study), search_space)
+        samples_below = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
+        acq_func_vals = self._compute_acquisition_func(samples_below, mpe_below, mpe_above)
+        ret = optuna.samplers.TPESampler._compare(samples_below, acq_func_vals)
+        for param_name, dist in search_space.items():
+            ret[param_name] = dist.to_external_repr(ret[param_name])
+        return ret
+
+    def _split(self, rows: np.ndarray, n_below: int, study: optuna.Study) -> tuple[np.ndarray, np.ndarray]:
+        """Optuna's `_split_trials` for COMPLETE trials of one objective: the best `n_below`
+        feasible ones are good, then (if short) the least infeasible; the rest are bad. Rows of
+        each side in trial order."""
+        finished = self._finished
+        score = finished.score.array()[rows]
+        infeasible = score > 0
+        complete, violating = rows[~infeasible], rows[infeasible]
+        values = finished.value.array()[complete]
+        # `sorted(..., reverse=True)` keeps ties in their order, as a stable sort of -value does.
+        keys = -values if study.direction == optuna.study.StudyDirection.MAXIMIZE else values
+        ranked = complete[np.argsort(keys, kind="stable")]
+        take = min(n_below, len(ranked))
+        below, above = [ranked[:take]], [ranked[take:]]
+        rest = max(0, n_below - take)
+        ranked_violating = violating[np.argsort(score[infeasible], kind="stable")]
+        take = min(rest, len(ranked_violating))
+        below.append(ranked_violating[:take])
+        above.append(ranked_violating[take:])
+        number = finished.number.array()
+        good, bad = np.concatenate(below), np.concatenate(above)
+        return good[np.argsort(number[good], kind="stable")], bad[np.argsort(number[bad], kind="stable")]
+
+    def _observations(
+        self,
+        rows: np.ndarray,
+        running: list[FrozenTrial],
+        search_space: dict[str, BaseDistribution],
+        study: optuna.Study | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Optuna's `_get_internal_repr`: each trial that has every parameter, in trial order
+        (finished rows, then the running trials merged in by number)."""
+        columns = {name: self._finished.column(name, d)[rows] for name, d in search_space.items()}
+        keep = np.ones(len(rows), dtype=bool)
+        for values in columns.values():
+            keep &= ~np.isnan(values)
+        columns = {name: values[keep] for name, values in columns.items()}
+        if not running:
+            return columns
+        assert study is not None
+        numbers = [self._finished.number.array()[rows][keep]]
+        extra: dict[str, list[float]] = {name: [] for name in search_space}
+        extra_numbers = []
+        for t in running:
+            params = self._get_params(t, study)
+            if search_space.keys() <= params.keys():
+                extra_numbers.append(t.number)
+                for name, d in search_space.items():
+                    extra[name].append(float(d.to_internal_repr(params[name])))
+        numbers.append(np.asarray(extra_numbers, dtype=int))
+        order = np.argsort(np.concatenate(numbers), kind="stable")
+        return {
+            name: np.concatenate([columns[name], np.asarray(extra[name], dtype=float)])[order] for name in search_space
+        }
+
+    def _estimator(self, observations: dict[str, np.ndarray], search_space: dict[str, BaseDistribution]) -> Any:
+        """`_build_parzen_estimator` for one objective, from observations already in hand."""
+        mpe = self._parzen_estimator_cls(observations, search_space, self._parzen_estimator_parameters)
+        if not isinstance(mpe, optuna.samplers._tpe.parzen_estimator._ParzenEstimator):
+            raise RuntimeError("_parzen_estimator_cls must override _ParzenEstimator.")
+        return mpe
 
 
 class AskTellGridSampler(optuna.samplers.GridSampler):

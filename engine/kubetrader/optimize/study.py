@@ -16,7 +16,10 @@ Handing out trials fast. Every free slot is filled in one round of asks and ever
 arrived is told in one round, and each round's storage writes are one journal append
 (kubetrader.optimize.journal; a round of asks lasts at most ASK_GROUP_SECONDS, so a slow sampler
 still feeds the first workers at once). The driver's own cost is then what Optuna's sampler costs
-per ask (bench/bench_queue_scale.py: trials/s per sampler and study size).
+per ask (bench/bench_queue_scale.py: trials/s per sampler and study size). TPE reads each finished
+trial once (kubetrader.optimize.samplers.MemoizedTPESampler, the same proposals as Optuna's) and the
+journal keeps its finished trials filtered (kubetrader.optimize.journal), so an ask no longer walks
+every past trial in Python.
 
 Crash safety. Optuna's heartbeat only covers `optimize`, not ask/tell, so the driver
 recovers by itself: on start it looks at every trial left RUNNING by a previous
@@ -150,10 +153,10 @@ def build_sampler(spec: SamplerSpec, space: Space, storage_url: str | None) -> A
     import optuna
 
     if spec.type == "tpe":
-        from kubetrader.optimize.samplers import vectorized_tpe_log_ndtr
+        from kubetrader.optimize.samplers import MemoizedTPESampler, vectorized_tpe_log_ndtr
 
         vectorized_tpe_log_ndtr()
-        return optuna.samplers.TPESampler(
+        return MemoizedTPESampler(
             seed=spec.seed,
             n_startup_trials=spec.startup_trials,
             multivariate=spec.multivariate,
