@@ -162,7 +162,7 @@ def load() -> str:
 def main() -> int:
     noop_tasks = sizes("KUBETRADER_BENCH_NOOP_TASKS", "100000")[0]
     cells = sizes("KUBETRADER_BENCH_CAMPAIGN_CELLS", "1000")[0]
-    trial_counts = sizes("KUBETRADER_BENCH_STUDY_TRIALS", "100,1000,5000")
+    trial_counts = [n for n in sizes("KUBETRADER_BENCH_STUDY_TRIALS", "100,1000,5000") if n > 0]
     print(f"cores: {os.cpu_count()}, {load()} (0 in a KUBETRADER_BENCH_* size skips that part)")
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         root = Path(tmp)
@@ -189,6 +189,8 @@ def main() -> int:
             print("\nreal campaign: skipped (KUBETRADER_BENCH_CAMPAIGN_CELLS=0; measure the speed-up on 2 idle cores)")
         if trial_counts:
             study_table(root, trial_counts)
+        else:
+            print("\nstudy driver: skipped (KUBETRADER_BENCH_STUDY_TRIALS=0)")
     return 0
 
 
