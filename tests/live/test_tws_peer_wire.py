@@ -9,6 +9,7 @@ import pytest
 from kubetrader.live.testing import messages as msg
 from kubetrader.live.testing.instruments import Instrument, future, fx, option, stock
 from kubetrader.live.testing.messages import SERVER_VERSION, PeerExecution, PeerOrder
+from tests.helpers import wait_until
 
 
 class Recorder:
@@ -102,7 +103,8 @@ def test_the_peer_refuses_messages_past_50_a_second_with_error_100(tws_peer: Any
         ib.client.MaxRequests = 0  # no client-side throttle: the gateway must enforce the limit
         for _ in range(80):
             ib.client.reqCurrentTime()
-        ib.sleep(0.5)
+        # ib.sleep(0) runs ib_insync's event loop once: the peer's answers (and its 100s) arrive through it.
+        wait_until(lambda: ib.sleep(0) or 100 in codes, timeout=10, what="TWS's error 100")
     finally:
         ib.disconnect()
     assert tws_peer.pacing_violations > 0
