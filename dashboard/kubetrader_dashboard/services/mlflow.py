@@ -25,12 +25,12 @@ from kubetrader import defaults
 from kubetrader.redaction import redact_uri
 from kubetrader_dashboard.models.common import Page
 from kubetrader_dashboard.models.mlflow import Comparison, ExperimentRow, MlflowOverview, RunComparison, RunRow
+from kubetrader_dashboard.services.mlflow_records import ExperimentStats, RunRecord
 
 if TYPE_CHECKING:
     import sqlalchemy
     from mlflow import MlflowClient
 
-    from kubetrader_dashboard.services.mlflow_sql import ExperimentStats
 
 # The tag keys kubetrader.tracking writes on experiments and runs (kubetrader.tracking.naming).
 LEVELS = ("project", "asset_class", "strategy_family", "strategy")
@@ -53,34 +53,22 @@ class _Experiment:
 
 
 @dataclass(frozen=True)
-class _Run:
-    run_id: str
-    experiment_id: str
-    run_name: str | None
-    status: str
-    start_time: int | None
-    end_time: int | None
-    metrics: dict[str, float]
-
-
-@dataclass(frozen=True)
 class _Snapshot:
     taken: float
     experiments: dict[str, _Experiment]  # the platform's
     stats: dict[str, ExperimentStats]  # of those with active runs; recent: started in the week before it was taken
-    runs: list[_Run] | None  # newest first (the client path; a database store pages its runs in SQL)
+    runs: list[RunRecord] | None  # newest first (the client path; a database store pages its runs in SQL)
 
 
-def _newest_first(run: _Run) -> tuple[int, str]:
+def _newest_first(run: RunRecord) -> tuple[int, str]:
     return -(run.start_time or 0), run.run_id
 
 
-def _stats(runs: Iterable[_Run], *, since_ms: int) -> dict[str, ExperimentStats]:
+def _stats(runs: Iterable[RunRecord], *, since_ms: int) -> dict[str, ExperimentStats]:
     """experiment id -> the overview's figures of its runs (`runs` newest first): what
     `mlflow_sql.experiment_stats` computes in SQL, for stores without SQL."""
-    from kubetrader_dashboard.services.mlflow_sql import ExperimentStats
 
-    grouped: dict[str, list[_Run]] = {}
+    grouped: dict[str, list[RunRecord]] = {}
     for run in runs:
         grouped.setdefault(run.experiment_id, []).append(run)
     out = {}
@@ -193,7 +181,7 @@ class MlflowService:
         experiments, runs = self._client_runs()
         return _Snapshot(time.monotonic(), experiments, _stats(runs, since_ms=since_ms), runs)
 
-    def _client_runs(self) -> tuple[dict[str, _Experiment], list[_Run]]:
+    def _client_runs(self) -> tuple[dict[str, _Experiment], list[RunRecord]]:
         """The platform's experiments and light rows of all their active runs, newest first."""
         from mlflow.entities import ViewType
 
@@ -209,7 +197,7 @@ class MlflowService:
             token = page.token
             if not token:
                 break
-        runs: list[_Run] = []
+        runs: list[RunRecord] = []
         ids = list(experiments)
         # search_runs takes at most 100 experiment ids per call
         for chunk_start in range(0, len(ids), 100):
@@ -222,7 +210,7 @@ class MlflowService:
                 for run in found:
                     info, data = run.info, run.data
                     runs.append(
-                        _Run(
+                        RunRecord(
                             run_id=info.run_id,
                             experiment_id=info.experiment_id,
                             run_name=info.run_name,

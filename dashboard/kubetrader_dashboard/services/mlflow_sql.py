@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kubetrader.tracking.settings import database_uri
+from kubetrader_dashboard.services.mlflow_records import ExperimentStats, RunRecord
 
 # Dialects of `MlflowClient`'s database stores whose fast path is tested (a real SQLite store;
 # PostgreSQL through the same portable SQLAlchemy Core). Others (mysql, mssql) keep the client path.
@@ -92,30 +93,6 @@ class ExperimentRecord:
     experiment_id: str
     name: str
     tags: dict[str, str]
-
-
-@dataclass(frozen=True)
-class ExperimentStats:
-    """What the overview shows of one experiment's active runs (since: `runs_since` counts starts at
-    or after the time the query was given)."""
-
-    runs: int
-    failed: int
-    runs_since: int
-    last_run_time: int | None
-    best_run_id: str | None
-    best_metrics: dict[str, float]
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    run_id: str
-    experiment_id: str
-    run_name: str | None
-    status: str
-    start_time: int | None
-    end_time: int | None
-    metrics: dict[str, float]
 
 
 def active_experiments(conn: sa.Connection, tag_keys: Sequence[str]) -> list[ExperimentRecord]:
