@@ -103,8 +103,13 @@ def test_the_peer_refuses_messages_past_50_a_second_with_error_100(tws_peer: Any
         ib.client.MaxRequests = 0  # no client-side throttle: the gateway must enforce the limit
         for _ in range(80):
             ib.client.reqCurrentTime()
-        # ib.sleep(0) runs ib_insync's event loop once: the peer's answers (and its 100s) arrive through it.
-        wait_until(lambda: ib.sleep(0) or 100 in codes, timeout=10, what="TWS's error 100")
+        def refused() -> bool:
+            # ib.sleep(0) runs ib_insync's event loop once: the peer's answers (and its 100s) arrive
+            # through it. It returns True, so it cannot be or-ed into the condition.
+            ib.sleep(0)
+            return 100 in codes
+
+        wait_until(refused, timeout=10, what="TWS's error 100")
     finally:
         ib.disconnect()
     assert tws_peer.pacing_violations > 0
