@@ -115,3 +115,28 @@ def test_the_peer_refuses_messages_past_50_a_second_with_error_100(tws_peer: Any
         ib.disconnect()
     assert tws_peer.pacing_violations > 0
     assert 100 in codes
+
+
+def test_bars_print_at_a_set_price_as_the_fills_do(tws_peer: Any) -> None:
+    """`set_price` is a print that moves the market: the 5-second bars a client sees trade there
+    too, or a client's reference price (a protective stop's level) would follow a replay that the
+    fills no longer follow (a stop placed above the market fills at once)."""
+    import ib_insync
+
+    ib = ib_insync.IB()
+    ib.connect("127.0.0.1", tws_peer.port, clientId=78, timeout=5)
+    try:
+        bars = ib.reqRealTimeBars(ib_insync.Stock("ORCL", "SMART", "USD"), 5, "TRADES", False)
+        wait_until(lambda: ib.sleep(0) and len(bars) > 0, what="a first bar")
+        pinned = round(bars[-1].close * 1.1, 2)  # well away from the replay
+        tws_peer.set_price("ORCL", pinned)
+
+        def after_the_pin() -> list[Any]:
+            ib.sleep(0)  # ib_insync's loop brings the bars
+            return [b for b in bars if b.close == pinned]
+
+        wait_until(lambda: len(after_the_pin()) >= 3, what="three bars at the set price")
+        last = bars[-3:]
+        assert all((b.open_, b.high, b.low, b.close) == (pinned,) * 4 for b in last), last
+    finally:
+        ib.disconnect()

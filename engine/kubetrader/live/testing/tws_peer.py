@@ -1112,6 +1112,11 @@ class TwsPeer:
                     prints = [(replay_epoch(index), bar.open, bar.high, bar.low, bar.close, bar.volume)]
                 if first:
                     prints, first = prints[self.mid_bar_join :], False
+                pinned = self._price_override.get(symbol)
+                if pinned is not None:
+                    # The market trades at the set price: its bars print there too, or a client would
+                    # take a reference price (a stop's level) from a replay the fills no longer follow.
+                    prints = [(epoch, pinned, pinned, pinned, pinned, v) for epoch, _o, _h, _l, _c, v in prints]
                 for epoch, o, h, low, c, v in prints:
                     wap = (h + low + c) / 3
                     for conn in self._connections:
