@@ -144,3 +144,37 @@ def test_a_study_run_while_mlflow_is_down_is_logged_once_by_sync_even_after_an_i
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert sorted(int(c.data.tags["kubetrader.trial"]) for c in children) == list(range(8))
     assert all(c.info.status == "FINISHED" for c in children)
+
+
+def test_a_study_on_a_password_protected_storage_writes_no_password_and_syncs_with_the_drivers_url(
+    tmp_path: Path, local_mlflow_uri: Callable[[], str], empty_postgres_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a cluster Kubernetes expands the PostgreSQL password into the driver's storage URL
+    (operator study builders, `$(POSTGRES_PASSWORD)`). The report and the pending marker sit on
+    the shared results volume: neither may hold it, and `mlflow sync` takes the URL from
+    KUBETRADER_OPTUNA_STORAGE, as the driver did."""
+    from sqlalchemy.engine import make_url
+
+    password = "s3cret-pg-password"  # the socket's trust auth accepts any password
+    storage = make_url(empty_postgres_database).set(password=password).render_as_string(hide_password=False)
+    assert password in storage
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.delenv("KUBETRADER_OPTUNA_STORAGE", raising=False)
+    report = run_study(
+        spec(4), name="pg", output_dir=tmp_path, storage_url=storage,
+        evaluator=InProcessEvaluator(run=noisy), confirm=False,
+    )  # fmt: skip
+    assert report.trials_complete == 4 and password not in report.storage and "***@" in report.storage
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and password.encode() in p.read_bytes()]
+    assert written == []
+
+    uri = local_mlflow_uri()
+    [held] = sync_pending_studies(tmp_path, tracking_uri=uri)
+    assert held.state == "pending" and "KUBETRADER_OPTUNA_STORAGE" in held.message, held
+    assert pending_marker(tmp_path / "studies", "pg").is_file()
+
+    monkeypatch.setenv("KUBETRADER_OPTUNA_STORAGE", storage)
+    [synced] = sync_pending_studies(tmp_path, tracking_uri=uri)
+    assert synced.state == "logged" and synced.run_id, synced
+    _parents, children = study_runs(uri, "pg")
+    assert len(children) == 4

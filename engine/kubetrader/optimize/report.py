@@ -11,11 +11,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from kubetrader.optimize.overfitting import DeflatedSharpe
 from kubetrader.optimize.robustness import Heatmap, Robustness, TrialPoint, robustness
 from kubetrader.optimize.space import Space, parse_space
+from kubetrader.redaction import redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ class StudyReport(BaseModel):
     """The outcome of a study, as written to `{output}/studies/{name}.json`."""
 
     study_name: str
-    storage: str
+    storage: str = Field(description="The Optuna storage URL, its credentials masked (kubetrader.redaction).")
     metric: str
     direction: str
     trials_complete: int
@@ -44,6 +45,15 @@ class StudyReport(BaseModel):
     spec: dict[str, Any] | None = Field(default=None, description="The study's spec (wire form), for `mlflow sync`.")
     artifacts: dict[str, str] = Field(default_factory=dict)
     mlflow_parent_run_id: str | None = None
+
+    @field_validator("storage")
+    @classmethod
+    def _without_credentials(cls, value: str) -> str:
+        """The report sits on the shared results volume (which Jobs running user strategies can
+        write and the dashboard serves) and is printed by the CLI: a PostgreSQL password Kubernetes
+        expanded into the driver's storage URL must not be written down with it. `mlflow sync`
+        takes the real URL from KUBETRADER_OPTUNA_STORAGE (kubetrader.tracking.studies)."""
+        return redact_uri(value) or value
 
 
 def write_study_artifacts(study: Any, out_dir: Path, name: str, best_params: dict[str, Any]) -> dict[str, str]:

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kubetrader.redaction import MASK, redact_uri
 from kubetrader.tracking import naming, settings
 from kubetrader.tracking.client import ensure_experiment, get_client, log_artifacts, log_batch
 from kubetrader.tracking.outcomes import SyncOutcome, TrackingState
@@ -39,6 +41,21 @@ WALK_FORWARD = "kubetrader.walkforward"
 CONFIRMED_RUN = "kubetrader.confirmed_run_id"
 PENDING_DIR = "study-tracking-pending"
 _PAGE = 1000
+
+
+STORAGE_ENV = "KUBETRADER_OPTUNA_STORAGE"  # the driver's --storage, and the operator's driver Jobs
+
+
+def study_storage(recorded: str, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The URL to open a study's storage with: the report's own when it holds no credentials,
+    else the environment's when it is that storage (same URL once masked), else None.
+
+    A report never holds a password (kubetrader.optimize.report.StudyReport), so a sync of a
+    PostgreSQL-backed study needs the URL from where the driver had it."""
+    if MASK not in recorded:
+        return recorded
+    live = environ.get(STORAGE_ENV)
+    return live if live and redact_uri(live) == recorded else None
 
 
 def experiment_path(tracking: Any, strategy_path: str) -> naming.ExperimentPath:
@@ -290,8 +307,16 @@ def sync_pending_studies(results_dir: Path, *, tracking_uri: str | None = None) 
             outcomes.append(SyncOutcome(report.study_name, "failed", None, "the report has no spec to log it with"))
             continue
         spec = OptimizationStudySpec.model_validate(report.spec)
+        storage = study_storage(report.storage)
+        if storage is None:
+            reason = (
+                f"the report's storage {report.storage} has its credentials masked: "
+                f"set {STORAGE_ENV} to the study's storage URL to log it"
+            )
+            outcomes.append(SyncOutcome(report.study_name, "pending", None, reason))
+            continue
         try:
-            study = optuna.load_study(study_name=report.study_name, storage=open_storage(report.storage))
+            study = optuna.load_study(study_name=report.study_name, storage=open_storage(storage))
             run_id = log_study_of_spec(
                 study,
                 report,
