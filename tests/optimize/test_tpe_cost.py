@@ -249,3 +249,22 @@ def test_the_optuna_internals_the_memoized_tpe_overrides_or_calls_are_still_ther
     assert isinstance(tpe._rng.rng, np.random.RandomState)
     assert tpe._parzen_estimator_cls is optuna.samplers._tpe.parzen_estimator._ParzenEstimator
     assert callable(optuna.samplers.TPESampler._compare) and callable(tpe._get_params)
+
+
+def test_a_study_of_two_objectives_goes_through_optunas_own_tpe_with_the_same_proposals() -> None:
+    """A finished trial of two objectives has no single value: the memoized reading (which keeps
+    each trial's value) must not touch it, and Optuna's own path proposes as TPESampler does."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+    def run(cls: type[optuna.samplers.TPESampler]) -> list[dict[str, Any]]:
+        sampler = cls(seed=7, multivariate=True, n_startup_trials=5)
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+        asked = []
+        for _ in range(12):
+            round_ = [study.ask(ROUND_SPACE) for _ in range(4)]
+            for trial in round_:
+                study.tell(trial, [round_value(trial.params), trial.params["n"]])
+            asked += [dict(t.params) for t in round_]
+        return asked
+
+    assert run(MemoizedTPESampler) == run(optuna.samplers.TPESampler)

@@ -201,7 +201,7 @@ class MemoizedTPESampler(optuna.samplers.TPESampler):
         """Optuna's, computed again only when a COMPLETE or PRUNED trial was added: the
         intersection search space changes with finished trials only (`_calculate` in
         optuna/search_space/intersection.py skips unfinished ones), so the asks of a round share it."""
-        if not self._is_multivariate(study) or self._group:
+        if not self._is_multivariate(study) or self._group or study._is_multi_objective():
             return super().infer_relative_search_space(study, trial)
         history = self._read(study, trial, fresh=False)
         key = (history.rows, history.pruned)
@@ -212,8 +212,8 @@ class MemoizedTPESampler(optuna.samplers.TPESampler):
     def _sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        if search_space == {}:
-            return {}
+        if search_space == {} or study._is_multi_objective():
+            return super()._sample_relative(study, trial, search_space)
         # Optuna counts COMPLETE and PRUNED trials of the study's cached list.
         history = self._read(study, trial, fresh=False)
         if len(history.rows) + history.pruned < self._n_startup_trials:
