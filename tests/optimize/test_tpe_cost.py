@@ -268,3 +268,59 @@ def test_a_study_of_two_objectives_goes_through_optunas_own_tpe_with_the_same_pr
         return asked
 
     assert run(MemoizedTPESampler) == run(optuna.samplers.TPESampler)
+
+
+def test_the_driver_announces_its_rounds_and_gets_optunas_tpe_trials_scored_a_round_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the study driver (seeded batches of 25, results back in a shuffled order, a
+    constraint whose infeasible points are told inside the round): without the constant liar the
+    memoized sampler scores each round in a few calls, and the study's trials are those of the
+    same driver on Optuna's own TPESampler."""
+    import kubetrader.optimize.study as study_module
+    from kubetrader.optimize.study import StudyDriver
+    from kubetrader.specs import OptimizationStudySpec
+    from tests.optimize.test_reproducible_study import SPEC, ShuffledEvaluator
+
+    spec = OptimizationStudySpec.model_validate(
+        {
+            **SPEC,
+            "constraints": ["slow < 4 * fast"],
+            "trials": 200,
+            "parallelism": 25,
+            "sampler": {"type": "tpe", "seed": 3, "startupTrials": 10, "batchSize": 25, "constantLiar": False},
+        }
+    )
+    built: list[Any] = []
+    build = study_module.build_sampler
+
+    def run(name: str) -> list[tuple[str, dict[str, Any]]]:
+        driver = StudyDriver(
+            spec,
+            study_name=name,
+            storage_url=f"journal://{tmp_path / (name + '.log')}",
+            evaluator=ShuffledEvaluator(25, order_seed=len(built)),
+            collect_timeout=0,
+        )
+        driver.run()
+        study = optuna.load_study(study_name=name, storage=open_storage(f"journal://{tmp_path / (name + '.log')}"))
+        return [(t.state.name, t.params) for t in study.trials]
+
+    def memoized(*args: Any) -> Any:
+        sampler = build(*args)
+        built.append((sampler, count_scoring_calls(sampler)))
+        return sampler
+
+    monkeypatch.setattr(study_module, "build_sampler", memoized)
+    ours = run("ours")
+    monkeypatch.setattr(
+        study_module,
+        "build_sampler",
+        lambda *args: optuna.samplers.TPESampler(seed=3, n_startup_trials=10, multivariate=True, constant_liar=False),
+    )
+    theirs = run("theirs")
+    assert ours == theirs
+    assert sum(1 for _, params in ours if params["slow"] >= 4 * params["fast"]) > 5  # infeasible, told mid-round
+    sampler, scored = built[0]
+    assert isinstance(sampler, MemoizedTPESampler)
+    assert scored[0] < len(ours) / 4
