@@ -19,7 +19,8 @@ still feeds the first workers at once). The driver's own cost is then what Optun
 per ask (bench/bench_queue_scale.py: trials/s per sampler and study size). TPE reads each finished
 trial once (kubetrader.optimize.samplers.MemoizedTPESampler, the same proposals as Optuna's) and the
 journal keeps its finished trials filtered (kubetrader.optimize.journal), so an ask no longer walks
-every past trial in Python.
+every past trial in Python. Each group of asks is announced to TPE (`expect_asks`): the asks of a
+round share one split and fit, and without the constant liar their candidates are scored in one call.
 
 Crash safety. Optuna's heartbeat only covers `optimize`, not ask/tell, so the driver
 recovers by itself: on start it looks at every trial left RUNNING by a previous
@@ -357,6 +358,8 @@ class StudyDriver:
         from kubetrader.optimize.journal import write_group
 
         deadline = time.monotonic() + ASK_GROUP_SECONDS
+        if hasattr(sampler, "expect_asks"):  # TPE plans the round's proposals together (MemoizedTPESampler)
+            sampler.expect_asks(count)
         with write_group(self.storage):
             while len(asked) < count:
                 if hasattr(sampler, "is_exhausted") and sampler.is_exhausted(study):
