@@ -33,6 +33,12 @@ def mlflow_group() -> None:
     "Results MLflow cannot take yet wait for the next pass instead of ending the command.",
 )
 @click.option(
+    "--studies/--no-studies",
+    default=True,
+    show_default=True,
+    help="Also log the studies left pending (each needs its Optuna storage; the chart's loop has none).",
+)
+@click.option(
     "--heartbeat",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -43,6 +49,7 @@ def sync(
     tracking_uri: str | None,
     result_ids: tuple[str, ...],
     interval: float | None,
+    studies: bool,
     heartbeat: Path | None,
 ) -> None:
     """Log the results waiting for MLflow (left for later, or kept when it was unreachable), each
@@ -58,12 +65,12 @@ def sync(
         from kubetrader.tracking.watch import watch
 
         watch(
-            lambda beat: _sync_pass(results_dir, tracking_uri, result_ids, on_outcome=beat),
+            lambda beat: _sync_pass(results_dir, tracking_uri, result_ids, studies=studies, on_outcome=beat),
             interval=interval,
             heartbeat=heartbeat,
         )
         return
-    states = {o.state for o in _sync_pass(results_dir, tracking_uri, result_ids, totals=True)}
+    states = {o.state for o in _sync_pass(results_dir, tracking_uri, result_ids, studies=studies, totals=True)}
     if "failed" in states:
         raise FatalError("MLflow refused some results or studies (see each line): fix that, then sync again")
     if "pending" in states:
@@ -75,6 +82,7 @@ def _sync_pass(
     tracking_uri: str | None,
     result_ids: tuple[str, ...],
     *,
+    studies: bool = True,
     totals: bool = False,
     on_outcome: Callable[[], None] | None = None,
 ) -> list[SyncOutcome]:
@@ -89,14 +97,14 @@ def _sync_pass(
             on_outcome()
 
     results = sync_pending(results_dir, tracking_uri=tracking_uri, result_ids=result_ids or None, on_outcome=show)
-    studies = [] if result_ids else sync_pending_studies(results_dir, tracking_uri=tracking_uri)
-    for outcome in studies:
+    study_outcomes = [] if result_ids or not studies else sync_pending_studies(results_dir, tracking_uri=tracking_uri)
+    for outcome in study_outcomes:
         show(outcome)
-    for kind, outcomes in (("results", results), ("studies", studies)):
+    for kind, outcomes in (("results", results), ("studies", study_outcomes)):
         if outcomes or (totals and kind == "results"):
             logged = sum(o.state == "logged" for o in outcomes)
             click.echo(f"{logged} of {len(outcomes)} pending {kind} logged")
-    return [*results, *studies]
+    return [*results, *study_outcomes]
 
 
 @mlflow_group.command(context_settings={"ignore_unknown_options": True})
