@@ -14,7 +14,7 @@ import yaml
 from kubetrader.cli.mlflow_cmd import sync as sync_command
 from kubetrader.specs import BacktestSpec, parse_resource
 from kubetrader_operator.backtest.builders import build_job, job_options
-from kubetrader_operator.jobs import DATA_DIR, RESULTS_DIR
+from kubetrader_operator.jobs import DATA_DIR, RESULTS_DIR, security_context
 from kubetrader_operator.settings import OperatorSettings
 from tests.fixtures.chart import NAMESPACE, RenderedChart, expand_env, parse_manifests, render_chart
 from tests.helpers import EXAMPLES
@@ -98,22 +98,13 @@ def test_the_loop_is_restricted_non_root_read_only_and_has_no_api_token() -> Non
     pod = spec["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     assert pod["serviceAccountName"] == "kubetrader-engine"  # bound to no Role
-    assert pod["securityContext"] | {"fsGroupChangePolicy": "OnRootMismatch"} == {
-        "runAsNonRoot": True,
-        "runAsUser": 10001,
-        "runAsGroup": 10001,
-        "fsGroup": 10001,
-        "fsGroupChangePolicy": "OnRootMismatch",
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    # exactly the Jobs' restrictions (kubetrader_operator.jobs.security_context): uid 10001, non-root,
+    # read-only root, no capabilities, seccomp RuntimeDefault
+    job_pod, job_container = security_context(job_options(OperatorSettings(), {}))
+    assert job_pod["runAsUser"] == 10001 and job_container["readOnlyRootFilesystem"] is True
+    assert {k: v for k, v in pod["securityContext"].items() if k != "fsGroupChangePolicy"} == job_pod
     [container] = pod["containers"]
-    assert container["securityContext"] == {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    assert container["securityContext"] == job_container
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes["tmp"]  # MLflow's staging of artifacts and the heartbeat
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
