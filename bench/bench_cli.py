@@ -7,7 +7,8 @@ Interleaved runs of each command (so the machine's load hits them alike), median
   instead (goal: at most 1.0x), reading the CSV with Backtrader's own feed (the ratios' base) or
   through pandas;
 - the same run with MLflow tracking on (a local SQLite store), logged before the command exits
-  (`--tracking-mode wait`) and after it (`background`, the default: a detached `mlflow sync`);
+  (`--tracking-mode wait`, a Job's way without the chart's sync loop), after it (`background`, the
+  default: a detached `mlflow sync`), or left to a sync loop (`later`, a Job's way with mlflow.sync on);
 - `kubetrader live emergency-stop --help`, the import cost of the stop path (the stop itself
   needs a gateway);
 - `kubetrader parallel` of one cell (its own Redis and one worker): the fixed overhead of the
@@ -147,6 +148,10 @@ def main() -> None:
             "kubetrader run -f examples/backtest-sma.yaml": run_cmd,
             "  with tracking, MLflow before exit (wait)": [*tracked_cmd, "--tracking-mode", "wait"],
             "  with tracking, MLflow after exit (default)": tracked_cmd,
+            # A cluster's Backtest Job with the chart's sync loop on: the marker only, the loop logs it.
+            "  with tracking, left to the sync loop (later)": [
+                *KUBETRADER, "run", "-f", str(tracked), "-o", str(work / "later"), "--tracking-mode", "later",
+            ],
             "kubetrader live emergency-stop --help": [*KUBETRADER, "live", "emergency-stop", "--help"],
             "kubetrader parallel, 1 cell": [
                 *KUBETRADER, "parallel", "--symbols", "ORCL", "--strategies", "strategies.sma_crossover.SMACrossover",

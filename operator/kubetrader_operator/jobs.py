@@ -48,6 +48,13 @@ class JobOptions:
     secret_env: tuple[tuple[str, str, str], ...] = ()
     # nodeSelector, tolerations, ... of the chart's operator.childPods (kubetrader_operator.scheduling)
     scheduling: PodScheduling = field(default_factory=PodScheduling)
+    # Where a sync loop logs the runs Jobs leave for later (settings.tracking_sync_namespaces).
+    tracking_sync_namespaces: frozenset[str] = frozenset()
+
+    def tracking_mode(self, namespace: str) -> str | None:
+        """`later` where a sync runs on the Job's data PVC, else None (the engine's default in a pod:
+        log before exiting). An emptyDir goes with the pod, and the marker with it: never later there."""
+        return "later" if self.data_pvc and namespace in self.tracking_sync_namespaces else None
 
 
 def pod_redis_url(url: str, *, password_secret: str | None) -> str:
@@ -109,8 +116,9 @@ def spec_config_map(
     }
 
 
-def engine_args(spec_file: str) -> list[str]:
-    return ["run", "-f", f"{CONFIG_DIR}/{spec_file}", "--output", RESULTS_DIR, "--summary-file", TERMINATION_LOG]
+def engine_args(spec_file: str, *, tracking_mode: str | None = None) -> list[str]:
+    args = ["run", "-f", f"{CONFIG_DIR}/{spec_file}", "--output", RESULTS_DIR, "--summary-file", TERMINATION_LOG]
+    return [*args, "--tracking-mode", tracking_mode] if tracking_mode else args
 
 
 def scratch_env() -> list[dict[str, str]]:
@@ -149,8 +157,10 @@ def engine_job(
     spec_file: str,
     env: list[dict[str, Any]],
     options: JobOptions,
+    tracking_mode: str | None = None,
 ) -> dict[str, Any]:
-    """The batch/v1 Job running `kubetrader run -f` on the spec in the ConfigMap of the same name.
+    """The batch/v1 Job running `kubetrader run -f` on the spec in the ConfigMap of the same name
+    (`tracking_mode`: its `--tracking-mode`, none for the engine's default).
 
     Exit code 2 (bad spec, strategy error, no data) fails the Job at once through the
     podFailurePolicy: running it again cannot help. Other failures (exit 3:
@@ -199,7 +209,7 @@ def engine_job(
                             "image": options.image,
                             "imagePullPolicy": options.image_pull_policy,
                             "command": ["kubetrader"],
-                            "args": engine_args(spec_file),
+                            "args": engine_args(spec_file, tracking_mode=tracking_mode),
                             "env": env,
                             "resources": {
                                 "requests": {"cpu": knobs.cpu_request, "memory": knobs.memory_request},

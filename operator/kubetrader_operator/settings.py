@@ -71,6 +71,11 @@ class OperatorSettings(BaseSettings):
     mlflow_username: str | None = Field(default=None, description="The user, when the Secret holds only the password.")
     mlflow_username_key: str = "username"
     mlflow_password_key: str = "password"
+    # The namespaces where the chart runs `kubetrader mlflow sync --watch` on the data PVC (its
+    # mlflow.sync): a Backtest Job there leaves its MLflow run to that loop (`--tracking-mode
+    # later`) and exits once its result is written. Elsewhere, or without a data PVC, nothing would
+    # ever log a run left for later, so the Job logs it before it exits (the engine's default in a pod).
+    tracking_sync_namespaces: list[str] = Field(default_factory=list)
 
     # Reconciliation.
     start_timeout_seconds: float = Field(default=600.0, gt=0, description="Job never started or vanished -> Failed.")

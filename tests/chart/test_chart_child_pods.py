@@ -128,6 +128,21 @@ def test_every_operator_created_pod_gets_the_charts_child_pod_knobs_over_global(
     assert all(labels[k] == v for k, v in selector.items())  # a Deployment/StatefulSet still selects its pods
 
 
+def test_the_mlflow_sync_pod_is_scheduled_exactly_like_the_backtest_jobs_whose_volume_it_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a ReadWriteOnce data volume every pod on it shares a node: the sync loop takes the
+    Jobs' knobs (operator.childPods over global), not knobs of its own that could send it elsewhere."""
+    values = {"global": GLOBAL, "operator": {"childPods": CHILD}, "images": {"pullSecrets": ["shared-registry"]}}
+    documents = parse_manifests(render_chart(values))
+    sync = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "kubetrader-mlflow-sync")
+    job = _backtest(settings_from_chart(values, monkeypatch))["spec"]["template"]
+    fields = ("nodeSelector", "tolerations", "affinity", "priorityClassName", "imagePullSecrets")
+    assert {f: sync["spec"]["template"]["spec"][f] for f in fields} == {f: job["spec"][f] for f in fields}
+    labels = sync["spec"]["template"]["metadata"]["labels"]
+    assert labels["desk"] == "equities" and labels["app.kubernetes.io/component"] == "mlflow-sync"
+
+
 @pytest.mark.parametrize("builder", sorted(BUILDERS))
 def test_global_knobs_alone_reach_the_operator_created_pods(builder: str, monkeypatch: pytest.MonkeyPatch) -> None:
     build, _ = BUILDERS[builder]

@@ -96,3 +96,37 @@ def test_child_names_are_deterministic_and_short_enough_for_pod_labels() -> None
     assert backtest_child_name("sma-orcl") == "bt-sma-orcl"
     assert backtest_child_name(long_name) == backtest_child_name(long_name)
     assert len(backtest_child_name(long_name)) <= 52
+
+
+def _args(settings: OperatorSettings, namespace: str = "research") -> list[str]:
+    job = build_job("sma-orcl", namespace, SPEC, job_options(settings, {}))
+    kubernetes_validate.validate(job, "1.37", strict=True)
+    return list(job["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
+def test_a_job_leaves_its_mlflow_run_to_the_sync_exactly_where_the_chart_runs_one_on_its_data_pvc() -> None:
+    synced = SETTINGS.model_copy(update={"tracking_sync_namespaces": ["research"]})
+    assert _args(synced)[-2:] == ["--tracking-mode", "later"]
+    assert _args(synced).count("--tracking-mode") == 1
+    # no sync there (another watched namespace), none at all, or no data PVC (an emptyDir goes with the pod)
+    assert "--tracking-mode" not in _args(synced, namespace="trading")
+    assert "--tracking-mode" not in _args(SETTINGS)
+    assert "--tracking-mode" not in _args(synced.model_copy(update={"data_pvc": None}))
+
+
+def test_a_study_driver_never_defers_its_tracking() -> None:
+    """The driver logs the study at its end in one piece, nesting the confirmed best run under it
+    by that run's id: a best run left for later would have no id to nest."""
+    from kubetrader.specs import OptimizationStudySpec
+    from kubetrader_operator.study.builders import build_job as build_study_job
+
+    study = parse_resource(yaml.safe_load((EXAMPLES / "study-sma.yaml").read_text())).spec
+    assert isinstance(study, OptimizationStudySpec)
+    synced = SETTINGS.model_copy(update={"tracking_sync_namespaces": ["research"]})
+    job = build_study_job("sma-study", "research", study, job_options(synced, {}), redis_url="redis://r:6379/0")
+    assert "--tracking-mode" not in job["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_the_sync_namespaces_parse_from_the_operator_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBETRADER_OPERATOR_TRACKING_SYNC_NAMESPACES", '["kubetrader"]')
+    assert OperatorSettings().tracking_sync_namespaces == ["kubetrader"]

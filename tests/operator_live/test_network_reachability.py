@@ -128,12 +128,13 @@ EXPECTED: dict[str, set[str]] = {
     "runner:8080": {"operator", "api"},
     "redis:6379": {"operator", "api", "worker", "backtest-job", "study-job", "helm-test"},
     "postgresql:5432": {"mlflow", "mlflow-migrate", "api", "backtest-job", "study-job"},
-    "mlflow:5000": {"api", "worker", "backtest-job", "study-job", "helm-test"},  # ClusterIP by default: who logs
+    # ClusterIP by default: who logs (mlflow-sync: the runs Backtest Jobs leave for later)
+    "mlflow:5000": {"api", "worker", "backtest-job", "study-job", "helm-test", "mlflow-sync"},
     "api:8000": ANY_CLIENT - {"api"},  # a NodePort by default (30800): the API authenticates
     "dashboard:8501": ANY_CLIENT - {"dashboard"},  # the front end
     # operator:9090 and worker:9091 (metrics, served without authentication): no one, without a
     # monitoring.scrapeFrom (tests/chart/test_chart_service_auth.py; with one, the test below)
-    "kube-dns:53": ANY_CLIENT | {"mlflow", "gateway", "runner"},
+    "kube-dns:53": ANY_CLIENT | {"mlflow", "mlflow-sync", "gateway", "runner"},
     "ib-server:4000": ANY_CLIENT | {"gateway"},
     "ib-server:4001": ANY_CLIENT | {"gateway"},
     "exfil:443": ANY_CLIENT,  # neither the gateway nor the runner nor a data store

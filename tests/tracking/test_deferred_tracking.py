@@ -183,9 +183,10 @@ def test_a_marker_another_sync_holds_is_left_to_it(
 def test_in_a_pod_the_default_logs_the_run_before_the_job_exits_instead_of_a_doomed_background_sync(
     tmp_path: Path, bundled_store: Any, local_mlflow_uri: Callable[[], str]
 ) -> None:
-    """A container's processes end with its main one, and the chart runs no sync of its own (a
-    Job's results may be on an emptyDir): a Job starts no background sync and leaves no marker
-    behind; it logs its run after the result is written and before it exits."""
+    """A container's processes end with its main one: a Job starts no background sync and leaves no
+    marker behind; it logs its run after the result is written and before it exits. (Where the
+    chart's sync loop runs on the Job's volume the operator passes `--tracking-mode later` instead:
+    tests/tracking/test_cluster_sync.py.)"""
     uri = local_mlflow_uri()
     spec = _tracked_backtest(tmp_path / "bt.yaml", "Pod")
     env = python_environment(

@@ -551,3 +551,17 @@ podSelector:
   matchLabels:
     {{- include "kubetrader.operatorChildLabels" . | nindent 4 }}
 {{- end }}
+
+{{/* Does the chart run the MLflow sync loop (mlflow.sync, templates/mlflow-sync.yaml)? "true" or "":
+only with an MLflow to log to. The operator then passes `--tracking-mode later` to Backtest Jobs in
+the namespaces of kubetrader.mlflowSyncNamespaces. */}}
+{{- define "kubetrader.mlflowSync" -}}
+{{- if and .Values.mlflow.sync.enabled (include "kubetrader.mlflowTrackingUri" .) }}true{{ end }}
+{{- end }}
+
+{{/* Where the sync loop runs on the data PVC: the release namespace (a JSON list), the one namespace
+whose data PVC it mounts. Backtests in other watched namespaces use their namespace's own PVC of the
+same name, which no sync reads: their Jobs keep logging before they exit. */}}
+{{- define "kubetrader.mlflowSyncNamespaces" -}}
+{{- toJson (list .Release.Namespace) }}
+{{- end }}

@@ -10,11 +10,11 @@ The spec models load when a file or the options are read, not at import: `--help
 MLflow is off the run's critical path by default (`--tracking-mode background`): the result and
 its pending marker are written, the command prints and exits, and a detached
 `kubetrader mlflow sync --result-id ID` logs the run (once; kubetrader.tracking.record). In a
-pod a background process dies with the container's main process, and the chart runs no
-`kubetrader mlflow sync` of its own (a Job's results may sit on an emptyDir that goes with the pod),
-so there (KUBERNETES_SERVICE_HOST is set in every pod) `background` means `wait`: the Job logs its
-run before it exits, its result already written. `wait` logs before exiting, as a script that reads
-the run id wants; `later` only leaves the marker, for a sync the user runs.
+pod a background process dies with the container's main process, so there (KUBERNETES_SERVICE_HOST
+is set in every pod) `background` means `wait`: the Job logs its run before it exits, its result
+already written. `wait` logs before exiting, as a script that reads the run id wants; `later` only
+leaves the marker, for a sync the user runs or the chart's sync loop (`kubetrader mlflow sync
+--watch` on the data PVC): where that loop runs, the operator passes `--tracking-mode later`.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def _execute(
         if importlib.util.find_spec("quantstats") is None:  # refused before the run, like any bad option
             raise SpecError("--tearsheet", "quantstats is not installed: pip install 'kubetrader[quantstats]'")
     if tracking_mode == "background" and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        tracking_mode = "wait"  # in a pod: a detached sync would die with the container, and no sync runs there
+        tracking_mode = "wait"  # in a pod: a detached sync would die with the container (the chart's loop: `later`)
     later = tracking_mode != "wait"
     outcome = execute(spec, name=name, output_dir=output, progress=not as_json, tracking="later" if later else "now")
     write_summary(summary_file, outcome.summary())

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from kubetrader.tracking.outcomes import SyncOutcome
 
 _URI = click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI (default: local store).")
 
@@ -18,29 +23,88 @@ def mlflow_group() -> None:
 @click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True)
 @click.option("--tracking-uri", help="Where to log (default: where each result was meant to go).")
 @click.option("--result-id", "result_ids", multiple=True, help="Only this result (repeatable; default: all pending).")
-def sync(results_dir: Path, tracking_uri: str | None, result_ids: tuple[str, ...]) -> None:
+@click.option(
+    "--watch",
+    "interval",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    metavar="SECONDS",
+    help="Keep going: a pass every SECONDS until SIGTERM (the chart's mlflow-sync Deployment). "
+    "Results MLflow cannot take yet wait for the next pass instead of ending the command.",
+)
+@click.option(
+    "--studies/--no-studies",
+    default=True,
+    show_default=True,
+    help="Also log the studies left pending (each needs its Optuna storage; the chart's loop has none).",
+)
+@click.option(
+    "--heartbeat",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --watch: touch this file after each result and each pass (the liveness probe reads its age).",
+)
+def sync(
+    results_dir: Path,
+    tracking_uri: str | None,
+    result_ids: tuple[str, ...],
+    interval: float | None,
+    studies: bool,
+    heartbeat: Path | None,
+) -> None:
     """Log the results waiting for MLflow (left for later, or kept when it was unreachable), each
-    exactly once. Safe to run at any time and in several places at once, e.g. as a CronJob.
+    exactly once. Safe to run at any time and in several places at once: each marker is logged
+    under an exclusive lock on the results volume, and a run is found again by its result id.
 
     Exit 0 when all are logged, 3 when some wait on an unreachable store (run it again later), 2
-    when the store refused some (credentials; each line says what to set): retrying cannot help."""
+    when the store refused some (credentials; each line says what to set): retrying cannot help.
+    With --watch it exits 0 on SIGTERM and retries the others on every pass."""
     from kubetrader.errors import FatalError, InfrastructureError
-    from kubetrader.tracking import sync_pending
-    from kubetrader.tracking.studies import sync_pending_studies
 
-    results = sync_pending(results_dir, tracking_uri=tracking_uri, result_ids=result_ids or None)
-    studies = [] if result_ids else sync_pending_studies(results_dir, tracking_uri=tracking_uri)
-    for kind, outcomes in (("results", results), ("studies", studies)):
-        for outcome in outcomes:
-            click.echo(f"{outcome.name}\t{outcome.state}\t{outcome.run_id or outcome.message}")
-        if outcomes or kind == "results":
-            logged = sum(o.state == "logged" for o in outcomes)
-            click.echo(f"{logged} of {len(outcomes)} pending {kind} logged")
-    states = {o.state for o in [*results, *studies]}
+    if interval is not None:
+        from kubetrader.tracking.watch import watch
+
+        watch(
+            lambda beat: _sync_pass(results_dir, tracking_uri, result_ids, studies=studies, on_outcome=beat),
+            interval=interval,
+            heartbeat=heartbeat,
+        )
+        return
+    states = {o.state for o in _sync_pass(results_dir, tracking_uri, result_ids, studies=studies, totals=True)}
     if "failed" in states:
         raise FatalError("MLflow refused some results or studies (see each line): fix that, then sync again")
     if "pending" in states:
         raise InfrastructureError("MLflow still unreachable for some results or studies; run sync again later")
+
+
+def _sync_pass(
+    results_dir: Path,
+    tracking_uri: str | None,
+    result_ids: tuple[str, ...],
+    *,
+    studies: bool = True,
+    totals: bool = False,
+    on_outcome: Callable[[], None] | None = None,
+) -> list[SyncOutcome]:
+    """One pass over the pending results, then the pending studies: a line per marker as it is done,
+    and (`totals`, or whenever a watch pass did something) how many were logged."""
+    from kubetrader.tracking import sync_pending
+    from kubetrader.tracking.studies import sync_pending_studies
+
+    def show(outcome: SyncOutcome) -> None:
+        click.echo(f"{outcome.name}\t{outcome.state}\t{outcome.run_id or outcome.message}")
+        if on_outcome is not None:
+            on_outcome()
+
+    results = sync_pending(results_dir, tracking_uri=tracking_uri, result_ids=result_ids or None, on_outcome=show)
+    study_outcomes = [] if result_ids or not studies else sync_pending_studies(results_dir, tracking_uri=tracking_uri)
+    for outcome in study_outcomes:
+        show(outcome)
+    for kind, outcomes in (("results", results), ("studies", study_outcomes)):
+        if outcomes or (totals and kind == "results"):
+            logged = sum(o.state == "logged" for o in outcomes)
+            click.echo(f"{logged} of {len(outcomes)} pending {kind} logged")
+    return [*results, *study_outcomes]
 
 
 @mlflow_group.command(context_settings={"ignore_unknown_options": True})

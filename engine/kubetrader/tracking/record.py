@@ -22,7 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from kubetrader.results.schema import ResultDocument
@@ -49,7 +49,7 @@ def record_backtest(
     """
     uri = settings.tracking_uri(tracking_uri)
     marker = write_pending_marker(document, Path(result_path), uri, reason="logging")
-    with _exclusive(marker) as held:
+    with exclusive(marker) as held:
         if held is None:  # a sync is logging this very result: it finishes the job
             return "pending", None
         try:
@@ -166,34 +166,47 @@ def pending_markers(results_dir: Path) -> list[Path]:
 
 
 def sync_pending(
-    results_dir: Path, *, tracking_uri: str | None = None, result_ids: Sequence[str] | None = None
+    results_dir: Path,
+    *,
+    tracking_uri: str | None = None,
+    result_ids: Sequence[str] | None = None,
+    on_outcome: Callable[[SyncOutcome], None] | None = None,
 ) -> list[SyncOutcome]:
     """Log every pending result under `results_dir` (or only those of `result_ids`), then mark its
     JSON logged and drop its marker.
 
     A result that still cannot be logged keeps its marker. A marker another sync holds is skipped
     ("busy"): that sync logs it. Logging is idempotent (result id tag), so a sync interrupted after
-    logging but before removing the marker is safe.
+    logging but before removing the marker is safe. `on_outcome` hears of each one as it is done
+    (`kubetrader mlflow sync --watch` prints it and beats its heartbeat).
     """
     wanted = set(result_ids) if result_ids is not None else None
     outcomes = []
     for marker in pending_markers(results_dir):
         if wanted is not None and marker.stem not in wanted:
             continue
-        with _exclusive(marker) as held:
+        with exclusive(marker) as held:
             if held is None:
-                outcomes.append(SyncOutcome(marker.stem, "busy", None, "another sync holds this marker"))
+                outcome = SyncOutcome(marker.stem, "busy", None, "another sync holds this marker")
+            elif not marker.exists():  # synced by the one that held it before us
                 continue
-            if not marker.exists():  # synced by the one that held it before us
-                continue
-            outcomes.append(_sync_marker(marker, tracking_uri))
+            else:
+                outcome = _sync_marker(marker, tracking_uri)
+        outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
     return outcomes
 
 
 @contextlib.contextmanager
-def _exclusive(marker: Path) -> Iterator[object | None]:
+def exclusive(marker: Path) -> Iterator[object | None]:
     """An exclusive, non-blocking flock on a lock file beside the marker (the marker itself is
-    replaced and unlinked, so it cannot carry the lock); None when another process has it."""
+    replaced and unlinked, so it cannot carry the lock); None when another process has it.
+
+    Shared by result and study markers: whoever holds it is the one process logging that marker.
+    On a ReadWriteMany NFS volume the Linux client emulates flock() with a whole-file fcntl lock
+    (man7.org/linux/man-pages/man2/flock.2.html, "NFS details": since Linux 2.6.12; the file must be
+    open for writing, hence "a"), so syncs on different nodes exclude each other too."""
     lock_path = marker.with_name(f".{marker.name}.lock")
     try:
         handle = lock_path.open("a")

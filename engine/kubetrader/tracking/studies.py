@@ -29,6 +29,7 @@ from kubetrader.redaction import MASK, redact_uri
 from kubetrader.tracking import naming, settings
 from kubetrader.tracking.client import ensure_experiment, get_client, log_artifacts, log_batch
 from kubetrader.tracking.outcomes import SyncOutcome, TrackingState
+from kubetrader.tracking.record import exclusive
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -288,51 +289,58 @@ def sync_pending_studies(results_dir: Path, *, tracking_uri: str | None = None) 
     A study that still cannot be logged keeps its marker: "pending" when the store is unreachable,
     "failed" when it refused us (credentials: the message says what to set) or the report is
     unusable."""
+    outcomes: list[SyncOutcome] = []
+    for marker in sorted(Path(results_dir).rglob(f"{PENDING_DIR}/*.json")):
+        # Under the marker's lock, as results are (kubetrader.tracking.record.exclusive): two syncs at
+        # once (the cluster's and one run by hand) would both create the parent run, and the second
+        # would read a marker the first has just removed.
+        with exclusive(marker) as held:
+            if held is None:
+                outcomes.append(SyncOutcome(marker.stem, "busy", None, "another sync holds this marker"))
+            elif marker.exists():
+                outcomes.append(_sync_study_marker(marker, tracking_uri))
+    return outcomes
+
+
+def _sync_study_marker(marker: Path, tracking_uri: str | None) -> SyncOutcome:
     import optuna
 
     from kubetrader.optimize.report import StudyReport
     from kubetrader.optimize.study import open_storage
     from kubetrader.specs import OptimizationStudySpec
 
-    outcomes: list[SyncOutcome] = []
-    for marker in sorted(Path(results_dir).rglob(f"{PENDING_DIR}/*.json")):
-        body = json.loads(marker.read_text())
-        studies_dir = marker.parent.parent
-        report_path = studies_dir / f"{body['study']}.json"
-        if not report_path.is_file():
-            outcomes.append(SyncOutcome(body["study"], "failed", None, f"report {report_path} is gone"))
-            continue
-        report = StudyReport.model_validate_json(report_path.read_text())
-        if report.spec is None:
-            outcomes.append(SyncOutcome(report.study_name, "failed", None, "the report has no spec to log it with"))
-            continue
-        spec = OptimizationStudySpec.model_validate(report.spec)
-        storage = study_storage(report.storage)
-        if storage is None:
-            reason = (
-                f"the report's storage {report.storage} has its credentials masked: "
-                f"set {STORAGE_ENV} to the study's storage URL to log it"
-            )
-            outcomes.append(SyncOutcome(report.study_name, "pending", None, reason))
-            continue
-        try:
-            study = optuna.load_study(study_name=report.study_name, storage=open_storage(storage))
-            run_id = log_study_of_spec(
-                study,
-                report,
-                spec,
-                studies_dir=studies_dir,
-                tracking_uri=settings.uri_from_marker(tracking_uri, body.get("tracking_uri")),
-            )
-        except Exception as exc:
-            state: TrackingState = "pending" if settings.is_unreachable(exc) else "failed"
-            outcomes.append(SyncOutcome(report.study_name, state, None, settings.refusal(exc) or str(exc)[:300]))
-            continue
-        report.mlflow_parent_run_id = run_id
-        report_path.write_text(report.model_dump_json(indent=2))
-        marker.unlink()
-        outcomes.append(SyncOutcome(report.study_name, "logged", run_id))
-    return outcomes
+    body = json.loads(marker.read_text())
+    studies_dir = marker.parent.parent
+    report_path = studies_dir / f"{body['study']}.json"
+    if not report_path.is_file():
+        return SyncOutcome(body["study"], "failed", None, f"report {report_path} is gone")
+    report = StudyReport.model_validate_json(report_path.read_text())
+    if report.spec is None:
+        return SyncOutcome(report.study_name, "failed", None, "the report has no spec to log it with")
+    spec = OptimizationStudySpec.model_validate(report.spec)
+    storage = study_storage(report.storage)
+    if storage is None:
+        reason = (
+            f"the report's storage {report.storage} has its credentials masked: "
+            f"set {STORAGE_ENV} to the study's storage URL to log it"
+        )
+        return SyncOutcome(report.study_name, "pending", None, reason)
+    try:
+        study = optuna.load_study(study_name=report.study_name, storage=open_storage(storage))
+        run_id = log_study_of_spec(
+            study,
+            report,
+            spec,
+            studies_dir=studies_dir,
+            tracking_uri=settings.uri_from_marker(tracking_uri, body.get("tracking_uri")),
+        )
+    except Exception as exc:
+        state: TrackingState = "pending" if settings.is_unreachable(exc) else "failed"
+        return SyncOutcome(report.study_name, state, None, settings.refusal(exc) or str(exc)[:300])
+    report.mlflow_parent_run_id = run_id
+    report_path.write_text(report.model_dump_json(indent=2))
+    marker.unlink()
+    return SyncOutcome(report.study_name, "logged", run_id)
 
 
 def study_params(spec: Any, study_name: str) -> dict[str, Any]:

@@ -74,6 +74,7 @@ def job_options(settings: OperatorSettings, annotations: dict[str, str]) -> JobO
             *mlflow_secret,
         ),
         scheduling=settings.pod_scheduling,
+        tracking_sync_namespaces=frozenset(settings.tracking_sync_namespaces),
     )
 
 
@@ -107,7 +108,11 @@ def build_config_map(name: str, namespace: str, spec: BacktestSpec) -> dict[str,
 
 
 def build_job(name: str, namespace: str, spec: BacktestSpec, options: JobOptions) -> dict[str, Any]:
-    """The batch/v1 Job running the engine once for this Backtest (see `jobs.engine_job`)."""
+    """The batch/v1 Job running the engine once for this Backtest (see `jobs.engine_job`).
+
+    Where the chart's sync loop runs on the data volume, the Job leaves its MLflow run to it
+    (`--tracking-mode later`): it exits once its result and the pending marker are written. A matrix
+    on the work queue is unaffected: its cells are logged by the workers that run them."""
     env = [
         *secret_env(options),
         {"name": "KUBETRADER_BACKTEST_NAME", "value": name},
@@ -123,4 +128,5 @@ def build_job(name: str, namespace: str, spec: BacktestSpec, options: JobOptions
         spec_file=SPEC_FILE,
         env=env,
         options=options,
+        tracking_mode=options.tracking_mode(namespace),
     )
