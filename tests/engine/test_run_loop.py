@@ -1,7 +1,8 @@
 """The runner's faster per-bar path changes nothing (issue 20): FrameFeed's one-call preload and its own
 `advance`/`advance_peek` leave every line and every `tick_*` price exactly as Backtrader's PandasData
-does, bar for bar, and the recorder's equity and gross exposure (read from the feed's arrays at the end
-for one feed) are the values a per-bar analyzer reads from the broker and the feeds, to the bit."""
+does, bar for bar; and the runner's equity and gross exposure (the gate skipping BackBroker's per-bar
+work on bars with nothing to do, the recorder reading the feed's arrays at the end for one feed) are
+the values a per-bar analyzer reads from a stock BackBroker and PandasData, to the bit."""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ import pytest
 
 from kubetrader.costs import build_broker
 from kubetrader.data import load_bars
-from kubetrader.gate import GatedBroker
-from kubetrader.risk import RiskEngine
 from kubetrader.runner import BacktestRunner, FrameFeed
 from strategies.sma_crossover import SMACrossover
 
@@ -107,7 +106,7 @@ class _PerBarReference(bt.Analyzer):
 
 def _reference(spec: Any, frames: dict[str, Any]) -> list[tuple[float, float, float]]:
     cerebro = bt.Cerebro(stdstats=False, tradehistory=True)
-    cerebro.broker = build_broker(spec.broker, GatedBroker, risk=RiskEngine(spec.risk))
+    cerebro.broker = build_broker(spec.broker)  # CostBroker: BackBroker's own `next` on every bar
     for symbol in spec.data.symbols:
         cerebro.adddata(bt.feeds.PandasData(dataname=frames[symbol].tz_convert(None), openinterest=None), name=symbol)
     cerebro.addstrategy(SMACrossover, **spec.strategy.params)
