@@ -18,7 +18,7 @@ from typing import Any
 
 import backtrader as bt
 
-from kubetrader.costs import CostBroker
+from kubetrader.costs import CostBroker, ScheduleCommission
 from kubetrader.risk import RiskEngine
 
 SECONDS_PER_DAY = 86_400.0
@@ -35,11 +35,27 @@ class GatedBroker(CostBroker):
         self._working: list[Any] = []
 
     def next(self) -> None:
-        super().next()
+        if self._toactivate or self.submitted or self.pending or self._userhist or not self._plain_costs():
+            super().next()
+        else:
+            self._get_value()  # all that BackBroker.next changes on a bar with nothing to do (see below)
         if self.risk.watches_equity and getattr(self, "cerebro", None) is not None:
             datas = [d for d in self.cerebro.datas if len(d)]
             if datas:
                 self.risk.observe(self.getvalue(), int(max(d.datetime[0] for d in datas)))
+
+    def _plain_costs(self) -> bool:
+        """Every commission is the platform's stock schedule, without credit interest.
+
+        Then a bar with no order to activate, check, execute or replay changes nothing in
+        `BackBroker.next` but the value at its end: each held position's credit interest is 0.0 (and
+        the time of that credit, which only the interest reads, is not kept), the stock-like cash
+        adjustment to the close is 0.0 (and the base price it reads, only for futures, is not
+        kept), so cash, positions and value come out the same to the bit. That skips a Python
+        `datetime` per held position and bar and most of the broker's per-bar work: about 9 % of
+        a daily SMA run (tests/engine/test_run_loop.py compares every bar with BackBroker's)."""
+        infos = self.comminfo.values()
+        return all(type(info) is ScheduleCommission and info._stocklike and not info.p.interest for info in infos)
 
     def working_size(self, data: Any) -> float:
         """The signed remaining size of this broker's live orders on `data`."""

@@ -13,6 +13,7 @@ it): its buy-and-hold returns come straight from its closes.
 
 from __future__ import annotations
 
+import array
 import datetime as dt
 import functools
 import math
@@ -35,7 +36,7 @@ from kubetrader.results.schema import DatasetRecord, OrderRecord, ResultDocument
 from kubetrader.risk import RiskEngine
 from kubetrader.specs import BacktestSpec, spec_hash
 from kubetrader.strategy_loader import check_params, load_strategy
-from kubetrader.warmup import WarmupCheck
+from kubetrader.warmup import check_warmup
 
 if TYPE_CHECKING:
     from kubetrader.data import DataStore
@@ -64,15 +65,25 @@ def _utc_now() -> str:
 
 
 class FrameFeed(bt.feeds.PandasData):
-    """PandasData that reads its rows from plain lists prepared once.
+    """PandasData that reads its rows from plain lists prepared once, and moves bar to bar with less work.
 
     Stock PandasData reads every cell with `DataFrame.iloc`, which under pandas 3
     is about 40 % of a whole daily run. The values fed are identical (the datetime
     goes through Backtrader's own `date2num`), so results do not change; a test
     compares a run on this feed with a run on PandasData to the cent.
+
+    Preloaded (the runner's case), the feed also skips Backtrader's per-bar machinery that has
+    nothing to do for it: `preload` builds each line's array in one call instead of a
+    forward/`_load`/filter pass per bar (25 ms of a 5,000-bar run), and `advance`/`advance_peek`
+    move the lines and set the `tick_*` prices the broker fills at straight from those arrays
+    instead of through `getattr`/`setattr` by alias name (50 ms). Both leave the lines and the
+    ticks exactly as Backtrader's own methods would, bar for bar (tests/engine/test_run_loop.py);
+    anything they do not cover (filters, a time zone or date range on the feed, replay or
+    resample, memory saving) goes through Backtrader's code unchanged.
     """
 
     params = (("openinterest", None),)
+    _TICKS: tuple[str, ...] = ("open", "high", "low", "close", "volume", "openinterest")
 
     def start(self) -> None:
         super().start()
@@ -83,6 +94,7 @@ class FrameFeed(bt.feeds.PandasData):
             (getattr(self.lines, name), frame[name].to_numpy(dtype=np.float64).tolist())
             for name in ("open", "high", "low", "close", "volume")
         ]
+        self._preloaded = False
 
     def _load(self) -> bool:
         self._idx += 1
@@ -93,6 +105,67 @@ class FrameFeed(bt.feeds.PandasData):
             line[0] = values[i]
         self.lines.datetime[0] = self._dates[i]
         return True
+
+    def preload(self) -> None:
+        lines = list(self.lines.lines)
+        plain = (
+            not self._filters
+            and not self._ffilters
+            and not self._tzinput
+            and self.fromdate == -math.inf
+            and self.todate == math.inf
+            and set(self.getlinealiases()) == {"datetime", *self._TICKS}
+            and all(
+                line.mode == line.UnBounded and not len(line.array) and not line.extension and not line.bindings
+                for line in lines
+            )
+        )
+        if not plain:
+            super().preload()
+            return
+        # What the loading loop would leave: each column's values, NaN in the lines not fed
+        # (`forward` fills with NaN), then every line at home.
+        filled = {id(line): values for line, values in self._columns}
+        filled[id(self.lines.datetime)] = self._dates
+        for line in lines:
+            values = filled.get(id(line))
+            line.array = array.array("d", values) if values is not None else array.array("d", [math.nan]) * self._rows
+        self._idx = self._rows
+        self.home()
+        self._preloaded = True
+        self._lines_list = lines
+        self._close = self.lines.close
+        self._datetime = self.lines.datetime
+        self._tick_lines = [(f"tick_{name}", getattr(self.lines, name)) for name in self._TICKS]
+
+    def advance_peek(self) -> float:
+        if not self._preloaded:
+            return float(super().advance_peek())
+        close = self._close
+        if close.lencount < len(close.array) - close.extension:  # len(self) < self.buflen()
+            when = self._datetime
+            return float(when.array[when._idx + 1])
+        return math.inf
+
+    def advance(self, size: int = 1, datamaster: Any = None, ticks: bool = True) -> None:
+        if not self._preloaded or size != 1 or datamaster is not None or not ticks:
+            super().advance(size, datamaster, ticks)
+            return
+        # feed.AbstractDataBase.advance without a master: nullify the ticks, advance every line,
+        # and fill the ticks from the new bar unless that was the last one.
+        for line in self._lines_list:
+            line._idx += 1  # LineBuffer.set_idx of an UnBounded buffer
+            line.lencount += 1
+        close = self._close
+        if close.lencount < len(close.array) - close.extension:
+            i = close._idx
+            for name, line in self._tick_lines:
+                setattr(self, name, line.array[i])
+            self.tick_last = close.array[i]
+        else:
+            for name, _ in self._tick_lines:
+                setattr(self, name, None)
+            self.tick_last = None
 
 
 def _date_nums(index: pd.DatetimeIndex) -> list[float]:
@@ -110,40 +183,61 @@ def _date_nums(index: pd.DatetimeIndex) -> list[float]:
 
 
 class _Recorder(bt.Analyzer):
-    """Equity, gross exposure, orders and trades, collected with as little work per bar as possible."""
+    """Equity, gross exposure, orders and trades, collected with as little work per bar as possible.
+
+    Per bar it keeps the value Backtrader has just computed for `notify_cashvalue` and, with one
+    feed (the common case), that feed's position size: the bar's time and close are the feed's own
+    preloaded line arrays at that bar (bar i is element i: the feed advances once per bar), so
+    `curves` reads them once at the end. With several feeds each bar's time is the latest feed's and
+    its gross exposure the sum over the feeds, taken per bar as the bars come.
+    """
 
     def __init__(self) -> None:
-        self.times: list[float] = []
         self.values: list[float] = []
-        self.gross: list[float] = []
+        self.sizes: list[float] = []  # one feed: its position size at each bar
+        self.times: list[float] = []  # several feeds: each bar's time ...
+        self.gross: list[float] = []  # ... and gross position value
         self.orders: list[tuple[Any, ...]] = []
         self.open_trades: dict[int, Any] = {}
         self.closed_trades: list[Any] = []
 
     def start(self) -> None:
+        check_warmup(self.strategy)  # "not enough bars" instead of Backtrader's IndexError
         # Looked up once: per bar, `self.strategy.broker`, `data.datetime` and `data.close` each go through
         # Backtrader's descriptors, a few percent of a daily run. The broker has started (its positions
-        # exist) before the strategies and their analyzers start (Cerebro.runstrategies).
+        # exist) before the strategies and their analyzers start (Cerebro.runstrategies); BackBroker keeps
+        # one Position per data and updates it in place on every fill.
         self._broker = self.strategy.broker
         self._feeds = [(data, data.lines.datetime, data.lines.close) for data in self.datas]
+        self._position = self._broker.getposition(self.datas[0]) if len(self.datas) == 1 else None
 
     def notify_cashvalue(self, cash: float, value: float) -> None:
+        self.values.append(value)
+        position = self._position
+        if position is not None:
+            self.sizes.append(position.size)
+            return
         getposition = self._broker.getposition
         feeds = self._feeds
-        if len(feeds) == 1:
-            data, when, close = feeds[0]
-            self.times.append(when[0])
+        self.times.append(max(when[0] for data, when, _ in feeds if len(data)))
+        gross = 0.0
+        for data, _, close in feeds:
             size = getposition(data).size
-            self.gross.append(abs(size) * close[0] if size else 0.0)
-        else:
-            self.times.append(max(when[0] for data, when, _ in feeds if len(data)))
-            gross = 0.0
-            for data, _, close in feeds:
-                size = getposition(data).size
-                if size:
-                    gross += abs(size) * close[0]
-            self.gross.append(gross)
-        self.values.append(value)
+            if size:
+                gross += abs(size) * close[0]
+        self.gross.append(gross)
+
+    def curves(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Backtrader's float time, the equity and the gross position value of every bar."""
+        values = np.asarray(self.values, dtype=np.float64)
+        if self._position is None:
+            return np.asarray(self.times, dtype=np.float64), values, np.asarray(self.gross, dtype=np.float64)
+        _, when, close = self._feeds[0]
+        bars = len(values)
+        sizes = np.asarray(self.sizes, dtype=np.float64)
+        closes = np.asarray(close.array[:bars], dtype=np.float64)
+        gross = np.where(sizes != 0, np.abs(sizes) * closes, 0.0)
+        return np.asarray(when.array[:bars], dtype=np.float64), values, gross
 
     # Backtrader calls `_notify_cashvalue`, `_notify_fund` and `_next` on every analyzer every bar; the
     # base class's versions loop over child analyzers (a recorder has none) before calling the public
@@ -293,7 +387,6 @@ class BacktestRunner:
             cerebro.adddata(FrameFeed(dataname=frame.tz_convert(None)), name=symbol)
         cerebro.addstrategy(strategy_cls, **params)
         cerebro.addanalyzer(_Recorder, _name="kubetrader")
-        cerebro.addanalyzer(WarmupCheck)  # "not enough bars" instead of Backtrader's IndexError
         try:
             (strategy,) = cerebro.run()
         except KubetraderError:
@@ -336,7 +429,8 @@ class BacktestRunner:
 def _bar_equity(recorder: _Recorder) -> pd.Series:
     """Equity at every bar (the daily curve keeps each day's last): walk-forward stitches
     intraday out-of-sample windows at bar resolution (kubetrader.optimize.validation)."""
-    return pd.Series(np.asarray(recorder.values, dtype=np.float64), index=_bt_dates(np.asarray(recorder.times)))
+    times, values, _ = recorder.curves()
+    return pd.Series(values, index=_bt_dates(times))
 
 
 def _failure_message(path: str, exc: BaseException, cerebro: Any) -> str:
@@ -353,9 +447,8 @@ def _failure_message(path: str, exc: BaseException, cerebro: Any) -> str:
 
 def _daily_curves(recorder: _Recorder) -> tuple[pd.Series, pd.Series]:
     """Equity and exposure (gross position value / equity) per day: the last bar of each UTC date."""
-    index = _bt_dates(np.asarray(recorder.times))
-    values = np.asarray(recorder.values, dtype=np.float64)
-    gross = np.asarray(recorder.gross, dtype=np.float64)
+    times, values, gross = recorder.curves()
+    index = _bt_dates(times)
     exposure_values = np.divide(gross, values, out=np.zeros_like(gross), where=values != 0)
     equity = pd.Series(values, index=index, name="equity")
     exposure = pd.Series(exposure_values, index=index, name="exposure")
