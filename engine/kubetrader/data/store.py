@@ -69,7 +69,7 @@ def check_timeframe(timeframe: str) -> str:
 class DatasetInfo(BaseModel):
     """One row of `DataStore.list()`: a (symbol, timeframe) data set and where it came from."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use: not on a run's path
 
     symbol: str
     timeframe: str
@@ -82,7 +82,7 @@ class DatasetInfo(BaseModel):
 class Conflict(BaseModel):
     """A bar present in the store and in the merged frame with different values."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use: not on a run's path
 
     bar: dt.datetime
     columns: list[str]
@@ -91,7 +91,7 @@ class Conflict(BaseModel):
 class MergeReport(BaseModel):
     """What a merge changed. On overlapping bars the newer source wins; `conflicts` lists where they differed."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use: not on a run's path
 
     symbol: str
     timeframe: str

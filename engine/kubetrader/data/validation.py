@@ -32,7 +32,7 @@ Severity = Literal["error", "warning"]
 class Issue(BaseModel):
     """One kind of problem, with the first bar that has it and how many bars do."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use: not on a run's path
 
     check: str
     severity: Severity
@@ -45,7 +45,7 @@ class Issue(BaseModel):
 class ValidationReport(BaseModel):
     """What `validate` found in one (symbol, timeframe) data set."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use: not on a run's path
 
     symbol: str
     timeframe: str
