@@ -1,6 +1,6 @@
 """`BacktestRunner`: one validated BacktestSpec in, one Backtrader run out, as a `BacktestResult`.
 
-The run is a plain Cerebro: one PandasData feed per symbol, the costs of
+The run is a plain Cerebro: one feed per symbol (its bars as numpy columns, no pandas on the path), the costs of
 `kubetrader.costs` behind the risk gate (`kubetrader.gate`: the spec's limits), the strategy, and a
 single light analyzer that records what the result needs (equity and gross
 exposure once per bar, orders and trades as Backtrader notifies them). Options

@@ -111,13 +111,13 @@ def describe_inputs(
     datasets: list[DatasetRecord] = []
     warnings: list[str] = []
     for symbol in order:
-        frame = frames[symbol]
-        frame_hash = columns_hash(frame.stamps, frame.columns)
+        bars = frames[symbol]
+        frame_hash = columns_hash(bars.stamps, bars.columns)
         roles = [r for r, held in (("traded", symbol in traded), ("benchmark", symbol == benchmark)) if held]
         digest.update(f"{'+'.join(roles)}:{symbol}={frame_hash}\n".encode())
         first, last, sources = _stored(store, symbol, data.timeframe)
         label = symbol if symbol in traded else f"{symbol} (benchmark)"
-        warnings += _range_warnings(label, data, frame, first, last)
+        warnings += _range_warnings(label, data, bars, first, last)
         raw = {name: raw_sha256(store.raw_dir / symbol / name) for name in sources}
         datasets.append(
             DatasetRecord(
@@ -125,9 +125,9 @@ def describe_inputs(
                 traded=symbol in traded,
                 benchmark=symbol == benchmark,
                 timeframe=data.timeframe,
-                bars=len(frame),
-                first_bar=frame.day(0) if len(frame) else None,
-                last_bar=frame.day(-1) if len(frame) else None,
+                bars=len(bars),
+                first_bar=bars.day(0) if len(bars) else None,
+                last_bar=bars.day(-1) if len(bars) else None,
                 data_hash=frame_hash,
                 sources=sources,
                 raw_files=raw,
