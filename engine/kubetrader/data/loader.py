@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 import numpy as np
 
@@ -143,15 +143,17 @@ def _refuse_bad_prices(
     price_report(inside_bars, symbol=symbol, timeframe=timeframe).raise_if_invalid()
 
 
-def load_bars(
-    symbol: str,
-    *,
-    timeframe: str = "1d",
-    start: dt.date | None = None,
-    end: dt.date | None = None,
-    adjust: bool = True,
-    store: DataStore | None = None,
-) -> pd.DataFrame:
+class BarRequest(TypedDict, total=False):
+    """The options of `load_bars` and `load_columns` (each as in `load_columns`' signature)."""
+
+    timeframe: str
+    start: dt.date | None
+    end: dt.date | None
+    adjust: bool
+    store: DataStore | None
+
+
+def load_bars(symbol: str, **request: Unpack[BarRequest]) -> pd.DataFrame:
     """Bars of one symbol: UTC index named ``datetime``, float64 open/high/low/close/volume.
 
     Restricted to the session dates [start, end], both inclusive. A bar in that range
@@ -163,7 +165,7 @@ def load_bars(
     use. Raises DataError for an unknown symbol (with the known ones and a "did
     you mean") or a range with no bars (with the range that has bars).
     """
-    return load_columns(symbol, timeframe=timeframe, start=start, end=end, adjust=adjust, store=store).frame()
+    return load_columns(symbol, **request).frame()
 
 
 def load_columns(
