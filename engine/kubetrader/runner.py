@@ -1,6 +1,6 @@
 """`BacktestRunner`: one validated BacktestSpec in, one Backtrader run out, as a `BacktestResult`.
 
-The run is a plain Cerebro: one PandasData feed per symbol, the costs of
+The run is a plain Cerebro: one feed per symbol (its bars as numpy columns, no pandas on the path), the costs of
 `kubetrader.costs` behind the risk gate (`kubetrader.gate`: the spec's limits), the strategy, and a
 single light analyzer that records what the result needs (equity and gross
 exposure once per bar, orders and trades as Backtrader notifies them). Options
@@ -23,14 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import backtrader as bt
 import numpy as np
-import pandas as pd
 from pydantic import TypeAdapter
 
 from kubetrader.costs import build_broker
 from kubetrader.data.inputs import describe_inputs
 from kubetrader.errors import KubetraderError, StrategyError
 from kubetrader.gate import GatedBroker
-from kubetrader.results.daily import DailyColumns, daily_columns
+from kubetrader.results.daily import DailyColumns, daily_columns, daily_of_arrays
 from kubetrader.results.provenance import result_metadata
 from kubetrader.results.schema import DatasetRecord, OrderRecord, ResultDocument, RiskEvent, TradeRecord
 from kubetrader.risk import RiskEngine
@@ -39,13 +38,17 @@ from kubetrader.strategy_loader import check_params, load_strategy
 from kubetrader.warmup import check_warmup
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from kubetrader.data import DataStore
+    from kubetrader.data.columns import BarColumns
 
 # Backtrader's float dates count days from 0001-01-01 (day 1); this is 1970-01-01.
 _BT_EPOCH_DAYS = 719163.0
 _NS_PER_DAY = 86_400_000_000_000
 TRADE_COLUMNS: tuple[str, ...] = tuple(TradeRecord.model_fields)
 _TRADE_RECORDS = TypeAdapter(list[TradeRecord])
+_UTC_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _FINAL_STATUSES = frozenset({"Completed", "Canceled", "Margin", "Rejected", "Expired"})
 
 
@@ -54,23 +57,36 @@ def result_id(name: str, spec: BacktestSpec) -> str:
     return f"{name}-{spec_hash(spec)[:10]}"
 
 
+def _bt_ns(values: np.ndarray) -> np.ndarray:
+    """Backtrader float dates -> int64 ns since the epoch (UTC), rounded to the millisecond (float noise)."""
+    ns = np.round((np.asarray(values, dtype=np.float64) - _BT_EPOCH_DAYS) * (_NS_PER_DAY / 1e6)) * 1e6
+    return ns.astype("int64")
+
+
+def _utc_index(ns: np.ndarray) -> pd.DatetimeIndex:
+    import pandas as pd
+
+    return pd.DatetimeIndex(ns, tz="UTC").as_unit("ns")
+
+
 def _bt_dates(values: np.ndarray) -> pd.DatetimeIndex:
     """Backtrader float dates -> UTC DatetimeIndex, rounded to the millisecond (float noise)."""
-    ns = np.round((np.asarray(values, dtype=np.float64) - _BT_EPOCH_DAYS) * (_NS_PER_DAY / 1e6)) * 1e6
-    return pd.DatetimeIndex(ns.astype("int64"), tz="UTC").as_unit("ns")
+    return _utc_index(_bt_ns(values))
 
 
 def _utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-class FrameFeed(bt.feeds.PandasData):
-    """PandasData that reads its rows from plain lists prepared once, and moves bar to bar with less work.
+class FrameFeed(bt.feed.DataBase):
+    """A feed that reads its rows from plain lists prepared once, from a frame (a naive index) or from
+    the bars' numpy columns (kubetrader.data.columns: the run path, without pandas).
 
     Stock PandasData reads every cell with `DataFrame.iloc`, which under pandas 3
     is about 40 % of a whole daily run. The values fed are identical (the datetime
     goes through Backtrader's own `date2num`), so results do not change; a test
-    compares a run on this feed with a run on PandasData to the cent.
+    compares a run on this feed with a run on PandasData to the cent. No open interest
+    (its line stays NaN, as PandasData leaves it with `openinterest=None`).
 
     Preloaded (the runner's case), the feed also skips Backtrader's per-bar machinery that has
     nothing to do for it: `preload` builds each line's array in one call instead of a
@@ -82,17 +98,24 @@ class FrameFeed(bt.feeds.PandasData):
     resample, memory saving) goes through Backtrader's code unchanged.
     """
 
-    params = (("openinterest", None),)
     _TICKS: tuple[str, ...] = ("open", "high", "low", "close", "volume", "openinterest")
 
     def start(self) -> None:
         super().start()
-        frame = self.p.dataname
-        self._rows = len(frame)
-        self._dates = _date_nums(pd.DatetimeIndex(frame.index))
+        self._idx = -1
+        data = self.p.dataname
+        if hasattr(data, "stamps"):  # BarColumns: UTC stamps, fed as naive UTC wall time
+            self._dates = _date_nums(data.stamps)
+            values = [data.columns[name] for name in ("open", "high", "low", "close", "volume")]
+        else:
+            import pandas as pd
+
+            self._dates = _date_nums(pd.DatetimeIndex(data.index))
+            values = [data[name].to_numpy(dtype=np.float64) for name in ("open", "high", "low", "close", "volume")]
+        self._rows = len(self._dates)
         self._columns = [
-            (getattr(self.lines, name), frame[name].to_numpy(dtype=np.float64).tolist())
-            for name in ("open", "high", "low", "close", "volume")
+            (getattr(self.lines, name), np.asarray(column, dtype=np.float64).tolist())
+            for name, column in zip(("open", "high", "low", "close", "volume"), values, strict=True)
         ]
         self._preloaded = False
 
@@ -168,17 +191,19 @@ class FrameFeed(bt.feeds.PandasData):
             self.tick_last = None
 
 
-def _date_nums(index: pd.DatetimeIndex) -> list[float]:
-    """Backtrader's `date2num` of each timestamp (naive: wall time as given).
+def _date_nums(index: pd.DatetimeIndex | np.ndarray) -> list[float]:
+    """Backtrader's `date2num` of each timestamp (naive: wall time as given; an array is int64 ns).
 
     Daily bars (every stamp a naive midnight) take a vectorized path: `date2num` of a midnight is
     `float(toordinal())` exactly (the fsum of the ordinal and four zeros), i.e. days since 1970
     plus 1970-01-01's ordinal, computed here from the nanoseconds without a Python datetime per
     bar (5 ms of a 5,000-bar run). Anything else goes through `date2num` itself."""
-    if index.tz is None:
-        ns = np.asarray(index.as_unit("ns").asi8)
-        if not (ns % _NS_PER_DAY).any():
-            return list((ns // _NS_PER_DAY + int(_BT_EPOCH_DAYS)).astype(np.float64).tolist())
+    ns = index if isinstance(index, np.ndarray) else np.asarray(index.as_unit("ns").asi8) if index.tz is None else None
+    if ns is not None and not (ns % _NS_PER_DAY).any():
+        return list((ns // _NS_PER_DAY + int(_BT_EPOCH_DAYS)).astype(np.float64).tolist())
+    if isinstance(index, np.ndarray):
+        epoch = dt.datetime(1970, 1, 1)
+        return [bt.date2num(epoch + dt.timedelta(microseconds=n // 1000)) for n in index.tolist()]
     return [bt.date2num(d) for d in index.to_pydatetime()]
 
 
@@ -278,15 +303,72 @@ class _Recorder(bt.Analyzer):
             self.open_trades[trade.ref] = trade
 
 
-@dataclass
+@dataclass(frozen=True)
+class RunArrays:
+    """What a run computed, as numpy arrays and plain rows: the result's files, document and metrics
+    are written from these without pandas (a run's start-up cost, kubetrader.data.columns)."""
+
+    days: np.ndarray
+    """The equity's days: int64 ns since the epoch, UTC (the last bar of each day)."""
+    equity: np.ndarray
+    exposure: np.ndarray
+    benchmark: np.ndarray | None
+    """The benchmark's daily returns on `days` (0 on the first); None without one."""
+    trades: list[dict[str, Any]]
+    """TradeRecord's fields per round trip (closed, then still open), None where a value is missing."""
+    bar_times: np.ndarray
+    bar_equity: np.ndarray
+
+
+class _FromArrays:
+    """A BacktestResult field in pandas, built from its RunArrays on first read (so a run that only
+    writes its files never imports pandas). A value given to the constructor (or `dataclasses.replace`)
+    is kept as given, and then the result's files and document are computed from the pandas fields."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self  # the dataclass default: "from the arrays"
+        values = obj.__dict__
+        if self.name not in values:
+            values[self.name] = _pandas_field(self.name, obj.arrays)
+        return values[self.name]
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        if value is not self:
+            obj.__dict__[self.name] = value
+            obj.__dict__["_given"] = True
+
+
+def _pandas_field(name: str, arrays: RunArrays | None) -> Any:
+    import pandas as pd
+
+    if arrays is None:
+        raise AttributeError(f"BacktestResult.{name}: neither given nor computed by a run")
+    index = _utc_index(arrays.days)
+    if name == "equity":
+        return pd.Series(arrays.equity, index=index, name="equity")
+    if name == "exposure":
+        return pd.Series(arrays.exposure, index=index, name="exposure")
+    if name == "benchmark_returns":
+        return None if arrays.benchmark is None else pd.Series(arrays.benchmark, index=index, name="benchmark")
+    return pd.DataFrame(arrays.trades, columns=list(TRADE_COLUMNS))
+
+
+@dataclass(kw_only=True)
 class BacktestResult:
-    """What one run produced, as pandas objects; `to_document` turns it into the JSON result."""
+    """What one run produced; `to_document` turns it into the JSON result.
+
+    `equity`, `exposure`, `benchmark_returns` (Series) and `trades` (DataFrame) are pandas views of
+    `arrays`, built when first read; the run path writes its files from the arrays."""
 
     spec: BacktestSpec
-    equity: pd.Series
-    exposure: pd.Series
-    benchmark_returns: pd.Series | None
-    trades: pd.DataFrame
+    equity: pd.Series = _FromArrays()  # type: ignore[assignment]
+    exposure: pd.Series = _FromArrays()  # type: ignore[assignment]
+    benchmark_returns: pd.Series | None = _FromArrays()  # type: ignore[assignment]
+    trades: pd.DataFrame = _FromArrays()  # type: ignore[assignment]
     orders: list[OrderRecord]
     positions: dict[str, float]
     risk_events: list[RiskEvent]
@@ -298,6 +380,12 @@ class BacktestResult:
     extra: dict[str, Any] = field(default_factory=dict)
     datasets: list[DatasetRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    arrays: RunArrays | None = None
+
+    @property
+    def arrays_only(self) -> bool:
+        """No pandas field was given: the arrays are the result."""
+        return self.arrays is not None and not self.__dict__.get("_given", False)
 
     @property
     def closed_trades(self) -> pd.DataFrame:
@@ -305,9 +393,28 @@ class BacktestResult:
 
         return closed_frame(self.trades)
 
+    @property
+    def bar_equity(self) -> pd.Series:
+        """Equity at every bar (the daily curve keeps each day's last): walk-forward stitches
+        intraday out-of-sample windows at bar resolution (kubetrader.optimize.validation)."""
+        import pandas as pd
+
+        if self.arrays is None:
+            raise AttributeError("BacktestResult.bar_equity: not computed by a run")
+        return pd.Series(self.arrays.bar_equity, index=_utc_index(self.arrays.bar_times))
+
+    def trade_rows(self) -> list[dict[str, Any]]:
+        """TradeRecord's fields per round trip, None where missing (NaN in the frame)."""
+        if self.arrays_only and self.arrays is not None:
+            return self.arrays.trades
+        return _trade_rows(self.trades)
+
     @functools.cached_property
     def daily(self) -> DailyColumns:
         """Dates, returns, exposure and benchmark per day, computed once for the JSON and the equity CSV."""
+        if self.arrays_only and self.arrays is not None:
+            arrays = self.arrays
+            return daily_of_arrays(arrays.days, arrays.equity, arrays.exposure, arrays.benchmark)
         return daily_columns(self.equity, self.exposure, self.benchmark_returns)
 
     def to_document(self, name: str, *, artifacts: dict[str, str] | None = None) -> ResultDocument:
@@ -317,7 +424,7 @@ class BacktestResult:
         bench = None
         if daily.benchmark is not None:
             bench = np.where(np.isnan(daily.benchmark), 0.0, daily.benchmark).tolist()
-        trades = _TRADE_RECORDS.validate_python(_trade_rows(self.trades))
+        trades = _TRADE_RECORDS.validate_python(self.trade_rows())
         metadata = result_metadata(
             self.spec,
             name=name,
@@ -357,12 +464,16 @@ class BacktestRunner:
 
     def load_data(self) -> dict[str, pd.DataFrame]:
         """Bars for every symbol and the benchmark, as the spec asks for them."""
-        from kubetrader.data import load_bars
+        return {symbol: bars.frame() for symbol, bars in self.load_columns().items()}
+
+    def load_columns(self) -> dict[str, BarColumns]:
+        """`load_data` as numpy columns, without pandas: what `run` feeds to Backtrader."""
+        from kubetrader.data.loader import load_columns
 
         data = self.spec.data
         symbols = list(dict.fromkeys([*data.symbols, self.spec.benchmark_symbol]))
         return {
-            symbol: load_bars(
+            symbol: load_columns(
                 symbol,
                 timeframe=data.timeframe,
                 start=data.start,
@@ -378,13 +489,12 @@ class BacktestRunner:
         spec = self.spec
         strategy_cls = load_strategy(spec.strategy.path)
         params = check_params(strategy_cls, spec.strategy.params)
-        frames = self.load_data()
+        frames = self.load_columns()
         cerebro = bt.Cerebro(stdstats=False, preload=True, runonce=True, optreturn=False, tradehistory=True)
         # the risk gate: every order passes the spec's limits at the broker (kubetrader.gate)
         cerebro.broker = build_broker(spec.broker, GatedBroker, risk=RiskEngine(spec.risk))
         for symbol in spec.data.symbols:
-            frame = frames[symbol]
-            cerebro.adddata(FrameFeed(dataname=frame.tz_convert(None)), name=symbol)
+            cerebro.adddata(FrameFeed(dataname=frames[symbol]), name=symbol)
         cerebro.addstrategy(strategy_cls, **params)
         cerebro.addanalyzer(_Recorder, _name="kubetrader")
         try:
@@ -395,23 +505,29 @@ class BacktestRunner:
             raise StrategyError(_failure_message(spec.strategy.path, exc, cerebro)) from exc
 
         recorder: _Recorder = strategy.analyzers.kubetrader
-        equity, exposure = _daily_curves(recorder)
-        if equity.empty:
+        bar_times, bar_values, bar_gross = recorder.curves()
+        days, equity, exposure = _daily_curves(bar_times, bar_values, bar_gross)
+        if not days.size:
             raise StrategyError(f"{spec.strategy.path}: the run produced no bars")
         trades = _trade_frame(recorder, strategy, frames)
-        bench = _benchmark_returns(frames[spec.benchmark_symbol], pd.DatetimeIndex(equity.index))
-        from kubetrader.metrics import compute_metrics
-        from kubetrader.results.trades import closed_frame
+        bench = _benchmark_returns(frames[spec.benchmark_symbol], days)
+        from kubetrader.metrics import metrics_of_arrays
 
-        metrics = compute_metrics(equity, trades=closed_frame(trades), benchmark_returns=bench, exposure=exposure)
+        pnl = np.array([t["pnl_net"] for t in trades if t["exit_time"] is not None], dtype=np.float64)
+        metrics = metrics_of_arrays(days, equity, pnl=pnl, benchmark=bench, exposure=exposure)
         positions = {data._name: float(strategy.getposition(data).size) for data in strategy.datas}
         inputs = describe_inputs(spec.data, frames, benchmark=spec.benchmark_symbol, store=self.store)
         return BacktestResult(
             spec=spec,
-            equity=equity,
-            exposure=exposure,
-            benchmark_returns=bench,
-            trades=trades,
+            arrays=RunArrays(
+                days=days,
+                equity=equity,
+                exposure=exposure,
+                benchmark=bench,
+                trades=trades,
+                bar_times=_bt_ns(bar_times),
+                bar_equity=bar_values,
+            ),
             orders=_order_records(recorder.orders),
             positions=positions,
             risk_events=list(getattr(strategy, "risk_events", [])),
@@ -422,15 +538,7 @@ class BacktestRunner:
             started_at=started_at,
             finished_at=_utc_now(),
             wall_seconds=time.perf_counter() - started,
-            extra={"bar_equity": _bar_equity(recorder)},
         )
-
-
-def _bar_equity(recorder: _Recorder) -> pd.Series:
-    """Equity at every bar (the daily curve keeps each day's last): walk-forward stitches
-    intraday out-of-sample windows at bar resolution (kubetrader.optimize.validation)."""
-    times, values, _ = recorder.curves()
-    return pd.Series(values, index=_bt_dates(times))
 
 
 def _failure_message(path: str, exc: BaseException, cerebro: Any) -> str:
@@ -445,40 +553,66 @@ def _failure_message(path: str, exc: BaseException, cerebro: Any) -> str:
     return f"{path} raised {type(exc).__name__}: {exc}{bar}"
 
 
-def _daily_curves(recorder: _Recorder) -> tuple[pd.Series, pd.Series]:
-    """Equity and exposure (gross position value / equity) per day: the last bar of each UTC date."""
-    times, values, gross = recorder.curves()
-    index = _bt_dates(times)
-    exposure_values = np.divide(gross, values, out=np.zeros_like(gross), where=values != 0)
-    equity = pd.Series(values, index=index, name="equity")
-    exposure = pd.Series(exposure_values, index=index, name="exposure")
-    days = None if not len(index) or _one_stamp_per_midnight(index) else index.normalize()
-    if days is not None and (len(days.unique()) != len(days) or (days != index).any()):
-        equity = equity.groupby(days).last()
-        exposure = exposure.groupby(days).last()
-        equity.index.name = exposure.index.name = None
-    return equity, exposure
+def _daily_curves(
+    times: np.ndarray, values: np.ndarray, gross: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Days (int64 ns, UTC), equity and exposure (gross position value / equity): the last bar of each
+    UTC date. Daily bars, one per midnight, are that already; other bars go through pandas' groupby."""
+    ns = _bt_ns(times)
+    exposure = np.divide(gross, values, out=np.zeros_like(gross), where=values != 0)
+    if not ns.size or _one_stamp_per_midnight(ns):
+        return ns, values, exposure
+    import pandas as pd
+
+    index = _utc_index(ns)
+    days = index.normalize()
+    if len(days.unique()) == len(days) and not (days != index).any():
+        return ns, values, exposure
+    equity_days = pd.Series(values, index=index).groupby(days).last()
+    exposure_days = pd.Series(exposure, index=index).groupby(days).last()
+    return (
+        np.asarray(pd.DatetimeIndex(equity_days.index).as_unit("ns").asi8),
+        equity_days.to_numpy(dtype=np.float64),
+        exposure_days.to_numpy(dtype=np.float64),
+    )
 
 
-def _one_stamp_per_midnight(index: pd.DatetimeIndex) -> bool:
-    """Each stamp a midnight (of its own time zone), strictly increasing: already one point per day.
+def _one_stamp_per_midnight(index: pd.DatetimeIndex | np.ndarray) -> bool:
+    """Each stamp a midnight (of its own time zone; an array is int64 ns), strictly increasing: already
+    one point per day.
 
     Daily bars, the common case, checked on the nanoseconds instead of building `normalize()`
     and its `unique()`; when it says True those would have changed nothing (callers fall back to
     them otherwise)."""
-    local = index.tz_localize(None) if index.tz is not None else index
-    ns = np.asarray(local.as_unit("ns").asi8)
+    if isinstance(index, np.ndarray):
+        ns = index
+    else:
+        local = index.tz_localize(None) if index.tz is not None else index
+        ns = np.asarray(local.as_unit("ns").asi8)
     return not (ns % _NS_PER_DAY).any() and bool((np.diff(ns) > 0).all())
 
 
-def _benchmark_returns(frame: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.Series:
-    """Buy-and-hold daily returns of the benchmark's close on the equity's dates (first day 0)."""
-    close = frame["close"]
-    stamps = pd.DatetimeIndex(close.index)
-    # one bar per day already: the groupby would keep each value (NaN too) in the same order
-    daily = close if _one_stamp_per_midnight(stamps) else close.groupby(stamps.normalize()).last()
-    aligned = daily.reindex(dates.union(pd.DatetimeIndex(daily.index))).ffill().reindex(dates)
-    return aligned.pct_change().fillna(0.0).rename("benchmark")
+def _benchmark_returns(bars: BarColumns, days: np.ndarray) -> np.ndarray:
+    """Buy-and-hold daily returns of the benchmark's close on the equity's days (first day 0).
+
+    The close of each day (its last bar), carried forward over days it has none, then
+    `pct_change().fillna(0.0)`: what pandas' reindex / ffill / pct_change gave, on arrays."""
+    from kubetrader.results.daily import simple_returns
+
+    stamps, close = bars.stamps, bars.columns["close"]
+    if not _one_stamp_per_midnight(stamps):  # intraday: each day's last bar, as pandas' groupby().last()
+        import pandas as pd
+
+        index = _utc_index(stamps)
+        last = pd.Series(close, index=index).groupby(index.normalize()).last()
+        stamps = np.asarray(pd.DatetimeIndex(last.index).as_unit("ns").asi8)
+        close = last.to_numpy(dtype=np.float64)
+    union = np.union1d(days, stamps)
+    values = np.full(union.shape, np.nan)
+    values[np.searchsorted(union, stamps)] = close
+    known = np.where(np.isnan(values), 0, np.arange(values.size))  # ffill: the last known position so far
+    filled = values[np.maximum.accumulate(known)]
+    return simple_returns(filled[np.searchsorted(union, days)])
 
 
 def _trade_rows(trades: pd.DataFrame) -> list[dict[str, Any]]:
@@ -493,23 +627,22 @@ def _iso(num: float) -> str:
     return bt.num2date(num).replace(tzinfo=dt.UTC).isoformat()
 
 
-def _trade_frame(recorder: _Recorder, strategy: Any, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def _trade_frame(recorder: _Recorder, strategy: Any, frames: dict[str, BarColumns]) -> list[dict[str, Any]]:
     """One row per round trip (closed, then still open at the end), in TradeRecord's columns."""
     rows: list[dict[str, Any]] = []
     for trade in recorder.closed_trades:
         rows.append(_trade_row(trade, closed=True))
     for trade in recorder.open_trades.values():
         row = _trade_row(trade, closed=False)
-        frame = frames[row["symbol"]]
-        last = frame.iloc[-1]
+        bars = frames[row["symbol"]]
         status = trade.history[-1].status
-        unrealized = status.size * (float(last["close"]) - status.price)
+        unrealized = status.size * (float(bars.columns["close"][-1]) - status.price)
         row["pnl"] = status.pnl + unrealized
         row["pnl_net"] = row["pnl"] - row["commission"]
-        entered = pd.Timestamp(row["entry_time"])
-        row["bars_held"] = int(len(frame) - frame.index.searchsorted(entered))
+        entered = (dt.datetime.fromisoformat(row["entry_time"]) - _UTC_EPOCH) // dt.timedelta(microseconds=1) * 1000
+        row["bars_held"] = int(len(bars) - np.searchsorted(bars.stamps, entered, side="left"))
         rows.append(row)
-    return pd.DataFrame(rows, columns=list(TRADE_COLUMNS))
+    return [{name: row[name] for name in TRADE_COLUMNS} for row in rows]
 
 
 def _trade_row(trade: Any, *, closed: bool) -> dict[str, Any]:

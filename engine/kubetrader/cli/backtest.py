@@ -24,7 +24,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
@@ -45,7 +45,7 @@ def _load_resource(path: Path) -> tuple[Metadata, BacktestSpec | OptimizationStu
     from pydantic import ValidationError
 
     from kubetrader.cli.options import spec_error_from_validation
-    from kubetrader.specs import BacktestSpec, OptimizationStudySpec, parse_resource
+    from kubetrader.specs import parse_resource
 
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -63,9 +63,9 @@ def _load_resource(path: Path) -> tuple[Metadata, BacktestSpec | OptimizationStu
     except ValueError as exc:
         field, _, problem = str(exc).partition(": ")
         raise SpecError(field if problem else "resource", problem or str(exc)) from exc
-    if not isinstance(resource.spec, BacktestSpec | OptimizationStudySpec):
+    if resource.kind not in ("Backtest", "OptimizationStudy"):  # by name: no other kind's models are imported
         raise SpecError("kind", f"`kubetrader run` runs Backtest and OptimizationStudy resources, not {resource.kind}")
-    return resource.metadata, resource.spec
+    return resource.metadata, cast("BacktestSpec | OptimizationStudySpec", resource.spec)
 
 
 def write_summary(path: Path | None, summary: dict[str, Any]) -> None:
@@ -284,10 +284,10 @@ def run(
     except KubetraderError as exc:
         _fail_early(exc, name=file.stem, summary_file=summary_file, as_json=as_json)
         return
-    from kubetrader.specs import OptimizationStudySpec
+    from kubetrader.specs import BacktestSpec  # loaded for either kind (a study's template is one)
 
     name = metadata.name
-    if isinstance(spec, OptimizationStudySpec):
+    if not isinstance(spec, BacktestSpec):
         from kubetrader.cli.optimize import run_study_resource
 
         run_study_resource(

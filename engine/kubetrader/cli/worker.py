@@ -154,7 +154,7 @@ def worker(
 
 
 def _exit_now(code: int) -> None:
-    """Exit without the interpreter's teardown. A worker has pandas, pyarrow and Backtrader loaded, and
+    """Exit without the interpreter's teardown. A worker has numpy, pyarrow and Backtrader loaded, and
     freeing them module by module took 0.1-0.3 s on every stop, which a local campaign's driver waits
     for (`kubetrader parallel` of one cell). Everything the worker owes is done by now: its tasks are
     reported or given back (`Worker.run`), results and MLflow runs written synchronously; so flush

@@ -10,9 +10,11 @@ bar's date never depends on the machine's time zone.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
@@ -55,18 +57,18 @@ def bar_frame(index: pd.DatetimeIndex, columns: dict[str, object]) -> pd.DataFra
     return frame
 
 
-def adjusted(frame: pd.DataFrame) -> pd.DataFrame:
+def adjusted(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """OHLC scaled by adj_close / close (splits and dividends); volume unchanged.
 
     Yahoo's Adj Close folds every later split and dividend into one ratio per bar;
     applying it to open, high and low as well keeps each bar internally consistent
     (low <= open, close <= high) and makes the adjusted close equal Adj Close.
-    Frames without an adj_close column are returned as they are.
+    Columns without adj_close are returned as they are (open..volume only).
     """
-    if ADJ_CLOSE not in frame.columns:
-        return frame.loc[:, list(COLUMNS)]
-    ratio = frame[ADJ_CLOSE] / frame["close"]
-    out = frame.loc[:, list(COLUMNS)].copy()
+    out = {name: columns[name] for name in COLUMNS}
+    if ADJ_CLOSE not in columns:
+        return out
+    ratio = columns[ADJ_CLOSE] / columns["close"]
     for column in PRICE_COLUMNS:
         out[column] = out[column] * ratio
     return out
@@ -83,11 +85,18 @@ def data_hash(frame: pd.DataFrame) -> str:
     """
     import numpy as np
 
-    index = to_utc_index(frame.index)
-    ordered = [c for c in COLUMNS if c in frame.columns] + sorted(c for c in frame.columns if c not in COLUMNS)
+    stamps = np.asarray(to_utc_index(frame.index).asi8)
+    return columns_hash(stamps, {str(c): frame[c].to_numpy(dtype="float64") for c in frame.columns})
+
+
+def columns_hash(stamps: np.ndarray, columns: Mapping[str, np.ndarray]) -> str:
+    """`data_hash` of bars held as numpy columns (kubetrader.data.columns): int64 ns UTC stamps, float64 columns."""
+    import numpy as np
+
+    ordered = [c for c in COLUMNS if c in columns] + sorted(c for c in columns if c not in COLUMNS)
     digest = hashlib.sha256(_HASH_DOMAIN)
     digest.update(",".join(ordered).encode() + b"\n")
-    digest.update(np.ascontiguousarray(index.asi8, dtype="<i8").tobytes())
+    digest.update(np.ascontiguousarray(stamps, dtype="<i8").tobytes())
     for column in ordered:
-        digest.update(np.ascontiguousarray(frame[column].to_numpy(dtype="float64"), dtype="<f8").tobytes())
+        digest.update(np.ascontiguousarray(columns[column], dtype="<f8").tobytes())
     return digest.hexdigest()

@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kubetrader.data.frames import data_hash
+from kubetrader.data.frames import columns_hash
 from kubetrader.data.loader import require_dataset
 from kubetrader.data.store import DataStore
 from kubetrader.results.schema import DatasetRecord
 
 if TYPE_CHECKING:
-    import pandas as pd
-
+    from kubetrader.data.columns import BarColumns
     from kubetrader.specs import DataSpec
 
 # Bump when the combined form changes (v2: benchmark included, roles in each line).
@@ -91,12 +90,8 @@ def raw_sha256(path: Path) -> str | None:
     return hit
 
 
-def _day(stamp: pd.Timestamp) -> str:
-    return f"{stamp:%Y-%m-%d}"
-
-
-def _range_warnings(label: str, data: DataSpec, frame: pd.DataFrame, first: dt.date, last: dt.date) -> list[str]:
-    used = f"the backtest used {_day(frame.index[0])} .. {_day(frame.index[-1])}"
+def _range_warnings(label: str, data: DataSpec, bars: BarColumns, first: dt.date, last: dt.date) -> list[str]:
+    used = f"the backtest used {bars.day(0)} .. {bars.day(-1)}"
     warnings = []
     if data.start < first:
         warnings.append(f"{label}: the data starts {first}, after the requested start {data.start}; {used}")
@@ -106,9 +101,9 @@ def _range_warnings(label: str, data: DataSpec, frame: pd.DataFrame, first: dt.d
 
 
 def describe_inputs(
-    data: DataSpec, frames: Mapping[str, pd.DataFrame], *, benchmark: str, store: DataStore | None = None
+    data: DataSpec, frames: Mapping[str, BarColumns], *, benchmark: str, store: DataStore | None = None
 ) -> RunInputs:
-    """Hash, records and range warnings for the frames a run loaded (traded symbols, then the benchmark)."""
+    """Hash, records and range warnings for the bars a run loaded (traded symbols, then the benchmark)."""
     store = store or DataStore()
     traded = set(data.symbols)
     order = list(dict.fromkeys([*data.symbols, benchmark]))
@@ -116,13 +111,13 @@ def describe_inputs(
     datasets: list[DatasetRecord] = []
     warnings: list[str] = []
     for symbol in order:
-        frame = frames[symbol]
-        frame_hash = data_hash(frame)
+        bars = frames[symbol]
+        frame_hash = columns_hash(bars.stamps, bars.columns)
         roles = [r for r, held in (("traded", symbol in traded), ("benchmark", symbol == benchmark)) if held]
         digest.update(f"{'+'.join(roles)}:{symbol}={frame_hash}\n".encode())
         first, last, sources = _stored(store, symbol, data.timeframe)
         label = symbol if symbol in traded else f"{symbol} (benchmark)"
-        warnings += _range_warnings(label, data, frame, first, last)
+        warnings += _range_warnings(label, data, bars, first, last)
         raw = {name: raw_sha256(store.raw_dir / symbol / name) for name in sources}
         datasets.append(
             DatasetRecord(
@@ -130,9 +125,9 @@ def describe_inputs(
                 traded=symbol in traded,
                 benchmark=symbol == benchmark,
                 timeframe=data.timeframe,
-                bars=len(frame),
-                first_bar=_day(frame.index[0]) if len(frame) else None,
-                last_bar=_day(frame.index[-1]) if len(frame) else None,
+                bars=len(bars),
+                first_bar=bars.day(0) if len(bars) else None,
+                last_bar=bars.day(-1) if len(bars) else None,
                 data_hash=frame_hash,
                 sources=sources,
                 raw_files=raw,

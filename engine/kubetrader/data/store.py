@@ -36,6 +36,8 @@ from kubetrader.errors import DataError, SpecError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from kubetrader.data.columns import BarColumns
+
 _META_KEY = b"kubetrader"
 _MAX_CONFLICTS_LISTED = 20
 
@@ -67,7 +69,7 @@ def check_timeframe(timeframe: str) -> str:
 class DatasetInfo(BaseModel):
     """One row of `DataStore.list()`: a (symbol, timeframe) data set and where it came from."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use: not on a run's path
 
     symbol: str
     timeframe: str
@@ -80,7 +82,7 @@ class DatasetInfo(BaseModel):
 class Conflict(BaseModel):
     """A bar present in the store and in the merged frame with different values."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use: not on a run's path
 
     bar: dt.datetime
     columns: list[str]
@@ -89,7 +91,7 @@ class Conflict(BaseModel):
 class MergeReport(BaseModel):
     """What a merge changed. On overlapping bars the newer source wins; `conflicts` lists where they differed."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use: not on a run's path
 
     symbol: str
     timeframe: str
@@ -196,15 +198,23 @@ class DataStore:
 
     def read(self, symbol: str, timeframe: str) -> pd.DataFrame:
         """The stored bars (with adj_close when the source had it); DataError when there are none."""
+        return self.read_columns(symbol, timeframe).frame()
+
+    def read_columns(self, symbol: str, timeframe: str) -> BarColumns:
+        """`read` as numpy columns, without pandas (kubetrader.data.columns): what a backtest's run reads.
+
+        Through `ParquetFile`, not `read_table`: that one goes through pyarrow.dataset, whose import
+        loads pandas."""
         import pyarrow.parquet as pq
+
+        from kubetrader.data.columns import from_table
 
         path = self.path(symbol, timeframe)
         try:
-            frame = pq.read_table(path).to_pandas().set_index(INDEX_NAME)
+            table = pq.ParquetFile(path).read()
         except FileNotFoundError:
             raise DataError(f"no {timeframe} bars for {symbol} in the store at {self.root}") from None
-        frame.index = to_utc_index(frame.index)
-        return frame
+        return from_table(table, INDEX_NAME)
 
     def metadata(self, symbol: str, timeframe: str) -> dict[str, Any]:
         """What the store keeps about a data set besides its bars: first, last, sources (the Parquet footer)."""

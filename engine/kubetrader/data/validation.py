@@ -14,7 +14,7 @@ September 2001 stay under the default limit of 5.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -32,7 +32,7 @@ Severity = Literal["error", "warning"]
 class Issue(BaseModel):
     """One kind of problem, with the first bar that has it and how many bars do."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use: not on a run's path
 
     check: str
     severity: Severity
@@ -45,7 +45,7 @@ class Issue(BaseModel):
 class ValidationReport(BaseModel):
     """What `validate` found in one (symbol, timeframe) data set."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built on first use: not on a run's path
 
     symbol: str
     timeframe: str
@@ -117,14 +117,14 @@ def _issue_adder(frame: pd.DataFrame, timeframe: str, issues: list[Issue]) -> Ca
     return add
 
 
-def price_columns(frame: pd.DataFrame) -> list[str]:
+def price_columns(columns: Iterable[str]) -> list[str]:
     """The columns that hold prices: open..close, and Adj Close where the source has it.
 
     Adj Close scales every price of its bar at load time (kubetrader.data.frames.adjusted),
     so a zero, negative, missing or infinite one corrupts the bar as surely as a bad close:
     one zero once gave a "successful" backtest with a -95 % drawdown.
     """
-    return [*PRICE_COLUMNS, *([ADJ_CLOSE] if ADJ_CLOSE in frame.columns else [])]
+    return [*PRICE_COLUMNS, *([ADJ_CLOSE] if ADJ_CLOSE in columns else [])]
 
 
 def _price_issues(frame: pd.DataFrame, timeframe: str) -> list[Issue]:
@@ -132,7 +132,7 @@ def _price_issues(frame: pd.DataFrame, timeframe: str) -> list[Issue]:
 
     issues: list[Issue] = []
     add = _issue_adder(frame, timeframe, issues)
-    for column in price_columns(frame):
+    for column in price_columns(frame.columns):
         add("missing_price", "error", frame[column].isna(), column, "price is missing or not a number")
         add("infinite_price", "error", np.isinf(frame[column].to_numpy()), column, "price is infinite")
         add("non_positive_price", "error", frame[column] <= 0, column, "price is zero or negative")

@@ -31,6 +31,6 @@ different definition, on purpose:
 from __future__ import annotations
 
 from kubetrader.metrics.batch import BATCH_METRICS, compute_metrics_batch
-from kubetrader.metrics.compute import compute_metrics
+from kubetrader.metrics.compute import compute_metrics, metrics_of_arrays
 
-__all__ = ["BATCH_METRICS", "compute_metrics", "compute_metrics_batch"]
+__all__ = ["BATCH_METRICS", "compute_metrics", "compute_metrics_batch", "metrics_of_arrays"]

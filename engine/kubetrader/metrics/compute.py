@@ -86,15 +86,44 @@ def compute_metrics(
     dict goes to JSON and MLflow as is. Conventions and the differences from
     quantstats are in the package docstring.
     """
-    index = equity.index
-    stamps = _naive_index_ns(index, "equity")
+    stamps = _naive_index_ns(equity.index, "equity")
     values = np.asarray(equity.to_numpy(dtype=np.float64, na_value=np.nan))
+    if trades is None or len(trades) == 0:  # an empty frame may come without columns
+        pnl = np.empty(0)
+    elif "pnl_net" not in trades.columns:
+        raise ValueError(f"trades needs a pnl_net column, it has {list(trades.columns)}")
+    else:
+        pnl = trades["pnl_net"].to_numpy(dtype=np.float64, na_value=np.nan)
+    return metrics_of_arrays(
+        stamps,
+        values,
+        pnl=pnl,
+        benchmark=_aligned(benchmark_returns, stamps, "benchmark_returns"),
+        exposure=_aligned(exposure, stamps, "exposure"),
+        periods_per_year=periods_per_year,
+    )
+
+
+def metrics_of_arrays(
+    stamps: np.ndarray,
+    values: np.ndarray,
+    *,
+    pnl: np.ndarray,
+    benchmark: np.ndarray | None = None,
+    exposure: np.ndarray | None = None,
+    periods_per_year: int = 252,
+) -> dict[str, float | None]:
+    """`compute_metrics` of arrays already on the equity's days, without pandas (a backtest's run path).
+
+    `stamps` are the days as int64 ns of local wall time, `values` the equity, `pnl` the closed
+    trades' net PnL; `benchmark` (returns) and `exposure` are aligned to `stamps` (NaN where unknown).
+    """
     if values.size == 0:
         raise ValueError("equity is empty")
     if periods_per_year <= 0:
         raise ValueError(f"periods_per_year must be positive, got {periods_per_year}")
     if not np.isfinite(values).all():
-        bad = index[int(np.flatnonzero(~np.isfinite(values))[0])]
+        bad = stamps[int(np.flatnonzero(~np.isfinite(values))[0])].astype("datetime64[ns]")
         raise ValueError(f"equity has a missing or infinite value on {bad}")
     if values.size > 1 and (np.diff(stamps) <= 0).any():
         raise ValueError("equity's dates must be strictly increasing")
@@ -130,22 +159,15 @@ def compute_metrics(
     cagr = out["cagr"]
     out["calmar_ratio"] = None if cagr is None else ratio(cagr, abs(drawdowns.max_drawdown))
 
-    if trades is None or len(trades) == 0:  # an empty frame may come without columns
-        pnl = np.empty(0)
-    elif "pnl_net" not in trades.columns:
-        raise ValueError(f"trades needs a pnl_net column, it has {list(trades.columns)}")
-    else:
-        pnl = trades["pnl_net"].to_numpy(dtype=np.float64, na_value=np.nan)
     out.update(trade_stats(pnl)._asdict())
-    out["exposure"] = _exposure(_aligned(exposure, stamps, "exposure"), r)
+    out["exposure"] = _exposure(exposure, r)
 
     high, low = regimes.volatility_masks(r)
     out["high_vol_return"], out["high_vol_sharpe"] = regimes.regime_stats(r, high, periods_per_year)
     out["low_vol_return"], out["low_vol_sharpe"] = regimes.regime_stats(r, low, periods_per_year)
 
-    b_all = _aligned(benchmark_returns, stamps, "benchmark_returns")
-    if b_all is not None and r.size:
-        b = b_all[1:]
+    if benchmark is not None and r.size:
+        b = benchmark[1:]
         out.update(bench.benchmark_stats(r, b, periods_per_year)._asdict())
         bull, bear = regimes.trend_masks(b)
         out["bull_return"], out["bull_sharpe"] = regimes.regime_stats(r, bull, periods_per_year)

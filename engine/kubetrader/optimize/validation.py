@@ -141,7 +141,7 @@ def run_walk_forward(
         run = BacktestRunner(
             trial_spec(_with_range(spec.backtest, is_first.date(), oos_last.date()), summary.best_params)
         ).run()
-        stitched = stitcher.add(window.index, run.extra["bar_equity"], run.trades, closes, is_last, oos_last)
+        stitched = stitcher.add(window.index, run.bar_equity, run.trades, closes, is_last, oos_last)
         daily_oos = _daily(stitched.equity)
         if run.benchmark_returns is not None:
             oos_benchmark.append(run.benchmark_returns[run.benchmark_returns.index > is_last.normalize()])

@@ -90,8 +90,6 @@ def run_backtest(task: Task, context: TaskContext) -> HandlerOutcome:
 
 def _run_compact(task: Task, context: TaskContext, spec: object) -> HandlerOutcome:
     """Metrics back through the queue, the equity curve to a small file the driver gathers (`queue.artifacts`)."""
-    import numpy as np
-
     from kubetrader.errors import KubetraderError
     from kubetrader.runner import BacktestRunner
 
@@ -101,9 +99,9 @@ def _run_compact(task: Task, context: TaskContext, spec: object) -> HandlerOutco
         if exc.exit_code == EXIT_RETRYABLE:
             raise RetryableError(str(exc)) from exc
         raise FatalError(str(exc)) from exc
-    days = np.asarray(result.equity.index.values, dtype="datetime64[D]")
+    daily = result.daily  # the run's arrays: no pandas in a worker that only runs cells
     return HandlerOutcome(
-        metrics=dict(result.metrics), result_path=_cell_curve(task, context, days, result.equity.to_numpy(dtype=float))
+        metrics=dict(result.metrics), result_path=_cell_curve(task, context, daily.dates, daily.equity)
     )
 
 
@@ -125,7 +123,7 @@ def _cell_curve(task: Task, context: TaskContext, days: object, equity: object) 
 def warm_up() -> None:
     """Import the engine before the first claim, so the first task's time (and lease) is not spent importing."""
     import kubetrader.pipeline
-    import kubetrader.runner  # noqa: F401 - imported for its side effect of loading Backtrader and pandas
+    import kubetrader.runner  # noqa: F401 - imported for its side effect of loading Backtrader, numpy and pyarrow
 
 
 def noop(task: Task, context: TaskContext) -> HandlerOutcome:

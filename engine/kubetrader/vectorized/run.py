@@ -149,6 +149,7 @@ def run_twin(spec: BacktestSpec, *, frames: Mapping[str, pd.DataFrame] | None = 
     """The twin's run of `spec`: equity, exposure, trades and every metric, as the runner reports them."""
     import pandas as pd
 
+    from kubetrader.data.columns import BarColumns
     from kubetrader.metrics import compute_metrics
     from kubetrader.runner import TRADE_COLUMNS, BacktestRunner, _benchmark_returns
 
@@ -189,7 +190,9 @@ def run_twin(spec: BacktestSpec, *, frames: Mapping[str, pd.DataFrame] | None = 
     exposure_series = pd.Series(exposure, index=index, name="exposure")
     rows = _trade_rows(symbol, index, bars.close, trades[:count])
     trade_frame = pd.DataFrame(rows, columns=list(TRADE_COLUMNS))
-    bench = _benchmark_returns(frames[spec.benchmark_symbol], pd.DatetimeIndex(equity_series.index))
+    days = np.asarray(pd.DatetimeIndex(equity_series.index).as_unit("ns").asi8)
+    bench_values = _benchmark_returns(BarColumns.from_frame(frames[spec.benchmark_symbol]), days)
+    bench = pd.Series(bench_values, index=equity_series.index, name="benchmark")
     closed = trade_frame[trade_frame["exit_time"].notna()]
     metrics = compute_metrics(equity_series, trades=closed, benchmark_returns=bench, exposure=exposure_series)
     return TwinResult(
