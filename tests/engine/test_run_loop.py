@@ -124,7 +124,7 @@ def test_the_recorded_equity_and_exposure_are_the_per_bar_values(
     result = runner.run()
     rows = _reference(spec, runner.load_data())
     times, values, gross = (np.array(column) for column in zip(*rows, strict=True))
-    bar_equity = result.extra["bar_equity"]
+    bar_equity = result.bar_equity
     assert len(bar_equity) == len(rows) > 2000
     assert [_bits(v) for v in bar_equity.to_numpy()] == [_bits(v) for v in values]
     assert [d.date() for d in bar_equity.index] == [bt.num2date(t).date() for t in times]
