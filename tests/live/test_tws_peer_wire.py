@@ -103,6 +103,7 @@ def test_the_peer_refuses_messages_past_50_a_second_with_error_100(tws_peer: Any
         ib.client.MaxRequests = 0  # no client-side throttle: the gateway must enforce the limit
         for _ in range(80):
             ib.client.reqCurrentTime()
+
         def refused() -> bool:
             # ib.sleep(0) runs ib_insync's event loop once: the peer's answers (and its 100s) arrive
             # through it. It returns True, so it cannot be or-ed into the condition.

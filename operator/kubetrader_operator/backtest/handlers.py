@@ -1,7 +1,7 @@
 """kopf handlers for Backtest: thin. Parse, build, adopt, create if absent, write status.
 
 Status is written in one place (`reconcile`) with optimistic concurrency: the Job
-watcher, the resync timer and the create handler may all call it; whoever loses
+watcher, the resync loop and the create handler may all call it; whoever loses
 the resourceVersion race reads again and recomputes, so no update is lost.
 kopf's own progress lives in annotations (see `main.configure`).
 """
@@ -15,7 +15,7 @@ import kopf
 from pydantic import ValidationError
 
 from kubetrader.specs import API_GROUP, API_VERSION, BacktestSpec
-from kubetrader_operator import kube
+from kubetrader_operator import kube, resync
 from kubetrader_operator.backtest.builders import build_config_map, build_job, job_options
 from kubetrader_operator.backtest.status import (
     Transition,
@@ -114,17 +114,14 @@ def start_backtest(
         reconcile(namespace, name)
 
 
-@kopf.timer(
-    *RESOURCE,
-    interval=SETTINGS.resync_interval_seconds,
-    idle=SETTINGS.resync_idle_seconds or None,
-    when=lambda status, **_: not is_terminal(list(status.get("conditions") or [])),
-)
-def resync_backtest(name: str, namespace: str | None, **_: Any) -> None:
+def resync_backtest(namespace: str, name: str) -> None:
     """Catch what events missed: a Job that vanished, never started, or finished unseen."""
-    assert namespace is not None
     with measured(KIND, "resync"):
         reconcile(namespace, name)
+
+
+# One operator-wide loop resyncs every unfinished Backtest (kubetrader_operator.resync), not a timer each.
+resync.register(RESOURCE, "unfinished_backtests", resync_backtest)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY: MANAGER, BACKTEST_LABEL: kopf.PRESENT})
