@@ -52,3 +52,15 @@ def test_one_objects_failure_is_logged_and_the_others_are_still_reconciled(caplo
     assert sorted(seen) == sorted(keys)  # each once
     messages = [r.getMessage() for r in caplog.records]
     assert any("ns/bt-3 failed" in m for m in messages) and any("ns/bt-5: status kept changing" in m for m in messages)
+
+
+def test_a_childs_events_pass_only_while_its_owner_is_unfinished() -> None:
+    """The Jobs of finished or deleted Backtests cost no thread and no API call (issue 20: deleting
+    1,000 Backtests was followed by 1,000 Job-deletion reconciles that found nothing to do)."""
+    check = resync.owner_unfinished("Backtest", "unfinished_backtests")
+    owned = {"metadata": {"ownerReferences": [{"kind": "Backtest", "name": "bt", "controller": True}]}}
+    index = {("ns", "bt"): [1.0]}
+    assert check(body=owned, namespace="ns", unfinished_backtests=index)
+    assert not check(body=owned, namespace="other", unfinished_backtests=index)
+    assert not check(body=owned, namespace="ns", unfinished_backtests={})  # finished or gone
+    assert not check(body={"metadata": {}}, namespace="ns", unfinished_backtests=index)  # no owner

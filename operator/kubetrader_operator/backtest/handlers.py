@@ -124,11 +124,18 @@ def resync_backtest(namespace: str, name: str) -> None:
 resync.register(RESOURCE, "unfinished_backtests", resync_backtest)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY: MANAGER, BACKTEST_LABEL: kopf.PRESENT})
+@kopf.on.event(
+    "batch",
+    "v1",
+    "jobs",
+    labels={MANAGED_BY: MANAGER, BACKTEST_LABEL: kopf.PRESENT},
+    when=resync.owner_unfinished(KIND, "unfinished_backtests"),
+)
 def job_changed(namespace: str | None, body: kopf.Body, **_: Any) -> None:
     """A Backtest's Job changed: update the Backtest's status at once.
 
-    The Backtest is the Job's owner (its label value may be a shortened name: see labels.label_value).
+    The Backtest is the Job's owner (its label value may be a shortened name: see labels.label_value);
+    the Job of a finished or deleted Backtest is filtered out before this runs (resync.owner_unfinished).
     """
     assert namespace is not None
     owner = owner_name(dict(body), KIND)

@@ -157,7 +157,13 @@ def poll_study(namespace: str, name: str) -> None:
 resync.register(RESOURCE, "unfinished_studies", poll_study, accepted_only=True)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY: MANAGER, STUDY_LABEL: kopf.PRESENT})
+@kopf.on.event(
+    "batch",
+    "v1",
+    "jobs",
+    labels={MANAGED_BY: MANAGER, STUDY_LABEL: kopf.PRESENT},
+    when=resync.owner_unfinished(KIND, "unfinished_studies"),  # before acceptance, the create handler speaks
+)
 def driver_job_changed(namespace: str | None, body: kopf.Body, **_: Any) -> None:
     """A study's driver Job changed: update its owner's status at once (found by ownerReference)."""
     assert namespace is not None
