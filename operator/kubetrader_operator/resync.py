@@ -3,7 +3,7 @@
 Why: kopf runs every timer as an asyncio task per object and handler, with its daemon bookkeeping
 (kopf docs/timers.rst, "System resources": "significant OS resource usage on large clusters with
 thousands of resources"), and a timer makes kopf put its finalizer on every object it serves. The
-operator's RSS grew by about 50 MB per 1,000 unfinished Backtests (bench/RESULTS.md, "operator").
+operator's RSS grew by about 55 MB per 1,000 unfinished Backtests (bench/RESULTS.md, "operator").
 
 Here a kopf index per kind holds the identities of the unfinished objects (filled from the watch
 kopf runs for the kind anyway, so no extra API request), and one task, started by a startup handler,
@@ -11,7 +11,8 @@ walks the indices every interval and calls the kind's `reconcile` for each entry
 kopf's executor. kopf documents that its indices are safe to hand to tasks started from startup
 handlers (docs/indexing.rst, "Guarantees"); an object that ends or is deleted leaves the index at
 that event ("When a previously indexed resource is deleted or stops matching the filters, all
-associated values are removed", same page), so the loop never revisits it.
+associated values are removed", same page), so the loop never revisits it. The same index lets the
+Job watches skip the Jobs of finished or deleted owners (`owner_unfinished`).
 
 What the timers guaranteed stays: every unfinished object is reconciled once per
 `resync_interval_seconds` whatever events were missed (a Job that vanished, never started, or
@@ -200,7 +201,7 @@ def resyncing(**kwargs: Any) -> dict[str, int]:
 @kopf.on.cleanup()
 async def stop_resync_loop(memo: kopf.Memo, **_: Any) -> None:
     """Cancel the loop (and wait for it) before kopf closes its executor."""
-    run: _Run = memo[MEMO_KEY]
-    if run.task is not None:
+    run: _Run | None = memo.get(MEMO_KEY)  # None if the operator stopped before its startup
+    if run is not None and run.task is not None:
         run.task.cancel()
         await asyncio.gather(run.task, return_exceptions=True)
