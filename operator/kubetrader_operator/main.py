@@ -47,7 +47,6 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.reconnect_backoff = min(ours.backoff_seconds, 1.0)
     settings.queueing.idle_timeout = 0.1  # react to a burst of Job events without waiting
     settings.queueing.exit_timeout = 2.0
-    settings.queueing.worker_limit = ours.worker_limit  # a burst's peak memory is bounded (settings.py)
     settings.execution.max_workers = 8  # sync handlers run in threads; the API calls are I/O-bound
     serve(ours.metrics_port)
 

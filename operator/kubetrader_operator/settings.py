@@ -80,11 +80,6 @@ class OperatorSettings(BaseSettings):
     # kopf itself; short values make tests react fast, the chart keeps the defaults.
     watch_timeout_seconds: int = Field(default=300, gt=0)
     backoff_seconds: float = Field(default=10.0, gt=0, description="Delay before retrying a failed handler.")
-    # kopf's per-object workers at once, per watched kind and namespace (its settings.queueing.worker_limit,
-    # unlimited by default): a burst of 1,000 creations or deletions is then processed 16 objects at a time,
-    # which the 8 handler threads (main.configure) cannot outrun anyway, instead of all 1,000 at once,
-    # whose peak the allocator keeps after they are done (issue 20, bench/RESULTS.md "operator").
-    worker_limit: int = Field(default=16, ge=1)
     posting_level: str = "INFO"
 
     # Probes and metrics.
