@@ -6,8 +6,11 @@ register more (scaling, live). Settings are applied in the startup handler only.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
+import time
+from collections import Counter
 from typing import Any
 
 import kopf
@@ -52,3 +55,14 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 def loaded_modules(**_: Any) -> list[str]:
     """Shown at the liveness endpoint: which handler modules this operator runs."""
     return HANDLER_MODULES
+
+
+@kopf.on.probe(id="asyncio_tasks")
+async def running_tasks(**_: Any) -> dict[str, Any]:
+    """Shown at the liveness endpoint: the operator's asyncio tasks (the most common coroutines by
+    name), and when they were counted (kopf caches probes for a while). A count that grows with the
+    number of objects is per-object work kopf keeps running, a timer or daemon each (issue 20)."""
+    tasks = asyncio.all_tasks()
+    names = (getattr(coro := task.get_coro(), "__qualname__", type(coro).__name__) for task in tasks)
+    common = Counter(names).most_common(5)
+    return {"count": len(tasks), "at": time.time(), "common": dict(common)}

@@ -1,7 +1,7 @@
 """kopf handlers for Backtest: thin. Parse, build, adopt, create if absent, write status.
 
 Status is written in one place (`reconcile`) with optimistic concurrency: the Job
-watcher, the resync timer and the create handler may all call it; whoever loses
+watcher, the resync loop and the create handler may all call it; whoever loses
 the resourceVersion race reads again and recomputes, so no update is lost.
 kopf's own progress lives in annotations (see `main.configure`).
 """
@@ -15,7 +15,7 @@ import kopf
 from pydantic import ValidationError
 
 from kubetrader.specs import API_GROUP, API_VERSION, BacktestSpec
-from kubetrader_operator import kube
+from kubetrader_operator import kube, resync
 from kubetrader_operator.backtest.builders import build_config_map, build_job, job_options
 from kubetrader_operator.backtest.status import (
     Transition,
@@ -114,24 +114,28 @@ def start_backtest(
         reconcile(namespace, name)
 
 
-@kopf.timer(
-    *RESOURCE,
-    interval=SETTINGS.resync_interval_seconds,
-    idle=SETTINGS.resync_idle_seconds or None,
-    when=lambda status, **_: not is_terminal(list(status.get("conditions") or [])),
-)
-def resync_backtest(name: str, namespace: str | None, **_: Any) -> None:
+def resync_backtest(namespace: str, name: str) -> None:
     """Catch what events missed: a Job that vanished, never started, or finished unseen."""
-    assert namespace is not None
     with measured(KIND, "resync"):
         reconcile(namespace, name)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY: MANAGER, BACKTEST_LABEL: kopf.PRESENT})
+# One operator-wide loop resyncs every unfinished Backtest (kubetrader_operator.resync), not a timer each.
+resync.register(RESOURCE, "unfinished_backtests", resync_backtest)
+
+
+@kopf.on.event(
+    "batch",
+    "v1",
+    "jobs",
+    labels={MANAGED_BY: MANAGER, BACKTEST_LABEL: kopf.PRESENT},
+    when=resync.owner_unfinished(KIND, "unfinished_backtests"),
+)
 def job_changed(namespace: str | None, body: kopf.Body, **_: Any) -> None:
     """A Backtest's Job changed: update the Backtest's status at once.
 
-    The Backtest is the Job's owner (its label value may be a shortened name: see labels.label_value).
+    The Backtest is the Job's owner (its label value may be a shortened name: see labels.label_value);
+    the Job of a finished or deleted Backtest is filtered out before this runs (resync.owner_unfinished).
     """
     assert namespace is not None
     owner = owner_name(dict(body), KIND)

@@ -1,7 +1,7 @@
 """kopf handlers for OptimizationStudy: thin. Parse, build, adopt, create if absent, write status.
 
 Status is written in one place (`reconcile`) with optimistic concurrency: the Job
-watcher, the progress timer and the create handler may all call it; whoever loses
+watcher, the resync loop and the create handler may all call it; whoever loses
 the resourceVersion race reads again and recomputes, so no update is lost.
 Deleting a study stops its driver and cancels its queued trials (finished trials
 stay in the Optuna storage and MLflow) before kopf removes the finalizer.
@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from kubetrader.errors import SpecError
 from kubetrader.optimize.naming import trial_batch
 from kubetrader.specs import API_GROUP, API_VERSION
-from kubetrader_operator import kube
+from kubetrader_operator import kube, resync
 from kubetrader_operator.backtest.builders import job_options
 from kubetrader_operator.backtest.status import waiting_status
 from kubetrader_operator.conditions import is_terminal, now_iso
@@ -147,19 +147,23 @@ def start_study(
         reconcile(namespace, name)
 
 
-@kopf.timer(
-    *RESOURCE,
-    interval=SETTINGS.resync_interval_seconds,
-    when=lambda status, **_: bool(status.get("conditions")) and not is_terminal(list(status["conditions"])),
-)
-def poll_study(name: str, namespace: str | None, **_: Any) -> None:
+def poll_study(namespace: str, name: str) -> None:
     """Progress: the driver publishes after every trial; also catches a Job that vanished or never started."""
-    assert namespace is not None
     with measured(KIND, "poll"):
         reconcile(namespace, name)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY: MANAGER, STUDY_LABEL: kopf.PRESENT})
+# One operator-wide loop polls every accepted, unfinished study (kubetrader_operator.resync), not a timer each.
+resync.register(RESOURCE, "unfinished_studies", poll_study, accepted_only=True)
+
+
+@kopf.on.event(
+    "batch",
+    "v1",
+    "jobs",
+    labels={MANAGED_BY: MANAGER, STUDY_LABEL: kopf.PRESENT},
+    when=resync.owner_unfinished(KIND, "unfinished_studies"),  # before acceptance, the create handler speaks
+)
 def driver_job_changed(namespace: str | None, body: kopf.Body, **_: Any) -> None:
     """A study's driver Job changed: update its owner's status at once (found by ownerReference)."""
     assert namespace is not None
