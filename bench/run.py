@@ -53,6 +53,14 @@ def _sections(text: str) -> dict[str, str]:
     return {match.group(1): match.group(0).rstrip("\n") + "\n" for match in SECTION.finditer(text)}
 
 
+def _notes(section: str) -> str:
+    """What was written by hand under a section's generated table (before/after A/Bs, profiles):
+    kept when the table is regenerated, so a re-run never loses the measurements it cannot redo."""
+    parts = section.split("```\n", 2)  # header, the generated table, the rest
+    rest = parts[2].strip("\n") if len(parts) == 3 else ""
+    return f"\n{rest}\n" if rest else ""
+
+
 def main(argv: list[str]) -> int:
     wanted = set(argv)
     scripts = sorted(HERE.glob("bench_*.py"))
@@ -81,7 +89,7 @@ def main(argv: list[str]) -> int:
             f"## {name}\n\n{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}: {os.cpu_count()} cores, "
             f"load average (1/5/15 min) {load_before} before and {_load()} after, "
             f"Python {platform.python_version()}.\n\n```\n{table}\n```\n"
-        )
+        ) + _notes(sections.get(name, ""))
     header = (
         "# Benchmark results\n\nWritten by `make bench` (`python bench/run.py NAME...` rewrites only those sections). "
         "On a shared machine compare the ratios (each measured interleaved) rather than absolute times.\n\n"
