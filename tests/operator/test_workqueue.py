@@ -4,8 +4,9 @@ retries from a timer that holds no worker (issue 20)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import kopf
 
@@ -52,13 +53,23 @@ class Recorder:
                 self.running -= 1
 
 
+@contextlib.asynccontextmanager
+async def _running(work: Recorder, *, workers: int, retry_seconds: float) -> AsyncIterator[WorkQueue]:
+    """A started queue over `work`; at the end the work is released and the queue stopped."""
+    queue = WorkQueue("test", work, workers=workers, retry_seconds=retry_seconds)
+    queue.start()
+    try:
+        yield queue
+    finally:
+        work.release.set()
+        await queue.stop()
+
+
 def test_a_burst_runs_at_most_workers_at_once_and_each_key_once() -> None:
     work = Recorder()
 
     async def scenario() -> None:
-        queue = WorkQueue("test", work, workers=2, retry_seconds=60)
-        queue.start()
-        try:
+        async with _running(work, workers=2, retry_seconds=60) as queue:
             names = [f"bt-{i}" for i in range(10)]
             for name in names:
                 queue.submit(("ns", name), Action.START)
@@ -68,9 +79,6 @@ def test_a_burst_runs_at_most_workers_at_once_and_each_key_once() -> None:
             assert queue.pending() == 10
             work.release.set()
             await _until(lambda: queue.pending() == 0, "every key done")
-        finally:
-            work.release.set()
-            await queue.stop()
         assert sorted(work.calls) == sorted((name, Action.START) for name in names)
         assert work.most == 2
 
@@ -81,9 +89,7 @@ def test_an_event_while_a_key_runs_runs_it_again_after_and_the_stronger_action_w
     work = Recorder()
 
     async def scenario() -> None:
-        queue = WorkQueue("test", work, workers=3, retry_seconds=60)
-        queue.start()
-        try:
+        async with _running(work, workers=3, retry_seconds=60) as queue:
             queue.submit(("ns", "a"), Action.RECONCILE)
             await _until(lambda: work.running == 1, "a running")
             for action in (Action.RECONCILE, Action.START, Action.RECONCILE):  # while a runs
@@ -91,9 +97,6 @@ def test_an_event_while_a_key_runs_runs_it_again_after_and_the_stronger_action_w
             assert work.running == 1  # never two runs of one key, though two workers are free
             work.release.set()
             await _until(lambda: queue.pending() == 0 and len(work.calls) == 2, "a run again")
-        finally:
-            work.release.set()
-            await queue.stop()
         assert work.calls == [("a", Action.RECONCILE), ("a", Action.START)]
         assert work.most == 1
 
@@ -116,16 +119,12 @@ def test_a_retry_waits_in_a_timer_and_the_one_worker_serves_the_others_meanwhile
     work.release.set()
 
     async def scenario() -> None:
-        queue = WorkQueue("test", work, workers=1, retry_seconds=0.01)
-        queue.start()
-        try:
+        async with _running(work, workers=1, retry_seconds=0.01) as queue:
             for name in ("waits", "broken", "flaky", "other"):
                 queue.submit(("ns", name), Action.START)
             await _until(lambda: [n for n, _ in work.calls].count("flaky") == 2, "flaky retried")
             await _until(lambda: queue.pending() == 0, "the others done")
             assert queue.retrying() == 1  # the hour-long retry of "waits", and nothing else
-        finally:
-            await queue.stop()
         names = [name for name, _ in work.calls]
         assert names.count("waits") == 1 and names.count("broken") == 1 and "other" in names
 
