@@ -113,8 +113,8 @@ class WorkQueue:
             action = self._wanted.pop(key)
             self._running.add(key)
             context = contextvars.copy_context()
-            context.run(self.enter)
-            try:
+            try:  # `enter` too: a worker that died here would hold its key as running for good
+                context.run(self.enter)
                 await loop.run_in_executor(self._executor, context.run, self.work, *key, action)
             except kopf.PermanentError as exc:
                 logger.warning("%s of %s/%s failed permanently: %s", action.name.lower(), *key, exc)

@@ -129,3 +129,29 @@ def test_a_retry_waits_in_a_timer_and_the_one_worker_serves_the_others_meanwhile
         assert names.count("waits") == 1 and names.count("broken") == 1 and "other" in names
 
     asyncio.run(scenario())
+
+
+def test_a_failure_before_the_work_is_retried_and_leaves_no_key_stuck_as_running() -> None:
+    """`enter` (the Event poster's set-up) runs in the worker before the work; had it raised outside
+    the worker's error handling, the worker would have died holding its key as running for good."""
+    work = Recorder()
+    work.release.set()
+    entered: list[int] = []
+
+    def enter() -> None:
+        entered.append(1)
+        if len(entered) == 1:
+            raise KeyError("kubetrader_resync")
+
+    async def scenario() -> None:
+        queue = WorkQueue("test", work, workers=1, retry_seconds=0.01, enter=enter)
+        queue.start()
+        try:
+            queue.submit(("ns", "a"), Action.START)
+            await _until(lambda: work.calls == [("a", Action.START)], "a retried after the failed enter")
+            queue.submit(("ns", "b"), Action.START)  # the one worker is still alive
+            await _until(lambda: queue.pending() == 0 and len(work.calls) == 2, "b done")
+        finally:
+            await queue.stop()
+
+    asyncio.run(scenario())
