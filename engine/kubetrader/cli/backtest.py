@@ -30,6 +30,7 @@ import click
 
 from kubetrader.cli.options import backtest_spec_from_options, data_options, tracking_options
 from kubetrader.errors import EXIT_FATAL, KubetraderError, SpecError
+from kubetrader.startup import gc_paused, resume_gc
 
 if TYPE_CHECKING:
     from kubetrader.specs import BacktestSpec, OptimizationStudySpec
@@ -267,6 +268,7 @@ _summary = click.option(
     help="Backtest: also write QuantStats' HTML report ({id}-quantstats.html; needs kubetrader[quantstats]).",
 )
 @_tracking_mode
+@gc_paused
 def run(
     file: Path,
     output: Path,
@@ -290,6 +292,7 @@ def run(
     if not isinstance(spec, BacktestSpec):
         from kubetrader.cli.optimize import run_study_resource
 
+        resume_gc()  # a study's trials are no start-up
         run_study_resource(
             spec,
             name=name,
@@ -304,6 +307,7 @@ def run(
         )
         return
     if spec.matrix is not None and (workers or redis_url):
+        resume_gc()
         _execute_campaign(name, spec, output=output, summary_file=summary_file, workers=workers, redis_url=redis_url)
         return
     _execute(
@@ -369,6 +373,7 @@ def _execute_campaign(
 @_json
 @_summary
 @_tracking_mode
+@gc_paused
 def backtest(
     strategy: str,
     output: Path,
