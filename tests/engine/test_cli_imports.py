@@ -74,7 +74,7 @@ def test_run_imports_no_tracking_optimizer_broker_or_plotting_library(cli_env: d
     assert "backtrader" in imported  # the probe saw a real run
     assert list((tmp_path / "out" / "backtests").glob("*-equity.svg"))
     assert list((tmp_path / "out" / "backtests").glob("*-tearsheet.html"))
-    never = NEVER_AT_START | {"matplotlib", "PIL", "plotly"} | NEVER_ON_RUN
+    never = NEVER_AT_START | {"matplotlib", "PIL", "plotly", "subprocess"} | NEVER_ON_RUN  # subprocess: a sync's
     top_level = {m.partition(".")[0] for m in imported}
     assert not (top_level | imported) & never, sorted((top_level | imported) & never)
 

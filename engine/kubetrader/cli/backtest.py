@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -33,6 +32,8 @@ from kubetrader.errors import EXIT_FATAL, KubetraderError, SpecError
 from kubetrader.startup import gc_paused, resume_gc
 
 if TYPE_CHECKING:
+    import subprocess
+
     from kubetrader.specs import BacktestSpec, OptimizationStudySpec
     from kubetrader.specs.resources import Metadata
 
@@ -173,6 +174,8 @@ def sync_in_background(output: Path, result_ids: list[str]) -> subprocess.Popen[
     """Start `kubetrader mlflow sync` for these results, detached (its own session, no terminal),
     and return without waiting: this process may exit at once. Its output goes to the pending
     markers' directory (`sync.log`); whatever it cannot log keeps its marker."""
+    import subprocess  # here: nothing else on a run's path loads it
+
     from kubetrader.results.store import result_paths
     from kubetrader.tracking.record import PENDING_DIR
 
