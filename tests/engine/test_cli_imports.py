@@ -56,9 +56,9 @@ def test_help_imports_nothing_heavy(args: list[str], cli_env: dict[str, str], tm
 
 # Modules a daily backtest's run never needs (issue 20: start-up is most of a short Job's CPU): pandas
 # (0.3-0.4 s with the pyarrow.compute it loads; the run reads its bars into numpy columns), pyarrow itself
-# (the stored bars' numpy copy is read instead: kubetrader.data.npcopy), and the models of the kinds the
-# file is not.
-NEVER_ON_RUN = {"pandas", "pyarrow", "kubetrader.specs.study", "kubetrader.specs.live"}
+# (the stored bars' numpy copy is read instead: kubetrader.data.npcopy), the CSV readers of `data import`,
+# and the models of the kinds the file is not.
+NEVER_ON_RUN = {"pandas", "pyarrow", "kubetrader.data.readers", "kubetrader.specs.study", "kubetrader.specs.live"}
 
 
 def test_run_imports_no_tracking_optimizer_broker_or_plotting_library(cli_env: dict[str, str], tmp_path: Path) -> None:

@@ -31,7 +31,6 @@ from pydantic import BaseModel, ConfigDict
 
 from kubetrader.data.frames import ADJ_CLOSE, COLUMNS, INDEX_NAME, to_utc_index
 from kubetrader.data.npcopy import copy_path, file_sha256, read_copy, read_copy_metadata, write_copy
-from kubetrader.data.readers import infer_timeframe, read_bars
 from kubetrader.data.validation import Issue, ValidationReport, validate_frame
 from kubetrader.errors import DataError, SpecError
 
@@ -357,6 +356,8 @@ class DataStore:
         """Read a CSV (format and timeframe detected unless given), keep a raw copy, merge its bars."""
         path = Path(path)
         check_symbol(symbol)
+        from kubetrader.data.readers import infer_timeframe, read_bars  # CSV parsing: imports only, not a run's path
+
         frame, _fmt = read_bars(path, fmt)
         if timeframe is None:
             timeframe = infer_timeframe(to_utc_index(frame.index))
