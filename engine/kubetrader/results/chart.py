@@ -16,7 +16,6 @@ and last point, which draws the same picture as every point.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import html
 import math
 from collections.abc import Callable, Sequence
@@ -167,10 +166,6 @@ def render(dates: Sequence[str], panels: Sequence[Panel], *, title: str = "") ->
     def x_of(day: float) -> float:
         return LEFT + (day - first) / span * plot_width
 
-    @functools.cache
-    def x_text(day: float) -> str:  # each day's x once, not once per line drawn through it
-        return f"{x_of(day):.1f}"
-
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
         'font-family="Helvetica,Arial,sans-serif" font-size="11" role="img">',
@@ -186,7 +181,7 @@ def render(dates: Sequence[str], panels: Sequence[Panel], *, title: str = "") ->
     for number, panel in enumerate(panels):
         height = usable * panel.weight / total_weight
         bottom = top + height
-        out.extend(_panel(panel, days, x_of, x_text, top, bottom, plot_width, date_ticks))
+        out.extend(_panel(panel, days, x_of, top, bottom, plot_width, date_ticks))
         if number == len(panels) - 1:
             for day, text in date_ticks:
                 out.append(
@@ -201,7 +196,6 @@ def _panel(
     panel: Panel,
     days: Sequence[int],
     x_of: Callable[[float], float],
-    x_text: Callable[[float], str],
     top: float,
     bottom: float,
     plot_width: float,
@@ -254,7 +248,7 @@ def _panel(
             points = thin(xs[start:stop], line.values[start:stop], int(plot_width))
             if not points:
                 continue
-            path = " ".join(f"{x_text(x)},{y_of(y, axis):.1f}" for x, y in points)
+            path = " ".join(f"{x_of(x):.1f},{y_of(y, axis):.1f}" for x, y in points)
             if line.fill:
                 base = y_of(0.0, axis)
                 path = f"{x_of(points[0][0]):.1f},{base:.1f} {path} {x_of(points[-1][0]):.1f},{base:.1f}"
