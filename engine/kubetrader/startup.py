@@ -12,12 +12,15 @@ cli, with the profile):
   and the one at exit skip (`gc.freeze`, https://docs.python.org/3.11/library/gc.html#gc.freeze), and
   turns it back on: the strategy's run and everything after it collect as usual. What the pause leaves
   uncollected is the start-up's own cyclic garbage: 2 MB of peak RSS, measured.
-- OpenBLAS, which numpy loads at import, starts a worker thread per core that busy-waits (yielding in a
-  loop) for 2**28 cycles before it sleeps, whether or not anything calls BLAS: 30-50 ms of CPU at every
-  start, taken from the command itself on a busy 2-core machine or in a pod with a CPU limit.
-  `OPENBLAS_THREAD_TIMEOUT=4` makes an idle worker sleep after 2**4 cycles instead (OpenBLAS's own
-  setting, read at load: `openblas_env.c`; 4 is its minimum). Nothing else changes: the same threads
-  exist and compute the same results when BLAS is called; they are woken rather than found spinning.
+- OpenBLAS, which numpy loads at import, starts a worker thread per extra core that busy-waits (yielding
+  in a loop) for 2**28 cycles before it sleeps, whether or not anything calls BLAS: 25-50 ms of CPU at
+  every start, taken from the command itself on a busy 2-core machine or in a pod with a CPU limit.
+  `OPENBLAS_THREAD_TIMEOUT=4` makes an idle worker sleep after 2**4 cycles instead. It is OpenBLAS's own
+  setting, read once at load (driver/others/openblas_env.c); in driver/others/blas_server.c,
+  `blas_thread_server` spins while `rpcc() - last_tick <= thread_timeout`, `1 << 28` unless the
+  variable says otherwise, and `blas_thread_init` clamps the variable to 4..30. Nothing else changes:
+  the same threads exist and compute the same results when BLAS is called; they are woken by the
+  condition variable they sleep on rather than found spinning.
 
 Both apply only where the process is the command (`kubetrader.cli.main.main()` with no arguments: the
 console script, `python -m kubetrader.cli.main`), never to a program or a test that calls the CLI in its
