@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from kubetrader.errors import FatalError
 from kubetrader.optimize import signing
+from kubetrader.optimize.tpe_density import MixtureDensity
 
 
 def vectorized_tpe_log_ndtr() -> bool:
@@ -187,6 +188,7 @@ class MemoizedTPESampler(optuna.samplers.TPESampler):
         self._round: _Round | None = None
         self._space: tuple[tuple[list[int], int], dict[str, BaseDistribution]] | None = None
         self._expected = 0
+        self._density = MixtureDensity()
 
     def expect_asks(self, count: int) -> None:
         """The driver's word that `count` asks come before its next tell: the round's proposals
@@ -319,6 +321,14 @@ class MemoizedTPESampler(optuna.samplers.TPESampler):
         scores = np.concatenate(values)
         for j, (state, samples) in enumerate(draws):
             round_.planned.append((state, optuna.samplers.TPESampler._compare(samples, scores[j * n : (j + 1) * n])))
+
+    def _compute_acquisition_func(self, samples: dict[str, np.ndarray], mpe_below: Any, mpe_above: Any) -> np.ndarray:
+        """Optuna's (log density under the good trials' estimator minus the bad ones'), with the
+        densities from MixtureDensity: the same values, the discrete masses kept across asks."""
+        n = self._n_ei_candidates
+        below = self._density.log_pdf(mpe_below._mixture_distribution, mpe_below._transform(samples), n)
+        above = self._density.log_pdf(mpe_above._mixture_distribution, mpe_above._transform(samples), n)
+        return below - above
 
     def _drop_plan(self) -> None:
         """Give back the draws of planned asks that will not be made: the RNG returns to its state
