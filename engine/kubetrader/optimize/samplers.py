@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from kubetrader.errors import FatalError
 from kubetrader.optimize import signing
 from kubetrader.optimize.tpe_density import MixtureDensity
+from kubetrader.optimize.tpe_draws import draw_asks
 
 
 def vectorized_tpe_log_ndtr() -> bool:
@@ -133,7 +134,19 @@ class _Round:
     above_columns: dict[str, np.ndarray]
     above_numbers: np.ndarray
     mpe_above: Any | None
-    planned: deque[tuple[Any, dict[str, Any]]] = field(default_factory=deque)
+    planned: deque[_Planned] = field(default_factory=deque)
+
+
+@dataclass
+class _Planned:
+    """One ask planned ahead: the RNG state before its draw, its candidates, and with the constant
+    liar their log density under the good trials' estimator (the bad trials' one is the ask's own),
+    without it their scores and the ask's proposal."""
+
+    state: Any
+    samples: dict[str, np.ndarray]
+    scores: np.ndarray
+    best: dict[str, Any] | None
 
 
 # Elements per array when a round's candidates are scored at once (candidates x kernels x
@@ -241,14 +254,19 @@ class MemoizedTPESampler(optuna.samplers.TPESampler):
         elif round_.rows != history.rows:
             self._drop_plan()
             round_ = self._round = self._new_round(history.rows, search_space, study)
-        if round_.mpe_above is None:  # the constant liar: this ask's bad trials include the running ones
-            observations = self._with_running(round_, history.running, search_space, study)
-            self._plan(round_, 1, self._estimator(observations, search_space))
-        elif not round_.planned:
+        if not round_.planned:
             multivariate = self._is_multivariate(study) and not self._group
             self._plan(round_, max(1, self._expected) if multivariate else 1, round_.mpe_above)
         self._expected = max(0, self._expected - 1)
-        best = round_.planned.popleft()[1]
+        planned = round_.planned.popleft()
+        best = planned.best
+        if best is None:  # the constant liar: this ask's bad trials include the running ones
+            observations = self._with_running(round_, history.running, search_space, study)
+            mpe_above = self._estimator(observations, search_space)
+            above = self._density.log_pdf(
+                mpe_above._mixture_distribution, mpe_above._transform(planned.samples), self._n_ei_candidates
+            )
+            best = optuna.samplers.TPESampler._compare(planned.samples, planned.scores - above)
         return {name: dist.to_external_repr(best[name]) for name, dist in search_space.items()}
 
     def _read(self, study: optuna.Study, trial: FrozenTrial, *, fresh: bool) -> _History:
@@ -303,24 +321,30 @@ class MemoizedTPESampler(optuna.samplers.TPESampler):
             mpe_above=None if self._constant_liar else self._estimator(above_columns, search_space),
         )
 
-    def _plan(self, round_: _Round, count: int, mpe_above: Any) -> None:
-        """Draw the next `count` asks' candidates in turn, score them in one call, keep each ask's best."""
-        rng = self._rng.rng
-        draws = []
-        for _ in range(count):
-            state = rng.get_state()
-            draws.append((state, round_.mpe_below.sample(rng, self._n_ei_candidates)))
+    def _plan(self, round_: _Round, count: int, mpe_above: Any | None) -> None:
+        """Draw the next `count` asks' candidates (draw_asks: Optuna's draws ask after ask), score
+        them under the good trials' estimator in one call and, without the constant liar (the bad
+        trials' estimator known), under the bad trials' one too, each ask keeping its best."""
         n = self._n_ei_candidates
-        kernels = len(round_.above_numbers) + self._n_ei_candidates  # an upper bound, with the running ones
+        mpe_below = round_.mpe_below
+        draws = draw_asks(mpe_below._mixture_distribution, self._rng.rng, n, count)
+        kernels = len(round_.above_numbers) + n  # an upper bound, with the running ones
         per_chunk = max(1, _SCORE_CHUNK_ELEMENTS // (n * kernels * max(1, len(round_.search_space))))
-        values = []
         for lo in range(0, count, per_chunk):
-            chunk = [samples for _, samples in draws[lo : lo + per_chunk]]
-            stacked = {name: np.concatenate([s[name] for s in chunk]) for name in round_.search_space}
-            values.append(self._compute_acquisition_func(stacked, round_.mpe_below, mpe_above))
-        scores = np.concatenate(values)
-        for j, (state, samples) in enumerate(draws):
-            round_.planned.append((state, optuna.samplers.TPESampler._compare(samples, scores[j * n : (j + 1) * n])))
+            chunk = draws[lo : lo + per_chunk]
+            stacked = np.concatenate([samples for _, samples in chunk])
+            if mpe_above is None:
+                below = self._density.log_pdf(mpe_below._mixture_distribution, stacked, n)
+            else:
+                scores = self._compute_acquisition_func(mpe_below._untransform(stacked), mpe_below, mpe_above)
+            for j, (state, samples) in enumerate(chunk):
+                candidates = mpe_below._untransform(samples)
+                rows = slice(j * n, (j + 1) * n)
+                if mpe_above is None:
+                    round_.planned.append(_Planned(state, candidates, below[rows], None))
+                else:
+                    best = optuna.samplers.TPESampler._compare(candidates, scores[rows])
+                    round_.planned.append(_Planned(state, candidates, scores[rows], best))
 
     def _compute_acquisition_func(self, samples: dict[str, np.ndarray], mpe_below: Any, mpe_above: Any) -> np.ndarray:
         """Optuna's (log density under the good trials' estimator minus the bad ones'), with the
@@ -335,7 +359,7 @@ class MemoizedTPESampler(optuna.samplers.TPESampler):
         before the first of them."""
         round_ = self._round
         if round_ is not None and round_.planned:
-            self._rng.rng.set_state(round_.planned[0][0])
+            self._rng.rng.set_state(round_.planned[0].state)
             round_.planned.clear()
 
     def _split(self, rows: np.ndarray, n_below: int, study: optuna.Study) -> tuple[np.ndarray, np.ndarray]:

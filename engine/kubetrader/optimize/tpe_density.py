@@ -42,7 +42,7 @@ ERF_SMALL_ARRAY = 2000
 _MAX_CELLS = 1 << 22
 
 
-def _log_gauss_mass_small(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def log_gauss_mass_small(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Optuna's `_log_gauss_mass` elementwise, in calls that keep its `erf` on the `math.erf` side."""
     step = ERF_SMALL_ARRAY - 1
     if len(a) <= step:
@@ -110,7 +110,7 @@ class _MassTable:
             new = np.asarray(list(columns)[have:], dtype=float).reshape(-1, 2)
             new_mu, new_sigma = new[:, 0].copy(), new[:, 1].copy()
             low, high = (self.adapted_low - new_mu) / new_sigma, (self.adapted_high - new_mu) / new_sigma
-            norm = _log_gauss_mass_small(low, high)
+            norm = log_gauss_mass_small(low, high)
             self.mu = np.concatenate([self.mu, new_mu])
             self.sigma = np.concatenate([self.sigma, new_sigma])
             self.norm = np.concatenate([self.norm, norm])
@@ -130,7 +130,7 @@ class _MassTable:
         c = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(starts, counts)
         a = (self.left[r] - self.mu[c]) / self.sigma[c]
         b = (self.right[r] - self.mu[c]) / self.sigma[c]
-        self.mass[r, c] = _log_gauss_mass_small(a, b)
+        self.mass[r, c] = log_gauss_mass_small(a, b)
         # Optuna's case split in `_log_gauss_mass`: neither left (b <= 0) nor right (a > 0).
         np.add.at(self.central, r, ~((b <= 0) | (a > 0)))
         self.done[stale] = n_cols
