@@ -135,6 +135,9 @@ class _Round:
     above_numbers: np.ndarray
     mpe_above: Any | None
     planned: deque[_Planned] = field(default_factory=deque)
+    # Running trials read by this round's asks: the trial object read and its internal values
+    # (None without every parameter of the search space).
+    running: dict[int, tuple[FrozenTrial, list[float] | None]] = field(default_factory=dict)
 
 
 @dataclass
@@ -410,17 +413,27 @@ class MemoizedTPESampler(optuna.samplers.TPESampler):
         extra: dict[str, list[float]] = {name: [] for name in search_space}
         extra_numbers = []
         for t in running:
-            params = self._get_params(t, study)
-            if search_space.keys() <= params.keys():
+            # A storage replaces a trial's object when it changes (copy-on-write in Optuna's
+            # journal replay and in-memory storage): the same object has the same params.
+            seen = round_.running.get(t._trial_id)
+            if seen is None or seen[0] is not t:
+                params = self._get_params(t, study)
+                values = None
+                if search_space.keys() <= params.keys():
+                    values = [float(d.to_internal_repr(params[name])) for name, d in search_space.items()]
+                seen = round_.running[t._trial_id] = (t, values)
+            if seen[1] is not None:
                 extra_numbers.append(t.number)
-                for name, d in search_space.items():
-                    extra[name].append(float(d.to_internal_repr(params[name])))
-        numbers = np.concatenate([round_.above_numbers, np.asarray(extra_numbers, dtype=int)])
-        order = np.argsort(numbers, kind="stable")
-        return {
-            name: np.concatenate([round_.above_columns[name], np.asarray(extra[name], dtype=float)])[order]
-            for name in search_space
-        }
+                for name, value in zip(search_space, seen[1], strict=True):
+                    extra[name].append(value)
+        if not extra_numbers:
+            return round_.above_columns
+        merged = {name: np.concatenate([round_.above_columns[name], extra[name]]) for name in search_space}
+        numbers = round_.above_numbers
+        if len(numbers) and numbers[-1] > extra_numbers[0]:  # a straggler among the finished: sort by number
+            order = np.argsort(np.concatenate([numbers, np.asarray(extra_numbers, dtype=int)]), kind="stable")
+            merged = {name: values[order] for name, values in merged.items()}
+        return merged  # running trials come in trial order (`_read`), so after the finished ones as they are
 
     def _estimator(self, observations: dict[str, np.ndarray], search_space: dict[str, BaseDistribution]) -> Any:
         """`_build_parzen_estimator` for one objective, from observations already in hand."""

@@ -120,9 +120,10 @@ class _MassTable:
     def fill(self, rows: np.ndarray) -> None:
         """Compute the masses `rows` lack, up to every column."""
         n_cols = len(self.columns)
-        stale = np.unique(rows[self.done[rows] < n_cols])
-        if not len(stale):
+        behind = self.done[rows] < n_cols
+        if not behind.any():
             return
+        stale = np.unique(rows[behind])
         self._grow(len(self.rows), n_cols)
         starts = self.done[stale]
         counts = n_cols - starts
@@ -145,6 +146,14 @@ class _MassTable:
         a = (self.left[distinct, None] - self.mu[used]) / self.sigma[used]
         b = (self.right[distinct, None] - self.mu[used]) / self.sigma[used]
         return int(np.count_nonzero(~((b <= 0) | (a > 0))))
+
+    def gather(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """`mass[rows][:, cols]`, through the smaller intermediate (a round's many candidates
+        against a few kernels, or one ask's few against many)."""
+        n_rows, n_cols = len(self.rows), len(self.columns)
+        if len(rows) * n_cols <= n_rows * len(cols):
+            return np.take(self.mass[rows, :n_cols], cols, axis=1)
+        return np.take(self.mass[:n_rows, cols], rows, axis=0)
 
     def _grow(self, n_rows: int, n_cols: int) -> None:
         have_r, have_c = self.mass.shape
@@ -176,7 +185,7 @@ class MixtureDensity:
                 rows = table.rows_of(x[:, i])
                 cols = table.columns_of(d.mu, d.sigma)
                 # Optuna's masses of the whole range: one call over the distinct kernels.
-                if len(cols) >= ERF_SMALL_ARRAY and len(np.unique(cols)) >= ERF_SMALL_ARRAY:
+                if len(table.columns) >= ERF_SMALL_ARRAY and len(np.unique(cols)) >= ERF_SMALL_ARRAY:
                     return self._optunas(mixture, x, block)
                 table.fill(rows)
                 if table.central_cells(rows, cols) >= ERF_SMALL_ARRAY:
@@ -217,7 +226,7 @@ class MixtureDensity:
                 highs_cont.append(d.adapted_high)
             else:
                 table, rows, cols = discrete[i]
-                weighted_log_pdf += np.take(np.take(table.mass, rows, axis=0), cols, axis=1)
+                weighted_log_pdf += table.gather(rows, cols)
                 weighted_log_pdf -= table.norm[cols]
         if x_cont:
             mus_cont = np.asarray([d.mu for d in cont_dists]).T
