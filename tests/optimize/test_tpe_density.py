@@ -16,7 +16,7 @@ from optuna.samplers._tpe import _erf
 from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
 
 from kubetrader.optimize.samplers import vectorized_tpe_log_ndtr
-from kubetrader.optimize.tpe_density import ERF_SMALL_ARRAY, MixtureDensity
+from kubetrader.optimize.tpe_density import ERF_SMALL_ARRAY, MixtureDensity, ParzenEstimator
 
 SPACES: list[dict[str, Any]] = [
     {"fast": IntDistribution(2, 200), "slow": IntDistribution(5, 400)},  # the bench's space
@@ -102,3 +102,22 @@ def test_optunas_erf_is_math_erf_below_the_size_the_density_assumes() -> None:
     x = np.concatenate([rng.uniform(-7, 7, ERF_SMALL_ARRAY - 12), rng.normal(0, 1e-3, 10), [0.0]])
     assert len(x) == ERF_SMALL_ARRAY - 1
     assert np.array_equal(_erf.erf(x), np.array([math.erf(v) for v in x]))
+
+
+@pytest.mark.parametrize("consider_endpoints", [False, True])
+def test_the_estimators_kernels_are_optunas(consider_endpoints: bool) -> None:
+    """ParzenEstimator (its sigmas unsorted by a scatter) builds Optuna's kernels and weights exactly,
+    over ties, bounds and every kind of parameter, from 0 to 3,000 observations."""
+    rng = np.random.default_rng(4)
+    parameters = optuna.samplers.TPESampler(multivariate=True)._parzen_estimator_parameters._replace(
+        consider_endpoints=consider_endpoints  # the sampler's argument is deprecated, the estimator's is not
+    )
+    for space in SPACES:
+        for count in (0, 1, 2, 3, 26, 300, 3000):
+            obs = observations(space, count, rng)
+            ours, theirs = ParzenEstimator(obs, space, parameters), _ParzenEstimator(obs, space, parameters)
+            mine, optunas_ = ours._mixture_distribution, theirs._mixture_distribution
+            assert np.array_equal(mine.weights, optunas_.weights)
+            for a, b in zip(mine.distributions, optunas_.distributions, strict=True):
+                assert type(a) is type(b)
+                assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True)), (space, count)

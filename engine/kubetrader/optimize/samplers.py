@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from kubetrader.errors import FatalError
 from kubetrader.optimize import signing
-from kubetrader.optimize.tpe_density import MixtureDensity
+from kubetrader.optimize.tpe_density import MixtureDensity, ParzenEstimator
 from kubetrader.optimize.tpe_draws import draw_asks
 
 
@@ -437,7 +437,10 @@ class MemoizedTPESampler(optuna.samplers.TPESampler):
 
     def _estimator(self, observations: dict[str, np.ndarray], search_space: dict[str, BaseDistribution]) -> Any:
         """`_build_parzen_estimator` for one objective, from observations already in hand."""
-        mpe = self._parzen_estimator_cls(observations, search_space, self._parzen_estimator_parameters)
+        cls = self._parzen_estimator_cls
+        if cls is optuna.samplers._tpe.parzen_estimator._ParzenEstimator:
+            cls = ParzenEstimator  # Optuna's, its sigmas unsorted by a scatter (tpe_density)
+        mpe = cls(observations, search_space, self._parzen_estimator_parameters)
         if not isinstance(mpe, optuna.samplers._tpe.parzen_estimator._ParzenEstimator):
             raise RuntimeError("_parzen_estimator_cls must override _ParzenEstimator.")
         return mpe
