@@ -44,7 +44,7 @@ from optuna.samplers._tpe.probability_distributions import (
 # Optuna's `_erf.erf` takes the `math.erf` path below this many elements (optuna/samplers/_tpe/_erf.py).
 ERF_SMALL_ARRAY = 2000
 # Cells kept per parameter before its table starts afresh (a stepped float over a wide range).
-_MAX_CELLS = 1 << 22
+_MAX_CELLS = 1 << 21
 
 
 def log_gauss_mass_small(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -141,7 +141,8 @@ class _MassTable:
         self.mass[r, c] = mass
         self.opening[r, c] = (0.0 + mass) - self.norm[c]  # Optuna's first two steps on a row of zeros
         # Optuna's case split in `_log_gauss_mass`: neither left (b <= 0) nor right (a > 0).
-        np.add.at(self.central, r, ~((b <= 0) | (a > 0)))
+        central = ~((b <= 0) | (a > 0))
+        self.central += np.bincount(r, weights=central, minlength=len(self.central)).astype(np.intp)
         self.done[stale] = n_cols
 
     def central_cells(self, rows: np.ndarray, cols: np.ndarray) -> int:
@@ -192,7 +193,7 @@ class MixtureDensity:
         discrete = {}
         for i, d in enumerate(mixture.distributions):
             if isinstance(d, _BatchedDiscreteTruncNormDistributions | _BatchedDiscreteTruncLogNormDistributions):
-                table = self._table(d)
+                table = self._table(d, len(d.mu))
                 rows = table.rows_of(x[:, i])
                 cols = table.columns_of(d.mu, d.sigma)
                 # Optuna's masses of the whole range: one call over the distinct kernels.
@@ -208,10 +209,12 @@ class MixtureDensity:
         self.fallbacks += 1
         return np.concatenate([mixture.log_pdf(x[lo : lo + block]) for lo in range(0, len(x), block)])
 
-    def _table(self, d: Any) -> _MassTable:
+    def _table(self, d: Any, kernels: int) -> _MassTable:
+        """The parameter's table, started afresh when it grew large or holds mostly kernels of
+        earlier estimators (a young study's sigmas change with every trial)."""
         key = (type(d), d.low, d.high, d.step)
         table = self._tables.get(key)
-        if table is None or table.size > _MAX_CELLS:
+        if table is None or table.size > _MAX_CELLS or len(table.columns) > 4 * kernels + 1024:
             table = self._tables[key] = _MassTable(d.step, d.is_log, d.adapted_low, d.adapted_high)
         return table
 
