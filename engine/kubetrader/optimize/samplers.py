@@ -205,6 +205,7 @@ class MemoizedTPESampler(optuna.samplers.TPESampler):
         self._space: tuple[tuple[list[int], int], dict[str, BaseDistribution]] | None = None
         self._expected = 0
         self._density = MixtureDensity()
+        self._last_read: tuple[list[FrozenTrial], tuple[int, int], _History] | None = None
 
     def expect_asks(self, count: int) -> None:
         """The driver's word that `count` asks come before its next tell: the round's proposals
@@ -278,6 +279,14 @@ class MemoizedTPESampler(optuna.samplers.TPESampler):
         from the study's list cached for this ask. Only the trials after the leading finished ones
         are looked at (see `_FinishedTrials.lead`)."""
         trials = study._get_trials(deepcopy=False, use_cache=not fresh)
+        memo = self._last_read
+        if not fresh and memo is not None and memo[0] is trials and memo[1] == (len(trials), trial.number):
+            return memo[2]  # the same ask's cached list, read again (search space, then the count)
+        history = self._walk(study, trial, trials)
+        self._last_read = None if fresh else (trials, (len(trials), trial.number), history)
+        return history
+
+    def _walk(self, study: optuna.Study, trial: FrozenTrial, trials: list[FrozenTrial]) -> _History:
         finished = self._finished
         if finished.reset_for(study):
             self._drop_plan()

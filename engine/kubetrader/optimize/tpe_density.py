@@ -102,8 +102,9 @@ class _MassTable:
         cols = np.full(len(mu), -1, dtype=np.intp)
         for old_mu, old_sigma, old_cols in self.recent:
             n = min(len(mu), len(old_mu))
-            same = (mu[:n] == old_mu[:n]) & (sigma[:n] == old_sigma[:n])
-            cols[:n][same] = old_cols[:n][same]
+            same = mu[:n] == old_mu[:n]
+            same &= sigma[:n] == old_sigma[:n]
+            np.copyto(cols[:n], old_cols[:n], where=same & (cols[:n] < 0))
         columns = self.columns
         have = len(columns)
         todo = np.flatnonzero(cols < 0)
