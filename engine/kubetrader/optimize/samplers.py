@@ -175,20 +175,23 @@ class MemoizedTPESampler(optuna.samplers.TPESampler):
     Rounds. The driver asks a round of trials before it tells any (`expect_asks`), and every ask
     of a round meets the same COMPLETE trials: the split, the finished trials' observations and
     the good trials' estimator are made once per round (`_Round`; a COMPLETE trial told inside the
-    round, such as an infeasible point, starts a new one). Without the constant liar the bad
-    trials' estimator is the same for the whole round too, so the round is scored in one call:
-    each ask's 24 candidates are drawn in turn from the good trials' estimator (Optuna's own
-    `sample`, in the order sequential asks draw them), all of them are evaluated in one
-    `_compute_acquisition_func` call (row for row the values of one call per ask: NumPy's per-row
-    reductions do not depend on the other rows) and each ask takes the best of its own 24. Draws a
+    round, such as an infeasible point, starts a new one). The round's candidates are drawn at
+    once (kubetrader.optimize.tpe_draws: Optuna's RNG calls ask by ask, each ask's draw Optuna's
+    to the last bit) and scored under the good trials' estimator in one call (row for row the
+    values of one call per ask: NumPy's per-row reductions do not depend on the other rows).
+    Without the constant liar the bad trials' estimator is the same for the whole round too, so
+    the round is scored in one `_compute_acquisition_func` call and each ask takes the best of its
+    own 24. With it (the default) each ask's bad trials include the round's earlier asks, so only
+    that estimator is made per ask (its running trials read once per round) and scores the ask's
+    own 24. Densities come from MixtureDensity (kubetrader.optimize.tpe_density: Optuna's
+    `log_pdf` values, the discrete parameters' Gaussian masses kept from ask to ask), the per-ask
+    estimator is Optuna's with its sigmas unsorted by a scatter (`ParzenEstimator`). Draws a
     round does not use (a trial told earlier than expected, another search space) are given back:
     the RNG returns to its state before the first unused one, so the next draw is the one Optuna
-    would make. The per-ask path stays where one call cannot be identical: with the constant liar
-    (each ask's bad trials include the round's earlier asks, so its estimator differs), with
-    `multivariate=False` or `group=True` (one draw per parameter or group, interleaved per ask),
-    and for parameters outside the relative search space (conditional spaces: their independent
-    draws come between two asks' relative draws, so the first such draw ends the round's
-    planning).
+    would make. One ask per round where the draws interleave otherwise: `multivariate=False` or
+    `group=True` (one draw per parameter or group), and parameters outside the relative search
+    space (conditional spaces: their independent draws come between two asks' relative draws, so
+    the first such draw ends the round's planning).
 
     Built on `TPESampler._sample` and `_sample_relative`, protected methods
     (optuna/samplers/_tpe/sampler.py, Optuna 5.0), whose bodies this replaces step for step:

@@ -96,9 +96,9 @@ class _MassTable:
             self.central = np.concatenate([self.central, np.zeros(len(new), dtype=np.intp)])
         return found
 
-    def columns_of(self, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-        """The column of each kernel (mu, sigma), added where new: exact float pairs, as Optuna's
-        `_unique_inverse_2d` compares them."""
+    def columns_of(self, mu: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, int]:
+        """The column of each kernel (mu, sigma), added where new (exact float pairs, as Optuna's
+        `_unique_inverse_2d` compares them), and how many kernels were not found."""
         cols = np.full(len(mu), -1, dtype=np.intp)
         for old_mu, old_sigma, old_cols in self.recent:
             n = min(len(mu), len(old_mu))
@@ -122,7 +122,7 @@ class _MassTable:
             self.sigma = np.concatenate([self.sigma, new_sigma])
             self.norm = np.concatenate([self.norm, norm])
         self.recent = [(mu, sigma, cols), *self.recent[:1]]
-        return cols
+        return cols, len(todo)
 
     def fill(self, rows: np.ndarray) -> None:
         """Compute the masses `rows` lack, up to every column."""
@@ -145,6 +145,19 @@ class _MassTable:
         central = ~((b <= 0) | (a > 0))
         self.central += np.bincount(r, weights=central, minlength=len(self.central)).astype(np.intp)
         self.done[stale] = n_cols
+
+    def fill_cells(self, rows: np.ndarray, cols: np.ndarray) -> int:
+        """Compute every cell of `rows` x `cols` (distinct), as Optuna's call does, when most of
+        the call's kernels are new (a young study, whose sigmas change with every trial): rows are
+        not completed against older kernels. Returns the grid's central cells."""
+        self._grow(len(self.rows), len(self.columns))
+        r, c = np.repeat(rows, len(cols)), np.tile(cols, len(rows))
+        a = (self.left[r] - self.mu[c]) / self.sigma[c]
+        b = (self.right[r] - self.mu[c]) / self.sigma[c]
+        mass = log_gauss_mass_small(a, b)
+        self.mass[r, c] = mass
+        self.opening[r, c] = (0.0 + mass) - self.norm[c]
+        return int(np.count_nonzero(~((b <= 0) | (a > 0))))
 
     def central_cells(self, rows: np.ndarray, cols: np.ndarray) -> int:
         """An upper bound of the distinct central (a, b) pairs Optuna's call over these candidates
@@ -196,12 +209,17 @@ class MixtureDensity:
             if isinstance(d, _BatchedDiscreteTruncNormDistributions | _BatchedDiscreteTruncLogNormDistributions):
                 table = self._table(d, len(d.mu))
                 rows = table.rows_of(x[:, i])
-                cols = table.columns_of(d.mu, d.sigma)
+                cols, new = table.columns_of(d.mu, d.sigma)
                 # Optuna's masses of the whole range: one call over the distinct kernels.
                 if len(table.columns) >= ERF_SMALL_ARRAY and len(np.unique(cols)) >= ERF_SMALL_ARRAY:
                     return self._optunas(mixture, x, block)
-                table.fill(rows)
-                if table.central_cells(rows, cols) >= ERF_SMALL_ARRAY:
+                if 2 * new > len(cols):
+                    used = np.flatnonzero(np.bincount(cols, minlength=len(table.columns)))
+                    central = table.fill_cells(np.unique(rows), used)
+                else:
+                    table.fill(rows)
+                    central = table.central_cells(rows, cols)
+                if central >= ERF_SMALL_ARRAY:
                     return self._optunas(mixture, x, block)
                 discrete[i] = (table, rows, cols)
         return self._log_pdf(mixture, x, discrete)
@@ -215,7 +233,7 @@ class MixtureDensity:
         earlier estimators (a young study's sigmas change with every trial)."""
         key = (type(d), d.low, d.high, d.step)
         table = self._tables.get(key)
-        if table is None or table.size > _MAX_CELLS or len(table.columns) > 4 * kernels + 1024:
+        if table is None or table.size > _MAX_CELLS or len(table.columns) > 4 * kernels + 64:
             table = self._tables[key] = _MassTable(d.step, d.is_log, d.adapted_low, d.adapted_high)
         return table
 
