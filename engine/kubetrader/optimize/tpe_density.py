@@ -60,9 +60,11 @@ def log_gauss_mass_small(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class _MassTable:
     """One discrete parameter's masses: rows are candidate values, columns kernels (mu, sigma).
 
-    Every row holds the masses of columns `[0, done[row])`, filled up to all columns whenever the
-    row is read; `central[row]` counts the row's cells that were Optuna's central case (the ones its
-    `erf` computes); `norm[col]` is a kernel's log mass over the whole range. `recent` keeps the
+    A cell is computed when a call first needs it (`mass` is NaN until then; no mass is NaN), so a
+    young study, whose kernels all change with every trial, computes what Optuna's call computes
+    and an older one only its new kernels' cells. `opening` is `0 + mass - norm` (Optuna's first
+    two steps on its row of zeros), `central` whether the cell was Optuna's central case (the cells
+    its `erf` computes), `norm[col]` a kernel's log mass over the whole range. `recent` keeps the
     last calls' kernel arrays and columns: consecutive estimators share most kernels, in place."""
 
     step: float
@@ -72,14 +74,13 @@ class _MassTable:
     rows: dict[float, int] = field(default_factory=dict)
     left: np.ndarray = field(default_factory=lambda: np.empty(0))
     right: np.ndarray = field(default_factory=lambda: np.empty(0))
-    done: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
-    central: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
     columns: dict[tuple[float, float], int] = field(default_factory=dict)
     mu: np.ndarray = field(default_factory=lambda: np.empty(0))
     sigma: np.ndarray = field(default_factory=lambda: np.empty(0))
     norm: np.ndarray = field(default_factory=lambda: np.empty(0))
     mass: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
     opening: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    central: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))
     recent: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
 
     def rows_of(self, values: np.ndarray) -> np.ndarray:
@@ -92,13 +93,11 @@ class _MassTable:
             half = self.step / 2
             self.left = np.concatenate([self.left, np.log(new - half) if self.is_log else new - half])
             self.right = np.concatenate([self.right, np.log(new + half) if self.is_log else new + half])
-            self.done = np.concatenate([self.done, np.zeros(len(new), dtype=np.intp)])
-            self.central = np.concatenate([self.central, np.zeros(len(new), dtype=np.intp)])
         return found
 
-    def columns_of(self, mu: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, int]:
-        """The column of each kernel (mu, sigma), added where new (exact float pairs, as Optuna's
-        `_unique_inverse_2d` compares them), and how many kernels were not found."""
+    def columns_of(self, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        """The column of each kernel (mu, sigma), added where new: exact float pairs, as Optuna's
+        `_unique_inverse_2d` compares them."""
         cols = np.full(len(mu), -1, dtype=np.intp)
         for old_mu, old_sigma, old_cols in self.recent:
             n = min(len(mu), len(old_mu))
@@ -122,53 +121,24 @@ class _MassTable:
             self.sigma = np.concatenate([self.sigma, new_sigma])
             self.norm = np.concatenate([self.norm, norm])
         self.recent = [(mu, sigma, cols), *self.recent[:1]]
-        return cols, len(todo)
+        return cols
 
-    def fill(self, rows: np.ndarray) -> None:
-        """Compute the masses `rows` lack, up to every column."""
-        n_cols = len(self.columns)
-        behind = self.done[rows] < n_cols
-        if not behind.any():
-            return
-        stale = np.unique(rows[behind])
-        self._grow(len(self.rows), n_cols)
-        starts = self.done[stale]
-        counts = n_cols - starts
-        r = np.repeat(stale, counts)
-        c = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(starts, counts)
-        a = (self.left[r] - self.mu[c]) / self.sigma[c]
-        b = (self.right[r] - self.mu[c]) / self.sigma[c]
-        mass = log_gauss_mass_small(a, b)
-        self.mass[r, c] = mass
-        self.opening[r, c] = (0.0 + mass) - self.norm[c]  # Optuna's first two steps on a row of zeros
-        # Optuna's case split in `_log_gauss_mass`: neither left (b <= 0) nor right (a > 0).
-        central = ~((b <= 0) | (a > 0))
-        self.central += np.bincount(r, weights=central, minlength=len(self.central)).astype(np.intp)
-        self.done[stale] = n_cols
-
-    def fill_cells(self, rows: np.ndarray, cols: np.ndarray) -> int:
-        """Compute every cell of `rows` x `cols` (distinct), as Optuna's call does, when most of
-        the call's kernels are new (a young study, whose sigmas change with every trial): rows are
-        not completed against older kernels. Returns the grid's central cells."""
+    def fill(self, rows: np.ndarray, cols: np.ndarray) -> int:
+        """Compute the cells of `rows` x `cols` (distinct) not yet known; returns the grid's
+        central cells (an upper bound of the distinct central (a, b) pairs Optuna's call gives
+        its `erf`)."""
         self._grow(len(self.rows), len(self.columns))
-        r, c = np.repeat(rows, len(cols)), np.tile(cols, len(rows))
-        a = (self.left[r] - self.mu[c]) / self.sigma[c]
-        b = (self.right[r] - self.mu[c]) / self.sigma[c]
-        mass = log_gauss_mass_small(a, b)
-        self.mass[r, c] = mass
-        self.opening[r, c] = (0.0 + mass) - self.norm[c]
-        return int(np.count_nonzero(~((b <= 0) | (a > 0))))
-
-    def central_cells(self, rows: np.ndarray, cols: np.ndarray) -> int:
-        """An upper bound of the distinct central (a, b) pairs Optuna's call over these candidates
-        and kernels gives its `erf`: the central cells of the call's grid (its rows by its columns)."""
-        bound = int(self.central[rows].sum())  # every column of every row, counted per candidate
-        if bound < ERF_SMALL_ARRAY:
-            return bound
-        distinct, used = np.unique(rows), np.unique(cols)
-        a = (self.left[distinct, None] - self.mu[used]) / self.sigma[used]
-        b = (self.right[distinct, None] - self.mu[used]) / self.sigma[used]
-        return int(np.count_nonzero(~((b <= 0) | (a > 0))))
+        todo_r, todo_c = np.nonzero(np.isnan(self.mass[np.ix_(rows, cols)]))
+        if len(todo_r):
+            r, c = rows[todo_r], cols[todo_c]
+            a = (self.left[r] - self.mu[c]) / self.sigma[c]
+            b = (self.right[r] - self.mu[c]) / self.sigma[c]
+            mass = log_gauss_mass_small(a, b)
+            self.mass[r, c] = mass
+            self.opening[r, c] = (0.0 + mass) - self.norm[c]
+            # Optuna's case split in `_log_gauss_mass`: neither left (b <= 0) nor right (a > 0).
+            self.central[r, c] = ~((b <= 0) | (a > 0))
+        return int(np.count_nonzero(self.central[np.ix_(rows, cols)]))
 
     def gather(self, rows: np.ndarray, cols: np.ndarray, *, opening: bool = False) -> np.ndarray:
         """`mass[rows][:, cols]` (or `opening`'s), through the smaller intermediate (a round's
@@ -183,11 +153,16 @@ class _MassTable:
         have_r, have_c = self.mass.shape
         if n_rows <= have_r and n_cols <= have_c:
             return
-        shape = (max(n_rows, 2 * have_r, 32), max(n_cols, 2 * have_c, 256))
-        mass, opening = np.empty(shape), np.empty(shape)
+        shape = (
+            have_r if n_rows <= have_r else max(n_rows, 2 * have_r, 32),
+            have_c if n_cols <= have_c else max(n_cols, 2 * have_c, 256),
+        )
+        mass, opening = np.full(shape, np.nan), np.empty(shape)
+        central = np.zeros(shape, dtype=bool)
         mass[:have_r, :have_c] = self.mass
         opening[:have_r, :have_c] = self.opening
-        self.mass, self.opening = mass, opening
+        central[:have_r, :have_c] = self.central
+        self.mass, self.opening, self.central = mass, opening, central
 
     @property
     def size(self) -> int:
@@ -207,19 +182,12 @@ class MixtureDensity:
         discrete = {}
         for i, d in enumerate(mixture.distributions):
             if isinstance(d, _BatchedDiscreteTruncNormDistributions | _BatchedDiscreteTruncLogNormDistributions):
-                table = self._table(d, len(d.mu))
+                table = self._table(d)
                 rows = table.rows_of(x[:, i])
-                cols, new = table.columns_of(d.mu, d.sigma)
+                cols = table.columns_of(d.mu, d.sigma)
+                used = np.flatnonzero(np.bincount(cols, minlength=len(table.columns)))
                 # Optuna's masses of the whole range: one call over the distinct kernels.
-                if len(table.columns) >= ERF_SMALL_ARRAY and len(np.unique(cols)) >= ERF_SMALL_ARRAY:
-                    return self._optunas(mixture, x, block)
-                if 2 * new > len(cols):
-                    used = np.flatnonzero(np.bincount(cols, minlength=len(table.columns)))
-                    central = table.fill_cells(np.unique(rows), used)
-                else:
-                    table.fill(rows)
-                    central = table.central_cells(rows, cols)
-                if central >= ERF_SMALL_ARRAY:
+                if len(used) >= ERF_SMALL_ARRAY or table.fill(np.unique(rows), used) >= ERF_SMALL_ARRAY:
                     return self._optunas(mixture, x, block)
                 discrete[i] = (table, rows, cols)
         return self._log_pdf(mixture, x, discrete)
@@ -228,12 +196,10 @@ class MixtureDensity:
         self.fallbacks += 1
         return np.concatenate([mixture.log_pdf(x[lo : lo + block]) for lo in range(0, len(x), block)])
 
-    def _table(self, d: Any, kernels: int) -> _MassTable:
-        """The parameter's table, started afresh when it grew large or holds mostly kernels of
-        earlier estimators (a young study's sigmas change with every trial)."""
+    def _table(self, d: Any) -> _MassTable:
         key = (type(d), d.low, d.high, d.step)
         table = self._tables.get(key)
-        if table is None or table.size > _MAX_CELLS or len(table.columns) > 4 * kernels + 64:
+        if table is None or table.size > _MAX_CELLS:  # a wide stepped range: start afresh
             table = self._tables[key] = _MassTable(d.step, d.is_log, d.adapted_low, d.adapted_high)
         return table
 
