@@ -60,11 +60,11 @@ def log_gauss_mass_small(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class _MassTable:
     """One discrete parameter's masses: rows are candidate values, columns kernels (mu, sigma).
 
-    A cell is computed when a call first needs it (`mass` is NaN until then; no mass is NaN), so a
-    young study, whose kernels all change with every trial, computes what Optuna's call computes
-    and an older one only its new kernels' cells. `opening` is `0 + mass - norm` (Optuna's first
-    two steps on its row of zeros), `central` whether the cell was Optuna's central case (the cells
-    its `erf` computes), `norm[col]` a kernel's log mass over the whole range. `recent` keeps the
+    A cell is computed when a call first needs it, so a young study, whose kernels all change with
+    every trial, computes what Optuna's call computes and an older one only its new kernels' cells.
+    `state` is 0 for a cell not computed, 1 once computed, 2 if it was Optuna's central case (the
+    cells its `erf` computes); `opening` is `0 + mass - norm` (Optuna's first two steps on its row
+    of zeros), `norm[col]` a kernel's log mass over the whole range. `recent` keeps the
     last calls' kernel arrays and columns: consecutive estimators share most kernels, in place."""
 
     step: float
@@ -80,7 +80,7 @@ class _MassTable:
     norm: np.ndarray = field(default_factory=lambda: np.empty(0))
     mass: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
     opening: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
-    central: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))
+    state: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int8))
     recent: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
 
     def rows_of(self, values: np.ndarray) -> np.ndarray:
@@ -128,7 +128,8 @@ class _MassTable:
         central cells (an upper bound of the distinct central (a, b) pairs Optuna's call gives
         its `erf`)."""
         self._grow(len(self.rows), len(self.columns))
-        todo_r, todo_c = np.nonzero(np.isnan(self.mass[np.ix_(rows, cols)]))
+        state = self.state[np.ix_(rows, cols)]
+        todo_r, todo_c = np.nonzero(state == 0)
         if len(todo_r):
             r, c = rows[todo_r], cols[todo_c]
             a = (self.left[r] - self.mu[c]) / self.sigma[c]
@@ -137,8 +138,10 @@ class _MassTable:
             self.mass[r, c] = mass
             self.opening[r, c] = (0.0 + mass) - self.norm[c]
             # Optuna's case split in `_log_gauss_mass`: neither left (b <= 0) nor right (a > 0).
-            self.central[r, c] = ~((b <= 0) | (a > 0))
-        return int(np.count_nonzero(self.central[np.ix_(rows, cols)]))
+            central = ~((b <= 0) | (a > 0))
+            self.state[r, c] = 1 + central
+            state[todo_r, todo_c] = 1 + central
+        return int(np.count_nonzero(state == 2))
 
     def gather(self, rows: np.ndarray, cols: np.ndarray, *, opening: bool = False) -> np.ndarray:
         """`mass[rows][:, cols]` (or `opening`'s), through the smaller intermediate (a round's
@@ -157,12 +160,11 @@ class _MassTable:
             have_r if n_rows <= have_r else max(n_rows, 2 * have_r, 32),
             have_c if n_cols <= have_c else max(n_cols, 2 * have_c, 256),
         )
-        mass, opening = np.full(shape, np.nan), np.empty(shape)
-        central = np.zeros(shape, dtype=bool)
+        mass, opening, state = np.empty(shape), np.empty(shape), np.zeros(shape, dtype=np.int8)
         mass[:have_r, :have_c] = self.mass
         opening[:have_r, :have_c] = self.opening
-        central[:have_r, :have_c] = self.central
-        self.mass, self.opening, self.central = mass, opening, central
+        state[:have_r, :have_c] = self.state
+        self.mass, self.opening, self.state = mass, opening, state
 
     @property
     def size(self) -> int:
