@@ -67,7 +67,11 @@ def read_copy(parquet: Path) -> tuple[BarColumns, dict[str, Any]] | None:
     """(bars, footer metadata) of `parquet` from its copy; None when there is no copy of this very file.
     FileNotFoundError when the Parquet file itself is missing."""
     found = _read(parquet, bars=True)
-    return None if found is None or found[0] is None else (found[0], found[1])
+    if found is None:
+        return None
+    bars, metadata = found
+    assert bars is not None  # _read(bars=True) always reads them
+    return bars, metadata
 
 
 def read_copy_metadata(parquet: Path) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from kubetrader.errors import FatalError
 from kubetrader.optimize import signing
+from kubetrader.optimize.finished_lead import lead_holds
 from kubetrader.optimize.tpe_density import MixtureDensity, ParzenEstimator
 from kubetrader.optimize.tpe_draws import draw_asks
 
@@ -295,7 +296,7 @@ class MemoizedTPESampler(optuna.samplers.TPESampler):
             self._drop_plan()
             self._round = self._space = None
         start, lead_rows, last, lead_pruned = finished.lead
-        if not (start <= len(trials) and (start == 0 or trials[start - 1] is last)):
+        if not lead_holds(trials, start, last):
             start, lead_rows, lead_pruned = 0, [], 0  # not the list the lead was read from: read it all
         rows = list(lead_rows)
         running: list[FrozenTrial] = []

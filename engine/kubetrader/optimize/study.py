@@ -54,6 +54,7 @@ from kubetrader import defaults
 from kubetrader.errors import SpecError
 from kubetrader.optimize.constraints import Constraint, feasible, parse_constraints
 from kubetrader.optimize.evaluation import Evaluation, Evaluator
+from kubetrader.optimize.finished_lead import lead_holds
 from kubetrader.optimize.space import Space, grid, grid_size, param_values, parse_space, to_optuna_distributions
 from kubetrader.specs.backtest import BacktestSpec, StrategySpec
 from kubetrader.specs.limits import MAX_GRID_POINTS
@@ -272,7 +273,7 @@ class _ProgressLead:
     tally: _Tally = field(default_factory=_Tally)
 
     def matches(self, trials: list[Any]) -> bool:
-        return self.count <= len(trials) and (self.count == 0 or trials[self.count - 1] is self.last)
+        return lead_holds(trials, self.count, self.last)
 
     def extend(self, trials: list[Any], maximize: bool) -> None:
         while self.count < len(trials) and trials[self.count].state.is_finished():
