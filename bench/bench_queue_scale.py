@@ -9,8 +9,9 @@ Sizes come from the environment so the same script runs small on a laptop:
 
 Goals (issue #17): >= 1,000 no-op tasks/s on 2 cores; <= 1 KB of Redis per finished task;
 0 bytes left after a purge; 2 workers >= 1.8x one on the campaign; the study driver's cost per
-trial well under what 50 workers need (a backtest of ~0.3 s on 50 workers finishes a trial every
-6 ms, so the driver must ask and tell in less).
+trial under what 50 workers need: 50 / the campaign's measured time per cell on one worker (a daily
+cell costs ~50 ms of a core, so 50 workers finish a trial every ~1 ms, ~1,000 trials/s, and the
+driver must ask and tell in less).
 """
 
 from __future__ import annotations
@@ -189,19 +190,22 @@ def main() -> int:
         else:
             print("\nreal campaign: skipped (KUBETRADER_BENCH_CAMPAIGN_CELLS=0; measure the speed-up on 2 idle cores)")
         if trial_counts:
-            study_table(root, trial_counts)
+            study_table(root, trial_counts, cell_seconds=walls[1] / cells if cells else None)
         else:
             print("\nstudy driver: skipped (KUBETRADER_BENCH_STUDY_TRIALS=0)")
     return 0
 
 
-def study_table(root: Path, trial_counts: list[int]) -> None:
+def study_table(root: Path, trial_counts: list[int], *, cell_seconds: float | None = None) -> None:
     """What the driver alone can hand out: ms per trial and trials per second, per sampler and size.
 
     Optuna and SciPy are imported first: the driver imports them lazily, and their ~0.5 s would
-    otherwise land on the first (100-trial) study, 5 ms per trial that no later study pays."""
+    otherwise land on the first (100-trial) study, 5 ms per trial that no later study pays; the
+    same for the driver's sampler module."""
     import optuna.samplers._tpe.sampler  # noqa: F401
     import scipy.special  # noqa: F401
+
+    import kubetrader.optimize.samplers  # noqa: F401
 
     print(f"\n{'study driver (batches of 50)':<30} " + " ".join(f"{n:>9}" for n in trial_counts))
     for label, sampler, liar in (("tpe", "tpe", True), ("tpe no liar", "tpe", False), ("random", "random", True)):
@@ -210,7 +214,12 @@ def study_table(root: Path, trial_counts: list[int]) -> None:
         print(f"{label + ' trials/s':<30} " + " ".join(f"{1 / c:9.0f}" for c in costs) + f"   ({load()})")
     print("averages over a study growing from 0 to N trials (a TPE ask costs more the more trials it has")
     print("seen); tpe: the constant liar (the default) asks one by one; no liar: a round scored in one call")
-    print("50 workers need 50 / backtest time: 167 trials/s at 0.3 s a backtest, 50 at 1 s")
+    if cell_seconds:
+        need = 50 / cell_seconds
+        print(f"goal: 50 workers on this run's daily cells ({cell_seconds * 1000:.0f} ms each on one worker) need")
+        print(f"{need:.0f} trials/s ({1000 / need:.2f} ms a trial); 167 trials/s on 0.3 s backtests")
+    else:
+        print("goal: 50 workers need 50 / backtest time trials/s (the campaign was skipped: no cell time measured)")
 
 
 if __name__ == "__main__":

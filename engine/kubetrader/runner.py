@@ -34,6 +34,7 @@ from kubetrader.results.provenance import result_metadata
 from kubetrader.results.schema import DatasetRecord, OrderRecord, ResultDocument, RiskEvent, TradeRecord
 from kubetrader.risk import RiskEngine
 from kubetrader.specs import BacktestSpec, spec_hash
+from kubetrader.startup import resume_gc
 from kubetrader.strategy_loader import check_params, load_strategy
 from kubetrader.warmup import check_warmup
 
@@ -497,6 +498,7 @@ class BacktestRunner:
             cerebro.adddata(FrameFeed(dataname=frames[symbol]), name=symbol)
         cerebro.addstrategy(strategy_cls, **params)
         cerebro.addanalyzer(_Recorder, _name="kubetrader")
+        resume_gc()  # the CLI's start-up ends here: the strategy runs with the collector on (kubetrader.startup)
         try:
             (strategy,) = cerebro.run()
         except KubetraderError:

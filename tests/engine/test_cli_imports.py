@@ -55,9 +55,10 @@ def test_help_imports_nothing_heavy(args: list[str], cli_env: dict[str, str], tm
 
 
 # Modules a daily backtest's run never needs (issue 20: start-up is most of a short Job's CPU): pandas
-# (0.3-0.4 s with the pyarrow.compute it loads; the run reads Parquet into numpy columns), pyarrow.dataset
-# (`read_table`'s path, which loads pandas), and the models of the kinds the file is not.
-NEVER_ON_RUN = {"pandas", "pyarrow.dataset", "pyarrow.pandas_compat", "kubetrader.specs.study", "kubetrader.specs.live"}
+# (0.3-0.4 s with the pyarrow.compute it loads; the run reads its bars into numpy columns), pyarrow itself
+# (the stored bars' numpy copy is read instead: kubetrader.data.npcopy), the CSV readers of `data import`,
+# and the models of the kinds the file is not.
+NEVER_ON_RUN = {"pandas", "pyarrow", "kubetrader.data.readers", "kubetrader.specs.study", "kubetrader.specs.live"}
 
 
 def test_run_imports_no_tracking_optimizer_broker_or_plotting_library(cli_env: dict[str, str], tmp_path: Path) -> None:
@@ -73,9 +74,49 @@ def test_run_imports_no_tracking_optimizer_broker_or_plotting_library(cli_env: d
     assert "backtrader" in imported  # the probe saw a real run
     assert list((tmp_path / "out" / "backtests").glob("*-equity.svg"))
     assert list((tmp_path / "out" / "backtests").glob("*-tearsheet.html"))
-    never = NEVER_AT_START | {"matplotlib", "PIL", "plotly"} | NEVER_ON_RUN
+    never = NEVER_AT_START | {"matplotlib", "PIL", "plotly", "subprocess"} | NEVER_ON_RUN  # subprocess: a sync's
     top_level = {m.partition(".")[0] for m in imported}
     assert not (top_level | imported) & never, sorted((top_level | imported) & never)
+
+
+# A `kubetrader run` process (its own: `main()` without arguments), watched at three moments: while it
+# reads the file, at the strategy's first bar, at its exit.
+GC_PROBE = """
+import atexit, gc, json, os, sys
+import backtrader as bt
+import kubetrader.cli.backtest as command
+seen = {}
+load, run = command._load_resource, bt.Cerebro.run
+def reading(*args, **kwargs):
+    seen["collector on while reading the file"] = gc.isenabled()
+    return load(*args, **kwargs)
+def first_bar(self, *args, **kwargs):
+    seen["collector on at the first bar"] = gc.isenabled()
+    seen["frozen at the first bar"] = gc.get_freeze_count()
+    return run(self, *args, **kwargs)
+command._load_resource, bt.Cerebro.run = reading, first_bar
+atexit.register(lambda: print("SEEN=" + json.dumps({**seen, "collector on at exit": gc.isenabled(),
+                                                     "blas": os.environ.get("OPENBLAS_THREAD_TIMEOUT")})))
+from kubetrader.cli.main import main
+main()
+"""
+
+
+def test_a_run_pauses_the_collector_for_its_start_up_only(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """The start-up (imports, models, the file, the data) runs without the cyclic collector; the strategy
+    runs with it on, what the start-up built frozen out of its scans; OpenBLAS's idle threads sleep at
+    once (kubetrader.startup). A user's OPENBLAS_THREAD_TIMEOUT would be kept: here there is none."""
+    env = {k: v for k, v in cli_env.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    args = ["run", "-f", str(ROOT / "examples/backtest-sma.yaml"), "--output", str(tmp_path / "out")]
+    command = [sys.executable, "-c", GC_PROBE, *args]
+    done = subprocess.run(command, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(next(x for x in done.stdout.splitlines() if x.startswith("SEEN=")).removeprefix("SEEN="))
+    assert seen["collector on while reading the file"] is False
+    assert seen["collector on at the first bar"] is True
+    assert seen["frozen at the first bar"] > 10_000  # the imports' modules, classes and functions
+    assert seen["collector on at exit"] is True
+    assert seen["blas"] == "4"
 
 
 def test_emergency_stop_path_imports_no_spec_models() -> None:

@@ -184,7 +184,7 @@ def rounds(
 
 
 @pytest.mark.parametrize(
-    ("constant_liar", "conditional", "seed"), [(False, False, 4), (False, True, 5), (True, False, 6)]
+    ("constant_liar", "conditional", "seed"), [(False, False, 4), (False, True, 5), (True, False, 6), (True, True, 7)]
 )
 def test_a_round_scored_in_one_call_proposes_exactly_what_optunas_tpe_proposes_ask_by_ask(
     tmp_path: Path, constant_liar: bool, conditional: bool, seed: int

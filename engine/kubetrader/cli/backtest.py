@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -30,8 +29,11 @@ import click
 
 from kubetrader.cli.options import backtest_spec_from_options, data_options, tracking_options
 from kubetrader.errors import EXIT_FATAL, KubetraderError, SpecError
+from kubetrader.startup import gc_paused, resume_gc
 
 if TYPE_CHECKING:
+    import subprocess
+
     from kubetrader.specs import BacktestSpec, OptimizationStudySpec
     from kubetrader.specs.resources import Metadata
 
@@ -172,6 +174,8 @@ def sync_in_background(output: Path, result_ids: list[str]) -> subprocess.Popen[
     """Start `kubetrader mlflow sync` for these results, detached (its own session, no terminal),
     and return without waiting: this process may exit at once. Its output goes to the pending
     markers' directory (`sync.log`); whatever it cannot log keeps its marker."""
+    import subprocess  # here: nothing else on a run's path loads it
+
     from kubetrader.results.store import result_paths
     from kubetrader.tracking.record import PENDING_DIR
 
@@ -267,6 +271,7 @@ _summary = click.option(
     help="Backtest: also write QuantStats' HTML report ({id}-quantstats.html; needs kubetrader[quantstats]).",
 )
 @_tracking_mode
+@gc_paused
 def run(
     file: Path,
     output: Path,
@@ -290,6 +295,7 @@ def run(
     if not isinstance(spec, BacktestSpec):
         from kubetrader.cli.optimize import run_study_resource
 
+        resume_gc()  # a study's trials are no start-up
         run_study_resource(
             spec,
             name=name,
@@ -304,6 +310,7 @@ def run(
         )
         return
     if spec.matrix is not None and (workers or redis_url):
+        resume_gc()
         _execute_campaign(name, spec, output=output, summary_file=summary_file, workers=workers, redis_url=redis_url)
         return
     _execute(
@@ -369,6 +376,7 @@ def _execute_campaign(
 @_json
 @_summary
 @_tracking_mode
+@gc_paused
 def backtest(
     strategy: str,
     output: Path,

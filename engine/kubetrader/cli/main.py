@@ -15,6 +15,7 @@ import click
 
 from kubetrader import __version__
 from kubetrader.errors import EXIT_FATAL, KubetraderError
+from kubetrader.startup import own_process
 
 # name -> ("module:attribute", one-line help shown by `kubetrader --help` without importing)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -60,7 +61,12 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Run the CLI; a `KubetraderError` becomes a one-line message and its exit code."""
+    """Run the CLI; a `KubetraderError` becomes a one-line message and its exit code.
+
+    Without `argv` (the console script, `python -m`) this process is the command, and its start-up is
+    trimmed (kubetrader.startup); a caller that passes `argv` runs the CLI in its own process, untouched."""
+    if argv is None:
+        own_process()
     try:
         return cli.main(args=argv, prog_name="kubetrader", standalone_mode=False)
     except click.exceptions.Abort:

@@ -4,6 +4,7 @@ Layout under the root (``$KUBETRADER_DATA_DIR``, else ``./data``)::
 
     raw/{SYMBOL}/{file name}                 the file exactly as imported
     processed/{SYMBOL}/{timeframe}.parquet   the normalized, validated, sorted bars
+    processed/{SYMBOL}/{timeframe}.npz       their numpy copy, what a run reads (kubetrader.data.npcopy)
 
 Several worker processes may register the same data at the same moment (each
 loads its data set lazily on first use), so every write goes to a temporary
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any, get_args
 from pydantic import BaseModel, ConfigDict
 
 from kubetrader.data.frames import ADJ_CLOSE, COLUMNS, INDEX_NAME, to_utc_index
-from kubetrader.data.readers import infer_timeframe, read_bars
+from kubetrader.data.npcopy import copy_path, file_sha256, read_copy, read_copy_metadata, write_copy
 from kubetrader.data.validation import Issue, ValidationReport, validate_frame
 from kubetrader.errors import DataError, SpecError
 
@@ -205,30 +206,38 @@ class DataStore:
 
         Through `ParquetFile`, not `read_table`: that one goes through pyarrow.dataset, whose import
         loads pandas."""
-        import pyarrow.parquet as pq
-
-        from kubetrader.data.columns import from_table
-
         path = self.path(symbol, timeframe)
         try:
-            table = pq.ParquetFile(path).read()
+            copy = read_copy(path)
+            if copy is not None:  # its numpy copy: no pyarrow (kubetrader.data.npcopy)
+                return copy[0]
+            import pyarrow.parquet as pq
+
+            from kubetrader.data.columns import from_table
+
+            return from_table(pq.ParquetFile(path).read(), INDEX_NAME)
         except FileNotFoundError:
             raise DataError(f"no {timeframe} bars for {symbol} in the store at {self.root}") from None
-        return from_table(table, INDEX_NAME)
 
     def metadata(self, symbol: str, timeframe: str) -> dict[str, Any]:
         """What the store keeps about a data set besides its bars: first, last, sources (the Parquet footer)."""
         return self._metadata(self.path(symbol, timeframe))
 
     def _metadata(self, path: Path) -> dict[str, Any]:
+        copied = read_copy_metadata(path)
+        if copied is not None:
+            return dict(copied)
         import pyarrow.parquet as pq
 
         meta = pq.read_schema(path).metadata or {}
         return dict(json.loads(meta.get(_META_KEY, b"{}")))
 
     def _write(self, symbol: str, timeframe: str, frame: pd.DataFrame, sources: list[str]) -> None:
+        """The Parquet file, then its numpy copy (kubetrader.data.npcopy); the caller holds the data set's lock."""
         import pyarrow as pa
         import pyarrow.parquet as pq
+
+        from kubetrader.data.columns import from_table
 
         # Built column by column: pyarrow's from_pandas reads the deprecated tz-dropping `.values` (pandas 3.1).
         stamps = pa.array(to_utc_index(frame.index).tz_convert(None).to_numpy(), type=pa.timestamp("ns", tz="UTC"))
@@ -241,7 +250,16 @@ class DataStore:
             "last": frame.index[-1].isoformat(),
         }
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: json.dumps(ours)})
-        _atomic_write(self.path(symbol, timeframe), lambda tmp: pq.write_table(table, tmp))
+        path = self.path(symbol, timeframe)
+        written: list[str] = []
+
+        def write(tmp: Path) -> None:
+            pq.write_table(table, tmp)
+            written.append(file_sha256(tmp))  # of the very file renamed into place
+
+        _atomic_write(path, write)
+        bars = from_table(table, INDEX_NAME)  # what a reader of the Parquet file gets (read_columns)
+        _atomic_write(copy_path(path), lambda tmp: write_copy(tmp, bars, metadata=ours, parquet_sha256=written[0]))
 
     def merge(
         self,
@@ -338,6 +356,8 @@ class DataStore:
         """Read a CSV (format and timeframe detected unless given), keep a raw copy, merge its bars."""
         path = Path(path)
         check_symbol(symbol)
+        from kubetrader.data.readers import infer_timeframe, read_bars  # CSV parsing: imports only, not a run's path
+
         frame, _fmt = read_bars(path, fmt)
         if timeframe is None:
             timeframe = infer_timeframe(to_utc_index(frame.index))

@@ -18,6 +18,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from kubetrader.errors import FatalError
 from kubetrader.optimize import signing
+from kubetrader.optimize.finished_lead import lead_holds
+from kubetrader.optimize.tpe_density import MixtureDensity, ParzenEstimator
+from kubetrader.optimize.tpe_draws import draw_asks
 
 
 def vectorized_tpe_log_ndtr() -> bool:
@@ -132,7 +135,22 @@ class _Round:
     above_columns: dict[str, np.ndarray]
     above_numbers: np.ndarray
     mpe_above: Any | None
-    planned: deque[tuple[Any, dict[str, Any]]] = field(default_factory=deque)
+    planned: deque[_Planned] = field(default_factory=deque)
+    # Running trials read by this round's asks: the trial object read and its internal values
+    # (None without every parameter of the search space).
+    running: dict[int, tuple[FrozenTrial, list[float] | None]] = field(default_factory=dict)
+
+
+@dataclass
+class _Planned:
+    """One ask planned ahead: the RNG state before its draw, its candidates, and with the constant
+    liar their log density under the good trials' estimator (the bad trials' one is the ask's own),
+    without it their scores and the ask's proposal."""
+
+    state: Any
+    samples: dict[str, np.ndarray]
+    scores: np.ndarray
+    best: dict[str, Any] | None
 
 
 # Elements per array when a round's candidates are scored at once (candidates x kernels x
@@ -158,20 +176,23 @@ class MemoizedTPESampler(optuna.samplers.TPESampler):
     Rounds. The driver asks a round of trials before it tells any (`expect_asks`), and every ask
     of a round meets the same COMPLETE trials: the split, the finished trials' observations and
     the good trials' estimator are made once per round (`_Round`; a COMPLETE trial told inside the
-    round, such as an infeasible point, starts a new one). Without the constant liar the bad
-    trials' estimator is the same for the whole round too, so the round is scored in one call:
-    each ask's 24 candidates are drawn in turn from the good trials' estimator (Optuna's own
-    `sample`, in the order sequential asks draw them), all of them are evaluated in one
-    `_compute_acquisition_func` call (row for row the values of one call per ask: NumPy's per-row
-    reductions do not depend on the other rows) and each ask takes the best of its own 24. Draws a
+    round, such as an infeasible point, starts a new one). The round's candidates are drawn at
+    once (kubetrader.optimize.tpe_draws: Optuna's RNG calls ask by ask, each ask's draw Optuna's
+    to the last bit) and scored under the good trials' estimator in one call (row for row the
+    values of one call per ask: NumPy's per-row reductions do not depend on the other rows).
+    Without the constant liar the bad trials' estimator is the same for the whole round too, so
+    the round is scored in one `_compute_acquisition_func` call and each ask takes the best of its
+    own 24. With it (the default) each ask's bad trials include the round's earlier asks, so only
+    that estimator is made per ask (its running trials read once per round) and scores the ask's
+    own 24. Densities come from MixtureDensity (kubetrader.optimize.tpe_density: Optuna's
+    `log_pdf` values, the discrete parameters' Gaussian masses kept from ask to ask), the per-ask
+    estimator is Optuna's with its sigmas unsorted by a scatter (`ParzenEstimator`). Draws a
     round does not use (a trial told earlier than expected, another search space) are given back:
     the RNG returns to its state before the first unused one, so the next draw is the one Optuna
-    would make. The per-ask path stays where one call cannot be identical: with the constant liar
-    (each ask's bad trials include the round's earlier asks, so its estimator differs), with
-    `multivariate=False` or `group=True` (one draw per parameter or group, interleaved per ask),
-    and for parameters outside the relative search space (conditional spaces: their independent
-    draws come between two asks' relative draws, so the first such draw ends the round's
-    planning).
+    would make. One ask per round where the draws interleave otherwise: `multivariate=False` or
+    `group=True` (one draw per parameter or group), and parameters outside the relative search
+    space (conditional spaces: their independent draws come between two asks' relative draws, so
+    the first such draw ends the round's planning).
 
     Built on `TPESampler._sample` and `_sample_relative`, protected methods
     (optuna/samplers/_tpe/sampler.py, Optuna 5.0), whose bodies this replaces step for step:
@@ -187,6 +208,8 @@ class MemoizedTPESampler(optuna.samplers.TPESampler):
         self._round: _Round | None = None
         self._space: tuple[tuple[list[int], int], dict[str, BaseDistribution]] | None = None
         self._expected = 0
+        self._density = MixtureDensity()
+        self._last_read: tuple[list[FrozenTrial], tuple[int, int], _History] | None = None
 
     def expect_asks(self, count: int) -> None:
         """The driver's word that `count` asks come before its next tell: the round's proposals
@@ -239,14 +262,19 @@ class MemoizedTPESampler(optuna.samplers.TPESampler):
         elif round_.rows != history.rows:
             self._drop_plan()
             round_ = self._round = self._new_round(history.rows, search_space, study)
-        if round_.mpe_above is None:  # the constant liar: this ask's bad trials include the running ones
-            observations = self._with_running(round_, history.running, search_space, study)
-            self._plan(round_, 1, self._estimator(observations, search_space))
-        elif not round_.planned:
+        if not round_.planned:
             multivariate = self._is_multivariate(study) and not self._group
             self._plan(round_, max(1, self._expected) if multivariate else 1, round_.mpe_above)
         self._expected = max(0, self._expected - 1)
-        best = round_.planned.popleft()[1]
+        planned = round_.planned.popleft()
+        best = planned.best
+        if best is None:  # the constant liar: this ask's bad trials include the running ones
+            observations = self._with_running(round_, history.running, search_space, study)
+            mpe_above = self._estimator(observations, search_space)
+            above = self._density.log_pdf(
+                mpe_above._mixture_distribution, mpe_above._transform(planned.samples), self._n_ei_candidates
+            )
+            best = optuna.samplers.TPESampler._compare(planned.samples, planned.scores - above)
         return {name: dist.to_external_repr(best[name]) for name, dist in search_space.items()}
 
     def _read(self, study: optuna.Study, trial: FrozenTrial, *, fresh: bool) -> _History:
@@ -255,12 +283,20 @@ class MemoizedTPESampler(optuna.samplers.TPESampler):
         from the study's list cached for this ask. Only the trials after the leading finished ones
         are looked at (see `_FinishedTrials.lead`)."""
         trials = study._get_trials(deepcopy=False, use_cache=not fresh)
+        memo = self._last_read
+        if not fresh and memo is not None and memo[0] is trials and memo[1] == (len(trials), trial.number):
+            return memo[2]  # the same ask's cached list, read again (search space, then the count)
+        history = self._walk(study, trial, trials)
+        self._last_read = None if fresh else (trials, (len(trials), trial.number), history)
+        return history
+
+    def _walk(self, study: optuna.Study, trial: FrozenTrial, trials: list[FrozenTrial]) -> _History:
         finished = self._finished
         if finished.reset_for(study):
             self._drop_plan()
             self._round = self._space = None
         start, lead_rows, last, lead_pruned = finished.lead
-        if not (start <= len(trials) and (start == 0 or trials[start - 1] is last)):
+        if not lead_holds(trials, start, last):
             start, lead_rows, lead_pruned = 0, [], 0  # not the list the lead was read from: read it all
         rows = list(lead_rows)
         running: list[FrozenTrial] = []
@@ -301,31 +337,45 @@ class MemoizedTPESampler(optuna.samplers.TPESampler):
             mpe_above=None if self._constant_liar else self._estimator(above_columns, search_space),
         )
 
-    def _plan(self, round_: _Round, count: int, mpe_above: Any) -> None:
-        """Draw the next `count` asks' candidates in turn, score them in one call, keep each ask's best."""
-        rng = self._rng.rng
-        draws = []
-        for _ in range(count):
-            state = rng.get_state()
-            draws.append((state, round_.mpe_below.sample(rng, self._n_ei_candidates)))
+    def _plan(self, round_: _Round, count: int, mpe_above: Any | None) -> None:
+        """Draw the next `count` asks' candidates (draw_asks: Optuna's draws ask after ask), score
+        them under the good trials' estimator in one call and, without the constant liar (the bad
+        trials' estimator known), under the bad trials' one too, each ask keeping its best."""
         n = self._n_ei_candidates
-        kernels = len(round_.above_numbers) + self._n_ei_candidates  # an upper bound, with the running ones
+        mpe_below = round_.mpe_below
+        draws = draw_asks(mpe_below._mixture_distribution, self._rng.rng, n, count)
+        kernels = len(round_.above_numbers) + n  # an upper bound, with the running ones
         per_chunk = max(1, _SCORE_CHUNK_ELEMENTS // (n * kernels * max(1, len(round_.search_space))))
-        values = []
         for lo in range(0, count, per_chunk):
-            chunk = [samples for _, samples in draws[lo : lo + per_chunk]]
-            stacked = {name: np.concatenate([s[name] for s in chunk]) for name in round_.search_space}
-            values.append(self._compute_acquisition_func(stacked, round_.mpe_below, mpe_above))
-        scores = np.concatenate(values)
-        for j, (state, samples) in enumerate(draws):
-            round_.planned.append((state, optuna.samplers.TPESampler._compare(samples, scores[j * n : (j + 1) * n])))
+            chunk = draws[lo : lo + per_chunk]
+            stacked = np.concatenate([samples for _, samples in chunk])
+            if mpe_above is None:
+                below = self._density.log_pdf(mpe_below._mixture_distribution, stacked, n)
+            else:
+                scores = self._compute_acquisition_func(mpe_below._untransform(stacked), mpe_below, mpe_above)
+            for j, (state, samples) in enumerate(chunk):
+                candidates = mpe_below._untransform(samples)
+                rows = slice(j * n, (j + 1) * n)
+                if mpe_above is None:
+                    round_.planned.append(_Planned(state, candidates, below[rows], None))
+                else:
+                    best = optuna.samplers.TPESampler._compare(candidates, scores[rows])
+                    round_.planned.append(_Planned(state, candidates, scores[rows], best))
+
+    def _compute_acquisition_func(self, samples: dict[str, np.ndarray], mpe_below: Any, mpe_above: Any) -> np.ndarray:
+        """Optuna's (log density under the good trials' estimator minus the bad ones'), with the
+        densities from MixtureDensity: the same values, the discrete masses kept across asks."""
+        n = self._n_ei_candidates
+        below = self._density.log_pdf(mpe_below._mixture_distribution, mpe_below._transform(samples), n)
+        above = self._density.log_pdf(mpe_above._mixture_distribution, mpe_above._transform(samples), n)
+        return below - above
 
     def _drop_plan(self) -> None:
         """Give back the draws of planned asks that will not be made: the RNG returns to its state
         before the first of them."""
         round_ = self._round
         if round_ is not None and round_.planned:
-            self._rng.rng.set_state(round_.planned[0][0])
+            self._rng.rng.set_state(round_.planned[0].state)
             round_.planned.clear()
 
     def _split(self, rows: np.ndarray, n_below: int, study: optuna.Study) -> tuple[np.ndarray, np.ndarray]:
@@ -376,21 +426,34 @@ class MemoizedTPESampler(optuna.samplers.TPESampler):
         extra: dict[str, list[float]] = {name: [] for name in search_space}
         extra_numbers = []
         for t in running:
-            params = self._get_params(t, study)
-            if search_space.keys() <= params.keys():
+            # A storage replaces a trial's object when it changes (copy-on-write in Optuna's
+            # journal replay and in-memory storage): the same object has the same params.
+            seen = round_.running.get(t._trial_id)
+            if seen is None or seen[0] is not t:
+                params = self._get_params(t, study)
+                values = None
+                if search_space.keys() <= params.keys():
+                    values = [float(d.to_internal_repr(params[name])) for name, d in search_space.items()]
+                seen = round_.running[t._trial_id] = (t, values)
+            if seen[1] is not None:
                 extra_numbers.append(t.number)
-                for name, d in search_space.items():
-                    extra[name].append(float(d.to_internal_repr(params[name])))
-        numbers = np.concatenate([round_.above_numbers, np.asarray(extra_numbers, dtype=int)])
-        order = np.argsort(numbers, kind="stable")
-        return {
-            name: np.concatenate([round_.above_columns[name], np.asarray(extra[name], dtype=float)])[order]
-            for name in search_space
-        }
+                for name, value in zip(search_space, seen[1], strict=True):
+                    extra[name].append(value)
+        if not extra_numbers:
+            return round_.above_columns
+        merged = {name: np.concatenate([round_.above_columns[name], extra[name]]) for name in search_space}
+        numbers = round_.above_numbers
+        if len(numbers) and numbers[-1] > extra_numbers[0]:  # a straggler among the finished: sort by number
+            order = np.argsort(np.concatenate([numbers, np.asarray(extra_numbers, dtype=int)]), kind="stable")
+            merged = {name: values[order] for name, values in merged.items()}
+        return merged  # running trials come in trial order (`_read`), so after the finished ones as they are
 
     def _estimator(self, observations: dict[str, np.ndarray], search_space: dict[str, BaseDistribution]) -> Any:
         """`_build_parzen_estimator` for one objective, from observations already in hand."""
-        mpe = self._parzen_estimator_cls(observations, search_space, self._parzen_estimator_parameters)
+        cls = self._parzen_estimator_cls
+        if cls is optuna.samplers._tpe.parzen_estimator._ParzenEstimator:
+            cls = ParzenEstimator  # Optuna's, its sigmas unsorted by a scatter (tpe_density)
+        mpe = cls(observations, search_space, self._parzen_estimator_parameters)
         if not isinstance(mpe, optuna.samplers._tpe.parzen_estimator._ParzenEstimator):
             raise RuntimeError("_parzen_estimator_cls must override _ParzenEstimator.")
         return mpe

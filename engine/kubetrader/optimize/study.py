@@ -54,6 +54,7 @@ from kubetrader import defaults
 from kubetrader.errors import SpecError
 from kubetrader.optimize.constraints import Constraint, feasible, parse_constraints
 from kubetrader.optimize.evaluation import Evaluation, Evaluator
+from kubetrader.optimize.finished_lead import lead_holds
 from kubetrader.optimize.space import Space, grid, grid_size, param_values, parse_space, to_optuna_distributions
 from kubetrader.specs.backtest import BacktestSpec, StrategySpec
 from kubetrader.specs.limits import MAX_GRID_POINTS
@@ -214,6 +215,73 @@ def feasible_trials(study: Any) -> list[Any]:
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if not is_infeasible(t)]
 
 
+@dataclass
+class _Tally:
+    """Trials counted by state, and Optuna's best trial among them: `Study.best_trial` is the first
+    COMPLETE trial of the best value, or if it breaks a constraint, the first of the best value
+    among those that break none (`_get_best_trial`, optuna/study/study.py), which is the first
+    best among the feasible ones either way."""
+
+    done: int = 0
+    failed: int = 0
+    running: int = 0
+    infeasible: int = 0
+    best: Any = None
+
+    def add(self, trial: Any, maximize: bool) -> None:
+        from optuna.trial import TrialState
+
+        state = trial.state
+        if is_infeasible(trial):
+            self.infeasible += 1
+        elif state == TrialState.COMPLETE:
+            self.done += 1
+        elif state == TrialState.FAIL:
+            self.failed += 1
+        elif state == TrialState.RUNNING:
+            self.running += 1
+        feasible = state == TrialState.COMPLETE and all(x <= 0.0 for x in trial.constraints.values())
+        if feasible and (self.best is None or _better(trial.value, self.best.value, maximize)):
+            self.best = trial
+
+    def merged(self, later: _Tally, maximize: bool) -> _Tally:
+        best = self.best
+        if later.best is not None and (best is None or _better(later.best.value, best.value, maximize)):
+            best = later.best
+        return _Tally(
+            self.done + later.done,
+            self.failed + later.failed,
+            self.running + later.running,
+            self.infeasible + later.infeasible,
+            best,
+        )
+
+
+def _better(value: float, than: float, maximize: bool) -> bool:
+    return value > than if maximize else value < than
+
+
+@dataclass
+class _ProgressLead:
+    """The study's leading run of finished trials, tallied: a finished trial never changes and a
+    study's trials are only appended, so they are counted once (a list whose last counted trial is
+    another object is counted afresh)."""
+
+    study: Any
+    count: int = 0
+    last: Any = None
+    tally: _Tally = field(default_factory=_Tally)
+
+    def matches(self, trials: list[Any]) -> bool:
+        return lead_holds(trials, self.count, self.last)
+
+    def extend(self, trials: list[Any], maximize: bool) -> None:
+        while self.count < len(trials) and trials[self.count].state.is_finished():
+            self.tally.add(trials[self.count], maximize)
+            self.last = trials[self.count]
+            self.count += 1
+
+
 class StudyDriver:
     """Runs one OptimizationStudy to its trial budget (resuming a previous run)."""
 
@@ -242,6 +310,7 @@ class StudyDriver:
         self._infeasible_streak = 0
         self._held: list[tuple[Any, dict[str, Any]]] = []  # asked, in the batch, not yet submitted
         self.storage: Any = None  # the Optuna storage, once `run` opened it
+        self._progress_lead: _ProgressLead | None = None
 
     def _open(self) -> Any:
         import optuna
@@ -477,22 +546,24 @@ class StudyDriver:
                 self._start(study, trial, pending)
 
     def _progress(self, study: Any) -> StudyProgress:
-        from optuna.trial import TrialState
-
+        """Counts by state and the best trial (Optuna's `best_trial`): the leading finished trials
+        tallied once (`_ProgressLead`), the rest afresh. Called after every round of results, it
+        scanned every trial of the study: a fifth of the driver's own time per trial at 5,000."""
         trials = study.get_trials(deepcopy=False)
-        progress = StudyProgress()
-        for t in trials:
-            if is_infeasible(t):
-                progress.infeasible += 1
-            elif t.state == TrialState.COMPLETE:
-                progress.done += 1
-            elif t.state == TrialState.FAIL:
-                progress.failed += 1
-            elif t.state == TrialState.RUNNING:
-                progress.running += 1
-        if progress.done:
-            best = study.best_trial
-            progress.best_value, progress.best_params = best.value, dict(best.params)
+        lead = self._progress_lead
+        if lead is None or lead.study is not study or not lead.matches(trials):
+            lead = self._progress_lead = _ProgressLead(study)
+        maximize = study.direction.name == "MAXIMIZE"
+        lead.extend(trials, maximize)
+        tail = _Tally()
+        for t in trials[lead.count :]:
+            tail.add(t, maximize)
+        total = lead.tally.merged(tail, maximize)
+        progress = StudyProgress(
+            done=total.done, failed=total.failed, running=total.running, infeasible=total.infeasible
+        )
+        if progress.done and total.best is not None:
+            progress.best_value, progress.best_params = total.best.value, dict(total.best.params)
         return progress
 
     def _summary(self, study: Any) -> StudySummary:

@@ -123,7 +123,7 @@ def _cell_curve(task: Task, context: TaskContext, days: object, equity: object) 
 def warm_up() -> None:
     """Import the engine before the first claim, so the first task's time (and lease) is not spent importing."""
     import kubetrader.pipeline
-    import kubetrader.runner  # noqa: F401 - imported for its side effect of loading Backtrader, numpy and pyarrow
+    import kubetrader.runner  # noqa: F401 - imported for its side effect of loading Backtrader and numpy
 
 
 def noop(task: Task, context: TaskContext) -> HandlerOutcome:
