@@ -81,6 +81,9 @@ class OperatorSettings(BaseSettings):
     start_timeout_seconds: float = Field(default=600.0, gt=0, description="Job never started or vanished -> Failed.")
     resync_interval_seconds: float = Field(default=30.0, gt=0, description="Resync period of unfinished Backtests.")
     resync_idle_seconds: float = Field(default=0.0, ge=0, description="Quiet time after a change before the check.")
+    # Backtests started or reconciled at once, in threads of their own (kubetrader_operator.workqueue):
+    # what a burst of creations holds in memory, and never kopf's threads, which LiveDeployments need.
+    work_concurrency: int = Field(default=4, ge=1, le=64)
 
     # kopf itself; short values make tests react fast, the chart keeps the defaults.
     watch_timeout_seconds: int = Field(default=300, gt=0)

@@ -369,3 +369,46 @@ def test_a_gateway_policy_left_by_an_older_operator_is_brought_up_to_date(
         assert all(peer.get("namespaceSelector") != {} for peer in peers)
         # kopf posts events from its own queue, after the patch that a wait above saw
         wait_until(lambda: events(live_env, "Updated"), timeout=20, what="the Updated event")
+
+
+def test_a_burst_of_backtests_never_holds_up_a_live_deployment_or_its_emergency_stop(
+    live_env: EmulatedCluster, tws_peer: TwsPeer, operator_runner: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20: Backtests' handlers ran in kopf's executor (8 threads), the LiveDeployments' too, so a
+    burst of Backtests whose API work was slow queued a LiveDeployment's create and emergency stop
+    behind it. Their work now runs in threads of its own (kubetrader_operator.workqueue)."""
+    import threading
+
+    from kubetrader_operator import kube
+
+    burst = 9  # more than kopf's executor has threads (main.configure)
+    entered: list[str] = []
+    released = threading.Event()
+    create_if_absent = kube.create_if_absent
+
+    def slow_create(manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """A Backtest's child create that takes until the test says (an API server under load)."""
+        entered.append(manifest["metadata"]["name"])
+        if not released.wait(60):
+            raise TimeoutError("the test never released the Backtests")
+        return create_if_absent(manifest)
+
+    monkeypatch.setattr(kube, "create_if_absent", slow_create)
+    backtest = yaml.safe_load((EXAMPLES / "backtest-sma.yaml").read_text())
+    open_book(tws_peer)
+    with operator_runner():
+        try:
+            for i in range(burst):
+                live_env.create({**backtest, "metadata": {"name": f"burst-{i}", "namespace": NS}})
+            wait_until(lambda: len(entered) >= 4, timeout=20, what="Backtests' work under way")
+            live_env.create(live_deployment())
+            assert wait_until(lambda: live_env.get("StatefulSet", NS, GATEWAY), timeout=20, what="the gateway")
+            assert wait_until(lambda: live_env.get("Deployment", NS, RUNNER), timeout=20, what="the runner")
+            live_env.delete("LiveDeployment", NS, NAME)
+            wait_until(lambda: live_env.get("LiveDeployment", NS, NAME) is None, timeout=30, what="the stop")
+            assert tws_peer.positions() == {} and tws_peer.open_orders() == []
+            assert not any(live_env.get("Job", NS, f"bt-burst-{i}") for i in range(burst))  # still held
+        finally:
+            released.set()
+        for i in range(burst):
+            wait_until(lambda: live_env.get("Job", NS, f"bt-burst-{i}"), timeout=30, what=f"the Job of burst-{i}")  # noqa: B023

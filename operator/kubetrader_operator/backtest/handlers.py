@@ -1,5 +1,9 @@
 """kopf handlers for Backtest: thin. Parse, build, adopt, create if absent, write status.
 
+The create/resume and Job-event handlers only put the Backtest in its work queue
+(kubetrader_operator.workqueue): `work_concurrency` threads of its own do the API work, so a burst
+of Backtests holds that many at a time, not one kopf worker each, and never takes kopf's threads
+from the LiveDeployment handlers.
 Status is written in one place (`reconcile`) with optimistic concurrency: the Job
 watcher, the resync loop and the create handler may all call it; whoever loses
 the resourceVersion race reads again and recomputes, so no update is lost.
@@ -28,10 +32,11 @@ from kubetrader_operator.conditions import is_terminal, now_iso
 from kubetrader_operator.labels import BACKTEST_LABEL, MANAGED_BY, MANAGER, backtest_child_name, owner_name
 from kubetrader_operator.metrics import FAILURES, measured
 from kubetrader_operator.settings import get_settings
+from kubetrader_operator.workqueue import Action, WorkQueue
 
 KIND = "Backtest"
 RESOURCE = (API_GROUP, API_VERSION, "backtests")
-SETTINGS = get_settings()  # for the decorators, which are evaluated at import; handlers call get_settings()
+WORK_KEY = "kubetrader_backtest_work"  # the WorkQueue in kopf's operator-wide memo
 
 
 def _event(backtest: dict[str, Any], transition: Transition) -> None:
@@ -78,18 +83,19 @@ def _wait_for_old_child(namespace: str, name: str, message: str) -> kopf.Tempora
     return kopf.TemporaryError(message, delay=get_settings().backoff_seconds)
 
 
-@kopf.on.resume(*RESOURCE, backoff=SETTINGS.backoff_seconds)
-@kopf.on.create(*RESOURCE, backoff=SETTINGS.backoff_seconds)
-def start_backtest(
-    body: kopf.Body, name: str, namespace: str | None, spec: kopf.Spec, status: kopf.Status, **_: Any
-) -> None:
-    """Validate the spec, then create (or find) the ConfigMap and the Job that runs it."""
-    assert namespace is not None  # Backtests are namespaced (the CRD says so)
+def start(namespace: str, name: str) -> None:
+    """Validate the spec, then create (or find) the ConfigMap and the Job that runs it.
+
+    Reads the Backtest afresh: it runs from the work queue, maybe a while after the event."""
     with measured(KIND, "start"):
-        if is_terminal(list(status.get("conditions") or [])):
+        raw = kube.read_backtest(namespace, name)
+        if raw is None:
+            return
+        body = kopf.Body(cast(kopf.RawBody, raw))
+        if is_terminal(list(body.status.get("conditions") or [])):
             return
         try:
-            parsed = BacktestSpec.model_validate(dict(spec))
+            parsed = BacktestSpec.model_validate(dict(body.spec))
             options = job_options(get_settings(), dict(body.metadata.annotations))
         except (ValidationError, ValueError) as exc:
             message = f"invalid spec: {exc}"
@@ -114,6 +120,57 @@ def start_backtest(
         reconcile(namespace, name)
 
 
+def work(namespace: str, name: str, action: Action) -> None:
+    """The work queue's work for one Backtest: start it (which ends with a reconcile) or reconcile it."""
+    if action is Action.START:
+        start(namespace, name)
+    else:
+        with measured(KIND, "job-event"):
+            reconcile(namespace, name)
+
+
+@kopf.on.startup()
+async def start_work_queue(memo: kopf.Memo, **_: Any) -> None:
+    """The Backtests' work queue (kubetrader_operator.workqueue): their handlers below only enqueue."""
+    settings = get_settings()
+
+    def enter_posting() -> None:  # read when the work runs: the resync loop's startup handler sets it
+        memo[resync.MEMO_KEY].enter_posting()
+
+    queue = memo[WORK_KEY] = WorkQueue(
+        KIND, work, settings.work_concurrency, settings.backoff_seconds, enter=enter_posting
+    )
+    queue.start()
+
+
+@kopf.on.cleanup()
+async def stop_work_queue(memo: kopf.Memo, **_: Any) -> None:
+    queue: WorkQueue | None = memo.get(WORK_KEY)  # None if the operator stopped before its startup
+    if queue is not None:
+        await queue.stop()
+
+
+@kopf.on.probe(id="backtest_work")
+def work_pending(memo: kopf.Memo, **_: Any) -> int:
+    """Shown at the liveness endpoint: Backtests waiting for (or in) their start or reconcile."""
+    queue: WorkQueue | None = memo.get(WORK_KEY)
+    return queue.pending() if queue is not None else 0
+
+
+def _enqueue(memo: kopf.Memo, namespace: str, name: str, action: Action) -> None:
+    memo[resync.MEMO_KEY].capture_posting()  # the work's Events go out through this run's poster
+    memo[WORK_KEY].submit((namespace, name), action)
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+async def start_backtest(name: str, namespace: str | None, status: kopf.Status, memo: kopf.Memo, **_: Any) -> None:
+    """Queue the Backtest's start (`start`); async, so kopf's worker lets go of the event at once."""
+    assert namespace is not None  # Backtests are namespaced (the CRD says so)
+    if not is_terminal(list(status.get("conditions") or [])):
+        _enqueue(memo, namespace, name, Action.START)
+
+
 def resync_backtest(namespace: str, name: str) -> None:
     """Catch what events missed: a Job that vanished, never started, or finished unseen."""
     with measured(KIND, "resync"):
@@ -124,22 +181,29 @@ def resync_backtest(namespace: str, name: str) -> None:
 resync.register(RESOURCE, "unfinished_backtests", resync_backtest)
 
 
+def job_has_news(type: str | None, status: kopf.Status, **_: Any) -> bool:  # noqa: A002 - kopf's name
+    """A kopf `when` filter: skip a Job event with no status at all (the Job as just created).
+
+    It tells nothing `start` has not just written: `start` reconciles after creating the Job, a
+    restart's listing reaches every Backtest through its resume handler, and the resync loop catches
+    a Job that never starts. A Job's deletion always passes: the Backtest learns its Job is gone."""
+    return type == "DELETED" or bool(status)
+
+
 @kopf.on.event(
     "batch",
     "v1",
     "jobs",
     labels={MANAGED_BY: MANAGER, BACKTEST_LABEL: kopf.PRESENT},
-    when=resync.owner_unfinished(KIND, "unfinished_backtests"),
+    when=kopf.all_([resync.owner_unfinished(KIND, "unfinished_backtests"), job_has_news]),
 )
-def job_changed(namespace: str | None, body: kopf.Body, **_: Any) -> None:
-    """A Backtest's Job changed: update the Backtest's status at once.
+async def job_changed(namespace: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A Backtest's Job changed: queue a reconcile of the Backtest's status.
 
     The Backtest is the Job's owner (its label value may be a shortened name: see labels.label_value);
     the Job of a finished or deleted Backtest is filtered out before this runs (resync.owner_unfinished).
     """
     assert namespace is not None
     owner = owner_name(dict(body), KIND)
-    if owner is None:
-        return
-    with measured(KIND, "job-event"):
-        reconcile(namespace, owner)
+    if owner is not None:
+        _enqueue(memo, namespace, owner, Action.RECONCILE)
